@@ -1,0 +1,9 @@
+namespace Pipeline.Contracts;
+
+/// <summary>Add one reconstruction output to its dataset's merge buffer (idempotent per output id).</summary>
+public sealed record MergeOutput(
+    Guid FileId,
+    int Run,
+    string Stream,
+    string Campaign,
+    OutputFile Output) : IFileMessage;

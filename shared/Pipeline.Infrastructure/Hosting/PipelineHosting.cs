@@ -1,0 +1,128 @@
+using MassTransit;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.Ingest;
+using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.Storage;
+using Serilog;
+using Serilog.Events;
+using Serilog.Formatting.Compact;
+
+namespace Pipeline.Infrastructure.Hosting;
+
+public static class PipelineHosting
+{
+    /// <summary>
+    /// Everything a pipeline process needs, then the given stages: logging, options, storage areas,
+    /// the state store, the bus on the configured transport, and health checks.
+    /// </summary>
+    public static WebApplicationBuilder AddPipeline(this WebApplicationBuilder builder, params PipelineModule[] modules)
+    {
+        var services = builder.Services;
+        var configuration = builder.Configuration;
+
+        services.AddOptions<PipelineOptions>().BindConfiguration(PipelineOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<CampaignOptions>().BindConfiguration(CampaignOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        var options = configuration.GetSection(PipelineOptions.Section).Get<PipelineOptions>() ?? new PipelineOptions();
+
+        services.AddSerilog((_, logger) => ConfigureLogging(logger, configuration, options));
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton(_ => StorageAreas.FromConfiguration(
+            configuration.GetSection(StorageOptions.Section).GetChildren().ToDictionary(c => c.Key, c => c.Value, StringComparer.Ordinal),
+            options.DataDirectory));
+        AddStore(services, options);
+        services.AddSingleton<RunIngestion>();
+
+        foreach (var module in modules)
+        {
+            module.ConfigureServices(services, configuration);
+        }
+
+        services.AddMassTransit(bus =>
+        {
+            bus.SetKebabCaseEndpointNameFormatter();
+            foreach (var module in modules)
+            {
+                module.ConfigureBus(bus);
+            }
+            switch (options.Transport)
+            {
+                case TransportKind.RabbitMq:
+                    bus.UsingRabbitMq((context, rabbit) =>
+                    {
+                        rabbit.Host(new Uri(options.RabbitMq.Uri));
+                        rabbit.PrefetchCount = options.Prefetch;
+                        rabbit.ConfigureEndpoints(context);
+                    });
+                    break;
+                default:
+                    bus.UsingInMemory((context, memory) => memory.ConfigureEndpoints(context));
+                    break;
+            }
+        });
+
+        services.AddHealthChecks().AddCheck<StoreHealthCheck>("store", tags: ["ready"]);
+        return builder;
+    }
+
+    private static void AddStore(IServiceCollection services, PipelineOptions options)
+    {
+        services.AddSingleton(_ => new SqlitePipelineStore(options.SqlitePath));
+        services.AddSingleton<IFileSagaStore>(sp => sp.GetRequiredService<SqlitePipelineStore>());
+        services.AddSingleton<IRunRegistry>(sp => sp.GetRequiredService<SqlitePipelineStore>());
+        services.AddSingleton<ICatalog>(sp => sp.GetRequiredService<SqlitePipelineStore>());
+        services.AddSingleton<IMergeStore>(sp => sp.GetRequiredService<SqlitePipelineStore>());
+    }
+
+    private static void ConfigureLogging(LoggerConfiguration logger, IConfiguration configuration, PipelineOptions options)
+    {
+        logger.MinimumLevel.Information()
+            .MinimumLevel.Override("Microsoft", LogEventLevel.Warning)
+            .MinimumLevel.Override("Microsoft.Hosting.Lifetime", LogEventLevel.Information)
+            .MinimumLevel.Override("MassTransit", LogEventLevel.Warning)
+            .ReadFrom.Configuration(configuration)
+            .Enrich.FromLogContext()
+            .Enrich.WithProperty("Instance", options.EffectiveInstanceName);
+        // Logs go to stderr so that a command's stdout carries only its result (make demo's JSON line).
+        if (options.LogFormat == "json")
+        {
+            logger.WriteTo.Console(new RenderedCompactJsonFormatter(), standardErrorFromLevel: LogEventLevel.Verbose);
+        }
+        else
+        {
+            logger.WriteTo.Console(
+                outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext:l}: {Message:lj}{NewLine}{Exception}",
+                standardErrorFromLevel: LogEventLevel.Verbose);
+        }
+    }
+
+    /// <summary>/health/live answers while the process runs; /health/ready when the store and the bus work.</summary>
+    public static IEndpointRouteBuilder MapPipelineHealth(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
+        endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
+        return endpoints;
+    }
+}
+
+internal sealed class StoreHealthCheck(IFileSagaStore store) : IHealthCheck
+{
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await store.ListAsync(new FileQuery(Limit: 1), cancellationToken);
+            return HealthCheckResult.Healthy();
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return HealthCheckResult.Unhealthy("The state store does not answer.", ex);
+        }
+    }
+}

@@ -1,0 +1,61 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Pipeline.Infrastructure.Hosting;
+
+public enum TransportKind
+{
+    /// <summary>Everything in one process, messages in memory: the embedded default.</summary>
+    InMemory,
+
+    /// <summary>Durable queues on a RabbitMQ broker: production.</summary>
+    RabbitMq,
+}
+
+public enum StoreKind
+{
+    Sqlite,
+}
+
+/// <summary>Settings every service reads, under "Pipeline".</summary>
+public sealed class PipelineOptions
+{
+    public const string Section = "Pipeline";
+
+    /// <summary>Root of the embedded defaults: the SQLite database and the storage areas not configured elsewhere.</summary>
+    [Required]
+    public string DataDirectory { get; set; } = "./data";
+
+    public TransportKind Transport { get; set; } = TransportKind.InMemory;
+
+    public RabbitMqOptions RabbitMq { get; set; } = new();
+
+    public StoreKind Store { get; set; } = StoreKind.Sqlite;
+
+    public SqliteOptions Sqlite { get; set; } = new();
+
+    /// <summary>Messages a receive endpoint takes ahead from the broker (MassTransit's default on 2 cores is 4).</summary>
+    [Range(1, 10_000)]
+    public int Prefetch { get; set; } = 32;
+
+    /// <summary>"text" for people at a terminal, "json" for log collectors.</summary>
+    [RegularExpression("^(text|json)$")]
+    public string LogFormat { get; set; } = "text";
+
+    /// <summary>Names this process in leases and logs; defaults to host name and process id.</summary>
+    public string? InstanceName { get; set; }
+
+    public string EffectiveInstanceName => InstanceName ?? $"{Environment.MachineName}-{Environment.ProcessId}";
+
+    public string SqlitePath => Sqlite.Path ?? System.IO.Path.Combine(DataDirectory, "pipeline.db");
+}
+
+public sealed class RabbitMqOptions
+{
+    /// <summary>amqp://user:password@host:port/vhost</summary>
+    public string Uri { get; set; } = "amqp://guest:guest@127.0.0.1:5672/";
+}
+
+public sealed class SqliteOptions
+{
+    public string? Path { get; set; }
+}

@@ -1,0 +1,165 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
+using MassTransit;
+using Microsoft.Extensions.Options;
+using Pipeline.Contracts;
+using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.Storage;
+
+namespace Pipeline.Infrastructure.Ingest;
+
+/// <summary>A run announcement that cannot be accepted, with every problem found, by field.</summary>
+public sealed class InvalidRunException(IReadOnlyDictionary<string, string[]> errors)
+    : Exception("Run event rejected: " + string.Join("; ", errors.SelectMany(e => e.Value.Select(v => $"{e.Key}: {v}"))))
+{
+    public IReadOnlyDictionary<string, string[]> Errors { get; } = errors;
+}
+
+/// <summary>The run was announced before with different files.</summary>
+public sealed class ConflictingRunException(int run)
+    : Exception($"Run {run} was already registered with different files; a run's files cannot change once announced.")
+{
+    public int Run { get; } = run;
+}
+
+public sealed record IngestResult(int Run, string Campaign, int Files, bool AlreadyRegistered, IReadOnlyList<Guid> FileIds);
+
+/// <summary>
+/// Turns a run announcement (from the data-acquisition system or the admin API) into one registered
+/// file saga per raw file. Validates everything before changing anything.
+/// </summary>
+public sealed partial class RunIngestion(IRunRegistry runs, IOptions<CampaignOptions> campaign, TimeProvider time)
+{
+    public const int MaxFilesPerRun = 100_000;
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+    private static partial Regex StreamName();
+
+    public static IReadOnlyDictionary<string, string[]> Validate(RunRecorded? run)
+    {
+        var errors = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        void Add(string field, string problem)
+        {
+            if (!errors.TryGetValue(field, out var list))
+            {
+                errors[field] = list = [];
+            }
+            list.Add(problem);
+        }
+
+        if (run is null)
+        {
+            Add("body", "a run event is required");
+            return Freeze(errors);
+        }
+        if (run.Run <= 0)
+        {
+            Add("run", "must be a positive run number");
+        }
+        if (run.Files is null || run.Files.Count == 0)
+        {
+            Add("files", "at least one raw file is required");
+            return Freeze(errors);
+        }
+        if (run.Files.Count > MaxFilesPerRun)
+        {
+            Add("files", $"at most {MaxFilesPerRun} files per run");
+        }
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < run.Files.Count; i++)
+        {
+            var file = run.Files[i];
+            var at = $"files[{i}]";
+            if (file is null)
+            {
+                Add(at, "is missing");
+                continue;
+            }
+            var nameProblem = AreaNames.Problem(file.Name);
+            if (nameProblem is not null)
+            {
+                Add($"{at}.name", nameProblem);
+            }
+            else if (!names.Add(file.Name!))
+            {
+                Add($"{at}.name", $"'{file.Name}' appears more than once in this run");
+            }
+            if (file.Stream is null || !StreamName().IsMatch(file.Stream))
+            {
+                Add($"{at}.stream", "must be 1-64 letters, digits, '_' or '-'");
+            }
+            if (file.Section < 0)
+            {
+                Add($"{at}.section", "must not be negative");
+            }
+            if (file.Size <= 0)
+            {
+                Add($"{at}.size", "must be a positive number of bytes");
+            }
+            if (!Adler32Checksum.IsWellFormed(file.Adler32))
+            {
+                Add($"{at}.adler32", "must be eight hexadecimal digits");
+            }
+            if (file.Events < 0)
+            {
+                Add($"{at}.events", "must not be negative");
+            }
+        }
+        return Freeze(errors);
+    }
+
+    private static Dictionary<string, string[]> Freeze(Dictionary<string, List<string>> errors) =>
+        errors.ToDictionary(e => e.Key, e => e.Value.ToArray(), StringComparer.Ordinal);
+
+    /// <summary>
+    /// Registers the run and publishes one <see cref="FileRegistered"/> per file. A run announced again
+    /// with the same files publishes them again (harmless: sagas ignore a second registration), so a
+    /// crash between registering and publishing loses nothing.
+    /// </summary>
+    public async Task<IngestResult> IngestAsync(RunRecorded run, IPublishEndpoint publisher, CancellationToken cancellationToken)
+    {
+        var errors = Validate(run);
+        if (errors.Count > 0)
+        {
+            throw new InvalidRunException(errors);
+        }
+        var files = run.Files!;
+        var now = time.GetUtcNow();
+        var rawEntries = files
+            .Select(f => new CatalogEntry(f.Name!, StorageOptions.Archive, CatalogEntry.Raw, null, null, f.Size,
+                f.Adler32!.ToLowerInvariant(), f.Events, [], now))
+            .ToList();
+        var registration = await runs.RegisterRunAsync(run.Run, Digest(run), rawEntries, cancellationToken);
+        if (registration == RunRegistration.Conflicting)
+        {
+            throw new ConflictingRunException(run.Run);
+        }
+
+        var campaignName = campaign.Value.Name;
+        var ids = new List<Guid>(files.Count);
+        foreach (var file in files.OrderBy(f => f.Stream, StringComparer.Ordinal).ThenBy(f => f.Section).ThenBy(f => f.Name, StringComparer.Ordinal))
+        {
+            var id = FileIds.For(campaignName, file.Name!);
+            ids.Add(id);
+            await publisher.Publish(new FileRegistered(id, run.Run, file.Stream!, campaignName, file.Name!, file.Section, file.Size,
+                file.Adler32!.ToLowerInvariant(), file.Events), cancellationToken);
+        }
+        return new IngestResult(run.Run, campaignName, files.Count, registration == RunRegistration.AlreadyRegistered, ids);
+    }
+
+    /// <summary>A digest of the run's files in a canonical order, to tell a repeat from a change.</summary>
+    public static string Digest(RunRecorded run)
+    {
+        var text = new StringBuilder();
+        text.Append(run.Run.ToString(CultureInfo.InvariantCulture)).Append('\n');
+        foreach (var f in run.Files!.OrderBy(f => f.Name, StringComparer.Ordinal))
+        {
+            text.Append(CultureInfo.InvariantCulture, $"{f.Name}|{f.Stream}|{f.Section}|{f.Size}|{f.Adler32!.ToLowerInvariant()}|{f.Events}\n");
+        }
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
+    }
+}

@@ -1,0 +1,161 @@
+using Pipeline.Contracts;
+
+namespace Pipeline.Infrastructure.State;
+
+/// <summary>A write lost a race: the document changed (or appeared) since it was read. Retrying re-reads it.</summary>
+public sealed class ConcurrencyConflictException(string message) : Exception(message);
+
+/// <summary>The file sagas: load, insert and compare-and-set update, plus the queries operators need.</summary>
+public interface IFileSagaStore
+{
+    Task<FileState?> LoadAsync(Guid id, CancellationToken cancellationToken);
+
+    /// <summary>Inserts a new saga; throws <see cref="ConcurrencyConflictException"/> if one with that id exists.</summary>
+    Task InsertAsync(FileState state, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Replaces the saga if its stored version is still <paramref name="expectedVersion"/>; the stored
+    /// version becomes expectedVersion + 1. Throws <see cref="ConcurrencyConflictException"/> otherwise.
+    /// </summary>
+    Task UpdateAsync(FileState state, int expectedVersion, CancellationToken cancellationToken);
+
+    Task<FilePage> ListAsync(FileQuery query, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<StateCount>> CountByStateAsync(CancellationToken cancellationToken);
+
+    /// <summary>Files in a non-final state whose deadline passed, or that were last written before <paramref name="updatedBefore"/>.</summary>
+    Task<IReadOnlyList<StalledFile>> FindStalledAsync(DateTimeOffset now, DateTimeOffset? updatedBefore, int limit, CancellationToken cancellationToken);
+}
+
+public sealed record FileQuery(
+    string? Campaign = null,
+    string? State = null,
+    int? RunFrom = null,
+    int? RunTo = null,
+    string? Stream = null,
+    string? After = null,
+    int Limit = 100);
+
+public sealed record FileSummary(
+    Guid Id,
+    string Campaign,
+    int Run,
+    string Stream,
+    string LogicalName,
+    string State,
+    int Attempt,
+    DateTimeOffset UpdatedAt,
+    string? FailureReason);
+
+/// <summary>A page of files in (run, name) order; <see cref="Next"/> is the cursor for the following page.</summary>
+public sealed record FilePage(IReadOnlyList<FileSummary> Files, string? Next);
+
+public sealed record StateCount(string Campaign, string State, long Files);
+
+public sealed record StalledFile(Guid Id, int Version, string State);
+
+/// <summary>Runs as announced, so that the same run announced twice is registered once.</summary>
+public interface IRunRegistry
+{
+    /// <summary>Registers a run and catalogs its raw files in one step.</summary>
+    Task<RunRegistration> RegisterRunAsync(int run, string digest, IReadOnlyList<CatalogEntry> rawFiles, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<RunRecord>> ListRunsAsync(CancellationToken cancellationToken);
+}
+
+public enum RunRegistration
+{
+    /// <summary>First time this run was seen.</summary>
+    New,
+
+    /// <summary>Seen before with exactly the same files: nothing new to do.</summary>
+    AlreadyRegistered,
+
+    /// <summary>Seen before with different files: refused.</summary>
+    Conflicting,
+}
+
+public sealed record RunRecord(int Run, int Files, DateTimeOffset RegisteredAt);
+
+/// <summary>Where every catalogued file is: raw inputs and archived merged outputs.</summary>
+public interface ICatalog
+{
+    /// <summary>Adds an entry; the same entry added again is a no-op, a different one under the same name and area is a conflict.</summary>
+    Task AddAsync(CatalogEntry entry, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<CatalogEntry>> FindAsync(string name, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<CatalogEntry>> ListAsync(string kind, string? campaign, CancellationToken cancellationToken);
+}
+
+public sealed record CatalogEntry(
+    string Name,
+    string Area,
+    string Kind,
+    string? Campaign,
+    string? Dataset,
+    long Size,
+    string Adler32,
+    long Events,
+    IReadOnlyList<MergedSource> Sources,
+    DateTimeOffset CreatedAt)
+{
+    public const string Raw = "raw";
+    public const string Merged = "merged";
+}
+
+/// <summary>The merger's durable buffer: outputs waiting per dataset, and the merged files made from them.</summary>
+public interface IMergeStore
+{
+    /// <summary>Adds an output to its dataset's buffer, or returns the stored record if it is already known.</summary>
+    Task<PendingOutput> AddOutputAsync(PendingOutput output, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<DatasetBuffer>> ListBuffersAsync(CancellationToken cancellationToken);
+
+    /// <summary>Pending outputs of a dataset in (run, section, stream) order.</summary>
+    Task<IReadOnlyList<PendingOutput>> ListPendingAsync(string campaign, string dataset, int limit, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Records a merged file and marks its outputs as merged, all or nothing. Returns false (and changes
+    /// nothing) if any of the outputs was merged meanwhile by someone else.
+    /// </summary>
+    Task<bool> CommitMergeAsync(MergedFileRecord merged, IReadOnlyList<string> outputIds, CancellationToken cancellationToken);
+
+    Task<MergedFileRecord?> GetMergedFileAsync(string name, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<PendingOutput>> ListOutputsOfAsync(string mergedName, CancellationToken cancellationToken);
+
+    /// <summary>Merged files not yet archived that were last touched before <paramref name="updatedBefore"/>.</summary>
+    Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedAsync(DateTimeOffset updatedBefore, CancellationToken cancellationToken);
+
+    Task MarkArchivedAsync(string mergedName, CancellationToken cancellationToken);
+}
+
+public sealed record PendingOutput(
+    string OutputId,
+    Guid FileId,
+    string Campaign,
+    string Dataset,
+    int Run,
+    string Stream,
+    int Section,
+    string RawName,
+    string Name,
+    long Size,
+    string Adler32,
+    long Events,
+    DateTimeOffset AddedAt,
+    string? MergedName);
+
+public sealed record DatasetBuffer(string Campaign, string Dataset, int Outputs, long Bytes, DateTimeOffset OldestAddedAt, DateTimeOffset NewestAddedAt);
+
+public sealed record MergedFileRecord(
+    string Name,
+    string Campaign,
+    string Dataset,
+    long Size,
+    string Adler32,
+    long Events,
+    bool Archived,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset UpdatedAt);

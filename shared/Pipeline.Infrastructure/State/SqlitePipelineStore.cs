@@ -1,0 +1,573 @@
+using System.Buffers.Text;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using Pipeline.Contracts;
+
+namespace Pipeline.Infrastructure.State;
+
+/// <summary>
+/// The embedded store: one SQLite database in WAL mode. Sagas are JSON documents with the columns
+/// the queries filter on beside them; every update is a compare-and-set on the version column.
+/// </summary>
+public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    // SQLite admits one writer at a time; queueing writers here is cheaper than letting them spin on SQLITE_BUSY.
+    private readonly SemaphoreSlim _writeGate = new(1, 1);
+    private readonly string _connectionString;
+
+    public SqlitePipelineStore(string databasePath)
+    {
+        var directory = Path.GetDirectoryName(Path.GetFullPath(databasePath));
+        if (directory is not null)
+        {
+            Directory.CreateDirectory(directory);
+        }
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = databasePath,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Cache = SqliteCacheMode.Private,
+            DefaultTimeout = 30,
+            Pooling = true,
+        }.ToString();
+        Initialise();
+    }
+
+    public static readonly IReadOnlySet<string> FinalStates = new HashSet<string>(StringComparer.Ordinal) { "Archived", "Failed" };
+
+    private void Initialise()
+    {
+        using var connection = Open();
+        Execute(connection, "PRAGMA journal_mode=WAL;");
+        Execute(connection, """
+            CREATE TABLE IF NOT EXISTS file_sagas (
+                id TEXT PRIMARY KEY,
+                version INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                campaign TEXT NOT NULL,
+                run INTEGER NOT NULL,
+                stream TEXT NOT NULL,
+                name TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL,
+                deadline INTEGER NULL,
+                failure TEXT NULL,
+                document TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS ix_file_sagas_state ON file_sagas(state, deadline);
+            CREATE INDEX IF NOT EXISTS ix_file_sagas_campaign_state ON file_sagas(campaign, state);
+            CREATE INDEX IF NOT EXISTS ix_file_sagas_run ON file_sagas(run, name);
+            CREATE INDEX IF NOT EXISTS ix_file_sagas_updated ON file_sagas(updated_at);
+            CREATE TABLE IF NOT EXISTS runs (
+                run INTEGER PRIMARY KEY,
+                digest TEXT NOT NULL,
+                files INTEGER NOT NULL,
+                registered_at INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS catalog (
+                name TEXT NOT NULL,
+                area TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                campaign TEXT NULL,
+                dataset TEXT NULL,
+                size INTEGER NOT NULL,
+                adler32 TEXT NOT NULL,
+                events INTEGER NOT NULL,
+                sources TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                PRIMARY KEY (name, area));
+            CREATE INDEX IF NOT EXISTS ix_catalog_kind ON catalog(kind, campaign, dataset);
+            CREATE TABLE IF NOT EXISTS merge_outputs (
+                output_id TEXT PRIMARY KEY,
+                file_id TEXT NOT NULL,
+                campaign TEXT NOT NULL,
+                dataset TEXT NOT NULL,
+                run INTEGER NOT NULL,
+                stream TEXT NOT NULL,
+                section INTEGER NOT NULL,
+                raw_name TEXT NOT NULL,
+                name TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                adler32 TEXT NOT NULL,
+                events INTEGER NOT NULL,
+                added_at INTEGER NOT NULL,
+                merged_name TEXT NULL);
+            CREATE INDEX IF NOT EXISTS ix_merge_outputs_pending ON merge_outputs(campaign, dataset, merged_name, run, section);
+            CREATE INDEX IF NOT EXISTS ix_merge_outputs_merged ON merge_outputs(merged_name);
+            CREATE TABLE IF NOT EXISTS merged_files (
+                name TEXT PRIMARY KEY,
+                campaign TEXT NOT NULL,
+                dataset TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                adler32 TEXT NOT NULL,
+                events INTEGER NOT NULL,
+                archived INTEGER NOT NULL,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL);
+            CREATE INDEX IF NOT EXISTS ix_merged_files_archived ON merged_files(archived, updated_at);
+            """);
+    }
+
+    private SqliteConnection Open()
+    {
+        var connection = new SqliteConnection(_connectionString);
+        connection.Open();
+        // FULL: a committed saga transition survives a power cut, which is what acknowledging a message after it promises.
+        Execute(connection, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+        return connection;
+    }
+
+    private async Task<T> WriteAsync<T>(Func<SqliteConnection, SqliteTransaction, T> work, CancellationToken cancellationToken)
+    {
+        await _writeGate.WaitAsync(cancellationToken);
+        try
+        {
+            using var connection = Open();
+            using var transaction = connection.BeginTransaction(deferred: false);
+            var result = work(connection, transaction);
+            transaction.Commit();
+            return result;
+        }
+        finally
+        {
+            _writeGate.Release();
+        }
+    }
+
+    private Task<T> ReadAsync<T>(Func<SqliteConnection, T> work)
+    {
+        using var connection = Open();
+        return Task.FromResult(work(connection));
+    }
+
+    // ---- file sagas -------------------------------------------------------------------------
+
+    public Task<FileState?> LoadAsync(Guid id, CancellationToken cancellationToken) =>
+        ReadAsync(connection =>
+        {
+            using var command = Command(connection, "SELECT document FROM file_sagas WHERE id = $id", ("$id", Key(id)));
+            return command.ExecuteScalar() is string document ? JsonSerializer.Deserialize<FileState>(document, Json) : null;
+        });
+
+    public Task InsertAsync(FileState state, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            using var command = Command(connection, """
+                INSERT INTO file_sagas (id, version, state, campaign, run, stream, name, attempt, updated_at, deadline, failure, document)
+                VALUES ($id, $version, $state, $campaign, $run, $stream, $name, $attempt, $updated, $deadline, $failure, $document)
+                ON CONFLICT(id) DO NOTHING
+                """, SagaParameters(state));
+            command.Transaction = transaction;
+            if (command.ExecuteNonQuery() == 0)
+            {
+                throw new ConcurrencyConflictException($"File saga {state.CorrelationId} already exists.");
+            }
+            return 0;
+        }, cancellationToken);
+
+    public Task UpdateAsync(FileState state, int expectedVersion, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            state.Version = expectedVersion + 1;
+            using var command = Command(connection, """
+                UPDATE file_sagas SET version = $version, state = $state, attempt = $attempt, updated_at = $updated,
+                    deadline = $deadline, failure = $failure, document = $document
+                WHERE id = $id AND version = $expected
+                """, [.. SagaParameters(state), ("$expected", expectedVersion)]);
+            command.Transaction = transaction;
+            if (command.ExecuteNonQuery() == 0)
+            {
+                state.Version = expectedVersion;
+                throw new ConcurrencyConflictException($"File saga {state.CorrelationId} changed since version {expectedVersion} was read.");
+            }
+            return 0;
+        }, cancellationToken);
+
+    private static (string, object?)[] SagaParameters(FileState state) =>
+    [
+        ("$id", Key(state.CorrelationId)),
+        ("$version", state.Version),
+        ("$state", state.CurrentState),
+        ("$campaign", state.Campaign),
+        ("$run", state.Run),
+        ("$stream", state.Stream),
+        ("$name", state.LogicalName),
+        ("$attempt", state.Attempt),
+        ("$updated", state.UpdatedAt.ToUnixTimeMilliseconds()),
+        ("$deadline", state.Deadline?.ToUnixTimeMilliseconds()),
+        ("$failure", state.FailureReason),
+        ("$document", JsonSerializer.Serialize(state, Json)),
+    ];
+
+    public Task<FilePage> ListAsync(FileQuery query, CancellationToken cancellationToken) =>
+        ReadAsync(connection =>
+        {
+            var limit = Math.Clamp(query.Limit, 1, 1000);
+            var where = new List<string>();
+            var parameters = new List<(string, object?)>();
+            void Filter(string clause, string name, object? value)
+            {
+                where.Add(clause);
+                parameters.Add((name, value));
+            }
+            if (query.Campaign is not null) Filter("campaign = $campaign", "$campaign", query.Campaign);
+            if (query.State is not null) Filter("state = $state", "$state", query.State);
+            if (query.Stream is not null) Filter("stream = $stream", "$stream", query.Stream);
+            if (query.RunFrom is not null) Filter("run >= $runFrom", "$runFrom", query.RunFrom);
+            if (query.RunTo is not null) Filter("run <= $runTo", "$runTo", query.RunTo);
+            if (query.After is not null)
+            {
+                var (run, name) = DecodeCursor(query.After);
+                where.Add("(run > $afterRun OR (run = $afterRun AND name > $afterName))");
+                parameters.Add(("$afterRun", run));
+                parameters.Add(("$afterName", name));
+            }
+            parameters.Add(("$limit", limit + 1));
+            var sql = "SELECT id, campaign, run, stream, name, state, attempt, updated_at, failure FROM file_sagas"
+                + (where.Count > 0 ? " WHERE " + string.Join(" AND ", where) : "")
+                + " ORDER BY run, name LIMIT $limit";
+            using var command = Command(connection, sql, [.. parameters]);
+            using var reader = command.ExecuteReader();
+            var files = new List<FileSummary>();
+            while (reader.Read())
+            {
+                files.Add(new FileSummary(
+                    Guid.Parse(reader.GetString(0)),
+                    reader.GetString(1),
+                    reader.GetInt32(2),
+                    reader.GetString(3),
+                    reader.GetString(4),
+                    reader.GetString(5),
+                    reader.GetInt32(6),
+                    DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(7)),
+                    reader.IsDBNull(8) ? null : reader.GetString(8)));
+            }
+            string? next = null;
+            if (files.Count > limit)
+            {
+                files.RemoveAt(files.Count - 1);
+                next = EncodeCursor(files[^1].Run, files[^1].LogicalName);
+            }
+            return new FilePage(files, next);
+        });
+
+    public Task<IReadOnlyList<StateCount>> CountByStateAsync(CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<StateCount>>(connection =>
+        {
+            using var command = Command(connection, "SELECT campaign, state, COUNT(*) FROM file_sagas GROUP BY campaign, state ORDER BY campaign, state");
+            using var reader = command.ExecuteReader();
+            var counts = new List<StateCount>();
+            while (reader.Read())
+            {
+                counts.Add(new StateCount(reader.GetString(0), reader.GetString(1), reader.GetInt64(2)));
+            }
+            return counts;
+        });
+
+    public Task<IReadOnlyList<StalledFile>> FindStalledAsync(DateTimeOffset now, DateTimeOffset? updatedBefore, int limit, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<StalledFile>>(connection =>
+        {
+            using var command = Command(connection, """
+                SELECT id, version, state FROM file_sagas
+                WHERE state NOT IN ('Archived', 'Failed')
+                  AND ((deadline IS NOT NULL AND deadline < $now) OR ($before IS NOT NULL AND updated_at < $before))
+                ORDER BY updated_at LIMIT $limit
+                """,
+                ("$now", now.ToUnixTimeMilliseconds()),
+                ("$before", updatedBefore?.ToUnixTimeMilliseconds()),
+                ("$limit", limit));
+            using var reader = command.ExecuteReader();
+            var stalled = new List<StalledFile>();
+            while (reader.Read())
+            {
+                stalled.Add(new StalledFile(Guid.Parse(reader.GetString(0)), reader.GetInt32(1), reader.GetString(2)));
+            }
+            return stalled;
+        });
+
+    private static string EncodeCursor(int run, string name) =>
+        Base64Url.EncodeToString(Encoding.UTF8.GetBytes($"{run.ToString(CultureInfo.InvariantCulture)}/{name}"));
+
+    /// <summary>Decodes a paging cursor; throws <see cref="FormatException"/> for one this store did not issue.</summary>
+    public static (int Run, string Name) DecodeCursor(string cursor)
+    {
+        try
+        {
+            var text = Encoding.UTF8.GetString(Base64Url.DecodeFromChars(cursor));
+            var slash = text.IndexOf('/', StringComparison.Ordinal);
+            if (slash > 0 && int.TryParse(text.AsSpan(0, slash), NumberStyles.Integer, CultureInfo.InvariantCulture, out var run))
+            {
+                return (run, text[(slash + 1)..]);
+            }
+        }
+        catch (FormatException)
+        {
+        }
+        throw new FormatException("The paging cursor is not one this service issued.");
+    }
+
+    // ---- runs -------------------------------------------------------------------------------
+
+    public Task<RunRegistration> RegisterRunAsync(int run, string digest, IReadOnlyList<CatalogEntry> rawFiles, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            using (var existing = Command(connection, "SELECT digest FROM runs WHERE run = $run", ("$run", run)))
+            {
+                existing.Transaction = transaction;
+                if (existing.ExecuteScalar() is string known)
+                {
+                    return known == digest ? RunRegistration.AlreadyRegistered : RunRegistration.Conflicting;
+                }
+            }
+            foreach (var entry in rawFiles)
+            {
+                if (!AddCatalogEntry(connection, transaction, entry))
+                {
+                    // A raw file of this run is already catalogued under another run's announcement: refuse the whole run.
+                    transaction.Rollback();
+                    return RunRegistration.Conflicting;
+                }
+            }
+            using var insert = Command(connection, "INSERT INTO runs (run, digest, files, registered_at) VALUES ($run, $digest, $files, $at)",
+                ("$run", run), ("$digest", digest), ("$files", rawFiles.Count), ("$at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
+            insert.Transaction = transaction;
+            insert.ExecuteNonQuery();
+            return RunRegistration.New;
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<RunRecord>> ListRunsAsync(CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<RunRecord>>(connection =>
+        {
+            using var command = Command(connection, "SELECT run, files, registered_at FROM runs ORDER BY run");
+            using var reader = command.ExecuteReader();
+            var runs = new List<RunRecord>();
+            while (reader.Read())
+            {
+                runs.Add(new RunRecord(reader.GetInt32(0), reader.GetInt32(1), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(2))));
+            }
+            return runs;
+        });
+
+    // ---- catalog ----------------------------------------------------------------------------
+
+    public Task AddAsync(CatalogEntry entry, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            if (!AddCatalogEntry(connection, transaction, entry))
+            {
+                throw new ConcurrencyConflictException($"Catalog already holds a different '{entry.Name}' in area '{entry.Area}'.");
+            }
+            return 0;
+        }, cancellationToken);
+
+    /// <summary>Inserts the entry; true if it was new or identical to the stored one.</summary>
+    private static bool AddCatalogEntry(SqliteConnection connection, SqliteTransaction transaction, CatalogEntry entry)
+    {
+        using var insert = Command(connection, """
+            INSERT INTO catalog (name, area, kind, campaign, dataset, size, adler32, events, sources, created_at)
+            VALUES ($name, $area, $kind, $campaign, $dataset, $size, $adler32, $events, $sources, $created)
+            ON CONFLICT(name, area) DO NOTHING
+            """,
+            ("$name", entry.Name), ("$area", entry.Area), ("$kind", entry.Kind), ("$campaign", entry.Campaign),
+            ("$dataset", entry.Dataset), ("$size", entry.Size), ("$adler32", entry.Adler32), ("$events", entry.Events),
+            ("$sources", JsonSerializer.Serialize(entry.Sources, Json)), ("$created", entry.CreatedAt.ToUnixTimeMilliseconds()));
+        insert.Transaction = transaction;
+        if (insert.ExecuteNonQuery() == 1)
+        {
+            return true;
+        }
+        using var existing = Command(connection, "SELECT size, adler32, kind FROM catalog WHERE name = $name AND area = $area",
+            ("$name", entry.Name), ("$area", entry.Area));
+        existing.Transaction = transaction;
+        using var reader = existing.ExecuteReader();
+        return reader.Read() && reader.GetInt64(0) == entry.Size && reader.GetString(1) == entry.Adler32 && reader.GetString(2) == entry.Kind;
+    }
+
+    public Task<IReadOnlyList<CatalogEntry>> FindAsync(string name, CancellationToken cancellationToken) =>
+        ReadAsync(connection => ReadCatalog(connection, "WHERE name = $name ORDER BY area", ("$name", name)));
+
+    public Task<IReadOnlyList<CatalogEntry>> ListAsync(string kind, string? campaign, CancellationToken cancellationToken) =>
+        ReadAsync(connection => ReadCatalog(connection,
+            "WHERE kind = $kind AND ($campaign IS NULL OR campaign = $campaign) ORDER BY dataset, name",
+            ("$kind", kind), ("$campaign", campaign)));
+
+    private static IReadOnlyList<CatalogEntry> ReadCatalog(SqliteConnection connection, string clause, params (string, object?)[] parameters)
+    {
+        using var command = Command(connection,
+            "SELECT name, area, kind, campaign, dataset, size, adler32, events, sources, created_at FROM catalog " + clause, parameters);
+        using var reader = command.ExecuteReader();
+        var entries = new List<CatalogEntry>();
+        while (reader.Read())
+        {
+            entries.Add(new CatalogEntry(
+                reader.GetString(0),
+                reader.GetString(1),
+                reader.GetString(2),
+                reader.IsDBNull(3) ? null : reader.GetString(3),
+                reader.IsDBNull(4) ? null : reader.GetString(4),
+                reader.GetInt64(5),
+                reader.GetString(6),
+                reader.GetInt64(7),
+                JsonSerializer.Deserialize<List<MergedSource>>(reader.GetString(8), Json) ?? [],
+                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(9))));
+        }
+        return entries;
+    }
+
+    // ---- merge buffer -----------------------------------------------------------------------
+
+    private const string OutputColumns =
+        "output_id, file_id, campaign, dataset, run, stream, section, raw_name, name, size, adler32, events, added_at, merged_name";
+
+    public Task<PendingOutput> AddOutputAsync(PendingOutput output, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            using var insert = Command(connection, $"""
+                INSERT INTO merge_outputs ({OutputColumns})
+                VALUES ($id, $file, $campaign, $dataset, $run, $stream, $section, $raw, $name, $size, $adler32, $events, $added, NULL)
+                ON CONFLICT(output_id) DO NOTHING
+                """,
+                ("$id", output.OutputId), ("$file", Key(output.FileId)), ("$campaign", output.Campaign), ("$dataset", output.Dataset),
+                ("$run", output.Run), ("$stream", output.Stream), ("$section", output.Section), ("$raw", output.RawName),
+                ("$name", output.Name), ("$size", output.Size), ("$adler32", output.Adler32), ("$events", output.Events),
+                ("$added", output.AddedAt.ToUnixTimeMilliseconds()));
+            insert.Transaction = transaction;
+            insert.ExecuteNonQuery();
+            using var select = Command(connection, $"SELECT {OutputColumns} FROM merge_outputs WHERE output_id = $id", ("$id", output.OutputId));
+            select.Transaction = transaction;
+            return ReadOutputs(select).Single();
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<DatasetBuffer>> ListBuffersAsync(CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<DatasetBuffer>>(connection =>
+        {
+            using var command = Command(connection, """
+                SELECT campaign, dataset, COUNT(*), SUM(size), MIN(added_at), MAX(added_at)
+                FROM merge_outputs WHERE merged_name IS NULL GROUP BY campaign, dataset ORDER BY campaign, dataset
+                """);
+            using var reader = command.ExecuteReader();
+            var buffers = new List<DatasetBuffer>();
+            while (reader.Read())
+            {
+                buffers.Add(new DatasetBuffer(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.GetInt64(3),
+                    DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5))));
+            }
+            return buffers;
+        });
+
+    public Task<IReadOnlyList<PendingOutput>> ListPendingAsync(string campaign, string dataset, int limit, CancellationToken cancellationToken) =>
+        ReadAsync(connection =>
+        {
+            using var command = Command(connection, $"""
+                SELECT {OutputColumns} FROM merge_outputs
+                WHERE campaign = $campaign AND dataset = $dataset AND merged_name IS NULL
+                ORDER BY run, section, stream, output_id LIMIT $limit
+                """, ("$campaign", campaign), ("$dataset", dataset), ("$limit", limit));
+            return ReadOutputs(command);
+        });
+
+    public Task<bool> CommitMergeAsync(MergedFileRecord merged, IReadOnlyList<string> outputIds, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            var marked = 0;
+            foreach (var id in outputIds)
+            {
+                using var mark = Command(connection, "UPDATE merge_outputs SET merged_name = $merged WHERE output_id = $id AND merged_name IS NULL",
+                    ("$merged", merged.Name), ("$id", id));
+                mark.Transaction = transaction;
+                marked += mark.ExecuteNonQuery();
+            }
+            if (marked != outputIds.Count)
+            {
+                transaction.Rollback();
+                return false;
+            }
+            using var insert = Command(connection, """
+                INSERT INTO merged_files (name, campaign, dataset, size, adler32, events, archived, created_at, updated_at)
+                VALUES ($name, $campaign, $dataset, $size, $adler32, $events, 0, $created, $created)
+                """,
+                ("$name", merged.Name), ("$campaign", merged.Campaign), ("$dataset", merged.Dataset), ("$size", merged.Size),
+                ("$adler32", merged.Adler32), ("$events", merged.Events), ("$created", merged.CreatedAt.ToUnixTimeMilliseconds()));
+            insert.Transaction = transaction;
+            insert.ExecuteNonQuery();
+            return true;
+        }, cancellationToken);
+
+    public Task<MergedFileRecord?> GetMergedFileAsync(string name, CancellationToken cancellationToken) =>
+        ReadAsync(connection => ReadMerged(connection, "WHERE name = $name", ("$name", name)).SingleOrDefault());
+
+    public Task<IReadOnlyList<PendingOutput>> ListOutputsOfAsync(string mergedName, CancellationToken cancellationToken) =>
+        ReadAsync(connection =>
+        {
+            using var command = Command(connection, $"SELECT {OutputColumns} FROM merge_outputs WHERE merged_name = $merged ORDER BY run, section, stream, output_id",
+                ("$merged", mergedName));
+            return ReadOutputs(command);
+        });
+
+    public Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedAsync(DateTimeOffset updatedBefore, CancellationToken cancellationToken) =>
+        ReadAsync(connection => ReadMerged(connection, "WHERE archived = 0 AND updated_at < $before ORDER BY created_at",
+            ("$before", updatedBefore.ToUnixTimeMilliseconds())));
+
+    public Task MarkArchivedAsync(string mergedName, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            using var command = Command(connection, "UPDATE merged_files SET archived = 1, updated_at = $now WHERE name = $name",
+                ("$now", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()), ("$name", mergedName));
+            command.Transaction = transaction;
+            return command.ExecuteNonQuery();
+        }, cancellationToken);
+
+    private static IReadOnlyList<MergedFileRecord> ReadMerged(SqliteConnection connection, string clause, params (string, object?)[] parameters)
+    {
+        using var command = Command(connection,
+            "SELECT name, campaign, dataset, size, adler32, events, archived, created_at, updated_at FROM merged_files " + clause, parameters);
+        using var reader = command.ExecuteReader();
+        var files = new List<MergedFileRecord>();
+        while (reader.Read())
+        {
+            files.Add(new MergedFileRecord(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetInt64(3),
+                reader.GetString(4), reader.GetInt64(5), reader.GetInt64(6) != 0,
+                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(7)), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(8))));
+        }
+        return files;
+    }
+
+    private static IReadOnlyList<PendingOutput> ReadOutputs(SqliteCommand command)
+    {
+        using var reader = command.ExecuteReader();
+        var outputs = new List<PendingOutput>();
+        while (reader.Read())
+        {
+            outputs.Add(new PendingOutput(
+                reader.GetString(0), Guid.Parse(reader.GetString(1)), reader.GetString(2), reader.GetString(3), reader.GetInt32(4),
+                reader.GetString(5), reader.GetInt32(6), reader.GetString(7), reader.GetString(8), reader.GetInt64(9),
+                reader.GetString(10), reader.GetInt64(11), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(12)),
+                reader.IsDBNull(13) ? null : reader.GetString(13)));
+        }
+        return outputs;
+    }
+
+    // ---- helpers ----------------------------------------------------------------------------
+
+    private static string Key(Guid id) => id.ToString("D");
+
+    private static void Execute(SqliteConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    private static SqliteCommand Command(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+        return command;
+    }
+}

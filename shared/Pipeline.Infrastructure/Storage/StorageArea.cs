@@ -1,0 +1,153 @@
+using Pipeline.Infrastructure.Checksums;
+
+namespace Pipeline.Infrastructure.Storage;
+
+/// <summary>
+/// A named storage area (archive, cache, scratch, output, logs) rooted at a file:// URI.
+/// Writes land in a temporary file beside the target and become visible by an atomic rename,
+/// so a reader never sees a half-written file.
+/// </summary>
+public sealed class StorageArea
+{
+    private readonly string _root;
+
+    public StorageArea(string name, Uri location)
+    {
+        if (!location.IsFile)
+        {
+            throw new ArgumentException($"Storage area '{name}' must be a file:// URI, got '{location}'.", nameof(location));
+        }
+        Name = name;
+        _root = Path.GetFullPath(location.LocalPath);
+        Location = new Uri(_root.EndsWith('/') ? _root : _root + "/");
+        Directory.CreateDirectory(_root);
+    }
+
+    public string Name { get; }
+
+    public Uri Location { get; }
+
+    public string RootPath => _root;
+
+    /// <summary>The absolute path of a file in this area; throws if the name could escape it.</summary>
+    public string PathOf(string name)
+    {
+        var problem = AreaNames.Problem(name);
+        if (problem is not null)
+        {
+            throw new ArgumentException($"File name '{name}' in area '{Name}' {problem}.", nameof(name));
+        }
+        var full = Path.GetFullPath(Path.Combine(_root, name));
+        if (!full.StartsWith(_root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"File name '{name}' escapes area '{Name}'.", nameof(name));
+        }
+        return full;
+    }
+
+    public Uri UriOf(string name) => new(PathOf(name));
+
+    public bool Exists(string name) => File.Exists(PathOf(name));
+
+    public long SizeOf(string name) => new FileInfo(PathOf(name)).Length;
+
+    public Stream OpenRead(string name) =>
+        new FileStream(PathOf(name), FileMode.Open, FileAccess.Read, FileShare.Read, StreamingCopy.BufferSize, FileOptions.SequentialScan | FileOptions.Asynchronous);
+
+    /// <summary>
+    /// Writes a file through <paramref name="write"/> into a temporary name, computing Adler-32 as the
+    /// bytes go, flushes it to disk and renames it into place. Returns the size and checksum written.
+    /// </summary>
+    public async Task<(long Size, uint Adler32)> WriteAsync(string name, Func<Stream, CancellationToken, Task> write, CancellationToken cancellationToken)
+    {
+        var target = PathOf(name);
+        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+        var temporary = $"{target}.part-{Guid.NewGuid():N}";
+        try
+        {
+            long size;
+            uint adler;
+            await using (var file = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, StreamingCopy.BufferSize, FileOptions.Asynchronous))
+            {
+                await using (var hashing = new ChecksummingStream(file, leaveOpen: true))
+                {
+                    await write(hashing, cancellationToken);
+                    await hashing.FlushAsync(cancellationToken);
+                    size = hashing.Length;
+                    adler = hashing.Adler32;
+                }
+                file.Flush(flushToDisk: true);
+            }
+            File.Move(temporary, target, overwrite: true);
+            return (size, adler);
+        }
+        catch
+        {
+            TryDelete(temporary);
+            throw;
+        }
+    }
+
+    /// <summary>Copies a stream into this area, checksumming while the bytes move.</summary>
+    public Task<(long Size, uint Adler32)> WriteFromAsync(string name, Stream source, CancellationToken cancellationToken) =>
+        WriteAsync(name, (target, ct) => source.CopyToAsync(target, StreamingCopy.BufferSize, ct), cancellationToken);
+
+    public async Task<(long Size, uint Adler32)> ChecksumAsync(string name, CancellationToken cancellationToken)
+    {
+        await using var stream = OpenRead(name);
+        return await Adler32Checksum.OfStreamAsync(stream, cancellationToken);
+    }
+
+    public void Delete(string name)
+    {
+        var path = PathOf(name);
+        TryDelete(path);
+        RemoveEmptyParents(Path.GetDirectoryName(path));
+    }
+
+    public void DeleteDirectory(string name)
+    {
+        var path = PathOf(name);
+        if (Directory.Exists(path))
+        {
+            Directory.Delete(path, recursive: true);
+        }
+        RemoveEmptyParents(Path.GetDirectoryName(path));
+    }
+
+    private void RemoveEmptyParents(string? directory)
+    {
+        while (directory is not null && directory.Length > _root.Length && directory.StartsWith(_root, StringComparison.Ordinal))
+        {
+            try
+            {
+                if (Directory.EnumerateFileSystemEntries(directory).Any())
+                {
+                    return;
+                }
+                Directory.Delete(directory);
+            }
+            catch (IOException)
+            {
+                // Another writer just created something here: the directory is in use, keep it.
+                return;
+            }
+            directory = Path.GetDirectoryName(directory);
+        }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+            // Best effort: a leftover temporary file never becomes visible under the real name.
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+}

@@ -1,0 +1,27 @@
+using Polly;
+using Polly.Retry;
+
+namespace Pipeline.Infrastructure.Storage;
+
+/// <summary>Buffer size and retry policy shared by every data path.</summary>
+public static class StreamingCopy
+{
+    /// <summary>Large enough for sequential disk throughput, small enough to keep memory flat.</summary>
+    public const int BufferSize = 1 << 20;
+
+    /// <summary>
+    /// Retries transient I/O errors (a flaky mount, a busy file) with backoff. A missing file or a
+    /// checksum mismatch is not transient and is not retried here.
+    /// </summary>
+    public static ResiliencePipeline TransientIo { get; } = new ResiliencePipelineBuilder()
+        .AddRetry(new RetryStrategyOptions
+        {
+            ShouldHandle = new PredicateBuilder()
+                .Handle<IOException>(ex => ex is not FileNotFoundException and not DirectoryNotFoundException),
+            MaxRetryAttempts = 3,
+            Delay = TimeSpan.FromMilliseconds(200),
+            BackoffType = DelayBackoffType.Exponential,
+            UseJitter = true,
+        })
+        .Build();
+}
