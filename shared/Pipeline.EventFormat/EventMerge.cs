@@ -1,0 +1,65 @@
+namespace Pipeline.EventFormat;
+
+/// <summary>
+/// Merges event files that are each in (run, section, event) order into one file in that order:
+/// a k-way merge holding one event per input, so memory does not grow with the data.
+/// </summary>
+public static class EventMerge
+{
+    public static async Task<long> MergeAsync(IReadOnlyList<Stream> inputs, Stream output, CancellationToken cancellationToken = default)
+    {
+        var readers = new List<EventReader>(inputs.Count);
+        try
+        {
+            foreach (var input in inputs)
+            {
+                readers.Add(await EventReader.OpenAsync(input, leaveOpen: true, cancellationToken));
+            }
+            var queue = new PriorityQueue<int, (EventKey Key, int Input)>(readers.Count, KeyOrder.Instance);
+            for (var i = 0; i < readers.Count; i++)
+            {
+                if (await readers[i].ReadAsync(cancellationToken))
+                {
+                    queue.Enqueue(i, (readers[i].Current.Key, i));
+                }
+            }
+            await using var writer = await EventWriter.CreateAsync(output, leaveOpen: true, cancellationToken);
+            var previous = (EventKey?)null;
+            while (queue.TryDequeue(out var index, out _))
+            {
+                var reader = readers[index];
+                var record = reader.Current;
+                if (previous is { } last && record.Key < last)
+                {
+                    throw new EventFormatException($"Input {index} is not in (run, section, event) order at {record.Key}.");
+                }
+                previous = record.Key;
+                await writer.WriteAsync(record, cancellationToken);
+                if (await reader.ReadAsync(cancellationToken))
+                {
+                    queue.Enqueue(index, (reader.Current.Key, index));
+                }
+            }
+            return writer.Events;
+        }
+        finally
+        {
+            foreach (var reader in readers)
+            {
+                await reader.DisposeAsync();
+            }
+        }
+    }
+
+    private sealed class KeyOrder : IComparer<(EventKey Key, int Input)>
+    {
+        public static readonly KeyOrder Instance = new();
+
+        // Ties (the same event in two inputs) keep input order, so the merge is deterministic.
+        public int Compare((EventKey Key, int Input) x, (EventKey Key, int Input) y)
+        {
+            var byKey = x.Key.CompareTo(y.Key);
+            return byKey != 0 ? byKey : x.Input.CompareTo(y.Input);
+        }
+    }
+}

@@ -1,0 +1,97 @@
+using System.Globalization;
+using System.Text.Json;
+using Pipeline.SampleExperiment;
+
+// The sample experiment's command line:
+//   generate    --out DIR [--runs N] [--first-run N] [--streams a,b] [--files N] [--events N] [--payload BYTES] [--seed N]
+//               writes raw files under DIR and prints the run announcements (JSON, one per line)
+//   reconstruct --input FILE --outdir DIR --datasets name:mask,... [--histograms FILE] [--cpu-ms-per-event X]
+//               [--attempt N --fail-attempts K]   (attempts up to K exit with code 3: a stand-in for a broken job)
+return await SampleCommand.RunAsync(args);
+
+internal static class SampleCommand
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        if (args.Length == 0)
+        {
+            await Console.Error.WriteLineAsync("usage: Pipeline.SampleExperiment generate|reconstruct [options]");
+            return 2;
+        }
+        try
+        {
+            var options = ParseOptions(args.AsSpan(1));
+            return args[0] switch
+            {
+                "generate" => await GenerateAsync(options),
+                "reconstruct" => await ReconstructAsync(options),
+                _ => Usage($"unknown command '{args[0]}'"),
+            };
+        }
+        catch (Exception ex) when (ex is FormatException or KeyNotFoundException or ArgumentException)
+        {
+            return Usage(ex.Message);
+        }
+    }
+
+    private static int Usage(string problem)
+    {
+        Console.Error.WriteLine($"error: {problem}");
+        return 2;
+    }
+
+    private static Dictionary<string, string> ParseOptions(ReadOnlySpan<string> args)
+    {
+        var options = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
+            {
+                throw new FormatException($"expected '--name value', got '{args[i]}'");
+            }
+            options[args[i][2..]] = args[++i];
+        }
+        return options;
+    }
+
+    private static int Int(Dictionary<string, string> options, string name, int fallback) =>
+        options.TryGetValue(name, out var text) ? int.Parse(text, CultureInfo.InvariantCulture) : fallback;
+
+    private static async Task<int> GenerateAsync(Dictionary<string, string> options)
+    {
+        var spec = new SampleSpec(
+            Runs: Int(options, "runs", 2),
+            FirstRun: Int(options, "first-run", 1000),
+            Streams: options.TryGetValue("streams", out var streams) ? streams.Split(',') : null,
+            FilesPerStream: Int(options, "files", 4),
+            EventsPerFile: Int(options, "events", 500),
+            PayloadBytes: Int(options, "payload", 512),
+            Seed: Int(options, "seed", 1));
+        var runs = await SampleGenerator.GenerateAsync(options["out"], spec);
+        foreach (var run in runs)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(run, SampleReconstruction.Json).ReplaceLineEndings("").Replace("  ", "", StringComparison.Ordinal));
+        }
+        return 0;
+    }
+
+    private static async Task<int> ReconstructAsync(Dictionary<string, string> options)
+    {
+        var attempt = Int(options, "attempt", 1);
+        var failAttempts = Int(options, "fail-attempts", 0);
+        if (attempt <= failAttempts)
+        {
+            await Console.Error.WriteLineAsync($"ERROR simulated failure on attempt {attempt} (fails up to attempt {failAttempts})");
+            return 3;
+        }
+        var cpu = options.TryGetValue("cpu-ms-per-event", out var text) ? double.Parse(text, CultureInfo.InvariantCulture) : 0;
+        await SampleReconstruction.RunAsync(
+            options["input"],
+            options["outdir"],
+            SampleReconstruction.ParseDatasets(options["datasets"]),
+            options.GetValueOrDefault("histograms"),
+            cpu,
+            Console.Out);
+        return 0;
+    }
+}

@@ -1,0 +1,120 @@
+using System.IO.Hashing;
+using Pipeline.Contracts;
+using Pipeline.EventFormat;
+
+namespace Pipeline.SampleExperiment;
+
+/// <summary>Shape of the sample data: runs × streams × files, each file a section of events.</summary>
+public sealed record SampleSpec(
+    int Runs = 2,
+    int FirstRun = 1000,
+    IReadOnlyList<string>? Streams = null,
+    int FilesPerStream = 4,
+    int EventsPerFile = 500,
+    int PayloadBytes = 512,
+    int Seed = 1)
+{
+    public IReadOnlyList<string> EffectiveStreams => Streams is { Count: > 0 } ? Streams : ["physics", "express"];
+}
+
+/// <summary>
+/// Writes raw files as a detector would (event numbers rising through a run, random trigger bits,
+/// random payloads) and returns the run announcements that describe them.
+/// </summary>
+public static class SampleGenerator
+{
+    public static string RawName(int run, string stream, int section) =>
+        $"raw/run{run:D6}/{stream}/run{run:D6}_{stream}_{section:D4}.raw";
+
+    public static async Task<IReadOnlyList<RunRecorded>> GenerateAsync(string archiveRoot, SampleSpec spec, CancellationToken cancellationToken = default)
+    {
+        var random = new Random(spec.Seed);
+        var runs = new List<RunRecorded>();
+        var payload = new byte[spec.PayloadBytes];
+        for (var r = 0; r < spec.Runs; r++)
+        {
+            var run = spec.FirstRun + r;
+            var files = new List<RawFileRecord>();
+            long eventNumber = 0;
+            for (var section = 1; section <= spec.FilesPerStream; section++)
+            {
+                foreach (var stream in spec.EffectiveStreams)
+                {
+                    var name = RawName(run, stream, section);
+                    var path = Path.Combine(archiveRoot, name);
+                    Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                    var adler = new Adler32();
+                    long size;
+                    await using (var file = File.Create(path))
+                    {
+                        var hashing = new HashingWriteStream(file, adler);
+                        await using (var writer = await EventWriter.CreateAsync(hashing, leaveOpen: true, cancellationToken))
+                        {
+                            for (var i = 0; i < spec.EventsPerFile; i++)
+                            {
+                                random.NextBytes(payload);
+                                await writer.WriteAsync(new EventRecord(run, section, ++eventNumber, RandomTrigger(random), payload), cancellationToken);
+                            }
+                        }
+                        size = hashing.Written;
+                    }
+                    files.Add(new RawFileRecord
+                    {
+                        Name = name,
+                        Stream = stream,
+                        Section = section,
+                        Size = size,
+                        Adler32 = adler.GetCurrentHashAsUInt32().ToString("x8", System.Globalization.CultureInfo.InvariantCulture),
+                        Events = spec.EventsPerFile,
+                    });
+                }
+            }
+            runs.Add(new RunRecorded { Run = run, RecordedAt = DateTimeOffset.UtcNow, Files = files });
+        }
+        return runs;
+    }
+
+    /// <summary>Eight trigger lines, each firing for about a fifth of the events.</summary>
+    private static uint RandomTrigger(Random random)
+    {
+        uint bits = 0;
+        for (var bit = 0; bit < 8; bit++)
+        {
+            if (random.Next(5) == 0)
+            {
+                bits |= 1u << bit;
+            }
+        }
+        return bits;
+    }
+
+    private sealed class HashingWriteStream(Stream inner, Adler32 adler) : Stream
+    {
+        public long Written { get; private set; }
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => Written;
+        public override long Position { get => Written; set => throw new NotSupportedException(); }
+        public override void Flush() => inner.Flush();
+        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            inner.Write(buffer);
+            adler.Append(buffer);
+            Written += buffer.Length;
+        }
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            await inner.WriteAsync(buffer, cancellationToken);
+            adler.Append(buffer.Span);
+            Written += buffer.Length;
+        }
+    }
+}
