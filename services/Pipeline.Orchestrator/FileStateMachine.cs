@@ -1,0 +1,301 @@
+using MassTransit;
+using Microsoft.Extensions.Options;
+using Pipeline.Contracts;
+using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.State;
+
+namespace Pipeline.Orchestrator;
+
+/// <summary>
+/// The life of one raw file in one campaign, read top to bottom like the flow chart:
+/// registered → staging → staged → reconstructing → reconstructed → merged → archived, or failed.
+/// Every result names the attempt it belongs to; a result from any other attempt is ignored.
+/// </summary>
+public sealed class FileStateMachine : MassTransitStateMachine<FileState>
+{
+    private readonly CampaignOptions _campaign;
+    private readonly OrchestratorOptions _options;
+    private readonly TimeProvider _time;
+
+    public State Registered { get; private set; } = null!;
+    public State Staging { get; private set; } = null!;
+    public State Staged { get; private set; } = null!;
+    public State Reconstructing { get; private set; } = null!;
+    public State Reconstructed { get; private set; } = null!;
+    public State Merged { get; private set; } = null!;
+    public State Archived { get; private set; } = null!;
+    public State Failed { get; private set; } = null!;
+
+    public Event<FileRegistered> FileRegistered { get; private set; } = null!;
+    public Event<FileStaged> FileStaged { get; private set; } = null!;
+    public Event<StagingFailed> StagingFailed { get; private set; } = null!;
+    public Event<ClaimReconstruction> ClaimReconstruction { get; private set; } = null!;
+    public Event<FileReconstructed> FileReconstructed { get; private set; } = null!;
+    public Event<ReconstructionFailed> ReconstructionFailed { get; private set; } = null!;
+    public Event<JobLogsCollected> JobLogsCollected { get; private set; } = null!;
+    public Event<OutputsMerged> OutputsMerged { get; private set; } = null!;
+    public Event<OutputsArchived> OutputsArchived { get; private set; } = null!;
+    public Event<FileStalled> FileStalled { get; private set; } = null!;
+    public Event<RetryFile> RetryFile { get; private set; } = null!;
+
+    public FileStateMachine(IOptions<CampaignOptions> campaign, IOptions<OrchestratorOptions> options, TimeProvider time)
+    {
+        _campaign = campaign.Value;
+        _options = options.Value;
+        _time = time;
+
+        InstanceState(x => x.CurrentState);
+
+        // Late and repeated messages are normal under at-least-once delivery: a result for a step the
+        // file has left, or a registration of a file already known, changes nothing.
+        OnUnhandledEvent(x => x.Ignore());
+
+        Event(() => FileRegistered, e => e.CorrelateById(c => c.Message.FileId));
+        Event(() => FileStaged, e => e.CorrelateById(c => c.Message.FileId));
+        Event(() => StagingFailed, e => e.CorrelateById(c => c.Message.FileId));
+        Event(() => ClaimReconstruction, e =>
+        {
+            e.CorrelateById(c => c.Message.FileId);
+            e.OnMissingInstance(m => m.ExecuteAsync(c => c.RespondAsync(
+                new ReconstructionClaimed(c.Message.FileId, c.Message.Attempt, false, 0, "unknown file"))));
+        });
+        Event(() => FileReconstructed, e => e.CorrelateById(c => c.Message.FileId));
+        Event(() => ReconstructionFailed, e => e.CorrelateById(c => c.Message.FileId));
+        Event(() => JobLogsCollected, e => e.CorrelateById(c => c.Message.FileId));
+        Event(() => OutputsMerged, e => e.CorrelateById(c => c.Message.FileId));
+        Event(() => OutputsArchived, e => e.CorrelateById(c => c.Message.FileId));
+        Event(() => FileStalled, e =>
+        {
+            e.CorrelateById(c => c.Message.FileId);
+            e.OnMissingInstance(m => m.Discard());
+        });
+        Event(() => RetryFile, e => e.CorrelateById(c => c.Message.FileId));
+
+        Initially(
+            When(FileRegistered)
+                .Then(Initialise)
+                .TransitionTo(Registered)
+                .Then(c => Note(c, $"{c.Message.LogicalName} registered for campaign {c.Message.Campaign}"))
+                .ThenAsync(IssueStaging)
+                .TransitionTo(Staging)
+                .Then(c => Note(c)));
+
+        During(Staging,
+            When(FileStaged, c => IsCurrent(c.Saga, c.Message.Attempt))
+                .ThenAsync(AcceptStaged)
+                .TransitionTo(Staged)
+                .Then(c => Note(c, $"cached as {c.Message.CachedName}")),
+            When(StagingFailed, c => IsCurrent(c.Saga, c.Message.Attempt))
+                .Then(c => CountFailure(c.Saga, c.Message.Reason, null, null))
+                .IfElse(c => HasAttemptsLeft(c.Saga),
+                    retry => retry.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, $"retry after: {c.Message.Reason}")),
+                    fail => fail.TransitionTo(Failed).Then(c => Note(c, c.Message.Reason))));
+
+        During(Staged, Reconstructing,
+            When(ClaimReconstruction, c => CanGrant(c.Saga, c.Message))
+                .ThenAsync(GrantLease)
+                .TransitionTo(Reconstructing),
+            When(ClaimReconstruction, c => !CanGrant(c.Saga, c.Message))
+                .ThenAsync(c => Refuse(c, RefusalReason(c.Saga, c.Message))),
+            When(FileReconstructed, c => IsCurrent(c.Saga, c.Message.Attempt) && c.Saga.Worker == c.Message.Worker)
+                .ThenAsync(AcceptReconstruction)
+                .TransitionTo(Reconstructed)
+                .Then(c => Note(c, $"{c.Message.Outputs.Count} outputs in {c.Message.Seconds:F1}s on {c.Message.Worker}"))
+                .If(c => c.Saga.Outputs.Count == 0,
+                    done => done.Then(Finish).TransitionTo(Archived).Then(c => Note(c, "no event selected by any dataset"))),
+            When(ReconstructionFailed, c => IsCurrent(c.Saga, c.Message.Attempt))
+                .Then(c => CountFailure(c.Saga, c.Message.Reason, c.Message.ExitCode, c.Message.LogTail))
+                .IfElse(c => HasAttemptsLeft(c.Saga),
+                    retry => retry.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, $"retry after: {c.Message.Reason}")),
+                    fail => fail.TransitionTo(Failed).Then(c => Note(c, c.Message.Reason))));
+
+        During(new[] { Registered, Staging, Reconstructed, Merged, Archived, Failed },
+            When(ClaimReconstruction)
+                .ThenAsync(c => Refuse(c, $"file is {c.Saga.CurrentState}")));
+
+        During(Reconstructed, Merged, Archived,
+            When(OutputsMerged)
+                .Then(c => MarkMerged(c.Saga, c.Message.MergedName, c.Message.OutputIds, archived: false))
+                .If(c => c.Saga.CurrentState == nameof(Reconstructed) && c.Saga.Outputs.All(o => o.MergedName is not null),
+                    merged => merged.TransitionTo(Merged).Then(c => Note(c, $"all outputs merged, last into {c.Message.MergedName}"))));
+
+        During(Reconstructed, Merged,
+            When(OutputsArchived)
+                .Then(c => MarkMerged(c.Saga, c.Message.MergedName, c.Message.OutputIds, archived: true))
+                .If(c => c.Saga.Outputs.All(o => o.Archived),
+                    done => done.Then(Finish).TransitionTo(Archived).Then(c => Note(c, $"all outputs archived, last in {c.Message.MergedName}"))));
+
+        DuringAny(
+            When(JobLogsCollected)
+                .Then(c =>
+                {
+                    c.Saga.LogNames.AddRange(c.Message.LogNames.Except(c.Saga.LogNames));
+                    c.Saga.UpdatedAt = _time.GetUtcNow();
+                }));
+
+        During(Registered, Staging,
+            When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
+                .Then(c => c.Saga.Stalls++)
+                .IfElse(c => c.Saga.Stalls <= _options.MaxStalls,
+                    again => again.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, "no progress: stage-in issued again")),
+                    fail => fail.Then(c => c.Saga.FailureReason = $"stalled {c.Saga.Stalls} times").TransitionTo(Failed).Then(c => Note(c))));
+
+        During(Staged, Reconstructing,
+            When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
+                .Then(c => c.Saga.Stalls++)
+                .IfElse(c => c.Saga.Stalls <= _options.MaxStalls,
+                    again => again.ThenAsync(IssueReconstruction).TransitionTo(Staged).Then(c => Note(c, "no progress or lease expired: reconstruction issued again")),
+                    fail => fail.Then(c => c.Saga.FailureReason = $"stalled {c.Saga.Stalls} times").TransitionTo(Failed).Then(c => Note(c))));
+
+        During(Reconstructed, Merged,
+            When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
+                .ThenAsync(IssueMerges)
+                .Then(c => Note(c, "no progress: unarchived outputs sent to the merger again")));
+
+        During(Failed,
+            When(RetryFile)
+                .Then(c =>
+                {
+                    c.Saga.Failures = 0;
+                    c.Saga.Stalls = 0;
+                    c.Saga.FailureReason = null;
+                })
+                .ThenAsync(IssueStaging)
+                .TransitionTo(Staging)
+                .Then(c => Note(c, $"retried by {c.Message.RequestedBy}")));
+    }
+
+    private void Initialise(BehaviorContext<FileState, FileRegistered> context)
+    {
+        var (saga, message) = (context.Saga, context.Message);
+        saga.Campaign = message.Campaign;
+        saga.Run = message.Run;
+        saga.Stream = message.Stream;
+        saga.Section = message.Section;
+        saga.LogicalName = message.LogicalName;
+        saga.Size = message.Size;
+        saga.Adler32 = message.Adler32;
+        saga.Events = message.Events;
+        saga.RegisteredAt = _time.GetUtcNow();
+    }
+
+    private void Note<T>(BehaviorContext<FileState, T> context, string? detail = null)
+        where T : class
+    {
+        var now = _time.GetUtcNow();
+        context.Saga.UpdatedAt = now;
+        context.Saga.Record(now, context.Saga.CurrentState, context.Event.Name, detail ?? context.Saga.FailureReason);
+    }
+
+    private static bool IsCurrent(FileState saga, int attempt) => saga.Attempt == attempt;
+
+    private bool HasAttemptsLeft(FileState saga) => saga.Failures < _campaign.MaxAttempts;
+
+    private void CountFailure(FileState saga, string reason, int? exitCode, string? logTail)
+    {
+        saga.Failures++;
+        saga.FailureReason = reason;
+        saga.LastExitCode = exitCode;
+        saga.LastLogTail = logTail ?? saga.LastLogTail;
+        saga.Worker = null;
+        saga.LeaseExpiresAt = null;
+    }
+
+    private Task IssueStaging<T>(BehaviorContext<FileState, T> context)
+        where T : class
+    {
+        var saga = context.Saga;
+        saga.Attempt++;
+        saga.CachedName = null;
+        saga.Worker = null;
+        saga.LeaseExpiresAt = null;
+        saga.Deadline = _time.GetUtcNow().AddSeconds(_options.StagingTimeoutSeconds);
+        return context.Publish(new StageFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
+            saga.LogicalName, saga.Size, saga.Adler32));
+    }
+
+    private Task AcceptStaged(BehaviorContext<FileState, FileStaged> context)
+    {
+        context.Saga.CachedName = context.Message.CachedName;
+        return PublishReconstruction(context);
+    }
+
+    private Task IssueReconstruction<T>(BehaviorContext<FileState, T> context)
+        where T : class
+    {
+        context.Saga.Attempt++;
+        context.Saga.Worker = null;
+        context.Saga.LeaseExpiresAt = null;
+        return PublishReconstruction(context);
+    }
+
+    private Task PublishReconstruction<T>(BehaviorContext<FileState, T> context)
+        where T : class
+    {
+        var saga = context.Saga;
+        saga.Deadline = _time.GetUtcNow().AddSeconds(_options.QueuedTimeoutSeconds);
+        return context.Publish(new ReconstructFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
+            saga.Section, saga.CachedName!, _campaign.Release.Version, _campaign.Selections));
+    }
+
+    private bool CanGrant(FileState saga, ClaimReconstruction claim) =>
+        IsCurrent(saga, claim.Attempt)
+        && (saga.Worker is null || saga.Worker == claim.Worker || saga.LeaseExpiresAt < _time.GetUtcNow())
+        && !(claim.IsRenewal && saga.Worker != claim.Worker);
+
+    private string RefusalReason(FileState saga, ClaimReconstruction claim) =>
+        !IsCurrent(saga, claim.Attempt) ? $"attempt {claim.Attempt} is stale; current attempt is {saga.Attempt}"
+        : claim.IsRenewal && saga.Worker != claim.Worker ? $"lease now held by {saga.Worker ?? "nobody"}"
+        : $"lease held by {saga.Worker} until {saga.LeaseExpiresAt:O}";
+
+    private Task GrantLease(BehaviorContext<FileState, ClaimReconstruction> context)
+    {
+        var (saga, claim) = (context.Saga, context.Message);
+        var now = _time.GetUtcNow();
+        var firstClaim = saga.Worker != claim.Worker || saga.CurrentState != nameof(Reconstructing);
+        saga.Worker = claim.Worker;
+        saga.LeaseExpiresAt = now.AddSeconds(_options.LeaseSeconds);
+        saga.Deadline = saga.LeaseExpiresAt;
+        saga.UpdatedAt = now;
+        if (firstClaim)
+        {
+            saga.Record(now, nameof(Reconstructing), context.Event.Name, $"claimed by {claim.Worker}");
+        }
+        return context.RespondAsync(new ReconstructionClaimed(saga.CorrelationId, claim.Attempt, true, _options.LeaseSeconds, null));
+    }
+
+    private static Task Refuse(BehaviorContext<FileState, ClaimReconstruction> context, string reason) =>
+        context.RespondAsync(new ReconstructionClaimed(context.Message.FileId, context.Message.Attempt, false, 0, reason));
+
+    private Task AcceptReconstruction(BehaviorContext<FileState, FileReconstructed> context)
+    {
+        var saga = context.Saga;
+        saga.Outputs = [.. context.Message.Outputs.Select(o => new TrackedOutput { Output = o })];
+        saga.ReconstructionSeconds = context.Message.Seconds;
+        saga.LeaseExpiresAt = null;
+        return IssueMerges(context);
+    }
+
+    private async Task IssueMerges<T>(BehaviorContext<FileState, T> context)
+        where T : class
+    {
+        var saga = context.Saga;
+        saga.Deadline = _time.GetUtcNow().AddSeconds(_options.MergeTimeoutSeconds);
+        foreach (var tracked in saga.Outputs.Where(o => !o.Archived))
+        {
+            await context.Publish(new MergeOutput(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, tracked.Output));
+        }
+    }
+
+    private static void MarkMerged(FileState saga, string mergedName, IReadOnlyList<string> outputIds, bool archived)
+    {
+        foreach (var tracked in saga.Outputs.Where(o => outputIds.Contains(o.Output.OutputId)))
+        {
+            tracked.MergedName = mergedName;
+            tracked.Archived |= archived;
+        }
+    }
+
+    private static void Finish<T>(BehaviorContext<FileState, T> context)
+        where T : class => context.Saga.Deadline = null;
+}

@@ -1,0 +1,39 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Pipeline.Orchestrator;
+
+/// <summary>How long each step may go without progress before the watchdog re-issues it.</summary>
+public sealed class OrchestratorOptions
+{
+    public const string Section = "Pipeline:Orchestrator";
+
+    /// <summary>From stage-in requested to staged (includes waiting in the stage-in queue).</summary>
+    [Range(1, int.MaxValue)]
+    public int StagingTimeoutSeconds { get; set; } = 2 * 3600;
+
+    /// <summary>From staged to a worker claiming the job (includes waiting in the reconstruction queue).</summary>
+    [Range(1, int.MaxValue)]
+    public int QueuedTimeoutSeconds { get; set; } = 12 * 3600;
+
+    /// <summary>A worker's claim lasts this long unless renewed; a job whose lease runs out is given to another worker.</summary>
+    [Range(5, 24 * 3600)]
+    public int LeaseSeconds { get; set; } = 120;
+
+    /// <summary>From reconstructed to all outputs archived.</summary>
+    [Range(1, int.MaxValue)]
+    public int MergeTimeoutSeconds { get; set; } = 2 * 3600;
+
+    /// <summary>After this many re-issues without progress a file is failed rather than retried forever.</summary>
+    [Range(1, 1000)]
+    public int MaxStalls { get; set; } = 10;
+
+    [Range(1, 3600)]
+    public int WatchdogIntervalSeconds { get; set; } = 10;
+
+    /// <summary>
+    /// Re-issue every in-flight step not touched since this process started. Right for the in-memory
+    /// transport, which loses its messages with the process; wrong for a broker, which keeps them.
+    /// Defaults to on for the in-memory transport.
+    /// </summary>
+    public bool? RecoverInFlightOnStart { get; set; }
+}

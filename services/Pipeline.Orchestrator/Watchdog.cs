@@ -1,0 +1,56 @@
+using MassTransit;
+using Microsoft.Extensions.Options;
+using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.State;
+
+namespace Pipeline.Orchestrator;
+
+/// <summary>
+/// Finds files whose step has not moved within its time limit (a lost message, a dead worker, a
+/// restart of the in-memory transport) and tells their sagas, which re-issue the step.
+/// </summary>
+public sealed class Watchdog(
+    IFileSagaStore store,
+    IBus bus,
+    IOptions<OrchestratorOptions> options,
+    IOptions<PipelineOptions> pipeline,
+    TimeProvider time,
+    ILogger<Watchdog> logger) : BackgroundService
+{
+    private const int BatchSize = 500;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var startedAt = time.GetUtcNow();
+        var recoverAll = options.Value.RecoverInFlightOnStart ?? pipeline.Value.Transport == TransportKind.InMemory;
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.WatchdogIntervalSeconds), time);
+        do
+        {
+            try
+            {
+                await SweepAsync(recoverAll ? startedAt : null, stoppingToken);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                logger.LogWarning(ex, "Watchdog sweep failed; trying again next interval");
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>One pass: every stalled file (up to a batch) is reported once.</summary>
+    public async Task<int> SweepAsync(DateTimeOffset? notTouchedSince, CancellationToken cancellationToken)
+    {
+        var stalled = await store.FindStalledAsync(time.GetUtcNow(), notTouchedSince, BatchSize, cancellationToken);
+        foreach (var file in stalled)
+        {
+            await bus.Publish(new FileStalled(file.Id, file.Version), cancellationToken);
+        }
+        if (stalled.Count > 0)
+        {
+            logger.LogWarning("Watchdog: {Count} files made no progress in time; their steps are issued again", stalled.Count);
+        }
+        return stalled.Count;
+    }
+}

@@ -1,0 +1,20 @@
+namespace Pipeline.Contracts;
+
+/// <summary>
+/// A worker asks for the lease on one reconstruction attempt before it starts the job, and again
+/// periodically while the job runs (a heartbeat). The orchestrator answers with <see cref="ReconstructionClaimed"/>.
+/// </summary>
+public sealed record ClaimReconstruction(
+    Guid FileId,
+    int Run,
+    string Stream,
+    string Campaign,
+    int Attempt,
+    string Worker,
+    bool IsRenewal) : IFileMessage;
+
+/// <summary>
+/// The answer to a claim. A worker that is refused, or cannot renew before its lease runs out,
+/// stops the job: another attempt may own the file by then.
+/// </summary>
+public sealed record ReconstructionClaimed(Guid FileId, int Attempt, bool Granted, int LeaseSeconds, string? Reason);
