@@ -283,7 +283,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         saga.Deadline = _time.GetUtcNow().AddSeconds(_options.MergeTimeoutSeconds);
         foreach (var tracked in saga.Outputs.Where(o => !o.Archived))
         {
-            await context.Publish(new MergeOutput(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, tracked.Output));
+            await context.Publish(new MergeOutput(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.LogicalName, tracked.Output));
         }
     }
 

@@ -1,5 +1,5 @@
-using Pipeline.Infrastructure.Hosting;
 using Pipeline.Orchestrator;
+using Pipeline.Infrastructure.Hosting;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddPipeline(OrchestratorModule.Module);

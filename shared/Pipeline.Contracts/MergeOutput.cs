@@ -6,4 +6,5 @@ public sealed record MergeOutput(
     int Run,
     string Stream,
     string Campaign,
+    string RawName,
     OutputFile Output) : IFileMessage;

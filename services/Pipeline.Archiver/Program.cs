@@ -1,0 +1,9 @@
+using Pipeline.Archiver;
+using Pipeline.Infrastructure.Hosting;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddPipeline(ArchiverModule.Module);
+
+var app = builder.Build();
+app.MapPipelineHealth();
+app.Run();

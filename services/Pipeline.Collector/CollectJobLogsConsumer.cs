@@ -1,0 +1,61 @@
+using MassTransit;
+using Pipeline.Contracts;
+using Pipeline.Infrastructure.Storage;
+
+namespace Pipeline.Collector;
+
+/// <summary>
+/// Copies a finished job's log and histogram files from scratch to the logs area, under
+/// campaign/run/stream/file/attempt, then removes them from scratch.
+/// </summary>
+public sealed class CollectJobLogsConsumer(StorageAreas areas, ILogger<CollectJobLogsConsumer> logger) : IConsumer<CollectJobLogs>
+{
+    public static string LogFolder(string campaign, int run, string stream, Guid fileId, int attempt) =>
+        $"{campaign}/run{run:D6}/{stream}/{fileId:N}/attempt-{attempt}";
+
+    public async Task Consume(ConsumeContext<CollectJobLogs> context)
+    {
+        var message = context.Message;
+        var folder = LogFolder(message.Campaign, message.Run, message.Stream, message.FileId, message.Attempt);
+        var collected = new List<string>();
+        foreach (var file in message.Files)
+        {
+            var source = $"{message.JobDirectory}/{file}";
+            var target = $"{folder}/{file}";
+            if (!areas.Scratch.Exists(source))
+            {
+                // Already collected by an earlier delivery of this message.
+                if (areas.Logs.Exists(target))
+                {
+                    collected.Add(target);
+                }
+                continue;
+            }
+            await StreamingCopy.TransientIo.ExecuteAsync(async token =>
+            {
+                await using var input = areas.Scratch.OpenRead(source);
+                await areas.Logs.WriteFromAsync(target, input, token);
+            }, context.CancellationToken);
+            areas.Scratch.Delete(source);
+            collected.Add(target);
+        }
+        logger.LogInformation("Collected {Count} log files of {FileId} attempt {Attempt} into {Folder}", collected.Count, message.FileId, message.Attempt, folder);
+        await context.Publish(new JobLogsCollected(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, collected));
+    }
+}
+
+public sealed class CollectJobLogsConsumerDefinition : ConsumerDefinition<CollectJobLogsConsumer>
+{
+    public const string QueueName = "collector";
+
+    public CollectJobLogsConsumerDefinition()
+    {
+        EndpointName = QueueName;
+    }
+
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<CollectJobLogsConsumer> consumerConfigurator, IRegistrationContext context)
+    {
+        endpointConfigurator.UseMessageRetry(r => r.Intervals(500, 2000, 10000));
+        endpointConfigurator.UseInMemoryOutbox(context);
+    }
+}

@@ -1,0 +1,9 @@
+using Pipeline.Collector;
+using Pipeline.Infrastructure.Hosting;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddPipeline(CollectorModule.Module);
+
+var app = builder.Build();
+app.MapPipelineHealth();
+app.Run();

@@ -1,0 +1,168 @@
+using MassTransit;
+using Microsoft.Extensions.Options;
+using Pipeline.Contracts;
+using Pipeline.EventFormat;
+using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.Storage;
+
+namespace Pipeline.Merger;
+
+/// <summary>
+/// Watches the datasets' buffers and merges one when it reaches the target size, when it has been
+/// idle (the run ended) or when its oldest output has waited too long. A merge writes the new file,
+/// then commits it and its inputs in one store transaction; only then are the inputs deleted and
+/// the archiver told. Anything interrupted before the commit leaves the buffer as it was.
+/// </summary>
+public sealed class MergeService(
+    IMergeStore merges,
+    StorageAreas areas,
+    IBus bus,
+    IOptions<CampaignOptions> campaign,
+    IOptions<MergerOptions> options,
+    IOptions<PipelineOptions> pipeline,
+    TimeProvider time,
+    ILogger<MergeService> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        // The in-memory transport lost whatever was on its way to the archiver when the process stopped.
+        var republishBefore = pipeline.Value.Transport == TransportKind.InMemory ? time.GetUtcNow() : (DateTimeOffset?)null;
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.PollSeconds), time);
+        var lastRepublish = DateTimeOffset.MinValue;
+        do
+        {
+            try
+            {
+                var now = time.GetUtcNow();
+                if (republishBefore is not null || now - lastRepublish > TimeSpan.FromSeconds(options.Value.RepublishAfterSeconds) / 4)
+                {
+                    await RepublishUnarchivedAsync(republishBefore ?? now.AddSeconds(-options.Value.RepublishAfterSeconds), stoppingToken);
+                    republishBefore = null;
+                    lastRepublish = now;
+                }
+                while (await MergeReadyBuffersAsync(stoppingToken) > 0)
+                {
+                }
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                logger.LogError(ex, "Merge pass failed; the buffers are unchanged and will be tried again");
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>Merges every buffer that is due; returns how many merged files were made.</summary>
+    public async Task<int> MergeReadyBuffersAsync(CancellationToken cancellationToken)
+    {
+        var made = 0;
+        var now = time.GetUtcNow();
+        var target = campaign.Value.MergeTargetBytes;
+        foreach (var buffer in await merges.ListBuffersAsync(cancellationToken))
+        {
+            var due = buffer.Bytes >= target
+                || now - buffer.NewestAddedAt >= TimeSpan.FromSeconds(options.Value.FlushIdleSeconds)
+                || now - buffer.OldestAddedAt >= TimeSpan.FromSeconds(options.Value.MaxWaitSeconds);
+            if (due && await MergeOneAsync(buffer, target, cancellationToken))
+            {
+                made++;
+            }
+        }
+        return made;
+    }
+
+    private async Task<bool> MergeOneAsync(DatasetBuffer buffer, long target, CancellationToken cancellationToken)
+    {
+        var pending = await merges.ListPendingAsync(buffer.Campaign, buffer.Dataset, options.Value.MaxInputsPerMerge, cancellationToken);
+        var batch = new List<PendingOutput>();
+        long bytes = 0;
+        foreach (var output in pending)
+        {
+            if (batch.Count > 0 && bytes + output.Size > target)
+            {
+                break;
+            }
+            batch.Add(output);
+            bytes += output.Size;
+        }
+        if (batch.Count == 0)
+        {
+            return false;
+        }
+
+        var createdAt = time.GetUtcNow();
+        var name = $"{buffer.Campaign}/{buffer.Dataset}/{buffer.Dataset}_run{batch.Min(o => o.Run):D6}-{batch.Max(o => o.Run):D6}_{createdAt:yyyyMMddHHmmssfff}_{Guid.NewGuid().ToString("N")[..6]}.evt";
+        var expectedEvents = batch.Sum(o => o.Events);
+        long events = 0;
+        var (size, adler) = await areas.Output.WriteAsync(name, async (target, token) =>
+        {
+            var inputs = new List<ChecksummingStream>(batch.Count);
+            try
+            {
+                foreach (var output in batch)
+                {
+                    inputs.Add(new ChecksummingStream(areas.Scratch.OpenRead(output.Name)));
+                }
+                events = await EventMerge.MergeAsync(inputs, target, token);
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    // Inputs are verified while they are merged: a corrupted output never reaches the archive.
+                    if (!Adler32Checksum.Same(Adler32Checksum.Format(inputs[i].Adler32), batch[i].Adler32) || inputs[i].Length != batch[i].Size)
+                    {
+                        throw new InvalidDataException($"Output {batch[i].Name} does not match its reported checksum.");
+                    }
+                }
+            }
+            finally
+            {
+                foreach (var input in inputs)
+                {
+                    await input.DisposeAsync();
+                }
+            }
+        }, cancellationToken);
+
+        if (events != expectedEvents)
+        {
+            areas.Output.Delete(name);
+            throw new InvalidDataException($"Merging {batch.Count} outputs of {buffer.Dataset} gave {events} events, expected {expectedEvents}.");
+        }
+        var record = new MergedFileRecord(name, buffer.Campaign, buffer.Dataset, size, Adler32Checksum.Format(adler), events, false, createdAt, createdAt);
+        if (!await merges.CommitMergeAsync(record, [.. batch.Select(o => o.OutputId)], cancellationToken))
+        {
+            // Another merger took some of these outputs first; its file stands, this one goes.
+            areas.Output.Delete(name);
+            return false;
+        }
+        logger.LogInformation("Merged {Count} outputs of {Dataset} into {MergedName} ({Size} bytes, {Events} events)", batch.Count, buffer.Dataset, name, size, events);
+
+        await bus.Publish(ToArchiveRequest(record, batch), cancellationToken);
+        foreach (var group in batch.GroupBy(o => o.FileId))
+        {
+            var first = group.First();
+            await bus.Publish(new OutputsMerged(group.Key, first.Run, first.Stream, first.Campaign, name, [.. group.Select(o => o.OutputId)]), cancellationToken);
+        }
+        foreach (var output in batch)
+        {
+            areas.Scratch.Delete(output.Name);
+        }
+        return true;
+    }
+
+    private async Task RepublishUnarchivedAsync(DateTimeOffset updatedBefore, CancellationToken cancellationToken)
+    {
+        foreach (var merged in await merges.ListUnarchivedAsync(updatedBefore, cancellationToken))
+        {
+            var outputs = await merges.ListOutputsOfAsync(merged.Name, cancellationToken);
+            logger.LogWarning("Merged file {MergedName} is not archived yet; sending it to the archiver again", merged.Name);
+            await bus.Publish(ToArchiveRequest(merged, outputs), cancellationToken);
+        }
+    }
+
+    private static ArchiveMergedFile ToArchiveRequest(MergedFileRecord merged, IEnumerable<PendingOutput> outputs) =>
+        new(merged.Name, merged.Dataset, merged.Campaign, merged.Size, merged.Adler32, merged.Events,
+            [.. outputs.Select(o => new MergedSource(o.FileId, o.Run, o.Stream, o.RawName, o.OutputId))]);
+}

@@ -1,0 +1,9 @@
+using Pipeline.Merger;
+using Pipeline.Infrastructure.Hosting;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddPipeline(MergerModule.Module);
+
+var app = builder.Build();
+app.MapPipelineHealth();
+app.Run();

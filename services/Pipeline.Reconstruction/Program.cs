@@ -1,0 +1,9 @@
+using Pipeline.Reconstruction;
+using Pipeline.Infrastructure.Hosting;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddPipeline(ReconstructionModule.Module);
+
+var app = builder.Build();
+app.MapPipelineHealth();
+app.Run();

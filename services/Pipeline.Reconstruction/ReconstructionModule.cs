@@ -1,0 +1,21 @@
+using MassTransit;
+using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
+
+namespace Pipeline.Reconstruction;
+
+public static class ReconstructionModule
+{
+    public static PipelineModule Module { get; } = new(
+        "reconstruction",
+        (services, _) =>
+        {
+            services.AddOptions<ReconstructionOptions>().BindConfiguration(ReconstructionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddSingleton<IReleaseRunner, ProcessReleaseRunner>();
+        },
+        bus =>
+        {
+            bus.AddConsumer<ReconstructFileConsumer, ReconstructFileConsumerDefinition>();
+            bus.AddRequestClient<ClaimReconstruction>();
+        });
+}

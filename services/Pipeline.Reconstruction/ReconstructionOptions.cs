@@ -1,0 +1,22 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Pipeline.Reconstruction;
+
+public sealed class ReconstructionOptions
+{
+    public const string Section = "Pipeline:Reconstruction";
+
+    /// <summary>Jobs this process runs at once (one message each); 0 means one per core.</summary>
+    [Range(0, 1024)]
+    public int Slots { get; set; }
+
+    public int EffectiveSlots => Slots > 0 ? Slots : Environment.ProcessorCount;
+
+    /// <summary>How often a running job renews its lease with the orchestrator.</summary>
+    [Range(1, 3600)]
+    public int HeartbeatSeconds { get; set; } = 30;
+
+    /// <summary>How long to wait for the orchestrator to answer a claim.</summary>
+    [Range(1, 3600)]
+    public int ClaimTimeoutSeconds { get; set; } = 30;
+}

@@ -1,0 +1,117 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace Pipeline.Reconstruction;
+
+/// <summary>One run of a release: the executable, its final argument list, where it runs and logs.</summary>
+public sealed record ReleaseJob(string Executable, IReadOnlyList<string> Arguments, string WorkingDirectory, string LogPath, TimeSpan Timeout);
+
+/// <summary>How a run ended. <see cref="ExitCode"/> is null when the process was killed.</summary>
+public sealed record ReleaseOutcome(int? ExitCode, bool TimedOut, string LogTail, string? FirstErrorLine);
+
+/// <summary>Runs a release job. The process implementation is the real one; tests may wrap it.</summary>
+public interface IReleaseRunner
+{
+    Task<ReleaseOutcome> RunAsync(ReleaseJob job, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// Starts the release as a child process with an argument list (never through a shell), streams its
+/// output into the job log, and kills the whole process tree on timeout or cancellation.
+/// </summary>
+public sealed class ProcessReleaseRunner : IReleaseRunner
+{
+    private const int TailLines = 20;
+
+    public async Task<ReleaseOutcome> RunAsync(ReleaseJob job, CancellationToken cancellationToken)
+    {
+        var start = new ProcessStartInfo(job.Executable)
+        {
+            WorkingDirectory = job.WorkingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in job.Arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        var tail = new Queue<string>();
+        string? firstError = null;
+        var gate = new Lock();
+        await using var log = new StreamWriter(job.LogPath, append: true, Encoding.UTF8) { AutoFlush = true };
+        void Line(string? line, bool isError)
+        {
+            if (line is null)
+            {
+                return;
+            }
+            lock (gate)
+            {
+                log.WriteLine(line);
+                tail.Enqueue(line);
+                if (tail.Count > TailLines)
+                {
+                    tail.Dequeue();
+                }
+                if (firstError is null && (isError || line.Contains("error", StringComparison.OrdinalIgnoreCase)) && line.Length > 0)
+                {
+                    firstError = line;
+                }
+            }
+        }
+
+        using var process = new Process { StartInfo = start };
+        process.OutputDataReceived += (_, e) => Line(e.Data, isError: false);
+        process.ErrorDataReceived += (_, e) => Line(e.Data, isError: true);
+        try
+        {
+            process.Start();
+        }
+        catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException)
+        {
+            Line($"cannot start {job.Executable}: {ex.Message}", isError: true);
+            return new ReleaseOutcome(null, false, string.Join('\n', tail), firstError);
+        }
+        process.StandardInput.Close();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(job.Timeout);
+        var timedOut = false;
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            timedOut = !cancellationToken.IsCancellationRequested;
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync(CancellationToken.None);
+            Line(timedOut ? $"killed: no exit within {job.Timeout}" : "killed: job cancelled", isError: true);
+        }
+        // WaitForExit without a timeout also drains the redirected output.
+        process.WaitForExit();
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (gate)
+        {
+            return new ReleaseOutcome(timedOut ? null : process.ExitCode, timedOut, string.Join('\n', tail), firstError);
+        }
+    }
+}
+
+/// <summary>Fills {placeholders} in a release's argument template; an unknown placeholder is an error, not a literal.</summary>
+public static partial class ArgumentTemplate
+{
+    [GeneratedRegex(@"\{([a-z]+)\}")]
+    private static partial Regex Placeholder();
+
+    public static string Expand(string template, IReadOnlyDictionary<string, string> values) =>
+        Placeholder().Replace(template, match => values.TryGetValue(match.Groups[1].Value, out var value)
+            ? value
+            : throw new FormatException($"Unknown placeholder {match.Value} in release argument '{template}'."));
+}

@@ -1,0 +1,9 @@
+using Pipeline.Stager;
+using Pipeline.Infrastructure.Hosting;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddPipeline(StagerModule.Module);
+
+var app = builder.Build();
+app.MapPipelineHealth();
+app.Run();
