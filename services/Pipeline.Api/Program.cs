@@ -1,0 +1,9 @@
+using Pipeline.Api;
+using Pipeline.Infrastructure.Hosting;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddPipeline(ApiModule.Module);
+
+var app = builder.Build();
+app.UsePipelineApi();
+app.Run();
