@@ -62,14 +62,14 @@ public static class DemoCommand
             {
                 runs = report.Runs,
                 rawFiles = report.RawFiles,
-                archivedFiles = report.ArchivedFiles,
+                archivedFiles = report.MergedFiles,
+                completedFiles = report.ArchivedFiles,
                 failedFiles = report.FailedFiles,
                 eventsIn = report.EventsIn,
                 eventsExpected = report.EventsExpected,
                 eventsArchived = report.EventsArchived,
                 eventsLost = report.EventsLost,
                 eventsDuplicated = report.EventsDuplicated,
-                mergedFiles = report.MergedFiles,
                 checksumsVerified = report.ChecksumsVerified,
                 seconds = Math.Round(stopwatch.Elapsed.TotalSeconds, 2),
             };

@@ -25,8 +25,11 @@ public static class PipelineApp
         ApiModule.Module,
     ];
 
-    /// <summary>Builds the all-in-one application; <paramref name="settings"/> override configuration (tests, demo).</summary>
-    public static WebApplication Build(string[] args, IReadOnlyDictionary<string, string?>? settings = null)
+    /// <summary>
+    /// Builds the all-in-one application; <paramref name="settings"/> override configuration and
+    /// <paramref name="overrideServices"/> replaces registrations (the demo and tests use them).
+    /// </summary>
+    public static WebApplication Build(string[] args, IReadOnlyDictionary<string, string?>? settings = null, Action<IServiceCollection>? overrideServices = null)
     {
         var builder = WebApplication.CreateBuilder(args);
         if (settings is not null)
@@ -38,6 +41,7 @@ public static class PipelineApp
             builder.WebHost.UseUrls(DefaultUrl);
         }
         builder.AddPipeline(AllModules);
+        overrideServices?.Invoke(builder.Services);
         var app = builder.Build();
         app.UsePipelineApi();
         return app;

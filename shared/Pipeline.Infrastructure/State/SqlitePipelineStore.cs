@@ -127,7 +127,11 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
             using var connection = Open();
             using var transaction = connection.BeginTransaction(deferred: false);
             var result = work(connection, transaction);
-            transaction.Commit();
+            // The work rolls back itself when it refuses a change; a completed transaction has no connection.
+            if (transaction.Connection is not null)
+            {
+                transaction.Commit();
+            }
             return result;
         }
         finally

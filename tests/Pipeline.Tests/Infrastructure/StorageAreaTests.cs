@@ -1,0 +1,89 @@
+using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Storage;
+using Pipeline.Tests.Support;
+
+namespace Pipeline.Tests.Infrastructure;
+
+public class When_naming_files_in_a_storage_area
+{
+    [Theory]
+    [InlineData("raw/run001000/physics/f.raw")]
+    [InlineData("a")]
+    [InlineData("with space/inside name.raw")]
+    public void Should_accept_relative_names(string name) => Assert.Null(AreaNames.Problem(name));
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("   ")]
+    [InlineData("../etc/passwd")]
+    [InlineData("raw/../../etc/passwd")]
+    [InlineData("/etc/passwd")]
+    [InlineData("raw//double")]
+    [InlineData("raw/./here")]
+    [InlineData("raw\\windows")]
+    [InlineData("nul\0byte")]
+    [InlineData("new\nline")]
+    [InlineData("c:/drive")]
+    [InlineData("raw/ padded")]
+    public void Should_refuse_names_that_could_escape_or_confuse(string name) => Assert.NotNull(AreaNames.Problem(name));
+
+    [Fact]
+    public void Should_refuse_to_resolve_a_path_outside_the_area()
+    {
+        using var folder = new TempDirectory();
+        var area = new StorageArea("cache", new Uri(folder.Path));
+        Assert.Throws<ArgumentException>(() => area.PathOf("../outside"));
+        Assert.StartsWith(folder.Path, area.PathOf("inside/file"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Should_refuse_a_location_that_is_not_a_file_uri()
+    {
+        Assert.Throws<ArgumentException>(() => new StorageArea("archive", new Uri("https://example.org/archive")));
+    }
+}
+
+public class When_writing_into_a_storage_area
+{
+    [Fact]
+    public async Task Should_return_the_checksum_of_the_bytes_written()
+    {
+        using var folder = new TempDirectory();
+        var area = new StorageArea("output", new Uri(folder.Path));
+        var data = new byte[3_000_000];
+        new Random(1).NextBytes(data);
+
+        var (size, adler) = await area.WriteFromAsync("d/file.bin", new MemoryStream(data), CancellationToken.None);
+
+        Assert.Equal(data.Length, size);
+        Assert.Equal(Adler32Checksum.Of(data), adler);
+        Assert.Equal(data, await File.ReadAllBytesAsync(area.PathOf("d/file.bin")));
+        Assert.Equal((size, adler), await area.ChecksumAsync("d/file.bin", CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task Should_leave_nothing_under_the_name_when_the_writer_fails_midway()
+    {
+        using var folder = new TempDirectory();
+        var area = new StorageArea("output", new Uri(folder.Path));
+
+        await Assert.ThrowsAsync<IOException>(() => area.WriteAsync("d/file.bin", async (stream, ct) =>
+        {
+            await stream.WriteAsync(new byte[1000], ct);
+            throw new IOException("disk went away");
+        }, CancellationToken.None));
+
+        Assert.False(area.Exists("d/file.bin"));
+        Assert.Empty(Directory.EnumerateFiles(folder.Path, "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task Should_replace_an_existing_file_whole()
+    {
+        using var folder = new TempDirectory();
+        var area = new StorageArea("cache", new Uri(folder.Path));
+        await area.WriteFromAsync("f", new MemoryStream(new byte[10]), CancellationToken.None);
+        await area.WriteFromAsync("f", new MemoryStream(new byte[3]), CancellationToken.None);
+        Assert.Equal(3, area.SizeOf("f"));
+    }
+}

@@ -1,0 +1,122 @@
+using System.Globalization;
+using MassTransit;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Pipeline.Contracts;
+using Pipeline.Host;
+using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.Ingest;
+using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.Storage;
+using Pipeline.SampleExperiment;
+
+namespace Pipeline.Tests.Support;
+
+/// <summary>
+/// The all-in-one pipeline started inside the test, on a folder of its own, with timings shortened
+/// so that flushes and watchdog sweeps happen within a test's patience. Nothing else is faked.
+/// </summary>
+public sealed class PipelineUnderTest : IAsyncDisposable
+{
+    private readonly TempDirectory _directory;
+    private readonly WebApplication _app;
+
+    private PipelineUnderTest(WebApplication app, TempDirectory directory)
+    {
+        _app = app;
+        _directory = directory;
+    }
+
+    public IServiceProvider Services => _app.Services;
+
+    public HttpClient Http { get; private set; } = null!;
+
+    public string DataDirectory => _directory.Path;
+
+    public StorageAreas Areas => Services.GetRequiredService<StorageAreas>();
+
+    public IFileSagaStore Sagas => Services.GetRequiredService<IFileSagaStore>();
+
+    public CampaignOptions Campaign => Services.GetRequiredService<IOptions<CampaignOptions>>().Value;
+
+    public static async Task<PipelineUnderTest> StartAsync(Uri? rabbitMq = null, IReadOnlyDictionary<string, string?>? settings = null, Action<IServiceCollection>? overrideServices = null)
+    {
+        var directory = new TempDirectory();
+        var all = new Dictionary<string, string?>
+        {
+            ["urls"] = "http://127.0.0.1:0",
+            ["Pipeline:DataDirectory"] = directory.Path,
+            ["Pipeline:Transport"] = rabbitMq is null ? "InMemory" : "RabbitMq",
+            ["Pipeline:RabbitMq:Uri"] = rabbitMq?.ToString(),
+            ["Pipeline:Campaign:MergeTargetBytes"] = (1L << 20).ToString(CultureInfo.InvariantCulture),
+            ["Pipeline:Merger:FlushIdleSeconds"] = "0.5",
+            ["Pipeline:Merger:PollSeconds"] = "0.1",
+            ["Pipeline:Orchestrator:WatchdogIntervalSeconds"] = "1",
+            ["Pipeline:Reconstruction:Slots"] = "2",
+            ["Serilog:MinimumLevel:Default"] = "Warning",
+        };
+        foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
+        {
+            all[key] = value;
+        }
+        var app = PipelineApp.Build([], all, overrideServices);
+        var pipeline = new PipelineUnderTest(app, directory);
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        pipeline.Http = new HttpClient { BaseAddress = new Uri(address) };
+        return pipeline;
+    }
+
+    /// <summary>Writes sample raw files into the archive and returns their run announcements (not yet published).</summary>
+    public Task<IReadOnlyList<RunRecorded>> GenerateAsync(SampleSpec spec) =>
+        SampleGenerator.GenerateAsync(Areas.Archive.RootPath, spec);
+
+    public async Task IngestAsync(IEnumerable<RunRecorded> runs)
+    {
+        var ingestion = Services.GetRequiredService<RunIngestion>();
+        var bus = Services.GetRequiredService<IBus>();
+        foreach (var run in runs)
+        {
+            await ingestion.IngestAsync(run, bus, CancellationToken.None);
+        }
+    }
+
+    public async Task<IReadOnlyList<StateCount>> WaitForFinalAsync(int files, TimeSpan? limit = null) =>
+        await Eventually.Until(
+            () => Sagas.CountByStateAsync(CancellationToken.None),
+            counts => counts.Where(c => SqlitePipelineStore.FinalStates.Contains(c.State)).Sum(c => c.Files) >= files,
+            limit ?? TimeSpan.FromMinutes(3),
+            $"{files} files to reach a final state");
+
+    public Task<AuditReport> AuditAsync(IReadOnlyList<RunRecorded> runs) =>
+        ProductionAudit.RunAsync(runs, Campaign.Selections, Campaign.Name, Areas, Sagas,
+            Services.GetRequiredService<ICatalog>(), CancellationToken.None);
+
+    public async Task<IReadOnlyList<FileState>> AllFilesAsync()
+    {
+        var files = new List<FileState>();
+        string? after = null;
+        do
+        {
+            var page = await Sagas.ListAsync(new FileQuery(After: after, Limit: 1000), CancellationToken.None);
+            foreach (var summary in page.Files)
+            {
+                files.Add((await Sagas.LoadAsync(summary.Id, CancellationToken.None))!);
+            }
+            after = page.Next;
+        }
+        while (after is not null);
+        return files;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Http?.Dispose();
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+        _directory.Dispose();
+    }
+}
