@@ -1,0 +1,238 @@
+using Pipeline.Contracts;
+
+namespace Pipeline.Tests.Orchestrator;
+
+public sealed class When_a_file_goes_through_every_stage : IAsyncLifetime
+{
+    private FileStateMachineHarness _machine = null!;
+
+    public async Task InitializeAsync() => _machine = await FileStateMachineHarness.StartAsync();
+
+    public async Task DisposeAsync() => await _machine.DisposeAsync();
+
+    [Fact]
+    public async Task Should_stage_reconstruct_merge_and_archive_it_recording_each_step()
+    {
+        var registration = FileStateMachineHarness.Registration();
+        var id = registration.FileId;
+
+        await _machine.Publish(registration);
+        Assert.True(await _machine.Harness.Published.Any<StageFile>(x => x.Context.Message.FileId == id && x.Context.Message.Attempt == 1));
+
+        await _machine.Publish(new FileStaged(id, 1000, "physics", "prompt", 1, "prompt/raw.raw", 1234, "0a0b0c0d"));
+        Assert.True(await _machine.Harness.Published.Any<ReconstructFile>(x => x.Context.Message.FileId == id && x.Context.Message.Datasets.Count == 4));
+        var staged = await _machine.WaitForState(id, "Staged");
+        Assert.Equal("prompt/raw.raw", staged.CachedName);
+
+        var claim = await _machine.Claim(staged, 1, "worker-1");
+        Assert.True(claim.Granted);
+        await _machine.WaitForState(id, "Reconstructing");
+
+        var outputs = new[] { FileStateMachineHarness.Output(id, 1, "muon"), FileStateMachineHarness.Output(id, 1, "jet") };
+        await _machine.Publish(new FileReconstructed(id, 1000, "physics", "prompt", 1, "worker-1", outputs, 2.5));
+        Assert.True(await _machine.Harness.Published.Any<MergeOutput>(x => x.Context.Message.Output.Dataset == "muon"));
+        Assert.True(await _machine.Harness.Published.Any<MergeOutput>(x => x.Context.Message.Output.Dataset == "jet"));
+        await _machine.WaitForState(id, "Reconstructed");
+
+        await _machine.Publish(new OutputsMerged(id, 1000, "physics", "prompt", "m-muon", [outputs[0].OutputId]));
+        await _machine.WaitFor(id, s => s.Outputs.Count(o => o.MergedName is not null) == 1, "one output merged");
+        await _machine.Publish(new OutputsMerged(id, 1000, "physics", "prompt", "m-jet", [outputs[1].OutputId]));
+        await _machine.WaitForState(id, "Merged");
+
+        await _machine.Publish(new OutputsArchived(id, 1000, "physics", "prompt", "m-muon", [outputs[0].OutputId]));
+        await _machine.Publish(new OutputsArchived(id, 1000, "physics", "prompt", "m-jet", [outputs[1].OutputId]));
+        var archived = await _machine.WaitForState(id, "Archived");
+
+        Assert.Null(archived.Deadline);
+        Assert.Equal(
+            ["Registered", "Staging", "Staged", "Reconstructing", "Reconstructed", "Merged", "Archived"],
+            archived.History.Select(h => h.State).Distinct());
+        Assert.Single(archived.History, h => h.Event == "FileReconstructed");
+    }
+
+    [Fact]
+    public async Task Should_register_a_file_once_however_often_it_is_announced()
+    {
+        var registration = FileStateMachineHarness.Registration();
+        await _machine.Publish(registration);
+        await _machine.Publish(registration);
+        await _machine.Publish(registration);
+        await _machine.WaitForState(registration.FileId, "Staging");
+        await _machine.Harness.InactivityTask;
+
+        Assert.Single(_machine.Harness.Published.Select<StageFile>());
+        var file = await _machine.Store.LoadAsync(registration.FileId, CancellationToken.None);
+        Assert.Equal(1, file!.Attempt);
+    }
+
+    [Fact]
+    public async Task Should_archive_at_once_a_file_with_no_event_for_any_dataset()
+    {
+        var file = await _machine.Reconstructing(FileStateMachineHarness.Registration());
+        await _machine.Publish(new FileReconstructed(file.CorrelationId, 1000, "physics", "prompt", file.Attempt, "worker-1", [], 1));
+        var done = await _machine.WaitForState(file.CorrelationId, "Archived");
+        Assert.Empty(done.Outputs);
+    }
+}
+
+public sealed class When_reconstruction_is_claimed : IAsyncLifetime
+{
+    private FileStateMachineHarness _machine = null!;
+
+    public async Task InitializeAsync() => _machine = await FileStateMachineHarness.StartAsync();
+
+    public async Task DisposeAsync() => await _machine.DisposeAsync();
+
+    [Fact]
+    public async Task Should_give_the_lease_to_one_worker_only_while_it_is_valid()
+    {
+        var file = await _machine.Reconstructing(FileStateMachineHarness.Registration(), "worker-1");
+
+        var rival = await _machine.Claim(file, file.Attempt, "worker-2");
+        Assert.False(rival.Granted);
+        Assert.Contains("worker-1", rival.Reason, StringComparison.Ordinal);
+
+        Assert.True((await _machine.Claim(file, file.Attempt, "worker-1", renewal: true)).Granted);
+
+        // Once the lease runs out without renewal, another worker may take the attempt.
+        _machine.Time.Advance(TimeSpan.FromMinutes(10));
+        Assert.True((await _machine.Claim(file, file.Attempt, "worker-2")).Granted);
+        Assert.False((await _machine.Claim(file, file.Attempt, "worker-1", renewal: true)).Granted);
+    }
+
+    [Fact]
+    public async Task Should_refuse_a_claim_for_an_attempt_that_is_not_current()
+    {
+        var file = await _machine.Reconstructing(FileStateMachineHarness.Registration());
+        var stale = await _machine.Claim(file, file.Attempt - 1, "worker-9");
+        Assert.False(stale.Granted);
+        Assert.Contains("stale", stale.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Should_ignore_a_result_from_a_worker_that_does_not_hold_the_lease()
+    {
+        var file = await _machine.Reconstructing(FileStateMachineHarness.Registration(), "worker-1");
+        await _machine.Publish(new FileReconstructed(file.CorrelationId, 1000, "physics", "prompt", file.Attempt, "worker-2",
+            [FileStateMachineHarness.Output(file.CorrelationId, file.Attempt, "muon")], 1));
+        await _machine.Harness.InactivityTask;
+        Assert.Equal("Reconstructing", (await _machine.Store.LoadAsync(file.CorrelationId, CancellationToken.None))!.CurrentState);
+    }
+}
+
+public sealed class When_a_file_fails : IAsyncLifetime
+{
+    private FileStateMachineHarness _machine = null!;
+
+    public async Task InitializeAsync() => _machine = await FileStateMachineHarness.StartAsync();
+
+    public async Task DisposeAsync() => await _machine.DisposeAsync();
+
+    [Fact]
+    public async Task Should_retry_from_stage_in_then_fail_with_the_reason_when_attempts_run_out()
+    {
+        var file = await _machine.Reconstructing(FileStateMachineHarness.Registration());
+        var id = file.CorrelationId;
+
+        await _machine.Publish(new ReconstructionFailed(id, 1000, "physics", "prompt", 1, "worker-1", "exit code 3: boom", 3, "line\nboom"));
+        var retried = await _machine.WaitFor(id, s => s.CurrentState == "Staging" && s.Attempt == 2, "a second attempt");
+        Assert.Equal(1, retried.Failures);
+        Assert.True(await _machine.Harness.Published.Any<StageFile>(x => x.Context.Message.FileId == id && x.Context.Message.Attempt == 2));
+
+        // A late result of the abandoned first attempt changes nothing.
+        await _machine.Publish(new FileReconstructed(id, 1000, "physics", "prompt", 1, "worker-1", [FileStateMachineHarness.Output(id, 1, "muon")], 1));
+        await _machine.Publish(new StagingFailed(id, 1000, "physics", "prompt", 2, "checksum mismatch staging"));
+        var failed = await _machine.WaitForState(id, "Failed");
+
+        Assert.Equal("checksum mismatch staging", failed.FailureReason);
+        Assert.Equal(FileStateMachineHarness.MaxAttempts, failed.Failures);
+        Assert.Empty(failed.Outputs);
+        Assert.Equal("line\nboom", failed.LastLogTail);
+    }
+
+    [Fact]
+    public async Task Should_start_again_when_an_operator_retries_it()
+    {
+        var registration = FileStateMachineHarness.Registration();
+        await _machine.Publish(registration);
+        await _machine.WaitForState(registration.FileId, "Staging");
+        await _machine.Publish(new StagingFailed(registration.FileId, 1000, "physics", "prompt", 1, "tape error"));
+        await _machine.WaitFor(registration.FileId, s => s.Attempt == 2, "second attempt");
+        await _machine.Publish(new StagingFailed(registration.FileId, 1000, "physics", "prompt", 2, "tape error"));
+        await _machine.WaitForState(registration.FileId, "Failed");
+
+        await _machine.Publish(new RetryFile(registration.FileId, "operator"));
+        var again = await _machine.WaitForState(registration.FileId, "Staging");
+
+        Assert.Equal(3, again.Attempt);
+        Assert.Equal(0, again.Failures);
+        Assert.Contains(again.History, h => h.Detail == "retried by operator");
+    }
+}
+
+public sealed class When_a_file_stalls : IAsyncLifetime
+{
+    private FileStateMachineHarness _machine = null!;
+
+    public async Task InitializeAsync() => _machine = await FileStateMachineHarness.StartAsync();
+
+    public async Task DisposeAsync() => await _machine.DisposeAsync();
+
+    [Fact]
+    public async Task Should_issue_the_step_again_only_if_the_file_has_not_moved_since_it_was_seen()
+    {
+        var registration = FileStateMachineHarness.Registration();
+        await _machine.Publish(registration);
+        var seen = await _machine.WaitForState(registration.FileId, "Staging");
+
+        await _machine.Publish(new FileStalled(registration.FileId, seen.Version));
+        var reissued = await _machine.WaitFor(registration.FileId, s => s.Attempt == 2, "a re-issued stage-in");
+        Assert.Equal(1, reissued.Stalls);
+
+        // A report about an older version is out of date: the file moved meanwhile.
+        await _machine.Publish(new FileStalled(registration.FileId, seen.Version));
+        await _machine.Harness.InactivityTask;
+        Assert.Equal(2, (await _machine.Store.LoadAsync(registration.FileId, CancellationToken.None))!.Attempt);
+    }
+
+    [Fact]
+    public async Task Should_give_a_dead_workers_job_to_a_new_attempt()
+    {
+        var file = await _machine.Reconstructing(FileStateMachineHarness.Registration(), "worker-1");
+        await _machine.Publish(new FileStalled(file.CorrelationId, file.Version));
+
+        var staged = await _machine.WaitFor(file.CorrelationId, s => s.CurrentState == "Staged" && s.Attempt == file.Attempt + 1, "a new attempt");
+        Assert.Null(staged.Worker);
+        Assert.True(await _machine.Harness.Published.Any<ReconstructFile>(x => x.Context.Message.Attempt == staged.Attempt));
+        Assert.True((await _machine.Claim(staged, staged.Attempt, "worker-2")).Granted);
+    }
+
+    [Fact]
+    public async Task Should_fail_a_file_that_keeps_stalling()
+    {
+        var registration = FileStateMachineHarness.Registration();
+        await _machine.Publish(registration);
+        for (var stall = 1; stall <= 3; stall++)
+        {
+            var current = await _machine.WaitFor(registration.FileId, s => s.Stalls == stall - 1, $"stall {stall - 1} recorded");
+            await _machine.Publish(new FileStalled(registration.FileId, current.Version));
+        }
+        var failed = await _machine.WaitForState(registration.FileId, "Failed");
+        Assert.Equal("stalled 3 times", failed.FailureReason);
+    }
+
+    [Fact]
+    public async Task Should_send_unarchived_outputs_to_the_merger_again()
+    {
+        var file = await _machine.Reconstructing(FileStateMachineHarness.Registration());
+        var output = FileStateMachineHarness.Output(file.CorrelationId, file.Attempt, "muon");
+        await _machine.Publish(new FileReconstructed(file.CorrelationId, 1000, "physics", "prompt", file.Attempt, "worker-1", [output], 1));
+        var reconstructed = await _machine.WaitForState(file.CorrelationId, "Reconstructed");
+
+        await _machine.Publish(new FileStalled(file.CorrelationId, reconstructed.Version));
+
+        await _machine.WaitFor(file.CorrelationId, s => s.Version > reconstructed.Version, "the stall handled");
+        Assert.True(await _machine.Harness.Published.Any<MergeOutput>(x => x.Context.Message.Output.OutputId == output.OutputId));
+        Assert.Equal(2, _machine.Harness.Published.Select<MergeOutput>().Count(x => x.Context.Message.Output.OutputId == output.OutputId));
+    }
+}
