@@ -119,9 +119,12 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .If(c => c.Saga.CurrentState == nameof(Reconstructed) && c.Saga.Outputs.All(o => o.MergedName is not null),
                     merged => merged.TransitionTo(Merged).Then(c => Note(c, $"all outputs merged, last into {c.Message.MergedName}"))));
 
+        // An archive report can overtake the merge report it follows; the file still passes through Merged.
         During(Reconstructed, Merged,
             When(OutputsArchived)
                 .Then(c => MarkMerged(c.Saga, c.Message.MergedName, c.Message.OutputIds, archived: true))
+                .If(c => c.Saga.CurrentState == nameof(Reconstructed) && c.Saga.Outputs.All(o => o.MergedName is not null),
+                    merged => merged.TransitionTo(Merged).Then(c => Note(c, $"all outputs merged, last into {c.Message.MergedName}")))
                 .If(c => c.Saga.Outputs.All(o => o.Archived),
                     done => done.Then(Finish).TransitionTo(Archived).Then(c => Note(c, $"all outputs archived, last in {c.Message.MergedName}"))));
 
