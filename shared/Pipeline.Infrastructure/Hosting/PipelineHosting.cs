@@ -67,6 +67,13 @@ public static class PipelineHosting
             }
         });
 
+        // Start-up returns only once every receive endpoint is bound, so nothing published right after start is dropped.
+        services.AddOptions<MassTransitHostOptions>().Configure(host =>
+        {
+            host.WaitUntilStarted = true;
+            host.StartTimeout = TimeSpan.FromMinutes(2);
+            host.StopTimeout = TimeSpan.FromSeconds(30);
+        });
         services.AddHealthChecks().AddCheck<StoreHealthCheck>("store", tags: ["ready"]);
         return builder;
     }

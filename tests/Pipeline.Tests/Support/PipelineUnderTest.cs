@@ -89,7 +89,8 @@ public sealed class PipelineUnderTest : IAsyncDisposable
             () => Sagas.CountByStateAsync(CancellationToken.None),
             counts => counts.Where(c => SqlitePipelineStore.FinalStates.Contains(c.State)).Sum(c => c.Files) >= files,
             limit ?? TimeSpan.FromMinutes(3),
-            $"{files} files to reach a final state");
+            $"{files} files to reach a final state",
+            counts => string.Join(", ", counts.Select(c => $"{c.State}={c.Files}")));
 
     public Task<AuditReport> AuditAsync(IReadOnlyList<RunRecorded> runs) =>
         ProductionAudit.RunAsync(runs, Campaign.Selections, Campaign.Name, Areas, Sagas,
