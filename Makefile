@@ -1,0 +1,30 @@
+# Pipeline: data production for a particle-physics experiment.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CONFIGURATION ?= Release
+HOST_DLL := services/Pipeline.Host/bin/$(CONFIGURATION)/net10.0/Pipeline.Host.dll
+RUNS ?= 2
+FILES ?= 4
+EVENTS ?= 500
+
+.PHONY: help build run demo test clean
+
+help: ## List the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
+
+build: ## Build every project
+	@dotnet build Pipeline.sln -c $(CONFIGURATION) --nologo -v quiet
+
+run: build ## The whole pipeline in one process on embedded defaults; API on http://127.0.0.1:8080 (SAMPLE_RUNS=N adds N sample runs)
+	@dotnet $(HOST_DLL) run
+
+demo: build ## Sample data end to end through every stage; last line is a JSON summary (RUNS=, FILES=, EVENTS=)
+	@RUNS=$(RUNS) FILES=$(FILES) EVENTS=$(EVENTS) dotnet $(HOST_DLL) demo
+
+test: ## Every test, on a real RabbitMQ (installed and started on 127.0.0.1 when none is given)
+	@bash tests/run-tests.sh
+
+clean: ## Remove build output and the embedded state under ./data
+	@dotnet clean Pipeline.sln -c $(CONFIGURATION) --nologo -v quiet
+	@rm -rf data
