@@ -31,7 +31,8 @@ public static class PipelineApp
     /// </summary>
     public static WebApplication Build(string[] args, IReadOnlyDictionary<string, string?>? settings = null, Action<IServiceCollection>? overrideServices = null)
     {
-        var builder = WebApplication.CreateBuilder(args);
+        // Settings ship beside the program; relative paths in them (./data) still mean the working directory.
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         if (settings is not null)
         {
             builder.Configuration.AddInMemoryCollection(settings);
