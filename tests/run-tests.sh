@@ -13,12 +13,11 @@ log=$(mktemp)
 status=0
 dotnet test Pipeline.sln -c "$configuration" --no-build --nologo --logger "console;verbosity=normal" 2>&1 | tee "$log" || status=$?
 
-summary=$(grep -E '(Passed|Failed)! +- Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+' "$log" | tail -n 1 || true)
-if [ -n "$summary" ]; then
-  failed=$(sed -E 's/.*Failed: +([0-9]+).*/\1/' <<<"$summary")
-  passed=$(sed -E 's/.*Passed: +([0-9]+).*/\1/' <<<"$summary")
-  skipped=$(sed -E 's/.*Skipped: +([0-9]+).*/\1/' <<<"$summary")
-  grep -E '^\s+Skipped ' "$log" || true
+count() { grep -E "^ *$1: +[0-9]+ *$" "$log" | tail -n 1 | grep -oE '[0-9]+' || echo 0; }
+if grep -qE '^Total tests: +[0-9]+' "$log"; then
+  passed=$(count Passed); failed=$(count Failed); skipped=$(count Skipped)
+  # Skipped tests are listed with their reasons, never counted as passed.
+  grep -E '^ +Skipped ' "$log" || true
   echo "tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
 else
   echo "tests: no test summary found" >&2
