@@ -32,11 +32,7 @@ public sealed class ArchiveMergedFileConsumer(
             {
                 throw new FileNotFoundException($"Merged file {message.MergedName} is neither in the output area nor catalogued in the archive.");
             }
-            var (size, adler) = await StreamingCopy.TransientIo.ExecuteAsync(async token =>
-            {
-                await using var source = areas.Output.OpenRead(message.MergedName);
-                return await areas.Archive.WriteFromAsync(archiveName, source, token);
-            }, context.CancellationToken);
+            var (size, adler) = await StreamingCopy.CopyAsync(areas.Output, message.MergedName, areas.Archive, archiveName, context.CancellationToken);
             Verify(message, size, adler, "while copying");
 
             // Read back what the archive holds: the copy is trusted only once its own bytes check out.

@@ -31,11 +31,7 @@ public sealed class CollectJobLogsConsumer(StorageAreas areas, ILogger<CollectJo
                 }
                 continue;
             }
-            await StreamingCopy.TransientIo.ExecuteAsync(async token =>
-            {
-                await using var input = areas.Scratch.OpenRead(source);
-                await areas.Logs.WriteFromAsync(target, input, token);
-            }, context.CancellationToken);
+            await StreamingCopy.CopyAsync(areas.Scratch, source, areas.Logs, target, context.CancellationToken);
             areas.Scratch.Delete(source);
             collected.Add(target);
         }

@@ -276,6 +276,8 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         saga.Outputs = [.. context.Message.Outputs.Select(o => new TrackedOutput { Output = o })];
         saga.ReconstructionSeconds = context.Message.Seconds;
         saga.LeaseExpiresAt = null;
+        // Earlier failures stay in the history; the file itself is no longer failing.
+        saga.FailureReason = null;
         return IssueMerges(context);
     }
 

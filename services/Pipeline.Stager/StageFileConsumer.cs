@@ -22,11 +22,7 @@ public sealed class StageFileConsumer(StorageAreas areas, ILogger<StageFileConsu
             return;
         }
 
-        var (size, adler) = await StreamingCopy.TransientIo.ExecuteAsync(async token =>
-        {
-            await using var source = areas.Archive.OpenRead(message.LogicalName);
-            return await areas.Cache.WriteFromAsync(cachedName, source, token);
-        }, context.CancellationToken);
+        var (size, adler) = await StreamingCopy.CopyAsync(areas.Archive, message.LogicalName, areas.Cache, cachedName, context.CancellationToken);
 
         var read = Adler32Checksum.Format(adler);
         if (size != message.Size || !Adler32Checksum.Same(read, message.Adler32))

@@ -58,11 +58,16 @@ public static class PipelineHosting
                     {
                         rabbit.Host(new Uri(options.RabbitMq.Uri));
                         rabbit.PrefetchCount = options.Prefetch;
+                        rabbit.UseConsumeFilter(typeof(FileLogContextFilter<>), context);
                         rabbit.ConfigureEndpoints(context);
                     });
                     break;
                 default:
-                    bus.UsingInMemory((context, memory) => memory.ConfigureEndpoints(context));
+                    bus.UsingInMemory((context, memory) =>
+                    {
+                        memory.UseConsumeFilter(typeof(FileLogContextFilter<>), context);
+                        memory.ConfigureEndpoints(context);
+                    });
                     break;
             }
         });

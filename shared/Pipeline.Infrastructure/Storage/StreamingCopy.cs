@@ -24,4 +24,15 @@ public static class StreamingCopy
             UseJitter = true,
         })
         .Build();
+
+    /// <summary>
+    /// Copies a file from one area to another (atomically at the target), checksumming while the bytes
+    /// move, retrying transient I/O errors from the start.
+    /// </summary>
+    public static Task<(long Size, uint Adler32)> CopyAsync(StorageArea from, string fromName, StorageArea to, string toName, CancellationToken cancellationToken) =>
+        TransientIo.ExecuteAsync(async token =>
+        {
+            await using var source = from.OpenRead(fromName);
+            return await to.WriteFromAsync(toName, source, token);
+        }, cancellationToken).AsTask();
 }

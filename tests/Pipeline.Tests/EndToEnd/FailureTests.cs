@@ -1,0 +1,63 @@
+using Pipeline.Contracts;
+using Pipeline.SampleExperiment;
+using Pipeline.Tests.Support;
+
+namespace Pipeline.Tests.EndToEnd;
+
+public sealed class When_a_release_fails_its_first_attempt
+{
+    [Fact]
+    public async Task Should_retry_from_stage_in_keep_both_attempts_logs_and_complete_once()
+    {
+        string[] arguments = ["reconstruct", "--input", "{input}", "--outdir", "{outdir}", "--datasets", "{datasets}",
+            "--histograms", "{jobdir}/histograms.json", "--attempt", "{attempt}", "--fail-attempts", "1"];
+        var settings = arguments.Select((a, i) => KeyValuePair.Create($"Pipeline:Campaign:Release:Arguments:{i}", (string?)a)).ToDictionary();
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: settings);
+        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 1, EventsPerFile: 40));
+
+        await pipeline.IngestAsync(runs);
+        await pipeline.WaitForFinalAsync(2);
+
+        Assert.True((await pipeline.AuditAsync(runs)).Complete);
+        var files = await Eventually.Until(pipeline.AllFilesAsync, all => all.All(f => f.LogNames.Count >= 3), TimeSpan.FromSeconds(30), "logs of both attempts");
+        foreach (var file in files)
+        {
+            Assert.Equal(2, file.Attempt);
+            Assert.Equal(1, file.Failures);
+            Assert.Null(file.FailureReason);
+            Assert.Contains(file.History, h => h.State == "Staging" && h.Attempt == 2
+                && h.Detail == "retry after: exit code 3: ERROR simulated failure on attempt 1 (fails up to attempt 1)");
+            Assert.Single(file.History, h => h.Event == "FileReconstructed");
+            Assert.Contains(file.LogNames, n => n.Contains("/attempt-1/job.log", StringComparison.Ordinal));
+            Assert.Contains(file.LogNames, n => n.Contains("/attempt-2/histograms.json", StringComparison.Ordinal));
+            Assert.Contains("simulated failure", await File.ReadAllTextAsync(pipeline.Areas.Logs.PathOf(file.LogNames.First(n => n.EndsWith("attempt-1/job.log", StringComparison.Ordinal)))), StringComparison.Ordinal);
+        }
+    }
+}
+
+public sealed class When_a_raw_file_does_not_match_its_catalogued_checksum
+{
+    [Fact]
+    public async Task Should_fail_it_with_the_reason_after_the_attempt_budget_and_finish_the_others()
+    {
+        await using var pipeline = await PipelineUnderTest.StartAsync();
+        var run = (await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 1, EventsPerFile: 40)))[0];
+        var corrupted = run.Files![0];
+        // The archive holds different bytes than the data-acquisition system catalogued.
+        var path = pipeline.Areas.Archive.PathOf(corrupted.Name!);
+        var bytes = await File.ReadAllBytesAsync(path);
+        bytes[^1] ^= 0xFF;
+        await File.WriteAllBytesAsync(path, bytes);
+
+        await pipeline.IngestAsync([run]);
+        await pipeline.WaitForFinalAsync(2);
+
+        var files = await pipeline.AllFilesAsync();
+        var failed = Assert.Single(files, f => f.CurrentState == "Failed");
+        Assert.Equal(corrupted.Name, failed.LogicalName);
+        Assert.StartsWith("checksum mismatch staging", failed.FailureReason, StringComparison.Ordinal);
+        Assert.Equal(pipeline.Campaign.MaxAttempts, failed.Failures);
+        Assert.False(pipeline.Areas.Cache.Exists($"prompt/{corrupted.Name}"), "a bad copy was left in the cache");
+        Assert.Single(files, f => f.CurrentState == "Archived");
+    }
+}
