@@ -107,7 +107,7 @@ public static class PipelineEndpoints
             return TypedResults.Problem($"File {id} is {file.CurrentState}; only failed files can be retried.",
                 statusCode: StatusCodes.Status409Conflict, title: "File is not failed");
         }
-        await publisher.Publish(new RetryFile(id, http.Connection.RemoteIpAddress?.ToString() ?? "api"), ct);
+        await publisher.Publish(new RetryFile(id, file.Run, file.Stream, file.Campaign, http.Connection.RemoteIpAddress?.ToString() ?? "api"), ct);
         return TypedResults.Accepted($"/api/files/{id}", new ActionAccepted(id, "retry", file.CurrentState));
     }
 

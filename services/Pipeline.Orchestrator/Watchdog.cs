@@ -45,7 +45,7 @@ public sealed class Watchdog(
         var stalled = await store.FindStalledAsync(time.GetUtcNow(), notTouchedSince, BatchSize, cancellationToken);
         foreach (var file in stalled)
         {
-            await bus.Publish(new FileStalled(file.Id, file.Version), cancellationToken);
+            await bus.Publish(new FileStalled(file.Id, file.Run, file.Stream, file.Campaign, file.Version), cancellationToken);
         }
         if (stalled.Count > 0)
         {

@@ -52,7 +52,7 @@ public sealed record FilePage(IReadOnlyList<FileSummary> Files, string? Next);
 
 public sealed record StateCount(string Campaign, string State, long Files);
 
-public sealed record StalledFile(Guid Id, int Version, string State);
+public sealed record StalledFile(Guid Id, int Version, string State, string Campaign, int Run, string Stream);
 
 /// <summary>Runs as announced, so that the same run announced twice is registered once.</summary>
 public interface IRunRegistry

@@ -274,7 +274,7 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
         ReadAsync<IReadOnlyList<StalledFile>>(connection =>
         {
             using var command = Command(connection, """
-                SELECT id, version, state FROM file_sagas
+                SELECT id, version, state, campaign, run, stream FROM file_sagas
                 WHERE state NOT IN ('Archived', 'Failed')
                   AND ((deadline IS NOT NULL AND deadline < $now) OR ($before IS NOT NULL AND updated_at < $before))
                 ORDER BY updated_at LIMIT $limit
@@ -286,7 +286,7 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
             var stalled = new List<StalledFile>();
             while (reader.Read())
             {
-                stalled.Add(new StalledFile(Guid.Parse(reader.GetString(0)), reader.GetInt32(1), reader.GetString(2)));
+                stalled.Add(new StalledFile(Guid.Parse(reader.GetString(0)), reader.GetInt32(1), reader.GetString(2), reader.GetString(3), reader.GetInt32(4), reader.GetString(5)));
             }
             return stalled;
         });

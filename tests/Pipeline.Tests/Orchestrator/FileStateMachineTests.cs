@@ -161,7 +161,7 @@ public sealed class When_a_file_fails : IAsyncLifetime
         await _machine.Publish(new StagingFailed(registration.FileId, 1000, "physics", "prompt", 2, "tape error"));
         await _machine.WaitForState(registration.FileId, "Failed");
 
-        await _machine.Publish(new RetryFile(registration.FileId, "operator"));
+        await _machine.Publish(new RetryFile(registration.FileId, 1000, "physics", "prompt", "operator"));
         var again = await _machine.WaitForState(registration.FileId, "Staging");
 
         Assert.Equal(3, again.Attempt);
@@ -185,12 +185,12 @@ public sealed class When_a_file_stalls : IAsyncLifetime
         await _machine.Publish(registration);
         var seen = await _machine.WaitForState(registration.FileId, "Staging");
 
-        await _machine.Publish(new FileStalled(registration.FileId, seen.Version));
+        await _machine.Publish(new FileStalled(registration.FileId, 1000, "physics", "prompt", seen.Version));
         var reissued = await _machine.WaitFor(registration.FileId, s => s.Attempt == 2, "a re-issued stage-in");
         Assert.Equal(1, reissued.Stalls);
 
         // A report about an older version is out of date: the file moved meanwhile.
-        await _machine.Publish(new FileStalled(registration.FileId, seen.Version));
+        await _machine.Publish(new FileStalled(registration.FileId, 1000, "physics", "prompt", seen.Version));
         await _machine.Harness.InactivityTask;
         Assert.Equal(2, (await _machine.Store.LoadAsync(registration.FileId, CancellationToken.None))!.Attempt);
     }
@@ -199,7 +199,7 @@ public sealed class When_a_file_stalls : IAsyncLifetime
     public async Task Should_give_a_dead_workers_job_to_a_new_attempt()
     {
         var file = await _machine.Reconstructing(FileStateMachineHarness.Registration(), "worker-1");
-        await _machine.Publish(new FileStalled(file.CorrelationId, file.Version));
+        await _machine.Publish(new FileStalled(file.CorrelationId, 1000, "physics", "prompt", file.Version));
 
         var staged = await _machine.WaitFor(file.CorrelationId, s => s.CurrentState == "Staged" && s.Attempt == file.Attempt + 1, "a new attempt");
         Assert.Null(staged.Worker);
@@ -215,7 +215,7 @@ public sealed class When_a_file_stalls : IAsyncLifetime
         for (var stall = 1; stall <= 3; stall++)
         {
             var current = await _machine.WaitFor(registration.FileId, s => s.Stalls == stall - 1, $"stall {stall - 1} recorded");
-            await _machine.Publish(new FileStalled(registration.FileId, current.Version));
+            await _machine.Publish(new FileStalled(registration.FileId, 1000, "physics", "prompt", current.Version));
         }
         var failed = await _machine.WaitForState(registration.FileId, "Failed");
         Assert.Equal("stalled 3 times", failed.FailureReason);
@@ -229,7 +229,7 @@ public sealed class When_a_file_stalls : IAsyncLifetime
         await _machine.Publish(new FileReconstructed(file.CorrelationId, 1000, "physics", "prompt", file.Attempt, "worker-1", [output], 1));
         var reconstructed = await _machine.WaitForState(file.CorrelationId, "Reconstructed");
 
-        await _machine.Publish(new FileStalled(file.CorrelationId, reconstructed.Version));
+        await _machine.Publish(new FileStalled(file.CorrelationId, 1000, "physics", "prompt", reconstructed.Version));
 
         await _machine.WaitFor(file.CorrelationId, s => s.Version > reconstructed.Version, "the stall handled");
         Assert.True(await _machine.Harness.Published.Any<MergeOutput>(x => x.Context.Message.Output.OutputId == output.OutputId));
