@@ -1,7 +1,6 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
-using Pipeline.EventFormat;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Hosting;
@@ -95,41 +94,9 @@ public sealed class MergeService(
 
         var createdAt = time.GetUtcNow();
         var name = $"{buffer.Campaign}/{buffer.Dataset}/{buffer.Dataset}_run{batch.Min(o => o.Run):D6}-{batch.Max(o => o.Run):D6}_{createdAt:yyyyMMddHHmmssfff}_{Guid.NewGuid().ToString("N")[..6]}.evt";
-        var expectedEvents = batch.Sum(o => o.Events);
-        long events = 0;
-        var (size, adler) = await areas.Output.WriteAsync(name, async (target, token) =>
-        {
-            var inputs = new List<ChecksummingStream>(batch.Count);
-            try
-            {
-                foreach (var output in batch)
-                {
-                    inputs.Add(new ChecksummingStream(areas.Scratch.OpenRead(output.Name)));
-                }
-                events = await EventMerge.MergeAsync(inputs, target, token);
-                for (var i = 0; i < batch.Count; i++)
-                {
-                    // Inputs are verified while they are merged: a corrupted output never reaches the archive.
-                    if (!Adler32Checksum.Same(Adler32Checksum.Format(inputs[i].Adler32), batch[i].Adler32) || inputs[i].Length != batch[i].Size)
-                    {
-                        throw new InvalidDataException($"Output {batch[i].Name} does not match its reported checksum.");
-                    }
-                }
-            }
-            finally
-            {
-                foreach (var input in inputs)
-                {
-                    await input.DisposeAsync();
-                }
-            }
-        }, cancellationToken);
-
-        if (events != expectedEvents)
-        {
-            areas.Output.Delete(name);
-            throw new InvalidDataException($"Merging {batch.Count} outputs of {buffer.Dataset} gave {events} events, expected {expectedEvents}.");
-        }
+        // Inputs are verified while they are merged: a corrupted output never reaches the archive.
+        var (size, adler, events) = await MergedFileWriter.WriteAsync(areas.Scratch,
+            [.. batch.Select(o => new MergeInput(o.Name, o.Size, o.Adler32, o.Events))], areas.Output, name, cancellationToken);
         var record = new MergedFileRecord(name, buffer.Campaign, buffer.Dataset, size, Adler32Checksum.Format(adler), events, false, createdAt, createdAt);
         if (!await merges.CommitMergeAsync(record, [.. batch.Select(o => o.OutputId)], cancellationToken))
         {

@@ -85,7 +85,7 @@ public static class PipelineHosting
 
     private static void AddStore(IServiceCollection services, PipelineOptions options)
     {
-        services.AddSingleton(_ => new SqlitePipelineStore(options.SqlitePath));
+        services.AddSingleton(_ => new SqlitePipelineStore(options.SqlitePath, options.Sqlite.Durability));
         services.AddSingleton<IFileSagaStore>(sp => sp.GetRequiredService<SqlitePipelineStore>());
         services.AddSingleton<IRunRegistry>(sp => sp.GetRequiredService<SqlitePipelineStore>());
         services.AddSingleton<ICatalog>(sp => sp.GetRequiredService<SqlitePipelineStore>());

@@ -58,4 +58,10 @@ public sealed class RabbitMqOptions
 public sealed class SqliteOptions
 {
     public string? Path { get; set; }
+
+    /// <summary>
+    /// Full (default): each commit is on disk before a message is acknowledged. Normal: on the
+    /// operating system, not yet on disk; faster, and safe against a crash of the process but not of the machine.
+    /// </summary>
+    public State.SqliteDurability Durability { get; set; } = State.SqliteDurability.Full;
 }

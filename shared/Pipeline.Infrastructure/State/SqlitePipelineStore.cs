@@ -2,6 +2,7 @@ using System.Buffers.Text;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Threading.Channels;
 using Microsoft.Data.Sqlite;
 using Pipeline.Contracts;
 
@@ -11,16 +12,31 @@ namespace Pipeline.Infrastructure.State;
 /// The embedded store: one SQLite database in WAL mode. Sagas are JSON documents with the columns
 /// the queries filter on beside them; every update is a compare-and-set on the version column.
 /// </summary>
-public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore
+public enum SqliteDurability
+{
+    Full,
+    Normal,
+}
+
+public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore, IDisposable
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
-    // SQLite admits one writer at a time; queueing writers here is cheaper than letting them spin on SQLITE_BUSY.
-    private readonly SemaphoreSlim _writeGate = new(1, 1);
+    // SQLite admits one writer at a time. Writes queue here and one writer applies whatever has queued up
+    // in a single transaction (group commit): one disk flush serves many writes, each still all-or-nothing.
+    private readonly Channel<WriteRequest> _writes = Channel.CreateUnbounded<WriteRequest>(new UnboundedChannelOptions { SingleReader = true });
+    private const int MaxWritesPerCommit = 256;
     private readonly string _connectionString;
+    private readonly string _pragmas;
 
-    public SqlitePipelineStore(string databasePath)
+    /// <param name="databasePath">The database file; created with its tables if missing.</param>
+    /// <param name="durability">
+    /// Full: every commit reaches the disk before it returns (survives a power cut).
+    /// Normal: commits reach the operating system; a process crash loses nothing, a power cut may lose the last ones.
+    /// </param>
+    public SqlitePipelineStore(string databasePath, SqliteDurability durability = SqliteDurability.Full)
     {
+        _pragmas = $"PRAGMA synchronous={(durability == SqliteDurability.Full ? "FULL" : "NORMAL")}; PRAGMA foreign_keys=ON;";
         var directory = Path.GetDirectoryName(Path.GetFullPath(databasePath));
         if (directory is not null)
         {
@@ -35,6 +51,7 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
             Pooling = true,
         }.ToString();
         Initialise();
+        _ = Task.Run(ApplyWritesAsync);
     }
 
     public static readonly IReadOnlySet<string> FinalStates = new HashSet<string>(StringComparer.Ordinal) { "Archived", "Failed" };
@@ -114,31 +131,87 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
     {
         var connection = new SqliteConnection(_connectionString);
         connection.Open();
-        // FULL: a committed saga transition survives a power cut, which is what acknowledging a message after it promises.
-        Execute(connection, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+        Execute(connection, _pragmas);
         return connection;
     }
 
     private async Task<T> WriteAsync<T>(Func<SqliteConnection, SqliteTransaction, T> work, CancellationToken cancellationToken)
     {
-        await _writeGate.WaitAsync(cancellationToken);
-        try
+        var request = new WriteRequest((connection, transaction) => work(connection, transaction));
+        await _writes.Writer.WriteAsync(request, cancellationToken);
+        return (T)(await request.Done.Task)!;
+    }
+
+    private async Task ApplyWritesAsync()
+    {
+        using var connection = Open();
+        var batch = new List<WriteRequest>(MaxWritesPerCommit);
+        while (await _writes.Reader.WaitToReadAsync())
         {
-            using var connection = Open();
-            using var transaction = connection.BeginTransaction(deferred: false);
-            var result = work(connection, transaction);
-            // The work rolls back itself when it refuses a change; a completed transaction has no connection.
-            if (transaction.Connection is not null)
+            batch.Clear();
+            while (batch.Count < MaxWritesPerCommit && _writes.Reader.TryRead(out var request))
             {
+                batch.Add(request);
+            }
+            var outcomes = new (object? Result, Exception? Error)[batch.Count];
+            try
+            {
+                using var transaction = connection.BeginTransaction(deferred: false);
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    // Each write is all-or-nothing on its own: a refused or failed one is undone to its savepoint.
+                    transaction.Save("write");
+                    try
+                    {
+                        outcomes[i] = (batch[i].Work(connection, transaction), null);
+                        transaction.Release("write");
+                    }
+                    catch (Exception ex)
+                    {
+                        transaction.Rollback("write");
+                        transaction.Release("write");
+                        outcomes[i] = ex is RefusedWrite refused ? (refused.Result, null) : (null, ex);
+                    }
+                }
                 transaction.Commit();
             }
-            return result;
-        }
-        finally
-        {
-            _writeGate.Release();
+            catch (Exception ex)
+            {
+                // Nothing of this batch was committed.
+                foreach (var request in batch)
+                {
+                    request.Done.TrySetException(ex);
+                }
+                continue;
+            }
+            for (var i = 0; i < batch.Count; i++)
+            {
+                if (outcomes[i].Error is { } error)
+                {
+                    batch[i].Done.TrySetException(error);
+                }
+                else
+                {
+                    batch[i].Done.TrySetResult(outcomes[i].Result);
+                }
+            }
         }
     }
+
+    private sealed class WriteRequest(Func<SqliteConnection, SqliteTransaction, object?> work)
+    {
+        public Func<SqliteConnection, SqliteTransaction, object?> Work { get; } = work;
+
+        public TaskCompletionSource<object?> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>Thrown by a write that decides to change nothing; its own changes are undone and <see cref="Result"/> returned.</summary>
+    private sealed class RefusedWrite(object? result) : Exception("write refused")
+    {
+        public object? Result { get; } = result;
+    }
+
+    public void Dispose() => _writes.Writer.TryComplete();
 
     private Task<T> ReadAsync<T>(Func<SqliteConnection, T> work)
     {
@@ -185,6 +258,27 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
             {
                 state.Version = expectedVersion;
                 throw new ConcurrencyConflictException($"File saga {state.CorrelationId} changed since version {expectedVersion} was read.");
+            }
+            return 0;
+        }, cancellationToken);
+
+    /// <summary>Loads many new sagas in one transaction (imports, benchmarks); an existing id is a conflict.</summary>
+    public Task BulkInsertAsync(IEnumerable<FileState> states, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            using var command = Command(connection, """
+                INSERT INTO file_sagas (id, version, state, campaign, run, stream, name, attempt, updated_at, deadline, failure, document)
+                VALUES ($id, $version, $state, $campaign, $run, $stream, $name, $attempt, $updated, $deadline, $failure, $document)
+                """, SagaParameters(new FileState()));
+            command.Transaction = transaction;
+            command.Prepare();
+            foreach (var state in states)
+            {
+                foreach (var (name, value) in SagaParameters(state))
+                {
+                    command.Parameters[name].Value = value ?? DBNull.Value;
+                }
+                command.ExecuteNonQuery();
             }
             return 0;
         }, cancellationToken);
@@ -330,8 +424,7 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
                 if (!AddCatalogEntry(connection, transaction, entry))
                 {
                     // A raw file of this run is already catalogued under another run's announcement: refuse the whole run.
-                    transaction.Rollback();
-                    return RunRegistration.Conflicting;
+                    throw new RefusedWrite(RunRegistration.Conflicting);
                 }
             }
             using var insert = Command(connection, "INSERT INTO runs (run, digest, files, registered_at) VALUES ($run, $digest, $files, $at)",
@@ -485,8 +578,7 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
             }
             if (marked != outputIds.Count)
             {
-                transaction.Rollback();
-                return false;
+                throw new RefusedWrite(false);
             }
             using var insert = Command(connection, """
                 INSERT INTO merged_files (name, campaign, dataset, size, adler32, events, archived, created_at, updated_at)

@@ -1,0 +1,54 @@
+using Pipeline.EventFormat;
+using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Storage;
+
+namespace Pipeline.Merger;
+
+/// <summary>An input of a merge as its producer reported it.</summary>
+public sealed record MergeInput(string Name, long Size, string Adler32, long Events);
+
+/// <summary>
+/// Writes one merged file: a streaming k-way merge of event files in (run, section, event) order, each
+/// input checked against its reported size, Adler-32 and event count while it is read, the output
+/// checksummed while it is written. One pass over the bytes; memory holds one event per input.
+/// </summary>
+public static class MergedFileWriter
+{
+    public static async Task<(long Size, uint Adler32, long Events)> WriteAsync(
+        StorageArea inputArea, IReadOnlyList<MergeInput> inputs, StorageArea outputArea, string name, CancellationToken cancellationToken)
+    {
+        long events = 0;
+        var (size, adler) = await outputArea.WriteAsync(name, async (target, token) =>
+        {
+            var streams = new List<ChecksummingStream>(inputs.Count);
+            try
+            {
+                foreach (var input in inputs)
+                {
+                    streams.Add(new ChecksummingStream(inputArea.OpenRead(input.Name)));
+                }
+                events = await EventMerge.MergeAsync(streams, target, token);
+                for (var i = 0; i < inputs.Count; i++)
+                {
+                    if (streams[i].Length != inputs[i].Size || !Adler32Checksum.Same(Adler32Checksum.Format(streams[i].Adler32), inputs[i].Adler32))
+                    {
+                        throw new InvalidDataException($"Input {inputs[i].Name} does not match its reported size and checksum.");
+                    }
+                }
+                var expected = inputs.Sum(i => i.Events);
+                if (events != expected)
+                {
+                    throw new InvalidDataException($"Merging {inputs.Count} inputs gave {events} events, expected {expected}.");
+                }
+            }
+            finally
+            {
+                foreach (var stream in streams)
+                {
+                    await stream.DisposeAsync();
+                }
+            }
+        }, cancellationToken);
+        return (size, adler, events);
+    }
+}

@@ -1,0 +1,87 @@
+using System.Diagnostics;
+using Pipeline.Infrastructure.State;
+
+namespace Pipeline.Benchmarks;
+
+/// <summary>The embedded store filled with a million file sagas: filtered, paged listing and the summary query.</summary>
+public static class StateBenchmark
+{
+    private static readonly string[] States = ["Registered", "Staging", "Staged", "Reconstructing", "Reconstructed", "Merged", "Archived", "Failed"];
+    private static readonly string[] Campaigns = ["prompt", "reprocess-2026a", "reprocess-2026b", "mc-2026"];
+    private static readonly string[] Streams = ["physics", "express", "calibration"];
+
+    public static async Task<object> RunAsync(string workDirectory, int records)
+    {
+        var store = new SqlitePipelineStore(Path.Combine(workDirectory, "state-bench.db"));
+        var load = Stopwatch.StartNew();
+        const int batch = 50_000;
+        for (var start = 0; start < records; start += batch)
+        {
+            await store.BulkInsertAsync(Enumerable.Range(start, Math.Min(batch, records - start)).Select(Saga), CancellationToken.None);
+        }
+        var loadSeconds = load.Elapsed.TotalSeconds;
+
+        var random = new Random(11);
+        var queries = new List<double>();
+        for (var i = 0; i < 300; i++)
+        {
+            var runFrom = random.Next(1, 10_000);
+            var query = (i % 4) switch
+            {
+                0 => new FileQuery(State: States[random.Next(States.Length)], Limit: 100),
+                1 => new FileQuery(Campaign: Campaigns[random.Next(Campaigns.Length)], State: States[random.Next(States.Length)], Limit: 100),
+                2 => new FileQuery(RunFrom: runFrom, RunTo: runFrom + 50, Limit: 100),
+                _ => new FileQuery(Campaign: Campaigns[random.Next(Campaigns.Length)], Stream: Streams[random.Next(Streams.Length)], RunFrom: runFrom, Limit: 100),
+            };
+            var watch = Stopwatch.StartNew();
+            var page = await store.ListAsync(query, CancellationToken.None);
+            if (page.Next is not null && i % 2 == 0)
+            {
+                // And the page after it, through the cursor.
+                await store.ListAsync(query with { After = page.Next }, CancellationToken.None);
+            }
+            queries.Add(watch.Elapsed.TotalMilliseconds);
+        }
+
+        var summaries = new List<double>();
+        for (var i = 0; i < 5; i++)
+        {
+            var watch = Stopwatch.StartNew();
+            await store.CountByStateAsync(CancellationToken.None);
+            summaries.Add(watch.Elapsed.TotalMilliseconds);
+        }
+        var sorted = queries.Order().ToList();
+        return new
+        {
+            records,
+            listP95Ms = Math.Round(sorted[(int)Math.Ceiling(0.95 * sorted.Count) - 1], 1),
+            listP50Ms = Math.Round(sorted[sorted.Count / 2], 1),
+            summaryMs = Math.Round(summaries.Order().ElementAt(summaries.Count / 2), 1),
+            loadSeconds = Math.Round(loadSeconds, 1),
+        };
+    }
+
+    private static FileState Saga(int i)
+    {
+        var run = 1 + i / 100;
+        var stream = Streams[i % Streams.Length];
+        var saga = new FileState
+        {
+            CorrelationId = Guid.NewGuid(),
+            CurrentState = States[i * 7 % States.Length],
+            Campaign = Campaigns[i / 3 % Campaigns.Length],
+            Run = run,
+            Stream = stream,
+            Section = i % 100,
+            LogicalName = $"raw/run{run:D6}/{stream}/run{run:D6}_{stream}_{i % 100:D4}.raw",
+            Size = 1_000_000_000,
+            Adler32 = "0a0b0c0d",
+            Events = 100_000,
+            Attempt = 1,
+            UpdatedAt = DateTimeOffset.UnixEpoch.AddSeconds(i),
+        };
+        saga.Record(saga.UpdatedAt, "Registered", "FileRegistered", "registered");
+        saga.Record(saga.UpdatedAt, "Staging", "FileRegistered", null);
+        return saga;
+    }
+}
