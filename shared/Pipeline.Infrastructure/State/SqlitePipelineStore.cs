@@ -74,10 +74,32 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
                 deadline INTEGER NULL,
                 failure TEXT NULL,
                 document TEXT NOT NULL);
-            CREATE INDEX IF NOT EXISTS ix_file_sagas_state ON file_sagas(state, deadline);
-            CREATE INDEX IF NOT EXISTS ix_file_sagas_campaign_state ON file_sagas(campaign, state);
+            -- Listing pages in (run, name) order: one index per filter combination the API offers, ending in (run, name).
             CREATE INDEX IF NOT EXISTS ix_file_sagas_run ON file_sagas(run, name);
+            CREATE INDEX IF NOT EXISTS ix_file_sagas_state_run ON file_sagas(state, run, name);
+            CREATE INDEX IF NOT EXISTS ix_file_sagas_campaign_state_run ON file_sagas(campaign, state, run, name);
+            CREATE INDEX IF NOT EXISTS ix_file_sagas_campaign_stream_run ON file_sagas(campaign, stream, run, name);
+            -- The watchdog's sweep and the in-memory restart recovery.
+            CREATE INDEX IF NOT EXISTS ix_file_sagas_deadline ON file_sagas(deadline) WHERE deadline IS NOT NULL;
             CREATE INDEX IF NOT EXISTS ix_file_sagas_updated ON file_sagas(updated_at);
+            -- Files per campaign and state, kept by triggers in the same transaction as each change,
+            -- so the summary reads a handful of rows instead of counting millions.
+            CREATE TABLE IF NOT EXISTS state_counts (
+                campaign TEXT NOT NULL,
+                state TEXT NOT NULL,
+                files INTEGER NOT NULL,
+                PRIMARY KEY (campaign, state));
+            CREATE TRIGGER IF NOT EXISTS tr_file_sagas_counted AFTER INSERT ON file_sagas BEGIN
+                INSERT OR IGNORE INTO state_counts (campaign, state, files) VALUES (new.campaign, new.state, 0);
+                UPDATE state_counts SET files = files + 1 WHERE campaign = new.campaign AND state = new.state;
+            END;
+            CREATE TRIGGER IF NOT EXISTS tr_file_sagas_recounted AFTER UPDATE OF state ON file_sagas WHEN old.state <> new.state BEGIN
+                UPDATE state_counts SET files = files - 1 WHERE campaign = old.campaign AND state = old.state;
+                INSERT OR IGNORE INTO state_counts (campaign, state, files) VALUES (new.campaign, new.state, 0);
+                UPDATE state_counts SET files = files + 1 WHERE campaign = new.campaign AND state = new.state;
+            END;
+            INSERT INTO state_counts (campaign, state, files)
+                SELECT campaign, state, COUNT(*) FROM file_sagas WHERE NOT EXISTS (SELECT 1 FROM state_counts) GROUP BY campaign, state;
             CREATE TABLE IF NOT EXISTS runs (
                 run INTEGER PRIMARY KEY,
                 digest TEXT NOT NULL,
@@ -354,7 +376,7 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
     public Task<IReadOnlyList<StateCount>> CountByStateAsync(CancellationToken cancellationToken) =>
         ReadAsync<IReadOnlyList<StateCount>>(connection =>
         {
-            using var command = Command(connection, "SELECT campaign, state, COUNT(*) FROM file_sagas GROUP BY campaign, state ORDER BY campaign, state");
+            using var command = Command(connection, "SELECT campaign, state, files FROM state_counts WHERE files > 0 ORDER BY campaign, state");
             using var reader = command.ExecuteReader();
             var counts = new List<StateCount>();
             while (reader.Read())

@@ -16,6 +16,12 @@ public sealed class When_storing_file_sagas_in_sqlite : IDisposable
 
     public void Dispose() => _folder.Dispose();
 
+    private static FileState WithState(FileState saga, string state)
+    {
+        saga.CurrentState = state;
+        return saga;
+    }
+
     private static FileState Saga(int run, string name, string state = "Staging") => new()
     {
         CorrelationId = Guid.NewGuid(),
@@ -103,6 +109,24 @@ public sealed class When_storing_file_sagas_in_sqlite : IDisposable
         Assert.Equal(3, (await _store.ListAsync(new FileQuery(RunFrom: 1, RunTo: 1), CancellationToken.None)).Files.Count);
         Assert.Contains(await _store.CountByStateAsync(CancellationToken.None), c => c is { State: "Failed", Files: 3 });
         Assert.Throws<FormatException>(() => SqlitePipelineStore.DecodeCursor("not-a-cursor!"));
+    }
+
+    [Fact]
+    public async Task Should_keep_the_counts_per_state_as_files_move()
+    {
+        var a = Saga(1, "a");
+        var b = Saga(1, "b");
+        await _store.InsertAsync(a, CancellationToken.None);
+        await _store.InsertAsync(b, CancellationToken.None);
+        a.CurrentState = "Archived";
+        await _store.UpdateAsync(a, 0, CancellationToken.None);
+        a.FailureReason = "same state, other change";
+        await _store.UpdateAsync(a, 1, CancellationToken.None);
+        await Assert.ThrowsAsync<ConcurrencyConflictException>(() => _store.UpdateAsync(WithState(b, "Failed"), 7, CancellationToken.None));
+
+        var counts = await _store.CountByStateAsync(CancellationToken.None);
+
+        Assert.Equal([("Archived", 1L), ("Staging", 1L)], counts.Select(c => (c.State, c.Files)));
     }
 
     [Fact]
