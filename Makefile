@@ -8,7 +8,7 @@ RUNS ?= 2
 FILES ?= 4
 EVENTS ?= 500
 
-.PHONY: help build run demo test clean
+.PHONY: help build run demo test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -24,6 +24,11 @@ demo: build ## Sample data end to end through every stage; last line is a JSON s
 
 test: ## Every test, on a real RabbitMQ (installed and started on 127.0.0.1 when none is given)
 	@bash tests/run-tests.sh
+
+bench: ## Hot paths against baselines measured in the same run; writes bench/results.json (OUT=path), last line is the JSON
+	@if [ -z "$${RABBITMQ_URI:-}" ]; then bash tests/rabbitmq/start-local-broker.sh; fi
+	@dotnet build tests/Pipeline.Benchmarks -c Release --nologo -v quiet >&2
+	@OUT=$(or $(OUT),bench/results.json) dotnet tests/Pipeline.Benchmarks/bin/Release/net10.0/Pipeline.Benchmarks.dll
 
 clean: ## Remove build output and the embedded state under ./data
 	@dotnet clean Pipeline.sln -c $(CONFIGURATION) --nologo -v quiet

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.IO.Hashing;
 using Pipeline.Infrastructure.Storage;
@@ -32,10 +33,17 @@ public static class Adler32Checksum
     public static async Task<(long Size, uint Adler32)> OfStreamAsync(Stream stream, CancellationToken cancellationToken)
     {
         using var hashing = new ChecksummingStream(stream, leaveOpen: true);
-        var buffer = new byte[StreamingCopy.BufferSize];
-        while (await hashing.ReadAsync(buffer, cancellationToken) > 0)
+        var buffer = ArrayPool<byte>.Shared.Rent(StreamingCopy.BufferSize);
+        try
         {
+            while (await hashing.ReadAsync(buffer, cancellationToken) > 0)
+            {
+            }
+            return (hashing.Length, hashing.Adler32);
         }
-        return (hashing.Length, hashing.Adler32);
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 }

@@ -52,7 +52,7 @@ public sealed class StorageArea
     public long SizeOf(string name) => new FileInfo(PathOf(name)).Length;
 
     public Stream OpenRead(string name) =>
-        new FileStream(PathOf(name), FileMode.Open, FileAccess.Read, FileShare.Read, StreamingCopy.BufferSize, FileOptions.SequentialScan | FileOptions.Asynchronous);
+        new FileStream(PathOf(name), FileMode.Open, FileAccess.Read, FileShare.Read, StreamingCopy.FileBufferSize, FileOptions.SequentialScan | FileOptions.Asynchronous);
 
     /// <summary>
     /// Writes a file through <paramref name="write"/> into a temporary name, computing Adler-32 as the
@@ -67,7 +67,7 @@ public sealed class StorageArea
         {
             long size;
             uint adler;
-            await using (var file = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, StreamingCopy.BufferSize, FileOptions.Asynchronous))
+            await using (var file = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, StreamingCopy.FileBufferSize, FileOptions.Asynchronous))
             {
                 await using (var hashing = new ChecksummingStream(file, leaveOpen: true))
                 {

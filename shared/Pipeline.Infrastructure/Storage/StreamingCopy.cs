@@ -6,8 +6,14 @@ namespace Pipeline.Infrastructure.Storage;
 /// <summary>Buffer size and retry policy shared by every data path.</summary>
 public static class StreamingCopy
 {
-    /// <summary>Large enough for sequential disk throughput, small enough to keep memory flat.</summary>
+    /// <summary>Copy buffer: large enough for sequential disk throughput; rented from the shared pool, never kept.</summary>
     public const int BufferSize = 1 << 20;
+
+    /// <summary>
+    /// The buffer a file stream keeps for itself. Below the large-object threshold, so a stream's buffer
+    /// dies young with it instead of piling up until a full collection: memory stays flat over many files.
+    /// </summary>
+    public const int FileBufferSize = 64 << 10;
 
     /// <summary>
     /// Retries transient I/O errors (a flaky mount, a busy file) with backoff. A missing file or a
