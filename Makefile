@@ -8,7 +8,7 @@ RUNS ?= 2
 FILES ?= 4
 EVENTS ?= 500
 
-.PHONY: help build run demo test bench clean
+.PHONY: help build run demo test bench microbench clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -29,6 +29,10 @@ bench: ## Hot paths against baselines measured in the same run; writes bench/res
 	@if [ -z "$${RABBITMQ_URI:-}" ]; then bash tests/rabbitmq/start-local-broker.sh; fi
 	@dotnet build tests/Pipeline.Benchmarks -c Release --nologo -v quiet >&2
 	@OUT=$(or $(OUT),bench/results.json) dotnet tests/Pipeline.Benchmarks/bin/Release/net10.0/Pipeline.Benchmarks.dll
+
+microbench: ## BenchmarkDotNet micro-benchmarks of the checksum and merge inner loops
+	@dotnet build tests/Pipeline.Benchmarks -c Release --nologo -v quiet >&2
+	@cd tests/Pipeline.Benchmarks/bin/Release/net10.0 && dotnet Pipeline.Benchmarks.dll micro --filter '*'
 
 clean: ## Remove build output and the embedded state under ./data
 	@dotnet clean Pipeline.sln -c $(CONFIGURATION) --nologo -v quiet

@@ -6,6 +6,12 @@ using Pipeline.Benchmarks;
 // make bench: every hot path against a baseline measured in this run, on the same bytes.
 //   Pipeline.Benchmarks [OUT=path] [BENCH_ONLY=adler32,dataPath,orchestration,state,memory]
 //   Pipeline.Benchmarks merge-child DIR INPUTS      (used by the memory benchmark)
+//   Pipeline.Benchmarks micro [--filter *]          BenchmarkDotNet micro-benchmarks of the inner loops
+if (args.Length >= 1 && args[0] == "micro")
+{
+    BenchmarkDotNet.Running.BenchmarkSwitcher.FromAssembly(typeof(MicroBenchmarks).Assembly).Run(args[1..], MicroBenchmarks.Config);
+    return 0;
+}
 if (args.Length == 3 && args[0] == "merge-child")
 {
     return await MergeMemoryBenchmark.ChildAsync(args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture));
