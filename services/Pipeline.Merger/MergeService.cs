@@ -17,6 +17,7 @@ namespace Pipeline.Merger;
 /// </summary>
 public sealed class MergeService(
     IMergeStore merges,
+    IFileSagaStore sagas,
     StorageAreas areas,
     IBus bus,
     IOptions<CampaignOptions> campaign,
@@ -64,13 +65,24 @@ public sealed class MergeService(
         {
             var due = buffer.Bytes >= target
                 || now - buffer.NewestAddedAt >= TimeSpan.FromSeconds(options.Value.FlushIdleSeconds)
-                || now - buffer.OldestAddedAt >= TimeSpan.FromSeconds(options.Value.MaxWaitSeconds);
+                || now - buffer.OldestAddedAt >= TimeSpan.FromSeconds(options.Value.MaxWaitSeconds)
+                || (now - buffer.NewestAddedAt >= TimeSpan.FromSeconds(options.Value.RunEndGraceSeconds)
+                    && await RunsEndedAsync(buffer, cancellationToken));
             if (due && await MergeOneAsync(buffer, target, cancellationToken))
             {
                 made++;
             }
         }
         return made;
+    }
+
+    /// <summary>Every run with outputs waiting in this buffer has ended: nothing more is coming for it.</summary>
+    private async Task<bool> RunsEndedAsync(DatasetBuffer buffer, CancellationToken cancellationToken)
+    {
+        var pending = await merges.ListPendingAsync(buffer.Campaign, buffer.Dataset, options.Value.MaxInputsPerMerge, cancellationToken);
+        var runs = pending.Select(o => o.Run).Distinct().ToList();
+        var progress = await sagas.RunProgressAsync(buffer.Campaign, runs, cancellationToken);
+        return runs.All(run => progress.TryGetValue(run, out var p) && p.Ended);
     }
 
     private async Task<bool> MergeOneAsync(DatasetBuffer buffer, long target, CancellationToken cancellationToken)

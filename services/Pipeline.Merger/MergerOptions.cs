@@ -10,6 +10,13 @@ public sealed class MergerOptions
     [Range(0.05, 7 * 24 * 3600)]
     public double FlushIdleSeconds { get; set; } = 60;
 
+    /// <summary>
+    /// Merge a dataset's buffer as soon as every run in it has ended (all its files reconstructed or
+    /// failed) and no output arrived for this long — the grace lets the last outputs' messages land.
+    /// </summary>
+    [Range(0, 3600)]
+    public double RunEndGraceSeconds { get; set; } = 0.5;
+
     /// <summary>No output waits in a buffer longer than this, however busy the dataset.</summary>
     [Range(0.05, 30 * 24 * 3600)]
     public double MaxWaitSeconds { get; set; } = 3600;

@@ -25,6 +25,17 @@ public interface IFileSagaStore
 
     /// <summary>Files in a non-final state whose deadline passed, or that were last written before <paramref name="updatedBefore"/>.</summary>
     Task<IReadOnlyList<StalledFile>> FindStalledAsync(DateTimeOffset now, DateTimeOffset? updatedBefore, int limit, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// For each of the given runs of a campaign: how many files it has, and how many are past
+    /// reconstruction (reconstructed, merged, archived or failed) — when all are, the run has ended for merging.
+    /// </summary>
+    Task<IReadOnlyDictionary<int, RunProgress>> RunProgressAsync(string campaign, IReadOnlyCollection<int> runs, CancellationToken cancellationToken);
+}
+
+public sealed record RunProgress(int Files, int PastReconstruction)
+{
+    public bool Ended => PastReconstruction == Files;
 }
 
 public sealed record FileQuery(

@@ -407,6 +407,24 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
             return stalled;
         });
 
+    public Task<IReadOnlyDictionary<int, RunProgress>> RunProgressAsync(string campaign, IReadOnlyCollection<int> runs, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyDictionary<int, RunProgress>>(connection =>
+        {
+            var progress = new Dictionary<int, RunProgress>();
+            using var command = Command(connection, """
+                SELECT COUNT(*), COALESCE(SUM(state IN ('Reconstructed', 'Merged', 'Archived', 'Failed')), 0)
+                FROM file_sagas WHERE run = $run AND campaign = $campaign
+                """, ("$run", 0), ("$campaign", campaign));
+            foreach (var run in runs.Distinct())
+            {
+                command.Parameters["$run"].Value = run;
+                using var reader = command.ExecuteReader();
+                reader.Read();
+                progress[run] = new RunProgress(reader.GetInt32(0), reader.GetInt32(1));
+            }
+            return progress;
+        });
+
     private static string EncodeCursor(int run, string name) =>
         Base64Url.EncodeToString(Encoding.UTF8.GetBytes($"{run.ToString(CultureInfo.InvariantCulture)}/{name}"));
 

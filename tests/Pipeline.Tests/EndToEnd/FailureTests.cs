@@ -61,3 +61,23 @@ public sealed class When_a_raw_file_does_not_match_its_catalogued_checksum
         Assert.Single(files, f => f.CurrentState == "Archived");
     }
 }
+
+public sealed class When_a_run_ends
+{
+    [Fact]
+    public async Task Should_merge_its_outputs_at_once_without_waiting_for_the_idle_flush()
+    {
+        // An idle flush far beyond the test's patience: only the run-end rule can close these merged files.
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: new Dictionary<string, string?>
+        {
+            ["Pipeline:Merger:FlushIdleSeconds"] = "3600",
+            ["Pipeline:Merger:RunEndGraceSeconds"] = "0.2",
+        });
+        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 2, FilesPerStream: 2, EventsPerFile: 50));
+
+        await pipeline.IngestAsync(runs);
+        await pipeline.WaitForFinalAsync(8, TimeSpan.FromMinutes(2));
+
+        Assert.True((await pipeline.AuditAsync(runs)).Complete);
+    }
+}
