@@ -61,13 +61,12 @@ public sealed class StorageArea
     public async Task<(long Size, uint Adler32)> WriteAsync(string name, Func<Stream, CancellationToken, Task> write, CancellationToken cancellationToken)
     {
         var target = PathOf(name);
-        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
         var temporary = $"{target}.part-{Guid.NewGuid():N}";
         try
         {
             long size;
             uint adler;
-            await using (var file = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, StreamingCopy.FileBufferSize, FileOptions.Asynchronous))
+            await using (var file = CreateBesideTarget(temporary))
             {
                 await using (var hashing = new ChecksummingStream(file, leaveOpen: true))
                 {
@@ -85,6 +84,22 @@ public sealed class StorageArea
         {
             TryDelete(temporary);
             throw;
+        }
+    }
+
+    private static FileStream CreateBesideTarget(string temporary)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(temporary)!);
+                return new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, StreamingCopy.FileBufferSize, FileOptions.Asynchronous);
+            }
+            catch (DirectoryNotFoundException) when (attempt < 3)
+            {
+                // A delete in this area removed the (then empty) folder between creating it and creating the file.
+            }
         }
     }
 
