@@ -1,5 +1,4 @@
 using MassTransit;
-using Pipeline.Contracts;
 using Pipeline.Infrastructure.Hosting;
 
 namespace Pipeline.Reconstruction;
@@ -12,10 +11,10 @@ public static class ReconstructionModule
         {
             services.AddOptions<ReconstructionOptions>().BindConfiguration(ReconstructionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddSingleton<IReleaseRunner, ProcessReleaseRunner>();
+            services.AddSingleton<ReconstructionWorker>();
         },
         bus =>
         {
             bus.AddConsumer<ReconstructFileConsumer, ReconstructFileConsumerDefinition>();
-            bus.AddRequestClient<ClaimReconstruction>();
         });
 }

@@ -16,6 +16,10 @@ public sealed class ReconstructionOptions
     [Range(1, 3600)]
     public int HeartbeatSeconds { get; set; } = 30;
 
+    /// <summary>How long a request waits for a free slot before it goes back to the queue.</summary>
+    [Range(1, 600)]
+    public int SlotWaitSeconds { get; set; } = 60;
+
     /// <summary>How long to wait for the orchestrator to answer a claim.</summary>
     [Range(1, 3600)]
     public int ClaimTimeoutSeconds { get; set; } = 30;

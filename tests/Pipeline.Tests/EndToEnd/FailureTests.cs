@@ -81,3 +81,28 @@ public sealed class When_a_run_ends
         Assert.True((await pipeline.AuditAsync(runs)).Complete);
     }
 }
+
+public sealed class When_every_reconstruction_slot_is_busy
+{
+    [Fact]
+    public async Task Should_send_waiting_requests_back_to_the_queue_and_still_run_each_file_once()
+    {
+        // One slot, jobs of about a second, and requests that wait at most a second for the slot.
+        string[] arguments = ["reconstruct", "--input", "{input}", "--outdir", "{outdir}", "--datasets", "{datasets}", "--cpu-ms-per-event", "10"];
+        var settings = arguments.Select((a, i) => KeyValuePair.Create($"Pipeline:Campaign:Release:Arguments:{i}", (string?)a)).ToDictionary();
+        settings["Pipeline:Reconstruction:Slots"] = "1";
+        settings["Pipeline:Reconstruction:SlotWaitSeconds"] = "1";
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: settings);
+        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 100));
+
+        await pipeline.IngestAsync(runs);
+        await pipeline.WaitForFinalAsync(4);
+
+        Assert.True((await pipeline.AuditAsync(runs)).Complete);
+        Assert.All(await pipeline.AllFilesAsync(), f =>
+        {
+            Assert.Equal(1, f.Attempt);
+            Assert.Single(f.History, h => h.Event == "FileReconstructed");
+        });
+    }
+}

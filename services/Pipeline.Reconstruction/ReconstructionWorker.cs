@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -12,35 +13,132 @@ using Pipeline.SampleExperiment;
 
 namespace Pipeline.Reconstruction;
 
+public enum DispatchOutcome
+{
+    /// <summary>The lease was granted and the job runs in the background.</summary>
+    Started,
+
+    /// <summary>This attempt already runs in this process (a repeated delivery).</summary>
+    AlreadyRunning,
+
+    /// <summary>Every slot stayed busy for the whole wait: the request should go back to the queue.</summary>
+    NoFreeSlot,
+
+    /// <summary>The orchestrator refused the lease: the attempt is stale or another worker holds it.</summary>
+    Refused,
+}
+
 /// <summary>
-/// Runs one reconstruction attempt. The worker first claims the attempt's lease from the orchestrator
-/// (so two workers never run the same file at once), renews it while the job runs, and stops the job
-/// if it loses the lease. Each attempt writes into its own scratch folder; the orchestrator accepts
-/// the outputs of the current attempt only.
+/// Runs reconstruction attempts in this process's slots. A job starts only after the worker has claimed
+/// the attempt's lease from the orchestrator (so two workers never run one file at once); it then runs
+/// in the background, renewing the lease, while the request message is already acknowledged — a job may
+/// last hours without holding a broker delivery open. A worker that dies leaves a lease that expires; the
+/// orchestrator's watchdog then gives the file a new attempt. Each execution writes into its own scratch
+/// folder; the orchestrator accepts the outputs of the current attempt and lease holder only.
 /// </summary>
-public sealed class ReconstructFileConsumer(
+public sealed class ReconstructionWorker(
     StorageAreas areas,
     IReleaseRunner runner,
-    IRequestClient<ClaimReconstruction> claims,
+    IBus bus,
     IOptions<CampaignOptions> campaign,
     IOptions<ReconstructionOptions> options,
     IOptions<PipelineOptions> pipeline,
-    ILogger<ReconstructFileConsumer> logger) : IConsumer<ReconstructFile>
+    IHostApplicationLifetime lifetime,
+    ILogger<ReconstructionWorker> logger) : IDisposable
 {
     public const string JobLogName = "job.log";
 
-    public async Task Consume(ConsumeContext<ReconstructFile> context)
-    {
-        var message = context.Message;
-        var worker = pipeline.Value.EffectiveInstanceName;
-        var claim = await Claim(message, worker, renewal: false, context.CancellationToken);
-        if (!claim.Granted)
-        {
-            logger.LogInformation("Not running {FileId} attempt {Attempt}: {Reason}", message.FileId, message.Attempt, claim.Reason);
-            return;
-        }
+    private readonly SemaphoreSlim _slots = new(options.Value.EffectiveSlots, options.Value.EffectiveSlots);
+    private readonly ConcurrentDictionary<(Guid FileId, int Attempt), byte> _running = new();
 
-        // A fresh folder per execution: a redelivered attempt never writes over what an earlier execution left.
+    /// <summary>Jobs running now in this process.</summary>
+    public int Busy => options.Value.EffectiveSlots - _slots.CurrentCount;
+
+    public async Task<DispatchOutcome> DispatchAsync(ReconstructFile message, CancellationToken cancellationToken)
+    {
+        var key = (message.FileId, message.Attempt);
+        if (!_running.TryAdd(key, 0))
+        {
+            return DispatchOutcome.AlreadyRunning;
+        }
+        var started = false;
+        try
+        {
+            if (!await _slots.WaitAsync(TimeSpan.FromSeconds(options.Value.SlotWaitSeconds), cancellationToken))
+            {
+                return DispatchOutcome.NoFreeSlot;
+            }
+            try
+            {
+                var worker = pipeline.Value.EffectiveInstanceName;
+                var claim = await Claim(message, worker, renewal: false, cancellationToken);
+                if (!claim.Granted)
+                {
+                    logger.LogInformation("Not running {FileId} attempt {Attempt}: {Reason}", message.FileId, message.Attempt, claim.Reason);
+                    return DispatchOutcome.Refused;
+                }
+                started = true;
+                _ = Task.Run(() => RunJobAsync(message, worker, claim.LeaseSeconds, key), CancellationToken.None);
+                return DispatchOutcome.Started;
+            }
+            finally
+            {
+                if (!started)
+                {
+                    _slots.Release();
+                }
+            }
+        }
+        finally
+        {
+            if (!started)
+            {
+                _running.TryRemove(key, out _);
+            }
+        }
+    }
+
+    private async Task RunJobAsync(ReconstructFile message, string worker, int leaseSeconds, (Guid, int) key)
+    {
+        try
+        {
+            await RunAttemptAsync(message, worker, leaseSeconds, lifetime.ApplicationStopping);
+        }
+        catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested)
+        {
+            // Shutting down: the lease runs out and the watchdog gives the file a new attempt.
+            logger.LogWarning("Stopped {FileId} attempt {Attempt} at shutdown", message.FileId, message.Attempt);
+        }
+        catch (Exception ex)
+        {
+            logger.LogError(ex, "Reconstruction of {FileId} attempt {Attempt} broke down on this worker", message.FileId, message.Attempt);
+            await PublishSafely(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,
+                $"worker error: {ex.Message}", null, ""));
+        }
+        finally
+        {
+            _running.TryRemove(key, out _);
+            _slots.Release();
+        }
+    }
+
+    private async Task PublishSafely<T>(T message)
+        where T : class
+    {
+        try
+        {
+            await bus.Publish(message, CancellationToken.None);
+        }
+        catch (Exception ex)
+        {
+            // The lease will run out unrenewed and the watchdog will give the file a new attempt.
+            logger.LogError(ex, "Could not report {MessageType}", typeof(T).Name);
+        }
+    }
+
+    private async Task RunAttemptAsync(ReconstructFile message, string worker, int leaseSeconds, CancellationToken stopping)
+    {
+        // A fresh folder per execution: a repeated attempt never writes over what an earlier execution left.
         var jobDirectory = $"jobs/{message.Campaign}/run{message.Run:D6}/{message.FileId:N}/attempt-{message.Attempt}-{Guid.NewGuid().ToString("N")[..8]}";
         var jobPath = areas.Scratch.PathOf(jobDirectory);
         var outputDirectory = $"{jobDirectory}/out";
@@ -48,16 +146,16 @@ public sealed class ReconstructFileConsumer(
         var logPath = Path.Combine(jobPath, JobLogName);
 
         var stopwatch = Stopwatch.StartNew();
-        using var leaseLost = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        using var leaseLost = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         using var stopHeartbeat = new CancellationTokenSource();
-        var heartbeat = KeepLeaseAsync(message, worker, claim.LeaseSeconds, leaseLost, stopHeartbeat.Token);
+        var heartbeat = KeepLeaseAsync(message, worker, leaseSeconds, leaseLost, stopHeartbeat.Token);
         ReleaseOutcome outcome;
         string? problem;
         try
         {
             (outcome, problem) = await RunReleaseAsync(message, jobPath, outputDirectory, logPath, leaseLost.Token);
         }
-        catch (OperationCanceledException) when (leaseLost.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (leaseLost.IsCancellationRequested && !stopping.IsCancellationRequested)
         {
             logger.LogWarning("Stopped {FileId} attempt {Attempt}: the lease was lost, another attempt owns the file", message.FileId, message.Attempt);
             areas.Scratch.DeleteDirectory(jobDirectory);
@@ -70,15 +168,15 @@ public sealed class ReconstructFileConsumer(
         }
 
         var logFiles = Directory.EnumerateFiles(jobPath).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();
-        await context.Publish(new CollectJobLogs(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, jobDirectory, logFiles));
+        await bus.Publish(new CollectJobLogs(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, jobDirectory, logFiles), CancellationToken.None);
 
         if (problem is null)
         {
-            var outputs = await DescribeOutputsAsync(message, outputDirectory, context.CancellationToken);
+            var outputs = await DescribeOutputsAsync(message, outputDirectory, stopping);
             if (outputs.Problem is null)
             {
                 logger.LogInformation("Reconstructed {FileId} attempt {Attempt}: {Outputs} outputs in {Seconds:F1}s", message.FileId, message.Attempt, outputs.Files.Count, stopwatch.Elapsed.TotalSeconds);
-                await context.Publish(new FileReconstructed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, outputs.Files, stopwatch.Elapsed.TotalSeconds));
+                await bus.Publish(new FileReconstructed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, outputs.Files, stopwatch.Elapsed.TotalSeconds), CancellationToken.None);
                 areas.Cache.Delete(message.CachedName);
                 return;
             }
@@ -87,8 +185,8 @@ public sealed class ReconstructFileConsumer(
 
         logger.LogWarning("Reconstruction of {FileId} attempt {Attempt} failed: {Reason}", message.FileId, message.Attempt, problem);
         areas.Scratch.DeleteDirectory(outputDirectory);
-        await context.Publish(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,
-            problem, outcome.ExitCode, outcome.LogTail));
+        await bus.Publish(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,
+            problem, outcome.ExitCode, outcome.LogTail), CancellationToken.None);
     }
 
     private async Task<(ReleaseOutcome Outcome, string? Problem)> RunReleaseAsync(ReconstructFile message, string jobPath, string outputDirectory, string logPath, CancellationToken cancellationToken)
@@ -180,10 +278,10 @@ public sealed class ReconstructFileConsumer(
 
     private async Task<ReconstructionClaimed> Claim(ReconstructFile message, string worker, bool renewal, CancellationToken cancellationToken)
     {
+        var claims = bus.CreateRequestClient<ClaimReconstruction>(RequestTimeout.After(s: options.Value.ClaimTimeoutSeconds));
         var response = await claims.GetResponse<ReconstructionClaimed>(
             new ClaimReconstruction(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, renewal),
-            cancellationToken,
-            RequestTimeout.After(s: options.Value.ClaimTimeoutSeconds));
+            cancellationToken);
         return response.Message;
     }
 
@@ -232,6 +330,27 @@ public sealed class ReconstructFileConsumer(
             }
         }
     }
+
+    public void Dispose() => _slots.Dispose();
+}
+
+/// <summary>
+/// Hands a reconstruction request to this process's worker and acknowledges it: the job itself runs
+/// under its lease, not under the delivery. A request that finds every slot busy for
+/// <see cref="ReconstructionOptions.SlotWaitSeconds"/> goes back to the end of the queue, so no delivery is
+/// held longer than that — far below the broker's consumer timeout — and idle workers elsewhere can take it.
+/// </summary>
+public sealed class ReconstructFileConsumer(ReconstructionWorker worker, ILogger<ReconstructFileConsumer> logger) : IConsumer<ReconstructFile>
+{
+    public async Task Consume(ConsumeContext<ReconstructFile> context)
+    {
+        var outcome = await worker.DispatchAsync(context.Message, context.CancellationToken);
+        if (outcome == DispatchOutcome.NoFreeSlot)
+        {
+            logger.LogInformation("All slots busy: {FileId} attempt {Attempt} goes back to the queue", context.Message.FileId, context.Message.Attempt);
+            await context.Send(context.ReceiveContext.InputAddress, context.Message);
+        }
+    }
 }
 
 public sealed class ReconstructFileConsumerDefinition : ConsumerDefinition<ReconstructFileConsumer>
@@ -249,9 +368,9 @@ public sealed class ReconstructFileConsumerDefinition : ConsumerDefinition<Recon
 
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<ReconstructFileConsumer> consumerConfigurator, IRegistrationContext context)
     {
-        // Long jobs: take no more messages than there are slots, so queued work stays available to other workers.
+        // Take no more requests than there are slots, so queued work stays available to other workers.
         endpointConfigurator.PrefetchCount = _options.EffectiveSlots;
-        // A worker crash mid-job is retried here; the lease makes the retry safe.
+        // A claim that cannot reach the orchestrator is tried again; a job's own failures are reported, not retried here.
         endpointConfigurator.UseMessageRetry(r => r.Intervals(1000, 5000));
         endpointConfigurator.UseInMemoryOutbox(context);
     }
