@@ -79,7 +79,7 @@ public static class PipelineEndpoints
         {
             if (after is not null)
             {
-                SqlitePipelineStore.DecodeCursor(after);
+                FileCursor.Decode(after);
             }
             return TypedResults.Ok(await store.ListAsync(new FileQuery(campaign, state, runFrom, runTo, stream, after, limit ?? 100), ct));
         }

@@ -85,11 +85,11 @@ public static class PipelineHosting
 
     private static void AddStore(IServiceCollection services, PipelineOptions options)
     {
-        services.AddSingleton(_ => new SqlitePipelineStore(options.SqlitePath, options.Sqlite.Durability));
-        services.AddSingleton<IFileSagaStore>(sp => sp.GetRequiredService<SqlitePipelineStore>());
-        services.AddSingleton<IRunRegistry>(sp => sp.GetRequiredService<SqlitePipelineStore>());
-        services.AddSingleton<ICatalog>(sp => sp.GetRequiredService<SqlitePipelineStore>());
-        services.AddSingleton<IMergeStore>(sp => sp.GetRequiredService<SqlitePipelineStore>());
+        services.AddSingleton<IPipelineStore>(_ => new SqlitePipelineStore(options.SqlitePath, options.Sqlite.Durability));
+        services.AddSingleton<IFileSagaStore>(sp => sp.GetRequiredService<IPipelineStore>());
+        services.AddSingleton<IRunRegistry>(sp => sp.GetRequiredService<IPipelineStore>());
+        services.AddSingleton<ICatalog>(sp => sp.GetRequiredService<IPipelineStore>());
+        services.AddSingleton<IMergeStore>(sp => sp.GetRequiredService<IPipelineStore>());
     }
 
     private static void ConfigureLogging(LoggerConfiguration logger, IConfiguration configuration, PipelineOptions options)

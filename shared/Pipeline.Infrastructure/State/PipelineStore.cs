@@ -2,6 +2,9 @@ using Pipeline.Contracts;
 
 namespace Pipeline.Infrastructure.State;
 
+/// <summary>Everything the pipeline keeps: one implementation per database (SQLite embedded, MongoDB in production).</summary>
+public interface IPipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore;
+
 /// <summary>A write lost a race: the document changed (or appeared) since it was read. Retrying re-reads it.</summary>
 public sealed class ConcurrencyConflictException(string message) : Exception(message);
 

@@ -18,7 +18,7 @@ public enum SqliteDurability
     Normal,
 }
 
-public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore, IDisposable
+public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
@@ -339,7 +339,7 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
             if (query.RunTo is not null) Filter("run <= $runTo", "$runTo", query.RunTo);
             if (query.After is not null)
             {
-                var (run, name) = DecodeCursor(query.After);
+                var (run, name) = FileCursor.Decode(query.After);
                 where.Add("(run > $afterRun OR (run = $afterRun AND name > $afterName))");
                 parameters.Add(("$afterRun", run));
                 parameters.Add(("$afterName", name));
@@ -368,7 +368,7 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
             if (files.Count > limit)
             {
                 files.RemoveAt(files.Count - 1);
-                next = EncodeCursor(files[^1].Run, files[^1].LogicalName);
+                next = FileCursor.Encode(files[^1].Run, files[^1].LogicalName);
             }
             return new FilePage(files, next);
         });
@@ -424,27 +424,6 @@ public sealed class SqlitePipelineStore : IFileSagaStore, IRunRegistry, ICatalog
             }
             return progress;
         });
-
-    private static string EncodeCursor(int run, string name) =>
-        Base64Url.EncodeToString(Encoding.UTF8.GetBytes($"{run.ToString(CultureInfo.InvariantCulture)}/{name}"));
-
-    /// <summary>Decodes a paging cursor; throws <see cref="FormatException"/> for one this store did not issue.</summary>
-    public static (int Run, string Name) DecodeCursor(string cursor)
-    {
-        try
-        {
-            var text = Encoding.UTF8.GetString(Base64Url.DecodeFromChars(cursor));
-            var slash = text.IndexOf('/', StringComparison.Ordinal);
-            if (slash > 0 && int.TryParse(text.AsSpan(0, slash), NumberStyles.Integer, CultureInfo.InvariantCulture, out var run))
-            {
-                return (run, text[(slash + 1)..]);
-            }
-        }
-        catch (FormatException)
-        {
-        }
-        throw new FormatException("The paging cursor is not one this service issued.");
-    }
 
     // ---- runs -------------------------------------------------------------------------------
 
