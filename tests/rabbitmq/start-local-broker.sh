@@ -13,9 +13,21 @@ if ! command -v rabbitmq-server >/dev/null 2>&1 && [ ! -x /usr/sbin/rabbitmq-ser
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
 fi
 
-if ! sudo_if_needed rabbitmqctl -q status >/dev/null 2>&1; then
+if ! sudo_if_needed rabbitmqctl -q ping --timeout 10 >/dev/null 2>&1; then
   echo "Starting RabbitMQ on 127.0.0.1..." >&2
-  sudo_if_needed rabbitmq-server -detached
+  # Loopback only: the test broker has the default guest account.
+  sudo_if_needed env RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 rabbitmq-server -detached
+  # -detached returns before the node has registered with epmd, and await_startup fails at once
+  # against a node it cannot reach, so first wait until the node answers at all.
+  deadline=$((SECONDS + 180))
+  until sudo_if_needed rabbitmqctl -q ping --timeout 10 >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "RabbitMQ did not answer within 180 s; its log:" >&2
+      tail -n 50 /var/log/rabbitmq/*.log >&2 || true
+      exit 1
+    fi
+    sleep 1
+  done
 fi
 sudo_if_needed rabbitmqctl -q await_startup --timeout 180
 echo "RabbitMQ is running." >&2
