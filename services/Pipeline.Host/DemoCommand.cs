@@ -93,7 +93,7 @@ public static class DemoCommand
         while (true)
         {
             var counts = await sagas.CountByStateAsync(cancellationToken);
-            var final = counts.Where(c => SqlitePipelineStore.FinalStates.Contains(c.State)).Sum(c => c.Files);
+            var final = counts.Where(c => FileStates.Final.Contains(c.State)).Sum(c => c.Files);
             if (final >= total)
             {
                 return;

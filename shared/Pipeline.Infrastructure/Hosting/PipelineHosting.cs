@@ -5,10 +5,12 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Ingest;
 using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.State.Mongo;
 using Pipeline.Infrastructure.Storage;
 using Serilog;
 using Serilog.Events;
@@ -85,7 +87,18 @@ public static class PipelineHosting
 
     private static void AddStore(IServiceCollection services, PipelineOptions options)
     {
-        services.AddSingleton<IPipelineStore>(_ => new SqlitePipelineStore(options.SqlitePath, options.Sqlite.Durability));
+        switch (options.Store)
+        {
+            case StoreKind.Mongo:
+                services.AddSingleton(_ => new MongoPipelineStore(MongoPipelineStore.CreateClient(options.Mongo.ConnectionString), options.Mongo.Database));
+                services.AddSingleton<IPipelineStore>(sp => sp.GetRequiredService<MongoPipelineStore>());
+                // Registered before the bus, so the indexes exist before the first message is consumed.
+                services.AddHostedService<MongoIndexes>();
+                break;
+            default:
+                services.AddSingleton<IPipelineStore>(_ => new SqlitePipelineStore(options.SqlitePath, options.Sqlite.Durability));
+                break;
+        }
         services.AddSingleton<IFileSagaStore>(sp => sp.GetRequiredService<IPipelineStore>());
         services.AddSingleton<IRunRegistry>(sp => sp.GetRequiredService<IPipelineStore>());
         services.AddSingleton<ICatalog>(sp => sp.GetRequiredService<IPipelineStore>());
@@ -121,6 +134,14 @@ public static class PipelineHosting
         endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
         return endpoints;
     }
+}
+
+/// <summary>Creates the MongoDB store's indexes at start-up; the process does not start without them.</summary>
+internal sealed class MongoIndexes(MongoPipelineStore store) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) => store.EnsureIndexesAsync(cancellationToken);
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
 internal sealed class StoreHealthCheck(IFileSagaStore store) : IHealthCheck

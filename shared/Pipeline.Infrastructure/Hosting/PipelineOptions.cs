@@ -13,7 +13,11 @@ public enum TransportKind
 
 public enum StoreKind
 {
+    /// <summary>One SQLite database file: one host, the embedded default.</summary>
     Sqlite,
+
+    /// <summary>A MongoDB replica set shared by every instance of every service: production.</summary>
+    Mongo,
 }
 
 /// <summary>Settings every service reads, under "Pipeline".</summary>
@@ -32,6 +36,8 @@ public sealed class PipelineOptions
     public StoreKind Store { get; set; } = StoreKind.Sqlite;
 
     public SqliteOptions Sqlite { get; set; } = new();
+
+    public MongoOptions Mongo { get; set; } = new();
 
     /// <summary>Messages a receive endpoint takes ahead from the broker (MassTransit's default on 2 cores is 4).</summary>
     [Range(1, 10_000)]
@@ -64,4 +70,13 @@ public sealed class SqliteOptions
     /// operating system, not yet on disk; faster, and safe against a crash of the process but not of the machine.
     /// </summary>
     public State.SqliteDurability Durability { get; set; } = State.SqliteDurability.Full;
+}
+
+public sealed class MongoOptions
+{
+    /// <summary>mongodb://host:port/?replicaSet=rs0 — a replica set (one node will do): runs and merges commit in transactions.</summary>
+    public string ConnectionString { get; set; } = "mongodb://127.0.0.1:27017/?replicaSet=rs0";
+
+    [RegularExpression("^[A-Za-z0-9_-]{1,63}$")]
+    public string Database { get; set; } = "pipeline";
 }

@@ -5,6 +5,17 @@ namespace Pipeline.Infrastructure.State;
 /// <summary>Everything the pipeline keeps: one implementation per database (SQLite embedded, MongoDB in production).</summary>
 public interface IPipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore;
 
+/// <summary>State names that every store's queries depend on.</summary>
+public static class FileStates
+{
+    /// <summary>A file in one of these has nothing left to do: the watchdog never looks at it.</summary>
+    public static readonly IReadOnlySet<string> Final = new HashSet<string>(StringComparer.Ordinal) { "Archived", "Failed" };
+
+    /// <summary>A file in one of these is no longer being reconstructed: when all of a run's are, the run has ended for merging.</summary>
+    public static readonly IReadOnlySet<string> PastReconstruction =
+        new HashSet<string>(StringComparer.Ordinal) { "Reconstructed", "Merged", "Archived", "Failed" };
+}
+
 /// <summary>A write lost a race: the document changed (or appeared) since it was read. Retrying re-reads it.</summary>
 public sealed class ConcurrencyConflictException(string message) : Exception(message);
 

@@ -54,8 +54,6 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
         _ = Task.Run(ApplyWritesAsync);
     }
 
-    public static readonly IReadOnlySet<string> FinalStates = new HashSet<string>(StringComparer.Ordinal) { "Archived", "Failed" };
-
     private void Initialise()
     {
         using var connection = Open();

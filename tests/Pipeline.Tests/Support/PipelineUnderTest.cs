@@ -87,7 +87,7 @@ public sealed class PipelineUnderTest : IAsyncDisposable
     public async Task<IReadOnlyList<StateCount>> WaitForFinalAsync(int files, TimeSpan? limit = null) =>
         await Eventually.Until(
             () => Sagas.CountByStateAsync(CancellationToken.None),
-            counts => counts.Where(c => SqlitePipelineStore.FinalStates.Contains(c.State)).Sum(c => c.Files) >= files,
+            counts => counts.Where(c => FileStates.Final.Contains(c.State)).Sum(c => c.Files) >= files,
             limit ?? TimeSpan.FromMinutes(3),
             $"{files} files to reach a final state",
             counts => string.Join(", ", counts.Select(c => $"{c.State}={c.Files}")));

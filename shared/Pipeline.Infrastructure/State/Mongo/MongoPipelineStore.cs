@@ -1,0 +1,373 @@
+using MongoDB.Bson;
+using MongoDB.Driver;
+using Pipeline.Contracts;
+using Polly;
+using Polly.Retry;
+using static Pipeline.Infrastructure.State.Mongo.MongoMapping;
+
+namespace Pipeline.Infrastructure.State.Mongo;
+
+/// <summary>
+/// The production store: one MongoDB database (a replica set, even a single-node one). Each file saga is
+/// one document replaced by compare-and-set on its version, the hot path, with no transaction. The two
+/// writes that must change several documents at once — registering a run with its raw files, committing a
+/// merge with the outputs it consumed — run in a transaction, so either all of it is stored or none.
+/// </summary>
+public sealed class MongoPipelineStore : IPipelineStore
+{
+    public const string FileSagas = "file_sagas";
+    public const string Runs = "runs";
+    public const string Catalog = "catalog";
+    public const string MergeOutputs = "merge_outputs";
+    public const string MergedFiles = "merged_files";
+
+    private const int DuplicateKey = 11000;
+
+    private readonly IMongoClient _client;
+    private readonly IMongoCollection<FileState> _sagas;
+    private readonly IMongoCollection<RunDocument> _runs;
+    private readonly IMongoCollection<CatalogEntry> _catalog;
+    private readonly IMongoCollection<PendingOutput> _outputs;
+    private readonly IMongoCollection<MergedFileRecord> _merged;
+
+    // The driver already retries one failed read or write once (retryable reads and writes); this covers a
+    // primary election or a network blip that lasts longer. Only operations that are safe to repeat use it.
+    private static readonly ResiliencePipeline Transient = new ResiliencePipelineBuilder()
+        .AddRetry(new RetryStrategyOptions
+        {
+            ShouldHandle = new PredicateBuilder()
+                .Handle<MongoConnectionException>()
+                .Handle<MongoNotPrimaryException>()
+                .Handle<MongoNodeIsRecoveringException>()
+                .Handle<TimeoutException>(),
+            MaxRetryAttempts = 5,
+            Delay = TimeSpan.FromMilliseconds(200),
+            BackoffType = DelayBackoffType.Exponential,
+            UseJitter = true,
+        })
+        .Build();
+
+    /// <summary>A store on the given database; call <see cref="EnsureIndexesAsync"/> before the first write.</summary>
+    public MongoPipelineStore(IMongoClient client, string databaseName)
+    {
+        Register();
+        _client = client;
+        var database = client.GetDatabase(databaseName);
+        _sagas = database.GetCollection<FileState>(FileSagas);
+        _runs = database.GetCollection<RunDocument>(Runs);
+        _catalog = database.GetCollection<CatalogEntry>(Catalog);
+        _outputs = database.GetCollection<PendingOutput>(MergeOutputs);
+        _merged = database.GetCollection<MergedFileRecord>(MergedFiles);
+    }
+
+    /// <summary>
+    /// A client whose writes wait for a majority of the replica set and its journal, and whose reads see
+    /// only majority-committed data, with the driver's own single retry of reads and writes on.
+    /// </summary>
+    public static IMongoClient CreateClient(string connectionString)
+    {
+        var settings = MongoClientSettings.FromConnectionString(connectionString);
+        settings.RetryWrites = true;
+        settings.RetryReads = true;
+        settings.WriteConcern = WriteConcern.WMajority.With(journal: true);
+        settings.ReadConcern = ReadConcern.Majority;
+        settings.ReadPreference = ReadPreference.Primary;
+        settings.ApplicationName ??= "pipeline";
+        return new MongoClient(settings);
+    }
+
+    /// <summary>Connects and creates the indexes: for tools and tests that need a store at once.</summary>
+    public static async Task<MongoPipelineStore> ConnectAsync(string connectionString, string databaseName, CancellationToken cancellationToken)
+    {
+        var store = new MongoPipelineStore(CreateClient(connectionString), databaseName);
+        await store.EnsureIndexesAsync(cancellationToken);
+        return store;
+    }
+
+    /// <summary>
+    /// Creates every collection's indexes. Creating an index that exists is a no-op, so every instance of
+    /// every service does it at start-up; the unique ones are part of correctness, not only of speed.
+    /// </summary>
+    public async Task EnsureIndexesAsync(CancellationToken cancellationToken)
+    {
+        var database = _sagas.Database;
+        foreach (var (collection, indexes) in MongoQueries.Indexes)
+        {
+            await Transient.ExecuteAsync(async token =>
+                await database.GetCollection<BsonDocument>(collection).Indexes.CreateManyAsync(indexes, token), cancellationToken);
+        }
+    }
+
+    /// <summary>Drops the database: for tests that made one of their own.</summary>
+    public Task DropAsync(CancellationToken cancellationToken) =>
+        _client.DropDatabaseAsync(_sagas.Database.DatabaseNamespace.DatabaseName, cancellationToken);
+
+    private static ValueTask<T> Retry<T>(Func<CancellationToken, Task<T>> work, CancellationToken cancellationToken) =>
+        Transient.ExecuteAsync(async token => await work(token), cancellationToken);
+
+    // ---- file sagas -------------------------------------------------------------------------
+
+    public async Task<FileState?> LoadAsync(Guid id, CancellationToken cancellationToken) =>
+        await Retry(token => _sagas.Find(s => s.CorrelationId == id).FirstOrDefaultAsync(token), cancellationToken);
+
+    public async Task InsertAsync(FileState state, CancellationToken cancellationToken)
+    {
+        try
+        {
+            // An insert repeated after a lost acknowledgement finds its own document: a duplicate key either way,
+            // and the saga repository re-reads, as for any other concurrent first event.
+            await _sagas.InsertOneAsync(state, cancellationToken: cancellationToken);
+        }
+        catch (MongoWriteException ex) when (ex.WriteError.Code == DuplicateKey)
+        {
+            throw new ConcurrencyConflictException($"File saga {state.CorrelationId} already exists.");
+        }
+    }
+
+    public async Task UpdateAsync(FileState state, int expectedVersion, CancellationToken cancellationToken)
+    {
+        state.Version = expectedVersion + 1;
+        ReplaceOneResult result;
+        try
+        {
+            result = await _sagas.ReplaceOneAsync(MongoQueries.SagaVersion(state.CorrelationId, expectedVersion), state, cancellationToken: cancellationToken);
+        }
+        catch
+        {
+            state.Version = expectedVersion;
+            throw;
+        }
+        if (result.MatchedCount == 0)
+        {
+            state.Version = expectedVersion;
+            throw new ConcurrencyConflictException($"File saga {state.CorrelationId} changed since version {expectedVersion} was read.");
+        }
+    }
+
+    public async Task<FilePage> ListAsync(FileQuery query, CancellationToken cancellationToken)
+    {
+        var limit = Math.Clamp(query.Limit, 1, 1000);
+        var found = await Retry(token => _sagas.Find(MongoQueries.Files(query))
+            .Sort(MongoQueries.FileOrder)
+            .Limit(limit + 1)
+            .Project(MongoQueries.SummaryProjection)
+            .ToListAsync(token), cancellationToken);
+        var files = found.Select(ToSummary).ToList();
+        string? next = null;
+        if (files.Count > limit)
+        {
+            files.RemoveAt(files.Count - 1);
+            next = FileCursor.Encode(files[^1].Run, files[^1].LogicalName);
+        }
+        return new FilePage(files, next);
+    }
+
+    private static FileSummary ToSummary(BsonDocument d) => new(
+        d[Fields.Id].AsGuid,
+        d[Fields.Campaign].AsString,
+        d[Fields.Run].AsInt32,
+        d[Fields.Stream].AsString,
+        d[Fields.Name].AsString,
+        d[Fields.State].AsString,
+        d[Fields.Attempt].AsInt32,
+        ToTime(d[Fields.UpdatedAt]),
+        d.TryGetValue(Fields.FailureReason, out var reason) && reason.IsString ? reason.AsString : null);
+
+    public async Task<IReadOnlyList<StateCount>> CountByStateAsync(CancellationToken cancellationToken)
+    {
+        var groups = await AggregateAsync(_sagas, MongoQueries.CountByState, cancellationToken);
+        return groups
+            .Select(g => new StateCount(g[Fields.Id][Fields.Campaign].AsString, g[Fields.Id][Fields.State].AsString, g["files"].ToInt64()))
+            .OrderBy(c => c.Campaign, StringComparer.Ordinal)
+            .ThenBy(c => c.State, StringComparer.Ordinal)
+            .ToList();
+    }
+
+    public async Task<IReadOnlyList<StalledFile>> FindStalledAsync(DateTimeOffset now, DateTimeOffset? updatedBefore, int limit, CancellationToken cancellationToken)
+    {
+        var found = await Retry(token => _sagas.Find(MongoQueries.Stalled(now, updatedBefore))
+            .Sort(MongoQueries.StalledOrder)
+            .Limit(limit)
+            .Project(MongoQueries.StalledProjection)
+            .ToListAsync(token), cancellationToken);
+        return found.Select(d => new StalledFile(
+            d[Fields.Id].AsGuid, d[Fields.Version].AsInt32, d[Fields.State].AsString,
+            d[Fields.Campaign].AsString, d[Fields.Run].AsInt32, d[Fields.Stream].AsString)).ToList();
+    }
+
+    public async Task<IReadOnlyDictionary<int, RunProgress>> RunProgressAsync(string campaign, IReadOnlyCollection<int> runs, CancellationToken cancellationToken)
+    {
+        var progress = runs.Distinct().ToDictionary(run => run, _ => new RunProgress(0, 0));
+        if (progress.Count == 0)
+        {
+            return progress;
+        }
+        var groups = await AggregateAsync(_sagas, MongoQueries.RunProgress(campaign, progress.Keys), cancellationToken);
+        foreach (var group in groups)
+        {
+            progress[group[Fields.Id].AsInt32] = new RunProgress(group["files"].ToInt32(), group["past"].ToInt32());
+        }
+        return progress;
+    }
+
+    private static async Task<List<BsonDocument>> AggregateAsync<T>(IMongoCollection<T> collection, BsonDocument[] stages, CancellationToken cancellationToken) =>
+        await Retry(async token =>
+        {
+            using var cursor = await collection.AggregateAsync<BsonDocument>(stages, cancellationToken: token);
+            return await cursor.ToListAsync(token);
+        }, cancellationToken);
+
+    // ---- runs -------------------------------------------------------------------------------
+
+    public async Task<RunRegistration> RegisterRunAsync(int run, string digest, IReadOnlyList<CatalogEntry> rawFiles, CancellationToken cancellationToken)
+    {
+        var known = await Retry(token => _runs.Find(r => r.Run == run).FirstOrDefaultAsync(token), cancellationToken);
+        if (known is not null)
+        {
+            return known.Digest == digest ? RunRegistration.AlreadyRegistered : RunRegistration.Conflicting;
+        }
+        using var session = await _client.StartSessionAsync(cancellationToken: cancellationToken);
+        try
+        {
+            // WithTransactionAsync runs the body again on a transient transaction error; the body only inserts.
+            return await session.WithTransactionAsync(async (s, token) =>
+            {
+                foreach (var entry in rawFiles)
+                {
+                    if (!await AddCatalogEntryAsync(s, entry, token))
+                    {
+                        // A raw file of this run is catalogued already with other content: refuse the whole run.
+                        throw new RefusedRegistration();
+                    }
+                }
+                await _runs.InsertOneAsync(s, new RunDocument(run, digest, rawFiles.Count, DateTimeOffset.UtcNow), cancellationToken: token);
+                return RunRegistration.New;
+            }, cancellationToken: cancellationToken);
+        }
+        catch (RefusedRegistration)
+        {
+            return RunRegistration.Conflicting;
+        }
+        catch (MongoWriteException ex) when (ex.WriteError.Code == DuplicateKey)
+        {
+            // Registered meanwhile by another instance: answer as if it had been there first.
+            var other = await _runs.Find(r => r.Run == run).FirstOrDefaultAsync(cancellationToken);
+            return other?.Digest == digest ? RunRegistration.AlreadyRegistered : RunRegistration.Conflicting;
+        }
+    }
+
+    private static DateTimeOffset ToTime(BsonValue value) => new(value.ToUniversalTime(), TimeSpan.Zero);
+
+    private sealed class RefusedRegistration() : Exception("run registration refused");
+
+    public async Task<IReadOnlyList<RunRecord>> ListRunsAsync(CancellationToken cancellationToken)
+    {
+        var runs = await Retry(token => _runs.Find(FilterDefinition<RunDocument>.Empty).SortBy(r => r.Run).ToListAsync(token), cancellationToken);
+        return runs.Select(r => new RunRecord(r.Run, r.Files, r.RegisteredAt)).ToList();
+    }
+
+    // ---- catalog ----------------------------------------------------------------------------
+
+    public async Task AddAsync(CatalogEntry entry, CancellationToken cancellationToken)
+    {
+        using var session = await _client.StartSessionAsync(cancellationToken: cancellationToken);
+        if (!await AddCatalogEntryAsync(session, entry, cancellationToken))
+        {
+            throw new ConcurrencyConflictException($"Catalog already holds a different '{entry.Name}' in area '{entry.Area}'.");
+        }
+    }
+
+    /// <summary>Inserts the entry; true if it was new or identical to the stored one (same size, checksum and kind).</summary>
+    private async Task<bool> AddCatalogEntryAsync(IClientSessionHandle session, CatalogEntry entry, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _catalog.InsertOneAsync(session, entry, cancellationToken: cancellationToken);
+            return true;
+        }
+        catch (MongoWriteException ex) when (ex.WriteError.Code == DuplicateKey)
+        {
+            var stored = await _catalog.Find(session, c => c.Name == entry.Name && c.Area == entry.Area).FirstOrDefaultAsync(cancellationToken);
+            return stored is not null && stored.Size == entry.Size && stored.Adler32 == entry.Adler32 && stored.Kind == entry.Kind;
+        }
+    }
+
+    public async Task<IReadOnlyList<CatalogEntry>> FindAsync(string name, CancellationToken cancellationToken) =>
+        await Retry(token => _catalog.Find(c => c.Name == name).SortBy(c => c.Area).ToListAsync(token), cancellationToken);
+
+    public async Task<IReadOnlyList<CatalogEntry>> ListAsync(string kind, string? campaign, CancellationToken cancellationToken) =>
+        await Retry(token => _catalog.Find(MongoQueries.CatalogOfKind(kind, campaign))
+            .SortBy(c => c.Dataset).ThenBy(c => c.Name).ToListAsync(token), cancellationToken);
+
+    // ---- merge buffer -----------------------------------------------------------------------
+
+    public async Task<PendingOutput> AddOutputAsync(PendingOutput output, CancellationToken cancellationToken)
+    {
+        // Insert if absent, and return whatever is stored: the first record of an output wins.
+        var stored = await Retry(token => _outputs.FindOneAndUpdateAsync(
+            Builders<PendingOutput>.Filter.Eq(o => o.OutputId, output.OutputId),
+            MongoQueries.InsertOnly(output with { MergedName = null }),
+            new FindOneAndUpdateOptions<PendingOutput> { IsUpsert = true, ReturnDocument = ReturnDocument.After },
+            token), cancellationToken);
+        return stored;
+    }
+
+    public async Task<IReadOnlyList<DatasetBuffer>> ListBuffersAsync(CancellationToken cancellationToken)
+    {
+        var groups = await AggregateAsync(_outputs, MongoQueries.Buffers, cancellationToken);
+        return groups
+            .Select(g => new DatasetBuffer(
+                g[Fields.Id][Fields.Campaign].AsString,
+                g[Fields.Id][Fields.Dataset].AsString,
+                g["outputs"].ToInt32(),
+                g["bytes"].ToInt64(),
+                ToTime(g["oldest"]),
+                ToTime(g["newest"])))
+            .OrderBy(b => b.Campaign, StringComparer.Ordinal)
+            .ThenBy(b => b.Dataset, StringComparer.Ordinal)
+            .ToList();
+    }
+
+    public async Task<IReadOnlyList<PendingOutput>> ListPendingAsync(string campaign, string dataset, int limit, CancellationToken cancellationToken) =>
+        await Retry(token => _outputs.Find(MongoQueries.Pending(campaign, dataset))
+            .Sort(MongoQueries.PendingOrder)
+            .Limit(limit)
+            .ToListAsync(token), cancellationToken);
+
+    public async Task<bool> CommitMergeAsync(MergedFileRecord merged, IReadOnlyList<string> outputIds, CancellationToken cancellationToken)
+    {
+        using var session = await _client.StartSessionAsync(cancellationToken: cancellationToken);
+        return await session.WithTransactionAsync(async (s, token) =>
+        {
+            var marked = await _outputs.UpdateManyAsync(s,
+                Builders<PendingOutput>.Filter.In(o => o.OutputId, outputIds) & Builders<PendingOutput>.Filter.Eq(o => o.MergedName, null),
+                Builders<PendingOutput>.Update.Set(o => o.MergedName, merged.Name),
+                cancellationToken: token);
+            if (marked.ModifiedCount != outputIds.Count)
+            {
+                // Someone merged one of them meanwhile: undo this transaction's marks and change nothing.
+                await s.AbortTransactionAsync(token);
+                return false;
+            }
+            await _merged.InsertOneAsync(s, merged with { Archived = false, UpdatedAt = merged.CreatedAt }, cancellationToken: token);
+            return true;
+        }, cancellationToken: cancellationToken);
+    }
+
+    public async Task<MergedFileRecord?> GetMergedFileAsync(string name, CancellationToken cancellationToken) =>
+        await Retry(token => _merged.Find(m => m.Name == name).FirstOrDefaultAsync(token), cancellationToken);
+
+    public async Task<IReadOnlyList<PendingOutput>> ListOutputsOfAsync(string mergedName, CancellationToken cancellationToken) =>
+        await Retry(token => _outputs.Find(o => o.MergedName == mergedName).Sort(MongoQueries.PendingOrder).ToListAsync(token), cancellationToken);
+
+    public async Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedAsync(DateTimeOffset updatedBefore, CancellationToken cancellationToken) =>
+        await Retry(token => _merged.Find(m => !m.Archived && m.UpdatedAt < updatedBefore).SortBy(m => m.CreatedAt).ToListAsync(token), cancellationToken);
+
+    public async Task MarkArchivedAsync(string mergedName, CancellationToken cancellationToken) =>
+        await Retry(token => _merged.UpdateOneAsync(m => m.Name == mergedName,
+            Builders<MergedFileRecord>.Update.Set(m => m.Archived, true).Set(m => m.UpdatedAt, DateTimeOffset.UtcNow),
+            cancellationToken: token), cancellationToken);
+}
+
+/// <summary>A registered run as stored: the digest of its announced files tells a repeat from a conflicting change.</summary>
+public sealed record RunDocument(int Run, string Digest, int Files, DateTimeOffset RegisteredAt);
