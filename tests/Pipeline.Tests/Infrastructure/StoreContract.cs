@@ -1,11 +1,13 @@
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.State.Mongo;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Infrastructure;
 
 /// <summary>
 /// What every state store must do, whatever the database: one suite, run against each implementation.
+/// A store whose server is not at hand skips every test with the reason (SkippableFact), never passes it.
 /// </summary>
 public abstract class StoreContract : IAsyncLifetime
 {
@@ -28,18 +30,102 @@ public abstract class StoreContract : IAsyncLifetime
         return saga;
     }
 
-    private static FileState Saga(int run, string name, string state = "Staging") => new()
+    private static FileState Saga(int run, string name, string state = "Staging", string campaign = "prompt", string stream = "physics") => new()
     {
         CorrelationId = Guid.NewGuid(),
         CurrentState = state,
-        Campaign = "prompt",
+        Campaign = campaign,
         Run = run,
-        Stream = "physics",
+        Stream = stream,
         LogicalName = name,
         UpdatedAt = DateTimeOffset.UtcNow,
     };
 
-    [Fact]
+    [SkippableFact]
+    public async Task Should_keep_everything_a_saga_holds_and_its_history_in_order()
+    {
+        var saga = Saga(12, "raw/run12/a.raw");
+        saga.Size = 1_000_000_007;
+        saga.Adler32 = "0badcafe";
+        saga.Attempt = 2;
+        saga.Deadline = DateTimeOffset.UnixEpoch.AddDays(20_000);
+        saga.Outputs.Add(new TrackedOutput { Output = new OutputFile("o1", "muon", "jobs/o1.evt", 10, "00000001", 3, 12, 4), MergedName = "m1" });
+        saga.LogNames.Add("logs/a.log");
+        for (var i = 0; i < 5; i++)
+        {
+            saga.Record(DateTimeOffset.UnixEpoch.AddSeconds(i), $"State{i}", $"Event{i}", i == 4 ? null : $"detail {i}");
+        }
+        await Store.InsertAsync(saga, CancellationToken.None);
+
+        var loaded = (await Store.LoadAsync(saga.CorrelationId, CancellationToken.None))!;
+
+        Assert.Equal(["State0", "State1", "State2", "State3", "State4"], loaded.History.Select(h => h.State));
+        Assert.Equal(DateTimeOffset.UnixEpoch.AddSeconds(3), loaded.History[3].At);
+        Assert.Null(loaded.History[4].Detail);
+        Assert.Equal((1_000_000_007L, "0badcafe", 2, saga.Deadline), (loaded.Size, loaded.Adler32, loaded.Attempt, loaded.Deadline));
+        var output = Assert.Single(loaded.Outputs);
+        Assert.Equal(("muon", 12, 4, "m1"), (output.Output.Dataset, output.Output.Run, output.Output.Section, output.MergedName));
+        Assert.Equal(["logs/a.log"], loaded.LogNames);
+        Assert.Null(await Store.LoadAsync(Guid.NewGuid(), CancellationToken.None));
+    }
+
+    [SkippableFact]
+    public async Task Should_create_one_saga_when_first_events_race()
+    {
+        var id = Guid.NewGuid();
+        var outcomes = await Task.WhenAll(Enumerable.Range(0, 8).Select(async writer =>
+        {
+            var saga = Saga(1, "a");
+            saga.CorrelationId = id;
+            saga.FailureReason = $"writer {writer}";
+            try
+            {
+                await Store.InsertAsync(saga, CancellationToken.None);
+                return true;
+            }
+            catch (ConcurrencyConflictException)
+            {
+                return false;
+            }
+        }));
+
+        Assert.Equal(1, outcomes.Count(won => won));
+        var stored = (await Store.LoadAsync(id, CancellationToken.None))!;
+        Assert.Equal($"writer {Array.IndexOf(outcomes, true)}", stored.FailureReason);
+        Assert.Single((await Store.ListAsync(new FileQuery(), CancellationToken.None)).Files);
+    }
+
+    [SkippableFact]
+    public async Task Should_answer_every_listing_filter_and_run_progress()
+    {
+        await Store.InsertAsync(Saga(1, "p1", "Archived"), CancellationToken.None);
+        await Store.InsertAsync(Saga(1, "p2", "Reconstructing"), CancellationToken.None);
+        await Store.InsertAsync(Saga(1, "e1", "Failed", stream: "express"), CancellationToken.None);
+        await Store.InsertAsync(Saga(2, "p3", "Reconstructed"), CancellationToken.None);
+        await Store.InsertAsync(Saga(1, "r1", "Staging", campaign: "reprocessing-2"), CancellationToken.None);
+
+        async Task<string[]> Names(FileQuery query) =>
+            (await Store.ListAsync(query, CancellationToken.None)).Files.Select(f => f.LogicalName).ToArray();
+
+        Assert.Equal(["e1", "p1", "p2", "p3"], await Names(new FileQuery(Campaign: "prompt")));
+        Assert.Equal(["r1"], await Names(new FileQuery(Campaign: "reprocessing-2")));
+        Assert.Equal(["e1"], await Names(new FileQuery(Campaign: "prompt", Stream: "express")));
+        Assert.Equal(["p2"], await Names(new FileQuery(Campaign: "prompt", State: "Reconstructing")));
+        Assert.Equal(["p3"], await Names(new FileQuery(Stream: "physics", RunFrom: 2)));
+        Assert.Empty(await Names(new FileQuery(Campaign: "prompt", State: "Merged")));
+        var failed = Assert.Single((await Store.ListAsync(new FileQuery(State: "Failed"), CancellationToken.None)).Files);
+        Assert.Equal(("prompt", 1, "express", "Failed"), (failed.Campaign, failed.Run, failed.Stream, failed.State));
+
+        var progress = await Store.RunProgressAsync("prompt", [1, 2, 3], CancellationToken.None);
+        Assert.Equal(new RunProgress(3, 2), progress[1]);
+        Assert.True(progress[2].Ended);
+        Assert.Equal(new RunProgress(0, 0), progress[3]);
+        Assert.Equal(
+            [("prompt", "Archived", 1L), ("prompt", "Failed", 1L), ("prompt", "Reconstructed", 1L), ("prompt", "Reconstructing", 1L), ("reprocessing-2", "Staging", 1L)],
+            (await Store.CountByStateAsync(CancellationToken.None)).Select(c => (c.Campaign, c.State, c.Files)));
+    }
+
+    [SkippableFact]
     public async Task Should_load_what_was_inserted_with_its_history()
     {
         var saga = Saga(1, "a");
@@ -53,7 +139,7 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.Equal("hello", Assert.Single(loaded.History).Detail);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Should_refuse_a_second_insert_of_the_same_saga()
     {
         var saga = Saga(1, "a");
@@ -61,7 +147,7 @@ public abstract class StoreContract : IAsyncLifetime
         await Assert.ThrowsAsync<ConcurrencyConflictException>(() => Store.InsertAsync(saga, CancellationToken.None));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Should_let_exactly_one_of_many_parallel_writers_win_each_version()
     {
         var saga = Saga(1, "a");
@@ -88,7 +174,7 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.Equal($"writer {Array.IndexOf(outcomes, true)}", stored.FailureReason);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Should_page_through_files_in_run_and_name_order_with_filters()
     {
         for (var run = 3; run >= 1; run--)
@@ -117,7 +203,7 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.Throws<FormatException>(() => FileCursor.Decode("not-a-cursor!"));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Should_keep_the_counts_per_state_as_files_move()
     {
         var a = Saga(1, "a");
@@ -135,7 +221,7 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.Equal([("Archived", 1L), ("Staging", 1L)], counts.Select(c => (c.State, c.Files)));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Should_find_files_past_their_deadline_but_never_final_ones()
     {
         var late = Saga(1, "late");
@@ -156,7 +242,7 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.Equal(2, notTouchedSinceStart.Count);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Should_register_a_run_once_and_refuse_it_with_other_files()
     {
         CatalogEntry Raw(string name, long size) => new(name, "archive", CatalogEntry.Raw, null, null, size, "00000001", 1, [], DateTimeOffset.UtcNow);
@@ -170,7 +256,7 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.Single(await Store.ListRunsAsync(CancellationToken.None));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Should_commit_a_merge_only_if_none_of_its_outputs_was_taken()
     {
         PendingOutput Output(string id) => new(id, Guid.NewGuid(), "prompt", "muon", 1, "physics", 1, "raw", $"jobs/{id}", 10, "00000001", 2, DateTimeOffset.UtcNow, null);
@@ -190,12 +276,14 @@ public abstract class StoreContract : IAsyncLifetime
         var buffer = Assert.Single(await Store.ListBuffersAsync(CancellationToken.None));
         Assert.Equal((1, 10L), (buffer.Outputs, buffer.Bytes));
 
+        Assert.Equal(["o1", "o2"], (await Store.ListOutputsOfAsync("m1", CancellationToken.None)).Select(o => o.OutputId));
+        Assert.Equal(["m1"], (await Store.ListUnarchivedAsync(DateTimeOffset.UtcNow.AddMinutes(1), CancellationToken.None)).Select(m => m.Name));
         await Store.MarkArchivedAsync("m1", CancellationToken.None);
         Assert.True((await Store.GetMergedFileAsync("m1", CancellationToken.None))!.Archived);
         Assert.Empty(await Store.ListUnarchivedAsync(DateTimeOffset.UtcNow.AddMinutes(1), CancellationToken.None));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Should_keep_catalog_entries_unique_by_name_and_area()
     {
         var entry = new CatalogEntry("merged/x", "archive", CatalogEntry.Merged, "prompt", "muon", 5, "00000001", 1,
@@ -203,8 +291,13 @@ public abstract class StoreContract : IAsyncLifetime
         await Store.AddAsync(entry, CancellationToken.None);
         await Store.AddAsync(entry, CancellationToken.None);
         await Assert.ThrowsAsync<ConcurrencyConflictException>(() => Store.AddAsync(entry with { Adler32 = "00000002" }, CancellationToken.None));
-        var found = Assert.Single(await Store.FindAsync("merged/x", CancellationToken.None));
-        Assert.Equal("o1", Assert.Single(found.Sources).OutputId);
+        await Store.AddAsync(entry with { Area = "cache" }, CancellationToken.None);
+        var found = await Store.FindAsync("merged/x", CancellationToken.None);
+        Assert.Equal(["archive", "cache"], found.Select(f => f.Area));
+        Assert.Equal("o1", Assert.Single(found[0].Sources).OutputId);
+        Assert.Equal(2, (await Store.ListAsync(CatalogEntry.Merged, "prompt", CancellationToken.None)).Count);
+        Assert.Empty(await Store.ListAsync(CatalogEntry.Merged, "other", CancellationToken.None));
+        Assert.Empty(await Store.ListAsync(CatalogEntry.Raw, null, CancellationToken.None));
     }
 }
 
@@ -219,5 +312,25 @@ public sealed class When_storing_state_in_sqlite : StoreContract
     {
         _folder.Dispose();
         return Task.CompletedTask;
+    }
+}
+
+public sealed class When_storing_state_in_mongodb(MongoServer server) : StoreContract, IClassFixture<MongoServer>
+{
+    private MongoPipelineStore? _store;
+
+    protected override async Task<IPipelineStore> CreateStoreAsync()
+    {
+        // A database per test, so tests never see each other's documents.
+        _store = await MongoPipelineStore.ConnectAsync(server.RequireUri(), "pipeline-test-" + Guid.NewGuid().ToString("N")[..12], CancellationToken.None);
+        return _store;
+    }
+
+    protected override async Task DropStoreAsync()
+    {
+        if (_store is not null)
+        {
+            await _store.DropAsync(CancellationToken.None);
+        }
     }
 }

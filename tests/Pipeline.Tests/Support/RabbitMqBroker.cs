@@ -26,7 +26,7 @@ public sealed class RabbitMqBroker : IAsyncLifetime
         {
             BaseUri = new Uri(configured);
         }
-        else if (DockerEngineRuns())
+        else if (DockerEngine.Runs())
         {
             _container = new RabbitMqBuilder("rabbitmq:3.13-management").Build();
             await _container.StartAsync();
@@ -76,23 +76,6 @@ public sealed class RabbitMqBroker : IAsyncLifetime
         if (_container is not null)
         {
             await _container.DisposeAsync();
-        }
-    }
-
-    private static bool DockerEngineRuns()
-    {
-        if (!File.Exists("/var/run/docker.sock") && Environment.GetEnvironmentVariable("DOCKER_HOST") is null)
-        {
-            return false;
-        }
-        try
-        {
-            using var docker = Process.Start(new ProcessStartInfo("docker", ["info"]) { RedirectStandardOutput = true, RedirectStandardError = true });
-            return docker is not null && docker.WaitForExit(20_000) && docker.ExitCode == 0;
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            return false;
         }
     }
 

@@ -139,6 +139,8 @@ public static class MongoQueries
                 Index("campaign_state_run_name", Keys(Fields.Campaign, Fields.State, Fields.Run, Fields.Name)),
                 Index("campaign_stream_run_name", Keys(Fields.Campaign, Fields.Stream, Fields.Run, Fields.Name)),
                 Index("stream_run_name", Keys(Fields.Stream, Fields.Run, Fields.Name)),
+                Index("state_stream_run_name", Keys(Fields.State, Fields.Stream, Fields.Run, Fields.Name)),
+                Index("campaign_state_stream_run_name", Keys(Fields.Campaign, Fields.State, Fields.Stream, Fields.Run, Fields.Name)),
                 // The watchdog's sweep: each branch of its $or on an index of its own.
                 Index("deadline", Keys(Fields.Deadline)),
                 Index("updated", Keys(Fields.UpdatedAt)),
