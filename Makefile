@@ -8,7 +8,7 @@ RUNS ?= 2
 FILES ?= 4
 EVENTS ?= 500
 
-.PHONY: help build run demo test bench microbench clean
+.PHONY: help build run demo test bench microbench up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -33,6 +33,12 @@ bench: ## Hot paths against baselines measured in the same run; writes bench/res
 microbench: ## BenchmarkDotNet micro-benchmarks of the checksum and merge inner loops
 	@dotnet build tests/Pipeline.Benchmarks -c Release --nologo -v quiet >&2
 	@cd tests/Pipeline.Benchmarks/bin/Release/net10.0 && dotnet Pipeline.Benchmarks.dll micro --filter '*'
+
+up: ## Build the images and start the container deployment (RabbitMQ, MongoDB, every service; needs a Docker engine)
+	@docker compose -f compose/docker-compose.yml up -d --build
+
+down: ## Stop the container deployment (volumes are kept; add `-v` by hand to drop them)
+	@docker compose -f compose/docker-compose.yml down
 
 clean: ## Remove build output and the embedded state under ./data
 	@dotnet clean Pipeline.sln -c $(CONFIGURATION) --nologo -v quiet

@@ -49,6 +49,16 @@ public static class PipelineHosting
         services.AddMassTransit(bus =>
         {
             bus.SetKebabCaseEndpointNameFormatter();
+            if (options.Transport == TransportKind.RabbitMq && options.RabbitMq.QuorumQueues)
+            {
+                bus.AddConfigureEndpointsCallback((_, endpoint) =>
+                {
+                    if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
+                    {
+                        rabbit.SetQuorumQueue();
+                    }
+                });
+            }
             foreach (var module in modules)
             {
                 module.ConfigureBus(bus);

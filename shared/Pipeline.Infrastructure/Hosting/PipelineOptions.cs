@@ -59,6 +59,12 @@ public sealed class RabbitMqOptions
 {
     /// <summary>amqp://user:password@host:port/vhost</summary>
     public string Uri { get; set; } = "amqp://guest:guest@127.0.0.1:5672/";
+
+    /// <summary>
+    /// Declare every service queue as a quorum queue (replicated, poison-message aware): for clustered
+    /// production brokers. A queue keeps its type once declared, so switch this on for a new broker or vhost.
+    /// </summary>
+    public bool QuorumQueues { get; set; }
 }
 
 public sealed class SqliteOptions

@@ -1,0 +1,260 @@
+using System.Collections;
+using System.Reflection;
+using Microsoft.Extensions.Configuration;
+using Pipeline.Archiver;
+using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.Storage;
+using Pipeline.Merger;
+using Pipeline.Orchestrator;
+using Pipeline.Reconstruction;
+using YamlDotNet.Core;
+using YamlDotNet.Core.Events;
+using YamlDotNet.Serialization;
+
+namespace Pipeline.Tests.Deployment;
+
+/// <summary>
+/// The compose file and the Kubernetes manifests, checked against the code without a Docker engine or a
+/// cluster: every service has a container built from its own Dockerfile, every setting a container is given
+/// is one the services read and binds, the areas a stage uses are mounted, and KEDA watches queues that exist.
+/// </summary>
+public sealed class When_deploying_as_containers
+{
+    private static readonly string Root = FindRoot();
+
+    /// <summary>The storage areas each stage reads or writes (see the stages' consumers).</summary>
+    private static readonly Dictionary<string, string[]> AreasOf = new()
+    {
+        ["api"] = [StorageOptions.Archive, StorageOptions.Logs],
+        ["orchestrator"] = [],
+        ["stager"] = [StorageOptions.Archive, StorageOptions.Cache],
+        ["reconstruction"] = [StorageOptions.Cache, StorageOptions.Scratch],
+        ["collector"] = [StorageOptions.Scratch, StorageOptions.Logs],
+        ["merger"] = [StorageOptions.Scratch, StorageOptions.Output],
+        ["archiver"] = [StorageOptions.Output, StorageOptions.Archive],
+    };
+
+    private static readonly Type[] OptionTypes =
+        [typeof(PipelineOptions), typeof(CampaignOptions), typeof(OrchestratorOptions), typeof(ReconstructionOptions), typeof(MergerOptions), typeof(ArchiverOptions)];
+
+    private static string FindRoot()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "Pipeline.sln")))
+            {
+                return directory.FullName;
+            }
+        }
+        throw new InvalidOperationException("Pipeline.sln not found above the test binaries.");
+    }
+
+    private static IEnumerable<string> ServiceNames() =>
+        Directory.GetDirectories(Path.Combine(Root, "services"), "Pipeline.*")
+            .Select(Path.GetFileName)
+            .OfType<string>()
+            .Where(project => project != "Pipeline.Host")
+            .Select(project => project["Pipeline.".Length..].ToLowerInvariant());
+
+    private static Dictionary<object, object> Compose()
+    {
+        using var reader = File.OpenText(Path.Combine(Root, "compose", "docker-compose.yml"));
+        // Merge keys (<<: *anchor) are part of the file's meaning: read it as Docker Compose does.
+        return new DeserializerBuilder().Build().Deserialize<Dictionary<object, object>>(new MergingParser(new Parser(reader)));
+    }
+
+    private static List<Dictionary<object, object>> Manifests()
+    {
+        var documents = new List<Dictionary<object, object>>();
+        var deserializer = new DeserializerBuilder().Build();
+        foreach (var file in Directory.GetFiles(Path.Combine(Root, "compose", "kubernetes"), "*.yaml").Where(f => !f.EndsWith("kustomization.yaml", StringComparison.Ordinal)))
+        {
+            using var reader = File.OpenText(file);
+            var parser = new Parser(reader);
+            parser.Consume<StreamStart>();
+            while (parser.Accept<DocumentStart>(out _))
+            {
+                if (deserializer.Deserialize<Dictionary<object, object>?>(parser) is { } document)
+                {
+                    documents.Add(document);
+                }
+            }
+        }
+        return documents;
+    }
+
+    private static Dictionary<object, object> Map(object? node) => Assert.IsType<Dictionary<object, object>>(node);
+
+    private static List<object> List(object? node) => Assert.IsType<List<object>>(node);
+
+    private static object? At(object node, params string[] path)
+    {
+        var current = node;
+        foreach (var key in path)
+        {
+            if (current is not Dictionary<object, object> map || !map.TryGetValue(key, out current))
+            {
+                return null;
+            }
+        }
+        return current;
+    }
+
+    /// <summary>True if the configuration key (':'-separated) names a property some options class binds.</summary>
+    private static bool IsReadByTheServices(string key)
+    {
+        var areasPrefix = StorageOptions.Section + ":";
+        if (key.StartsWith(areasPrefix, StringComparison.OrdinalIgnoreCase))
+        {
+            return StorageOptions.KnownAreas.Contains(key[areasPrefix.Length..]);
+        }
+        foreach (var type in OptionTypes)
+        {
+            var section = (string)type.GetField("Section")!.GetValue(null)!;
+            if (!key.StartsWith(section + ":", StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+            var current = type;
+            var segments = key[(section.Length + 1)..].Split(':');
+            for (var i = 0; i < segments.Length; i++)
+            {
+                var property = current.GetProperty(segments[i], BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase);
+                if (property is null)
+                {
+                    break;
+                }
+                if (i == segments.Length - 1 && property.CanWrite)
+                {
+                    return true;
+                }
+                if (typeof(IDictionary).IsAssignableFrom(property.PropertyType) || typeof(IList).IsAssignableFrom(property.PropertyType))
+                {
+                    return true;
+                }
+                current = property.PropertyType;
+            }
+        }
+        return false;
+    }
+
+    [Fact]
+    public void Should_give_every_service_a_container_built_from_its_own_dockerfile()
+    {
+        var services = Map(Compose()["services"]);
+
+        foreach (var name in ServiceNames())
+        {
+            Assert.True(services.ContainsKey(name), $"compose has no container for {name}");
+            var project = $"Pipeline.{char.ToUpperInvariant(name[0])}{name[1..]}";
+            var dockerfile = (string)At(services[name], "build", "dockerfile")!;
+            Assert.Equal($"services/{project}/Dockerfile", dockerfile);
+            Assert.Equal("..", At(services[name], "build", "context"));
+            var text = File.ReadAllText(Path.Combine(Root, dockerfile));
+            Assert.Contains($"dotnet publish services/{project}/{project}.csproj", text, StringComparison.Ordinal);
+            Assert.Contains($"ENTRYPOINT [\"dotnet\", \"{project}.dll\"]", text, StringComparison.Ordinal);
+            Assert.Contains("USER $APP_UID", text, StringComparison.Ordinal);
+            Assert.Contains("HEALTHCHECK", text, StringComparison.Ordinal);
+            Assert.Equal(2, text.Split('\n').Count(line => line.StartsWith("FROM ", StringComparison.Ordinal)));
+            foreach (var copied in text.Split('\n').Where(l => l.StartsWith("COPY ", StringComparison.Ordinal) && !l.Contains("--from", StringComparison.Ordinal)))
+            {
+                foreach (var source in copied.Split(' ')[1..^1])
+                {
+                    Assert.True(File.Exists(Path.Combine(Root, source)) || Directory.Exists(Path.Combine(Root, source)), $"{dockerfile} copies {source}, which does not exist");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Should_set_only_settings_the_services_read_and_bind_them()
+    {
+        var services = Map(Compose()["services"]);
+
+        foreach (var name in ServiceNames())
+        {
+            var environment = Map(At(services[name], "environment")).ToDictionary(e => ((string)e.Key).Replace("__", ":", StringComparison.Ordinal), e => e.Value?.ToString());
+            foreach (var key in environment.Keys)
+            {
+                Assert.True(IsReadByTheServices(key), $"{name} is given '{key}', which no service reads");
+            }
+            var configuration = new ConfigurationBuilder().AddInMemoryCollection(environment).Build();
+            var options = configuration.GetSection(PipelineOptions.Section).Get<PipelineOptions>()!;
+            Assert.Equal((TransportKind.RabbitMq, StoreKind.Mongo, true), (options.Transport, options.Store, options.RabbitMq.QuorumQueues));
+            Assert.StartsWith("amqp://", environment["Pipeline:RabbitMq:Uri"], StringComparison.Ordinal);
+            Assert.Contains("replicaSet=", environment["Pipeline:Mongo:ConnectionString"], StringComparison.Ordinal);
+
+            // Each area the stage uses is configured and mounted where its URI points.
+            var mounts = (At(services[name], "volumes") as List<object> ?? []).Select(v => ((string)v).Split(':')).ToDictionary(v => v[1], v => v[0]);
+            foreach (var area in AreasOf[name])
+            {
+                var uri = new Uri(environment[$"{StorageOptions.Section}:{area}"]!);
+                Assert.True(mounts.TryGetValue(uri.AbsolutePath, out var volume) && volume == area, $"{name} uses the {area} area but does not mount it at {uri.AbsolutePath}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Should_run_mongodb_as_a_replica_set_and_rabbitmq_with_a_long_consumer_timeout()
+    {
+        var services = Map(Compose()["services"]);
+
+        Assert.Contains("--replSet", List(At(services["mongo"], "command")).Cast<string>());
+        var config = File.ReadAllText(Path.Combine(Root, "compose", "rabbitmq", "rabbitmq.conf"));
+        var timeout = config.Split('\n').Single(l => l.StartsWith("consumer_timeout", StringComparison.Ordinal));
+        Assert.True(long.Parse(timeout.Split('=')[1].Trim(), System.Globalization.CultureInfo.InvariantCulture) >= 3_600_000);
+        Assert.Contains(List(At(services["rabbitmq"], "volumes")).Cast<string>(), v => v.StartsWith("./rabbitmq/rabbitmq.conf:", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Should_give_kubernetes_the_same_images_with_probes_and_scale_on_queues_that_exist()
+    {
+        var manifests = Manifests();
+        var composeServices = Map(Compose()["services"]);
+        var deployments = manifests.Where(m => (string)m["kind"] == "Deployment").ToDictionary(m => (string)At(m, "metadata", "name")!);
+        var queues = new[] { typeof(OrchestratorModule), typeof(Stager.StagerModule), typeof(ReconstructionModule), typeof(Collector.CollectorModule), typeof(MergerModule), typeof(ArchiverModule) }
+            .SelectMany(module => module.Assembly.GetTypes())
+            .Select(t => t.GetField("QueueName", BindingFlags.Public | BindingFlags.Static)?.GetRawConstantValue() as string)
+            .OfType<string>()
+            .ToHashSet();
+
+        Assert.Contains("reconstruction", queues);
+        foreach (var name in ServiceNames())
+        {
+            Assert.True(deployments.TryGetValue(name, out var deployment), $"no Deployment for {name}");
+            var container = Map(Assert.Single(List(At(deployment, "spec", "template", "spec", "containers"))));
+            Assert.Equal(At(composeServices[name], "image"), container["image"]);
+            Assert.Equal("/health/ready", At(container, "readinessProbe", "httpGet", "path"));
+            Assert.Equal("/health/live", At(container, "livenessProbe", "httpGet", "path"));
+            var mounted = (At(container, "volumeMounts") as List<object> ?? []).Select(m => (string)At(m, "mountPath")!).ToHashSet();
+            Assert.True(AreasOf[name].All(area => mounted.Contains($"/data/{area}")), $"{name} does not mount every area it uses");
+        }
+        var scaled = manifests.Where(m => (string)m["kind"] == "ScaledObject").ToList();
+        Assert.Contains(scaled, s => (string)At(s, "spec", "scaleTargetRef", "name")! == "reconstruction");
+        foreach (var scaledObject in scaled)
+        {
+            Assert.True(deployments.ContainsKey((string)At(scaledObject, "spec", "scaleTargetRef", "name")!));
+            foreach (var trigger in List(At(scaledObject, "spec", "triggers")))
+            {
+                var queue = (string)At(trigger, "metadata", "queueName")!;
+                Assert.True(queues.Contains(queue), $"KEDA watches '{queue}', a queue no service declares");
+            }
+        }
+        var configMap = Map(manifests.Single(m => (string)m["kind"] == "ConfigMap")["data"]);
+        Assert.All(configMap.Keys.Cast<string>(), key => Assert.True(IsReadByTheServices(key.Replace("__", ":", StringComparison.Ordinal)), key));
+    }
+
+    [Fact]
+    public void Should_list_every_manifest_in_the_kustomization()
+    {
+        var kustomization = new DeserializerBuilder().Build()
+            .Deserialize<Dictionary<object, object>>(File.ReadAllText(Path.Combine(Root, "compose", "kubernetes", "kustomization.yaml")));
+        var files = Directory.GetFiles(Path.Combine(Root, "compose", "kubernetes"), "*.yaml")
+            .Select(Path.GetFileName)
+            .Where(f => f != "kustomization.yaml")
+            .Order(StringComparer.Ordinal);
+
+        Assert.Equal(files, List(kustomization["resources"]).Cast<string>().Order(StringComparer.Ordinal));
+    }
+}
