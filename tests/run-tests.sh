@@ -17,7 +17,10 @@ count() { grep -E "^ *$1: +[0-9]+ *$" "$log" | tail -n 1 | grep -oE '[0-9]+' || 
 if grep -qE '^Total tests: +[0-9]+' "$log"; then
   passed=$(count Passed); failed=$(count Failed); skipped=$(count Skipped)
   # Skipped tests are listed with their reasons, never counted as passed.
-  grep -E '^ +Skipped ' "$log" || true
+  if grep -q '\[SKIP\]' "$log"; then
+    echo "Skipped, with the reason:"
+    grep -A1 -F '[SKIP]' "$log" | grep -v '^--$' | sed -E 's/^\[xUnit\.net [0-9:.]+\] +/  /'
+  fi
   echo "tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
 else
   echo "tests: no test summary found" >&2

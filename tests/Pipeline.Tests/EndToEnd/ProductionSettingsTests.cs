@@ -1,0 +1,82 @@
+using System.Text.Json;
+using Pipeline.Orchestrator;
+using Pipeline.Reconstruction;
+using Pipeline.SampleExperiment;
+using Pipeline.Tests.Support;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Exceptions;
+
+namespace Pipeline.Tests.EndToEnd;
+
+/// <summary>The settings the container deployment runs with: quorum queues, and MongoDB as the state store.</summary>
+[Collection(RabbitMqCollection.Name)]
+public sealed class When_running_with_production_settings(RabbitMqBroker broker)
+{
+    private static async Task<bool> QueueIsOfType(Uri uri, string queue, string type)
+    {
+        await using var connection = await RabbitMqBroker.Connect(uri);
+        await using var channel = await connection.CreateChannelAsync();
+        try
+        {
+            // Declaring an existing queue with another x-queue-type is refused (PRECONDITION_FAILED): a probe of its type.
+            await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false,
+                arguments: new Dictionary<string, object?> { ["x-queue-type"] = type });
+            return true;
+        }
+        catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 406)
+        {
+            return false;
+        }
+    }
+
+    [Fact]
+    public async Task Should_declare_quorum_queues_and_still_archive_every_file()
+    {
+        var uri = await broker.IsolatedUriAsync();
+        await using var pipeline = await PipelineUnderTest.StartAsync(uri, new Dictionary<string, string?> { ["Pipeline:RabbitMq:QuorumQueues"] = "true" });
+        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 50));
+        await pipeline.IngestAsync(runs);
+
+        await pipeline.WaitForFinalAsync(runs[0].Files!.Count);
+        var audit = await pipeline.AuditAsync(runs);
+
+        Assert.True(audit.Complete, JsonSerializer.Serialize(audit));
+        foreach (var queue in new[] { FileStateDefinition.QueueName, ReconstructFileConsumerDefinition.QueueName })
+        {
+            Assert.False(await QueueIsOfType(uri, queue, "classic"), $"{queue} is a classic queue");
+            Assert.True(await QueueIsOfType(uri, queue, "quorum"), $"{queue} is not a quorum queue");
+        }
+    }
+}
+
+/// <summary>The whole flow with every saga, run, catalog entry and merge buffer in MongoDB.</summary>
+[Collection(RabbitMqCollection.Name)]
+public sealed class When_state_lives_in_mongodb(RabbitMqBroker broker, MongoServer mongo) : IClassFixture<MongoServer>
+{
+    [SkippableFact]
+    public async Task Should_archive_every_selected_event_exactly_once()
+    {
+        var connection = mongo.RequireUri();
+        var database = "pipeline-flow-" + Guid.NewGuid().ToString("N")[..12];
+        await using var pipeline = await PipelineUnderTest.StartAsync(await broker.IsolatedUriAsync(), new Dictionary<string, string?>
+        {
+            ["Pipeline:Store"] = "Mongo",
+            ["Pipeline:Mongo:ConnectionString"] = connection,
+            ["Pipeline:Mongo:Database"] = database,
+        });
+        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 2, FilesPerStream: 2, EventsPerFile: 100));
+        await pipeline.IngestAsync(runs);
+        await pipeline.IngestAsync(runs);
+        var files = runs.Sum(r => r.Files!.Count);
+
+        await pipeline.WaitForFinalAsync(files);
+        var audit = await pipeline.AuditAsync(runs);
+
+        Assert.True(audit.Complete, JsonSerializer.Serialize(audit));
+        Assert.Equal(audit.MergedFiles, audit.ChecksumsVerified);
+        var sagas = await pipeline.AllFilesAsync();
+        Assert.Equal(files, sagas.Count);
+        Assert.All(sagas, f => Assert.Single(f.History, h => h.Event == "FileReconstructed"));
+        await ((Pipeline.Infrastructure.State.Mongo.MongoPipelineStore)pipeline.Sagas).DropAsync(CancellationToken.None);
+    }
+}
