@@ -118,7 +118,7 @@ public sealed class MongoPipelineStore : IPipelineStore
             // and the saga repository re-reads, as for any other concurrent first event.
             await _sagas.InsertOneAsync(state, cancellationToken: cancellationToken);
         }
-        catch (MongoWriteException ex) when (ex.WriteError.Code == DuplicateKey)
+        catch (MongoException ex) when (IsDuplicateKey(ex))
         {
             throw new ConcurrencyConflictException($"File saga {state.CorrelationId} already exists.");
         }
@@ -221,36 +221,47 @@ public sealed class MongoPipelineStore : IPipelineStore
 
     public async Task<RunRegistration> RegisterRunAsync(int run, string digest, IReadOnlyList<CatalogEntry> rawFiles, CancellationToken cancellationToken)
     {
-        var known = await Retry(token => _runs.Find(r => r.Run == run).FirstOrDefaultAsync(token), cancellationToken);
-        if (known is not null)
-        {
-            return known.Digest == digest ? RunRegistration.AlreadyRegistered : RunRegistration.Conflicting;
-        }
         using var session = await _client.StartSessionAsync(cancellationToken: cancellationToken);
         try
         {
-            // WithTransactionAsync runs the body again on a transient transaction error; the body only inserts.
+            // The body only reads, then inserts: WithTransactionAsync runs it again after a transient error or a
+            // write conflict with a concurrent registration, and the second time it finds what the other stored.
             return await session.WithTransactionAsync(async (s, token) =>
             {
+                var known = await _runs.Find(s, r => r.Run == run).FirstOrDefaultAsync(token);
+                if (known is not null)
+                {
+                    return known.Digest == digest ? RunRegistration.AlreadyRegistered : RunRegistration.Conflicting;
+                }
+                // A write error such as a duplicate key aborts a MongoDB transaction, so catalogued files are
+                // looked up first instead of tried: the same entry again is kept, another one refuses the run.
+                var names = rawFiles.Select(f => f.Name).Distinct(StringComparer.Ordinal).ToList();
+                var stored = await _catalog.Find(s, Builders<CatalogEntry>.Filter.In(c => c.Name, names)).ToListAsync(token);
+                var fresh = new List<CatalogEntry>();
                 foreach (var entry in rawFiles)
                 {
-                    if (!await AddCatalogEntryAsync(s, entry, token))
+                    var existing = stored.FirstOrDefault(c => c.Name == entry.Name && c.Area == entry.Area);
+                    if (existing is null)
                     {
-                        // A raw file of this run is catalogued already with other content: refuse the whole run.
-                        throw new RefusedRegistration();
+                        fresh.Add(entry);
                     }
+                    else if (!SameFile(existing, entry))
+                    {
+                        await s.AbortTransactionAsync(token);
+                        return RunRegistration.Conflicting;
+                    }
+                }
+                if (fresh.Count > 0)
+                {
+                    await _catalog.InsertManyAsync(s, fresh, cancellationToken: token);
                 }
                 await _runs.InsertOneAsync(s, new RunDocument(run, digest, rawFiles.Count, DateTimeOffset.UtcNow), cancellationToken: token);
                 return RunRegistration.New;
             }, cancellationToken: cancellationToken);
         }
-        catch (RefusedRegistration)
+        catch (MongoException ex) when (IsDuplicateKey(ex))
         {
-            return RunRegistration.Conflicting;
-        }
-        catch (MongoWriteException ex) when (ex.WriteError.Code == DuplicateKey)
-        {
-            // Registered meanwhile by another instance: answer as if it had been there first.
+            // A concurrent registration committed between this one's reads and its writes: answer from what it stored.
             var other = await _runs.Find(r => r.Run == run).FirstOrDefaultAsync(cancellationToken);
             return other?.Digest == digest ? RunRegistration.AlreadyRegistered : RunRegistration.Conflicting;
         }
@@ -258,7 +269,17 @@ public sealed class MongoPipelineStore : IPipelineStore
 
     private static DateTimeOffset ToTime(BsonValue value) => new(value.ToUniversalTime(), TimeSpan.Zero);
 
-    private sealed class RefusedRegistration() : Exception("run registration refused");
+    private static bool IsDuplicateKey(MongoException exception) => exception switch
+    {
+        MongoWriteException write => write.WriteError?.Code == DuplicateKey,
+        MongoBulkWriteException bulk => bulk.WriteErrors.Any(e => e.Code == DuplicateKey),
+        MongoCommandException command => command.Code == DuplicateKey,
+        _ => false,
+    };
+
+    /// <summary>The same catalogued file: size, checksum and kind agree.</summary>
+    private static bool SameFile(CatalogEntry stored, CatalogEntry entry) =>
+        stored.Size == entry.Size && stored.Adler32 == entry.Adler32 && stored.Kind == entry.Kind;
 
     public async Task<IReadOnlyList<RunRecord>> ListRunsAsync(CancellationToken cancellationToken)
     {
@@ -270,25 +291,18 @@ public sealed class MongoPipelineStore : IPipelineStore
 
     public async Task AddAsync(CatalogEntry entry, CancellationToken cancellationToken)
     {
-        using var session = await _client.StartSessionAsync(cancellationToken: cancellationToken);
-        if (!await AddCatalogEntryAsync(session, entry, cancellationToken))
-        {
-            throw new ConcurrencyConflictException($"Catalog already holds a different '{entry.Name}' in area '{entry.Area}'.");
-        }
-    }
-
-    /// <summary>Inserts the entry; true if it was new or identical to the stored one (same size, checksum and kind).</summary>
-    private async Task<bool> AddCatalogEntryAsync(IClientSessionHandle session, CatalogEntry entry, CancellationToken cancellationToken)
-    {
         try
         {
-            await _catalog.InsertOneAsync(session, entry, cancellationToken: cancellationToken);
-            return true;
+            await _catalog.InsertOneAsync(entry, cancellationToken: cancellationToken);
         }
-        catch (MongoWriteException ex) when (ex.WriteError.Code == DuplicateKey)
+        catch (MongoException ex) when (IsDuplicateKey(ex))
         {
-            var stored = await _catalog.Find(session, c => c.Name == entry.Name && c.Area == entry.Area).FirstOrDefaultAsync(cancellationToken);
-            return stored is not null && stored.Size == entry.Size && stored.Adler32 == entry.Adler32 && stored.Kind == entry.Kind;
+            // The unique (name, area) index keeps one entry per copy: the same entry again is a no-op.
+            var stored = await _catalog.Find(c => c.Name == entry.Name && c.Area == entry.Area).FirstOrDefaultAsync(cancellationToken);
+            if (stored is null || !SameFile(stored, entry))
+            {
+                throw new ConcurrencyConflictException($"Catalog already holds a different '{entry.Name}' in area '{entry.Area}'.");
+            }
         }
     }
 
