@@ -1,4 +1,6 @@
+using Microsoft.AspNetCore.Authentication;
 using Microsoft.OpenApi;
+using Pipeline.Api.Security;
 using Pipeline.Infrastructure.Hosting;
 
 namespace Pipeline.Api;
@@ -10,6 +12,13 @@ public static class ApiModule
         (services, _) =>
         {
             services.AddProblemDetails();
+            services.AddOptions<ApiSecurityOptions>().BindConfiguration(ApiSecurityOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddSingleton<ApiKeyRing>();
+            services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
+                .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+            services.AddAuthorizationBuilder()
+                .AddPolicy(ApiPolicies.Read, policy => policy.RequireRole(ApiRoles.Viewer, ApiRoles.Operator))
+                .AddPolicy(ApiPolicies.Act, policy => policy.RequireRole(ApiRoles.Operator));
             services.AddEndpointsApiExplorer();
             services.AddSwaggerGen(swagger =>
             {
@@ -17,17 +26,33 @@ public static class ApiModule
                 {
                     Title = "Pipeline admin API",
                     Version = "v1",
-                    Description = "Register runs, follow every raw file through production, find and retry failures.",
+                    Description = "Register runs, follow every raw file through production, find and retry failures. "
+                        + $"Every call needs an API key in the {ApiKeyRing.HeaderName} header: a viewer's to read, an operator's to act.",
+                });
+                swagger.AddSecurityDefinition(ApiKeyAuthenticationHandler.SchemeName, new OpenApiSecurityScheme
+                {
+                    Type = SecuritySchemeType.ApiKey,
+                    In = ParameterLocation.Header,
+                    Name = ApiKeyRing.HeaderName,
+                    Description = "A viewer key reads; an operator key also registers runs and retries files.",
+                });
+                swagger.AddSecurityRequirement(document => new OpenApiSecurityRequirement
+                {
+                    [new OpenApiSecuritySchemeReference(ApiKeyAuthenticationHandler.SchemeName, document)] = [],
                 });
             });
         },
         _ => { });
 
-    /// <summary>Error handling, Swagger, health and the API's routes.</summary>
+    /// <summary>Error handling, authentication, Swagger, health and the API's routes.</summary>
     public static WebApplication UsePipelineApi(this WebApplication app)
     {
+        // Read the keys now, so a bad key setting stops the start and generated keys are announced at once.
+        app.Services.GetRequiredService<ApiKeyRing>();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseAuthentication();
+        app.UseAuthorization();
         app.UseSwagger();
         app.UseSwaggerUI();
         app.MapPipelineHealth();

@@ -1,6 +1,7 @@
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
+using Pipeline.Api.Security;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Ingest;
 using Pipeline.Infrastructure.State;
@@ -25,13 +26,17 @@ public static class PipelineEndpoints
 {
     public static IEndpointRouteBuilder MapPipelineEndpoints(this IEndpointRouteBuilder endpoints)
     {
-        var api = endpoints.MapGroup("/api").WithTags("Production");
+        var api = endpoints.MapGroup("/api").WithTags("Production")
+            .RequireAuthorization(ApiPolicies.Read)
+            .ProducesProblem(StatusCodes.Status401Unauthorized);
 
         api.MapPost("/runs", RegisterRun)
             .WithName("RegisterRun")
             .WithSummary("Register a run's raw files, as the data-acquisition system's run event does")
             .WithDescription("Validates every file before registering anything. Announcing the same run again is accepted and changes nothing; announcing it with different files is a conflict.")
-            .Accepts<RunRecorded>("application/json");
+            .Accepts<RunRecorded>("application/json")
+            .RequireAuthorization(ApiPolicies.Act)
+            .ProducesProblem(StatusCodes.Status403Forbidden);
         api.MapGet("/runs", async (IRunRegistry runs, CancellationToken ct) => TypedResults.Ok(await runs.ListRunsAsync(ct)))
             .WithName("ListRuns").WithSummary("Registered runs");
         api.MapGet("/files", ListFiles)
@@ -39,7 +44,9 @@ public static class PipelineEndpoints
         api.MapGet("/files/{id:guid}", GetFile)
             .WithName("GetFile").WithSummary("One file with its full history, attempts, outputs and log locations");
         api.MapPost("/files/{id:guid}/retry", RetryFile)
-            .WithName("RetryFile").WithSummary("Start a failed file again from stage-in with a fresh attempt budget");
+            .WithName("RetryFile").WithSummary("Start a failed file again from stage-in with a fresh attempt budget")
+            .RequireAuthorization(ApiPolicies.Act)
+            .ProducesProblem(StatusCodes.Status403Forbidden);
         api.MapGet("/summary", Summary)
             .WithName("GetSummary").WithSummary("Counts of files per campaign and state, and what the archive holds");
         api.MapGet("/datasets", Datasets)

@@ -1,6 +1,7 @@
 using System.Collections;
 using System.Reflection;
 using Microsoft.Extensions.Configuration;
+using Pipeline.Api.Security;
 using Pipeline.Archiver;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Hosting;
@@ -36,7 +37,7 @@ public sealed class When_deploying_as_containers
     };
 
     private static readonly Type[] OptionTypes =
-        [typeof(PipelineOptions), typeof(CampaignOptions), typeof(OrchestratorOptions), typeof(ReconstructionOptions), typeof(MergerOptions), typeof(ArchiverOptions)];
+        [typeof(PipelineOptions), typeof(CampaignOptions), typeof(OrchestratorOptions), typeof(ReconstructionOptions), typeof(MergerOptions), typeof(ArchiverOptions), typeof(ApiSecurityOptions)];
 
     private static string FindRoot()
     {
@@ -227,6 +228,11 @@ public sealed class When_deploying_as_containers
             Assert.Equal(At(composeServices[name], "image"), container["image"]);
             Assert.Equal("/health/ready", At(container, "readinessProbe", "httpGet", "path"));
             Assert.Equal("/health/live", At(container, "livenessProbe", "httpGet", "path"));
+            foreach (var variable in At(container, "env") as List<object> ?? [])
+            {
+                var key = ((string)At(variable, "name")!).Replace("__", ":", StringComparison.Ordinal);
+                Assert.True(IsReadByTheServices(key), $"the {name} Deployment sets '{key}', which no service reads");
+            }
             var mounted = (At(container, "volumeMounts") as List<object> ?? []).Select(m => (string)At(m, "mountPath")!).ToHashSet();
             Assert.True(AreasOf[name].All(area => mounted.Contains($"/data/{area}")), $"{name} does not mount every area it uses");
         }

@@ -68,11 +68,28 @@ public sealed class When_the_all_in_one_pipeline_is_killed_and_restarted : IDisp
         return process;
     }
 
+    /// <summary>The viewer key the host generated under its data directory at first start (no keys are configured).</summary>
+    private string? GeneratedViewerKey()
+    {
+        var file = Path.Combine(_data.Path, "api-keys.json");
+        if (!File.Exists(file))
+        {
+            return null;
+        }
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+        using var keys = JsonDocument.Parse(File.ReadAllText(file));
+        return keys.RootElement.GetProperty("generated-viewer").GetProperty("key").GetString();
+    }
+
     private async Task<Dictionary<string, long>> Totals(HttpClient http)
     {
         try
         {
-            var summary = await http.GetFromJsonAsync<JsonElement>("/api/summary");
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/api/summary");
+            request.Headers.Add("X-Api-Key", GeneratedViewerKey());
+            using var response = await http.SendAsync(request);
+            response.EnsureSuccessStatusCode();
+            var summary = await response.Content.ReadFromJsonAsync<JsonElement>();
             return summary.GetProperty("totals").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetInt64());
         }
         catch (HttpRequestException)

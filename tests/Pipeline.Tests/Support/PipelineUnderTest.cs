@@ -32,7 +32,22 @@ public sealed class PipelineUnderTest : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
+    /// <summary>A client that sends the operator key: may read and act.</summary>
     public HttpClient Http { get; private set; } = null!;
+
+    public const string ViewerKey = "viewer-key-for-tests-0123456789";
+    public const string OperatorKey = "operator-key-for-tests-0123456789";
+
+    /// <summary>A client that sends the given key, or none.</summary>
+    public HttpClient Client(string? apiKey)
+    {
+        var client = new HttpClient { BaseAddress = Http.BaseAddress };
+        if (apiKey is not null)
+        {
+            client.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
+        }
+        return client;
+    }
 
     public string DataDirectory => _directory.Path;
 
@@ -57,16 +72,29 @@ public sealed class PipelineUnderTest : IAsyncDisposable
             ["Pipeline:Orchestrator:WatchdogIntervalSeconds"] = "1",
             ["Pipeline:Reconstruction:Slots"] = "2",
             ["Serilog:MinimumLevel:Default"] = "Warning",
+            ["Pipeline:Api:Keys:test-viewer:Key"] = ViewerKey,
+            ["Pipeline:Api:Keys:test-viewer:Role"] = "viewer",
+            ["Pipeline:Api:Keys:test-operator:Key"] = OperatorKey,
+            ["Pipeline:Api:Keys:test-operator:Role"] = "operator",
         };
         foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
         {
-            all[key] = value;
+            // A null setting takes the default away.
+            if (value is null)
+            {
+                all.Remove(key);
+            }
+            else
+            {
+                all[key] = value;
+            }
         }
         var app = PipelineApp.Build([], all, overrideServices);
         var pipeline = new PipelineUnderTest(app, directory);
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         pipeline.Http = new HttpClient { BaseAddress = new Uri(address) };
+        pipeline.Http.DefaultRequestHeaders.Add("X-Api-Key", OperatorKey);
         return pipeline;
     }
 
