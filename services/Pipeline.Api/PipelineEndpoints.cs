@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Pipeline.Api.Security;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Failures;
 using Pipeline.Infrastructure.Ingest;
 using Pipeline.Infrastructure.State;
 
@@ -12,13 +13,32 @@ public sealed record RunAccepted(int Run, string Campaign, int Files, bool Alrea
 
 public sealed record ActionAccepted(Guid FileId, string Action, string From);
 
+/// <summary>How to retry: more attempts than the campaign grants, a longer reconstruction time limit.</summary>
+public sealed record RetryOptions(int ExtraAttempts = 0, int? TimeoutSeconds = null);
+
+/// <summary>Which failed files to retry, and how. Every filter is optional; only failed files are ever matched.</summary>
+public sealed record BulkRetryRequest(
+    string? Campaign = null,
+    string? Signature = null,
+    int? RunFrom = null,
+    int? RunTo = null,
+    string? Stream = null,
+    int ExtraAttempts = 0,
+    int? TimeoutSeconds = null);
+
+public sealed record BulkRetryAccepted(int Retried, BulkRetryRequest Filter);
+
+/// <summary>One row of the failure table; <see cref="Id"/> filters files (<c>/api/files?signature=</c>) and retries.</summary>
+public sealed record FailureRow(string Id, string Campaign, string Stage, string Signature, string? Release, long Files, DateTimeOffset LastFailedAt, string ExampleReason);
+
 public sealed record ProductionSummary(
     IReadOnlyList<StateCount> States,
     IReadOnlyDictionary<string, long> Totals,
     int Runs,
     int MergedFiles,
     long MergedBytes,
-    long MergedEvents);
+    long MergedEvents,
+    IReadOnlyList<FailureRow> Failures);
 
 public sealed record DatasetSummary(string Campaign, string Dataset, int MergedFiles, long Bytes, long Events);
 
@@ -47,6 +67,14 @@ public static class PipelineEndpoints
             .WithName("RetryFile").WithSummary("Start a failed file again from stage-in with a fresh attempt budget")
             .RequireAuthorization(ApiPolicies.Act)
             .ProducesProblem(StatusCodes.Status403Forbidden);
+        api.MapPost("/files/retry", RetryFailedFiles)
+            .WithName("RetryFailedFiles")
+            .WithSummary("Retry every failed file that matches a filter (campaign, failure signature, run range, stream)")
+            .WithDescription("Answers 202 with how many files were sent back to stage-in. Files that are not failed are never touched, so the same request again retries nothing twice.")
+            .RequireAuthorization(ApiPolicies.Act)
+            .ProducesProblem(StatusCodes.Status403Forbidden);
+        api.MapGet("/failures", Failures)
+            .WithName("ListFailures").WithSummary("Failed files grouped by campaign, stage, failure signature and release, the largest group first");
         api.MapGet("/summary", Summary)
             .WithName("GetSummary").WithSummary("Counts of files per campaign and state, and what the archive holds");
         api.MapGet("/datasets", Datasets)
@@ -76,7 +104,7 @@ public static class PipelineEndpoints
     }
 
     private static async Task<Results<Ok<FilePage>, ProblemHttpResult>> ListFiles(
-        IFileSagaStore store, string? campaign, string? state, int? runFrom, int? runTo, string? stream, string? after, int? limit, CancellationToken ct)
+        IFileSagaStore store, string? campaign, string? state, int? runFrom, int? runTo, string? stream, string? signature, string? after, int? limit, CancellationToken ct)
     {
         if (limit is < 1 or > 1000)
         {
@@ -88,7 +116,16 @@ public static class PipelineEndpoints
             {
                 FileCursor.Decode(after);
             }
-            return TypedResults.Ok(await store.ListAsync(new FileQuery(campaign, state, runFrom, runTo, stream, after, limit ?? 100), ct));
+            string? pattern = null;
+            if (signature is not null)
+            {
+                pattern = await SignatureOf(store, signature, campaign, ct);
+                if (pattern is null)
+                {
+                    return TypedResults.Ok(new FilePage([], null));
+                }
+            }
+            return TypedResults.Ok(await store.ListAsync(new FileQuery(campaign, state, runFrom, runTo, stream, after, limit ?? 100, pattern), ct));
         }
         catch (FormatException ex)
         {
@@ -101,9 +138,23 @@ public static class PipelineEndpoints
             ? TypedResults.Ok(file)
             : NotFound($"No file with id {id}.");
 
+    /// <summary>The signature pattern with this id among the current failures, or null.</summary>
+    private static async Task<string?> SignatureOf(IFileSagaStore store, string id, string? campaign, CancellationToken ct) =>
+        (await store.CountFailuresAsync(campaign, ct)).Select(g => g.Signature).FirstOrDefault(s => FailureSignature.Id(s) == id);
+
+    private static string? CheckRetryOptions(int extraAttempts, int? timeoutSeconds) =>
+        extraAttempts is < 0 or > 100 ? "extraAttempts must be between 0 and 100."
+        : timeoutSeconds is < 1 or > 7 * 24 * 3600 ? "timeoutSeconds must be between 1 and 604800 (a week)."
+        : null;
+
     private static async Task<Results<Accepted<ActionAccepted>, ProblemHttpResult>> RetryFile(
-        Guid id, IFileSagaStore store, IPublishEndpoint publisher, HttpContext http, CancellationToken ct)
+        Guid id, [FromBody] RetryOptions? options, IFileSagaStore store, IPublishEndpoint publisher, HttpContext http, CancellationToken ct)
     {
+        options ??= new RetryOptions();
+        if (CheckRetryOptions(options.ExtraAttempts, options.TimeoutSeconds) is { } problem)
+        {
+            return TypedResults.Problem(problem, statusCode: StatusCodes.Status400BadRequest, title: "Bad retry options");
+        }
         var file = await store.LoadAsync(id, ct);
         if (file is null)
         {
@@ -114,9 +165,47 @@ public static class PipelineEndpoints
             return TypedResults.Problem($"File {id} is {file.CurrentState}; only failed files can be retried.",
                 statusCode: StatusCodes.Status409Conflict, title: "File is not failed");
         }
-        await publisher.Publish(new RetryFile(id, file.Run, file.Stream, file.Campaign, http.Connection.RemoteIpAddress?.ToString() ?? "api"), ct);
+        await publisher.Publish(new RetryFile(id, file.Run, file.Stream, file.Campaign, Holder(http), options.ExtraAttempts, options.TimeoutSeconds), ct);
         return TypedResults.Accepted($"/api/files/{id}", new ActionAccepted(id, "retry", file.CurrentState));
     }
+
+    private static string Holder(HttpContext http) => http.User.Identity?.Name ?? "api";
+
+    private static async Task<Results<Accepted<BulkRetryAccepted>, ProblemHttpResult>> RetryFailedFiles(
+        [FromBody] BulkRetryRequest? request, IFileSagaStore store, IPublishEndpoint publisher, HttpContext http, CancellationToken ct)
+    {
+        request ??= new BulkRetryRequest();
+        if (CheckRetryOptions(request.ExtraAttempts, request.TimeoutSeconds) is { } problem)
+        {
+            return TypedResults.Problem(problem, statusCode: StatusCodes.Status400BadRequest, title: "Bad retry options");
+        }
+        string? pattern = null;
+        if (request.Signature is not null && (pattern = await SignatureOf(store, request.Signature, request.Campaign, ct)) is null)
+        {
+            return TypedResults.Accepted("/api/failures", new BulkRetryAccepted(0, request));
+        }
+        var retried = 0;
+        string? after = null;
+        do
+        {
+            var page = await store.ListAsync(new FileQuery(request.Campaign, "Failed", request.RunFrom, request.RunTo, request.Stream, after, 1000, pattern), ct);
+            foreach (var file in page.Files)
+            {
+                await publisher.Publish(new RetryFile(file.Id, file.Run, file.Stream, file.Campaign, Holder(http), request.ExtraAttempts, request.TimeoutSeconds), ct);
+                retried++;
+            }
+            after = page.Next;
+        }
+        while (after is not null);
+        return TypedResults.Accepted("/api/files?state=Failed", new BulkRetryAccepted(retried, request));
+    }
+
+    private static async Task<IReadOnlyList<FailureRow>> FailureRows(IFileSagaStore store, string? campaign, CancellationToken ct) =>
+        [.. (await store.CountFailuresAsync(campaign, ct)).Select(g =>
+            new FailureRow(FailureSignature.Id(g.Signature), g.Campaign, g.Stage, g.Signature, g.Release, g.Files, g.LastFailedAt, g.ExampleReason))];
+
+    private static async Task<Ok<IReadOnlyList<FailureRow>>> Failures(IFileSagaStore store, string? campaign, CancellationToken ct) =>
+        TypedResults.Ok(await FailureRows(store, campaign, ct));
 
     private static async Task<Ok<ProductionSummary>> Summary(IFileSagaStore store, IRunRegistry runs, ICatalog catalog, CancellationToken ct)
     {
@@ -124,7 +213,7 @@ public static class PipelineEndpoints
         var merged = await catalog.ListAsync(CatalogEntry.Merged, null, ct);
         var totals = states.GroupBy(s => s.State, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Sum(s => s.Files), StringComparer.Ordinal);
         return TypedResults.Ok(new ProductionSummary(states, totals, (await runs.ListRunsAsync(ct)).Count,
-            merged.Count, merged.Sum(m => m.Size), merged.Sum(m => m.Events)));
+            merged.Count, merged.Sum(m => m.Size), merged.Sum(m => m.Events), await FailureRows(store, null, ct)));
     }
 
     private static async Task<Ok<IReadOnlyList<DatasetSummary>>> Datasets(ICatalog catalog, string? campaign, CancellationToken ct)

@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Failures;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
@@ -86,7 +87,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .TransitionTo(Staged)
                 .Then(c => Note(c, $"cached as {c.Message.CachedName}")),
             When(StagingFailed, c => IsCurrent(c.Saga, c.Message.Attempt))
-                .Then(c => CountFailure(c.Saga, c.Message.Reason, null, null))
+                .Then(c => CountFailure(c.Saga, FailureSignature.Staging, c.Message.Reason, null, null))
                 .IfElse(c => HasAttemptsLeft(c.Saga),
                     retry => retry.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, $"retry after: {c.Message.Reason}")),
                     fail => fail.TransitionTo(Failed).Then(c => Note(c, c.Message.Reason))));
@@ -104,7 +105,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .If(c => c.Saga.Outputs.Count == 0,
                     done => done.Then(Finish).TransitionTo(Archived).Then(c => Note(c, "no event selected by any dataset"))),
             When(ReconstructionFailed, c => IsCurrent(c.Saga, c.Message.Attempt))
-                .Then(c => CountFailure(c.Saga, c.Message.Reason, c.Message.ExitCode, c.Message.LogTail))
+                .Then(c => CountFailure(c.Saga, FailureSignature.Reconstruction, c.Message.Reason, c.Message.ExitCode, c.Message.LogTail))
                 .IfElse(c => HasAttemptsLeft(c.Saga),
                     retry => retry.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, $"retry after: {c.Message.Reason}")),
                     fail => fail.TransitionTo(Failed).Then(c => Note(c, c.Message.Reason))));
@@ -141,14 +142,14 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .Then(c => c.Saga.Stalls++)
                 .IfElse(c => c.Saga.Stalls <= _options.MaxStalls,
                     again => again.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, "no progress: stage-in issued again")),
-                    fail => fail.Then(c => c.Saga.FailureReason = $"stalled {c.Saga.Stalls} times").TransitionTo(Failed).Then(c => Note(c))));
+                    fail => fail.Then(c => Stalled(c.Saga)).TransitionTo(Failed).Then(c => Note(c))));
 
         During(Staged, Reconstructing,
             When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
                 .Then(c => c.Saga.Stalls++)
                 .IfElse(c => c.Saga.Stalls <= _options.MaxStalls,
                     again => again.ThenAsync(IssueReconstruction).TransitionTo(Staged).Then(c => Note(c, "no progress or lease expired: reconstruction issued again")),
-                    fail => fail.Then(c => c.Saga.FailureReason = $"stalled {c.Saga.Stalls} times").TransitionTo(Failed).Then(c => Note(c))));
+                    fail => fail.Then(c => Stalled(c.Saga)).TransitionTo(Failed).Then(c => Note(c))));
 
         During(Reconstructed, Merged,
             When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
@@ -162,10 +163,14 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                     c.Saga.Failures = 0;
                     c.Saga.Stalls = 0;
                     c.Saga.FailureReason = null;
+                    c.Saga.FailureStage = null;
+                    c.Saga.FailureSignature = null;
+                    c.Saga.ExtraAttempts = Math.Max(0, c.Message.ExtraAttempts);
+                    c.Saga.TimeoutSeconds = c.Message.TimeoutSeconds ?? c.Saga.TimeoutSeconds;
                 })
                 .ThenAsync(IssueStaging)
                 .TransitionTo(Staging)
-                .Then(c => Note(c, $"retried by {c.Message.RequestedBy}")));
+                .Then(c => Note(c, RetryNote(c.Message))));
     }
 
     private void Initialise(BehaviorContext<FileState, FileRegistered> context)
@@ -192,12 +197,28 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 
     private static bool IsCurrent(FileState saga, int attempt) => saga.Attempt == attempt;
 
-    private bool HasAttemptsLeft(FileState saga) => saga.Failures < _campaign.MaxAttempts;
+    private bool HasAttemptsLeft(FileState saga) => saga.Failures < _campaign.MaxAttempts + saga.ExtraAttempts;
 
-    private void CountFailure(FileState saga, string reason, int? exitCode, string? logTail)
+    private static string RetryNote(RetryFile retry) =>
+        $"retried by {retry.RequestedBy}"
+        + (retry.ExtraAttempts > 0 ? $", {retry.ExtraAttempts} extra attempts" : "")
+        + (retry.TimeoutSeconds is { } timeout ? $", time limit {timeout}s" : "");
+
+    private void Stalled(FileState saga)
+    {
+        saga.FailureReason = $"stalled {saga.Stalls} times";
+        saga.FailureStage = FailureSignature.Watchdog;
+        saga.FailureSignature = FailureSignature.Describe(FailureSignature.Watchdog, null, saga.FailureReason, null);
+        saga.FailureRelease = _campaign.Release.Version;
+    }
+
+    private void CountFailure(FileState saga, string stage, string reason, int? exitCode, string? logTail)
     {
         saga.Failures++;
         saga.FailureReason = reason;
+        saga.FailureStage = stage;
+        saga.FailureSignature = FailureSignature.Describe(stage, exitCode, reason, logTail);
+        saga.FailureRelease = _campaign.Release.Version;
         saga.LastExitCode = exitCode;
         saga.LastLogTail = logTail ?? saga.LastLogTail;
         saga.Worker = null;
@@ -238,7 +259,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         var saga = context.Saga;
         saga.Deadline = _time.GetUtcNow().AddSeconds(_options.QueuedTimeoutSeconds);
         return context.Publish(new ReconstructFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
-            saga.Section, saga.CachedName!, _campaign.Release.Version, _campaign.Selections));
+            saga.Section, saga.CachedName!, _campaign.Release.Version, _campaign.Selections, saga.TimeoutSeconds));
     }
 
     private bool CanGrant(FileState saga, ClaimReconstruction claim) =>

@@ -214,6 +214,8 @@ public sealed class ReconstructionWorker(
             ["release"] = release.Version,
             ["appdir"] = AppContext.BaseDirectory.TrimEnd('/'),
         };
+        // An operator may give one file a longer limit when retrying it (a file with unusually many events).
+        var timeoutSeconds = message.TimeoutSeconds ?? release.TimeoutSeconds;
         ReleaseJob job;
         try
         {
@@ -222,7 +224,7 @@ public sealed class ReconstructionWorker(
                 [.. release.EffectiveArguments.Select(a => ArgumentTemplate.Expand(a, values))],
                 jobPath,
                 logPath,
-                TimeSpan.FromSeconds(release.TimeoutSeconds));
+                TimeSpan.FromSeconds(timeoutSeconds));
         }
         catch (FormatException ex)
         {
@@ -231,7 +233,7 @@ public sealed class ReconstructionWorker(
         var outcome = await runner.RunAsync(job, cancellationToken);
         var problem = outcome switch
         {
-            { TimedOut: true } => $"timed out after {release.TimeoutSeconds}s",
+            { TimedOut: true } => $"timed out after {timeoutSeconds}s",
             { ExitCode: 0 } => null,
             { ExitCode: null } => outcome.FirstErrorLine ?? "the release could not be started",
             _ => $"exit code {outcome.ExitCode}" + (outcome.FirstErrorLine is { } line ? $": {line}" : ""),

@@ -10,7 +10,8 @@ public sealed record ReconstructFile(
     int Section,
     string CachedName,
     string ReleaseVersion,
-    IReadOnlyList<DatasetSelection> Datasets) : IFileMessage;
+    IReadOnlyList<DatasetSelection> Datasets,
+    int? TimeoutSeconds = null) : IFileMessage;
 
 /// <summary>An output dataset and the trigger bits that select events into it.</summary>
 public sealed record DatasetSelection(string Name, uint TriggerMask);

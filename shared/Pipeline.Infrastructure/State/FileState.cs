@@ -43,6 +43,21 @@ public sealed class FileState : SagaStateMachineInstance, ISagaVersion
     public DateTimeOffset? Deadline { get; set; }
 
     public string? FailureReason { get; set; }
+
+    /// <summary>The stage that failed last: staging, reconstruction or watchdog.</summary>
+    public string? FailureStage { get; set; }
+
+    /// <summary>The kind of the last failure, shared by every file that failed the same way (see FailureSignature).</summary>
+    public string? FailureSignature { get; set; }
+
+    /// <summary>The release that was in force at the last failure.</summary>
+    public string? FailureRelease { get; set; }
+
+    /// <summary>Attempts an operator granted on top of the campaign's budget when retrying.</summary>
+    public int ExtraAttempts { get; set; }
+
+    /// <summary>A reconstruction time limit an operator set for this file when retrying, in place of the release's.</summary>
+    public int? TimeoutSeconds { get; set; }
     public int? LastExitCode { get; set; }
     public string? LastLogTail { get; set; }
 

@@ -37,6 +37,9 @@ public interface IFileSagaStore
 
     Task<IReadOnlyList<StateCount>> CountByStateAsync(CancellationToken cancellationToken);
 
+    /// <summary>Failed files grouped by campaign, stage, failure signature and release, the largest group first.</summary>
+    Task<IReadOnlyList<FailureGroup>> CountFailuresAsync(string? campaign, CancellationToken cancellationToken);
+
     /// <summary>Files in a non-final state whose deadline passed, or that were last written before <paramref name="updatedBefore"/>.</summary>
     Task<IReadOnlyList<StalledFile>> FindStalledAsync(DateTimeOffset now, DateTimeOffset? updatedBefore, int limit, CancellationToken cancellationToken);
 
@@ -59,7 +62,8 @@ public sealed record FileQuery(
     int? RunTo = null,
     string? Stream = null,
     string? After = null,
-    int Limit = 100);
+    int Limit = 100,
+    string? FailureSignature = null);
 
 public sealed record FileSummary(
     Guid Id,
@@ -76,6 +80,13 @@ public sealed record FileSummary(
 public sealed record FilePage(IReadOnlyList<FileSummary> Files, string? Next);
 
 public sealed record StateCount(string Campaign, string State, long Files);
+
+/// <summary>One row of the failure table: files that failed the same way in the same campaign and release.</summary>
+public sealed record FailureGroup(string Campaign, string Stage, string Signature, string? Release, long Files, DateTimeOffset LastFailedAt, string ExampleReason)
+{
+    /// <summary>Stage and signature of failed files recorded before failures were classified.</summary>
+    public const string Unclassified = "unclassified";
+}
 
 public sealed record StalledFile(Guid Id, int Version, string State, string Campaign, int Run, string Stream);
 
@@ -184,3 +195,15 @@ public sealed record MergedFileRecord(
     bool Archived,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt);
+
+public static class FailureGroups
+{
+    /// <summary>The failure table's order, the same for every store: biggest group first, then by name.</summary>
+    public static IReadOnlyList<FailureGroup> InTableOrder(IEnumerable<FailureGroup> groups) =>
+        [.. groups
+            .OrderByDescending(g => g.Files)
+            .ThenBy(g => g.Campaign, StringComparer.Ordinal)
+            .ThenBy(g => g.Stage, StringComparer.Ordinal)
+            .ThenBy(g => g.Signature, StringComparer.Ordinal)
+            .ThenBy(g => g.Release, StringComparer.Ordinal)];
+}

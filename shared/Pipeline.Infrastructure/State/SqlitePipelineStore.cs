@@ -335,6 +335,7 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
             if (query.Stream is not null) Filter("stream = $stream", "$stream", query.Stream);
             if (query.RunFrom is not null) Filter("run >= $runFrom", "$runFrom", query.RunFrom);
             if (query.RunTo is not null) Filter("run <= $runTo", "$runTo", query.RunTo);
+            if (query.FailureSignature is not null) Filter("json_extract(document, '$.failureSignature') = $signature", "$signature", query.FailureSignature);
             if (query.After is not null)
             {
                 var (run, name) = FileCursor.Decode(query.After);
@@ -382,6 +383,35 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
                 counts.Add(new StateCount(reader.GetString(0), reader.GetString(1), reader.GetInt64(2)));
             }
             return counts;
+        });
+
+    public Task<IReadOnlyList<FailureGroup>> CountFailuresAsync(string? campaign, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<FailureGroup>>(connection =>
+        {
+            // Failed files are found on the state index; the classification lives in the saga document.
+            using var command = Command(connection, """
+                SELECT campaign,
+                       COALESCE(json_extract(document, '$.failureStage'), ''),
+                       COALESCE(json_extract(document, '$.failureSignature'), ''),
+                       json_extract(document, '$.failureRelease'),
+                       COUNT(*), MAX(updated_at), COALESCE(MIN(failure), '')
+                FROM file_sagas WHERE state = 'Failed' AND ($campaign IS NULL OR campaign = $campaign)
+                GROUP BY 1, 2, 3, 4
+                """, ("$campaign", campaign));
+            using var reader = command.ExecuteReader();
+            var groups = new List<FailureGroup>();
+            while (reader.Read())
+            {
+                groups.Add(new FailureGroup(
+                    reader.GetString(0),
+                    reader.GetString(1) is { Length: > 0 } stage ? stage : FailureGroup.Unclassified,
+                    reader.GetString(2) is { Length: > 0 } signature ? signature : FailureGroup.Unclassified,
+                    reader.IsDBNull(3) ? null : reader.GetString(3),
+                    reader.GetInt64(4),
+                    DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5)),
+                    reader.GetString(6)));
+            }
+            return FailureGroups.InTableOrder(groups);
         });
 
     public Task<IReadOnlyList<StalledFile>> FindStalledAsync(DateTimeOffset now, DateTimeOffset? updatedBefore, int limit, CancellationToken cancellationToken) =>

@@ -70,6 +70,42 @@ public abstract class StoreContract : IAsyncLifetime
     }
 
     [SkippableFact]
+    public async Task Should_group_failed_files_by_signature_and_list_them_by_it()
+    {
+        FileState Failed(int run, string name, string signature, string release, string campaign = "prompt")
+        {
+            var saga = Saga(run, name, "Failed", campaign);
+            saga.FailureStage = "reconstruction";
+            saga.FailureSignature = signature;
+            saga.FailureRelease = release;
+            saga.FailureReason = $"exit code 3 in {name}";
+            return saga;
+        }
+        await Store.InsertAsync(Failed(1, "a", "reconstruction exit 3: ERROR bad record <n>", "r1"), CancellationToken.None);
+        await Store.InsertAsync(Failed(2, "b", "reconstruction exit 3: ERROR bad record <n>", "r1"), CancellationToken.None);
+        await Store.InsertAsync(Failed(3, "c", "reconstruction exit 3: ERROR bad record <n>", "r1"), CancellationToken.None);
+        await Store.InsertAsync(Failed(3, "d", "reconstruction exit 3: ERROR bad record <n>", "r2"), CancellationToken.None);
+        await Store.InsertAsync(Failed(4, "e", "reconstruction exit 139: Segmentation fault", "r1", campaign: "reprocessing-2"), CancellationToken.None);
+        var old = Saga(5, "f", "Failed");
+        old.FailureReason = "from before classification";
+        await Store.InsertAsync(old, CancellationToken.None);
+        var recovered = Failed(6, "g", "reconstruction exit 3: ERROR bad record <n>", "r1");
+        recovered.CurrentState = "Archived";
+        await Store.InsertAsync(recovered, CancellationToken.None);
+
+        var groups = await Store.CountFailuresAsync(null, CancellationToken.None);
+
+        Assert.Equal(
+            [("prompt", "reconstruction exit 3: ERROR bad record <n>", "r1", 3L), ("prompt", "reconstruction exit 3: ERROR bad record <n>", "r2", 1L),
+             ("prompt", "unclassified", null, 1L), ("reprocessing-2", "reconstruction exit 139: Segmentation fault", "r1", 1L)],
+            groups.Select(g => (g.Campaign, g.Signature, g.Release, g.Files)));
+        Assert.Equal("exit code 3 in a", groups[0].ExampleReason);
+        Assert.Equal(2, (await Store.CountFailuresAsync("prompt", CancellationToken.None)).Count(g => g.Stage == "reconstruction"));
+        var listed = await Store.ListAsync(new FileQuery(State: "Failed", FailureSignature: "reconstruction exit 3: ERROR bad record <n>"), CancellationToken.None);
+        Assert.Equal(["a", "b", "c", "d"], listed.Files.Select(f => f.LogicalName));
+    }
+
+    [SkippableFact]
     public async Task Should_create_one_saga_when_first_events_race()
     {
         var id = Guid.NewGuid();

@@ -148,6 +148,33 @@ public sealed class When_a_file_fails : IAsyncLifetime
         Assert.Equal(FileStateMachineHarness.MaxAttempts, failed.Failures);
         Assert.Empty(failed.Outputs);
         Assert.Equal("line\nboom", failed.LastLogTail);
+        Assert.Equal(("staging", "staging: checksum mismatch staging"), (failed.FailureStage, failed.FailureSignature));
+        Assert.Equal("sample-1.0", failed.FailureRelease);
+    }
+
+    [Fact]
+    public async Task Should_give_an_operator_retry_its_extra_attempts_and_time_limit()
+    {
+        var file = await _machine.Reconstructing(FileStateMachineHarness.Registration());
+        var id = file.CorrelationId;
+        await _machine.Publish(new ReconstructionFailed(id, 1000, "physics", "prompt", 1, "worker-1", "exit code 137: Killed after 1000s", 137, "started\nKilled\n"));
+        await _machine.WaitFor(id, s => s.Attempt == 2 && s.CurrentState == "Staging", "attempt 2");
+        await _machine.Publish(new FileStaged(id, 1000, "physics", "prompt", 2, "prompt/x.raw", 1, "00000001"));
+        await _machine.WaitForState(id, "Staged");
+        await _machine.Publish(new ReconstructionFailed(id, 1000, "physics", "prompt", 2, "worker-2", "exit code 137: Killed after 2000s", 137, "started\nKilled\n"));
+        var failed = await _machine.WaitForState(id, "Failed");
+        Assert.Equal("reconstruction exit 137: Killed", failed.FailureSignature);
+
+        await _machine.Publish(new RetryFile(id, 1000, "physics", "prompt", "shift-crew", ExtraAttempts: 2, TimeoutSeconds: 86_400));
+        var retried = await _machine.WaitForState(id, "Staging");
+        Assert.Equal((2, 86_400, (string?)null), (retried.ExtraAttempts, retried.TimeoutSeconds, retried.FailureSignature));
+        Assert.Contains(retried.History, h => h.Detail == "retried by shift-crew, 2 extra attempts, time limit 86400s");
+
+        // The budget is now the campaign's plus two: the file survives as many failures.
+        await _machine.Publish(new StagingFailed(id, 1000, "physics", "prompt", retried.Attempt, "tape error"));
+        var second = await _machine.WaitFor(id, s => s.Failures == 1 && s.CurrentState == "Staging", "a retry after the first failure");
+        await _machine.Publish(new FileStaged(id, 1000, "physics", "prompt", second.Attempt, "prompt/x.raw", 1, "00000001"));
+        Assert.True(await _machine.Harness.Published.Any<ReconstructFile>(x => x.Context.Message.FileId == id && x.Context.Message.TimeoutSeconds == 86_400));
     }
 
     [Fact]

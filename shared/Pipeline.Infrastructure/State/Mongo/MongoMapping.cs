@@ -81,5 +81,8 @@ public static class MongoMapping
         public const string Archived = "archived";
         public const string Attempt = "attempt";
         public const string FailureReason = "failureReason";
+        public const string FailureStage = "failureStage";
+        public const string FailureSignature = "failureSignature";
+        public const string FailureRelease = "failureRelease";
     }
 }

@@ -183,6 +183,24 @@ public sealed class MongoPipelineStore : IPipelineStore
             .ToList();
     }
 
+    public async Task<IReadOnlyList<FailureGroup>> CountFailuresAsync(string? campaign, CancellationToken cancellationToken)
+    {
+        var groups = await AggregateAsync(_sagas, MongoQueries.Failures(campaign), cancellationToken);
+        return FailureGroups.InTableOrder(groups.Select(g =>
+        {
+            var key = g[Fields.Id].AsBsonDocument;
+            string Text(BsonValue? value) => value is { IsString: true } ? value.AsString : "";
+            return new FailureGroup(
+                key[Fields.Campaign].AsString,
+                Text(key.GetValue("stage", BsonNull.Value)) is { Length: > 0 } stage ? stage : FailureGroup.Unclassified,
+                Text(key.GetValue("signature", BsonNull.Value)) is { Length: > 0 } signature ? signature : FailureGroup.Unclassified,
+                key.GetValue("release", BsonNull.Value) is { IsString: true } release ? release.AsString : null,
+                g["files"].ToInt64(),
+                ToTime(g["last"]),
+                Text(g.GetValue("example", BsonNull.Value)));
+        }));
+    }
+
     public async Task<IReadOnlyList<StalledFile>> FindStalledAsync(DateTimeOffset now, DateTimeOffset? updatedBefore, int limit, CancellationToken cancellationToken)
     {
         var found = await Retry(token => _sagas.Find(MongoQueries.Stalled(now, updatedBefore))

@@ -21,6 +21,7 @@ public static class MongoQueries
         if (query.Stream is not null) parts.Add(SagaFilter.Eq(s => s.Stream, query.Stream));
         if (query.RunFrom is not null) parts.Add(SagaFilter.Gte(s => s.Run, query.RunFrom.Value));
         if (query.RunTo is not null) parts.Add(SagaFilter.Lte(s => s.Run, query.RunTo.Value));
+        if (query.FailureSignature is not null) parts.Add(SagaFilter.Eq(s => s.FailureSignature, query.FailureSignature));
         if (query.After is not null)
         {
             var (run, name) = FileCursor.Decode(query.After);
@@ -64,6 +65,35 @@ public static class MongoQueries
             { "files", new BsonDocument("$sum", 1) },
         }),
     ];
+
+    /// <summary>Failed files per campaign, stage, signature and release, with the latest failure and one reason.</summary>
+    public static BsonDocument[] Failures(string? campaign)
+    {
+        var match = new BsonDocument(Fields.State, "Failed");
+        if (campaign is not null)
+        {
+            match.Add(Fields.Campaign, campaign);
+        }
+        return
+        [
+            new("$match", match),
+            new("$group", new BsonDocument
+            {
+                {
+                    Fields.Id, new BsonDocument
+                    {
+                        { Fields.Campaign, "$" + Fields.Campaign },
+                        { "stage", "$" + Fields.FailureStage },
+                        { "signature", "$" + Fields.FailureSignature },
+                        { "release", "$" + Fields.FailureRelease },
+                    }
+                },
+                { "files", new BsonDocument("$sum", 1) },
+                { "last", new BsonDocument("$max", "$" + Fields.UpdatedAt) },
+                { "example", new BsonDocument("$min", "$" + Fields.FailureReason) },
+            }),
+        ];
+    }
 
     /// <summary>Per run of a campaign: its files, and how many are past reconstruction.</summary>
     public static BsonDocument[] RunProgress(string campaign, IEnumerable<int> runs) =>
