@@ -55,7 +55,7 @@ public static class ApiModule
         app.UseAuthorization();
         app.UseSwagger();
         app.UseSwaggerUI();
-        app.MapPipelineHealth();
+        app.MapPipelineDefaults();
         app.MapPipelineEndpoints();
         return app;
     }

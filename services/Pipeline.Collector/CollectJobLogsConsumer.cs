@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using MassTransit;
+using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Storage;
 
@@ -8,14 +10,16 @@ namespace Pipeline.Collector;
 /// Copies a finished job's log and histogram files from scratch to the logs area, under
 /// campaign/run/stream/file/attempt, then removes them from scratch.
 /// </summary>
-public sealed class CollectJobLogsConsumer(StorageAreas areas, ILogger<CollectJobLogsConsumer> logger) : IConsumer<CollectJobLogs>
+public sealed class CollectJobLogsConsumer(StorageAreas areas, PipelineMetrics metrics, ILogger<CollectJobLogsConsumer> logger) : IConsumer<CollectJobLogs>
 {
     public static string LogFolder(string campaign, int run, string stream, Guid fileId, int attempt) =>
         $"{campaign}/run{run:D6}/{stream}/{fileId:N}/attempt-{attempt}";
 
     public async Task Consume(ConsumeContext<CollectJobLogs> context)
     {
+        var started = Stopwatch.GetTimestamp();
         var message = context.Message;
+        long bytes = 0;
         var folder = LogFolder(message.Campaign, message.Run, message.Stream, message.FileId, message.Attempt);
         var collected = new List<string>();
         foreach (var file in message.Files)
@@ -31,10 +35,11 @@ public sealed class CollectJobLogsConsumer(StorageAreas areas, ILogger<CollectJo
                 }
                 continue;
             }
-            await StreamingCopy.CopyAsync(areas.Scratch, source, areas.Logs, target, context.CancellationToken);
+            bytes += (await StreamingCopy.CopyAsync(areas.Scratch, source, areas.Logs, target, context.CancellationToken)).Size;
             areas.Scratch.Delete(source);
             collected.Add(target);
         }
+        metrics.Completed(PipelineMetrics.Collection, bytes, Stopwatch.GetElapsedTime(started));
         logger.LogInformation("Collected {Count} log files of {FileId} attempt {Attempt} into {Folder}", collected.Count, message.FileId, message.Attempt, folder);
         await context.Publish(new JobLogsCollected(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, collected));
     }

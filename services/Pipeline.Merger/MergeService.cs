@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
@@ -6,6 +7,7 @@ using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Infrastructure.Telemetry;
 
 namespace Pipeline.Merger;
 
@@ -24,6 +26,7 @@ public sealed class MergeService(
     IOptions<MergerOptions> options,
     IOptions<PipelineOptions> pipeline,
     TimeProvider time,
+    PipelineMetrics metrics,
     ILogger<MergeService> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -104,6 +107,7 @@ public sealed class MergeService(
             return false;
         }
 
+        var started = Stopwatch.GetTimestamp();
         var createdAt = time.GetUtcNow();
         var name = $"{buffer.Campaign}/{buffer.Dataset}/{buffer.Dataset}_run{batch.Min(o => o.Run):D6}-{batch.Max(o => o.Run):D6}_{createdAt:yyyyMMddHHmmssfff}_{Guid.NewGuid().ToString("N")[..6]}.evt";
         // Inputs are verified while they are merged: a corrupted output never reaches the archive.
@@ -116,6 +120,7 @@ public sealed class MergeService(
             areas.Output.Delete(name);
             return false;
         }
+        metrics.Completed(PipelineMetrics.Merge, size, Stopwatch.GetElapsedTime(started));
         logger.LogInformation("Merged {Count} outputs of {Dataset} into {MergedName} ({Size} bytes, {Events} events)", batch.Count, buffer.Dataset, name, size, events);
 
         await bus.Publish(ToArchiveRequest(record, batch), cancellationToken);

@@ -5,5 +5,5 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddPipeline(ReconstructionModule.Module);
 
 var app = builder.Build();
-app.MapPipelineHealth();
+app.MapPipelineDefaults();
 app.Run();

@@ -9,6 +9,7 @@ using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Infrastructure.Telemetry;
 using Pipeline.SampleExperiment;
 
 namespace Pipeline.Reconstruction;
@@ -44,6 +45,7 @@ public sealed class ReconstructionWorker(
     IOptions<ReconstructionOptions> options,
     IOptions<PipelineOptions> pipeline,
     IHostApplicationLifetime lifetime,
+    PipelineMetrics metrics,
     ILogger<ReconstructionWorker> logger) : IDisposable
 {
     public const string JobLogName = "job.log";
@@ -100,6 +102,7 @@ public sealed class ReconstructionWorker(
 
     private async Task RunJobAsync(ReconstructFile message, string worker, int leaseSeconds, (Guid, int) key)
     {
+        using var busy = metrics.Busy(PipelineMetrics.Reconstruction);
         try
         {
             await RunAttemptAsync(message, worker, leaseSeconds, lifetime.ApplicationStopping);
@@ -176,6 +179,7 @@ public sealed class ReconstructionWorker(
             if (outputs.Problem is null)
             {
                 logger.LogInformation("Reconstructed {FileId} attempt {Attempt}: {Outputs} outputs in {Seconds:F1}s", message.FileId, message.Attempt, outputs.Files.Count, stopwatch.Elapsed.TotalSeconds);
+                metrics.Completed(PipelineMetrics.Reconstruction, outputs.Files.Sum(f => f.Size), stopwatch.Elapsed);
                 await bus.Publish(new FileReconstructed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, outputs.Files, stopwatch.Elapsed.TotalSeconds), CancellationToken.None);
                 areas.Cache.Delete(message.CachedName);
                 return;
@@ -183,6 +187,7 @@ public sealed class ReconstructionWorker(
             problem = outputs.Problem;
         }
 
+        metrics.Failed(PipelineMetrics.Reconstruction, problem);
         logger.LogWarning("Reconstruction of {FileId} attempt {Attempt} failed: {Reason}", message.FileId, message.Attempt, problem);
         areas.Scratch.DeleteDirectory(outputDirectory);
         await bus.Publish(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,

@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using MassTransit;
+using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Storage;
@@ -10,10 +12,11 @@ namespace Pipeline.Stager;
 /// staged only if size and checksum match the catalogue. A mismatch is reported as a failure (the
 /// saga decides whether to try again) and the bad copy is removed.
 /// </summary>
-public sealed class StageFileConsumer(StorageAreas areas, ILogger<StageFileConsumer> logger) : IConsumer<StageFile>
+public sealed class StageFileConsumer(StorageAreas areas, PipelineMetrics metrics, ILogger<StageFileConsumer> logger) : IConsumer<StageFile>
 {
     public async Task Consume(ConsumeContext<StageFile> context)
     {
+        var started = Stopwatch.GetTimestamp();
         var message = context.Message;
         var cachedName = $"{message.Campaign}/{message.LogicalName}";
         if (!areas.Archive.Exists(message.LogicalName))
@@ -31,6 +34,7 @@ public sealed class StageFileConsumer(StorageAreas areas, ILogger<StageFileConsu
             await Fail(context, $"checksum mismatch staging {message.LogicalName}: catalogued {message.Size} bytes adler32 {message.Adler32}, read {size} bytes adler32 {read}");
             return;
         }
+        metrics.Completed(PipelineMetrics.Staging, size, Stopwatch.GetElapsedTime(started));
         logger.LogInformation("Staged {LogicalName} ({Size} bytes, adler32 {Adler32}) attempt {Attempt}", message.LogicalName, size, read, message.Attempt);
         await context.Publish(new FileStaged(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, cachedName, size, read));
     }
@@ -38,6 +42,7 @@ public sealed class StageFileConsumer(StorageAreas areas, ILogger<StageFileConsu
     private async Task Fail(ConsumeContext<StageFile> context, string reason)
     {
         var message = context.Message;
+        metrics.Failed(PipelineMetrics.Staging, reason);
         logger.LogWarning("Staging {LogicalName} attempt {Attempt} failed: {Reason}", message.LogicalName, message.Attempt, reason);
         await context.Publish(new StagingFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, reason));
     }

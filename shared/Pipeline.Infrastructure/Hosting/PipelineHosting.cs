@@ -12,6 +12,11 @@ using Pipeline.Infrastructure.Ingest;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.State.Mongo;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Infrastructure.Telemetry;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 using Serilog;
 using Serilog.Events;
 using Serilog.Formatting.Compact;
@@ -40,6 +45,8 @@ public static class PipelineHosting
             options.DataDirectory));
         AddStore(services, options);
         services.AddSingleton<RunIngestion>();
+        services.AddSingleton<PipelineMetrics>();
+        AddTelemetry(services, configuration, modules);
 
         foreach (var module in modules)
         {
@@ -95,6 +102,28 @@ public static class PipelineHosting
         return builder;
     }
 
+    /// <summary>
+    /// Metrics for Prometheus at /metrics (the stages', MassTransit's, the HTTP server's) and traces across
+    /// services through MassTransit's activity source, exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    /// </summary>
+    private static void AddTelemetry(IServiceCollection services, IConfiguration configuration, PipelineModule[] modules)
+    {
+        var serviceName = modules.Length == 1 ? $"pipeline-{modules[0].Name}" : "pipeline";
+        var telemetry = services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService(serviceName))
+            .WithMetrics(metrics => metrics
+                .AddMeter(PipelineMetrics.MeterName, "MassTransit")
+                .AddAspNetCoreInstrumentation()
+                .AddPrometheusExporter())
+            .WithTracing(tracing => tracing
+                .AddSource("MassTransit")
+                .AddAspNetCoreInstrumentation(aspnet => aspnet.Filter = http => !http.Request.Path.StartsWithSegments("/health") && !http.Request.Path.StartsWithSegments("/metrics")));
+        if (!string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            telemetry.UseOtlpExporter();
+        }
+    }
+
     private static void AddStore(IServiceCollection services, PipelineOptions options)
     {
         switch (options.Store)
@@ -137,9 +166,13 @@ public static class PipelineHosting
         }
     }
 
-    /// <summary>/health/live answers while the process runs; /health/ready when the store and the bus work.</summary>
-    public static IEndpointRouteBuilder MapPipelineHealth(this IEndpointRouteBuilder endpoints)
+    /// <summary>
+    /// What every service serves: /health/live answers while the process runs, /health/ready when the store
+    /// and the bus work, /metrics in Prometheus text.
+    /// </summary>
+    public static IEndpointRouteBuilder MapPipelineDefaults(this IEndpointRouteBuilder endpoints)
     {
+        endpoints.MapPrometheusScrapingEndpoint();
         endpoints.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
         endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
         return endpoints;

@@ -1,0 +1,78 @@
+using System.Diagnostics.Metrics;
+
+namespace Pipeline.Infrastructure.Telemetry;
+
+/// <summary>
+/// What each stage did, for Prometheus (/metrics) and any OpenTelemetry back end: files and bytes per stage,
+/// failures per stage and signature, how long each step took, and how many workers and tape writers are busy.
+/// </summary>
+public sealed class PipelineMetrics
+{
+    public const string MeterName = "Pipeline";
+
+    public const string Staging = "staging";
+    public const string Reconstruction = "reconstruction";
+    public const string Collection = "collection";
+    public const string Merge = "merge";
+    public const string Archive = "archive";
+
+    private readonly Counter<long> _files;
+    private readonly Counter<long> _bytes;
+    private readonly Counter<long> _failures;
+    private readonly Histogram<double> _duration;
+    private readonly UpDownCounter<long> _busy;
+    private readonly Counter<long> _finished;
+
+    public PipelineMetrics(IMeterFactory meters)
+    {
+        var meter = meters.Create(MeterName);
+        _files = meter.CreateCounter<long>("pipeline.stage.files", "{file}", "Files a stage finished successfully");
+        _bytes = meter.CreateCounter<long>("pipeline.stage.bytes", "By", "Bytes a stage moved or produced");
+        _failures = meter.CreateCounter<long>("pipeline.stage.failures", "{failure}", "Failed attempts of a stage");
+        _duration = meter.CreateHistogram<double>("pipeline.stage.duration", "s", "How long one step of a stage took",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600] });
+        _busy = meter.CreateUpDownCounter<long>("pipeline.stage.busy", "{slot}", "Reconstruction slots and archive writers in use");
+        _finished = meter.CreateCounter<long>("pipeline.files.finished", "{file}", "Raw files that reached the end: archived or failed");
+    }
+
+    public void Completed(string stage, long bytes, TimeSpan took)
+    {
+        var tag = new KeyValuePair<string, object?>("stage", stage);
+        _files.Add(1, tag);
+        _bytes.Add(bytes, tag);
+        _duration.Record(took.TotalSeconds, tag);
+    }
+
+    public void Failed(string stage, string reason) =>
+        _failures.Add(1, new KeyValuePair<string, object?>("stage", stage), new KeyValuePair<string, object?>("reason", ReasonClass(reason)));
+
+    /// <summary>Marks one slot of a stage busy until the returned handle is disposed.</summary>
+    public IDisposable Busy(string stage)
+    {
+        var tag = new KeyValuePair<string, object?>("stage", stage);
+        _busy.Add(1, tag);
+        return new Release(() => _busy.Add(-1, tag));
+    }
+
+    public void Finished(string campaign, string state) =>
+        _finished.Add(1, new KeyValuePair<string, object?>("campaign", campaign), new KeyValuePair<string, object?>("state", state));
+
+    /// <summary>A coarse, bounded class of a failure reason for a label (the signature, with its detail, is in the API).</summary>
+    private static string ReasonClass(string reason)
+    {
+        var words = reason.Split([' ', ':'], 3, StringSplitOptions.RemoveEmptyEntries);
+        return words.Length switch
+        {
+            0 => "unknown",
+            1 => words[0].ToLowerInvariant(),
+            _ => $"{words[0]} {words[1]}".ToLowerInvariant(),
+        };
+    }
+
+    private sealed class Release(Action release) : IDisposable
+    {
+        private Action? _release = release;
+
+        public void Dispose() => Interlocked.Exchange(ref _release, null)?.Invoke();
+    }
+}

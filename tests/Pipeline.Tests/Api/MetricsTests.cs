@@ -1,0 +1,50 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Pipeline.SampleExperiment;
+using Pipeline.Tests.Support;
+
+namespace Pipeline.Tests.Api;
+
+public sealed partial class When_prometheus_scrapes_the_pipeline
+{
+    /// <summary>The value of one series of the Prometheus text, or null; the labels must all be on the line.</summary>
+    private static double? Value(string text, string metric, params string[] labels)
+    {
+        foreach (var line in text.Split('\n'))
+        {
+            if (line.StartsWith(metric + "{", StringComparison.Ordinal) && labels.All(l => line.Contains(l, StringComparison.Ordinal)))
+            {
+                return double.Parse(SeriesValue().Match(line).Groups[1].Value, CultureInfo.InvariantCulture);
+            }
+        }
+        return null;
+    }
+
+    [GeneratedRegex(@"\}\s+([0-9.eE+-]+)")]
+    private static partial Regex SeriesValue();
+
+    [Fact]
+    public async Task Should_count_what_every_stage_did()
+    {
+        await using var pipeline = await PipelineUnderTest.StartAsync();
+        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 50));
+        await pipeline.IngestAsync(runs);
+        await pipeline.WaitForFinalAsync(4);
+        var rawBytes = runs.SelectMany(r => r.Files!).Sum(f => f.Size);
+        using var anonymous = pipeline.Client(null);
+
+        // The exporter caches a scrape for a moment: wait until it shows the finished flow.
+        var text = await Eventually.Until(() => anonymous.GetStringAsync("/metrics"),
+            t => Value(t, "pipeline_files_finished_total", "state=\"Archived\"") == 4, TimeSpan.FromSeconds(30), "the metrics of four archived files");
+
+        Assert.Equal(4, Value(text, "pipeline_stage_files_total", "stage=\"staging\""));
+        Assert.Equal(rawBytes, Value(text, "pipeline_stage_bytes_total", "stage=\"staging\""));
+        Assert.Equal(4, Value(text, "pipeline_stage_files_total", "stage=\"reconstruction\""));
+        Assert.Equal(4, Value(text, "pipeline_stage_files_total", "stage=\"collection\""));
+        Assert.True(Value(text, "pipeline_stage_files_total", "stage=\"archive\"") >= 1);
+        Assert.Equal(Value(text, "pipeline_stage_files_total", "stage=\"merge\""), Value(text, "pipeline_stage_files_total", "stage=\"archive\""));
+        Assert.Equal(4, Value(text, "pipeline_stage_duration_seconds_count", "stage=\"staging\""));
+        Assert.Equal(0, Value(text, "pipeline_stage_busy", "stage=\"reconstruction\"") ?? 0);
+        Assert.Contains("# TYPE pipeline_stage_duration_seconds histogram", text, StringComparison.Ordinal);
+    }
+}
