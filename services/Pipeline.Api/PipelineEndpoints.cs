@@ -6,6 +6,7 @@ using Pipeline.Contracts;
 using Pipeline.Infrastructure.Failures;
 using Pipeline.Infrastructure.Ingest;
 using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Api;
 
@@ -38,7 +39,11 @@ public sealed record ProductionSummary(
     int MergedFiles,
     long MergedBytes,
     long MergedEvents,
-    IReadOnlyList<FailureRow> Failures);
+    IReadOnlyList<FailureRow> Failures,
+    IReadOnlyList<StageThroughput> Stages);
+
+/// <summary>What a stage finished in the current clock hour and in the last 24 hours, across every instance.</summary>
+public sealed record StageThroughput(string Stage, long FilesThisHour, long BytesThisHour, long FilesLast24Hours, long BytesLast24Hours);
 
 public sealed record DatasetSummary(string Campaign, string Dataset, int MergedFiles, long Bytes, long Events);
 
@@ -75,6 +80,10 @@ public static class PipelineEndpoints
             .ProducesProblem(StatusCodes.Status403Forbidden);
         api.MapGet("/failures", Failures)
             .WithName("ListFailures").WithSummary("Failed files grouped by campaign, stage, failure signature and release, the largest group first");
+        api.MapGet("/throughput", Throughput)
+            .WithName("GetThroughput").WithSummary("Files and bytes each stage finished per hour, over the last hours (default 24, at most 720)");
+        api.MapGet("/logs/{**name}", GetLog)
+            .WithName("GetLog").WithSummary("One collected job log or histogram file, by its name in the logs area (as listed in a file's logNames)");
         api.MapGet("/summary", Summary)
             .WithName("GetSummary").WithSummary("Counts of files per campaign and state, and what the archive holds");
         api.MapGet("/datasets", Datasets)
@@ -207,13 +216,49 @@ public static class PipelineEndpoints
     private static async Task<Ok<IReadOnlyList<FailureRow>>> Failures(IFileSagaStore store, string? campaign, CancellationToken ct) =>
         TypedResults.Ok(await FailureRows(store, campaign, ct));
 
-    private static async Task<Ok<ProductionSummary>> Summary(IFileSagaStore store, IRunRegistry runs, ICatalog catalog, CancellationToken ct)
+    private static async Task<Results<Ok<IReadOnlyList<StageActivity>>, ProblemHttpResult>> Throughput(IActivityLog activity, TimeProvider time, int? hours, CancellationToken ct)
+    {
+        if (hours is < 1 or > 720)
+        {
+            return TypedResults.Problem("hours must be between 1 and 720.", statusCode: StatusCodes.Status400BadRequest, title: "Bad time range");
+        }
+        return TypedResults.Ok(await activity.ListActivityAsync(time.GetUtcNow().AddHours(-(hours ?? 24) + 1), ct));
+    }
+
+    private static Results<FileStreamHttpResult, ProblemHttpResult> GetLog(string name, StorageAreas areas)
+    {
+        if (AreaNames.Problem(name) is { } problem)
+        {
+            return TypedResults.Problem($"'{name}' {problem}.", statusCode: StatusCodes.Status400BadRequest, title: "Bad log name");
+        }
+        if (!areas.Logs.Exists(name))
+        {
+            return NotFound($"No collected log named '{name}'.");
+        }
+        // Streamed from the area, never read whole: a histogram file can be large.
+        var type = name.EndsWith(".json", StringComparison.Ordinal) ? "application/json" : "text/plain; charset=utf-8";
+        return TypedResults.File(areas.Logs.OpenRead(name), type, enableRangeProcessing: true);
+    }
+
+    private static async Task<IReadOnlyList<StageThroughput>> StageTotals(IActivityLog activity, TimeProvider time, CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        var lastHour = StageActivity.HourOf(now);
+        var day = await activity.ListActivityAsync(now.AddHours(-23), ct);
+        return [.. day.GroupBy(a => a.Stage, StringComparer.Ordinal)
+            .OrderBy(g => g.Key, StringComparer.Ordinal)
+            .Select(g => new StageThroughput(g.Key,
+                g.Where(a => a.Hour == lastHour).Sum(a => a.Files), g.Where(a => a.Hour == lastHour).Sum(a => a.Bytes),
+                g.Sum(a => a.Files), g.Sum(a => a.Bytes)))];
+    }
+
+    private static async Task<Ok<ProductionSummary>> Summary(IFileSagaStore store, IRunRegistry runs, ICatalog catalog, IActivityLog activity, TimeProvider time, CancellationToken ct)
     {
         var states = await store.CountByStateAsync(ct);
         var merged = await catalog.ListAsync(CatalogEntry.Merged, null, ct);
         var totals = states.GroupBy(s => s.State, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Sum(s => s.Files), StringComparer.Ordinal);
         return TypedResults.Ok(new ProductionSummary(states, totals, (await runs.ListRunsAsync(ct)).Count,
-            merged.Count, merged.Sum(m => m.Size), merged.Sum(m => m.Events), await FailureRows(store, null, ct)));
+            merged.Count, merged.Sum(m => m.Size), merged.Sum(m => m.Events), await FailureRows(store, null, ct), await StageTotals(activity, time, ct)));
     }
 
     private static async Task<Ok<IReadOnlyList<DatasetSummary>>> Datasets(ICatalog catalog, string? campaign, CancellationToken ct)

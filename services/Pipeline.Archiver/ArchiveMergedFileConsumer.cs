@@ -19,7 +19,7 @@ public sealed class ArchiveMergedFileConsumer(
     ICatalog catalog,
     IMergeStore merges,
     TimeProvider time,
-    PipelineMetrics metrics,
+    StageReporter metrics,
     ILogger<ArchiveMergedFileConsumer> logger) : IConsumer<ArchiveMergedFile>
 {
     public static string ArchiveName(string mergedName) => $"merged/{mergedName}";
@@ -46,7 +46,7 @@ public sealed class ArchiveMergedFileConsumer(
 
             await catalog.AddAsync(new CatalogEntry(archiveName, StorageOptions.Archive, CatalogEntry.Merged, message.Campaign, message.Dataset,
                 message.Size, message.Adler32, message.Events, message.Sources, time.GetUtcNow()), context.CancellationToken);
-            metrics.Completed(PipelineMetrics.Archive, message.Size, Stopwatch.GetElapsedTime(started));
+            await metrics.CompletedAsync(PipelineMetrics.Archive, message.Size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
             logger.LogInformation("Archived {ArchiveName} ({Size} bytes, adler32 {Adler32}, {Events} events from {Sources} outputs)",
                 archiveName, message.Size, message.Adler32, message.Events, message.Sources.Count);
         }

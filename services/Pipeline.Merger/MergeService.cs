@@ -26,7 +26,7 @@ public sealed class MergeService(
     IOptions<MergerOptions> options,
     IOptions<PipelineOptions> pipeline,
     TimeProvider time,
-    PipelineMetrics metrics,
+    StageReporter metrics,
     ILogger<MergeService> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -120,7 +120,7 @@ public sealed class MergeService(
             areas.Output.Delete(name);
             return false;
         }
-        metrics.Completed(PipelineMetrics.Merge, size, Stopwatch.GetElapsedTime(started));
+        await metrics.CompletedAsync(PipelineMetrics.Merge, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         logger.LogInformation("Merged {Count} outputs of {Dataset} into {MergedName} ({Size} bytes, {Events} events)", batch.Count, buffer.Dataset, name, size, events);
 
         await bus.Publish(ToArchiveRequest(record, batch), cancellationToken);

@@ -45,7 +45,7 @@ public sealed class ReconstructionWorker(
     IOptions<ReconstructionOptions> options,
     IOptions<PipelineOptions> pipeline,
     IHostApplicationLifetime lifetime,
-    PipelineMetrics metrics,
+    StageReporter metrics,
     ILogger<ReconstructionWorker> logger) : IDisposable
 {
     public const string JobLogName = "job.log";
@@ -179,7 +179,7 @@ public sealed class ReconstructionWorker(
             if (outputs.Problem is null)
             {
                 logger.LogInformation("Reconstructed {FileId} attempt {Attempt}: {Outputs} outputs in {Seconds:F1}s", message.FileId, message.Attempt, outputs.Files.Count, stopwatch.Elapsed.TotalSeconds);
-                metrics.Completed(PipelineMetrics.Reconstruction, outputs.Files.Sum(f => f.Size), stopwatch.Elapsed);
+                await metrics.CompletedAsync(PipelineMetrics.Reconstruction, outputs.Files.Sum(f => f.Size), stopwatch.Elapsed, CancellationToken.None);
                 await bus.Publish(new FileReconstructed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, outputs.Files, stopwatch.Elapsed.TotalSeconds), CancellationToken.None);
                 areas.Cache.Delete(message.CachedName);
                 return;

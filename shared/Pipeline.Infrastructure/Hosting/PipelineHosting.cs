@@ -46,6 +46,7 @@ public static class PipelineHosting
         AddStore(services, options);
         services.AddSingleton<RunIngestion>();
         services.AddSingleton<PipelineMetrics>();
+        services.AddSingleton<StageReporter>();
         AddTelemetry(services, configuration, modules);
 
         foreach (var module in modules)
@@ -142,6 +143,7 @@ public static class PipelineHosting
         services.AddSingleton<IRunRegistry>(sp => sp.GetRequiredService<IPipelineStore>());
         services.AddSingleton<ICatalog>(sp => sp.GetRequiredService<IPipelineStore>());
         services.AddSingleton<IMergeStore>(sp => sp.GetRequiredService<IPipelineStore>());
+        services.AddSingleton<IActivityLog>(sp => sp.GetRequiredService<IPipelineStore>());
     }
 
     private static void ConfigureLogging(LoggerConfiguration logger, IConfiguration configuration, PipelineOptions options)

@@ -3,7 +3,24 @@ using Pipeline.Contracts;
 namespace Pipeline.Infrastructure.State;
 
 /// <summary>Everything the pipeline keeps: one implementation per database (SQLite embedded, MongoDB in production).</summary>
-public interface IPipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore;
+public interface IPipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore, IActivityLog;
+
+/// <summary>Files and bytes each stage finished per hour: production's throughput over time, for every instance together.</summary>
+public interface IActivityLog
+{
+    /// <summary>Adds one finished step of a stage, with its bytes, to the hour it finished in.</summary>
+    Task RecordAsync(string stage, DateTimeOffset at, long bytes, CancellationToken cancellationToken);
+
+    /// <summary>Hourly totals per stage from the hour holding <paramref name="since"/> on, in time order.</summary>
+    Task<IReadOnlyList<StageActivity>> ListActivityAsync(DateTimeOffset since, CancellationToken cancellationToken);
+}
+
+/// <summary>What one stage finished in one hour.</summary>
+public sealed record StageActivity(string Stage, DateTimeOffset Hour, long Files, long Bytes)
+{
+    public static DateTimeOffset HourOf(DateTimeOffset at) =>
+        new(at.UtcDateTime.Year, at.UtcDateTime.Month, at.UtcDateTime.Day, at.UtcDateTime.Hour, 0, 0, TimeSpan.Zero);
+}
 
 /// <summary>State names that every store's queries depend on.</summary>
 public static class FileStates

@@ -144,6 +144,12 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
                 created_at INTEGER NOT NULL,
                 updated_at INTEGER NOT NULL);
             CREATE INDEX IF NOT EXISTS ix_merged_files_archived ON merged_files(archived, updated_at);
+            CREATE TABLE IF NOT EXISTS activity (
+                hour INTEGER NOT NULL,
+                stage TEXT NOT NULL,
+                files INTEGER NOT NULL,
+                bytes INTEGER NOT NULL,
+                PRIMARY KEY (hour, stage));
             """);
     }
 
@@ -691,6 +697,33 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
         }
         return outputs;
     }
+
+    // ---- activity ---------------------------------------------------------------------------
+
+    public Task RecordAsync(string stage, DateTimeOffset at, long bytes, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            using var command = Command(connection, """
+                INSERT INTO activity (hour, stage, files, bytes) VALUES ($hour, $stage, 1, $bytes)
+                ON CONFLICT(hour, stage) DO UPDATE SET files = files + 1, bytes = bytes + excluded.bytes
+                """, ("$hour", StageActivity.HourOf(at).ToUnixTimeMilliseconds()), ("$stage", stage), ("$bytes", bytes));
+            command.Transaction = transaction;
+            return command.ExecuteNonQuery();
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<StageActivity>> ListActivityAsync(DateTimeOffset since, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<StageActivity>>(connection =>
+        {
+            using var command = Command(connection, "SELECT stage, hour, files, bytes FROM activity WHERE hour >= $since ORDER BY hour, stage",
+                ("$since", StageActivity.HourOf(since).ToUnixTimeMilliseconds()));
+            using var reader = command.ExecuteReader();
+            var activity = new List<StageActivity>();
+            while (reader.Read())
+            {
+                activity.Add(new StageActivity(reader.GetString(0), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(1)), reader.GetInt64(2), reader.GetInt64(3)));
+            }
+            return activity;
+        });
 
     // ---- helpers ----------------------------------------------------------------------------
 

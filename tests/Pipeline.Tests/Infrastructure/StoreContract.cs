@@ -106,6 +106,22 @@ public abstract class StoreContract : IAsyncLifetime
     }
 
     [SkippableFact]
+    public async Task Should_add_up_each_stages_activity_per_hour()
+    {
+        var nine = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);
+        await Task.WhenAll(Enumerable.Range(0, 10).Select(i => Store.RecordAsync("staging", nine.AddMinutes(i), 100, CancellationToken.None)));
+        await Store.RecordAsync("archive", nine.AddMinutes(59).AddSeconds(59), 5000, CancellationToken.None);
+        await Store.RecordAsync("staging", nine.AddHours(1), 7, CancellationToken.None);
+        await Store.RecordAsync("staging", nine.AddHours(-2), 1, CancellationToken.None);
+
+        var activity = await Store.ListActivityAsync(nine.AddMinutes(30), CancellationToken.None);
+
+        Assert.Equal(
+            [("archive", nine, 1L, 5000L), ("staging", nine, 10L, 1000L), ("staging", nine.AddHours(1), 1L, 7L)],
+            activity.Select(a => (a.Stage, a.Hour, a.Files, a.Bytes)));
+    }
+
+    [SkippableFact]
     public async Task Should_create_one_saga_when_first_events_race()
     {
         var id = Guid.NewGuid();

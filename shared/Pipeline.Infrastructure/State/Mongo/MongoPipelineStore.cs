@@ -20,6 +20,7 @@ public sealed class MongoPipelineStore : IPipelineStore
     public const string Catalog = "catalog";
     public const string MergeOutputs = "merge_outputs";
     public const string MergedFiles = "merged_files";
+    public const string Activity = "activity";
 
     private const int DuplicateKey = 11000;
 
@@ -29,6 +30,7 @@ public sealed class MongoPipelineStore : IPipelineStore
     private readonly IMongoCollection<CatalogEntry> _catalog;
     private readonly IMongoCollection<PendingOutput> _outputs;
     private readonly IMongoCollection<MergedFileRecord> _merged;
+    private readonly IMongoCollection<BsonDocument> _activity;
 
     // The driver already retries one failed read or write once (retryable reads and writes); this covers a
     // primary election or a network blip that lasts longer. Only operations that are safe to repeat use it.
@@ -58,6 +60,7 @@ public sealed class MongoPipelineStore : IPipelineStore
         _catalog = database.GetCollection<CatalogEntry>(Catalog);
         _outputs = database.GetCollection<PendingOutput>(MergeOutputs);
         _merged = database.GetCollection<MergedFileRecord>(MergedFiles);
+        _activity = database.GetCollection<BsonDocument>(Activity);
     }
 
     /// <summary>
@@ -399,6 +402,22 @@ public sealed class MongoPipelineStore : IPipelineStore
         await Retry(token => _merged.UpdateOneAsync(m => m.Name == mergedName,
             Builders<MergedFileRecord>.Update.Set(m => m.Archived, true).Set(m => m.UpdatedAt, DateTimeOffset.UtcNow),
             cancellationToken: token), cancellationToken);
+    // ---- activity ---------------------------------------------------------------------------
+
+    public async Task RecordAsync(string stage, DateTimeOffset at, long bytes, CancellationToken cancellationToken)
+    {
+        var hour = StageActivity.HourOf(at);
+        await _activity.UpdateOneAsync(MongoQueries.ActivityBucket(stage, hour), MongoQueries.AddActivity(stage, hour, bytes),
+            new UpdateOptions { IsUpsert = true }, cancellationToken);
+    }
+
+    public async Task<IReadOnlyList<StageActivity>> ListActivityAsync(DateTimeOffset since, CancellationToken cancellationToken)
+    {
+        var buckets = await Retry(token => _activity.Find(MongoQueries.ActivitySince(StageActivity.HourOf(since)))
+            .Sort(Builders<BsonDocument>.Sort.Ascending("hour").Ascending("stage"))
+            .ToListAsync(token), cancellationToken);
+        return buckets.Select(b => new StageActivity(b["stage"].AsString, ToTime(b["hour"]), b["files"].ToInt64(), b["bytes"].ToInt64())).ToList();
+    }
 }
 
 /// <summary>A registered run as stored: the digest of its announced files tells a repeat from a conflicting change.</summary>

@@ -156,6 +156,19 @@ public static class MongoQueries
         return new BsonDocumentUpdateDefinition<PendingOutput>(new BsonDocument("$setOnInsert", fields));
     }
 
+    /// <summary>One stage's bucket of one hour: its id is both, so concurrent first writes upsert the same document.</summary>
+    public static FilterDefinition<BsonDocument> ActivityBucket(string stage, DateTimeOffset hour) =>
+        new BsonDocument(Fields.Id, $"{stage}|{hour.ToUnixTimeMilliseconds()}");
+
+    public static UpdateDefinition<BsonDocument> AddActivity(string stage, DateTimeOffset hour, long bytes) => new BsonDocument
+    {
+        { "$inc", new BsonDocument { { "files", 1L }, { "bytes", bytes } } },
+        { "$setOnInsert", new BsonDocument { { "stage", stage }, { "hour", hour.UtcDateTime } } },
+    };
+
+    public static FilterDefinition<BsonDocument> ActivitySince(DateTimeOffset hour) =>
+        Builders<BsonDocument>.Filter.Gte("hour", hour.UtcDateTime);
+
     /// <summary>Indexes per collection, created at start-up (creating an existing index is a no-op).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<CreateIndexModel<BsonDocument>>> Indexes { get; } =
         new Dictionary<string, IReadOnlyList<CreateIndexModel<BsonDocument>>>
@@ -188,6 +201,10 @@ public static class MongoQueries
             [MongoPipelineStore.MergedFiles] =
             [
                 Index("archived_updated", Keys(Fields.Archived, Fields.UpdatedAt)),
+            ],
+            [MongoPipelineStore.Activity] =
+            [
+                Index("hour_stage", Keys("hour", "stage")),
             ],
         };
 

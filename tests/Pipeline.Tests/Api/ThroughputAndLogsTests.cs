@@ -1,0 +1,45 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Pipeline.SampleExperiment;
+using Pipeline.Tests.Support;
+
+namespace Pipeline.Tests.Api;
+
+public sealed class When_operators_look_at_throughput_and_logs
+{
+    [Fact]
+    public async Task Should_show_what_each_stage_did_this_hour_and_serve_the_job_logs()
+    {
+        await using var pipeline = await PipelineUnderTest.StartAsync();
+        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 50));
+        await pipeline.IngestAsync(runs);
+        await pipeline.WaitForFinalAsync(4);
+        var rawBytes = runs.SelectMany(r => r.Files!).Sum(f => f.Size);
+        var files = await Eventually.Until(pipeline.AllFilesAsync, all => all.All(f => f.LogNames.Count > 0), TimeSpan.FromSeconds(30), "collected logs");
+
+        var throughput = await pipeline.Http.GetFromJsonAsync<JsonElement>("/api/throughput?hours=2");
+        var staging = throughput.EnumerateArray().Where(a => a.GetProperty("stage").GetString() == "staging").ToList();
+        Assert.Equal(4, staging.Sum(a => a.GetProperty("files").GetInt64()));
+        Assert.Equal(rawBytes, staging.Sum(a => a.GetProperty("bytes").GetInt64()));
+        var summary = await pipeline.Http.GetFromJsonAsync<JsonElement>("/api/summary");
+        var stages = summary.GetProperty("stages").EnumerateArray().ToDictionary(s => s.GetProperty("stage").GetString()!);
+        Assert.Equal(4, stages["reconstruction"].GetProperty("filesLast24Hours").GetInt64());
+        Assert.Equal(4, stages["collection"].GetProperty("filesLast24Hours").GetInt64());
+        Assert.True(stages["archive"].GetProperty("bytesLast24Hours").GetInt64() > 0);
+        Assert.Equal(HttpStatusCode.BadRequest, (await pipeline.Http.GetAsync("/api/throughput?hours=0")).StatusCode);
+
+        var log = files[0].LogNames.First(n => n.EndsWith("job.log", StringComparison.Ordinal));
+        using var viewer = pipeline.Client(PipelineUnderTest.ViewerKey);
+        var text = await viewer.GetStringAsync($"/api/logs/{log}");
+        Assert.Equal(await File.ReadAllTextAsync(pipeline.Areas.Logs.PathOf(log)), text);
+        Assert.NotEmpty(text);
+        Assert.Equal(HttpStatusCode.NotFound, (await viewer.GetAsync("/api/logs/prompt/nothing-here.log")).StatusCode);
+        // Whatever the client or server makes of an encoded climb out of the area, it never reaches the state database.
+        foreach (var escape in new[] { "/api/logs/prompt/%2E%2E/%2E%2E/pipeline.db", "/api/logs/..%2F..%2Fpipeline.db", "/api/logs/%2Fetc%2Fpasswd" })
+        {
+            Assert.Contains((await viewer.GetAsync(escape)).StatusCode, new[] { HttpStatusCode.BadRequest, HttpStatusCode.NotFound });
+        }
+        Assert.Equal(HttpStatusCode.Unauthorized, (await pipeline.Client(null).GetAsync($"/api/logs/{log}")).StatusCode);
+    }
+}
