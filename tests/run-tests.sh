@@ -7,6 +7,14 @@ if [ -z "${RABBITMQ_URI:-}" ] && ! docker info >/dev/null 2>&1; then
   bash tests/rabbitmq/start-local-broker.sh
 fi
 
+# The dashboard test opens the page in Debian's Chromium.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "Installing chromium from Debian..." >&2
+  sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 configuration="${CONFIGURATION:-Release}"
 dotnet build Pipeline.sln -c "$configuration" --nologo -v quiet
 log=$(mktemp)

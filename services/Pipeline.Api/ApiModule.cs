@@ -57,6 +57,7 @@ public static class ApiModule
         app.UseSwaggerUI();
         app.MapPipelineDefaults();
         app.MapPipelineEndpoints();
+        app.MapDashboard();
         return app;
     }
 }

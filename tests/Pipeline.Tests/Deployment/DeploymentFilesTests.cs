@@ -157,7 +157,9 @@ public sealed class When_deploying_as_containers
             Assert.Contains($"ENTRYPOINT [\"dotnet\", \"{project}.dll\"]", text, StringComparison.Ordinal);
             Assert.Contains("USER $APP_UID", text, StringComparison.Ordinal);
             Assert.Contains("HEALTHCHECK", text, StringComparison.Ordinal);
-            Assert.Equal(2, text.Split('\n').Count(line => line.StartsWith("FROM ", StringComparison.Ordinal)));
+            var stages = text.Split('\n').Where(line => line.StartsWith("FROM ", StringComparison.Ordinal)).ToList();
+            Assert.True(stages.Count >= 2, $"{dockerfile} is not a multi-stage build");
+            Assert.StartsWith("FROM mcr.microsoft.com/dotnet/aspnet:", stages[^1], StringComparison.Ordinal);
             foreach (var copied in text.Split('\n').Where(l => l.StartsWith("COPY ", StringComparison.Ordinal) && !l.Contains("--from", StringComparison.Ordinal)))
             {
                 foreach (var source in copied.Split(' ')[1..^1])

@@ -1,0 +1,222 @@
+// The production dashboard: reads the admin API with the viewer's key and redraws itself every few seconds.
+// The key comes from the form, or once from the address (#key=...), and is kept for this browser tab only.
+"use strict";
+
+const refreshSeconds = 10;
+const keyName = "pipeline-api-key";
+const stageColours = {
+  staging: "#1f77b4", reconstruction: "#ff7f0e", collection: "#2ca02c", merge: "#9467bd", archive: "#d62728",
+};
+const charts = {};
+
+function takeKeyFromAddress() {
+  const match = /(?:^#|&)key=([^&]+)/.exec(location.hash);
+  if (match) {
+    sessionStorage.setItem(keyName, decodeURIComponent(match[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+}
+
+async function api(path) {
+  const response = await fetch(path, { headers: { "X-Api-Key": sessionStorage.getItem(keyName) ?? "" } });
+  if (response.status === 401 || response.status === 403) {
+    throw Object.assign(new Error("The API refused the key."), { refused: true });
+  }
+  if (!response.ok) {
+    throw new Error(`${path} answered ${response.status}`);
+  }
+  return response.json();
+}
+
+function cell(row, text, metric) {
+  const td = row.insertCell();
+  td.textContent = text;
+  if (metric) {
+    td.dataset.metric = metric;
+  }
+  return td;
+}
+
+function bytes(value) {
+  const units = ["B", "KB", "MB", "GB", "TB", "PB"];
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+function setNumber(metric, value, text) {
+  const element = document.querySelector(`[data-metric="${metric}"]`);
+  element.textContent = text ?? String(value);
+  element.dataset.value = String(value);
+}
+
+function drawStates(summary) {
+  const table = document.getElementById("states");
+  const states = [...new Set(summary.states.map(s => s.state))].sort();
+  const campaigns = [...new Set(summary.states.map(s => s.campaign))].sort();
+  table.tHead.replaceChildren();
+  const head = table.tHead.insertRow();
+  cell(head, "Campaign");
+  states.forEach(state => cell(head, state));
+  cell(head, "All");
+  table.tBodies[0].replaceChildren();
+  for (const campaign of campaigns) {
+    const row = table.tBodies[0].insertRow();
+    cell(row, campaign);
+    let all = 0;
+    for (const state of states) {
+      const count = summary.states.find(s => s.campaign === campaign && s.state === state)?.files ?? 0;
+      all += count;
+      cell(row, String(count), `state:${campaign}:${state}`);
+    }
+    cell(row, String(all), `files:${campaign}`);
+  }
+  setNumber("runs", summary.runs);
+  setNumber("merged-files", summary.mergedFiles);
+  setNumber("merged-bytes", summary.mergedBytes, bytes(summary.mergedBytes));
+  setNumber("merged-events", summary.mergedEvents);
+}
+
+function drawStages(summary) {
+  const body = document.querySelector("#stages tbody");
+  body.replaceChildren();
+  for (const stage of summary.stages) {
+    const row = body.insertRow();
+    cell(row, stage.stage);
+    cell(row, String(stage.filesThisHour), `stage-files-hour:${stage.stage}`);
+    cell(row, bytes(stage.bytesThisHour));
+    cell(row, String(stage.filesLast24Hours), `stage-files-day:${stage.stage}`);
+    cell(row, bytes(stage.bytesLast24Hours));
+  }
+}
+
+function nothing(body, columns, text) {
+  const td = body.insertRow().insertCell();
+  td.colSpan = columns;
+  td.textContent = text;
+  td.classList.add("muted");
+}
+
+function drawFailures(summary) {
+  const body = document.querySelector("#failures tbody");
+  body.replaceChildren();
+  if (summary.failures.length === 0) {
+    nothing(body, 7, "No failed files.");
+  }
+  for (const failure of summary.failures) {
+    const row = body.insertRow();
+    cell(row, String(failure.files), `failure-files:${failure.id}`);
+    cell(row, failure.campaign);
+    cell(row, failure.stage);
+    cell(row, failure.signature).classList.add("mono");
+    cell(row, failure.release ?? "");
+    cell(row, new Date(failure.lastFailedAt).toLocaleString());
+    cell(row, failure.exampleReason);
+  }
+}
+
+async function drawFailedFiles() {
+  const page = await api("/api/files?state=Failed&limit=10");
+  const files = await Promise.all(page.files.map(f => api(`/api/files/${f.id}`)));
+  const body = document.querySelector("#failed-files tbody");
+  body.replaceChildren();
+  if (files.length === 0) {
+    nothing(body, 5, "No failed files.");
+  }
+  for (const file of files) {
+    const row = body.insertRow();
+    cell(row, String(file.run));
+    cell(row, file.logicalName).classList.add("mono");
+    cell(row, String(file.attempt));
+    cell(row, file.failureReason ?? "");
+    const logs = cell(row, "");
+    for (const name of file.logNames.filter(n => n.endsWith(".log"))) {
+      const link = document.createElement("a");
+      link.textContent = name.split("/").slice(-2).join("/");
+      link.href = "#";
+      link.addEventListener("click", event => { event.preventDefault(); openLog(name); });
+      logs.append(link, " ");
+    }
+  }
+}
+
+async function openLog(name) {
+  const response = await fetch(`/api/logs/${name}`, { headers: { "X-Api-Key": sessionStorage.getItem(keyName) ?? "" } });
+  const text = await response.text();
+  const page = window.open("", "_blank");
+  if (page) {
+    page.document.title = name;
+    const pre = page.document.createElement("pre");
+    pre.textContent = text;
+    page.document.body.append(pre);
+  }
+}
+
+function hourLabels(hours) {
+  return hours.map(h => new Date(h).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+}
+
+function drawThroughput(activity) {
+  if (typeof Chart === "undefined") {
+    return;
+  }
+  const now = new Date();
+  now.setUTCMinutes(0, 0, 0);
+  const hours = Array.from({ length: 24 }, (_, i) => now.getTime() - (23 - i) * 3600_000);
+  const stages = [...new Set(activity.map(a => a.stage))].sort();
+  for (const [id, field] of [["files-chart", "files"], ["bytes-chart", "bytes"]]) {
+    const datasets = stages.map(stage => ({
+      label: stage,
+      borderColor: stageColours[stage] ?? "#555",
+      backgroundColor: stageColours[stage] ?? "#555",
+      data: hours.map(h => activity.find(a => a.stage === stage && new Date(a.hour).getTime() === h)?.[field] ?? 0),
+    }));
+    if (charts[id]) {
+      charts[id].data.labels = hourLabels(hours);
+      charts[id].data.datasets = datasets;
+      charts[id].update("none");
+    } else {
+      charts[id] = new Chart(document.getElementById(id), {
+        type: "line",
+        data: { labels: hourLabels(hours), datasets },
+        options: { animation: false, responsive: true, scales: { y: { beginAtZero: true } } },
+      });
+    }
+  }
+  document.getElementById("board").dataset.charts = "drawn";
+}
+
+async function refresh() {
+  const board = document.getElementById("board");
+  try {
+    const [summary, activity] = await Promise.all([api("/api/summary"), api("/api/throughput?hours=24")]);
+    drawStates(summary);
+    drawStages(summary);
+    drawFailures(summary);
+    drawThroughput(activity);
+    await drawFailedFiles();
+    board.dataset.state = "ready";
+    document.getElementById("key-form").hidden = true;
+    document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    board.dataset.state = "error";
+    document.getElementById("updated").textContent = error.message;
+    if (error.refused) {
+      document.getElementById("key-form").hidden = false;
+      document.getElementById("key-problem").textContent = sessionStorage.getItem(keyName) ? "That key was refused." : "";
+    }
+  }
+}
+
+document.getElementById("key-form").addEventListener("submit", event => {
+  event.preventDefault();
+  sessionStorage.setItem(keyName, document.getElementById("key-input").value.trim());
+  refresh();
+});
+
+takeKeyFromAddress();
+refresh();
+setInterval(refresh, refreshSeconds * 1000);
