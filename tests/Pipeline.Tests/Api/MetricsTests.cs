@@ -5,6 +5,14 @@ using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Api;
 
+/// <summary>
+/// A meter is found by name across the whole process, so a pipeline's exporter would also count what other
+/// tests' pipelines do at the same time: this test runs alone.
+/// </summary>
+[CollectionDefinition(nameof(When_prometheus_scrapes_the_pipeline), DisableParallelization = true)]
+public sealed class AloneCollection;
+
+[Collection(nameof(When_prometheus_scrapes_the_pipeline))]
 public sealed partial class When_prometheus_scrapes_the_pipeline
 {
     /// <summary>The value of one series of the Prometheus text, or null; the labels must all be on the line.</summary>
