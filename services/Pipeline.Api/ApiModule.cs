@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.OpenApi;
 using Pipeline.Api.Security;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.Telemetry;
 
 namespace Pipeline.Api;
 
@@ -14,6 +15,7 @@ public static class ApiModule
             services.AddProblemDetails();
             services.AddOptions<ApiSecurityOptions>().BindConfiguration(ApiSecurityOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddSingleton<ApiKeyRing>();
+            services.AddHostedService<FileStateCounter>();
             services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
                 .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
             services.AddAuthorizationBuilder()

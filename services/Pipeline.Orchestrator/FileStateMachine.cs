@@ -1,4 +1,3 @@
-using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Infrastructure.Failures;
 using MassTransit;
 using Microsoft.Extensions.Options;
@@ -40,14 +39,13 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
     public Event<FileStalled> FileStalled { get; private set; } = null!;
     public Event<RetryFile> RetryFile { get; private set; } = null!;
 
-    public FileStateMachine(IOptions<CampaignOptions> campaign, IOptions<OrchestratorOptions> options, TimeProvider time, PipelineMetrics metrics)
+    public FileStateMachine(IOptions<CampaignOptions> campaign, IOptions<OrchestratorOptions> options, TimeProvider time)
     {
         _campaign = campaign.Value;
         _options = options.Value;
         _time = time;
 
         InstanceState(x => x.CurrentState);
-        this.ConnectStateObserver(new FinishedFiles(metrics));
 
         // Late and repeated messages are normal under at-least-once delivery: a result for a step the
         // file has left, or a registration of a file already known, changes nothing.
@@ -326,17 +324,4 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 
     private static void Finish<T>(BehaviorContext<FileState, T> context)
         where T : class => context.Saga.Deadline = null;
-
-    /// <summary>Counts the files that reach the end, archived or failed, as the transition happens (once per entry).</summary>
-    private sealed class FinishedFiles(PipelineMetrics metrics) : IStateObserver<FileState>
-    {
-        public Task StateChanged(BehaviorContext<FileState> context, State currentState, State previousState)
-        {
-            if (currentState.Name is "Archived" or "Failed")
-            {
-                metrics.Finished(context.Saga.Campaign, currentState.Name);
-            }
-            return Task.CompletedTask;
-        }
-    }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using Pipeline.Infrastructure.State;
 
 namespace Pipeline.Infrastructure.Telemetry;
 
@@ -21,7 +22,8 @@ public sealed class PipelineMetrics
     private readonly Counter<long> _failures;
     private readonly Histogram<double> _duration;
     private readonly UpDownCounter<long> _busy;
-    private readonly Counter<long> _finished;
+    private readonly Lock _filesGate = new();
+    private IReadOnlyList<StateCount> _fileCounts = [];
 
     public PipelineMetrics(IMeterFactory meters)
     {
@@ -32,7 +34,7 @@ public sealed class PipelineMetrics
         _duration = meter.CreateHistogram<double>("pipeline.stage.duration", "s", "How long one step of a stage took",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600] });
         _busy = meter.CreateUpDownCounter<long>("pipeline.stage.busy", "{slot}", "Reconstruction slots and archive writers in use");
-        _finished = meter.CreateCounter<long>("pipeline.files.finished", "{file}", "Raw files that reached the end: archived or failed");
+        meter.CreateObservableGauge("pipeline.files", ObserveFiles, "{file}", "Raw files per campaign and state, as the state store last counted them");
     }
 
     public void Completed(string stage, long bytes, TimeSpan took)
@@ -54,8 +56,25 @@ public sealed class PipelineMetrics
         return new Release(() => _busy.Add(-1, tag));
     }
 
-    public void Finished(string campaign, string state) =>
-        _finished.Add(1, new KeyValuePair<string, object?>("campaign", campaign), new KeyValuePair<string, object?>("state", state));
+    /// <summary>The latest count of files per campaign and state (<see cref="FileStateCounter"/> reads the store).</summary>
+    public void SetFileCounts(IReadOnlyList<StateCount> counts)
+    {
+        lock (_filesGate)
+        {
+            _fileCounts = counts;
+        }
+    }
+
+    private IEnumerable<Measurement<long>> ObserveFiles()
+    {
+        IReadOnlyList<StateCount> counts;
+        lock (_filesGate)
+        {
+            counts = _fileCounts;
+        }
+        return counts.Select(c => new Measurement<long>(c.Files,
+            new KeyValuePair<string, object?>("campaign", c.Campaign), new KeyValuePair<string, object?>("state", c.State)));
+    }
 
     /// <summary>A coarse, bounded class of a failure reason for a label (the signature, with its detail, is in the API).</summary>
     private static string ReasonClass(string reason)

@@ -43,7 +43,7 @@ public sealed partial class When_prometheus_scrapes_the_pipeline
 
         // The exporter caches a scrape for a moment: wait until it shows the finished flow.
         var text = await Eventually.Until(() => anonymous.GetStringAsync("/metrics"),
-            t => Value(t, "pipeline_files_finished_total", "state=\"Archived\"") == 4, TimeSpan.FromSeconds(30), "the metrics of four archived files");
+            t => Value(t, "pipeline_files", "state=\"Archived\"") == 4, TimeSpan.FromSeconds(30), "the metrics of four archived files");
 
         Assert.Equal(4, Value(text, "pipeline_stage_files_total", "stage=\"staging\""));
         Assert.Equal(rawBytes, Value(text, "pipeline_stage_bytes_total", "stage=\"staging\""));

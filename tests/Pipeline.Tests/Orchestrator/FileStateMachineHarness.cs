@@ -1,4 +1,3 @@
-using Pipeline.Infrastructure.Telemetry;
 using MassTransit;
 using MassTransit.Testing;
 using Microsoft.Extensions.DependencyInjection;
@@ -41,8 +40,6 @@ public sealed class FileStateMachineHarness : IAsyncDisposable
         var folder = new TempDirectory();
         var services = new ServiceCollection();
         services.AddLogging();
-        services.AddMetrics();
-        services.AddSingleton<PipelineMetrics>();
         services.AddSingleton(new FakeTimeProvider(DateTimeOffset.Parse("2026-01-01T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture)));
         services.AddSingleton<TimeProvider>(sp => sp.GetRequiredService<FakeTimeProvider>());
         services.AddOptions<CampaignOptions>().Configure(c => c.MaxAttempts = MaxAttempts);
