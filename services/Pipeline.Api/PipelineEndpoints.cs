@@ -84,6 +84,10 @@ public static class PipelineEndpoints
             .WithName("GetThroughput").WithSummary("Files and bytes each stage finished per hour, over the last hours (default 24, at most 720)");
         api.MapGet("/logs/{**name}", GetLog)
             .WithName("GetLog").WithSummary("One collected job log or histogram file, by its name in the logs area (as listed in a file's logNames)");
+        api.MapGet("/alerts", Alerts)
+            .WithName("ListAlerts").WithSummary("Alerts of the health watcher, newest first: the active ones, or all with ?all=true");
+        api.MapGet("/instances", async (IHealthStore health, CancellationToken ct) => TypedResults.Ok(await health.ListInstancesAsync(ct)))
+            .WithName("ListInstances").WithSummary("Every service instance that has sent a heartbeat, with the stages it hosts and when it was last heard");
         api.MapGet("/summary", Summary)
             .WithName("GetSummary").WithSummary("Counts of files per campaign and state, and what the archive holds");
         api.MapGet("/datasets", Datasets)
@@ -215,6 +219,15 @@ public static class PipelineEndpoints
 
     private static async Task<Ok<IReadOnlyList<FailureRow>>> Failures(IFileSagaStore store, string? campaign, CancellationToken ct) =>
         TypedResults.Ok(await FailureRows(store, campaign, ct));
+
+    private static async Task<Results<Ok<IReadOnlyList<AlertRecord>>, ProblemHttpResult>> Alerts(IHealthStore health, bool? all, int? limit, CancellationToken ct)
+    {
+        if (limit is < 1 or > 1000)
+        {
+            return TypedResults.Problem("limit must be between 1 and 1000.", statusCode: StatusCodes.Status400BadRequest, title: "Bad limit");
+        }
+        return TypedResults.Ok(await health.ListAlertsAsync(activeOnly: all != true, limit ?? 100, ct));
+    }
 
     private static async Task<Results<Ok<IReadOnlyList<StageActivity>>, ProblemHttpResult>> Throughput(IActivityLog activity, TimeProvider time, int? hours, CancellationToken ct)
     {

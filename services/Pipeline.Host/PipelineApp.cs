@@ -3,6 +3,7 @@ using Pipeline.Archiver;
 using Pipeline.Collector;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Merger;
+using Pipeline.Monitor;
 using Pipeline.Orchestrator;
 using Pipeline.Reconstruction;
 using Pipeline.Stager;
@@ -22,6 +23,7 @@ public static class PipelineApp
         CollectorModule.Module,
         MergerModule.Module,
         ArchiverModule.Module,
+        MonitorModule.Module,
         ApiModule.Module,
     ];
 

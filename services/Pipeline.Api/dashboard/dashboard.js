@@ -118,6 +118,36 @@ function drawFailures(summary) {
   }
 }
 
+function drawAlerts(alerts) {
+  const body = document.querySelector("#alerts tbody");
+  body.replaceChildren();
+  if (alerts.length === 0) {
+    nothing(body, 4, "No active alert.");
+  }
+  for (const alert of alerts) {
+    const row = body.insertRow();
+    row.classList.add(alert.severity);
+    cell(row, alert.severity);
+    cell(row, alert.key, `alert:${alert.key}`).classList.add("mono");
+    cell(row, new Date(alert.raisedAt).toLocaleString());
+    cell(row, alert.message);
+  }
+  document.querySelector("[data-metric=alerts]").textContent = String(alerts.length);
+}
+
+function drawInstances(instances) {
+  const body = document.querySelector("#instances tbody");
+  body.replaceChildren();
+  for (const instance of instances) {
+    const row = body.insertRow();
+    cell(row, instance.instance, `instance:${instance.instance}`).classList.add("mono");
+    cell(row, instance.services);
+    cell(row, instance.host);
+    cell(row, new Date(instance.startedAt).toLocaleString());
+    cell(row, new Date(instance.lastSeenAt).toLocaleTimeString());
+  }
+}
+
 async function drawFailedFiles() {
   const page = await api("/api/files?state=Failed&limit=10");
   const files = await Promise.all(page.files.map(f => api(`/api/files/${f.id}`)));
@@ -192,7 +222,10 @@ function drawThroughput(activity) {
 async function refresh() {
   const board = document.getElementById("board");
   try {
-    const [summary, activity] = await Promise.all([api("/api/summary"), api("/api/throughput?hours=24")]);
+    const [summary, activity, alerts, instances] = await Promise.all(
+      [api("/api/summary"), api("/api/throughput?hours=24"), api("/api/alerts"), api("/api/instances")]);
+    drawAlerts(alerts);
+    drawInstances(instances);
     drawStates(summary);
     drawStages(summary);
     drawFailures(summary);

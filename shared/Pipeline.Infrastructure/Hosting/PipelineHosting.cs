@@ -47,6 +47,8 @@ public static class PipelineHosting
         services.AddSingleton<RunIngestion>();
         services.AddSingleton<PipelineMetrics>();
         services.AddSingleton<StageReporter>();
+        services.AddSingleton<IReadOnlyList<PipelineModule>>(modules);
+        services.AddHostedService<HeartbeatPublisher>();
         AddTelemetry(services, configuration, modules);
 
         foreach (var module in modules)
@@ -144,6 +146,7 @@ public static class PipelineHosting
         services.AddSingleton<ICatalog>(sp => sp.GetRequiredService<IPipelineStore>());
         services.AddSingleton<IMergeStore>(sp => sp.GetRequiredService<IPipelineStore>());
         services.AddSingleton<IActivityLog>(sp => sp.GetRequiredService<IPipelineStore>());
+        services.AddSingleton<IHealthStore>(sp => sp.GetRequiredService<IPipelineStore>());
     }
 
     private static void ConfigureLogging(LoggerConfiguration logger, IConfiguration configuration, PipelineOptions options)

@@ -47,6 +47,10 @@ public sealed class PipelineOptions
     [RegularExpression("^(text|json)$")]
     public string LogFormat { get; set; } = "text";
 
+    /// <summary>How often this process tells the monitor it is alive.</summary>
+    [Range(1, 3600)]
+    public int HeartbeatSeconds { get; set; } = 15;
+
     /// <summary>Names this process in leases and logs; defaults to host name and process id.</summary>
     public string? InstanceName { get; set; }
 

@@ -3,7 +3,35 @@ using Pipeline.Contracts;
 namespace Pipeline.Infrastructure.State;
 
 /// <summary>Everything the pipeline keeps: one implementation per database (SQLite embedded, MongoDB in production).</summary>
-public interface IPipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore, IActivityLog;
+public interface IPipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore, IActivityLog, IHealthStore;
+
+/// <summary>The health watcher's record: the last heartbeat of every service instance, and alerts raised and resolved.</summary>
+public interface IHealthStore
+{
+    /// <summary>Keeps the latest heartbeat of an instance (an older one arriving late changes nothing).</summary>
+    Task RecordHeartbeatAsync(InstanceRecord heartbeat, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<InstanceRecord>> ListInstancesAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Raises an alert, or refreshes it if one with the same key is active. True if it was not active before
+    /// (so that whoever must be told is told once per occurrence).
+    /// </summary>
+    Task<bool> RaiseAlertAsync(string key, string kind, string severity, string message, DateTimeOffset at, CancellationToken cancellationToken);
+
+    /// <summary>Resolves the active alert with this key; true if there was one.</summary>
+    Task<bool> ResolveAlertAsync(string key, DateTimeOffset at, CancellationToken cancellationToken);
+
+    /// <summary>Alerts, newest first: the active ones only, or all including resolved.</summary>
+    Task<IReadOnlyList<AlertRecord>> ListAlertsAsync(bool activeOnly, int limit, CancellationToken cancellationToken);
+}
+
+public sealed record InstanceRecord(string Instance, string Services, string Host, DateTimeOffset StartedAt, DateTimeOffset LastSeenAt);
+
+public sealed record AlertRecord(string Key, string Kind, string Severity, string Message, DateTimeOffset RaisedAt, DateTimeOffset LastSeenAt, DateTimeOffset? ResolvedAt)
+{
+    public bool Active => ResolvedAt is null;
+}
 
 /// <summary>Files and bytes each stage finished per hour: production's throughput over time, for every instance together.</summary>
 public interface IActivityLog

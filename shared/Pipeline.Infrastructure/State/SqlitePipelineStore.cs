@@ -144,6 +144,24 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
                 created_at INTEGER NOT NULL,
                 updated_at INTEGER NOT NULL);
             CREATE INDEX IF NOT EXISTS ix_merged_files_archived ON merged_files(archived, updated_at);
+            CREATE TABLE IF NOT EXISTS instances (
+                instance TEXT PRIMARY KEY,
+                services TEXT NOT NULL,
+                host TEXT NOT NULL,
+                started_at INTEGER NOT NULL,
+                last_seen_at INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS alerts (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                key TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                message TEXT NOT NULL,
+                raised_at INTEGER NOT NULL,
+                last_seen_at INTEGER NOT NULL,
+                resolved_at INTEGER NULL);
+            -- At most one active alert per key.
+            CREATE UNIQUE INDEX IF NOT EXISTS ix_alerts_active ON alerts(key) WHERE resolved_at IS NULL;
+            CREATE INDEX IF NOT EXISTS ix_alerts_raised ON alerts(raised_at);
             CREATE TABLE IF NOT EXISTS activity (
                 hour INTEGER NOT NULL,
                 stage TEXT NOT NULL,
@@ -697,6 +715,81 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
         }
         return outputs;
     }
+
+    // ---- health -----------------------------------------------------------------------------
+
+    public Task RecordHeartbeatAsync(InstanceRecord heartbeat, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            using var command = Command(connection, """
+                INSERT INTO instances (instance, services, host, started_at, last_seen_at) VALUES ($instance, $services, $host, $started, $seen)
+                ON CONFLICT(instance) DO UPDATE SET services = excluded.services, host = excluded.host, started_at = excluded.started_at,
+                    last_seen_at = excluded.last_seen_at WHERE excluded.last_seen_at > instances.last_seen_at
+                """,
+                ("$instance", heartbeat.Instance), ("$services", heartbeat.Services), ("$host", heartbeat.Host),
+                ("$started", heartbeat.StartedAt.ToUnixTimeMilliseconds()), ("$seen", heartbeat.LastSeenAt.ToUnixTimeMilliseconds()));
+            command.Transaction = transaction;
+            return command.ExecuteNonQuery();
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<InstanceRecord>> ListInstancesAsync(CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<InstanceRecord>>(connection =>
+        {
+            using var command = Command(connection, "SELECT instance, services, host, started_at, last_seen_at FROM instances ORDER BY instance");
+            using var reader = command.ExecuteReader();
+            var instances = new List<InstanceRecord>();
+            while (reader.Read())
+            {
+                instances.Add(new InstanceRecord(reader.GetString(0), reader.GetString(1), reader.GetString(2),
+                    DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(3)), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4))));
+            }
+            return instances;
+        });
+
+    public Task<bool> RaiseAlertAsync(string key, string kind, string severity, string message, DateTimeOffset at, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            using var refresh = Command(connection, "UPDATE alerts SET last_seen_at = $at, message = $message, severity = $severity WHERE key = $key AND resolved_at IS NULL",
+                ("$at", at.ToUnixTimeMilliseconds()), ("$message", message), ("$severity", severity), ("$key", key));
+            refresh.Transaction = transaction;
+            if (refresh.ExecuteNonQuery() > 0)
+            {
+                return false;
+            }
+            using var insert = Command(connection, """
+                INSERT INTO alerts (key, kind, severity, message, raised_at, last_seen_at) VALUES ($key, $kind, $severity, $message, $at, $at)
+                """, ("$key", key), ("$kind", kind), ("$severity", severity), ("$message", message), ("$at", at.ToUnixTimeMilliseconds()));
+            insert.Transaction = transaction;
+            insert.ExecuteNonQuery();
+            return true;
+        }, cancellationToken);
+
+    public Task<bool> ResolveAlertAsync(string key, DateTimeOffset at, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            using var command = Command(connection, "UPDATE alerts SET resolved_at = $at WHERE key = $key AND resolved_at IS NULL",
+                ("$at", at.ToUnixTimeMilliseconds()), ("$key", key));
+            command.Transaction = transaction;
+            return command.ExecuteNonQuery() > 0;
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<AlertRecord>> ListAlertsAsync(bool activeOnly, int limit, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<AlertRecord>>(connection =>
+        {
+            using var command = Command(connection, $"""
+                SELECT key, kind, severity, message, raised_at, last_seen_at, resolved_at FROM alerts
+                {(activeOnly ? "WHERE resolved_at IS NULL" : "")} ORDER BY raised_at DESC, id DESC LIMIT $limit
+                """, ("$limit", limit));
+            using var reader = command.ExecuteReader();
+            var alerts = new List<AlertRecord>();
+            while (reader.Read())
+            {
+                alerts.Add(new AlertRecord(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3),
+                    DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5)),
+                    reader.IsDBNull(6) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(6))));
+            }
+            return alerts;
+        });
 
     // ---- activity ---------------------------------------------------------------------------
 

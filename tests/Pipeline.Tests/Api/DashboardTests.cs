@@ -9,12 +9,16 @@ namespace Pipeline.Tests.Api;
 
 public sealed partial class When_an_operator_opens_the_dashboard
 {
-    [GeneratedRegex("data-metric=\"(?<metric>[^\"]+)\"(?: data-value=\"(?<value>[^\"]*)\")?>(?<text>[^<]*)<")]
+    [GeneratedRegex("data-metric=\"(?<metric>[^\"]+)\"(?<attributes>[^>]*)>(?<text>[^<]*)<")]
     private static partial Regex Metric();
 
+    [GeneratedRegex("data-value=\"(?<value>[^\"]*)\"")]
+    private static partial Regex DataValue();
+
+    /// <summary>Each element the page marked with data-metric: its exact data-value if it has one, else its text.</summary>
     private static Dictionary<string, string> Metrics(string dom) =>
         Metric().Matches(dom).ToDictionary(m => m.Groups["metric"].Value,
-            m => m.Groups["value"].Success ? m.Groups["value"].Value : m.Groups["text"].Value);
+            m => DataValue().Match(m.Groups["attributes"].Value) is { Success: true } value ? value.Groups["value"].Value : m.Groups["text"].Value);
 
     [Fact]
     public async Task Should_render_in_a_browser_the_numbers_the_api_gives()
@@ -53,6 +57,12 @@ public sealed partial class When_an_operator_opens_the_dashboard
                 shown[$"stage-files-day:{stage.GetProperty("stage").GetString()}"]);
         }
         Assert.Contains(run.Files[0].Name!, dom, StringComparison.Ordinal);
+        var alerts = await pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts");
+        Assert.Equal(alerts!.Length.ToString(System.Globalization.CultureInfo.InvariantCulture), shown["alerts"]);
+        foreach (var instance in (await pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/instances"))!)
+        {
+            Assert.True(shown.ContainsKey($"instance:{instance.GetProperty("instance").GetString()}"));
+        }
     }
 
     [Fact]

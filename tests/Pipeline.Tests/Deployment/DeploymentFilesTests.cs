@@ -34,10 +34,11 @@ public sealed class When_deploying_as_containers
         ["collector"] = [StorageOptions.Scratch, StorageOptions.Logs],
         ["merger"] = [StorageOptions.Scratch, StorageOptions.Output],
         ["archiver"] = [StorageOptions.Output, StorageOptions.Archive],
+        ["monitor"] = [.. StorageOptions.KnownAreas],
     };
 
     private static readonly Type[] OptionTypes =
-        [typeof(PipelineOptions), typeof(CampaignOptions), typeof(OrchestratorOptions), typeof(ReconstructionOptions), typeof(MergerOptions), typeof(ArchiverOptions), typeof(ApiSecurityOptions)];
+        [typeof(PipelineOptions), typeof(CampaignOptions), typeof(OrchestratorOptions), typeof(ReconstructionOptions), typeof(MergerOptions), typeof(ArchiverOptions), typeof(ApiSecurityOptions), typeof(Monitor.MonitorOptions)];
 
     private static string FindRoot()
     {
@@ -216,7 +217,7 @@ public sealed class When_deploying_as_containers
         var manifests = Manifests();
         var composeServices = Map(Compose()["services"]);
         var deployments = manifests.Where(m => (string)m["kind"] == "Deployment").ToDictionary(m => (string)At(m, "metadata", "name")!);
-        var queues = new[] { typeof(OrchestratorModule), typeof(Stager.StagerModule), typeof(ReconstructionModule), typeof(Collector.CollectorModule), typeof(MergerModule), typeof(ArchiverModule) }
+        var queues = new[] { typeof(OrchestratorModule), typeof(Stager.StagerModule), typeof(ReconstructionModule), typeof(Collector.CollectorModule), typeof(MergerModule), typeof(ArchiverModule), typeof(Monitor.MonitorModule) }
             .SelectMany(module => module.Assembly.GetTypes())
             .Select(t => t.GetField("QueueName", BindingFlags.Public | BindingFlags.Static)?.GetRawConstantValue() as string)
             .OfType<string>()

@@ -122,6 +122,42 @@ public abstract class StoreContract : IAsyncLifetime
     }
 
     [SkippableFact]
+    public async Task Should_keep_each_instances_latest_heartbeat()
+    {
+        var start = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);
+        await Store.RecordHeartbeatAsync(new InstanceRecord("recon-1", "reconstruction", "node-a", start, start.AddSeconds(30)), CancellationToken.None);
+        await Store.RecordHeartbeatAsync(new InstanceRecord("recon-1", "reconstruction", "node-a", start, start.AddSeconds(45)), CancellationToken.None);
+        await Store.RecordHeartbeatAsync(new InstanceRecord("recon-1", "reconstruction", "node-a", start, start.AddSeconds(40)), CancellationToken.None);
+        await Store.RecordHeartbeatAsync(new InstanceRecord("api-1", "api", "node-b", start, start.AddSeconds(5)), CancellationToken.None);
+
+        var instances = await Store.ListInstancesAsync(CancellationToken.None);
+
+        Assert.Equal([("api-1", start.AddSeconds(5)), ("recon-1", start.AddSeconds(45))], instances.Select(i => (i.Instance, i.LastSeenAt)));
+    }
+
+    [SkippableFact]
+    public async Task Should_raise_an_alert_once_keep_it_fresh_and_resolve_it()
+    {
+        var at = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);
+
+        Assert.True(await Store.RaiseAlertAsync("disk-low:cache", "disk-low", "warning", "5 GiB free", at, CancellationToken.None));
+        Assert.False(await Store.RaiseAlertAsync("disk-low:cache", "disk-low", "warning", "4 GiB free", at.AddMinutes(1), CancellationToken.None));
+        Assert.True(await Store.RaiseAlertAsync("instance-silent:x", "instance-silent", "critical", "silent", at.AddMinutes(2), CancellationToken.None));
+        var active = await Store.ListAlertsAsync(activeOnly: true, 10, CancellationToken.None);
+        Assert.Equal(["instance-silent:x", "disk-low:cache"], active.Select(a => a.Key));
+        Assert.Equal(("4 GiB free", at, at.AddMinutes(1)), (active[1].Message, active[1].RaisedAt, active[1].LastSeenAt));
+
+        Assert.True(await Store.ResolveAlertAsync("disk-low:cache", at.AddMinutes(3), CancellationToken.None));
+        Assert.False(await Store.ResolveAlertAsync("disk-low:cache", at.AddMinutes(4), CancellationToken.None));
+        Assert.True(await Store.RaiseAlertAsync("disk-low:cache", "disk-low", "warning", "again", at.AddMinutes(5), CancellationToken.None));
+
+        var all = await Store.ListAlertsAsync(activeOnly: false, 10, CancellationToken.None);
+        Assert.Equal([("disk-low:cache", true), ("instance-silent:x", true), ("disk-low:cache", false)], all.Select(a => (a.Key, a.Active)));
+        Assert.Equal(at.AddMinutes(3), all[2].ResolvedAt);
+        Assert.Equal(2, (await Store.ListAlertsAsync(activeOnly: true, 10, CancellationToken.None)).Count);
+    }
+
+    [SkippableFact]
     public async Task Should_create_one_saga_when_first_events_race()
     {
         var id = Guid.NewGuid();

@@ -50,6 +50,11 @@ public static class MongoMapping
                 map.MapIdMember(x => x.Name);
             });
             BsonClassMap.TryRegisterClassMap<CatalogEntry>(map => map.AutoMap());
+            BsonClassMap.TryRegisterClassMap<InstanceRecord>(map =>
+            {
+                map.AutoMap();
+                map.MapIdMember(x => x.Instance);
+            });
             BsonClassMap.TryRegisterClassMap<RunDocument>(map =>
             {
                 map.AutoMap();

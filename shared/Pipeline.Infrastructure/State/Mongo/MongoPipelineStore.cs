@@ -21,6 +21,8 @@ public sealed class MongoPipelineStore : IPipelineStore
     public const string MergeOutputs = "merge_outputs";
     public const string MergedFiles = "merged_files";
     public const string Activity = "activity";
+    public const string Instances = "instances";
+    public const string Alerts = "alerts";
 
     private const int DuplicateKey = 11000;
 
@@ -31,6 +33,8 @@ public sealed class MongoPipelineStore : IPipelineStore
     private readonly IMongoCollection<PendingOutput> _outputs;
     private readonly IMongoCollection<MergedFileRecord> _merged;
     private readonly IMongoCollection<BsonDocument> _activity;
+    private readonly IMongoCollection<InstanceRecord> _instances;
+    private readonly IMongoCollection<BsonDocument> _alerts;
 
     // The driver already retries one failed read or write once (retryable reads and writes); this covers a
     // primary election or a network blip that lasts longer. Only operations that are safe to repeat use it.
@@ -61,6 +65,8 @@ public sealed class MongoPipelineStore : IPipelineStore
         _outputs = database.GetCollection<PendingOutput>(MergeOutputs);
         _merged = database.GetCollection<MergedFileRecord>(MergedFiles);
         _activity = database.GetCollection<BsonDocument>(Activity);
+        _instances = database.GetCollection<InstanceRecord>(Instances);
+        _alerts = database.GetCollection<BsonDocument>(Alerts);
     }
 
     /// <summary>
@@ -402,6 +408,66 @@ public sealed class MongoPipelineStore : IPipelineStore
         await Retry(token => _merged.UpdateOneAsync(m => m.Name == mergedName,
             Builders<MergedFileRecord>.Update.Set(m => m.Archived, true).Set(m => m.UpdatedAt, DateTimeOffset.UtcNow),
             cancellationToken: token), cancellationToken);
+    // ---- health -----------------------------------------------------------------------------
+
+    public async Task RecordHeartbeatAsync(InstanceRecord heartbeat, CancellationToken cancellationToken)
+    {
+        try
+        {
+            // Replace only a record older than this heartbeat; insert if there is none (a late, older heartbeat
+            // matches nothing, tries to insert, and meets the existing _id: nothing to do).
+            await _instances.ReplaceOneAsync(
+                Builders<InstanceRecord>.Filter.Eq(i => i.Instance, heartbeat.Instance) & Builders<InstanceRecord>.Filter.Lt(i => i.LastSeenAt, heartbeat.LastSeenAt),
+                heartbeat, new ReplaceOptions { IsUpsert = true }, cancellationToken);
+        }
+        catch (MongoException ex) when (IsDuplicateKey(ex))
+        {
+        }
+    }
+
+    public async Task<IReadOnlyList<InstanceRecord>> ListInstancesAsync(CancellationToken cancellationToken) =>
+        await Retry(token => _instances.Find(FilterDefinition<InstanceRecord>.Empty).SortBy(i => i.Instance).ToListAsync(token), cancellationToken);
+
+    public async Task<bool> RaiseAlertAsync(string key, string kind, string severity, string message, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        var refreshed = await _alerts.UpdateOneAsync(MongoQueries.ActiveAlert(key),
+            Builders<BsonDocument>.Update.Set("lastSeenAt", at.UtcDateTime).Set("message", message).Set("severity", severity),
+            cancellationToken: cancellationToken);
+        if (refreshed.MatchedCount > 0)
+        {
+            return false;
+        }
+        try
+        {
+            await _alerts.InsertOneAsync(new BsonDocument
+            {
+                { "key", key }, { "kind", kind }, { "severity", severity }, { "message", message },
+                { "raisedAt", at.UtcDateTime }, { "lastSeenAt", at.UtcDateTime }, { "resolvedAt", BsonNull.Value }, { "active", true },
+            }, cancellationToken: cancellationToken);
+            return true;
+        }
+        catch (MongoException ex) when (IsDuplicateKey(ex))
+        {
+            // Another monitor raised it at the same moment: it is raised once.
+            return false;
+        }
+    }
+
+    public async Task<bool> ResolveAlertAsync(string key, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        var resolved = await _alerts.UpdateOneAsync(MongoQueries.ActiveAlert(key),
+            Builders<BsonDocument>.Update.Set("active", false).Set("resolvedAt", at.UtcDateTime), cancellationToken: cancellationToken);
+        return resolved.ModifiedCount > 0;
+    }
+
+    public async Task<IReadOnlyList<AlertRecord>> ListAlertsAsync(bool activeOnly, int limit, CancellationToken cancellationToken)
+    {
+        var filter = activeOnly ? new BsonDocument("active", true) : new BsonDocument();
+        var alerts = await Retry(token => _alerts.Find(filter).Sort(new BsonDocument { { "raisedAt", -1 }, { Fields.Id, -1 } }).Limit(limit).ToListAsync(token), cancellationToken);
+        return alerts.Select(a => new AlertRecord(a["key"].AsString, a["kind"].AsString, a["severity"].AsString, a["message"].AsString,
+            ToTime(a["raisedAt"]), ToTime(a["lastSeenAt"]), a["resolvedAt"].IsBsonNull ? null : ToTime(a["resolvedAt"]))).ToList();
+    }
+
     // ---- activity ---------------------------------------------------------------------------
 
     public async Task RecordAsync(string stage, DateTimeOffset at, long bytes, CancellationToken cancellationToken)

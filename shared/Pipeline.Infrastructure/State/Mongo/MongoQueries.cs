@@ -169,6 +169,10 @@ public static class MongoQueries
     public static FilterDefinition<BsonDocument> ActivitySince(DateTimeOffset hour) =>
         Builders<BsonDocument>.Filter.Gte("hour", hour.UtcDateTime);
 
+    /// <summary>The active alert with this key (a unique partial index keeps it to one).</summary>
+    public static FilterDefinition<BsonDocument> ActiveAlert(string key) =>
+        new BsonDocument { { "key", key }, { "active", true } };
+
     /// <summary>Indexes per collection, created at start-up (creating an existing index is a no-op).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<CreateIndexModel<BsonDocument>>> Indexes { get; } =
         new Dictionary<string, IReadOnlyList<CreateIndexModel<BsonDocument>>>
@@ -205,6 +209,16 @@ public static class MongoQueries
             [MongoPipelineStore.Activity] =
             [
                 Index("hour_stage", Keys("hour", "stage")),
+            ],
+            [MongoPipelineStore.Alerts] =
+            [
+                new(Keys("key"), new CreateIndexOptions<BsonDocument>
+                {
+                    Name = "active_key",
+                    Unique = true,
+                    PartialFilterExpression = new BsonDocument("active", true),
+                }),
+                Index("raised", Keys("raisedAt")),
             ],
         };
 

@@ -1,0 +1,172 @@
+using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.Storage;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Exceptions;
+
+namespace Pipeline.Monitor;
+
+/// <summary>One thing found wrong: an alert that should be active now.</summary>
+public sealed record Finding(string Key, string Kind, string Severity, string Message);
+
+/// <summary>
+/// The health watcher (CDF's fstatus): every few seconds it looks at the instances' heartbeats, the storage
+/// areas' free space, files stuck past their deadline and, on RabbitMQ, the broker and the error queues.
+/// What it finds wrong is raised as an alert once, kept fresh while it lasts, and resolved when it is gone.
+/// </summary>
+public sealed class HealthWatcher(
+    IHealthStore health,
+    IFileSagaStore sagas,
+    StorageAreas areas,
+    AlertNotifier notifier,
+    IOptions<MonitorOptions> options,
+    IOptions<PipelineOptions> pipeline,
+    TimeProvider time,
+    ILogger<HealthWatcher> logger) : BackgroundService
+{
+    public const string InstanceSilent = "instance-silent";
+    public const string DiskLow = "disk-low";
+    public const string FilesStuck = "files-stuck";
+    public const string ErrorQueue = "error-queue";
+    public const string BrokerUnreachable = "broker-unreachable";
+
+    /// <summary>The kinds this watcher raises, and so resolves when their condition is gone.</summary>
+    private static readonly HashSet<string> Kinds = [InstanceSilent, DiskLow, FilesStuck, ErrorQueue, BrokerUnreachable];
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        AlertRecord? storeDown = null;
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.CheckIntervalSeconds), time);
+        do
+        {
+            try
+            {
+                await CheckOnceAsync(stoppingToken);
+                if (storeDown is not null)
+                {
+                    await notifier.NotifyAsync(AlertNotifier.Resolved, storeDown with { ResolvedAt = time.GetUtcNow() }, stoppingToken);
+                    storeDown = null;
+                }
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // The store itself may be what is down, so this alert cannot be stored: it goes to the log and
+                // the webhooks, once when it starts and once when it ends.
+                logger.LogError(ex, "The health check could not run");
+                if (storeDown is null)
+                {
+                    storeDown = new AlertRecord("store-unreachable", "store-unreachable", "critical",
+                        $"The health watcher cannot use the state store: {ex.Message}", time.GetUtcNow(), time.GetUtcNow(), null);
+                    await notifier.NotifyAsync(AlertNotifier.Raised, storeDown, stoppingToken);
+                }
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    public async Task CheckOnceAsync(CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var findings = new List<Finding>();
+        findings.AddRange(await SilentInstancesAsync(now, cancellationToken));
+        findings.AddRange(LowDisks());
+        findings.AddRange(await StuckFilesAsync(now, cancellationToken));
+        if (pipeline.Value.Transport == TransportKind.RabbitMq)
+        {
+            findings.AddRange(await BrokerAsync(cancellationToken));
+        }
+
+        foreach (var finding in findings)
+        {
+            if (await health.RaiseAlertAsync(finding.Key, finding.Kind, finding.Severity, finding.Message, now, cancellationToken))
+            {
+                await notifier.NotifyAsync(AlertNotifier.Raised, new AlertRecord(finding.Key, finding.Kind, finding.Severity, finding.Message, now, now, null), cancellationToken);
+            }
+        }
+        var current = findings.Select(f => f.Key).ToHashSet(StringComparer.Ordinal);
+        foreach (var alert in await health.ListAlertsAsync(activeOnly: true, limit: 10_000, cancellationToken))
+        {
+            if (Kinds.Contains(alert.Kind) && !current.Contains(alert.Key) && await health.ResolveAlertAsync(alert.Key, now, cancellationToken))
+            {
+                await notifier.NotifyAsync(AlertNotifier.Resolved, alert with { ResolvedAt = now }, cancellationToken);
+            }
+        }
+    }
+
+    private async Task<IEnumerable<Finding>> SilentInstancesAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var silentSince = now.AddSeconds(-options.Value.SilentAfterSeconds);
+        var forgottenSince = now.AddSeconds(-options.Value.ForgetAfterSeconds);
+        return (await health.ListInstancesAsync(cancellationToken))
+            .Where(i => i.LastSeenAt < silentSince && i.LastSeenAt >= forgottenSince)
+            .Select(i => new Finding($"{InstanceSilent}:{i.Instance}", InstanceSilent, "critical",
+                $"{i.Instance} ({i.Services}) on {i.Host} has sent no heartbeat since {i.LastSeenAt:u}"));
+    }
+
+    private IEnumerable<Finding> LowDisks()
+    {
+        foreach (var area in areas.All)
+        {
+            Directory.CreateDirectory(area.RootPath);
+            var drive = new DriveInfo(area.RootPath);
+            var free = drive.AvailableFreeSpace;
+            var percent = drive.TotalSize > 0 ? 100.0 * free / drive.TotalSize : 100;
+            if (free < options.Value.MinFreeBytes || percent < options.Value.MinFreePercent)
+            {
+                yield return new Finding($"{DiskLow}:{area.Name}", DiskLow, "warning",
+                    $"area {area.Name} has {free / (1 << 20):N0} MiB free ({percent:F1}%); the limits are {options.Value.MinFreeBytes / (1 << 20):N0} MiB and {options.Value.MinFreePercent}%");
+            }
+        }
+    }
+
+    private async Task<IEnumerable<Finding>> StuckFilesAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var stuck = await sagas.FindStalledAsync(now.AddSeconds(-options.Value.StuckAfterSeconds), null, 100, cancellationToken);
+        if (stuck.Count == 0)
+        {
+            return [];
+        }
+        var examples = string.Join(", ", stuck.Take(3).Select(s => $"{s.Id} ({s.State}, run {s.Run})"));
+        return [new Finding(FilesStuck, FilesStuck, "warning",
+            $"{(stuck.Count == 100 ? "100 or more" : stuck.Count.ToString(System.Globalization.CultureInfo.InvariantCulture))} files are past their step's deadline by over {options.Value.StuckAfterSeconds:F0}s, e.g. {examples}")];
+    }
+
+    private async Task<IEnumerable<Finding>> BrokerAsync(CancellationToken cancellationToken)
+    {
+        var findings = new List<Finding>();
+        IConnection connection;
+        try
+        {
+            connection = await new ConnectionFactory { Uri = new Uri(pipeline.Value.RabbitMq.Uri), ClientProvidedName = "pipeline-monitor" }
+                .CreateConnectionAsync(cancellationToken);
+        }
+        catch (BrokerUnreachableException ex)
+        {
+            findings.Add(new Finding(BrokerUnreachable, BrokerUnreachable, "critical", $"RabbitMQ does not answer: {ex.InnerException?.Message ?? ex.Message}"));
+            return findings;
+        }
+        await using (connection)
+        {
+            foreach (var queue in options.Value.Queues.Select(q => q + "_error"))
+            {
+                // A passive declare of a queue that does not exist closes the channel: one channel per question.
+                await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
+                try
+                {
+                    var declared = await channel.QueueDeclarePassiveAsync(queue, cancellationToken);
+                    if (declared.MessageCount > 0)
+                    {
+                        findings.Add(new Finding($"{ErrorQueue}:{queue}", ErrorQueue, "warning",
+                            $"{declared.MessageCount} messages wait in {queue}: each was refused by a service; the MT-Fault-Message header says why"));
+                    }
+                }
+                catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
+                {
+                    // No error queue yet: nothing ever failed there.
+                }
+            }
+        }
+        return findings;
+    }
+}

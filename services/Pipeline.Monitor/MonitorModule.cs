@@ -1,0 +1,17 @@
+using MassTransit;
+using Pipeline.Infrastructure.Hosting;
+
+namespace Pipeline.Monitor;
+
+public static class MonitorModule
+{
+    public static PipelineModule Module { get; } = new(
+        "monitor",
+        (services, _) =>
+        {
+            services.AddOptions<MonitorOptions>().BindConfiguration(MonitorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddHttpClient<AlertNotifier>();
+            services.AddHostedService<HealthWatcher>();
+        },
+        bus => bus.AddConsumer<HeartbeatConsumer, HeartbeatConsumerDefinition>());
+}

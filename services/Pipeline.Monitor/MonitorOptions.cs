@@ -1,0 +1,39 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Pipeline.Monitor;
+
+/// <summary>Settings under "Pipeline:Monitor".</summary>
+public sealed class MonitorOptions
+{
+    public const string Section = "Pipeline:Monitor";
+
+    /// <summary>How often the watcher looks at everything.</summary>
+    [Range(0.1, 3600)]
+    public double CheckIntervalSeconds { get; set; } = 30;
+
+    /// <summary>An instance with no heartbeat for this long is reported silent (a few heartbeat intervals).</summary>
+    [Range(0.1, 86_400)]
+    public double SilentAfterSeconds { get; set; } = 60;
+
+    /// <summary>An instance silent for this long is forgotten (scaled down or replaced), and its alert resolved.</summary>
+    [Range(60, 30 * 86_400)]
+    public double ForgetAfterSeconds { get; set; } = 24 * 3600;
+
+    /// <summary>A storage area with less free space than this is low.</summary>
+    [Range(0, long.MaxValue)]
+    public long MinFreeBytes { get; set; } = 10L << 30;
+
+    /// <summary>... or with less than this share of its file system free.</summary>
+    [Range(0, 100)]
+    public double MinFreePercent { get; set; } = 5;
+
+    /// <summary>A file still past its step's deadline this long after it (the watchdog should have moved it) is stuck.</summary>
+    [Range(0, 7 * 86_400)]
+    public double StuckAfterSeconds { get; set; } = 600;
+
+    /// <summary>Queues whose error queues ("&lt;queue&gt;_error") are watched, on RabbitMQ.</summary>
+    public List<string> Queues { get; set; } = ["run-events", "orchestrator", "stager", "reconstruction", "collector", "merger", "archiver"];
+
+    /// <summary>URLs that receive every alert raised and resolved, as a JSON POST.</summary>
+    public List<string> Webhooks { get; set; } = [];
+}

@@ -1,0 +1,9 @@
+using Pipeline.Infrastructure.Hosting;
+using Pipeline.Monitor;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddPipeline(MonitorModule.Module);
+
+var app = builder.Build();
+app.MapPipelineDefaults();
+app.Run();

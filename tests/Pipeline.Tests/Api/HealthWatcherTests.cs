@@ -1,0 +1,95 @@
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Pipeline.Contracts;
+using Pipeline.Orchestrator;
+using Pipeline.Tests.Support;
+using RabbitMQ.Client;
+
+namespace Pipeline.Tests.Api;
+
+public sealed class When_the_health_watcher_looks_at_the_pipeline
+{
+    private static Dictionary<string, string?> Watching(Uri webhook, long minFreeBytes) => new()
+    {
+        ["Pipeline:HeartbeatSeconds"] = "1",
+        ["Pipeline:Monitor:CheckIntervalSeconds"] = "0.2",
+        ["Pipeline:Monitor:SilentAfterSeconds"] = "3",
+        ["Pipeline:Monitor:MinFreeBytes"] = minFreeBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["Pipeline:Monitor:MinFreePercent"] = "0",
+        ["Pipeline:Monitor:Webhooks:0"] = webhook.ToString(),
+    };
+
+    [Fact]
+    public async Task Should_list_live_instances_and_raise_and_resolve_a_silent_one_telling_the_webhook()
+    {
+        await using var webhook = await WebhookReceiver.StartAsync();
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: Watching(webhook.Address, minFreeBytes: 0));
+        var bus = pipeline.Services.GetRequiredService<IBus>();
+
+        var instances = await Eventually.Until(() => pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/instances")!, i => i!.Length > 0, TimeSpan.FromSeconds(30), "this instance's heartbeat");
+        Assert.Contains("monitor", instances![0].GetProperty("services").GetString(), StringComparison.Ordinal);
+
+        // An instance last heard a minute ago: silent.
+        var now = DateTimeOffset.UtcNow;
+        await bus.Publish(new InstanceHeartbeat("recon-on-node-7", "reconstruction", "node-7", now.AddHours(-1), now.AddMinutes(-1)));
+        var raised = await Eventually.Until(() => pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts")!,
+            alerts => alerts!.Any(a => a.GetProperty("key").GetString() == "instance-silent:recon-on-node-7"), TimeSpan.FromSeconds(30), "a silent-instance alert");
+        Assert.Equal("critical", raised!.Single(a => a.GetProperty("key").GetString() == "instance-silent:recon-on-node-7").GetProperty("severity").GetString());
+
+        // It speaks again: the alert is resolved, and the webhook was told both.
+        await bus.Publish(new InstanceHeartbeat("recon-on-node-7", "reconstruction", "node-7", now.AddHours(-1), DateTimeOffset.UtcNow));
+        await Eventually.Until(() => Task.FromResult(webhook.Received.ToArray()),
+            notices => notices.Any(n => n.GetProperty("event").GetString() == "resolved" && n.GetProperty("alert").GetProperty("key").GetString() == "instance-silent:recon-on-node-7"),
+            TimeSpan.FromSeconds(30), "the webhook to hear the alert resolved");
+        Assert.Single(webhook.Received, n => n.GetProperty("event").GetString() == "raised" && n.GetProperty("alert").GetProperty("key").GetString() == "instance-silent:recon-on-node-7");
+        var all = await pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts?all=true");
+        Assert.Contains(all!, a => a.GetProperty("key").GetString() == "instance-silent:recon-on-node-7" && a.GetProperty("resolvedAt").ValueKind == JsonValueKind.String);
+        Assert.DoesNotContain(await pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts") ?? [], a => a.GetProperty("key").GetString() == "instance-silent:recon-on-node-7");
+    }
+
+    [Fact]
+    public async Task Should_raise_low_disk_for_every_area_below_its_limit()
+    {
+        await using var webhook = await WebhookReceiver.StartAsync();
+        // No disk here has a petabyte free.
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: Watching(webhook.Address, minFreeBytes: 1L << 50));
+
+        var alerts = await Eventually.Until(() => pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts")!,
+            a => a!.Count(x => x.GetProperty("kind").GetString() == "disk-low") == 5, TimeSpan.FromSeconds(30), "low-disk alerts for the five areas");
+
+        Assert.Equal(["archive", "cache", "logs", "output", "scratch"],
+            alerts!.Where(a => a.GetProperty("kind").GetString() == "disk-low").Select(a => a.GetProperty("key").GetString()!.Split(':')[1]).Order(StringComparer.Ordinal));
+        await Eventually.Until(() => Task.FromResult(webhook.Received.Count(n => n.GetProperty("alert").GetProperty("kind").GetString() == "disk-low")),
+            count => count == 5, TimeSpan.FromSeconds(30), "five low-disk notices, one per area, not one per check");
+    }
+}
+
+[Collection(RabbitMqCollection.Name)]
+public sealed class When_messages_pile_up_in_an_error_queue(RabbitMqBroker broker)
+{
+    [Fact]
+    public async Task Should_raise_an_alert_naming_the_queue()
+    {
+        var uri = await broker.IsolatedUriAsync();
+        await using var pipeline = await PipelineUnderTest.StartAsync(uri, new Dictionary<string, string?>
+        {
+            ["Pipeline:Monitor:CheckIntervalSeconds"] = "0.5",
+            ["Pipeline:Monitor:MinFreeBytes"] = "0",
+            ["Pipeline:Monitor:MinFreePercent"] = "0",
+        });
+        await using (var connection = await RabbitMqBroker.Connect(uri))
+        await using (var channel = await connection.CreateChannelAsync())
+        {
+            await channel.BasicPublishAsync(RunRecordedConsumerDefinition.QueueName, "", mandatory: true,
+                new BasicProperties { ContentType = "application/json", DeliveryMode = DeliveryModes.Persistent }, Encoding.UTF8.GetBytes("""{"run": -5, "files": []}"""));
+        }
+
+        var alerts = await Eventually.Until(() => pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts")!,
+            a => a!.Any(x => x.GetProperty("key").GetString() == "error-queue:run-events_error"), TimeSpan.FromSeconds(60), "an error-queue alert");
+
+        Assert.StartsWith("1 messages wait in run-events_error", alerts!.Single(a => a.GetProperty("kind").GetString() == "error-queue").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+}
