@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Pipeline.Api.Security;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Control;
 using Pipeline.Infrastructure.Failures;
 using Pipeline.Infrastructure.Ingest;
 using Pipeline.Infrastructure.State;
@@ -28,6 +29,9 @@ public sealed record BulkRetryRequest(
     int? TimeoutSeconds = null);
 
 public sealed record BulkRetryAccepted(int Retried, BulkRetryRequest Filter);
+
+/// <summary>A worker stage and whether operators have paused it.</summary>
+public sealed record StageControl(string Stage, bool Paused, string? By, DateTimeOffset? Since);
 
 /// <summary>One row of the failure table; <see cref="Id"/> filters files (<c>/api/files?signature=</c>) and retries.</summary>
 public sealed record FailureRow(string Id, string Campaign, string Stage, string Signature, string? Release, long Files, DateTimeOffset LastFailedAt, string ExampleReason);
@@ -88,6 +92,18 @@ public static class PipelineEndpoints
             .WithName("ListAlerts").WithSummary("Alerts of the health watcher, newest first: the active ones, or all with ?all=true");
         api.MapGet("/instances", async (IHealthStore health, CancellationToken ct) => TypedResults.Ok(await health.ListInstancesAsync(ct)))
             .WithName("ListInstances").WithSummary("Every service instance that has sent a heartbeat, with the stages it hosts and when it was last heard");
+        api.MapGet("/stages", Stages)
+            .WithName("ListStages").WithSummary("The worker stages and which of them are paused");
+        api.MapPost("/stages/{stage}/pause", PauseStage)
+            .WithName("PauseStage")
+            .WithSummary("Pause a stage everywhere: its instances hold back its messages (durable in the broker) until it is resumed")
+            .WithDescription("Takes effect within a second or so on every instance. Work already running finishes. Pausing a paused stage changes nothing.")
+            .RequireAuthorization(ApiPolicies.Act)
+            .ProducesProblem(StatusCodes.Status403Forbidden);
+        api.MapPost("/stages/{stage}/resume", ResumeStage)
+            .WithName("ResumeStage").WithSummary("Resume a paused stage; resuming a running stage changes nothing")
+            .RequireAuthorization(ApiPolicies.Act)
+            .ProducesProblem(StatusCodes.Status403Forbidden);
         api.MapGet("/summary", Summary)
             .WithName("GetSummary").WithSummary("Counts of files per campaign and state, and what the archive holds");
         api.MapGet("/datasets", Datasets)
@@ -219,6 +235,36 @@ public static class PipelineEndpoints
 
     private static async Task<Ok<IReadOnlyList<FailureRow>>> Failures(IFileSagaStore store, string? campaign, CancellationToken ct) =>
         TypedResults.Ok(await FailureRows(store, campaign, ct));
+
+    private static async Task<Ok<IReadOnlyList<StageControl>>> Stages(IControlStore control, CancellationToken ct)
+    {
+        var paused = (await control.ListPausedAsync(ct)).ToDictionary(p => p.Stage, StringComparer.Ordinal);
+        IReadOnlyList<StageControl> stages = [.. PauseState.Stages.Select(s =>
+            paused.TryGetValue(s, out var p) ? new StageControl(s, true, p.By, p.Since) : new StageControl(s, false, null, null))];
+        return TypedResults.Ok(stages);
+    }
+
+    private static async Task<Results<Accepted<StageControl>, ProblemHttpResult>> PauseStage(
+        string stage, IControlStore control, TimeProvider time, HttpContext http, CancellationToken ct)
+    {
+        if (!PauseState.Stages.Contains(stage))
+        {
+            return NotFound($"No stage '{stage}'; the stages are {string.Join(", ", PauseState.Stages)}.");
+        }
+        await control.PauseAsync(stage, Holder(http), time.GetUtcNow(), ct);
+        var paused = (await control.ListPausedAsync(ct)).Single(p => p.Stage == stage);
+        return TypedResults.Accepted("/api/stages", new StageControl(stage, true, paused.By, paused.Since));
+    }
+
+    private static async Task<Results<Accepted<StageControl>, ProblemHttpResult>> ResumeStage(string stage, IControlStore control, CancellationToken ct)
+    {
+        if (!PauseState.Stages.Contains(stage))
+        {
+            return NotFound($"No stage '{stage}'; the stages are {string.Join(", ", PauseState.Stages)}.");
+        }
+        await control.ResumeAsync(stage, ct);
+        return TypedResults.Accepted("/api/stages", new StageControl(stage, false, null, null));
+    }
 
     private static async Task<Results<Ok<IReadOnlyList<AlertRecord>>, ProblemHttpResult>> Alerts(IHealthStore health, bool? all, int? limit, CancellationToken ct)
     {

@@ -7,6 +7,7 @@ using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Infrastructure.Control;
 using Pipeline.Infrastructure.Telemetry;
 
 namespace Pipeline.Merger;
@@ -27,6 +28,7 @@ public sealed class MergeService(
     IOptions<PipelineOptions> pipeline,
     TimeProvider time,
     StageReporter metrics,
+    PauseState pause,
     ILogger<MergeService> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -46,7 +48,8 @@ public sealed class MergeService(
                     republishBefore = null;
                     lastRepublish = now;
                 }
-                while (await MergeReadyBuffersAsync(stoppingToken) > 0)
+                // A paused merger neither takes outputs (its queue is held back) nor closes merged files.
+                while (!pause.IsPaused(MergeOutputConsumerDefinition.QueueName) && await MergeReadyBuffersAsync(stoppingToken) > 0)
                 {
                 }
             }

@@ -1,6 +1,7 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Control;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.State;
 
@@ -15,6 +16,7 @@ public sealed class Watchdog(
     IBus bus,
     IOptions<OrchestratorOptions> options,
     IOptions<PipelineOptions> pipeline,
+    PauseState pause,
     TimeProvider time,
     ILogger<Watchdog> logger) : BackgroundService
 {
@@ -42,7 +44,9 @@ public sealed class Watchdog(
     /// <summary>One pass: every stalled file (up to a batch) is reported once.</summary>
     public async Task<int> SweepAsync(DateTimeOffset? notTouchedSince, CancellationToken cancellationToken)
     {
-        var stalled = await store.FindStalledAsync(time.GetUtcNow(), notTouchedSince, BatchSize, cancellationToken);
+        var found = await store.FindStalledAsync(time.GetUtcNow(), notTouchedSince, BatchSize, cancellationToken);
+        // A file waiting on a paused stage is not stalled: it waits for an operator, and must not use up its re-issues.
+        var stalled = found.Where(f => !pause.IsPaused(NextStage(f.State))).ToList();
         foreach (var file in stalled)
         {
             await bus.Publish(new FileStalled(file.Id, file.Run, file.Stream, file.Campaign, file.Version), cancellationToken);
@@ -53,4 +57,12 @@ public sealed class Watchdog(
         }
         return stalled.Count;
     }
+
+    /// <summary>The stage a file in this state waits on.</summary>
+    public static string NextStage(string state) => state switch
+    {
+        "Registered" or "Staging" => "stager",
+        "Staged" or "Reconstructing" => "reconstruction",
+        _ => "merger",
+    };
 }

@@ -80,12 +80,17 @@ function drawStates(summary) {
   setNumber("merged-events", summary.mergedEvents);
 }
 
-function drawStages(summary) {
+// Throughput is named by what a stage does, control by its queue.
+const queueOf = { staging: "stager", reconstruction: "reconstruction", collection: "collector", merge: "merger", archive: "archiver" };
+
+function drawStages(summary, controls) {
   const body = document.querySelector("#stages tbody");
   body.replaceChildren();
   for (const stage of summary.stages) {
     const row = body.insertRow();
+    const control = controls.find(c => c.stage === queueOf[stage.stage]);
     cell(row, stage.stage);
+    cell(row, control?.paused ? `paused by ${control.by}` : "", `stage-paused:${stage.stage}`);
     cell(row, String(stage.filesThisHour), `stage-files-hour:${stage.stage}`);
     cell(row, bytes(stage.bytesThisHour));
     cell(row, String(stage.filesLast24Hours), `stage-files-day:${stage.stage}`);
@@ -222,12 +227,12 @@ function drawThroughput(activity) {
 async function refresh() {
   const board = document.getElementById("board");
   try {
-    const [summary, activity, alerts, instances] = await Promise.all(
-      [api("/api/summary"), api("/api/throughput?hours=24"), api("/api/alerts"), api("/api/instances")]);
+    const [summary, activity, alerts, instances, controls] = await Promise.all(
+      [api("/api/summary"), api("/api/throughput?hours=24"), api("/api/alerts"), api("/api/instances"), api("/api/stages")]);
     drawAlerts(alerts);
     drawInstances(instances);
     drawStates(summary);
-    drawStages(summary);
+    drawStages(summary, controls);
     drawFailures(summary);
     drawThroughput(activity);
     await drawFailedFiles();

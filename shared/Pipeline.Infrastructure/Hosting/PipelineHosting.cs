@@ -8,6 +8,7 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.Control;
 using Pipeline.Infrastructure.Ingest;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.State.Mongo;
@@ -48,6 +49,9 @@ public static class PipelineHosting
         services.AddSingleton<PipelineMetrics>();
         services.AddSingleton<StageReporter>();
         services.AddSingleton<IReadOnlyList<PipelineModule>>(modules);
+        services.AddSingleton<PauseState>();
+        // Registered before the bus, so the paused stages are known before the first message arrives.
+        services.AddHostedService<PauseStateRefresher>();
         services.AddHostedService<HeartbeatPublisher>();
         AddTelemetry(services, configuration, modules);
 
@@ -81,6 +85,7 @@ public static class PipelineHosting
                         rabbit.Host(new Uri(options.RabbitMq.Uri));
                         rabbit.PrefetchCount = options.Prefetch;
                         rabbit.UseConsumeFilter(typeof(FileLogContextFilter<>), context);
+                        rabbit.UseConsumeFilter(typeof(PauseFilter<>), context);
                         rabbit.ConfigureEndpoints(context);
                     });
                     break;
@@ -88,6 +93,7 @@ public static class PipelineHosting
                     bus.UsingInMemory((context, memory) =>
                     {
                         memory.UseConsumeFilter(typeof(FileLogContextFilter<>), context);
+                        memory.UseConsumeFilter(typeof(PauseFilter<>), context);
                         memory.ConfigureEndpoints(context);
                     });
                     break;
@@ -147,6 +153,7 @@ public static class PipelineHosting
         services.AddSingleton<IMergeStore>(sp => sp.GetRequiredService<IPipelineStore>());
         services.AddSingleton<IActivityLog>(sp => sp.GetRequiredService<IPipelineStore>());
         services.AddSingleton<IHealthStore>(sp => sp.GetRequiredService<IPipelineStore>());
+        services.AddSingleton<IControlStore>(sp => sp.GetRequiredService<IPipelineStore>());
     }
 
     private static void ConfigureLogging(LoggerConfiguration logger, IConfiguration configuration, PipelineOptions options)

@@ -3,7 +3,21 @@ using Pipeline.Contracts;
 namespace Pipeline.Infrastructure.State;
 
 /// <summary>Everything the pipeline keeps: one implementation per database (SQLite embedded, MongoDB in production).</summary>
-public interface IPipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore, IActivityLog, IHealthStore;
+public interface IPipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore, IActivityLog, IHealthStore, IControlStore;
+
+/// <summary>What operators have paused, for every instance of every service to see.</summary>
+public interface IControlStore
+{
+    /// <summary>Pauses a stage (by its queue name); pausing one already paused keeps who paused it first.</summary>
+    Task PauseAsync(string stage, string by, DateTimeOffset at, CancellationToken cancellationToken);
+
+    /// <summary>Resumes a stage; true if it was paused.</summary>
+    Task<bool> ResumeAsync(string stage, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<PausedStage>> ListPausedAsync(CancellationToken cancellationToken);
+}
+
+public sealed record PausedStage(string Stage, string By, DateTimeOffset Since);
 
 /// <summary>The health watcher's record: the last heartbeat of every service instance, and alerts raised and resolved.</summary>
 public interface IHealthStore

@@ -162,6 +162,10 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
             -- At most one active alert per key.
             CREATE UNIQUE INDEX IF NOT EXISTS ix_alerts_active ON alerts(key) WHERE resolved_at IS NULL;
             CREATE INDEX IF NOT EXISTS ix_alerts_raised ON alerts(raised_at);
+            CREATE TABLE IF NOT EXISTS paused (
+                stage TEXT PRIMARY KEY,
+                by TEXT NOT NULL,
+                since INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS activity (
                 hour INTEGER NOT NULL,
                 stage TEXT NOT NULL,
@@ -789,6 +793,38 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
                     reader.IsDBNull(6) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(6))));
             }
             return alerts;
+        });
+
+    // ---- control ----------------------------------------------------------------------------
+
+    public Task PauseAsync(string stage, string by, DateTimeOffset at, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            using var command = Command(connection, "INSERT INTO paused (stage, by, since) VALUES ($stage, $by, $since) ON CONFLICT(stage) DO NOTHING",
+                ("$stage", stage), ("$by", by), ("$since", at.ToUnixTimeMilliseconds()));
+            command.Transaction = transaction;
+            return command.ExecuteNonQuery();
+        }, cancellationToken);
+
+    public Task<bool> ResumeAsync(string stage, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            using var command = Command(connection, "DELETE FROM paused WHERE stage = $stage", ("$stage", stage));
+            command.Transaction = transaction;
+            return command.ExecuteNonQuery() > 0;
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<PausedStage>> ListPausedAsync(CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<PausedStage>>(connection =>
+        {
+            using var command = Command(connection, "SELECT stage, by, since FROM paused ORDER BY stage");
+            using var reader = command.ExecuteReader();
+            var paused = new List<PausedStage>();
+            while (reader.Read())
+            {
+                paused.Add(new PausedStage(reader.GetString(0), reader.GetString(1), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(2))));
+            }
+            return paused;
         });
 
     // ---- activity ---------------------------------------------------------------------------

@@ -158,6 +158,21 @@ public abstract class StoreContract : IAsyncLifetime
     }
 
     [SkippableFact]
+    public async Task Should_pause_a_stage_once_and_resume_it()
+    {
+        var at = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);
+
+        await Store.PauseAsync("reconstruction", "shift-crew", at, CancellationToken.None);
+        await Store.PauseAsync("reconstruction", "someone-else", at.AddMinutes(1), CancellationToken.None);
+        await Store.PauseAsync("archiver", "tape-team", at.AddMinutes(2), CancellationToken.None);
+
+        Assert.Equal([("archiver", "tape-team"), ("reconstruction", "shift-crew")], (await Store.ListPausedAsync(CancellationToken.None)).Select(p => (p.Stage, p.By)));
+        Assert.True(await Store.ResumeAsync("reconstruction", CancellationToken.None));
+        Assert.False(await Store.ResumeAsync("reconstruction", CancellationToken.None));
+        Assert.Equal(["archiver"], (await Store.ListPausedAsync(CancellationToken.None)).Select(p => p.Stage));
+    }
+
+    [SkippableFact]
     public async Task Should_create_one_saga_when_first_events_race()
     {
         var id = Guid.NewGuid();

@@ -55,6 +55,11 @@ public static class MongoMapping
                 map.AutoMap();
                 map.MapIdMember(x => x.Instance);
             });
+            BsonClassMap.TryRegisterClassMap<PausedStage>(map =>
+            {
+                map.AutoMap();
+                map.MapIdMember(x => x.Stage);
+            });
             BsonClassMap.TryRegisterClassMap<RunDocument>(map =>
             {
                 map.AutoMap();

@@ -23,6 +23,7 @@ public sealed class MongoPipelineStore : IPipelineStore
     public const string Activity = "activity";
     public const string Instances = "instances";
     public const string Alerts = "alerts";
+    public const string Paused = "paused";
 
     private const int DuplicateKey = 11000;
 
@@ -35,6 +36,7 @@ public sealed class MongoPipelineStore : IPipelineStore
     private readonly IMongoCollection<BsonDocument> _activity;
     private readonly IMongoCollection<InstanceRecord> _instances;
     private readonly IMongoCollection<BsonDocument> _alerts;
+    private readonly IMongoCollection<PausedStage> _paused;
 
     // The driver already retries one failed read or write once (retryable reads and writes); this covers a
     // primary election or a network blip that lasts longer. Only operations that are safe to repeat use it.
@@ -67,6 +69,7 @@ public sealed class MongoPipelineStore : IPipelineStore
         _activity = database.GetCollection<BsonDocument>(Activity);
         _instances = database.GetCollection<InstanceRecord>(Instances);
         _alerts = database.GetCollection<BsonDocument>(Alerts);
+        _paused = database.GetCollection<PausedStage>(Paused);
     }
 
     /// <summary>
@@ -467,6 +470,26 @@ public sealed class MongoPipelineStore : IPipelineStore
         return alerts.Select(a => new AlertRecord(a["key"].AsString, a["kind"].AsString, a["severity"].AsString, a["message"].AsString,
             ToTime(a["raisedAt"]), ToTime(a["lastSeenAt"]), a["resolvedAt"].IsBsonNull ? null : ToTime(a["resolvedAt"]))).ToList();
     }
+
+    // ---- control ----------------------------------------------------------------------------
+
+    public async Task PauseAsync(string stage, string by, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _paused.InsertOneAsync(new PausedStage(stage, by, at), cancellationToken: cancellationToken);
+        }
+        catch (MongoException ex) when (IsDuplicateKey(ex))
+        {
+            // Paused already: the first pause stands.
+        }
+    }
+
+    public async Task<bool> ResumeAsync(string stage, CancellationToken cancellationToken) =>
+        (await _paused.DeleteOneAsync(p => p.Stage == stage, cancellationToken)).DeletedCount > 0;
+
+    public async Task<IReadOnlyList<PausedStage>> ListPausedAsync(CancellationToken cancellationToken) =>
+        await Retry(token => _paused.Find(FilterDefinition<PausedStage>.Empty).SortBy(p => p.Stage).ToListAsync(token), cancellationToken);
 
     // ---- activity ---------------------------------------------------------------------------
 

@@ -1,0 +1,47 @@
+using MassTransit;
+using MassTransit.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using Pipeline.Contracts;
+using Pipeline.Infrastructure.Control;
+using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.State;
+using Pipeline.Orchestrator;
+using Pipeline.Tests.Support;
+
+namespace Pipeline.Tests.Orchestrator;
+
+public sealed class When_the_watchdog_finds_files_waiting_on_a_paused_stage
+{
+    [Fact]
+    public async Task Should_leave_them_alone_until_the_stage_resumes()
+    {
+        using var folder = new TempDirectory();
+        var store = new SqlitePipelineStore(Path.Combine(folder.Path, "pipeline.db"));
+        var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-26T09:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+        foreach (var (name, state) in new[] { ("waits-for-reconstruction", "Staged"), ("waits-for-stage-in", "Staging") })
+        {
+            await store.InsertAsync(new FileState
+            {
+                CorrelationId = Guid.NewGuid(), CurrentState = state, Campaign = "prompt", Run = 1, Stream = "physics",
+                LogicalName = name, UpdatedAt = time.GetUtcNow(), Deadline = time.GetUtcNow().AddMinutes(-1),
+            }, CancellationToken.None);
+        }
+        await using var provider = new ServiceCollection().AddMassTransitTestHarness().BuildServiceProvider(true);
+        var harness = provider.GetRequiredService<ITestHarness>();
+        await harness.Start();
+        var pause = new PauseState();
+        pause.Set(["reconstruction"]);
+        var watchdog = new Watchdog(store, provider.GetRequiredService<IBus>(), Options.Create(new OrchestratorOptions()), Options.Create(new PipelineOptions()),
+            pause, time, NullLogger<Watchdog>.Instance);
+
+        Assert.Equal(1, await watchdog.SweepAsync(null, CancellationToken.None));
+        Assert.True(await harness.Published.Any<FileStalled>());
+
+        pause.Set([]);
+        Assert.Equal(2, await watchdog.SweepAsync(null, CancellationToken.None));
+        store.Dispose();
+    }
+}
