@@ -69,7 +69,8 @@ public static class PipelineEndpoints
         api.MapGet("/runs", async (IRunRegistry runs, CancellationToken ct) => TypedResults.Ok(await runs.ListRunsAsync(ct)))
             .WithName("ListRuns").WithSummary("Registered runs");
         api.MapGet("/files", ListFiles)
-            .WithName("ListFiles").WithSummary("Files filtered by campaign, state, run range and stream, in (run, name) order, with cursor paging");
+            .WithName("ListFiles").WithSummary("Files filtered by campaign, state, run range, stream, dataset (an output in it) and failure signature, in (run, name) order, with cursor paging")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
         api.MapGet("/files/{id:guid}", GetFile)
             .WithName("GetFile").WithSummary("One file with its full history, attempts, outputs and log locations");
         api.MapPost("/files/{id:guid}/retry", RetryFile)
@@ -133,7 +134,7 @@ public static class PipelineEndpoints
     }
 
     private static async Task<Results<Ok<FilePage>, ProblemHttpResult>> ListFiles(
-        IFileSagaStore store, string? campaign, string? state, int? runFrom, int? runTo, string? stream, string? signature, string? after, int? limit, CancellationToken ct)
+        IFileSagaStore store, string? campaign, string? state, int? runFrom, int? runTo, string? stream, string? dataset, string? signature, string? after, int? limit, CancellationToken ct)
     {
         if (limit is < 1 or > 1000)
         {
@@ -154,7 +155,7 @@ public static class PipelineEndpoints
                     return TypedResults.Ok(new FilePage([], null));
                 }
             }
-            return TypedResults.Ok(await store.ListAsync(new FileQuery(campaign, state, runFrom, runTo, stream, after, limit ?? 100, pattern), ct));
+            return TypedResults.Ok(await store.ListAsync(new FileQuery(campaign, state, runFrom, runTo, stream, after, limit ?? 100, pattern, dataset), ct));
         }
         catch (FormatException ex)
         {

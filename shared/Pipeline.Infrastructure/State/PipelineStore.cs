@@ -122,7 +122,8 @@ public sealed record FileQuery(
     string? Stream = null,
     string? After = null,
     int Limit = 100,
-    string? FailureSignature = null);
+    string? FailureSignature = null,
+    string? Dataset = null);
 
 public sealed record FileSummary(
     Guid Id,

@@ -363,6 +363,8 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
             if (query.Stream is not null) Filter("stream = $stream", "$stream", query.Stream);
             if (query.RunFrom is not null) Filter("run >= $runFrom", "$runFrom", query.RunFrom);
             if (query.RunTo is not null) Filter("run <= $runTo", "$runTo", query.RunTo);
+            // Files with an output in the dataset: read from the saga document, so it narrows what the other filters found.
+            if (query.Dataset is not null) Filter("EXISTS (SELECT 1 FROM json_each(document, '$.outputs') WHERE json_extract(value, '$.output.dataset') = $dataset)", "$dataset", query.Dataset);
             if (query.FailureSignature is not null) Filter("json_extract(document, '$.failureSignature') = $signature", "$signature", query.FailureSignature);
             if (query.After is not null)
             {

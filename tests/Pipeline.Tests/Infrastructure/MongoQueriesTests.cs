@@ -65,6 +65,18 @@ public sealed class When_rendering_mongodb_queries
     }
 
     [Fact]
+    public void Should_find_files_by_an_output_dataset_and_a_failure_signature()
+    {
+        var filter = Render(MongoQueries.Files(new FileQuery(Dataset: "muon", FailureSignature: "staging: tape error")));
+
+        Assert.Equal(new BsonDocument
+        {
+            { "outputs", new BsonDocument("$elemMatch", new BsonDocument("output.dataset", "muon")) },
+            { "failureSignature", "staging: tape error" },
+        }, filter);
+    }
+
+    [Fact]
     public void Should_render_the_saga_compare_and_set_on_id_and_version()
     {
         var id = Guid.Parse("6f1c2d3e-4b5a-5968-8777-0123456789ab");

@@ -216,15 +216,23 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.Equal(["p2"], await Names(new FileQuery(Campaign: "prompt", State: "Reconstructing")));
         Assert.Equal(["p3"], await Names(new FileQuery(Stream: "physics", RunFrom: 2)));
         Assert.Empty(await Names(new FileQuery(Campaign: "prompt", State: "Merged")));
+        var withMuon = Saga(2, "p4", "Merged");
+        withMuon.Outputs.Add(new TrackedOutput { Output = new OutputFile("o-muon", "muon", "jobs/o.evt", 1, "00000001", 1, 2, 1) });
+        withMuon.Outputs.Add(new TrackedOutput { Output = new OutputFile("o-jet", "jet", "jobs/j.evt", 1, "00000001", 1, 2, 1) });
+        await Store.InsertAsync(withMuon, CancellationToken.None);
+        Assert.Equal(["p4"], await Names(new FileQuery(Dataset: "muon")));
+        Assert.Equal(["p4"], await Names(new FileQuery(Campaign: "prompt", Dataset: "jet", RunFrom: 2)));
+        Assert.Empty(await Names(new FileQuery(Dataset: "electron")));
+        await Store.UpdateAsync(WithState(withMuon, "Archived"), 0, CancellationToken.None);
         var failed = Assert.Single((await Store.ListAsync(new FileQuery(State: "Failed"), CancellationToken.None)).Files);
         Assert.Equal(("prompt", 1, "express", "Failed"), (failed.Campaign, failed.Run, failed.Stream, failed.State));
 
         var progress = await Store.RunProgressAsync("prompt", [1, 2, 3], CancellationToken.None);
         Assert.Equal(new RunProgress(3, 2), progress[1]);
-        Assert.True(progress[2].Ended);
+        Assert.Equal(new RunProgress(2, 2), progress[2]);
         Assert.Equal(new RunProgress(0, 0), progress[3]);
         Assert.Equal(
-            [("prompt", "Archived", 1L), ("prompt", "Failed", 1L), ("prompt", "Reconstructed", 1L), ("prompt", "Reconstructing", 1L), ("reprocessing-2", "Staging", 1L)],
+            [("prompt", "Archived", 2L), ("prompt", "Failed", 1L), ("prompt", "Reconstructed", 1L), ("prompt", "Reconstructing", 1L), ("reprocessing-2", "Staging", 1L)],
             (await Store.CountByStateAsync(CancellationToken.None)).Select(c => (c.Campaign, c.State, c.Files)));
     }
 

@@ -21,6 +21,7 @@ public static class MongoQueries
         if (query.Stream is not null) parts.Add(SagaFilter.Eq(s => s.Stream, query.Stream));
         if (query.RunFrom is not null) parts.Add(SagaFilter.Gte(s => s.Run, query.RunFrom.Value));
         if (query.RunTo is not null) parts.Add(SagaFilter.Lte(s => s.Run, query.RunTo.Value));
+        if (query.Dataset is not null) parts.Add(SagaFilter.ElemMatch(s => s.Outputs, o => o.Output.Dataset == query.Dataset));
         if (query.FailureSignature is not null) parts.Add(SagaFilter.Eq(s => s.FailureSignature, query.FailureSignature));
         if (query.After is not null)
         {
