@@ -4,7 +4,9 @@ using Microsoft.AspNetCore.Mvc;
 using Pipeline.Api.Security;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Control;
+using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Failures;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Ingest;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
@@ -44,7 +46,11 @@ public sealed record ProductionSummary(
     long MergedBytes,
     long MergedEvents,
     IReadOnlyList<FailureRow> Failures,
-    IReadOnlyList<StageThroughput> Stages);
+    IReadOnlyList<StageThroughput> Stages,
+    IReadOnlyList<StageUtilisation> Utilisation);
+
+/// <summary>Slots of a stage in use across the live instances (heard within three heartbeats): reconstruction slots, archive writers.</summary>
+public sealed record StageUtilisation(string Stage, int Busy, int Capacity, int Instances);
 
 /// <summary>What a stage finished in the current clock hour and in the last 24 hours, across every instance.</summary>
 public sealed record StageThroughput(string Stage, long FilesThisHour, long BytesThisHour, long FilesLast24Hours, long BytesLast24Hours);
@@ -312,13 +318,26 @@ public static class PipelineEndpoints
                 g.Sum(a => a.Files), g.Sum(a => a.Bytes)))];
     }
 
-    private static async Task<Ok<ProductionSummary>> Summary(IFileSagaStore store, IRunRegistry runs, ICatalog catalog, IActivityLog activity, TimeProvider time, CancellationToken ct)
+    private static async Task<IReadOnlyList<StageUtilisation>> Utilisation(IHealthStore health, PipelineOptions pipeline, TimeProvider time, CancellationToken ct)
+    {
+        var liveSince = time.GetUtcNow().AddSeconds(-3 * pipeline.HeartbeatSeconds);
+        return [.. (await health.ListInstancesAsync(ct))
+            .Where(i => i.LastSeenAt >= liveSince)
+            .SelectMany(i => i.Load)
+            .GroupBy(l => l.Stage, StringComparer.Ordinal)
+            .OrderBy(g => g.Key, StringComparer.Ordinal)
+            .Select(g => new StageUtilisation(g.Key, g.Sum(l => l.Busy), g.Sum(l => l.Capacity), g.Count()))];
+    }
+
+    private static async Task<Ok<ProductionSummary>> Summary(
+        IFileSagaStore store, IRunRegistry runs, ICatalog catalog, IActivityLog activity, IHealthStore health, IOptions<PipelineOptions> pipeline, TimeProvider time, CancellationToken ct)
     {
         var states = await store.CountByStateAsync(ct);
         var merged = await catalog.ListAsync(CatalogEntry.Merged, null, ct);
         var totals = states.GroupBy(s => s.State, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Sum(s => s.Files), StringComparer.Ordinal);
         return TypedResults.Ok(new ProductionSummary(states, totals, (await runs.ListRunsAsync(ct)).Count,
-            merged.Count, merged.Sum(m => m.Size), merged.Sum(m => m.Events), await FailureRows(store, null, ct), await StageTotals(activity, time, ct)));
+            merged.Count, merged.Sum(m => m.Size), merged.Sum(m => m.Events), await FailureRows(store, null, ct), await StageTotals(activity, time, ct),
+            await Utilisation(health, pipeline.Value, time, ct)));
     }
 
     private static async Task<Ok<IReadOnlyList<DatasetSummary>>> Datasets(ICatalog catalog, string? campaign, CancellationToken ct)

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.Telemetry;
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
 
@@ -7,6 +9,10 @@ public static class ArchiverModule
 {
     public static PipelineModule Module { get; } = new(
         "archiver",
-        (services, _) => services.AddOptions<ArchiverOptions>().BindConfiguration(ArchiverOptions.Section).ValidateDataAnnotations().ValidateOnStart(),
+        (services, _) =>
+        {
+            services.AddOptions<ArchiverOptions>().BindConfiguration(ArchiverOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddSingleton(sp => new StageCapacity(PipelineMetrics.Archive, sp.GetRequiredService<IOptions<ArchiverOptions>>().Value.Writers));
+        },
         bus => bus.AddConsumer<ArchiveMergedFileConsumer, ArchiveMergedFileConsumerDefinition>());
 }

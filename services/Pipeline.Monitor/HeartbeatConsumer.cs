@@ -10,7 +10,7 @@ public sealed class HeartbeatConsumer(IHealthStore health) : IConsumer<InstanceH
     public Task Consume(ConsumeContext<InstanceHeartbeat> context)
     {
         var beat = context.Message;
-        return health.RecordHeartbeatAsync(new InstanceRecord(beat.Instance, beat.Services, beat.Host, beat.StartedAt, beat.At), context.CancellationToken);
+        return health.RecordHeartbeatAsync(new InstanceRecord(beat.Instance, beat.Services, beat.Host, beat.StartedAt, beat.At, beat.Load ?? []), context.CancellationToken);
     }
 }
 

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.Telemetry;
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
 
@@ -12,6 +14,7 @@ public static class ReconstructionModule
             services.AddOptions<ReconstructionOptions>().BindConfiguration(ReconstructionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddSingleton<IReleaseRunner, ProcessReleaseRunner>();
             services.AddSingleton<ReconstructionWorker>();
+            services.AddSingleton(sp => new StageCapacity(PipelineMetrics.Reconstruction, sp.GetRequiredService<IOptions<ReconstructionOptions>>().Value.EffectiveSlots));
         },
         bus =>
         {

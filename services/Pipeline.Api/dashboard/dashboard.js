@@ -78,6 +78,10 @@ function drawStates(summary) {
   setNumber("merged-files", summary.mergedFiles);
   setNumber("merged-bytes", summary.mergedBytes, bytes(summary.mergedBytes));
   setNumber("merged-events", summary.mergedEvents);
+  for (const stage of ["reconstruction", "archive"]) {
+    const use = summary.utilisation.find(u => u.stage === stage);
+    setNumber(`busy:${stage}`, use ? `${use.busy}/${use.capacity}` : "0/0");
+  }
 }
 
 // Throughput is named by what a stage does, control by its queue.
@@ -148,6 +152,7 @@ function drawInstances(instances) {
     cell(row, instance.instance, `instance:${instance.instance}`).classList.add("mono");
     cell(row, instance.services);
     cell(row, instance.host);
+    cell(row, instance.load.map(l => `${l.stage} ${l.busy}/${l.capacity}`).join(", "));
     cell(row, new Date(instance.startedAt).toLocaleString());
     cell(row, new Date(instance.lastSeenAt).toLocaleTimeString());
   }

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Telemetry;
 
 namespace Pipeline.Infrastructure.Hosting;
 
@@ -11,19 +12,30 @@ public sealed class HeartbeatPublisher(
     IBus bus,
     IOptions<PipelineOptions> options,
     IReadOnlyList<PipelineModule> modules,
+    IEnumerable<StageCapacity> capacities,
+    PipelineMetrics metrics,
     TimeProvider time,
+    IHostApplicationLifetime lifetime,
     ILogger<HeartbeatPublisher> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var started = time.GetUtcNow();
+        // The first heartbeat goes out once the bus has started, with everything else.
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using (lifetime.ApplicationStarted.Register(() => started.TrySetResult()))
+        await using (stoppingToken.Register(() => started.TrySetCanceled(stoppingToken)))
+        {
+            await started.Task;
+        }
+        var upSince = time.GetUtcNow();
         var services = string.Join(",", modules.Select(m => m.Name));
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.HeartbeatSeconds), time);
         do
         {
             try
             {
-                await bus.Publish(new InstanceHeartbeat(options.Value.EffectiveInstanceName, services, Environment.MachineName, started, time.GetUtcNow()), stoppingToken);
+                var load = capacities.Select(c => new StageLoad(c.Stage, metrics.BusyNow(c.Stage), c.Capacity)).ToList();
+                await bus.Publish(new InstanceHeartbeat(options.Value.EffectiveInstanceName, services, Environment.MachineName, upSince, time.GetUtcNow(), load), stoppingToken);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {

@@ -40,7 +40,7 @@ public interface IHealthStore
     Task<IReadOnlyList<AlertRecord>> ListAlertsAsync(bool activeOnly, int limit, CancellationToken cancellationToken);
 }
 
-public sealed record InstanceRecord(string Instance, string Services, string Host, DateTimeOffset StartedAt, DateTimeOffset LastSeenAt);
+public sealed record InstanceRecord(string Instance, string Services, string Host, DateTimeOffset StartedAt, DateTimeOffset LastSeenAt, IReadOnlyList<StageLoad> Load);
 
 public sealed record AlertRecord(string Key, string Kind, string Severity, string Message, DateTimeOffset RaisedAt, DateTimeOffset LastSeenAt, DateTimeOffset? ResolvedAt)
 {

@@ -149,7 +149,8 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
                 services TEXT NOT NULL,
                 host TEXT NOT NULL,
                 started_at INTEGER NOT NULL,
-                last_seen_at INTEGER NOT NULL);
+                last_seen_at INTEGER NOT NULL,
+                load TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS alerts (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
                 key TEXT NOT NULL,
@@ -728,10 +729,10 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
         WriteAsync((connection, transaction) =>
         {
             using var command = Command(connection, """
-                INSERT INTO instances (instance, services, host, started_at, last_seen_at) VALUES ($instance, $services, $host, $started, $seen)
+                INSERT INTO instances (instance, services, host, started_at, last_seen_at, load) VALUES ($instance, $services, $host, $started, $seen, $load)
                 ON CONFLICT(instance) DO UPDATE SET services = excluded.services, host = excluded.host, started_at = excluded.started_at,
-                    last_seen_at = excluded.last_seen_at WHERE excluded.last_seen_at > instances.last_seen_at
-                """,
+                    last_seen_at = excluded.last_seen_at, load = excluded.load WHERE excluded.last_seen_at > instances.last_seen_at
+                """, ("$load", JsonSerializer.Serialize(heartbeat.Load, Json)),
                 ("$instance", heartbeat.Instance), ("$services", heartbeat.Services), ("$host", heartbeat.Host),
                 ("$started", heartbeat.StartedAt.ToUnixTimeMilliseconds()), ("$seen", heartbeat.LastSeenAt.ToUnixTimeMilliseconds()));
             command.Transaction = transaction;
@@ -741,13 +742,14 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
     public Task<IReadOnlyList<InstanceRecord>> ListInstancesAsync(CancellationToken cancellationToken) =>
         ReadAsync<IReadOnlyList<InstanceRecord>>(connection =>
         {
-            using var command = Command(connection, "SELECT instance, services, host, started_at, last_seen_at FROM instances ORDER BY instance");
+            using var command = Command(connection, "SELECT instance, services, host, started_at, last_seen_at, load FROM instances ORDER BY instance");
             using var reader = command.ExecuteReader();
             var instances = new List<InstanceRecord>();
             while (reader.Read())
             {
                 instances.Add(new InstanceRecord(reader.GetString(0), reader.GetString(1), reader.GetString(2),
-                    DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(3)), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4))));
+                    DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(3)), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)),
+                    JsonSerializer.Deserialize<List<StageLoad>>(reader.GetString(5), Json) ?? []));
             }
             return instances;
         });

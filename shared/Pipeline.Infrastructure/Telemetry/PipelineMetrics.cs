@@ -22,6 +22,7 @@ public sealed class PipelineMetrics
     private readonly Counter<long> _failures;
     private readonly Histogram<double> _duration;
     private readonly UpDownCounter<long> _busy;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _busyNow = new(StringComparer.Ordinal);
     private readonly Lock _filesGate = new();
     private IReadOnlyList<StateCount> _fileCounts = [];
 
@@ -53,8 +54,16 @@ public sealed class PipelineMetrics
     {
         var tag = new KeyValuePair<string, object?>("stage", stage);
         _busy.Add(1, tag);
-        return new Release(() => _busy.Add(-1, tag));
+        _busyNow.AddOrUpdate(stage, 1, (_, n) => n + 1);
+        return new Release(() =>
+        {
+            _busy.Add(-1, tag);
+            _busyNow.AddOrUpdate(stage, 0, (_, n) => n - 1);
+        });
     }
+
+    /// <summary>Slots of a stage in use in this process right now.</summary>
+    public int BusyNow(string stage) => _busyNow.GetValueOrDefault(stage);
 
     /// <summary>The latest count of files per campaign and state (<see cref="FileStateCounter"/> reads the store).</summary>
     public void SetFileCounts(IReadOnlyList<StateCount> counts)
@@ -95,3 +104,6 @@ public sealed class PipelineMetrics
         public void Dispose() => Interlocked.Exchange(ref _release, null)?.Invoke();
     }
 }
+
+/// <summary>A stage's fixed number of slots in this process (reconstruction slots, archive writers), for heartbeats.</summary>
+public sealed record StageCapacity(string Stage, int Capacity);

@@ -57,6 +57,8 @@ public sealed partial class When_an_operator_opens_the_dashboard
                 shown[$"stage-files-day:{stage.GetProperty("stage").GetString()}"]);
         }
         Assert.Contains(run.Files[0].Name!, dom, StringComparison.Ordinal);
+        var reconstruction = summary.GetProperty("utilisation").EnumerateArray().Single(u => u.GetProperty("stage").GetString() == "reconstruction");
+        Assert.Equal($"{reconstruction.GetProperty("busy").GetInt32()}/{reconstruction.GetProperty("capacity").GetInt32()}", shown["busy:reconstruction"]);
         var alerts = await pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts");
         Assert.Equal(alerts!.Length.ToString(System.Globalization.CultureInfo.InvariantCulture), shown["alerts"]);
         foreach (var instance in (await pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/instances"))!)

@@ -93,3 +93,32 @@ public sealed class When_messages_pile_up_in_an_error_queue(RabbitMqBroker broke
         Assert.StartsWith("1 messages wait in run-events_error", alerts!.Single(a => a.GetProperty("kind").GetString() == "error-queue").GetProperty("message").GetString(), StringComparison.Ordinal);
     }
 }
+
+public sealed class When_workers_are_busy
+{
+    [Fact]
+    public async Task Should_report_busy_and_available_slots_through_heartbeats()
+    {
+        string[] arguments = ["reconstruct", "--input", "{input}", "--outdir", "{outdir}", "--datasets", "{datasets}", "--cpu-ms-per-event", "20"];
+        var settings = arguments.Select((a, i) => KeyValuePair.Create($"Pipeline:Campaign:Release:Arguments:{i}", (string?)a)).ToDictionary();
+        settings["Pipeline:HeartbeatSeconds"] = "1";
+        settings["Pipeline:Archiver:Writers"] = "3";
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: settings);
+        var runs = await pipeline.GenerateAsync(new Pipeline.SampleExperiment.SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 200));
+        await pipeline.IngestAsync(runs);
+
+        // Each job burns about four seconds: some heartbeat catches a slot in use.
+        var busy = await Eventually.Until(() => pipeline.Http.GetFromJsonAsync<JsonElement>("/api/summary"),
+            s => s.GetProperty("utilisation").EnumerateArray().Any(u => u.GetProperty("stage").GetString() == "reconstruction" && u.GetProperty("busy").GetInt32() >= 1),
+            TimeSpan.FromMinutes(1), "a busy reconstruction slot");
+        var utilisation = busy.GetProperty("utilisation").EnumerateArray().ToDictionary(u => u.GetProperty("stage").GetString()!);
+        Assert.Equal(2, utilisation["reconstruction"].GetProperty("capacity").GetInt32());
+        Assert.Equal(3, utilisation["archive"].GetProperty("capacity").GetInt32());
+        Assert.Equal(1, utilisation["reconstruction"].GetProperty("instances").GetInt32());
+
+        await pipeline.WaitForFinalAsync(4);
+        await Eventually.Until(() => pipeline.Http.GetFromJsonAsync<JsonElement>("/api/summary"),
+            s => s.GetProperty("utilisation").EnumerateArray().All(u => u.GetProperty("busy").GetInt32() == 0),
+            TimeSpan.FromSeconds(30), "every slot free again");
+    }
+}

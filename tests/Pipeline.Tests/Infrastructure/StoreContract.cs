@@ -125,14 +125,18 @@ public abstract class StoreContract : IAsyncLifetime
     public async Task Should_keep_each_instances_latest_heartbeat()
     {
         var start = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);
-        await Store.RecordHeartbeatAsync(new InstanceRecord("recon-1", "reconstruction", "node-a", start, start.AddSeconds(30)), CancellationToken.None);
-        await Store.RecordHeartbeatAsync(new InstanceRecord("recon-1", "reconstruction", "node-a", start, start.AddSeconds(45)), CancellationToken.None);
-        await Store.RecordHeartbeatAsync(new InstanceRecord("recon-1", "reconstruction", "node-a", start, start.AddSeconds(40)), CancellationToken.None);
-        await Store.RecordHeartbeatAsync(new InstanceRecord("api-1", "api", "node-b", start, start.AddSeconds(5)), CancellationToken.None);
+        InstanceRecord Beat(string instance, int seconds, int busy) =>
+            new(instance, "reconstruction", "node-a", start, start.AddSeconds(seconds), [new StageLoad("reconstruction", busy, 8)]);
+        await Store.RecordHeartbeatAsync(Beat("recon-1", 30, 1), CancellationToken.None);
+        await Store.RecordHeartbeatAsync(Beat("recon-1", 45, 7), CancellationToken.None);
+        await Store.RecordHeartbeatAsync(Beat("recon-1", 40, 3), CancellationToken.None);
+        await Store.RecordHeartbeatAsync(new InstanceRecord("api-1", "api", "node-b", start, start.AddSeconds(5), []), CancellationToken.None);
 
         var instances = await Store.ListInstancesAsync(CancellationToken.None);
 
         Assert.Equal([("api-1", start.AddSeconds(5)), ("recon-1", start.AddSeconds(45))], instances.Select(i => (i.Instance, i.LastSeenAt)));
+        Assert.Equal(new StageLoad("reconstruction", 7, 8), Assert.Single(instances[1].Load));
+        Assert.Empty(instances[0].Load);
     }
 
     [SkippableFact]
