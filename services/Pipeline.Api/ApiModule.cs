@@ -38,6 +38,7 @@ public static class ApiModule
                     Name = ApiKeyRing.HeaderName,
                     Description = "A viewer key reads; an operator key also registers runs and retries files.",
                 });
+                swagger.OperationFilter<RequestExamples>();
                 swagger.AddSecurityRequirement(document => new OpenApiSecurityRequirement
                 {
                     [new OpenApiSecuritySchemeReference(ApiKeyAuthenticationHandler.SchemeName, document)] = [],

@@ -71,6 +71,8 @@ public static class PipelineEndpoints
             .WithDescription("Validates every file before registering anything. Announcing the same run again is accepted and changes nothing; announcing it with different files is a conflict.")
             .Accepts<RunRecorded>("application/json")
             .RequireAuthorization(ApiPolicies.Act)
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status409Conflict)
             .ProducesProblem(StatusCodes.Status403Forbidden);
         api.MapGet("/runs", async (IRunRegistry runs, CancellationToken ct) => TypedResults.Ok(await runs.ListRunsAsync(ct)))
             .WithName("ListRuns").WithSummary("Registered runs");
@@ -78,25 +80,36 @@ public static class PipelineEndpoints
             .WithName("ListFiles").WithSummary("Files filtered by campaign, state, run range, stream, dataset (an output in it) and failure signature, in (run, name) order, with cursor paging")
             .ProducesProblem(StatusCodes.Status400BadRequest);
         api.MapGet("/files/{id:guid}", GetFile)
-            .WithName("GetFile").WithSummary("One file with its full history, attempts, outputs and log locations");
+            .WithName("GetFile").WithSummary("One file with its full history, attempts, outputs and log locations")
+            .ProducesProblem(StatusCodes.Status404NotFound);
         api.MapPost("/files/{id:guid}/retry", RetryFile)
             .WithName("RetryFile").WithSummary("Start a failed file again from stage-in with a fresh attempt budget")
+            .Accepts<RetryOptions>("application/json")
             .RequireAuthorization(ApiPolicies.Act)
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict)
             .ProducesProblem(StatusCodes.Status403Forbidden);
         api.MapPost("/files/retry", RetryFailedFiles)
             .WithName("RetryFailedFiles")
             .WithSummary("Retry every failed file that matches a filter (campaign, failure signature, run range, stream)")
             .WithDescription("Answers 202 with how many files were sent back to stage-in. Files that are not failed are never touched, so the same request again retries nothing twice.")
+            .Accepts<BulkRetryRequest>("application/json")
             .RequireAuthorization(ApiPolicies.Act)
+            .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status403Forbidden);
         api.MapGet("/failures", Failures)
             .WithName("ListFailures").WithSummary("Failed files grouped by campaign, stage, failure signature and release, the largest group first");
         api.MapGet("/throughput", Throughput)
-            .WithName("GetThroughput").WithSummary("Files and bytes each stage finished per hour, over the last hours (default 24, at most 720)");
+            .WithName("GetThroughput").WithSummary("Files and bytes each stage finished per hour, over the last hours (default 24, at most 720)")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
         api.MapGet("/logs/{**name}", GetLog)
-            .WithName("GetLog").WithSummary("One collected job log or histogram file, by its name in the logs area (as listed in a file's logNames)");
+            .WithName("GetLog").WithSummary("One collected job log or histogram file, by its name in the logs area (as listed in a file's logNames)")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound);
         api.MapGet("/alerts", Alerts)
-            .WithName("ListAlerts").WithSummary("Alerts of the health watcher, newest first: the active ones, or all with ?all=true");
+            .WithName("ListAlerts").WithSummary("Alerts of the health watcher, newest first: the active ones, or all with ?all=true")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
         api.MapGet("/instances", async (IHealthStore health, CancellationToken ct) => TypedResults.Ok(await health.ListInstancesAsync(ct)))
             .WithName("ListInstances").WithSummary("Every service instance that has sent a heartbeat, with the stages it hosts and when it was last heard");
         api.MapGet("/stages", Stages)
@@ -106,17 +119,21 @@ public static class PipelineEndpoints
             .WithSummary("Pause a stage everywhere: its instances hold back its messages (durable in the broker) until it is resumed")
             .WithDescription("Takes effect within a second or so on every instance. Work already running finishes. Pausing a paused stage changes nothing.")
             .RequireAuthorization(ApiPolicies.Act)
+            .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status403Forbidden);
         api.MapPost("/stages/{stage}/resume", ResumeStage)
             .WithName("ResumeStage").WithSummary("Resume a paused stage; resuming a running stage changes nothing")
             .RequireAuthorization(ApiPolicies.Act)
+            .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status403Forbidden);
         api.MapGet("/summary", Summary)
             .WithName("GetSummary").WithSummary("Counts of files per campaign and state, and what the archive holds");
         api.MapGet("/datasets", Datasets)
             .WithName("ListDatasets").WithSummary("Merged files archived per dataset, with bytes and events");
         api.MapGet("/catalog", FindInCatalog)
-            .WithName("FindInCatalog").WithSummary("Every catalogued copy of a logical file name, with area, size and adler32");
+            .WithName("FindInCatalog").WithSummary("Every catalogued copy of a logical file name, with area, size and adler32")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound);
         return endpoints;
     }
 

@@ -72,6 +72,24 @@ public sealed class When_the_admin_api_is_called_with_or_without_a_key : IAsyncL
         Assert.Equal("X-Api-Key", scheme.GetProperty("name").GetString());
         Assert.Equal("header", scheme.GetProperty("in").GetString());
         Assert.True(document.GetProperty("security").GetArrayLength() > 0);
+
+        // Every call documents its refusal, actions their 403, and the run registration has a working example.
+        foreach (var path in document.GetProperty("paths").EnumerateObject().Where(p => p.Name.StartsWith("/api/", StringComparison.Ordinal)))
+        {
+            foreach (var operation in path.Value.EnumerateObject())
+            {
+                var responses = operation.Value.GetProperty("responses");
+                Assert.True(responses.TryGetProperty("401", out _), $"{operation.Name} {path.Name} does not document 401");
+                if (operation.Name == "post")
+                {
+                    Assert.True(responses.TryGetProperty("403", out _), $"post {path.Name} does not document 403");
+                }
+            }
+        }
+        var example = document.GetProperty("paths").GetProperty("/api/runs").GetProperty("post").GetProperty("requestBody")
+            .GetProperty("content").GetProperty("application/json").GetProperty("example");
+        using var registered = await _pipeline.Http.PostAsync("/api/runs", new StringContent(example.GetRawText(), Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.Accepted, registered.StatusCode);
     }
 }
 
