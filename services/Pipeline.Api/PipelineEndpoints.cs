@@ -64,16 +64,18 @@ public static class PipelineEndpoints
         var api = endpoints.MapGroup("/api").WithTags("Production")
             .RequireAuthorization(ApiPolicies.Read)
             .ProducesProblem(StatusCodes.Status401Unauthorized);
+        // Actions change production: operator keys only.
+        var act = api.MapGroup("")
+            .RequireAuthorization(ApiPolicies.Act)
+            .ProducesProblem(StatusCodes.Status403Forbidden);
 
-        api.MapPost("/runs", RegisterRun)
+        act.MapPost("/runs", RegisterRun)
             .WithName("RegisterRun")
             .WithSummary("Register a run's raw files, as the data-acquisition system's run event does")
             .WithDescription("Validates every file before registering anything. Announcing the same run again is accepted and changes nothing; announcing it with different files is a conflict.")
             .Accepts<RunRecorded>("application/json")
-            .RequireAuthorization(ApiPolicies.Act)
             .ProducesValidationProblem()
-            .ProducesProblem(StatusCodes.Status409Conflict)
-            .ProducesProblem(StatusCodes.Status403Forbidden);
+            .ProducesProblem(StatusCodes.Status409Conflict);
         api.MapGet("/runs", async (IRunRegistry runs, CancellationToken ct) => TypedResults.Ok(await runs.ListRunsAsync(ct)))
             .WithName("ListRuns").WithSummary("Registered runs");
         api.MapGet("/files", ListFiles)
@@ -82,22 +84,18 @@ public static class PipelineEndpoints
         api.MapGet("/files/{id:guid}", GetFile)
             .WithName("GetFile").WithSummary("One file with its full history, attempts, outputs and log locations")
             .ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapPost("/files/{id:guid}/retry", RetryFile)
+        act.MapPost("/files/{id:guid}/retry", RetryFile)
             .WithName("RetryFile").WithSummary("Start a failed file again from stage-in with a fresh attempt budget")
             .Accepts<RetryOptions>("application/json")
-            .RequireAuthorization(ApiPolicies.Act)
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesProblem(StatusCodes.Status409Conflict)
-            .ProducesProblem(StatusCodes.Status403Forbidden);
-        api.MapPost("/files/retry", RetryFailedFiles)
+            .ProducesProblem(StatusCodes.Status409Conflict);
+        act.MapPost("/files/retry", RetryFailedFiles)
             .WithName("RetryFailedFiles")
             .WithSummary("Retry every failed file that matches a filter (campaign, failure signature, run range, stream)")
             .WithDescription("Answers 202 with how many files were sent back to stage-in. Files that are not failed are never touched, so the same request again retries nothing twice.")
             .Accepts<BulkRetryRequest>("application/json")
-            .RequireAuthorization(ApiPolicies.Act)
-            .ProducesProblem(StatusCodes.Status400BadRequest)
-            .ProducesProblem(StatusCodes.Status403Forbidden);
+            .ProducesProblem(StatusCodes.Status400BadRequest);
         api.MapGet("/failures", Failures)
             .WithName("ListFailures").WithSummary("Failed files grouped by campaign, stage, failure signature and release, the largest group first");
         api.MapGet("/throughput", Throughput)
@@ -114,18 +112,14 @@ public static class PipelineEndpoints
             .WithName("ListInstances").WithSummary("Every service instance that has sent a heartbeat, with the stages it hosts and when it was last heard");
         api.MapGet("/stages", Stages)
             .WithName("ListStages").WithSummary("The worker stages and which of them are paused");
-        api.MapPost("/stages/{stage}/pause", PauseStage)
+        act.MapPost("/stages/{stage}/pause", PauseStage)
             .WithName("PauseStage")
             .WithSummary("Pause a stage everywhere: its instances hold back its messages (durable in the broker) until it is resumed")
             .WithDescription("Takes effect within a second or so on every instance. Work already running finishes. Pausing a paused stage changes nothing.")
-            .RequireAuthorization(ApiPolicies.Act)
-            .ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesProblem(StatusCodes.Status403Forbidden);
-        api.MapPost("/stages/{stage}/resume", ResumeStage)
+            .ProducesProblem(StatusCodes.Status404NotFound);
+        act.MapPost("/stages/{stage}/resume", ResumeStage)
             .WithName("ResumeStage").WithSummary("Resume a paused stage; resuming a running stage changes nothing")
-            .RequireAuthorization(ApiPolicies.Act)
-            .ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesProblem(StatusCodes.Status403Forbidden);
+            .ProducesProblem(StatusCodes.Status404NotFound);
         api.MapGet("/summary", Summary)
             .WithName("GetSummary").WithSummary("Counts of files per campaign and state, and what the archive holds");
         api.MapGet("/datasets", Datasets)
