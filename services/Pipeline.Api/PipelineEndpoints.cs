@@ -32,6 +32,9 @@ public sealed record BulkRetryRequest(
 
 public sealed record BulkRetryAccepted(int Retried, BulkRetryRequest Filter);
 
+/// <summary>A campaign and whether operators have paused it.</summary>
+public sealed record CampaignControl(string Campaign, bool Paused, string? By, DateTimeOffset? Since);
+
 /// <summary>A worker stage and whether operators have paused it.</summary>
 public sealed record StageControl(string Stage, bool Paused, string? By, DateTimeOffset? Since);
 
@@ -120,6 +123,16 @@ public static class PipelineEndpoints
         act.MapPost("/stages/{stage}/resume", ResumeStage)
             .WithName("ResumeStage").WithSummary("Resume a paused stage; resuming a running stage changes nothing")
             .ProducesProblem(StatusCodes.Status404NotFound);
+        api.MapGet("/campaigns", Campaigns)
+            .WithName("ListCampaigns").WithSummary("The campaigns with files or a pause, and which of them are paused");
+        act.MapPost("/campaigns/{campaign}/pause", PauseCampaign)
+            .WithName("PauseCampaign")
+            .WithSummary("Pause a campaign: no new stage-in or reconstruction is issued for its files until it is resumed")
+            .WithDescription("Steps already issued finish, and what is reconstructed is still merged and archived (the campaign drains). Other campaigns are not slowed. Pausing a paused campaign changes nothing.")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
+        act.MapPost("/campaigns/{campaign}/resume", ResumeCampaign)
+            .WithName("ResumeCampaign").WithSummary("Resume a paused campaign: its held files get their next step within a watchdog interval")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
         api.MapGet("/summary", Summary)
             .WithName("GetSummary").WithSummary("Counts of files per campaign and state, and what the archive holds");
         api.MapGet("/datasets", Datasets)
@@ -282,6 +295,43 @@ public static class PipelineEndpoints
         }
         await control.ResumeAsync(stage, ct);
         return TypedResults.Accepted("/api/stages", new StageControl(stage, false, null, null));
+    }
+
+    private static async Task<Ok<IReadOnlyList<CampaignControl>>> Campaigns(IControlStore control, IFileSagaStore store, CancellationToken ct)
+    {
+        var paused = (await control.ListPausedAsync(ct))
+            .Where(p => p.Stage.StartsWith(PauseState.CampaignTarget(""), StringComparison.Ordinal))
+            .ToDictionary(p => p.Stage[PauseState.CampaignTarget("").Length..], StringComparer.Ordinal);
+        var names = (await store.CountByStateAsync(ct)).Select(c => c.Campaign).Concat(paused.Keys).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal);
+        IReadOnlyList<CampaignControl> campaigns = [.. names.Select(n =>
+            paused.TryGetValue(n, out var p) ? new CampaignControl(n, true, p.By, p.Since) : new CampaignControl(n, false, null, null))];
+        return TypedResults.Ok(campaigns);
+    }
+
+    private static bool IsCampaignName(string campaign) =>
+        campaign.Length is > 0 and <= 64 && campaign.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
+
+    private static async Task<Results<Accepted<CampaignControl>, ProblemHttpResult>> PauseCampaign(
+        string campaign, IControlStore control, TimeProvider time, HttpContext http, CancellationToken ct)
+    {
+        if (!IsCampaignName(campaign))
+        {
+            return TypedResults.Problem("A campaign name is 1-64 letters, digits, '-', '_' or '.'.", statusCode: StatusCodes.Status400BadRequest, title: "Bad campaign name");
+        }
+        var target = PauseState.CampaignTarget(campaign);
+        await control.PauseAsync(target, Holder(http), time.GetUtcNow(), ct);
+        var paused = (await control.ListPausedAsync(ct)).Single(p => p.Stage == target);
+        return TypedResults.Accepted("/api/campaigns", new CampaignControl(campaign, true, paused.By, paused.Since));
+    }
+
+    private static async Task<Results<Accepted<CampaignControl>, ProblemHttpResult>> ResumeCampaign(string campaign, IControlStore control, CancellationToken ct)
+    {
+        if (!IsCampaignName(campaign))
+        {
+            return TypedResults.Problem("A campaign name is 1-64 letters, digits, '-', '_' or '.'.", statusCode: StatusCodes.Status400BadRequest, title: "Bad campaign name");
+        }
+        await control.ResumeAsync(PauseState.CampaignTarget(campaign), ct);
+        return TypedResults.Accepted("/api/campaigns", new CampaignControl(campaign, false, null, null));
     }
 
     private static async Task<Results<Ok<IReadOnlyList<AlertRecord>>, ProblemHttpResult>> Alerts(IHealthStore health, bool? all, int? limit, CancellationToken ct)

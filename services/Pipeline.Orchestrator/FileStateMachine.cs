@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Control;
 using Pipeline.Infrastructure.Failures;
 using MassTransit;
 using Microsoft.Extensions.Options;
@@ -15,6 +16,7 @@ namespace Pipeline.Orchestrator;
 public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 {
     private readonly CampaignOptions _campaign;
+    private readonly PauseState _pause;
     private readonly OrchestratorOptions _options;
     private readonly TimeProvider _time;
 
@@ -39,11 +41,12 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
     public Event<FileStalled> FileStalled { get; private set; } = null!;
     public Event<RetryFile> RetryFile { get; private set; } = null!;
 
-    public FileStateMachine(IOptions<CampaignOptions> campaign, IOptions<OrchestratorOptions> options, TimeProvider time)
+    public FileStateMachine(IOptions<CampaignOptions> campaign, IOptions<OrchestratorOptions> options, TimeProvider time, PauseState pause)
     {
         _campaign = campaign.Value;
         _options = options.Value;
         _time = time;
+        _pause = pause;
 
         InstanceState(x => x.CurrentState);
 
@@ -139,14 +142,14 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 
         During(Registered, Staging,
             When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
-                .Then(c => c.Saga.Stalls++)
+                .Then(CountStall)
                 .IfElse(c => c.Saga.Stalls <= _options.MaxStalls,
                     again => again.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, "no progress: stage-in issued again")),
                     fail => fail.Then(c => Stalled(c.Saga)).TransitionTo(Failed).Then(c => Note(c))));
 
         During(Staged, Reconstructing,
             When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
-                .Then(c => c.Saga.Stalls++)
+                .Then(CountStall)
                 .IfElse(c => c.Saga.Stalls <= _options.MaxStalls,
                     again => again.ThenAsync(IssueReconstruction).TransitionTo(Staged).Then(c => Note(c, "no progress or lease expired: reconstruction issued again")),
                     fail => fail.Then(c => Stalled(c.Saga)).TransitionTo(Failed).Then(c => Note(c))));
@@ -225,10 +228,41 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         saga.LeaseExpiresAt = null;
     }
 
+    /// <summary>A step issued again by the watchdog is a stall, unless it was held for a paused campaign.</summary>
+    private static void CountStall(BehaviorContext<FileState, FileStalled> context)
+    {
+        if (!context.Saga.Held)
+        {
+            context.Saga.Stalls++;
+        }
+        context.Saga.Held = false;
+    }
+
+    /// <summary>
+    /// True if the file's campaign is paused: the step is not issued, the file is marked held and due at once,
+    /// so that the watchdog (which leaves paused campaigns alone) issues it as soon as the campaign resumes.
+    /// </summary>
+    private bool HoldForPausedCampaign<T>(BehaviorContext<FileState, T> context)
+        where T : class
+    {
+        if (!_pause.IsCampaignPaused(context.Saga.Campaign))
+        {
+            return false;
+        }
+        context.Saga.Held = true;
+        context.Saga.Deadline = _time.GetUtcNow();
+        Note(context, $"held: campaign {context.Saga.Campaign} is paused");
+        return true;
+    }
+
     private Task IssueStaging<T>(BehaviorContext<FileState, T> context)
         where T : class
     {
         var saga = context.Saga;
+        if (HoldForPausedCampaign(context))
+        {
+            return Task.CompletedTask;
+        }
         saga.Attempt++;
         saga.CachedName = null;
         saga.Worker = null;
@@ -247,6 +281,10 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
     private Task IssueReconstruction<T>(BehaviorContext<FileState, T> context)
         where T : class
     {
+        if (HoldForPausedCampaign(context))
+        {
+            return Task.CompletedTask;
+        }
         context.Saga.Attempt++;
         context.Saga.Worker = null;
         context.Saga.LeaseExpiresAt = null;
@@ -257,6 +295,10 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         where T : class
     {
         var saga = context.Saga;
+        if (HoldForPausedCampaign(context))
+        {
+            return Task.CompletedTask;
+        }
         saga.Deadline = _time.GetUtcNow().AddSeconds(_options.QueuedTimeoutSeconds);
         return context.Publish(new ReconstructFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
             saga.Section, saga.CachedName!, _campaign.Release.Version, _campaign.Selections, saga.TimeoutSeconds));

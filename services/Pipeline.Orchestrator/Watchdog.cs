@@ -45,8 +45,8 @@ public sealed class Watchdog(
     public async Task<int> SweepAsync(DateTimeOffset? notTouchedSince, CancellationToken cancellationToken)
     {
         var found = await store.FindStalledAsync(time.GetUtcNow(), notTouchedSince, BatchSize, cancellationToken);
-        // A file waiting on a paused stage is not stalled: it waits for an operator, and must not use up its re-issues.
-        var stalled = found.Where(f => !pause.IsPaused(NextStage(f.State))).ToList();
+        // A file waiting on a paused stage or in a paused campaign is not stalled: it waits for an operator, and must not use up its re-issues.
+        var stalled = found.Where(f => !pause.IsPaused(NextStage(f.State)) && !pause.IsCampaignPaused(f.Campaign)).ToList();
         foreach (var file in stalled)
         {
             await bus.Publish(new FileStalled(file.Id, file.Run, file.Stream, file.Campaign, file.Version), cancellationToken);

@@ -53,7 +53,7 @@ function setNumber(metric, value, text) {
   element.dataset.value = String(value);
 }
 
-function drawStates(summary) {
+function drawStates(summary, campaignControls) {
   const table = document.getElementById("states");
   const states = [...new Set(summary.states.map(s => s.state))].sort();
   const campaigns = [...new Set(summary.states.map(s => s.campaign))].sort();
@@ -65,7 +65,8 @@ function drawStates(summary) {
   table.tBodies[0].replaceChildren();
   for (const campaign of campaigns) {
     const row = table.tBodies[0].insertRow();
-    cell(row, campaign);
+    const control = campaignControls.find(c => c.campaign === campaign);
+    cell(row, control?.paused ? `${campaign} (paused by ${control.by})` : campaign, `campaign:${campaign}`);
     let all = 0;
     for (const state of states) {
       const count = summary.states.find(s => s.campaign === campaign && s.state === state)?.files ?? 0;
@@ -232,11 +233,11 @@ function drawThroughput(activity) {
 async function refresh() {
   const board = document.getElementById("board");
   try {
-    const [summary, activity, alerts, instances, controls] = await Promise.all(
-      [api("/api/summary"), api("/api/throughput?hours=24"), api("/api/alerts"), api("/api/instances"), api("/api/stages")]);
+    const [summary, activity, alerts, instances, controls, campaignControls] = await Promise.all(
+      [api("/api/summary"), api("/api/throughput?hours=24"), api("/api/alerts"), api("/api/instances"), api("/api/stages"), api("/api/campaigns")]);
     drawAlerts(alerts);
     drawInstances(instances);
-    drawStates(summary);
+    drawStates(summary, campaignControls);
     drawStages(summary, controls);
     drawFailures(summary);
     drawThroughput(activity);

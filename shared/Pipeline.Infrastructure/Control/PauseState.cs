@@ -21,6 +21,11 @@ public sealed class PauseState
 
     public bool IsPaused(string stage) => _paused.Contains(stage);
 
+    /// <summary>The pause target of a campaign (stages are paused by their queue names).</summary>
+    public static string CampaignTarget(string campaign) => $"campaign:{campaign}";
+
+    public bool IsCampaignPaused(string campaign) => _paused.Contains(CampaignTarget(campaign));
+
     /// <summary>Messages held back right now in this process, waiting for their stage to resume.</summary>
     public int Holding => Volatile.Read(ref _holding);
 

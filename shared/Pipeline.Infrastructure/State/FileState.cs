@@ -53,6 +53,12 @@ public sealed class FileState : SagaStateMachineInstance, ISagaVersion
     /// <summary>The release that was in force at the last failure.</summary>
     public string? FailureRelease { get; set; }
 
+    /// <summary>
+    /// Its next step was not issued because its campaign is paused; the watchdog issues it once the campaign
+    /// resumes, and that is not counted as a stall.
+    /// </summary>
+    public bool Held { get; set; }
+
     /// <summary>Attempts an operator granted on top of the campaign's budget when retrying.</summary>
     public int ExtraAttempts { get; set; }
 

@@ -40,3 +40,33 @@ public sealed class When_an_operator_pauses_a_stage
         Assert.Equal(0, pause.Holding);
     }
 }
+
+public sealed class When_an_operator_pauses_a_campaign
+{
+    [Fact]
+    public async Task Should_issue_no_new_step_for_its_files_until_resumed_and_count_no_stall()
+    {
+        await using var pipeline = await PipelineUnderTest.StartAsync();
+        var pause = pipeline.Services.GetRequiredService<PauseState>();
+
+        var paused = await pipeline.Http.PostAsync("/api/campaigns/prompt/pause", null);
+        Assert.Equal(HttpStatusCode.Accepted, paused.StatusCode);
+        await Eventually.Until(() => Task.FromResult(pause.IsCampaignPaused("prompt")), p => p, TimeSpan.FromSeconds(30), "the pause to reach this instance");
+        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 40));
+        await pipeline.IngestAsync(runs);
+
+        // Registered, and held before stage-in: no attempt was made.
+        var held = await Eventually.Until(pipeline.AllFilesAsync, files => files.Count == 4 && files.All(f => f.Held), TimeSpan.FromMinutes(1), "four held files");
+        Assert.All(held, f => Assert.Equal(0, f.Attempt));
+        Assert.All(held, f => Assert.Contains(f.History, h => h.Detail == "held: campaign prompt is paused"));
+        var campaigns = await pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/campaigns");
+        Assert.True(campaigns!.Single(c => c.GetProperty("campaign").GetString() == "prompt").GetProperty("paused").GetBoolean());
+        Assert.Equal(HttpStatusCode.BadRequest, (await pipeline.Http.PostAsync("/api/campaigns/bad%20name/pause", null)).StatusCode);
+
+        Assert.Equal(HttpStatusCode.Accepted, (await pipeline.Http.PostAsync("/api/campaigns/prompt/resume", null)).StatusCode);
+
+        await pipeline.WaitForFinalAsync(4);
+        Assert.True((await pipeline.AuditAsync(runs)).Complete);
+        Assert.All(await pipeline.AllFilesAsync(), f => Assert.Equal((0, 1, false), (f.Stalls, f.Attempt, f.Held)));
+    }
+}

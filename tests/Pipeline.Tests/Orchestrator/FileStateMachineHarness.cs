@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Control;
 using MassTransit;
 using MassTransit.Testing;
 using Microsoft.Extensions.DependencyInjection;
@@ -40,6 +41,7 @@ public sealed class FileStateMachineHarness : IAsyncDisposable
         var folder = new TempDirectory();
         var services = new ServiceCollection();
         services.AddLogging();
+        services.AddSingleton<PauseState>();
         services.AddSingleton(new FakeTimeProvider(DateTimeOffset.Parse("2026-01-01T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture)));
         services.AddSingleton<TimeProvider>(sp => sp.GetRequiredService<FakeTimeProvider>());
         services.AddOptions<CampaignOptions>().Configure(c => c.MaxAttempts = MaxAttempts);
