@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Infrastructure.Telemetry;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
 
@@ -20,6 +21,7 @@ public sealed class HealthWatcher(
     IFileSagaStore sagas,
     StorageAreas areas,
     AlertNotifier notifier,
+    PipelineMetrics metrics,
     IOptions<MonitorOptions> options,
     IOptions<PipelineOptions> pipeline,
     TimeProvider time,
@@ -148,14 +150,16 @@ public sealed class HealthWatcher(
         }
         await using (connection)
         {
-            foreach (var queue in options.Value.Queues.Select(q => q + "_error"))
+            var depths = new Dictionary<string, long>(StringComparer.Ordinal);
+            foreach (var queue in options.Value.Queues.SelectMany(q => new[] { q, q + "_error" }))
             {
                 // A passive declare of a queue that does not exist closes the channel: one channel per question.
                 await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
                 try
                 {
                     var declared = await channel.QueueDeclarePassiveAsync(queue, cancellationToken);
-                    if (declared.MessageCount > 0)
+                    depths[queue] = declared.MessageCount;
+                    if (queue.EndsWith("_error", StringComparison.Ordinal) && declared.MessageCount > 0)
                     {
                         findings.Add(new Finding($"{ErrorQueue}:{queue}", ErrorQueue, "warning",
                             $"{declared.MessageCount} messages wait in {queue}: each was refused by a service; the MT-Fault-Message header says why"));
@@ -166,6 +170,7 @@ public sealed class HealthWatcher(
                     // No error queue yet: nothing ever failed there.
                 }
             }
+            metrics.SetQueueDepths(depths);
         }
         return findings;
     }

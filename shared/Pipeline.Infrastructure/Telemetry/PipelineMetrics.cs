@@ -25,6 +25,7 @@ public sealed class PipelineMetrics
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _busyNow = new(StringComparer.Ordinal);
     private readonly Lock _filesGate = new();
     private IReadOnlyList<StateCount> _fileCounts = [];
+    private IReadOnlyDictionary<string, long> _queueDepths = new Dictionary<string, long>();
 
     public PipelineMetrics(IMeterFactory meters)
     {
@@ -36,6 +37,7 @@ public sealed class PipelineMetrics
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600] });
         _busy = meter.CreateUpDownCounter<long>("pipeline.stage.busy", "{slot}", "Reconstruction slots and archive writers in use");
         meter.CreateObservableGauge("pipeline.files", ObserveFiles, "{file}", "Raw files per campaign and state, as the state store last counted them");
+        meter.CreateObservableGauge("pipeline.queue.depth", ObserveQueues, "{message}", "Messages ready in each service queue and its error queue, as the health watcher last read them");
     }
 
     public void Completed(string stage, long bytes, TimeSpan took)
@@ -73,6 +75,12 @@ public sealed class PipelineMetrics
             _fileCounts = counts;
         }
     }
+
+    /// <summary>The latest depth of each queue (the health watcher reads them from the broker).</summary>
+    public void SetQueueDepths(IReadOnlyDictionary<string, long> depths) => Volatile.Write(ref _queueDepths, depths);
+
+    private IEnumerable<Measurement<long>> ObserveQueues() =>
+        Volatile.Read(ref _queueDepths).Select(q => new Measurement<long>(q.Value, new KeyValuePair<string, object?>("queue", q.Key)));
 
     private IEnumerable<Measurement<long>> ObserveFiles()
     {
