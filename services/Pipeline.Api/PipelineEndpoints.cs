@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
@@ -85,7 +87,8 @@ public static class PipelineEndpoints
             .WithName("ListFiles").WithSummary("Files filtered by campaign, state, run range, stream, dataset (an output in it) and failure signature, in (run, name) order, with cursor paging")
             .ProducesProblem(StatusCodes.Status400BadRequest);
         api.MapGet("/files/{id:guid}", GetFile)
-            .WithName("GetFile").WithSummary("One file with its full history, attempts, outputs and log locations")
+            .WithName("GetFile").WithSummary("One file with its full history, attempts, outputs, its catalog entries (raw and merged) and links to its job logs")
+            .Produces<FileState>()
             .ProducesProblem(StatusCodes.Status404NotFound);
         act.MapPost("/files/{id:guid}/retry", RetryFile)
             .WithName("RetryFile").WithSummary("Start a failed file again from stage-in with a fresh attempt budget")
@@ -193,10 +196,26 @@ public static class PipelineEndpoints
         }
     }
 
-    private static async Task<Results<Ok<FileState>, ProblemHttpResult>> GetFile(Guid id, IFileSagaStore store, CancellationToken ct) =>
-        await store.LoadAsync(id, ct) is { } file
-            ? TypedResults.Ok(file)
-            : NotFound($"No file with id {id}.");
+    private static async Task<Results<JsonHttpResult<JsonObject>, ProblemHttpResult>> GetFile(Guid id, IFileSagaStore store, ICatalog catalog, CancellationToken ct)
+    {
+        if (await store.LoadAsync(id, ct) is not { } file)
+        {
+            return NotFound($"No file with id {id}.");
+        }
+        // The saga as stored, plus where the file is catalogued: the raw file itself, and every archived merged
+        // file that holds one of its outputs (merged files are catalogued under merged/<name>).
+        var entries = new List<CatalogEntry>(await catalog.FindAsync(file.LogicalName, ct));
+        foreach (var merged in file.Outputs.Select(o => o.MergedName).OfType<string>().Distinct(StringComparer.Ordinal))
+        {
+            entries.AddRange(await catalog.FindAsync($"merged/{merged}", ct));
+        }
+        var detail = JsonSerializer.SerializeToNode(file, Json)!.AsObject();
+        detail["catalog"] = JsonSerializer.SerializeToNode(entries, Json);
+        detail["logLinks"] = new JsonArray([.. file.LogNames.Select(n => JsonValue.Create($"/api/logs/{n}"))]);
+        return TypedResults.Json(detail, Json);
+    }
+
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     /// <summary>The signature pattern with this id among the current failures, or null.</summary>
     private static async Task<string?> SignatureOf(IFileSagaStore store, string id, string? campaign, CancellationToken ct) =>

@@ -29,7 +29,13 @@ public sealed class When_operators_look_at_throughput_and_logs
         Assert.True(stages["archive"].GetProperty("bytesLast24Hours").GetInt64() > 0);
         Assert.Equal(HttpStatusCode.BadRequest, (await pipeline.Http.GetAsync("/api/throughput?hours=0")).StatusCode);
 
+        var detail = await pipeline.Http.GetFromJsonAsync<JsonElement>($"/api/files/{files[0].CorrelationId}");
+        var catalogued = detail.GetProperty("catalog").EnumerateArray().ToList();
+        Assert.Contains(catalogued, c => c.GetProperty("kind").GetString() == "raw" && c.GetProperty("name").GetString() == files[0].LogicalName);
+        Assert.Contains(catalogued, c => c.GetProperty("kind").GetString() == "merged");
+        Assert.Equal(files[0].CurrentState, detail.GetProperty("currentState").GetString());
         var log = files[0].LogNames.First(n => n.EndsWith("job.log", StringComparison.Ordinal));
+        Assert.Contains($"/api/logs/{log}", detail.GetProperty("logLinks").EnumerateArray().Select(l => l.GetString()));
         using var viewer = pipeline.Client(PipelineUnderTest.ViewerKey);
         var text = await viewer.GetStringAsync($"/api/logs/{log}");
         Assert.Equal(await File.ReadAllTextAsync(pipeline.Areas.Logs.PathOf(log)), text);
