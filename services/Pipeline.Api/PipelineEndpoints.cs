@@ -294,23 +294,32 @@ public static class PipelineEndpoints
         return TypedResults.Ok(stages);
     }
 
+    private static ProblemHttpResult? UnknownStage(string stage) =>
+        PauseState.Stages.Contains(stage) ? null : NotFound($"No stage '{stage}'; the stages are {string.Join(", ", PauseState.Stages)}.");
+
+    /// <summary>Pauses a target (a stage, or a campaign's target) and answers with the pause that stands: the first one.</summary>
+    private static async Task<PausedStage> PauseAsync(string target, IControlStore control, TimeProvider time, HttpContext http, CancellationToken ct)
+    {
+        await control.PauseAsync(target, Holder(http), time.GetUtcNow(), ct);
+        return (await control.ListPausedAsync(ct)).Single(p => p.Stage == target);
+    }
+
     private static async Task<Results<Accepted<StageControl>, ProblemHttpResult>> PauseStage(
         string stage, IControlStore control, TimeProvider time, HttpContext http, CancellationToken ct)
     {
-        if (!PauseState.Stages.Contains(stage))
+        if (UnknownStage(stage) is { } problem)
         {
-            return NotFound($"No stage '{stage}'; the stages are {string.Join(", ", PauseState.Stages)}.");
+            return problem;
         }
-        await control.PauseAsync(stage, Holder(http), time.GetUtcNow(), ct);
-        var paused = (await control.ListPausedAsync(ct)).Single(p => p.Stage == stage);
+        var paused = await PauseAsync(stage, control, time, http, ct);
         return TypedResults.Accepted("/api/stages", new StageControl(stage, true, paused.By, paused.Since));
     }
 
     private static async Task<Results<Accepted<StageControl>, ProblemHttpResult>> ResumeStage(string stage, IControlStore control, CancellationToken ct)
     {
-        if (!PauseState.Stages.Contains(stage))
+        if (UnknownStage(stage) is { } problem)
         {
-            return NotFound($"No stage '{stage}'; the stages are {string.Join(", ", PauseState.Stages)}.");
+            return problem;
         }
         await control.ResumeAsync(stage, ct);
         return TypedResults.Accepted("/api/stages", new StageControl(stage, false, null, null));
@@ -319,35 +328,36 @@ public static class PipelineEndpoints
     private static async Task<Ok<IReadOnlyList<CampaignControl>>> Campaigns(IControlStore control, IFileSagaStore store, CancellationToken ct)
     {
         var paused = (await control.ListPausedAsync(ct))
-            .Where(p => p.Stage.StartsWith(PauseState.CampaignTarget(""), StringComparison.Ordinal))
-            .ToDictionary(p => p.Stage[PauseState.CampaignTarget("").Length..], StringComparer.Ordinal);
+            .Select(p => (Campaign: PauseState.CampaignOf(p.Stage), Pause: p))
+            .Where(p => p.Campaign is not null)
+            .ToDictionary(p => p.Campaign!, p => p.Pause, StringComparer.Ordinal);
         var names = (await store.CountByStateAsync(ct)).Select(c => c.Campaign).Concat(paused.Keys).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal);
         IReadOnlyList<CampaignControl> campaigns = [.. names.Select(n =>
             paused.TryGetValue(n, out var p) ? new CampaignControl(n, true, p.By, p.Since) : new CampaignControl(n, false, null, null))];
         return TypedResults.Ok(campaigns);
     }
 
-    private static bool IsCampaignName(string campaign) =>
-        campaign.Length is > 0 and <= 64 && campaign.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
+    private static ProblemHttpResult? BadCampaignName(string campaign) =>
+        campaign.Length is > 0 and <= 64 && campaign.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')
+            ? null
+            : TypedResults.Problem("A campaign name is 1-64 letters, digits, '-', '_' or '.'.", statusCode: StatusCodes.Status400BadRequest, title: "Bad campaign name");
 
     private static async Task<Results<Accepted<CampaignControl>, ProblemHttpResult>> PauseCampaign(
         string campaign, IControlStore control, TimeProvider time, HttpContext http, CancellationToken ct)
     {
-        if (!IsCampaignName(campaign))
+        if (BadCampaignName(campaign) is { } problem)
         {
-            return TypedResults.Problem("A campaign name is 1-64 letters, digits, '-', '_' or '.'.", statusCode: StatusCodes.Status400BadRequest, title: "Bad campaign name");
+            return problem;
         }
-        var target = PauseState.CampaignTarget(campaign);
-        await control.PauseAsync(target, Holder(http), time.GetUtcNow(), ct);
-        var paused = (await control.ListPausedAsync(ct)).Single(p => p.Stage == target);
+        var paused = await PauseAsync(PauseState.CampaignTarget(campaign), control, time, http, ct);
         return TypedResults.Accepted("/api/campaigns", new CampaignControl(campaign, true, paused.By, paused.Since));
     }
 
     private static async Task<Results<Accepted<CampaignControl>, ProblemHttpResult>> ResumeCampaign(string campaign, IControlStore control, CancellationToken ct)
     {
-        if (!IsCampaignName(campaign))
+        if (BadCampaignName(campaign) is { } problem)
         {
-            return TypedResults.Problem("A campaign name is 1-64 letters, digits, '-', '_' or '.'.", statusCode: StatusCodes.Status400BadRequest, title: "Bad campaign name");
+            return problem;
         }
         await control.ResumeAsync(PauseState.CampaignTarget(campaign), ct);
         return TypedResults.Accepted("/api/campaigns", new CampaignControl(campaign, false, null, null));

@@ -22,7 +22,13 @@ public sealed class PauseState
     public bool IsPaused(string stage) => _paused.Contains(stage);
 
     /// <summary>The pause target of a campaign (stages are paused by their queue names).</summary>
-    public static string CampaignTarget(string campaign) => $"campaign:{campaign}";
+    public static string CampaignTarget(string campaign) => CampaignPrefix + campaign;
+
+    /// <summary>The campaign a pause target names, or null for a stage.</summary>
+    public static string? CampaignOf(string target) =>
+        target.StartsWith(CampaignPrefix, StringComparison.Ordinal) ? target[CampaignPrefix.Length..] : null;
+
+    private const string CampaignPrefix = "campaign:";
 
     public bool IsCampaignPaused(string campaign) => _paused.Contains(CampaignTarget(campaign));
 
