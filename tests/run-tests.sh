@@ -8,12 +8,7 @@ if [ -z "${RABBITMQ_URI:-}" ] && ! docker info >/dev/null 2>&1; then
 fi
 
 # The dashboard test opens the page in Debian's Chromium.
-if [ ! -x /usr/bin/chromium ]; then
-  echo "Installing chromium from Debian..." >&2
-  sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-fi
+bash tests/ensure-debian-package.sh /usr/bin/chromium chromium
 
 configuration="${CONFIGURATION:-Release}"
 dotnet build Pipeline.sln -c "$configuration" --nologo -v quiet

@@ -19,7 +19,7 @@ public sealed class ArchiveMergedFileConsumer(
     ICatalog catalog,
     IMergeStore merges,
     TimeProvider time,
-    StageReporter metrics,
+    StageReporter report,
     ILogger<ArchiveMergedFileConsumer> logger) : IConsumer<ArchiveMergedFile>
 {
     public static string ArchiveName(string mergedName) => $"merged/{mergedName}";
@@ -32,7 +32,7 @@ public sealed class ArchiveMergedFileConsumer(
         if (!catalogued)
         {
             var started = Stopwatch.GetTimestamp();
-            using var writer = metrics.Busy(PipelineMetrics.Archive);
+            using var writer = report.Busy(PipelineMetrics.Archive);
             if (!areas.Output.Exists(message.MergedName))
             {
                 throw new FileNotFoundException($"Merged file {message.MergedName} is neither in the output area nor catalogued in the archive.");
@@ -46,7 +46,7 @@ public sealed class ArchiveMergedFileConsumer(
 
             await catalog.AddAsync(new CatalogEntry(archiveName, StorageOptions.Archive, CatalogEntry.Merged, message.Campaign, message.Dataset,
                 message.Size, message.Adler32, message.Events, message.Sources, time.GetUtcNow()), context.CancellationToken);
-            await metrics.CompletedAsync(PipelineMetrics.Archive, message.Size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
+            await report.CompletedAsync(PipelineMetrics.Archive, message.Size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
             logger.LogInformation("Archived {ArchiveName} ({Size} bytes, adler32 {Adler32}, {Events} events from {Sources} outputs)",
                 archiveName, message.Size, message.Adler32, message.Events, message.Sources.Count);
         }
@@ -68,7 +68,7 @@ public sealed class ArchiveMergedFileConsumer(
         if (size != message.Size || !Adler32Checksum.Same(Adler32Checksum.Format(adler), message.Adler32))
         {
             areas.Archive.Delete(ArchiveName(message.MergedName));
-            metrics.Failed(PipelineMetrics.Archive, "verification failed");
+            report.Failed(PipelineMetrics.Archive, "verification failed");
             throw new InvalidDataException(
                 $"Archive copy of {message.MergedName} failed verification {when}: expected {message.Size} bytes adler32 {message.Adler32}, got {size} bytes adler32 {Adler32Checksum.Format(adler)}.");
         }

@@ -10,7 +10,7 @@ namespace Pipeline.Collector;
 /// Copies a finished job's log and histogram files from scratch to the logs area, under
 /// campaign/run/stream/file/attempt, then removes them from scratch.
 /// </summary>
-public sealed class CollectJobLogsConsumer(StorageAreas areas, StageReporter metrics, ILogger<CollectJobLogsConsumer> logger) : IConsumer<CollectJobLogs>
+public sealed class CollectJobLogsConsumer(StorageAreas areas, StageReporter report, ILogger<CollectJobLogsConsumer> logger) : IConsumer<CollectJobLogs>
 {
     public static string LogFolder(string campaign, int run, string stream, Guid fileId, int attempt) =>
         $"{campaign}/run{run:D6}/{stream}/{fileId:N}/attempt-{attempt}";
@@ -39,7 +39,7 @@ public sealed class CollectJobLogsConsumer(StorageAreas areas, StageReporter met
             areas.Scratch.Delete(source);
             collected.Add(target);
         }
-        await metrics.CompletedAsync(PipelineMetrics.Collection, bytes, Stopwatch.GetElapsedTime(started), CancellationToken.None);
+        await report.CompletedAsync(PipelineMetrics.Collection, bytes, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         logger.LogInformation("Collected {Count} log files of {FileId} attempt {Attempt} into {Folder}", collected.Count, message.FileId, message.Attempt, folder);
         await context.Publish(new JobLogsCollected(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, collected));
     }

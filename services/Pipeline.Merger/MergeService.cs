@@ -27,7 +27,7 @@ public sealed class MergeService(
     IOptions<MergerOptions> options,
     IOptions<PipelineOptions> pipeline,
     TimeProvider time,
-    StageReporter metrics,
+    StageReporter report,
     PauseState pause,
     ILogger<MergeService> logger) : BackgroundService
 {
@@ -123,7 +123,7 @@ public sealed class MergeService(
             areas.Output.Delete(name);
             return false;
         }
-        await metrics.CompletedAsync(PipelineMetrics.Merge, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
+        await report.CompletedAsync(PipelineMetrics.Merge, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         logger.LogInformation("Merged {Count} outputs of {Dataset} into {MergedName} ({Size} bytes, {Events} events)", batch.Count, buffer.Dataset, name, size, events);
 
         await bus.Publish(ToArchiveRequest(record, batch), cancellationToken);

@@ -45,7 +45,7 @@ public sealed class ReconstructionWorker(
     IOptions<ReconstructionOptions> options,
     IOptions<PipelineOptions> pipeline,
     IHostApplicationLifetime lifetime,
-    StageReporter metrics,
+    StageReporter report,
     ILogger<ReconstructionWorker> logger) : IDisposable
 {
     public const string JobLogName = "job.log";
@@ -102,7 +102,7 @@ public sealed class ReconstructionWorker(
 
     private async Task RunJobAsync(ReconstructFile message, string worker, int leaseSeconds, (Guid, int) key)
     {
-        using var busy = metrics.Busy(PipelineMetrics.Reconstruction);
+        using var busy = report.Busy(PipelineMetrics.Reconstruction);
         try
         {
             await RunAttemptAsync(message, worker, leaseSeconds, lifetime.ApplicationStopping);
@@ -179,7 +179,7 @@ public sealed class ReconstructionWorker(
             if (outputs.Problem is null)
             {
                 logger.LogInformation("Reconstructed {FileId} attempt {Attempt}: {Outputs} outputs in {Seconds:F1}s", message.FileId, message.Attempt, outputs.Files.Count, stopwatch.Elapsed.TotalSeconds);
-                await metrics.CompletedAsync(PipelineMetrics.Reconstruction, outputs.Files.Sum(f => f.Size), stopwatch.Elapsed, CancellationToken.None);
+                await report.CompletedAsync(PipelineMetrics.Reconstruction, outputs.Files.Sum(f => f.Size), stopwatch.Elapsed, CancellationToken.None);
                 await bus.Publish(new FileReconstructed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, outputs.Files, stopwatch.Elapsed.TotalSeconds), CancellationToken.None);
                 areas.Cache.Delete(message.CachedName);
                 return;
@@ -187,7 +187,7 @@ public sealed class ReconstructionWorker(
             problem = outputs.Problem;
         }
 
-        metrics.Failed(PipelineMetrics.Reconstruction, problem);
+        report.Failed(PipelineMetrics.Reconstruction, problem);
         logger.LogWarning("Reconstruction of {FileId} attempt {Attempt} failed: {Reason}", message.FileId, message.Attempt, problem);
         areas.Scratch.DeleteDirectory(outputDirectory);
         await bus.Publish(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,

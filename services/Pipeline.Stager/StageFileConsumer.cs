@@ -12,7 +12,7 @@ namespace Pipeline.Stager;
 /// staged only if size and checksum match the catalogue. A mismatch is reported as a failure (the
 /// saga decides whether to try again) and the bad copy is removed.
 /// </summary>
-public sealed class StageFileConsumer(StorageAreas areas, StageReporter metrics, ILogger<StageFileConsumer> logger) : IConsumer<StageFile>
+public sealed class StageFileConsumer(StorageAreas areas, StageReporter report, ILogger<StageFileConsumer> logger) : IConsumer<StageFile>
 {
     public async Task Consume(ConsumeContext<StageFile> context)
     {
@@ -34,7 +34,7 @@ public sealed class StageFileConsumer(StorageAreas areas, StageReporter metrics,
             await Fail(context, $"checksum mismatch staging {message.LogicalName}: catalogued {message.Size} bytes adler32 {message.Adler32}, read {size} bytes adler32 {read}");
             return;
         }
-        await metrics.CompletedAsync(PipelineMetrics.Staging, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
+        await report.CompletedAsync(PipelineMetrics.Staging, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         logger.LogInformation("Staged {LogicalName} ({Size} bytes, adler32 {Adler32}) attempt {Attempt}", message.LogicalName, size, read, message.Attempt);
         await context.Publish(new FileStaged(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, cachedName, size, read));
     }
@@ -42,7 +42,7 @@ public sealed class StageFileConsumer(StorageAreas areas, StageReporter metrics,
     private async Task Fail(ConsumeContext<StageFile> context, string reason)
     {
         var message = context.Message;
-        metrics.Failed(PipelineMetrics.Staging, reason);
+        report.Failed(PipelineMetrics.Staging, reason);
         logger.LogWarning("Staging {LogicalName} attempt {Attempt} failed: {Reason}", message.LogicalName, message.Attempt, reason);
         await context.Publish(new StagingFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, reason));
     }

@@ -7,11 +7,7 @@ sudo_if_needed() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v rabbitmq-server >/dev/null 2>&1 && [ ! -x /usr/sbin/rabbitmq-server ]; then
-  echo "Installing rabbitmq-server from Debian..." >&2
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
-fi
+bash "$(dirname "$0")/../ensure-debian-package.sh" /usr/sbin/rabbitmq-server rabbitmq-server
 
 if ! sudo_if_needed rabbitmqctl -q ping --timeout 10 >/dev/null 2>&1; then
   echo "Starting RabbitMQ on 127.0.0.1..." >&2
