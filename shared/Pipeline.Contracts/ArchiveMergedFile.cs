@@ -10,5 +10,5 @@ public sealed record ArchiveMergedFile(
     long Events,
     IReadOnlyList<MergedSource> Sources);
 
-/// <summary>A reconstruction output that went into a merged file, and the raw file it came from.</summary>
-public sealed record MergedSource(Guid FileId, int Run, string Stream, string RawName, string OutputId);
+/// <summary>A reconstruction output that went into a merged file, and the raw file (and its section) it came from.</summary>
+public sealed record MergedSource(Guid FileId, int Run, string Stream, string RawName, string OutputId, int Section = 0);

@@ -3,7 +3,7 @@ using Pipeline.Contracts;
 namespace Pipeline.Infrastructure.State;
 
 /// <summary>Everything the pipeline keeps: one implementation per database (SQLite embedded, MongoDB in production).</summary>
-public interface IPipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore, IActivityLog, IHealthStore, IControlStore;
+public interface IPipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore, IActivityLog, IHealthStore, IControlStore, IFlowStore;
 
 /// <summary>What operators have paused, for every instance of every service to see.</summary>
 public interface IControlStore
@@ -73,6 +73,9 @@ public static class FileStates
     /// <summary>A file in one of these is no longer being reconstructed: when all of a run's are, the run has ended for merging.</summary>
     public static readonly IReadOnlySet<string> PastReconstruction =
         new HashSet<string>(StringComparer.Ordinal) { "Reconstructed", "Merged", "Archived", "Failed" };
+
+    /// <summary>The states before those: a file in one of these may still produce outputs.</summary>
+    public static readonly IReadOnlyList<string> BeforeReconstructed = ["Registered", "Staging", "Staged", "Reconstructing"];
 }
 
 /// <summary>A write lost a race: the document changed (or appeared) since it was read. Retrying re-reads it.</summary>
@@ -107,6 +110,12 @@ public interface IFileSagaStore
     /// reconstruction (reconstructed, merged, archived or failed) — when all are, the run has ended for merging.
     /// </summary>
     Task<IReadOnlyDictionary<int, RunProgress>> RunProgressAsync(string campaign, IReadOnlyCollection<int> runs, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The lowest run of a campaign with a file not yet past reconstruction (null if none): outputs of earlier
+    /// runs are all known, so merging them keeps a dataset in run order.
+    /// </summary>
+    Task<int?> OldestUnfinishedRunAsync(string campaign, CancellationToken cancellationToken);
 }
 
 public sealed record RunProgress(int Files, int PastReconstruction)
@@ -225,6 +234,9 @@ public interface IMergeStore
     Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedAsync(DateTimeOffset updatedBefore, CancellationToken cancellationToken);
 
     Task MarkArchivedAsync(string mergedName, CancellationToken cancellationToken);
+
+    /// <summary>A dataset's merged files not yet archived, in the order they were made (the order they must reach the archive).</summary>
+    Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedOfDatasetAsync(string campaign, string dataset, int limit, CancellationToken cancellationToken);
 }
 
 public sealed record PendingOutput(

@@ -173,6 +173,32 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
                 files INTEGER NOT NULL,
                 bytes INTEGER NOT NULL,
                 PRIMARY KEY (hour, stage));
+            CREATE INDEX IF NOT EXISTS ix_merged_files_dataset ON merged_files(campaign, dataset, archived, created_at);
+            -- Flow control: the bytes each bounded area holds, file by file, and the area's own totals.
+            CREATE TABLE IF NOT EXISTS area_files (
+                area TEXT NOT NULL,
+                name TEXT NOT NULL,
+                bytes INTEGER NOT NULL,
+                at INTEGER NOT NULL,
+                PRIMARY KEY (area, name));
+            CREATE INDEX IF NOT EXISTS ix_area_files_at ON area_files(area, at);
+            CREATE TABLE IF NOT EXISTS areas (
+                area TEXT PRIMARY KEY,
+                bytes INTEGER NOT NULL,
+                files INTEGER NOT NULL,
+                blocked INTEGER NOT NULL,
+                peak_bytes INTEGER NOT NULL,
+                largest_file_bytes INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS movers (
+                dataset TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                since INTEGER NOT NULL,
+                expires INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS settings (
+                key TEXT PRIMARY KEY,
+                value TEXT NOT NULL,
+                by TEXT NOT NULL,
+                at INTEGER NOT NULL);
             """);
     }
 
@@ -484,6 +510,18 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
             return progress;
         });
 
+    public Task<int?> OldestUnfinishedRunAsync(string campaign, CancellationToken cancellationToken) =>
+        ReadAsync(connection =>
+        {
+            // One index lookup per in-flight state (campaign, state, run): no scan of the finished files.
+            var lookups = string.Join(" UNION ALL ", FileStates.BeforeReconstructed.Select((_, i) =>
+                $"SELECT MIN(run) AS run FROM file_sagas WHERE campaign = $campaign AND state = $s{i}"));
+            using var command = Command(connection, $"SELECT MIN(run) FROM ({lookups})",
+                [("$campaign", campaign), .. FileStates.BeforeReconstructed.Select((state, i) => ($"$s{i}", (object?)state))]);
+            var oldest = command.ExecuteScalar();
+            return oldest is null or DBNull ? (int?)null : Convert.ToInt32(oldest, CultureInfo.InvariantCulture);
+        });
+
     // ---- runs -------------------------------------------------------------------------------
 
     public Task<RunRegistration> RegisterRunAsync(int run, string digest, IReadOnlyList<CatalogEntry> rawFiles, CancellationToken cancellationToken) =>
@@ -693,6 +731,10 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
             return command.ExecuteNonQuery();
         }, cancellationToken);
 
+    public Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedOfDatasetAsync(string campaign, string dataset, int limit, CancellationToken cancellationToken) =>
+        ReadAsync(connection => ReadMerged(connection, "WHERE campaign = $campaign AND dataset = $dataset AND archived = 0 ORDER BY created_at, name LIMIT $limit",
+            ("$campaign", campaign), ("$dataset", dataset), ("$limit", limit)));
+
     private static IReadOnlyList<MergedFileRecord> ReadMerged(SqliteConnection connection, string clause, params (string, object?)[] parameters)
     {
         using var command = Command(connection,
@@ -831,6 +873,202 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
             return paused;
         });
 
+    // ---- flow control -----------------------------------------------------------------------
+
+    public Task<bool> TryReserveAsync(string area, string name, long bytes, AreaLimits limits, DateTimeOffset at, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            var usage = ReadArea(connection, transaction, area);
+            var held = HeldBytes(connection, transaction, area, name);
+            if (held is null)
+            {
+                if (AreaLedger.Blocked(usage.Blocked, usage.Bytes, limits))
+                {
+                    WriteArea(connection, transaction, usage with { Blocked = true });
+                    return false;
+                }
+                usage = usage with { Files = usage.Files + 1, Blocked = false };
+            }
+            PutFile(connection, transaction, area, new AreaFile(name, bytes), at);
+            var total = usage.Bytes - (held ?? 0) + bytes;
+            WriteArea(connection, transaction, usage with
+            {
+                Bytes = total,
+                PeakBytes = Math.Max(usage.PeakBytes, total),
+                LargestFileBytes = Math.Max(usage.LargestFileBytes, bytes),
+            });
+            return true;
+        }, cancellationToken);
+
+    public Task ReplaceReservationAsync(string area, string name, IReadOnlyList<AreaFile> files, DateTimeOffset at, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            var usage = ReadArea(connection, transaction, area);
+            var removed = HeldBytes(connection, transaction, area, name);
+            var bytes = usage.Bytes - (removed ?? 0);
+            var count = usage.Files - (removed is null ? 0 : 1);
+            Run(connection, transaction, "DELETE FROM area_files WHERE area = $area AND name = $name", ("$area", area), ("$name", name));
+            foreach (var file in files)
+            {
+                var held = HeldBytes(connection, transaction, area, file.Name);
+                bytes += file.Bytes - (held ?? 0);
+                count += held is null ? 1 : 0;
+                PutFile(connection, transaction, area, file, at);
+            }
+            WriteArea(connection, transaction, usage with
+            {
+                Bytes = bytes,
+                Files = count,
+                PeakBytes = Math.Max(usage.PeakBytes, bytes),
+                LargestFileBytes = Math.Max(usage.LargestFileBytes, files.Count == 0 ? 0 : files.Max(f => f.Bytes)),
+            });
+            return true;
+        }, cancellationToken);
+
+    public Task ReleaseAsync(string area, string name, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            var held = HeldBytes(connection, transaction, area, name);
+            if (held is null)
+            {
+                return false;
+            }
+            Run(connection, transaction, "DELETE FROM area_files WHERE area = $area AND name = $name", ("$area", area), ("$name", name));
+            var usage = ReadArea(connection, transaction, area);
+            WriteArea(connection, transaction, usage with { Bytes = usage.Bytes - held.Value, Files = usage.Files - 1 });
+            return true;
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<AreaUsage>> ListAreaUsageAsync(CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<AreaUsage>>(connection =>
+        {
+            using var command = Command(connection, "SELECT area, bytes, files, blocked, peak_bytes, largest_file_bytes FROM areas ORDER BY area");
+            using var reader = command.ExecuteReader();
+            var areas = new List<AreaUsage>();
+            while (reader.Read())
+            {
+                areas.Add(new AreaUsage(reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3) != 0, reader.GetInt64(4), reader.GetInt64(5)));
+            }
+            return areas;
+        });
+
+    public Task<IReadOnlyList<AreaReservation>> ListReservationsAsync(string area, DateTimeOffset before, int limit, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<AreaReservation>>(connection =>
+        {
+            using var command = Command(connection, "SELECT name, bytes, at FROM area_files WHERE area = $area AND at < $before ORDER BY at LIMIT $limit",
+                ("$area", area), ("$before", before.ToUnixTimeMilliseconds()), ("$limit", limit));
+            using var reader = command.ExecuteReader();
+            var reservations = new List<AreaReservation>();
+            while (reader.Read())
+            {
+                reservations.Add(new AreaReservation(area, reader.GetString(0), reader.GetInt64(1), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(2))));
+            }
+            return reservations;
+        });
+
+    private static AreaUsage ReadArea(SqliteConnection connection, SqliteTransaction transaction, string area)
+    {
+        using var command = Command(connection, "SELECT bytes, files, blocked, peak_bytes, largest_file_bytes FROM areas WHERE area = $area", ("$area", area));
+        command.Transaction = transaction;
+        using var reader = command.ExecuteReader();
+        return reader.Read()
+            ? new AreaUsage(area, reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2) != 0, reader.GetInt64(3), reader.GetInt64(4))
+            : new AreaUsage(area, 0, 0, false, 0, 0);
+    }
+
+    private static void WriteArea(SqliteConnection connection, SqliteTransaction transaction, AreaUsage usage) =>
+        Run(connection, transaction, """
+            INSERT INTO areas (area, bytes, files, blocked, peak_bytes, largest_file_bytes) VALUES ($area, $bytes, $files, $blocked, $peak, $largest)
+            ON CONFLICT(area) DO UPDATE SET bytes = excluded.bytes, files = excluded.files, blocked = excluded.blocked,
+                peak_bytes = excluded.peak_bytes, largest_file_bytes = excluded.largest_file_bytes
+            """, ("$area", usage.Area), ("$bytes", usage.Bytes), ("$files", usage.Files), ("$blocked", usage.Blocked ? 1 : 0),
+            ("$peak", usage.PeakBytes), ("$largest", usage.LargestFileBytes));
+
+    private static void PutFile(SqliteConnection connection, SqliteTransaction transaction, string area, AreaFile file, DateTimeOffset at) =>
+        Run(connection, transaction, """
+            INSERT INTO area_files (area, name, bytes, at) VALUES ($area, $name, $bytes, $at)
+            ON CONFLICT(area, name) DO UPDATE SET bytes = excluded.bytes
+            """, ("$area", area), ("$name", file.Name), ("$bytes", file.Bytes), ("$at", at.ToUnixTimeMilliseconds()));
+
+    private static long? HeldBytes(SqliteConnection connection, SqliteTransaction transaction, string area, string name)
+    {
+        using var command = Command(connection, "SELECT bytes FROM area_files WHERE area = $area AND name = $name", ("$area", area), ("$name", name));
+        command.Transaction = transaction;
+        return command.ExecuteScalar() is long bytes ? bytes : null;
+    }
+
+    public Task<bool> TryAcquireMoverAsync(string dataset, string holder, int limit, DateTimeOffset now, TimeSpan lease, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            var nowMs = now.ToUnixTimeMilliseconds();
+            Run(connection, transaction, "DELETE FROM movers WHERE expires <= $now", ("$now", nowMs));
+            using var current = Command(connection, "SELECT holder FROM movers WHERE dataset = $dataset", ("$dataset", dataset));
+            current.Transaction = transaction;
+            var currentHolder = current.ExecuteScalar() as string;
+            if (currentHolder is not null && currentHolder != holder)
+            {
+                return false;
+            }
+            if (currentHolder is null)
+            {
+                using var count = Command(connection, "SELECT COUNT(*) FROM movers");
+                count.Transaction = transaction;
+                if ((long)count.ExecuteScalar()! >= limit)
+                {
+                    return false;
+                }
+            }
+            Run(connection, transaction, """
+                INSERT INTO movers (dataset, holder, since, expires) VALUES ($dataset, $holder, $now, $expires)
+                ON CONFLICT(dataset) DO UPDATE SET expires = excluded.expires
+                """, ("$dataset", dataset), ("$holder", holder), ("$now", nowMs), ("$expires", (now + lease).ToUnixTimeMilliseconds()));
+            return true;
+        }, cancellationToken);
+
+    public Task ReleaseMoverAsync(string dataset, string holder, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+            Run(connection, transaction, "DELETE FROM movers WHERE dataset = $dataset AND holder = $holder", ("$dataset", dataset), ("$holder", holder)),
+            cancellationToken);
+
+    public Task<IReadOnlyList<MoverLease>> ListMoversAsync(DateTimeOffset now, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<MoverLease>>(connection =>
+        {
+            using var command = Command(connection, "SELECT dataset, holder, since, expires FROM movers WHERE expires > $now ORDER BY dataset",
+                ("$now", now.ToUnixTimeMilliseconds()));
+            using var reader = command.ExecuteReader();
+            var movers = new List<MoverLease>();
+            while (reader.Read())
+            {
+                movers.Add(new MoverLease(reader.GetString(0), reader.GetString(1),
+                    DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(2)), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(3))));
+            }
+            return movers;
+        });
+
+    public Task SetSettingAsync(FlowSetting setting, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+            Run(connection, transaction, """
+                INSERT INTO settings (key, value, by, at) VALUES ($key, $value, $by, $at)
+                ON CONFLICT(key) DO UPDATE SET value = excluded.value, by = excluded.by, at = excluded.at
+                """, ("$key", setting.Key), ("$value", setting.Value), ("$by", setting.By), ("$at", setting.At.ToUnixTimeMilliseconds())),
+            cancellationToken);
+
+    public Task<bool> RemoveSettingAsync(string key, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) => Run(connection, transaction, "DELETE FROM settings WHERE key = $key", ("$key", key)) > 0, cancellationToken);
+
+    public Task<IReadOnlyList<FlowSetting>> ListSettingsAsync(CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<FlowSetting>>(connection =>
+        {
+            using var command = Command(connection, "SELECT key, value, by, at FROM settings ORDER BY key");
+            using var reader = command.ExecuteReader();
+            var settings = new List<FlowSetting>();
+            while (reader.Read())
+            {
+                settings.Add(new FlowSetting(reader.GetString(0), reader.GetString(1), reader.GetString(2), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(3))));
+            }
+            return settings;
+        });
+
     // ---- activity ---------------------------------------------------------------------------
 
     public Task RecordAsync(string stage, DateTimeOffset at, long bytes, CancellationToken cancellationToken) =>
@@ -867,6 +1105,13 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
         using var command = connection.CreateCommand();
         command.CommandText = sql;
         command.ExecuteNonQuery();
+    }
+
+    private static int Run(SqliteConnection connection, SqliteTransaction transaction, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var command = Command(connection, sql, parameters);
+        command.Transaction = transaction;
+        return command.ExecuteNonQuery();
     }
 
     private static SqliteCommand Command(SqliteConnection connection, string sql, params (string Name, object? Value)[] parameters)

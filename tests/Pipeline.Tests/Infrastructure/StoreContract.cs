@@ -414,6 +414,137 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.Empty(await Store.ListAsync(CatalogEntry.Merged, "other", CancellationToken.None));
         Assert.Empty(await Store.ListAsync(CatalogEntry.Raw, null, CancellationToken.None));
     }
+
+    private static readonly AreaLimits TenKilobytes = new(10_000, 9_000, 5_000);
+
+    [SkippableFact]
+    public async Task Should_admit_files_into_an_area_until_its_high_water_mark_and_again_only_below_its_low_water_mark()
+    {
+        var at = DateTimeOffset.UtcNow;
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.True(await Store.TryReserveAsync("cache", $"f{i}", 4_000, TenKilobytes, at, CancellationToken.None));
+        }
+        // 12,000 bytes held: above the high-water mark, so the area is blocked (one file over, never more).
+        Assert.False(await Store.TryReserveAsync("cache", "f3", 1, TenKilobytes, at, CancellationToken.None));
+        // A file already admitted is admitted again (a redelivered stage request), blocked or not.
+        Assert.True(await Store.TryReserveAsync("cache", "f0", 4_000, TenKilobytes, at, CancellationToken.None));
+
+        await Store.ReleaseAsync("cache", "f0", CancellationToken.None);
+        Assert.False(await Store.TryReserveAsync("cache", "f3", 1, TenKilobytes, at, CancellationToken.None)); // 8,000 > low water
+        await Store.ReleaseAsync("cache", "f1", CancellationToken.None);
+        await Store.ReleaseAsync("cache", "f1", CancellationToken.None); // releasing twice gives back nothing more
+        Assert.True(await Store.TryReserveAsync("cache", "f3", 1, TenKilobytes, at, CancellationToken.None)); // 4,000 <= low water
+
+        var usage = Assert.Single(await Store.ListAreaUsageAsync(CancellationToken.None));
+        Assert.Equal(new AreaUsage("cache", 4_001, 2, false, 12_000, 4_000), usage);
+    }
+
+    [SkippableFact]
+    public async Task Should_never_admit_past_the_high_water_mark_plus_one_file_however_many_ask_at_once()
+    {
+        var admitted = await Task.WhenAll(Enumerable.Range(0, 40).Select(i =>
+            Store.TryReserveAsync("cache", $"f{i}", 1_000, TenKilobytes, DateTimeOffset.UtcNow, CancellationToken.None)));
+
+        Assert.Equal(9, admitted.Count(a => a));
+        var usage = Assert.Single(await Store.ListAreaUsageAsync(CancellationToken.None));
+        Assert.Equal(9_000, usage.Bytes);
+        Assert.True(usage.Blocked);
+    }
+
+    [SkippableFact]
+    public async Task Should_replace_a_job_estimate_by_its_outputs_and_list_old_reservations()
+    {
+        var at = DateTimeOffset.UtcNow;
+        Assert.True(await Store.TryReserveAsync("scratch", "jobs/a", 5_000, TenKilobytes, at.AddMinutes(-10), CancellationToken.None));
+        await Store.ReplaceReservationAsync("scratch", "jobs/a", [new AreaFile("jobs/a/muon.evt", 700), new AreaFile("jobs/a/jet.evt", 300)], at, CancellationToken.None);
+
+        var usage = Assert.Single(await Store.ListAreaUsageAsync(CancellationToken.None));
+        Assert.Equal((1_000L, 2L), (usage.Bytes, usage.Files));
+        Assert.Empty(await Store.ListReservationsAsync("scratch", at, 10, CancellationToken.None));
+        var listed = await Store.ListReservationsAsync("scratch", at.AddSeconds(1), 10, CancellationToken.None);
+        Assert.Equal(["jobs/a/muon.evt", "jobs/a/jet.evt"], listed.Select(r => r.Name).Order(StringComparer.Ordinal).Reverse());
+    }
+
+    [SkippableFact]
+    public async Task Should_hand_out_at_most_the_limit_of_movers_and_one_per_dataset()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var lease = TimeSpan.FromMinutes(1);
+        Assert.True(await Store.TryAcquireMoverAsync("muon", "a", 2, now, lease, CancellationToken.None));
+        Assert.False(await Store.TryAcquireMoverAsync("muon", "b", 2, now, lease, CancellationToken.None));
+        Assert.True(await Store.TryAcquireMoverAsync("muon", "a", 2, now, lease, CancellationToken.None));
+        Assert.True(await Store.TryAcquireMoverAsync("jet", "b", 2, now, lease, CancellationToken.None));
+        Assert.False(await Store.TryAcquireMoverAsync("electron", "c", 2, now, lease, CancellationToken.None));
+
+        await Store.ReleaseMoverAsync("muon", "b", CancellationToken.None); // not b's: nothing changes
+        Assert.Equal(["jet", "muon"], (await Store.ListMoversAsync(now, CancellationToken.None)).Select(m => m.Dataset));
+        await Store.ReleaseMoverAsync("muon", "a", CancellationToken.None);
+        Assert.True(await Store.TryAcquireMoverAsync("electron", "c", 2, now, lease, CancellationToken.None));
+
+        // A holder that died lets its lease run out; then its mover counts for nobody.
+        var later = now + lease + TimeSpan.FromSeconds(1);
+        Assert.Empty(await Store.ListMoversAsync(later, CancellationToken.None));
+        Assert.True(await Store.TryAcquireMoverAsync("jet", "d", 2, later, lease, CancellationToken.None));
+    }
+
+    [SkippableFact]
+    public async Task Should_never_hand_out_more_movers_than_the_limit_to_concurrent_archivers()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var granted = await Task.WhenAll(Enumerable.Range(0, 12).Select(i =>
+            Store.TryAcquireMoverAsync($"dataset{i % 6}", $"archiver{i}", 3, now, TimeSpan.FromMinutes(1), CancellationToken.None)));
+
+        Assert.Equal(3, granted.Count(g => g));
+        var movers = await Store.ListMoversAsync(now, CancellationToken.None);
+        Assert.Equal(3, movers.Select(m => m.Dataset).Distinct().Count());
+    }
+
+    [SkippableFact]
+    public async Task Should_keep_the_latest_setting_per_key_until_it_is_removed()
+    {
+        var at = DateTimeOffset.FromUnixTimeMilliseconds(1_800_000_000_000);
+        await Store.SetSettingAsync(new FlowSetting("movers", "2", "alice", at), CancellationToken.None);
+        await Store.SetSettingAsync(new FlowSetting("movers", "4", "bob", at.AddMinutes(1)), CancellationToken.None);
+        await Store.SetSettingAsync(new FlowSetting("area:cache", "{}", "bob", at), CancellationToken.None);
+
+        Assert.Equal([new FlowSetting("area:cache", "{}", "bob", at), new FlowSetting("movers", "4", "bob", at.AddMinutes(1))],
+            await Store.ListSettingsAsync(CancellationToken.None));
+        Assert.True(await Store.RemoveSettingAsync("movers", CancellationToken.None));
+        Assert.False(await Store.RemoveSettingAsync("movers", CancellationToken.None));
+        Assert.Single(await Store.ListSettingsAsync(CancellationToken.None));
+    }
+
+    [SkippableFact]
+    public async Task Should_find_the_oldest_run_with_files_still_to_reconstruct()
+    {
+        Assert.Null(await Store.OldestUnfinishedRunAsync("prompt", CancellationToken.None));
+        await Store.InsertAsync(Saga(5, "raw/5/a", "Archived"), CancellationToken.None);
+        await Store.InsertAsync(Saga(7, "raw/7/a", "Reconstructing"), CancellationToken.None);
+        await Store.InsertAsync(Saga(9, "raw/9/a", "Registered"), CancellationToken.None);
+        await Store.InsertAsync(Saga(3, "raw/3/a", "Staged", campaign: "other"), CancellationToken.None);
+
+        Assert.Equal(7, await Store.OldestUnfinishedRunAsync("prompt", CancellationToken.None));
+        Assert.Equal(3, await Store.OldestUnfinishedRunAsync("other", CancellationToken.None));
+    }
+
+    [SkippableFact]
+    public async Task Should_list_a_datasets_unarchived_merged_files_in_the_order_they_were_made()
+    {
+        var at = DateTimeOffset.FromUnixTimeMilliseconds(1_800_000_000_000);
+        var outputs = new List<string>();
+        for (var i = 0; i < 3; i++)
+        {
+            var output = new PendingOutput($"o{i}", Guid.NewGuid(), "prompt", "muon", i, "physics", 0, $"raw/{i}", $"jobs/{i}.evt", 10, "00000001", 1, at, null);
+            await Store.AddOutputAsync(output, CancellationToken.None);
+            Assert.True(await Store.CommitMergeAsync(new MergedFileRecord($"m{2 - i}", "prompt", "muon", 10, "00000001", 1, false, at.AddSeconds(i), at.AddSeconds(i)),
+                [output.OutputId], CancellationToken.None));
+        }
+        await Store.MarkArchivedAsync("m2", CancellationToken.None);
+
+        Assert.Equal(["m1", "m0"], (await Store.ListUnarchivedOfDatasetAsync("prompt", "muon", 10, CancellationToken.None)).Select(m => m.Name));
+        Assert.Empty(await Store.ListUnarchivedOfDatasetAsync("prompt", "jet", 10, CancellationToken.None));
+    }
 }
 
 public sealed class When_storing_state_in_sqlite : StoreContract

@@ -206,6 +206,11 @@ public static class MongoQueries
             [MongoPipelineStore.MergedFiles] =
             [
                 Index("archived_updated", Keys(Fields.Archived, Fields.UpdatedAt)),
+                Index("dataset_archived_created", Keys(Fields.Campaign, Fields.Dataset, Fields.Archived, "createdAt", Fields.Name)),
+            ],
+            [MongoPipelineStore.AreaFiles] =
+            [
+                Index("area_at", Keys(Fields.Area, "at")),
             ],
             [MongoPipelineStore.Activity] =
             [
