@@ -1,77 +1,112 @@
 using System.Diagnostics;
 using MassTransit;
-using Pipeline.Infrastructure.Telemetry;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Archive;
+using Pipeline.Infrastructure.Flow;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Infrastructure.Telemetry;
 
 namespace Pipeline.Archiver;
 
 /// <summary>
-/// Copies a merged file into the archive (checksummed while it moves), reads it back and verifies
-/// Adler-32 again, catalogs it with the raw files it came from, and tells each raw file's saga.
-/// Repeats are harmless: a file already catalogued is only reported again.
+/// Writes merged files to the archive. It first takes the dataset's mover (few at once across all archivers, one per
+/// dataset), then writes the dataset's unarchived files in the order they were made, up to the one asked for — so a
+/// dataset reaches its volumes in run order whatever order the requests arrive in. Each file is written to every
+/// archive area the dataset asks copies on, each copy verified (size and Adler-32, read back) and catalogued; the file
+/// counts as archived only when all are. Then each raw file's saga is told and the output area's copy is removed.
+/// Repeats are harmless: a file already archived is only reported again.
 /// </summary>
 public sealed class ArchiveMergedFileConsumer(
     StorageAreas areas,
+    ArchiveLibrary archives,
     ICatalog catalog,
     IMergeStore merges,
+    Movers movers,
+    FlowControl flow,
+    AreaGate gate,
     TimeProvider time,
     StageReporter report,
     ILogger<ArchiveMergedFileConsumer> logger) : IConsumer<ArchiveMergedFile>
 {
+    /// <summary>Files of a dataset written under one hold of its mover, at most.</summary>
+    private const int MaxFilesPerMount = 100;
+
     public static string ArchiveName(string mergedName) => $"merged/{mergedName}";
 
     public async Task Consume(ConsumeContext<ArchiveMergedFile> context)
     {
         var message = context.Message;
-        var archiveName = ArchiveName(message.MergedName);
-        var catalogued = (await catalog.FindAsync(archiveName, context.CancellationToken)).Any(e => e.Area == StorageOptions.Archive);
-        if (!catalogued)
+        var merged = await merges.GetMergedFileAsync(message.MergedName, context.CancellationToken);
+        if (merged is null or { Archived: false })
         {
-            var started = Stopwatch.GetTimestamp();
-            using var writer = report.Busy(PipelineMetrics.Archive);
-            if (!areas.Output.Exists(message.MergedName))
+            await using var mover = await movers.AcquireAsync($"{message.Campaign}/{message.Dataset}", context.CancellationToken);
+            foreach (var file in await merges.ListUnarchivedOfDatasetAsync(message.Campaign, message.Dataset, MaxFilesPerMount, mover.Token))
             {
-                throw new FileNotFoundException($"Merged file {message.MergedName} is neither in the output area nor catalogued in the archive.");
+                await ArchiveAsync(context, file, mover.Token);
+                if (file.Name == message.MergedName)
+                {
+                    return;
+                }
             }
-            var (size, adler) = await StreamingCopy.CopyAsync(areas.Output, message.MergedName, areas.Archive, archiveName, context.CancellationToken);
-            Verify(message, size, adler, "while copying");
-
-            // Read back what the archive holds: the copy is trusted only once its own bytes check out.
-            var (readSize, readAdler) = await areas.Archive.ChecksumAsync(archiveName, context.CancellationToken);
-            Verify(message, readSize, readAdler, "reading back from the archive");
-
-            await catalog.AddAsync(new CatalogEntry(archiveName, StorageOptions.Archive, CatalogEntry.Merged, message.Campaign, message.Dataset,
-                message.Size, message.Adler32, message.Events, message.Sources, time.GetUtcNow()), context.CancellationToken);
-            await report.CompletedAsync(PipelineMetrics.Archive, message.Size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
-            logger.LogInformation("Archived {ArchiveName} ({Size} bytes, adler32 {Adler32}, {Events} events from {Sources} outputs)",
-                archiveName, message.Size, message.Adler32, message.Events, message.Sources.Count);
+            if (merged is null && (await merges.GetMergedFileAsync(message.MergedName, context.CancellationToken)) is null)
+            {
+                throw new InvalidOperationException($"Merged file {message.MergedName} is not recorded by the merger.");
+            }
         }
-
-        await merges.MarkArchivedAsync(message.MergedName, context.CancellationToken);
-        foreach (var group in message.Sources.GroupBy(s => s.FileId))
-        {
-            var first = group.First();
-            await context.Publish(new OutputsArchived(group.Key, first.Run, first.Stream, message.Campaign, message.MergedName, [.. group.Select(s => s.OutputId)]));
-        }
-        if (areas.Output.Exists(message.MergedName))
-        {
-            areas.Output.Delete(message.MergedName);
-        }
+        // Archived already (by an earlier delivery, or by this dataset's mover on another file's turn): report it again.
+        await ReportArchivedAsync(context, message.MergedName, message.Campaign, [.. message.Sources]);
     }
 
-    private void Verify(ArchiveMergedFile message, long size, uint adler, string when)
+    private async Task ArchiveAsync(ConsumeContext context, MergedFileRecord file, CancellationToken cancellationToken)
     {
-        if (size != message.Size || !Adler32Checksum.Same(Adler32Checksum.Format(adler), message.Adler32))
+        var archiveName = ArchiveName(file.Name);
+        var started = Stopwatch.GetTimestamp();
+        var sources = (await merges.ListOutputsOfAsync(file.Name, cancellationToken))
+            .Select(o => new MergedSource(o.FileId, o.Run, o.Stream, o.RawName, o.OutputId, o.Section)).ToList();
+        var catalogued = (await catalog.FindAsync(archiveName, cancellationToken)).Select(e => e.Area).ToHashSet(StringComparer.Ordinal);
+        foreach (var copy in flow.CopiesOf(file.Dataset).Where(c => !catalogued.Contains(c)))
         {
-            areas.Archive.Delete(ArchiveName(message.MergedName));
-            report.Failed(PipelineMetrics.Archive, "verification failed");
-            throw new InvalidDataException(
-                $"Archive copy of {message.MergedName} failed verification {when}: expected {message.Size} bytes adler32 {message.Adler32}, got {size} bytes adler32 {Adler32Checksum.Format(adler)}.");
+            if (!areas.Output.Exists(file.Name))
+            {
+                throw new FileNotFoundException($"Merged file {file.Name} is neither in the output area nor catalogued in archive area {copy}.");
+            }
+            using (report.Busy(PipelineMetrics.Archive))
+            {
+                try
+                {
+                    await archives[copy].WriteAsync(archiveName, areas.Output, file.Name, file.Size, file.Adler32, cancellationToken);
+                }
+                catch (ArchiveException ex)
+                {
+                    report.Failed(PipelineMetrics.Archive, "verification failed");
+                    logger.LogWarning("Archiving {MergedName} to {Area} failed: {Reason}", file.Name, copy, ex.Message);
+                    throw;
+                }
+            }
+            await catalog.AddAsync(new CatalogEntry(archiveName, copy, CatalogEntry.Merged, file.Campaign, file.Dataset,
+                file.Size, file.Adler32, file.Events, sources, time.GetUtcNow()), CancellationToken.None);
+            logger.LogInformation("Archived {ArchiveName} in {Area} ({Size} bytes, adler32 {Adler32}, {Events} events from {Sources} outputs)",
+                archiveName, copy, file.Size, file.Adler32, file.Events, sources.Count);
         }
+        await merges.MarkArchivedAsync(file.Name, CancellationToken.None);
+        await report.CompletedAsync(PipelineMetrics.Archive, file.Size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
+        await ReportArchivedAsync(context, file.Name, file.Campaign, sources);
+    }
+
+    private async Task ReportArchivedAsync(ConsumeContext context, string mergedName, string campaign, IReadOnlyList<MergedSource> sources)
+    {
+        foreach (var group in sources.GroupBy(s => s.FileId))
+        {
+            var first = group.First();
+            await context.Publish(new OutputsArchived(group.Key, first.Run, first.Stream, campaign, mergedName, [.. group.Select(s => s.OutputId)]));
+        }
+        if (areas.Output.Exists(mergedName))
+        {
+            areas.Output.Delete(mergedName);
+        }
+        await gate.ReleaseAsync(StorageOptions.Output, mergedName);
     }
 }
 

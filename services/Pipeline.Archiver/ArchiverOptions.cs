@@ -6,7 +6,10 @@ public sealed class ArchiverOptions
 {
     public const string Section = "Pipeline:Archiver";
 
-    /// <summary>Merged files written to the archive at once by this process ("movers": tape drives are few).</summary>
+    /// <summary>
+    /// Archive requests this process handles at once. How many archive writers run across every instance is
+    /// limited separately, by <c>Pipeline:Flow:Movers</c>: adding instances never adds writers.
+    /// </summary>
     [Range(1, 64)]
     public int Writers { get; set; } = 2;
 }

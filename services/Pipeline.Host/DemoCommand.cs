@@ -3,7 +3,10 @@ using System.Globalization;
 using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.Options;
+using Pipeline.Archiver;
+using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.Flow;
 using Pipeline.Infrastructure.Ingest;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
@@ -35,6 +38,15 @@ public static class DemoCommand
             ["Pipeline:Campaign:MergeTargetBytes"] = (4L << 20).ToString(CultureInfo.InvariantCulture),
             ["Pipeline:Merger:FlushIdleSeconds"] = "1",
             ["Pipeline:Merger:PollSeconds"] = "0.2",
+            // The archive is a simulated tape library, and the cache holds a few raw files at most: the demo shows
+            // back-pressure and tape mounts as they happen, measured by the running system.
+            ["Pipeline:Archives:archive:Kind"] = "Tape",
+            ["Pipeline:Archives:archive:Tape:Drives"] = "2",
+            ["Pipeline:Archives:archive:Tape:MountSeconds"] = "0.2",
+            ["Pipeline:Archives:archive:Tape:PositionSeconds"] = "0.02",
+            ["Pipeline:Archives:archive:Tape:MegabytesPerSecond"] = "100",
+            ["Pipeline:Flow:Areas:cache:QuotaBytes"] = SampleRuns.Setting(configuration, "CACHE_QUOTA", 1 << 20).ToString(CultureInfo.InvariantCulture),
+            ["Pipeline:Flow:Areas:output:QuotaBytes"] = (64L << 20).ToString(CultureInfo.InvariantCulture),
         };
         var app = PipelineApp.Build([.. args.Where(a => a.StartsWith("--", StringComparison.Ordinal))], settings);
         var stopwatch = Stopwatch.StartNew();
@@ -56,8 +68,13 @@ public static class DemoCommand
             using var deadline = new CancellationTokenSource(timeout);
             await WaitForFinalStatesAsync(sagas, total, deadline.Token);
 
-            var report = await ProductionAudit.RunAsync(generated, campaign.Selections, campaign.Name, areas, sagas,
-                app.Services.GetRequiredService<ICatalog>(), CancellationToken.None);
+            var catalog = app.Services.GetRequiredService<ICatalog>();
+            var report = await ProductionAudit.RunAsync(generated, campaign.Selections, campaign.Name, areas, sagas, catalog, CancellationToken.None);
+            var flow = app.Services.GetRequiredService<FlowControl>();
+            var cache = (await app.Services.GetRequiredService<IFlowStore>().ListAreaUsageAsync(CancellationToken.None))
+                .FirstOrDefault(a => a.Area == StorageOptions.Cache);
+            var tape = app.Services.GetRequiredService<ArchiveLibrary>().TapeLibraries.FirstOrDefault(t => t.Library == StorageOptions.Archive);
+            var merged = await catalog.ListAsync(CatalogEntry.Merged, campaign.Name, CancellationToken.None);
             var summary = new
             {
                 runs = report.Runs,
@@ -71,6 +88,15 @@ public static class DemoCommand
                 eventsLost = report.EventsLost,
                 eventsDuplicated = report.EventsDuplicated,
                 checksumsVerified = report.ChecksumsVerified,
+                moversLimit = flow.MoversLimit,
+                maxMoversInUse = app.Services.GetRequiredService<Movers>().MaxInUse,
+                cacheQuotaBytes = flow.QuotaOf(StorageOptions.Cache).QuotaBytes,
+                cachePeakBytes = cache?.PeakBytes ?? 0,
+                largestFileBytes = cache?.LargestFileBytes ?? 0,
+                filesStaged = tape?.FilesRead ?? 0,
+                tapeMounts = tape?.Mounts ?? 0,
+                stageMounts = tape?.ReadMounts ?? 0,
+                datasetsOutOfOrder = ArchiveOrder.DatasetsOutOfOrder(merged.Where(e => e.Area == StorageOptions.Archive)).Count,
                 seconds = Math.Round(stopwatch.Elapsed.TotalSeconds, 2),
             };
             Console.Out.WriteLine(JsonSerializer.Serialize(summary));

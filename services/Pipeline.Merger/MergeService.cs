@@ -8,6 +8,7 @@ using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Control;
+using Pipeline.Infrastructure.Flow;
 using Pipeline.Infrastructure.Telemetry;
 
 namespace Pipeline.Merger;
@@ -29,8 +30,13 @@ public sealed class MergeService(
     TimeProvider time,
     StageReporter report,
     PauseState pause,
+    FlowControl flow,
+    AreaGate gate,
+    IHealthStore health,
     ILogger<MergeService> logger) : BackgroundService
 {
+    private readonly HashSet<string> _waitingAlerts = new(StringComparer.Ordinal);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // The in-memory transport lost whatever was on its way to the archiver when the process stopped.
@@ -67,14 +73,23 @@ public sealed class MergeService(
         var made = 0;
         var now = time.GetUtcNow();
         var target = campaign.Value.MergeTargetBytes;
+        // Outputs wait in scratch: when scratch is full, reconstruction is held back until merges free it.
+        var pressure = flow.IsBlocked(StorageOptions.Scratch);
         foreach (var buffer in await merges.ListBuffersAsync(cancellationToken))
         {
-            var due = buffer.Bytes >= target
+            var pending = await merges.ListPendingAsync(buffer.Campaign, buffer.Dataset, options.Value.MaxInputsPerMerge, cancellationToken);
+            var ready = await InOrderAsync(buffer, pending, pressure, now, cancellationToken);
+            if (ready.Count == 0)
+            {
+                continue;
+            }
+            var due = ready.Sum(o => o.Size) >= target
+                || pressure
                 || now - buffer.NewestAddedAt >= TimeSpan.FromSeconds(options.Value.FlushIdleSeconds)
                 || now - buffer.OldestAddedAt >= TimeSpan.FromSeconds(options.Value.MaxWaitSeconds)
                 || (now - buffer.NewestAddedAt >= TimeSpan.FromSeconds(options.Value.RunEndGraceSeconds)
-                    && await RunsEndedAsync(buffer, cancellationToken));
-            if (due && await MergeOneAsync(buffer, target, cancellationToken))
+                    && await RunsEndedAsync(buffer, pending, cancellationToken));
+            if (due && await MergeOneAsync(buffer, ready, target, cancellationToken))
             {
                 made++;
             }
@@ -82,21 +97,64 @@ public sealed class MergeService(
         return made;
     }
 
-    /// <summary>Every run with outputs waiting in this buffer has ended: nothing more is coming for it.</summary>
-    private async Task<bool> RunsEndedAsync(DatasetBuffer buffer, CancellationToken cancellationToken)
+    /// <summary>
+    /// The outputs that may be merged now. Relaxed: all of them. Strict: only those of runs older than the oldest run
+    /// with a file still to reconstruct, so that no late file can ever sort before a merged file already made. Outputs
+    /// that wait too long for earlier runs raise an alert; when scratch is full and nothing may be merged, order is given
+    /// up for this merge (with an alert) rather than stopping production.
+    /// </summary>
+    private async Task<IReadOnlyList<PendingOutput>> InOrderAsync(DatasetBuffer buffer, IReadOnlyList<PendingOutput> pending, bool pressure, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var pending = await merges.ListPendingAsync(buffer.Campaign, buffer.Dataset, options.Value.MaxInputsPerMerge, cancellationToken);
+        if (pending.Count == 0 || flow.OrderingOf(buffer.Dataset) == MergeOrdering.Relaxed)
+        {
+            return pending;
+        }
+        var key = $"merge-order:{buffer.Campaign}/{buffer.Dataset}";
+        var oldestOpen = await sagas.OldestUnfinishedRunAsync(buffer.Campaign, cancellationToken);
+        var ready = pending.TakeWhile(o => oldestOpen is null || o.Run < oldestOpen).ToList();
+        if (ready.Count > 0)
+        {
+            if (_waitingAlerts.Remove(key))
+            {
+                await health.ResolveAlertAsync(key, now, cancellationToken);
+            }
+            return ready;
+        }
+        var waited = now - pending.Min(o => o.AddedAt);
+        if (pressure)
+        {
+            await RaiseAsync(key, $"Dataset {buffer.Dataset} of {buffer.Campaign}: scratch is full while its outputs wait for run {oldestOpen}; merging them out of order to keep production going", now, cancellationToken);
+            return pending;
+        }
+        if (waited >= TimeSpan.FromSeconds(flow.Configured.StrictWaitSeconds))
+        {
+            await RaiseAsync(key, $"Dataset {buffer.Dataset} of {buffer.Campaign} (strict order) has waited {waited.TotalMinutes:F0} min for run {oldestOpen} to be reconstructed", now, cancellationToken);
+        }
+        return [];
+    }
+
+    private async Task RaiseAsync(string key, string message, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        _waitingAlerts.Add(key);
+        if (await health.RaiseAlertAsync(key, "merge-order", "warning", message, now, cancellationToken))
+        {
+            logger.LogWarning("{Alert}", message);
+        }
+    }
+
+    /// <summary>Every run with outputs waiting in this buffer has ended: nothing more is coming for it.</summary>
+    private async Task<bool> RunsEndedAsync(DatasetBuffer buffer, IReadOnlyList<PendingOutput> pending, CancellationToken cancellationToken)
+    {
         var runs = pending.Select(o => o.Run).Distinct().ToList();
         var progress = await sagas.RunProgressAsync(buffer.Campaign, runs, cancellationToken);
         return runs.All(run => progress.TryGetValue(run, out var p) && p.Ended);
     }
 
-    private async Task<bool> MergeOneAsync(DatasetBuffer buffer, long target, CancellationToken cancellationToken)
+    private async Task<bool> MergeOneAsync(DatasetBuffer buffer, IReadOnlyList<PendingOutput> ready, long target, CancellationToken cancellationToken)
     {
-        var pending = await merges.ListPendingAsync(buffer.Campaign, buffer.Dataset, options.Value.MaxInputsPerMerge, cancellationToken);
         var batch = new List<PendingOutput>();
         long bytes = 0;
-        foreach (var output in pending)
+        foreach (var output in ready)
         {
             if (batch.Count > 0 && bytes + output.Size > target)
             {
@@ -113,14 +171,33 @@ public sealed class MergeService(
         var started = Stopwatch.GetTimestamp();
         var createdAt = time.GetUtcNow();
         var name = $"{buffer.Campaign}/{buffer.Dataset}/{buffer.Dataset}_run{batch.Min(o => o.Run):D6}-{batch.Max(o => o.Run):D6}_{createdAt:yyyyMMddHHmmssfff}_{Guid.NewGuid().ToString("N")[..6]}.evt";
-        // Inputs are verified while they are merged: a corrupted output never reaches the archive.
-        var (size, adler, events) = await MergedFileWriter.WriteAsync(areas.Scratch,
-            [.. batch.Select(o => new MergeInput(o.Name, o.Size, o.Adler32, o.Events))], areas.Output, name, cancellationToken);
+        // The merged file waits in the output area for the archive: none is made while the output area is full.
+        if (!await gate.TryAdmitAsync(StorageOptions.Output, name, bytes, cancellationToken))
+        {
+            return false;
+        }
+        long size;
+        uint adler;
+        long events;
+        try
+        {
+            // Inputs are verified while they are merged: a corrupted output never reaches the archive.
+            (size, adler, events) = await MergedFileWriter.WriteAsync(areas.Scratch,
+                [.. batch.Select(o => new MergeInput(o.Name, o.Size, o.Adler32, o.Events))], areas.Output, name, cancellationToken);
+        }
+        catch
+        {
+            // Nothing became visible under the name (the writer removes its temporary file): give the room back.
+            await gate.ReleaseAsync(StorageOptions.Output, name);
+            throw;
+        }
+        await gate.ReplaceAsync(StorageOptions.Output, name, [new AreaFile(name, size)], cancellationToken);
         var record = new MergedFileRecord(name, buffer.Campaign, buffer.Dataset, size, Adler32Checksum.Format(adler), events, false, createdAt, createdAt);
         if (!await merges.CommitMergeAsync(record, [.. batch.Select(o => o.OutputId)], cancellationToken))
         {
             // Another merger took some of these outputs first; its file stands, this one goes.
             areas.Output.Delete(name);
+            await gate.ReleaseAsync(StorageOptions.Output, name);
             return false;
         }
         await report.CompletedAsync(PipelineMetrics.Merge, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
@@ -135,6 +212,7 @@ public sealed class MergeService(
         foreach (var output in batch)
         {
             areas.Scratch.Delete(output.Name);
+            await gate.ReleaseAsync(StorageOptions.Scratch, output.Name);
         }
         return true;
     }
@@ -151,5 +229,5 @@ public sealed class MergeService(
 
     private static ArchiveMergedFile ToArchiveRequest(MergedFileRecord merged, IEnumerable<PendingOutput> outputs) =>
         new(merged.Name, merged.Dataset, merged.Campaign, merged.Size, merged.Adler32, merged.Events,
-            [.. outputs.Select(o => new MergedSource(o.FileId, o.Run, o.Stream, o.RawName, o.OutputId))]);
+            [.. outputs.Select(o => new MergedSource(o.FileId, o.Run, o.Stream, o.RawName, o.OutputId, o.Section))]);
 }

@@ -1,4 +1,5 @@
 using MassTransit;
+using Pipeline.Infrastructure.Flow;
 using Pipeline.Infrastructure.Hosting;
 
 namespace Pipeline.Monitor;
@@ -12,6 +13,7 @@ public static class MonitorModule
             services.AddOptions<MonitorOptions>().BindConfiguration(MonitorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHttpClient<AlertNotifier>();
             services.AddHostedService<HealthWatcher>();
+            services.AddHostedService<AreaLedgerSweeper>();
         },
         bus => bus.AddConsumer<HeartbeatConsumer, HeartbeatConsumerDefinition>());
 }

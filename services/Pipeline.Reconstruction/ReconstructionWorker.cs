@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Processes;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
@@ -7,6 +8,8 @@ using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Flow;
+using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
@@ -45,6 +48,7 @@ public sealed class ReconstructionWorker(
     IOptions<ReconstructionOptions> options,
     IOptions<PipelineOptions> pipeline,
     IHostApplicationLifetime lifetime,
+    AreaGate gate,
     StageReporter report,
     ILogger<ReconstructionWorker> logger) : IDisposable
 {
@@ -72,11 +76,16 @@ public sealed class ReconstructionWorker(
             }
             try
             {
+                // The outputs go to scratch, where they wait for the merger: a job starts only when scratch has room,
+                // reserved by the size of its input until its real outputs are known.
+                var input = areas.Cache.Exists(message.CachedName) ? areas.Cache.SizeOf(message.CachedName) : 0;
+                await gate.AdmitAsync(StorageOptions.Scratch, AttemptFolder(message), input, cancellationToken);
                 var worker = pipeline.Value.EffectiveInstanceName;
                 var claim = await Claim(message, worker, renewal: false, cancellationToken);
                 if (!claim.Granted)
                 {
                     logger.LogInformation("Not running {FileId} attempt {Attempt}: {Reason}", message.FileId, message.Attempt, claim.Reason);
+                    await gate.ReleaseAsync(StorageOptions.Scratch, AttemptFolder(message));
                     return DispatchOutcome.Refused;
                 }
                 started = true;
@@ -139,10 +148,13 @@ public sealed class ReconstructionWorker(
         }
     }
 
+    /// <summary>The scratch folder of one attempt; each execution of it gets a fresh folder inside, and the attempt's room in scratch is reserved under this name.</summary>
+    public static string AttemptFolder(ReconstructFile message) => $"jobs/{message.Campaign}/run{message.Run:D6}/{message.FileId:N}/attempt-{message.Attempt}";
+
     private async Task RunAttemptAsync(ReconstructFile message, string worker, int leaseSeconds, CancellationToken stopping)
     {
         // A fresh folder per execution: a repeated attempt never writes over what an earlier execution left.
-        var jobDirectory = $"jobs/{message.Campaign}/run{message.Run:D6}/{message.FileId:N}/attempt-{message.Attempt}-{Guid.NewGuid().ToString("N")[..8]}";
+        var jobDirectory = $"{AttemptFolder(message)}/{Guid.NewGuid().ToString("N")[..8]}";
         var jobPath = areas.Scratch.PathOf(jobDirectory);
         var outputDirectory = $"{jobDirectory}/out";
         Directory.CreateDirectory(areas.Scratch.PathOf(outputDirectory));
@@ -162,6 +174,7 @@ public sealed class ReconstructionWorker(
         {
             logger.LogWarning("Stopped {FileId} attempt {Attempt}: the lease was lost, another attempt owns the file", message.FileId, message.Attempt);
             areas.Scratch.DeleteDirectory(jobDirectory);
+            await gate.ReleaseAsync(StorageOptions.Scratch, AttemptFolder(message));
             return;
         }
         finally
@@ -180,8 +193,10 @@ public sealed class ReconstructionWorker(
             {
                 logger.LogInformation("Reconstructed {FileId} attempt {Attempt}: {Outputs} outputs in {Seconds:F1}s", message.FileId, message.Attempt, outputs.Files.Count, stopwatch.Elapsed.TotalSeconds);
                 await report.CompletedAsync(PipelineMetrics.Reconstruction, outputs.Files.Sum(f => f.Size), stopwatch.Elapsed, CancellationToken.None);
+                // The outputs take over the attempt's reservation before anyone is told of them, so the merger's release finds them.
+                await gate.ReplaceAsync(StorageOptions.Scratch, AttemptFolder(message), [.. outputs.Files.Select(f => new AreaFile(f.Name, f.Size))], CancellationToken.None);
                 await bus.Publish(new FileReconstructed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, outputs.Files, stopwatch.Elapsed.TotalSeconds), CancellationToken.None);
-                areas.Cache.Delete(message.CachedName);
+                await RemoveInputAsync(message);
                 return;
             }
             problem = outputs.Problem;
@@ -190,8 +205,17 @@ public sealed class ReconstructionWorker(
         report.Failed(PipelineMetrics.Reconstruction, problem);
         logger.LogWarning("Reconstruction of {FileId} attempt {Attempt} failed: {Reason}", message.FileId, message.Attempt, problem);
         areas.Scratch.DeleteDirectory(outputDirectory);
+        await gate.ReleaseAsync(StorageOptions.Scratch, AttemptFolder(message));
+        // A new attempt stages the file again; a file that failed for good must not hold cache room for ever.
+        await RemoveInputAsync(message);
         await bus.Publish(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,
             problem, outcome.ExitCode, outcome.LogTail), CancellationToken.None);
+    }
+
+    private async Task RemoveInputAsync(ReconstructFile message)
+    {
+        areas.Cache.Delete(message.CachedName);
+        await gate.ReleaseAsync(StorageOptions.Cache, message.CachedName);
     }
 
     private async Task<(ReleaseOutcome Outcome, string? Problem)> RunReleaseAsync(ReconstructFile message, string jobPath, string outputDirectory, string logPath, CancellationToken cancellationToken)

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text;
-using System.Text.RegularExpressions;
 
 namespace Pipeline.Reconstruction;
 
@@ -102,16 +101,4 @@ public sealed class ProcessReleaseRunner : IReleaseRunner
             return new ReleaseOutcome(timedOut ? null : process.ExitCode, timedOut, string.Join('\n', tail), firstError);
         }
     }
-}
-
-/// <summary>Fills {placeholders} in a release's argument template; an unknown placeholder is an error, not a literal.</summary>
-public static partial class ArgumentTemplate
-{
-    [GeneratedRegex(@"\{([a-z]+)\}")]
-    private static partial Regex Placeholder();
-
-    public static string Expand(string template, IReadOnlyDictionary<string, string> values) =>
-        Placeholder().Replace(template, match => values.TryGetValue(match.Groups[1].Value, out var value)
-            ? value
-            : throw new FormatException($"Unknown placeholder {match.Value} in release argument '{template}'."));
 }

@@ -1,36 +1,78 @@
 using System.Diagnostics;
 using MassTransit;
-using Pipeline.Infrastructure.Telemetry;
+using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Flow;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Infrastructure.Telemetry;
 
 namespace Pipeline.Stager;
 
 /// <summary>
-/// Copies a raw file from the archive into the cache, computing Adler-32 on the way, and reports it
-/// staged only if size and checksum match the catalogue. A mismatch is reported as a failure (the
+/// Copies raw files from the archive into the cache, computing Adler-32 on the way, and reports each staged only
+/// if size and checksum match the catalogue. Requests are taken in batches and read volume by volume in position
+/// order, so a tape volume is mounted once per batch, not once per file. A file enters the cache only when the
+/// cache has room (the batch waits, unacknowledged, while it is full). A mismatch is reported as a failure (the
 /// saga decides whether to try again) and the bad copy is removed.
 /// </summary>
-public sealed class StageFileConsumer(StorageAreas areas, StageReporter report, ILogger<StageFileConsumer> logger) : IConsumer<StageFile>
+public sealed class StageFileConsumer(
+    ArchiveLibrary archives,
+    StorageAreas areas,
+    AreaGate gate,
+    IOptions<StagerOptions> options,
+    StageReporter report,
+    ILogger<StageFileConsumer> logger) : IConsumer<Batch<StageFile>>
 {
-    public async Task Consume(ConsumeContext<StageFile> context)
+    public async Task Consume(ConsumeContext<Batch<StageFile>> context)
+    {
+        var archive = archives.Primary;
+        var volumes = context.Message
+            .Select(request => (Request: request, Location: archive.Locate(request.Message.LogicalName)))
+            .GroupBy(r => r.Location?.Volume ?? "", StringComparer.Ordinal)
+            .Select(volume => volume.OrderBy(r => r.Location?.Position ?? 0).Select(r => r.Request).ToList())
+            .ToList();
+        await Parallel.ForEachAsync(volumes, new ParallelOptions { MaxDegreeOfParallelism = options.Value.Concurrency, CancellationToken = context.CancellationToken },
+            async (requests, token) =>
+            {
+                foreach (var request in requests)
+                {
+                    await StageAsync(archive, request, token);
+                }
+            });
+    }
+
+    private async Task StageAsync(IArchive archive, ConsumeContext<StageFile> context, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
         var message = context.Message;
         var cachedName = $"{message.Campaign}/{message.LogicalName}";
-        if (!areas.Archive.Exists(message.LogicalName))
+        if (!await archive.ExistsAsync(message.LogicalName, cancellationToken))
         {
             await Fail(context, $"raw file {message.LogicalName} is not in the archive");
             return;
         }
 
-        var (size, adler) = await StreamingCopy.CopyAsync(areas.Archive, message.LogicalName, areas.Cache, cachedName, context.CancellationToken);
+        await gate.AdmitAsync(StorageOptions.Cache, cachedName, message.Size, cancellationToken);
+        long size;
+        uint adler;
+        try
+        {
+            (size, adler) = await archive.ReadIntoAsync(message.LogicalName, areas.Cache, cachedName, cancellationToken);
+        }
+        catch (Exception ex) when (ex is ArchiveException or IOException)
+        {
+            await gate.ReleaseAsync(StorageOptions.Cache, cachedName);
+            await Fail(context, $"could not read {message.LogicalName} from the archive: {ex.Message}");
+            return;
+        }
 
         var read = Adler32Checksum.Format(adler);
         if (size != message.Size || !Adler32Checksum.Same(read, message.Adler32))
         {
             areas.Cache.Delete(cachedName);
+            await gate.ReleaseAsync(StorageOptions.Cache, cachedName);
             await Fail(context, $"checksum mismatch staging {message.LogicalName}: catalogued {message.Size} bytes adler32 {message.Adler32}, read {size} bytes adler32 {read}");
             return;
         }
@@ -52,14 +94,23 @@ public sealed class StageFileConsumerDefinition : ConsumerDefinition<StageFileCo
 {
     public const string QueueName = "stager";
 
-    public StageFileConsumerDefinition()
+    private readonly StagerOptions _options;
+
+    public StageFileConsumerDefinition(IOptions<StagerOptions> options)
     {
+        _options = options.Value;
         EndpointName = QueueName;
     }
 
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<StageFileConsumer> consumerConfigurator, IRegistrationContext context)
     {
+        consumerConfigurator.Options<BatchOptions>(batch => batch
+            .SetMessageLimit(_options.BatchSize)
+            .SetTimeLimit(TimeSpan.FromMilliseconds(_options.BatchWindowMilliseconds))
+            .SetConcurrencyLimit(1));
         endpointConfigurator.UseMessageRetry(r => r.Intervals(1000, 5000, 15000));
-        endpointConfigurator.UseInMemoryOutbox(context);
+        // No outbox: each file is reported staged as soon as it is, because a batch may wait for cache room that only
+        // the reconstruction of its own first files can free. A batch tried again stages and reports its files again,
+        // which the saga ignores.
     }
 }

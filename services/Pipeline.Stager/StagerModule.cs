@@ -7,6 +7,6 @@ public static class StagerModule
 {
     public static PipelineModule Module { get; } = new(
         "stager",
-        (_, _) => { },
+        (services, _) => services.AddOptions<StagerOptions>().BindConfiguration(StagerOptions.Section).ValidateDataAnnotations().ValidateOnStart(),
         bus => bus.AddConsumer<StageFileConsumer, StageFileConsumerDefinition>());
 }

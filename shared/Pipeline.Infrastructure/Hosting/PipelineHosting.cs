@@ -7,7 +7,10 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Logging;
+using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.Flow;
 using Pipeline.Infrastructure.Control;
 using Pipeline.Infrastructure.Ingest;
 using Pipeline.Infrastructure.State;
@@ -41,9 +44,15 @@ public static class PipelineHosting
 
         services.AddSerilog((_, logger) => ConfigureLogging(logger, configuration, options));
         services.AddSingleton(TimeProvider.System);
+        var archives = ArchiveAreas(configuration);
         services.AddSingleton(_ => StorageAreas.FromConfiguration(
             configuration.GetSection(StorageOptions.Section).GetChildren().ToDictionary(c => c.Key, c => c.Value, StringComparer.Ordinal),
-            options.DataDirectory));
+            options.DataDirectory,
+            archives.Where(a => a.Value.Kind != ArchiveKind.Command).Select(a => a.Key)));
+        services.AddSingleton(sp => CreateArchiveLibrary(archives, sp));
+        services.AddOptions<FlowOptions>().BindConfiguration(FlowOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<FlowControl>();
+        services.AddSingleton<AreaGate>();
         AddStore(services, options);
         services.AddSingleton<RunIngestion>();
         services.AddSingleton<PipelineMetrics>();
@@ -52,6 +61,7 @@ public static class PipelineHosting
         services.AddSingleton<PauseState>();
         // Registered before the bus, so the paused stages are known before the first message arrives.
         services.AddHostedService<PauseStateRefresher>();
+        services.AddHostedService<FlowControlRefresher>();
         services.AddHostedService<HeartbeatPublisher>();
         AddTelemetry(services, configuration, modules);
 
@@ -133,6 +143,31 @@ public static class PipelineHosting
         }
     }
 
+    /// <summary>The configured archive areas; "archive" is always one of them (a folder unless configured otherwise).</summary>
+    public static IReadOnlyDictionary<string, ArchiveAreaOptions> ArchiveAreas(IConfiguration configuration)
+    {
+        var archives = new Dictionary<string, ArchiveAreaOptions>(StringComparer.Ordinal);
+        foreach (var section in configuration.GetSection(ArchiveAreaOptions.Section).GetChildren())
+        {
+            archives[section.Key] = section.Get<ArchiveAreaOptions>() ?? new ArchiveAreaOptions();
+        }
+        archives.TryAdd(StorageOptions.Archive, new ArchiveAreaOptions());
+        return archives;
+    }
+
+    private static ArchiveLibrary CreateArchiveLibrary(IReadOnlyDictionary<string, ArchiveAreaOptions> archives, IServiceProvider services)
+    {
+        var areas = services.GetRequiredService<StorageAreas>();
+        var metrics = services.GetRequiredService<PipelineMetrics>();
+        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger<ArchiveLibrary>();
+        return new ArchiveLibrary(archives.Select(a => a.Value.Kind switch
+        {
+            ArchiveKind.Command => (IArchive)new CommandArchive(a.Key, a.Value.Command, logger),
+            ArchiveKind.Tape => new AreaArchive(areas[a.Key], new TapeDrives(a.Key, a.Value.Tape, () => metrics.TapeMounted(a.Key))),
+            _ => new AreaArchive(areas[a.Key], null),
+        }));
+    }
+
     private static void AddStore(IServiceCollection services, PipelineOptions options)
     {
         switch (options.Store)
@@ -154,6 +189,7 @@ public static class PipelineHosting
         services.AddSingleton<IActivityLog>(sp => sp.GetRequiredService<IPipelineStore>());
         services.AddSingleton<IHealthStore>(sp => sp.GetRequiredService<IPipelineStore>());
         services.AddSingleton<IControlStore>(sp => sp.GetRequiredService<IPipelineStore>());
+        services.AddSingleton<IFlowStore>(sp => sp.GetRequiredService<IPipelineStore>());
     }
 
     private static void ConfigureLogging(LoggerConfiguration logger, IConfiguration configuration, PipelineOptions options)

@@ -49,6 +49,9 @@ public sealed class StorageArea
 
     public bool Exists(string name) => File.Exists(PathOf(name));
 
+    /// <summary>A file or a folder of that name is in the area.</summary>
+    public bool Holds(string name) => File.Exists(PathOf(name)) || Directory.Exists(PathOf(name));
+
     public long SizeOf(string name) => new FileInfo(PathOf(name)).Length;
 
     public Stream OpenRead(string name) =>

@@ -40,10 +40,11 @@ public sealed class StorageAreas
 
     public IEnumerable<StorageArea> All => _areas.Values;
 
-    public static StorageAreas FromConfiguration(IReadOnlyDictionary<string, string?> configured, string dataDirectory)
+    /// <param name="extra">Further areas that must exist (archive areas held in folders), defaulting like the known ones.</param>
+    public static StorageAreas FromConfiguration(IReadOnlyDictionary<string, string?> configured, string dataDirectory, IEnumerable<string>? extra = null)
     {
         var areas = new List<StorageArea>();
-        foreach (var name in StorageOptions.KnownAreas.Concat(configured.Keys).Distinct(StringComparer.Ordinal))
+        foreach (var name in StorageOptions.KnownAreas.Concat(configured.Keys).Concat(extra ?? []).Distinct(StringComparer.Ordinal))
         {
             var location = configured.TryGetValue(name, out var uri) && !string.IsNullOrWhiteSpace(uri)
                 ? new Uri(uri, UriKind.Absolute)

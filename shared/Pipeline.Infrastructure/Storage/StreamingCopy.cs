@@ -36,9 +36,13 @@ public static class StreamingCopy
     /// move, retrying transient I/O errors from the start.
     /// </summary>
     public static Task<(long Size, uint Adler32)> CopyAsync(StorageArea from, string fromName, StorageArea to, string toName, CancellationToken cancellationToken) =>
+        CopyAsync(() => from.OpenRead(fromName), to, toName, cancellationToken);
+
+    /// <summary>Copies what <paramref name="open"/> opens (anew on every retry) into an area, checksumming while the bytes move.</summary>
+    public static Task<(long Size, uint Adler32)> CopyAsync(Func<Stream> open, StorageArea to, string toName, CancellationToken cancellationToken) =>
         TransientIo.ExecuteAsync(async token =>
         {
-            await using var source = from.OpenRead(fromName);
+            await using var source = open();
             return await to.WriteFromAsync(toName, source, token);
         }, cancellationToken).AsTask();
 }

@@ -26,6 +26,8 @@ public sealed class PipelineMetrics
     private readonly Lock _filesGate = new();
     private IReadOnlyList<StateCount> _fileCounts = [];
     private IReadOnlyDictionary<string, long> _queueDepths = new Dictionary<string, long>();
+    private IReadOnlyList<AreaUsage> _areas = [];
+    private readonly Counter<long> _tapeMounts;
 
     public PipelineMetrics(IMeterFactory meters)
     {
@@ -37,6 +39,11 @@ public sealed class PipelineMetrics
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600] });
         _busy = meter.CreateUpDownCounter<long>("pipeline.stage.busy", "{slot}", "Reconstruction slots and archive writers in use");
         meter.CreateObservableGauge("pipeline.files", ObserveFiles, "{file}", "Raw files per campaign and state, as the state store last counted them");
+        _tapeMounts = meter.CreateCounter<long>("pipeline.tape.mounts", "{mount}", "Volumes mounted by the simulated tape library");
+        meter.CreateObservableGauge("pipeline.area.bytes", () => Volatile.Read(ref _areas).Select(a =>
+            new Measurement<long>(a.Bytes, new KeyValuePair<string, object?>("area", a.Area))), "By", "Bytes each bounded area holds, as its ledger last read");
+        meter.CreateObservableGauge("pipeline.area.blocked", () => Volatile.Read(ref _areas).Select(a =>
+            new Measurement<int>(a.Blocked ? 1 : 0, new KeyValuePair<string, object?>("area", a.Area))), null, "1 while an area is above its high-water mark and its filling stage waits");
         meter.CreateObservableGauge("pipeline.queue.depth", ObserveQueues, "{message}", "Messages ready in each service queue and its error queue, as the health watcher last read them");
     }
 
@@ -75,6 +82,11 @@ public sealed class PipelineMetrics
             _fileCounts = counts;
         }
     }
+
+    public void TapeMounted(string library) => _tapeMounts.Add(1, new KeyValuePair<string, object?>("library", library));
+
+    /// <summary>The latest usage of the bounded areas (the flow-control refresher reads the ledger).</summary>
+    public void SetAreaUsage(IReadOnlyList<AreaUsage> areas) => Volatile.Write(ref _areas, areas);
 
     /// <summary>The latest depth of each queue (the health watcher reads them from the broker).</summary>
     public void SetQueueDepths(IReadOnlyDictionary<string, long> depths) => Volatile.Write(ref _queueDepths, depths);

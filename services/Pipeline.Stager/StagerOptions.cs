@@ -1,0 +1,20 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Pipeline.Stager;
+
+public sealed class StagerOptions
+{
+    public const string Section = "Pipeline:Stager";
+
+    /// <summary>Stage requests gathered into one batch, so that files on the same tape volume are read in one mount.</summary>
+    [Range(1, 1000)]
+    public int BatchSize { get; set; } = 64;
+
+    /// <summary>How long a batch waits for more requests after its first one.</summary>
+    [Range(1, 60_000)]
+    public int BatchWindowMilliseconds { get; set; } = 100;
+
+    /// <summary>Volumes read at once by this process (at most the library's drives help).</summary>
+    [Range(1, 64)]
+    public int Concurrency { get; set; } = 2;
+}

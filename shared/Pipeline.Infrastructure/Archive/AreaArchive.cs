@@ -1,0 +1,263 @@
+using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Storage;
+
+namespace Pipeline.Infrastructure.Archive;
+
+/// <summary>
+/// An archive held in a storage area (a folder): directly for a disk archive, or behind a simulated tape
+/// library whose drives add mounts, positioning and a sequential rate.
+/// </summary>
+public sealed class AreaArchive(StorageArea area, TapeDrives? tape) : IArchive
+{
+    public string Name => area.Name;
+
+    public StorageArea Area => area;
+
+    public TapeDrives? Tape => tape;
+
+    public Task<bool> ExistsAsync(string name, CancellationToken cancellationToken) => Task.FromResult(area.Exists(name));
+
+    public TapeLocation? Locate(string name)
+    {
+        if (tape is null)
+        {
+            return null;
+        }
+        var slash = name.LastIndexOf('/');
+        var volume = slash < 0 ? "" : name[..slash];
+        var folder = slash < 0 ? area.RootPath : area.PathOf(volume);
+        var position = Directory.Exists(folder)
+            ? Directory.EnumerateFiles(folder).Select(Path.GetFileName).OfType<string>()
+                .Where(f => !f.Contains(".part-", StringComparison.Ordinal))
+                .Count(f => string.CompareOrdinal(f, name[(slash + 1)..]) < 0)
+            : 0;
+        return new TapeLocation(volume, position);
+    }
+
+    public Task<(long Size, uint Adler32)> ReadIntoAsync(string name, StorageArea target, string targetName, CancellationToken cancellationToken)
+    {
+        if (tape is null)
+        {
+            return StreamingCopy.CopyAsync(area, name, target, targetName, cancellationToken);
+        }
+        return tape.ReadAsync(Locate(name)!, rate => StreamingCopy.CopyAsync(
+            () => new ThrottledStream(area.OpenRead(name), rate), target, targetName, cancellationToken), cancellationToken);
+    }
+
+    public async Task WriteAsync(string name, StorageArea source, string sourceName, long size, string adler32, CancellationToken cancellationToken)
+    {
+        (long Size, uint Adler32) written;
+        if (tape is null)
+        {
+            written = await StreamingCopy.CopyAsync(source, sourceName, area, name, cancellationToken);
+        }
+        else
+        {
+            var location = Locate(name)!;
+            // A new file goes after what the volume holds already.
+            written = await tape.WriteAsync(location, rate => StreamingCopy.CopyAsync(
+                () => new ThrottledStream(source.OpenRead(sourceName), rate), area, name, cancellationToken), cancellationToken);
+        }
+        Verify(name, size, adler32, written, "while copying");
+        // Read back what the archive holds: the copy is trusted only once its own bytes check out.
+        Verify(name, size, adler32, await area.ChecksumAsync(name, cancellationToken), "reading it back");
+    }
+
+    private void Verify(string name, long size, string adler32, (long Size, uint Adler32) found, string when)
+    {
+        if (found.Size != size || !Adler32Checksum.Same(Adler32Checksum.Format(found.Adler32), adler32))
+        {
+            area.Delete(name);
+            throw new ArchiveException(
+                $"Copy of {name} in {area.Name} failed verification {when}: expected {size} bytes adler32 {adler32}, found {found.Size} bytes adler32 {Adler32Checksum.Format(found.Adler32)}.");
+        }
+    }
+}
+
+/// <summary>
+/// The drives of a simulated tape library. A transfer takes a free drive, preferring one that has the volume
+/// mounted; mounting another volume costs the mount time, reading anything but the next file on the volume
+/// costs the positioning time, and bytes move at the drive's rate. Counts what it does, for the demo and metrics.
+/// </summary>
+public sealed class TapeDrives
+{
+    private readonly TapeOptions _options;
+    private readonly Action? _mounted;
+    private readonly Drive[] _drives;
+    private readonly SemaphoreSlim _free;
+    private readonly Lock _gate = new();
+    private long _tick;
+    private long _mounts;
+    private long _readMounts;
+    private long _filesRead;
+    private long _filesWritten;
+
+    public TapeDrives(string library, TapeOptions options, Action? mounted = null)
+    {
+        Library = library;
+        _options = options;
+        _mounted = mounted;
+        _drives = [.. Enumerable.Range(0, options.Drives).Select(_ => new Drive())];
+        _free = new SemaphoreSlim(options.Drives, options.Drives);
+    }
+
+    public string Library { get; }
+
+    public long Mounts => Interlocked.Read(ref _mounts);
+
+    /// <summary>Mounts made to read (stage-in), as opposed to write.</summary>
+    public long ReadMounts => Interlocked.Read(ref _readMounts);
+
+    public long FilesRead => Interlocked.Read(ref _filesRead);
+
+    public long FilesWritten => Interlocked.Read(ref _filesWritten);
+
+    /// <summary>The volume each drive holds now (null when empty).</summary>
+    public IReadOnlyList<string?> Mounted
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _drives.Select(d => d.Volume)];
+            }
+        }
+    }
+
+    private double BytesPerSecond => _options.MegabytesPerSecond <= 0 ? 0 : _options.MegabytesPerSecond * 1e6;
+
+    public async Task<T> ReadAsync<T>(TapeLocation at, Func<double, Task<T>> transfer, CancellationToken cancellationToken)
+    {
+        var result = await UseAsync(at, transfer, reading: true, cancellationToken);
+        Interlocked.Increment(ref _filesRead);
+        return result;
+    }
+
+    public async Task<T> WriteAsync<T>(TapeLocation at, Func<double, Task<T>> transfer, CancellationToken cancellationToken)
+    {
+        var result = await UseAsync(at, transfer, reading: false, cancellationToken);
+        Interlocked.Increment(ref _filesWritten);
+        return result;
+    }
+
+    private async Task<T> UseAsync<T>(TapeLocation at, Func<double, Task<T>> transfer, bool reading, CancellationToken cancellationToken)
+    {
+        await _free.WaitAsync(cancellationToken);
+        Drive drive;
+        bool mount, position;
+        lock (_gate)
+        {
+            drive = _drives.Where(d => !d.Busy).OrderByDescending(d => d.Volume == at.Volume).ThenBy(d => d.LastUsed).First();
+            drive.Busy = true;
+            mount = drive.Volume != at.Volume;
+            position = mount || drive.NextPosition != at.Position;
+        }
+        try
+        {
+            if (mount)
+            {
+                lock (_gate)
+                {
+                    drive.Volume = null;
+                }
+                await Delay(_options.MountSeconds, cancellationToken);
+                Interlocked.Increment(ref _mounts);
+                if (reading)
+                {
+                    Interlocked.Increment(ref _readMounts);
+                }
+                _mounted?.Invoke();
+                lock (_gate)
+                {
+                    drive.Volume = at.Volume;
+                }
+            }
+            if (position)
+            {
+                await Delay(_options.PositionSeconds, cancellationToken);
+            }
+            var result = await transfer(BytesPerSecond);
+            drive.NextPosition = at.Position + 1;
+            return result;
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                drive.Busy = false;
+                drive.LastUsed = ++_tick;
+            }
+            _free.Release();
+        }
+    }
+
+    private static Task Delay(double seconds, CancellationToken cancellationToken) =>
+        seconds > 0 ? Task.Delay(TimeSpan.FromSeconds(seconds), cancellationToken) : Task.CompletedTask;
+
+    private sealed class Drive
+    {
+        public string? Volume { get; set; }
+
+        public int NextPosition { get; set; } = -1;
+
+        public bool Busy { get; set; }
+
+        public long LastUsed { get; set; }
+    }
+}
+
+/// <summary>Reads from a stream no faster than a given rate (a tape drive's): the simulated library's transfer speed.</summary>
+public sealed class ThrottledStream(Stream inner, double bytesPerSecond) : Stream
+{
+    private readonly long _started = System.Diagnostics.Stopwatch.GetTimestamp();
+    private long _read;
+
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => inner.Length;
+    public override long Position { get => _read; set => throw new NotSupportedException(); }
+
+    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        var read = await inner.ReadAsync(buffer, cancellationToken);
+        _read += read;
+        if (bytesPerSecond > 0)
+        {
+            var due = TimeSpan.FromSeconds(_read / bytesPerSecond) - System.Diagnostics.Stopwatch.GetElapsedTime(_started);
+            if (due > TimeSpan.FromMilliseconds(1))
+            {
+                await Task.Delay(due, cancellationToken);
+            }
+        }
+        return read;
+    }
+
+    public override void Flush()
+    {
+    }
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            inner.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        await inner.DisposeAsync();
+        await base.DisposeAsync();
+    }
+}

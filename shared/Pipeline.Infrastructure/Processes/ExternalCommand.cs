@@ -1,0 +1,91 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Pipeline.Infrastructure.Processes;
+
+/// <summary>How an external command ended: its exit code (null if killed), what it printed (bounded) and the end of its error output.</summary>
+public sealed record CommandOutcome(int? ExitCode, bool TimedOut, string Output, string ErrorTail)
+{
+    public bool Succeeded => ExitCode == 0;
+
+    public string Describe() =>
+        TimedOut ? "timed out and was killed"
+        : $"exited with code {ExitCode}{(ErrorTail.Length > 0 ? ": " + ErrorTail : "")}";
+}
+
+/// <summary>Runs a command from an argument list (never through a shell), with a time limit; kills its process tree when it runs over.</summary>
+public static class ExternalCommand
+{
+    private const int MaxCapturedChars = 64 << 10;
+    private const int ErrorTailChars = 500;
+
+    /// <param name="readOutput">If given, receives standard output as a byte stream (a copy tool writing a file to stdout); otherwise it is captured as text.</param>
+    public static async Task<CommandOutcome> RunAsync(IReadOnlyList<string> command, Func<Stream, CancellationToken, Task>? readOutput, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (command.Count == 0)
+        {
+            throw new ArgumentException("The command is empty.", nameof(command));
+        }
+        var start = new ProcessStartInfo(command[0])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in command.Skip(1))
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {command[0]}.");
+        process.StandardInput.Close();
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(timeout);
+        var errors = ReadTailAsync(process.StandardError, ErrorTailChars);
+        var output = Task.FromResult("");
+        try
+        {
+            if (readOutput is null)
+            {
+                output = ReadTailAsync(process.StandardOutput, MaxCapturedChars);
+            }
+            else
+            {
+                await readOutput(process.StandardOutput.BaseStream, limit.Token);
+            }
+            await process.WaitForExitAsync(limit.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync(CancellationToken.None);
+            cancellationToken.ThrowIfCancellationRequested();
+            return new CommandOutcome(null, true, await output, (await errors).Trim());
+        }
+        catch
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+            throw;
+        }
+        return new CommandOutcome(process.ExitCode, false, await output, (await errors).Trim());
+    }
+
+    private static async Task<string> ReadTailAsync(StreamReader reader, int keep)
+    {
+        var text = new StringBuilder();
+        var buffer = new char[4096];
+        int read;
+        while ((read = await reader.ReadAsync(buffer)) > 0)
+        {
+            text.Append(buffer, 0, read);
+            if (text.Length > 2 * keep)
+            {
+                text.Remove(0, text.Length - keep);
+            }
+        }
+        return text.Length > keep ? text.ToString(text.Length - keep, keep) : text.ToString();
+    }
+}
