@@ -107,7 +107,8 @@ public sealed class When_the_all_in_one_pipeline_is_killed_and_restarted : IDisp
         using (var first = StartPipeline(withSampleRuns: true))
         {
             var atKill = await Eventually.Until(() => Totals(http),
-                totals => totals.Values.Sum() == files && totals.GetValueOrDefault("Archived") + totals.GetValueOrDefault("Merged") >= 1,
+                totals => totals.Values.Sum() == files
+                    && totals.GetValueOrDefault("Reconstructed") + totals.GetValueOrDefault("Merged") + totals.GetValueOrDefault("Archived") >= 1,
                 TimeSpan.FromMinutes(3), "some files done and the rest in flight",
                 totals => string.Join(", ", totals.Select(t => $"{t.Key}={t.Value}")));
             first.Kill(entireProcessTree: false);
