@@ -60,6 +60,7 @@ public static class ApiModule
         app.UseSwaggerUI();
         app.MapPipelineDefaults();
         app.MapPipelineEndpoints();
+        app.MapFlowEndpoints();
         app.MapDashboard();
         return app;
     }

@@ -123,6 +123,11 @@ public static class PipelineEndpoints
             .WithSummary("Pause a stage everywhere: its instances hold back its messages (durable in the broker) until it is resumed")
             .WithDescription("Takes effect within a second or so on every instance. Work already running finishes. Pausing a paused stage changes nothing.")
             .ProducesProblem(StatusCodes.Status404NotFound);
+        act.MapPost("/stages/{stage}/drain", PauseStage)
+            .WithName("DrainStage")
+            .WithSummary("Drain a stage: work in flight finishes, nothing new is taken (a pause); resume it to take work again")
+            .WithDescription("Busy slots per stage are in /api/summary (utilisation): the stage is drained when they reach 0.")
+            .ProducesProblem(StatusCodes.Status404NotFound);
         act.MapPost("/stages/{stage}/resume", ResumeStage)
             .WithName("ResumeStage").WithSummary("Resume a paused stage; resuming a running stage changes nothing")
             .ProducesProblem(StatusCodes.Status404NotFound);

@@ -53,7 +53,7 @@ public sealed class FlowControl(IOptions<FlowOptions> options)
 
     public IReadOnlyList<FlowSetting> Settings => _current.Settings;
 
-    internal void Apply(IReadOnlyList<FlowSetting> settings, IReadOnlyList<AreaUsage> usage) =>
+    public void Apply(IReadOnlyList<FlowSetting> settings, IReadOnlyList<AreaUsage> usage) =>
         _current = Snapshot.From(options.Value, settings, usage);
 
     private sealed record Snapshot(
