@@ -14,7 +14,7 @@ public sealed class StagerOptions
     [Range(1, 60_000)]
     public int BatchWindowMilliseconds { get; set; } = 100;
 
-    /// <summary>Volumes read at once by this process (at most the library's drives help).</summary>
+    /// <summary>Volumes read at once by this process. More than the library has drives would make them take turns on a drive, remounting.</summary>
     [Range(1, 64)]
-    public int Concurrency { get; set; } = 2;
+    public int Concurrency { get; set; } = 1;
 }
