@@ -60,36 +60,13 @@ public sealed class PauseState
 }
 
 /// <summary>Reads the paused stages from the store into <see cref="PauseState"/>.</summary>
-public sealed class PauseStateRefresher(IControlStore control, PauseState state, TimeProvider time, ILogger<PauseStateRefresher> logger) : BackgroundService
+public sealed class PauseStateRefresher(IControlStore control, PauseState state, TimeProvider time, ILogger<PauseStateRefresher> logger)
+    : StoreRefresher(PauseState.RefreshInterval, time, logger)
 {
-    public override async Task StartAsync(CancellationToken cancellationToken)
-    {
-        // Read once before the bus starts, so a paused stage takes no message at start-up either.
-        await RefreshAsync(cancellationToken);
-        await base.StartAsync(cancellationToken);
-    }
+    protected override string What => "the paused stages";
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(PauseState.RefreshInterval, time);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            await RefreshAsync(stoppingToken);
-        }
-    }
-
-    private async Task RefreshAsync(CancellationToken cancellationToken)
-    {
-        try
-        {
-            state.Set((await control.ListPausedAsync(cancellationToken)).Select(p => p.Stage));
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            // Keep the last known state: a store hiccup neither pauses nor resumes anything.
-            logger.LogWarning(ex, "Could not read the paused stages");
-        }
-    }
+    protected override async Task RefreshAsync(CancellationToken cancellationToken) =>
+        state.Set((await control.ListPausedAsync(cancellationToken)).Select(p => p.Stage));
 }
 
 /// <summary>Holds back every message of a paused stage's queue until the stage is resumed.</summary>

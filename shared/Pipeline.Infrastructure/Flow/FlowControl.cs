@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.Control;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
@@ -98,37 +99,16 @@ public sealed class FlowControl(IOptions<FlowOptions> options)
 }
 
 /// <summary>Reads operators' settings and the areas' usage from the store into <see cref="FlowControl"/>.</summary>
-public sealed class FlowControlRefresher(IFlowStore store, FlowControl flow, PipelineMetrics metrics, TimeProvider time, ILogger<FlowControlRefresher> logger) : BackgroundService
+public sealed class FlowControlRefresher(IFlowStore store, FlowControl flow, PipelineMetrics metrics, TimeProvider time, ILogger<FlowControlRefresher> logger)
+    : StoreRefresher(FlowControl.RefreshInterval, time, logger)
 {
-    public override async Task StartAsync(CancellationToken cancellationToken)
-    {
-        // Read once before the bus starts, so the first message already sees the operators' settings.
-        await RefreshAsync(cancellationToken);
-        await base.StartAsync(cancellationToken);
-    }
+    protected override string What => "the flow-control settings";
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override async Task RefreshAsync(CancellationToken cancellationToken)
     {
-        using var timer = new PeriodicTimer(FlowControl.RefreshInterval, time);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            await RefreshAsync(stoppingToken);
-        }
-    }
-
-    private async Task RefreshAsync(CancellationToken cancellationToken)
-    {
-        try
-        {
-            var usage = await store.ListAreaUsageAsync(cancellationToken);
-            flow.Apply(await store.ListSettingsAsync(cancellationToken), usage);
-            metrics.SetAreaUsage(usage);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            // Keep the last known settings: a store hiccup changes no limit.
-            logger.LogWarning(ex, "Could not read the flow-control settings");
-        }
+        var usage = await store.ListAreaUsageAsync(cancellationToken);
+        flow.Apply(await store.ListSettingsAsync(cancellationToken), usage);
+        metrics.SetAreaUsage(usage);
     }
 }
 
