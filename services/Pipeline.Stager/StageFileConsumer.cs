@@ -28,19 +28,26 @@ public sealed class StageFileConsumer(
     public async Task Consume(ConsumeContext<Batch<StageFile>> context)
     {
         var archive = archives.Primary;
-        var volumes = context.Message
-            .Select(request => (Request: request, Location: archive.Locate(request.Message.LogicalName)))
-            .GroupBy(r => r.Location?.Volume ?? "", StringComparer.Ordinal)
-            .Select(volume => volume.OrderBy(r => r.Location?.Position ?? 0).Select(r => r.Request).ToList())
-            .ToList();
-        await Parallel.ForEachAsync(volumes, new ParallelOptions { MaxDegreeOfParallelism = options.Value.Concurrency, CancellationToken = context.CancellationToken },
-            async (requests, token) =>
+        var requests = context.Message.Select(request => (Request: request, Location: archive.Locate(request.Message.LogicalName))).ToList();
+        // On tape: one group per volume, read in position order, a few volumes at once. Elsewhere every file is its own group.
+        var onTape = requests.Any(r => r.Location is not null);
+        var groups = onTape
+            ? requests.GroupBy(r => r.Location?.Volume ?? "", StringComparer.Ordinal)
+                .Select(volume => volume.OrderBy(r => r.Location?.Position ?? 0).Select(r => r.Request).ToList())
+                .ToList()
+            : [.. requests.Select(r => new List<ConsumeContext<StageFile>> { r.Request })];
+        var parallel = new ParallelOptions
+        {
+            MaxDegreeOfParallelism = onTape ? options.Value.Concurrency : options.Value.DiskConcurrency,
+            CancellationToken = context.CancellationToken,
+        };
+        await Parallel.ForEachAsync(groups, parallel, async (group, token) =>
+        {
+            foreach (var request in group)
             {
-                foreach (var request in requests)
-                {
-                    await StageAsync(archive, request, token);
-                }
-            });
+                await StageAsync(archive, request, token);
+            }
+        });
     }
 
     private async Task StageAsync(IArchive archive, ConsumeContext<StageFile> context, CancellationToken cancellationToken)

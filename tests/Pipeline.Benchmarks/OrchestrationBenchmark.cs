@@ -51,6 +51,9 @@ namespace Pipeline.Benchmarks
                 ["Pipeline:Reconstruction:Slots"] = "16",
                 ["Serilog:MinimumLevel:Default"] = "Warning",
                 ["Pipeline:Sqlite:Durability"] = Environment.GetEnvironmentVariable("BENCH_SQLITE_DURABILITY") ?? "Full",
+                // Strict ordering holds merges back until whole runs are reconstructed: a production policy, not
+                // orchestration overhead. BENCH_ORDERING=Strict measures with it.
+                ["Pipeline:Flow:DefaultOrdering"] = Environment.GetEnvironmentVariable("BENCH_ORDERING") ?? "Relaxed",
             };
             var app = PipelineApp.Build([], settings, services =>
             {
