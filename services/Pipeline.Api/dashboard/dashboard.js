@@ -145,6 +145,29 @@ function drawAlerts(alerts) {
   document.querySelector("[data-metric=alerts]").textContent = String(alerts.length);
 }
 
+function drawFlow(flow) {
+  setNumber("movers", `${flow.movers.inUse}/${flow.movers.limit}`);
+  const areas = document.querySelector("#areas tbody");
+  areas.replaceChildren();
+  for (const area of flow.areas) {
+    const row = areas.insertRow();
+    cell(row, area.area);
+    cell(row, area.quotaBytes > 0 ? bytes(area.quotaBytes) : "unbounded");
+    cell(row, bytes(area.usedBytes), `area-used:${area.area}`).dataset.value = String(area.usedBytes);
+    cell(row, String(area.files));
+    cell(row, bytes(area.peakBytes));
+    cell(row, area.blocked ? "no: above its high-water mark" : "yes", `area-blocked:${area.area}`);
+  }
+  const datasets = document.querySelector("#datasets tbody");
+  datasets.replaceChildren();
+  for (const dataset of flow.datasets) {
+    const row = datasets.insertRow();
+    cell(row, dataset.dataset);
+    cell(row, dataset.ordering, `ordering:${dataset.dataset}`);
+    cell(row, dataset.copies.join(", "));
+  }
+}
+
 function drawInstances(instances) {
   const body = document.querySelector("#instances tbody");
   body.replaceChildren();
@@ -233,8 +256,9 @@ function drawThroughput(activity) {
 async function refresh() {
   const board = document.getElementById("board");
   try {
-    const [summary, activity, alerts, instances, controls, campaignControls] = await Promise.all(
-      [api("/api/summary"), api("/api/throughput?hours=24"), api("/api/alerts"), api("/api/instances"), api("/api/stages"), api("/api/campaigns")]);
+    const [summary, activity, alerts, instances, controls, campaignControls, flow] = await Promise.all(
+      [api("/api/summary"), api("/api/throughput?hours=24"), api("/api/alerts"), api("/api/instances"), api("/api/stages"), api("/api/campaigns"), api("/api/flow")]);
+    drawFlow(flow);
     drawAlerts(alerts);
     drawInstances(instances);
     drawStates(summary, campaignControls);

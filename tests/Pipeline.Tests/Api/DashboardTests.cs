@@ -65,6 +65,18 @@ public sealed partial class When_an_operator_opens_the_dashboard
         {
             Assert.True(shown.ContainsKey($"instance:{instance.GetProperty("instance").GetString()}"));
         }
+        var flow = await pipeline.Http.GetFromJsonAsync<JsonElement>("/api/flow");
+        foreach (var area in flow.GetProperty("areas").EnumerateArray())
+        {
+            Assert.Equal(area.GetProperty("usedBytes").GetInt64().ToString(System.Globalization.CultureInfo.InvariantCulture),
+                shown[$"area-used:{area.GetProperty("area").GetString()}"]);
+        }
+        var movers = flow.GetProperty("movers");
+        Assert.Equal($"{movers.GetProperty("inUse").GetInt32()}/{movers.GetProperty("limit").GetInt32()}", shown["movers"]);
+        foreach (var dataset in flow.GetProperty("datasets").EnumerateArray())
+        {
+            Assert.Equal(dataset.GetProperty("ordering").GetString(), shown[$"ordering:{dataset.GetProperty("dataset").GetString()}"]);
+        }
     }
 
     [Fact]

@@ -38,7 +38,8 @@ public sealed class When_deploying_as_containers
     };
 
     private static readonly Type[] OptionTypes =
-        [typeof(PipelineOptions), typeof(CampaignOptions), typeof(OrchestratorOptions), typeof(ReconstructionOptions), typeof(MergerOptions), typeof(ArchiverOptions), typeof(ApiSecurityOptions), typeof(Monitor.MonitorOptions)];
+        [typeof(PipelineOptions), typeof(CampaignOptions), typeof(OrchestratorOptions), typeof(ReconstructionOptions), typeof(MergerOptions), typeof(ArchiverOptions), typeof(ApiSecurityOptions), typeof(Monitor.MonitorOptions),
+         typeof(Pipeline.Infrastructure.Flow.FlowOptions), typeof(Stager.StagerOptions)];
 
     private static string FindRoot()
     {
