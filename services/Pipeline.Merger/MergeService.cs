@@ -112,6 +112,14 @@ public sealed class MergeService(
         var key = $"merge-order:{buffer.Campaign}/{buffer.Dataset}";
         var oldestOpen = await sagas.OldestUnfinishedRunAsync(buffer.Campaign, cancellationToken);
         var ready = pending.TakeWhile(o => oldestOpen is null || o.Run < oldestOpen).ToList();
+        // A file past reconstruction may still have outputs on their way to this buffer: a run is complete only
+        // once every output its files reported has arrived.
+        var incomplete = await FirstIncompleteRunAsync(buffer, [.. ready.Select(o => o.Run).Distinct()], cancellationToken);
+        if (incomplete is not null)
+        {
+            oldestOpen = incomplete;
+            ready = [.. ready.TakeWhile(o => o.Run < incomplete)];
+        }
         if (ready.Count > 0)
         {
             if (_waitingAlerts.Remove(key))
@@ -131,6 +139,17 @@ public sealed class MergeService(
             await RaiseAsync(key, $"Dataset {buffer.Dataset} of {buffer.Campaign} (strict order) has waited {waited.TotalMinutes:F0} min for run {oldestOpen} to be reconstructed", now, cancellationToken);
         }
         return [];
+    }
+
+    private async Task<int?> FirstIncompleteRunAsync(DatasetBuffer buffer, IReadOnlyList<int> runs, CancellationToken cancellationToken)
+    {
+        if (runs.Count == 0)
+        {
+            return null;
+        }
+        var reported = await sagas.CountReportedOutputsAsync(buffer.Campaign, buffer.Dataset, runs, cancellationToken);
+        var received = await merges.CountReceivedOutputsAsync(buffer.Campaign, buffer.Dataset, runs, cancellationToken);
+        return runs.Order().Cast<int?>().FirstOrDefault(run => received.GetValueOrDefault(run!.Value) < reported.GetValueOrDefault(run!.Value));
     }
 
     private async Task RaiseAsync(string key, string message, DateTimeOffset now, CancellationToken cancellationToken)

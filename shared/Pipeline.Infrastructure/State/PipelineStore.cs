@@ -116,6 +116,9 @@ public interface IFileSagaStore
     /// runs are all known, so merging them keeps a dataset in run order.
     /// </summary>
     Task<int?> OldestUnfinishedRunAsync(string campaign, CancellationToken cancellationToken);
+
+    /// <summary>Per run, how many outputs of a dataset the campaign's files reported (what the merger must receive before the run is complete).</summary>
+    Task<IReadOnlyDictionary<int, int>> CountReportedOutputsAsync(string campaign, string dataset, IReadOnlyCollection<int> runs, CancellationToken cancellationToken);
 }
 
 public sealed record RunProgress(int Files, int PastReconstruction)
@@ -237,6 +240,9 @@ public interface IMergeStore
 
     /// <summary>A dataset's merged files not yet archived, in the order they were made (the order they must reach the archive).</summary>
     Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedOfDatasetAsync(string campaign, string dataset, int limit, CancellationToken cancellationToken);
+
+    /// <summary>Per run, how many outputs of a dataset the merger has received (merged or waiting).</summary>
+    Task<IReadOnlyDictionary<int, int>> CountReceivedOutputsAsync(string campaign, string dataset, IReadOnlyCollection<int> runs, CancellationToken cancellationToken);
 }
 
 public sealed record PendingOutput(

@@ -522,6 +522,29 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
             return oldest is null or DBNull ? (int?)null : Convert.ToInt32(oldest, CultureInfo.InvariantCulture);
         });
 
+    public Task<IReadOnlyDictionary<int, int>> CountReportedOutputsAsync(string campaign, string dataset, IReadOnlyCollection<int> runs, CancellationToken cancellationToken) =>
+        ReadAsync(connection => CountPerRun(connection, """
+            SELECT s.run, COUNT(*) FROM file_sagas AS s, json_each(s.document, '$.outputs') AS o
+            WHERE s.campaign = $campaign AND s.run = $run AND json_extract(o.value, '$.output.dataset') = $dataset GROUP BY s.run
+            """, campaign, dataset, runs));
+
+    /// <summary>Runs one per-run count query for each run (an index lookup each), and keeps the runs with a count.</summary>
+    private static IReadOnlyDictionary<int, int> CountPerRun(SqliteConnection connection, string sql, string campaign, string dataset, IReadOnlyCollection<int> runs)
+    {
+        var counts = new Dictionary<int, int>();
+        using var command = Command(connection, sql, ("$campaign", campaign), ("$dataset", dataset), ("$run", 0));
+        foreach (var run in runs.Distinct())
+        {
+            command.Parameters["$run"].Value = run;
+            using var reader = command.ExecuteReader();
+            if (reader.Read())
+            {
+                counts[reader.GetInt32(0)] = reader.GetInt32(1);
+            }
+        }
+        return counts;
+    }
+
     // ---- runs -------------------------------------------------------------------------------
 
     public Task<RunRegistration> RegisterRunAsync(int run, string digest, IReadOnlyList<CatalogEntry> rawFiles, CancellationToken cancellationToken) =>
@@ -734,6 +757,11 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
     public Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedOfDatasetAsync(string campaign, string dataset, int limit, CancellationToken cancellationToken) =>
         ReadAsync(connection => ReadMerged(connection, "WHERE campaign = $campaign AND dataset = $dataset AND archived = 0 ORDER BY created_at, name LIMIT $limit",
             ("$campaign", campaign), ("$dataset", dataset), ("$limit", limit)));
+
+    public Task<IReadOnlyDictionary<int, int>> CountReceivedOutputsAsync(string campaign, string dataset, IReadOnlyCollection<int> runs, CancellationToken cancellationToken) =>
+        ReadAsync(connection => CountPerRun(connection,
+            "SELECT run, COUNT(*) FROM merge_outputs WHERE campaign = $campaign AND dataset = $dataset AND run = $run GROUP BY run",
+            campaign, dataset, runs));
 
     private static IReadOnlyList<MergedFileRecord> ReadMerged(SqliteConnection connection, string clause, params (string, object?)[] parameters)
     {

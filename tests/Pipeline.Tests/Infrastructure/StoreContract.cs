@@ -529,6 +529,25 @@ public abstract class StoreContract : IAsyncLifetime
     }
 
     [SkippableFact]
+    public async Task Should_count_per_run_the_outputs_files_reported_and_the_outputs_the_merger_received()
+    {
+        var at = DateTimeOffset.UtcNow;
+        for (var run = 1; run <= 2; run++)
+        {
+            var saga = Saga(run, $"raw/{run}/a");
+            saga.Outputs.Add(new TrackedOutput { Output = new OutputFile($"o{run}m", "muon", $"jobs/{run}/m.evt", 10, "00000001", 3, run, 1) });
+            saga.Outputs.Add(new TrackedOutput { Output = new OutputFile($"o{run}j", "jet", $"jobs/{run}/j.evt", 10, "00000001", 3, run, 1) });
+            await Store.InsertAsync(saga, CancellationToken.None);
+        }
+        await Store.InsertAsync(Saga(2, "raw/2/b"), CancellationToken.None);
+        await Store.AddOutputAsync(new PendingOutput("o1m", Guid.NewGuid(), "prompt", "muon", 1, "physics", 1, "raw/1/a", "jobs/1/m.evt", 10, "00000001", 3, at, null), CancellationToken.None);
+
+        Assert.Equal(new Dictionary<int, int> { [1] = 1, [2] = 1 }, await Store.CountReportedOutputsAsync("prompt", "muon", [1, 2, 3], CancellationToken.None));
+        Assert.Equal(new Dictionary<int, int> { [1] = 1 }, await Store.CountReceivedOutputsAsync("prompt", "muon", [1, 2, 3], CancellationToken.None));
+        Assert.Empty(await Store.CountReceivedOutputsAsync("prompt", "jet", [1, 2], CancellationToken.None));
+    }
+
+    [SkippableFact]
     public async Task Should_list_a_datasets_unarchived_merged_files_in_the_order_they_were_made()
     {
         var at = DateTimeOffset.FromUnixTimeMilliseconds(1_800_000_000_000);

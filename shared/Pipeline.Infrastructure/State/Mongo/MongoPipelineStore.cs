@@ -275,6 +275,12 @@ public sealed class MongoPipelineStore : IPipelineStore
         return oldest;
     }
 
+    public async Task<IReadOnlyDictionary<int, int>> CountReportedOutputsAsync(string campaign, string dataset, IReadOnlyCollection<int> runs, CancellationToken cancellationToken)
+    {
+        var groups = await AggregateAsync(_sagas, MongoQueries.ReportedOutputs(campaign, dataset, runs), cancellationToken);
+        return groups.ToDictionary(g => g[Fields.Id].AsInt32, g => g["outputs"].ToInt32());
+    }
+
     // ---- runs -------------------------------------------------------------------------------
 
     public async Task<RunRegistration> RegisterRunAsync(int run, string digest, IReadOnlyList<CatalogEntry> rawFiles, CancellationToken cancellationToken)
@@ -442,6 +448,12 @@ public sealed class MongoPipelineStore : IPipelineStore
     public async Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedOfDatasetAsync(string campaign, string dataset, int limit, CancellationToken cancellationToken) =>
         await Retry(token => _merged.Find(m => m.Campaign == campaign && m.Dataset == dataset && !m.Archived)
             .SortBy(m => m.CreatedAt).ThenBy(m => m.Name).Limit(limit).ToListAsync(token), cancellationToken);
+
+    public async Task<IReadOnlyDictionary<int, int>> CountReceivedOutputsAsync(string campaign, string dataset, IReadOnlyCollection<int> runs, CancellationToken cancellationToken)
+    {
+        var groups = await AggregateAsync(_outputs, MongoQueries.ReceivedOutputs(campaign, dataset, runs), cancellationToken);
+        return groups.ToDictionary(g => g[Fields.Id].AsInt32, g => g["outputs"].ToInt32());
+    }
 
     // ---- health -----------------------------------------------------------------------------
 

@@ -174,6 +174,25 @@ public static class MongoQueries
     public static FilterDefinition<BsonDocument> ActiveAlert(string key) =>
         new BsonDocument { { "key", key }, { "active", true } };
 
+    /// <summary>Outputs of a dataset the campaign's files reported, per run.</summary>
+    public static BsonDocument[] ReportedOutputs(string campaign, string dataset, IEnumerable<int> runs) =>
+    [
+        new("$match", new BsonDocument { { Fields.Campaign, campaign }, { Fields.Run, new BsonDocument("$in", new BsonArray(runs.Distinct())) } }),
+        new("$unwind", "$outputs"),
+        new("$match", new BsonDocument("outputs.output." + Fields.Dataset, dataset)),
+        new("$group", new BsonDocument { { Fields.Id, "$" + Fields.Run }, { "outputs", new BsonDocument("$sum", 1) } }),
+    ];
+
+    /// <summary>Outputs of a dataset the merger received (merged or waiting), per run.</summary>
+    public static BsonDocument[] ReceivedOutputs(string campaign, string dataset, IEnumerable<int> runs) =>
+    [
+        new("$match", new BsonDocument
+        {
+            { Fields.Campaign, campaign }, { Fields.Dataset, dataset }, { Fields.Run, new BsonDocument("$in", new BsonArray(runs.Distinct())) },
+        }),
+        new("$group", new BsonDocument { { Fields.Id, "$" + Fields.Run }, { "outputs", new BsonDocument("$sum", 1) } }),
+    ];
+
     /// <summary>Indexes per collection, created at start-up (creating an existing index is a no-op).</summary>
     public static IReadOnlyDictionary<string, IReadOnlyList<CreateIndexModel<BsonDocument>>> Indexes { get; } =
         new Dictionary<string, IReadOnlyList<CreateIndexModel<BsonDocument>>>

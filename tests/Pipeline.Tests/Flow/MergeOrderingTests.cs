@@ -1,0 +1,77 @@
+using System.Net;
+using System.Net.Http.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Pipeline.EventFormat;
+using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.State;
+using Pipeline.Tests.Support;
+
+namespace Pipeline.Tests.Flow;
+
+/// <summary>
+/// Strict ordering waits for a late file of an earlier run (and says so when it waits too long); relaxed merges
+/// what is ready. The buffer and the sagas are set up directly in the store: the late file never finishes.
+/// </summary>
+public sealed class When_a_dataset_waits_for_a_late_file_of_an_earlier_run
+{
+    private const string Campaign = "prompt";
+
+    [Fact]
+    public async Task Should_merge_nothing_of_later_runs_under_strict_order_raise_an_alert_and_merge_once_relaxed()
+    {
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: new Dictionary<string, string?>
+        {
+            ["Pipeline:Flow:StrictWaitSeconds"] = "1",
+            ["Pipeline:Merger:FlushIdleSeconds"] = "0.2",
+            ["Pipeline:Merger:MaxWaitSeconds"] = "0.2",
+        });
+        var sagas = pipeline.Sagas;
+        var merges = pipeline.Services.GetRequiredService<IMergeStore>();
+        var health = pipeline.Services.GetRequiredService<IHealthStore>();
+        // Run 1 still has a file in reconstruction; run 2's file is done and its output waits in the buffer.
+        await sagas.InsertAsync(Saga(1, "raw/run1/late.raw", "Reconstructing"), CancellationToken.None);
+        var done = Saga(2, "raw/run2/done.raw", "Reconstructed");
+        await sagas.InsertAsync(done, CancellationToken.None);
+        await merges.AddOutputAsync(await OutputAsync(pipeline, done, "muon"), CancellationToken.None);
+
+        var alert = await Eventually.Until(() => health.ListAlertsAsync(activeOnly: true, 10, CancellationToken.None),
+            alerts => alerts.Any(a => a.Key == $"merge-order:{Campaign}/muon"), TimeSpan.FromSeconds(30), "the merge-order alert");
+        Assert.Contains("waited", alert.Single(a => a.Kind == "merge-order").Message);
+        Assert.Single(await merges.ListPendingAsync(Campaign, "muon", 10, CancellationToken.None));
+        Assert.Empty(await merges.ListUnarchivedOfDatasetAsync(Campaign, "muon", 10, CancellationToken.None));
+
+        var relaxed = await pipeline.Http.PutAsJsonAsync("/api/flow/datasets/muon", new { ordering = "relaxed" });
+        Assert.Equal(HttpStatusCode.Accepted, relaxed.StatusCode);
+        await Eventually.Until(() => merges.ListPendingAsync(Campaign, "muon", 10, CancellationToken.None), pending => pending.Count == 0,
+            TimeSpan.FromSeconds(30), "the waiting output merged");
+    }
+
+    private static FileState Saga(int run, string name, string state) => new()
+    {
+        CorrelationId = Guid.NewGuid(),
+        CurrentState = state,
+        Campaign = Campaign,
+        Run = run,
+        Stream = "physics",
+        LogicalName = name,
+        UpdatedAt = DateTimeOffset.UtcNow,
+        // Far off: the watchdog leaves these files alone for the test's length.
+        Deadline = DateTimeOffset.UtcNow.AddDays(1),
+    };
+
+    /// <summary>A real output file in scratch, as reconstruction would leave it.</summary>
+    private static async Task<PendingOutput> OutputAsync(PipelineUnderTest pipeline, FileState saga, string dataset)
+    {
+        var name = $"jobs/{Campaign}/run{saga.Run:D6}/{saga.CorrelationId:N}/out/{dataset}.evt";
+        var (size, adler) = await pipeline.Areas.Scratch.WriteAsync(name, async (stream, ct) =>
+        {
+            await using var writer = await EventWriter.CreateAsync(stream, leaveOpen: true, ct);
+            for (var i = 0; i < 5; i++)
+            {
+                await writer.WriteAsync(new EventRecord(saga.Run, 1, i, 1, new byte[] { 1, 2, 3 }), ct);
+            }
+        }, CancellationToken.None);
+        return new PendingOutput($"{saga.CorrelationId:N}-{dataset}", saga.CorrelationId, Campaign, dataset, saga.Run, saga.Stream, 1,
+            saga.LogicalName, name, size, Adler32Checksum.Format(adler), 5, DateTimeOffset.UtcNow, null);
+    }
+}
