@@ -428,7 +428,8 @@ public static class PipelineEndpoints
         IFileSagaStore store, IRunRegistry runs, ICatalog catalog, IActivityLog activity, IHealthStore health, IOptions<PipelineOptions> pipeline, TimeProvider time, CancellationToken ct)
     {
         var states = await store.CountByStateAsync(ct);
-        var merged = await catalog.ListAsync(CatalogEntry.Merged, null, ct);
+        // A file kept in several archive areas is one file of its dataset.
+        var merged = (await catalog.ListAsync(CatalogEntry.Merged, null, ct)).DistinctBy(m => m.Name).ToList();
         var totals = states.GroupBy(s => s.State, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Sum(s => s.Files), StringComparer.Ordinal);
         return TypedResults.Ok(new ProductionSummary(states, totals, (await runs.ListRunsAsync(ct)).Count,
             merged.Count, merged.Sum(m => m.Size), merged.Sum(m => m.Events), await FailureRows(store, null, ct), await StageTotals(activity, time, ct),
@@ -437,7 +438,7 @@ public static class PipelineEndpoints
 
     private static async Task<Ok<IReadOnlyList<DatasetSummary>>> Datasets(ICatalog catalog, string? campaign, CancellationToken ct)
     {
-        var merged = await catalog.ListAsync(CatalogEntry.Merged, campaign, ct);
+        var merged = (await catalog.ListAsync(CatalogEntry.Merged, campaign, ct)).DistinctBy(m => m.Name).ToList();
         IReadOnlyList<DatasetSummary> datasets = [.. merged
             .GroupBy(m => (m.Campaign ?? "", m.Dataset ?? ""))
             .Select(g => new DatasetSummary(g.Key.Item1, g.Key.Item2, g.Count(), g.Sum(m => m.Size), g.Sum(m => m.Events)))];

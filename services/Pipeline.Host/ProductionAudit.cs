@@ -65,12 +65,19 @@ public static class ProductionAudit
         var merged = await catalog.ListAsync(CatalogEntry.Merged, campaign, cancellationToken);
         int verified = 0, bad = 0;
         long eventsArchived = 0;
-        foreach (var entry in merged)
+        // A dataset may keep copies in several archive areas: every copy is verified, the events of a file are counted once.
+        var counted = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var entry in merged.OrderBy(e => e.Area == StorageOptions.Archive ? 0 : 1))
         {
             await using var file = new ChecksummingStream(areas[entry.Area].OpenRead(entry.Name));
-            var counts = archived.TryGetValue(entry.Dataset ?? "", out var known) ? known : archived[entry.Dataset ?? ""] = [];
-            await using (var reader = await EventReader.OpenAsync(file, leaveOpen: true, cancellationToken))
+            if (!counted.Add(entry.Name))
             {
+                await file.CopyToAsync(Stream.Null, cancellationToken);
+            }
+            else
+            {
+                var counts = archived.TryGetValue(entry.Dataset ?? "", out var known) ? known : archived[entry.Dataset ?? ""] = [];
+                await using var reader = await EventReader.OpenAsync(file, leaveOpen: true, cancellationToken);
                 while (await reader.ReadAsync(cancellationToken))
                 {
                     eventsArchived++;
