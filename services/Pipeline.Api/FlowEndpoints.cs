@@ -1,7 +1,6 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
-using Pipeline.Api.Security;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Control;
 using Pipeline.Infrastructure.Flow;
@@ -36,12 +35,7 @@ public static class FlowEndpoints
 
     public static IEndpointRouteBuilder MapFlowEndpoints(this IEndpointRouteBuilder endpoints)
     {
-        var api = endpoints.MapGroup("/api/flow").WithTags("Flow control")
-            .RequireAuthorization(ApiPolicies.Read)
-            .ProducesProblem(StatusCodes.Status401Unauthorized);
-        var act = api.MapGroup("")
-            .RequireAuthorization(ApiPolicies.Act)
-            .ProducesProblem(StatusCodes.Status403Forbidden);
+        var (api, act) = endpoints.MapApiGroups("/api/flow", "Flow control");
 
         api.MapGet("", GetFlow)
             .WithName("GetFlow")
@@ -140,8 +134,7 @@ public static class FlowEndpoints
     {
         if (!campaign.Value.Selections.Any(s => s.Name == dataset))
         {
-            return TypedResults.Problem($"No dataset '{dataset}'; the datasets are {string.Join(", ", campaign.Value.Selections.Select(s => s.Name))}.",
-                statusCode: StatusCodes.Status404NotFound, title: "Not found");
+            return PipelineEndpoints.NotFound($"No dataset '{dataset}'; the datasets are {string.Join(", ", campaign.Value.Selections.Select(s => s.Name))}.");
         }
         if (!Enum.TryParse<MergeOrdering>(request.Ordering, ignoreCase: true, out var ordering) || !Enum.IsDefined(ordering) || int.TryParse(request.Ordering, out _))
         {
@@ -152,6 +145,5 @@ public static class FlowEndpoints
     }
 
     private static ProblemHttpResult NotBounded(string area) =>
-        TypedResults.Problem($"Area '{area}' cannot be bounded; the bounded areas are {string.Join(", ", BoundedAreas)}.",
-            statusCode: StatusCodes.Status404NotFound, title: "Not found");
+        PipelineEndpoints.NotFound($"Area '{area}' cannot be bounded; the bounded areas are {string.Join(", ", BoundedAreas)}.");
 }

@@ -66,13 +66,7 @@ public static class PipelineEndpoints
 {
     public static IEndpointRouteBuilder MapPipelineEndpoints(this IEndpointRouteBuilder endpoints)
     {
-        var api = endpoints.MapGroup("/api").WithTags("Production")
-            .RequireAuthorization(ApiPolicies.Read)
-            .ProducesProblem(StatusCodes.Status401Unauthorized);
-        // Actions change production: operator keys only.
-        var act = api.MapGroup("")
-            .RequireAuthorization(ApiPolicies.Act)
-            .ProducesProblem(StatusCodes.Status403Forbidden);
+        var (api, act) = endpoints.MapApiGroups("/api", "Production");
 
         act.MapPost("/runs", RegisterRun)
             .WithName("RegisterRun")
@@ -455,6 +449,21 @@ public static class PipelineEndpoints
         return entries.Count > 0 ? TypedResults.Ok(entries) : NotFound($"Nothing catalogued under '{name}'.");
     }
 
-    private static ProblemHttpResult NotFound(string detail) =>
+    /// <summary>
+    /// The groups every part of the admin API maps into: reading needs a viewer's key (or better), acting
+    /// (anything that changes production) an operator's.
+    /// </summary>
+    internal static (RouteGroupBuilder Read, RouteGroupBuilder Act) MapApiGroups(this IEndpointRouteBuilder endpoints, string prefix, string tag)
+    {
+        var read = endpoints.MapGroup(prefix).WithTags(tag)
+            .RequireAuthorization(ApiPolicies.Read)
+            .ProducesProblem(StatusCodes.Status401Unauthorized);
+        var act = read.MapGroup("")
+            .RequireAuthorization(ApiPolicies.Act)
+            .ProducesProblem(StatusCodes.Status403Forbidden);
+        return (read, act);
+    }
+
+    internal static ProblemHttpResult NotFound(string detail) =>
         TypedResults.Problem(detail, statusCode: StatusCodes.Status404NotFound, title: "Not found");
 }
