@@ -30,8 +30,8 @@ public sealed class ArchiveMergedFileConsumer(
     StageReporter report,
     ILogger<ArchiveMergedFileConsumer> logger) : IConsumer<ArchiveMergedFile>
 {
-    /// <summary>Files of a dataset written under one hold of its mover, at most.</summary>
-    private const int MaxFilesPerMount = 100;
+    /// <summary>A dataset's unarchived files read from the store at a time.</summary>
+    private const int FilesPerPage = 100;
 
     public static string ArchiveName(string mergedName) => $"merged/{mergedName}";
 
@@ -42,15 +42,20 @@ public sealed class ArchiveMergedFileConsumer(
         if (merged is null or { Archived: false })
         {
             await using var mover = await movers.AcquireAsync($"{message.Campaign}/{message.Dataset}", context.CancellationToken);
-            foreach (var file in await merges.ListUnarchivedOfDatasetAsync(message.Campaign, message.Dataset, MaxFilesPerMount, mover.Token))
+            // Page by page until this file's turn: each page's files leave the unarchived list as they are written.
+            IReadOnlyList<MergedFileRecord> page;
+            while ((page = await merges.ListUnarchivedOfDatasetAsync(message.Campaign, message.Dataset, FilesPerPage, mover.Token)).Count > 0)
             {
-                await ArchiveAsync(context, file, mover.Token);
-                if (file.Name == message.MergedName)
+                foreach (var file in page)
                 {
-                    return;
+                    await ArchiveAsync(context, file, mover.Token);
+                    if (file.Name == message.MergedName)
+                    {
+                        return;
+                    }
                 }
             }
-            if (merged is null && (await merges.GetMergedFileAsync(message.MergedName, context.CancellationToken)) is null)
+            if ((await merges.GetMergedFileAsync(message.MergedName, context.CancellationToken)) is not { Archived: true })
             {
                 throw new InvalidOperationException($"Merged file {message.MergedName} is not recorded by the merger.");
             }
