@@ -105,11 +105,13 @@ public sealed class MergeService(
     /// </summary>
     private async Task<IReadOnlyList<PendingOutput>> InOrderAsync(DatasetBuffer buffer, IReadOnlyList<PendingOutput> pending, bool pressure, DateTimeOffset now, CancellationToken cancellationToken)
     {
+        var key = $"merge-order:{buffer.Campaign}/{buffer.Dataset}";
         if (pending.Count == 0 || flow.OrderingOf(buffer.Dataset) == MergeOrdering.Relaxed)
         {
+            // An operator relaxing a waiting dataset ends its wait, and its alert.
+            await ResolveAsync(key, now, cancellationToken);
             return pending;
         }
-        var key = $"merge-order:{buffer.Campaign}/{buffer.Dataset}";
         var oldestOpen = await sagas.OldestUnfinishedRunAsync(buffer.Campaign, cancellationToken);
         var ready = pending.TakeWhile(o => oldestOpen is null || o.Run < oldestOpen).ToList();
         // A file past reconstruction may still have outputs on their way to this buffer: a run is complete only
@@ -122,10 +124,7 @@ public sealed class MergeService(
         }
         if (ready.Count > 0)
         {
-            if (_waitingAlerts.Remove(key))
-            {
-                await health.ResolveAlertAsync(key, now, cancellationToken);
-            }
+            await ResolveAsync(key, now, cancellationToken);
             return ready;
         }
         var waited = now - pending.Min(o => o.AddedAt);
@@ -149,7 +148,22 @@ public sealed class MergeService(
         }
         var reported = await sagas.CountReportedOutputsAsync(buffer.Campaign, buffer.Dataset, runs, cancellationToken);
         var received = await merges.CountReceivedOutputsAsync(buffer.Campaign, buffer.Dataset, runs, cancellationToken);
-        return runs.Order().Cast<int?>().FirstOrDefault(run => received.GetValueOrDefault(run!.Value) < reported.GetValueOrDefault(run!.Value));
+        foreach (var run in runs.Order())
+        {
+            if (received.GetValueOrDefault(run) < reported.GetValueOrDefault(run))
+            {
+                return run;
+            }
+        }
+        return null;
+    }
+
+    private async Task ResolveAsync(string key, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (_waitingAlerts.Remove(key))
+        {
+            await health.ResolveAlertAsync(key, now, cancellationToken);
+        }
     }
 
     private async Task RaiseAsync(string key, string message, DateTimeOffset now, CancellationToken cancellationToken)

@@ -44,6 +44,8 @@ public sealed class When_a_dataset_waits_for_a_late_file_of_an_earlier_run
         Assert.Equal(HttpStatusCode.Accepted, relaxed.StatusCode);
         await Eventually.Until(() => merges.ListPendingAsync(Campaign, "muon", 10, CancellationToken.None), pending => pending.Count == 0,
             TimeSpan.FromSeconds(30), "the waiting output merged");
+        await Eventually.Until(() => health.ListAlertsAsync(activeOnly: true, 10, CancellationToken.None),
+            alerts => alerts.All(a => a.Kind != "merge-order"), TimeSpan.FromSeconds(30), "the merge-order alert resolved");
     }
 
     private static FileState Saga(int run, string name, string state) => new()
