@@ -7,6 +7,7 @@ HOST_DLL := services/Pipeline.Host/bin/$(CONFIGURATION)/net10.0/Pipeline.Host.dl
 RUNS ?= 2
 FILES ?= 4
 EVENTS ?= 500
+REPROCESS ?= 0
 
 .PHONY: help build run demo test bench microbench up down clean
 
@@ -19,8 +20,8 @@ build: ## Build every project
 run: build ## The whole pipeline in one process on embedded defaults; API on http://127.0.0.1:8080 (SAMPLE_RUNS=N adds N sample runs)
 	@dotnet $(HOST_DLL) run
 
-demo: build ## Sample data end to end through every stage; last line is a JSON summary (RUNS=, FILES=, EVENTS=)
-	@RUNS=$(RUNS) FILES=$(FILES) EVENTS=$(EVENTS) dotnet $(HOST_DLL) demo
+demo: build ## Sample data end to end through every stage; last line is a JSON summary (RUNS=, FILES=, EVENTS=, REPROCESS=1)
+	@RUNS=$(RUNS) FILES=$(FILES) EVENTS=$(EVENTS) REPROCESS=$(REPROCESS) dotnet $(HOST_DLL) demo
 
 test: ## Every test, on a real RabbitMQ (installed and started on 127.0.0.1 when none is given)
 	@bash tests/run-tests.sh

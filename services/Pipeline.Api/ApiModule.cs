@@ -16,6 +16,8 @@ public static class ApiModule
             services.AddOptions<ApiSecurityOptions>().BindConfiguration(ApiSecurityOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddSingleton<ApiKeyRing>();
             services.AddHostedService<FileStateCounter>();
+            services.AddSingleton<CampaignProgressSampler>();
+            services.AddHostedService(sp => sp.GetRequiredService<CampaignProgressSampler>());
             services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
                 .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
             services.AddAuthorizationBuilder()
@@ -61,6 +63,7 @@ public static class ApiModule
         app.MapPipelineDefaults();
         app.MapPipelineEndpoints();
         app.MapFlowEndpoints();
+        app.MapCampaignEndpoints();
         app.MapDashboard();
         return app;
     }

@@ -16,7 +16,8 @@ public sealed record AreaStatus(
 
 public sealed record MoverStatus(int Limit, int InUse, IReadOnlyList<MoverLease> Leases);
 
-public sealed record DatasetPolicy(string Dataset, string Ordering, IReadOnlyList<string> Copies);
+/// <summary>How one campaign's dataset is merged and archived, as in force now.</summary>
+public sealed record DatasetPolicy(string Dataset, string Ordering, IReadOnlyList<string> Copies, string Campaign);
 
 public sealed record FlowStatus(IReadOnlyList<AreaStatus> Areas, MoverStatus Movers, IReadOnlyList<DatasetPolicy> Datasets);
 
@@ -64,10 +65,10 @@ public static class FlowEndpoints
         return endpoints;
     }
 
-    private static async Task<Ok<FlowStatus>> GetFlow(IFlowStore store, FlowControl flow, IOptions<CampaignOptions> campaign, TimeProvider time, CancellationToken ct) =>
-        TypedResults.Ok(await StatusAsync(store, flow, campaign.Value, time, ct));
+    private static async Task<Ok<FlowStatus>> GetFlow(IFlowStore store, FlowControl flow, CampaignDirectory campaigns, TimeProvider time, CancellationToken ct) =>
+        TypedResults.Ok(await StatusAsync(store, flow, campaigns, time, ct));
 
-    private static async Task<FlowStatus> StatusAsync(IFlowStore store, FlowControl flow, CampaignOptions campaign, TimeProvider time, CancellationToken ct)
+    private static async Task<FlowStatus> StatusAsync(IFlowStore store, FlowControl flow, CampaignDirectory campaigns, TimeProvider time, CancellationToken ct)
     {
         var usage = (await store.ListAreaUsageAsync(ct)).ToDictionary(u => u.Area, StringComparer.Ordinal);
         var settings = (await store.ListSettingsAsync(ct)).ToDictionary(s => s.Key, StringComparer.Ordinal);
@@ -83,8 +84,8 @@ public static class FlowEndpoints
                 used.Bytes, used.Files, used.Blocked, used.PeakBytes, used.LargestFileBytes, set?.By, set?.At);
         }).ToList();
         var leases = await store.ListMoversAsync(time.GetUtcNow(), ct);
-        var datasets = campaign.Selections.Select(d => new DatasetPolicy(d.Name,
-            current.OrderingOf(d.Name).ToString().ToLowerInvariant(), current.CopiesOf(d.Name))).ToList();
+        var datasets = (await campaigns.ListAsync(ct)).SelectMany(c => c.Definition.Selections.Select(d => new DatasetPolicy(d.Name,
+            current.OrderingOf(d.Name, c.Definition.Ordering).ToString().ToLowerInvariant(), current.CopiesOf(d.Name, c.Definition.Copies), c.Name))).ToList();
         return new FlowStatus(areas, new MoverStatus(current.MoversLimit, leases.Count, leases), datasets);
     }
 
@@ -92,7 +93,7 @@ public static class FlowEndpoints
         new(key, JsonSerializer.Serialize(value, FlowControl.Json), http.User.Identity?.Name ?? "api", time.GetUtcNow());
 
     private static async Task<Results<Accepted<FlowStatus>, ValidationProblem, ProblemHttpResult>> SetAreaQuota(
-        string area, AreaQuotaRequest request, IFlowStore store, FlowControl flow, IOptions<CampaignOptions> campaign, TimeProvider time, HttpContext http, CancellationToken ct)
+        string area, AreaQuotaRequest request, IFlowStore store, FlowControl flow, CampaignDirectory campaigns, TimeProvider time, HttpContext http, CancellationToken ct)
     {
         if (!BoundedAreas.Contains(area))
         {
@@ -104,44 +105,45 @@ public static class FlowEndpoints
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["quota"] = [problem] }, title: "The bounds are not valid; nothing changed.");
         }
         await store.SetSettingAsync(Setting(FlowControl.AreaKey(area), quota, http, time), ct);
-        return TypedResults.Accepted("/api/flow", await StatusAsync(store, flow, campaign.Value, time, ct));
+        return TypedResults.Accepted("/api/flow", await StatusAsync(store, flow, campaigns, time, ct));
     }
 
     private static async Task<Results<Accepted<FlowStatus>, ProblemHttpResult>> ResetAreaQuota(
-        string area, IFlowStore store, FlowControl flow, IOptions<CampaignOptions> campaign, TimeProvider time, CancellationToken ct)
+        string area, IFlowStore store, FlowControl flow, CampaignDirectory campaigns, TimeProvider time, CancellationToken ct)
     {
         if (!BoundedAreas.Contains(area))
         {
             return NotBounded(area);
         }
         await store.RemoveSettingAsync(FlowControl.AreaKey(area), ct);
-        return TypedResults.Accepted("/api/flow", await StatusAsync(store, flow, campaign.Value, time, ct));
+        return TypedResults.Accepted("/api/flow", await StatusAsync(store, flow, campaigns, time, ct));
     }
 
     private static async Task<Results<Accepted<FlowStatus>, ValidationProblem>> SetMovers(
-        MoversRequest request, IFlowStore store, FlowControl flow, IOptions<CampaignOptions> campaign, TimeProvider time, HttpContext http, CancellationToken ct)
+        MoversRequest request, IFlowStore store, FlowControl flow, CampaignDirectory campaigns, TimeProvider time, HttpContext http, CancellationToken ct)
     {
         if (request.Limit is < 1 or > 256)
         {
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = ["must be between 1 and 256"] }, title: "The limit is not valid; nothing changed.");
         }
         await store.SetSettingAsync(Setting(FlowControl.MoversKey, request.Limit, http, time), ct);
-        return TypedResults.Accepted("/api/flow", await StatusAsync(store, flow, campaign.Value, time, ct));
+        return TypedResults.Accepted("/api/flow", await StatusAsync(store, flow, campaigns, time, ct));
     }
 
     private static async Task<Results<Accepted<FlowStatus>, ValidationProblem, ProblemHttpResult>> SetOrdering(
-        string dataset, OrderingRequest request, IFlowStore store, FlowControl flow, IOptions<CampaignOptions> campaign, TimeProvider time, HttpContext http, CancellationToken ct)
+        string dataset, OrderingRequest request, IFlowStore store, FlowControl flow, CampaignDirectory campaigns, TimeProvider time, HttpContext http, CancellationToken ct)
     {
-        if (!campaign.Value.Selections.Any(s => s.Name == dataset))
+        var known = (await campaigns.ListAsync(ct)).SelectMany(c => c.Definition.Selections.Select(s => s.Name)).Distinct().Order(StringComparer.Ordinal).ToList();
+        if (!known.Contains(dataset))
         {
-            return PipelineEndpoints.NotFound($"No dataset '{dataset}'; the datasets are {string.Join(", ", campaign.Value.Selections.Select(s => s.Name))}.");
+            return PipelineEndpoints.NotFound($"No dataset '{dataset}'; the datasets are {string.Join(", ", known)}.");
         }
         if (!Enum.TryParse<MergeOrdering>(request.Ordering, ignoreCase: true, out var ordering) || !Enum.IsDefined(ordering) || int.TryParse(request.Ordering, out _))
         {
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["ordering"] = ["must be \"strict\" or \"relaxed\""] }, title: "The ordering is not valid; nothing changed.");
         }
         await store.SetSettingAsync(Setting(FlowControl.OrderingKey(dataset), ordering, http, time), ct);
-        return TypedResults.Accepted("/api/flow", await StatusAsync(store, flow, campaign.Value, time, ct));
+        return TypedResults.Accepted("/api/flow", await StatusAsync(store, flow, campaigns, time, ct));
     }
 
     private static ProblemHttpResult NotBounded(string area) =>

@@ -15,7 +15,8 @@ using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Api;
 
-public sealed record RunAccepted(int Run, string Campaign, int Files, bool AlreadyRegistered, IReadOnlyList<Guid> FileIds);
+/// <summary>A run taken in, and the prompt campaigns that took its files.</summary>
+public sealed record RunAccepted(int Run, IReadOnlyList<string> Campaigns, int Files, bool AlreadyRegistered, IReadOnlyList<Guid> FileIds);
 
 public sealed record ActionAccepted(Guid FileId, string Action, string From);
 
@@ -33,9 +34,6 @@ public sealed record BulkRetryRequest(
     int? TimeoutSeconds = null);
 
 public sealed record BulkRetryAccepted(int Retried, BulkRetryRequest Filter);
-
-/// <summary>A campaign and whether operators have paused it.</summary>
-public sealed record CampaignControl(string Campaign, bool Paused, string? By, DateTimeOffset? Since);
 
 /// <summary>A worker stage and whether operators have paused it.</summary>
 public sealed record StageControl(string Stage, bool Paused, string? By, DateTimeOffset? Since);
@@ -125,16 +123,6 @@ public static class PipelineEndpoints
         act.MapPost("/stages/{stage}/resume", ResumeStage)
             .WithName("ResumeStage").WithSummary("Resume a paused stage; resuming a running stage changes nothing")
             .ProducesProblem(StatusCodes.Status404NotFound);
-        api.MapGet("/campaigns", Campaigns)
-            .WithName("ListCampaigns").WithSummary("The campaigns with files or a pause, and which of them are paused");
-        act.MapPost("/campaigns/{campaign}/pause", PauseCampaign)
-            .WithName("PauseCampaign")
-            .WithSummary("Pause a campaign: no new stage-in or reconstruction is issued for its files until it is resumed")
-            .WithDescription("Steps already issued finish, and what is reconstructed is still merged and archived (the campaign drains). Other campaigns are not slowed. Pausing a paused campaign changes nothing.")
-            .ProducesProblem(StatusCodes.Status400BadRequest);
-        act.MapPost("/campaigns/{campaign}/resume", ResumeCampaign)
-            .WithName("ResumeCampaign").WithSummary("Resume a paused campaign: its held files get their next step within a watchdog interval")
-            .ProducesProblem(StatusCodes.Status400BadRequest);
         api.MapGet("/summary", Summary)
             .WithName("GetSummary").WithSummary("Counts of files per campaign and state, and what the archive holds");
         api.MapGet("/datasets", Datasets)
@@ -153,7 +141,7 @@ public static class PipelineEndpoints
         {
             var result = await ingestion.IngestAsync(run!, publisher, ct);
             return TypedResults.Accepted($"/api/files?runFrom={result.Run}&runTo={result.Run}",
-                new RunAccepted(result.Run, result.Campaign, result.Files, result.AlreadyRegistered, result.FileIds));
+                new RunAccepted(result.Run, result.Campaigns, result.Files, result.AlreadyRegistered, result.FileIds));
         }
         catch (InvalidRunException invalid)
         {
@@ -247,7 +235,7 @@ public static class PipelineEndpoints
         return TypedResults.Accepted($"/api/files/{id}", new ActionAccepted(id, "retry", file.CurrentState));
     }
 
-    private static string Holder(HttpContext http) => http.User.Identity?.Name ?? "api";
+    internal static string Holder(HttpContext http) => http.User.Identity?.Name ?? "api";
 
     private static async Task<Results<Accepted<BulkRetryAccepted>, ProblemHttpResult>> RetryFailedFiles(
         [FromBody] BulkRetryRequest? request, IFileSagaStore store, IPublishEndpoint publisher, HttpContext http, CancellationToken ct)
@@ -297,7 +285,7 @@ public static class PipelineEndpoints
         PauseState.Stages.Contains(stage) ? null : NotFound($"No stage '{stage}'; the stages are {string.Join(", ", PauseState.Stages)}.");
 
     /// <summary>Pauses a target (a stage, or a campaign's target) and answers with the pause that stands: the first one.</summary>
-    private static async Task<PausedStage> PauseAsync(string target, IControlStore control, TimeProvider time, HttpContext http, CancellationToken ct)
+    internal static async Task<PausedStage> PauseAsync(string target, IControlStore control, TimeProvider time, HttpContext http, CancellationToken ct)
     {
         await control.PauseAsync(target, Holder(http), time.GetUtcNow(), ct);
         return (await control.ListPausedAsync(ct)).Single(p => p.Stage == target);
@@ -322,44 +310,6 @@ public static class PipelineEndpoints
         }
         await control.ResumeAsync(stage, ct);
         return TypedResults.Accepted("/api/stages", new StageControl(stage, false, null, null));
-    }
-
-    private static async Task<Ok<IReadOnlyList<CampaignControl>>> Campaigns(IControlStore control, IFileSagaStore store, CancellationToken ct)
-    {
-        var paused = (await control.ListPausedAsync(ct))
-            .Select(p => (Campaign: PauseState.CampaignOf(p.Stage), Pause: p))
-            .Where(p => p.Campaign is not null)
-            .ToDictionary(p => p.Campaign!, p => p.Pause, StringComparer.Ordinal);
-        var names = (await store.CountByStateAsync(ct)).Select(c => c.Campaign).Concat(paused.Keys).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal);
-        IReadOnlyList<CampaignControl> campaigns = [.. names.Select(n =>
-            paused.TryGetValue(n, out var p) ? new CampaignControl(n, true, p.By, p.Since) : new CampaignControl(n, false, null, null))];
-        return TypedResults.Ok(campaigns);
-    }
-
-    private static ProblemHttpResult? BadCampaignName(string campaign) =>
-        campaign.Length is > 0 and <= 64 && campaign.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')
-            ? null
-            : TypedResults.Problem("A campaign name is 1-64 letters, digits, '-', '_' or '.'.", statusCode: StatusCodes.Status400BadRequest, title: "Bad campaign name");
-
-    private static async Task<Results<Accepted<CampaignControl>, ProblemHttpResult>> PauseCampaign(
-        string campaign, IControlStore control, TimeProvider time, HttpContext http, CancellationToken ct)
-    {
-        if (BadCampaignName(campaign) is { } problem)
-        {
-            return problem;
-        }
-        var paused = await PauseAsync(PauseState.CampaignTarget(campaign), control, time, http, ct);
-        return TypedResults.Accepted("/api/campaigns", new CampaignControl(campaign, true, paused.By, paused.Since));
-    }
-
-    private static async Task<Results<Accepted<CampaignControl>, ProblemHttpResult>> ResumeCampaign(string campaign, IControlStore control, CancellationToken ct)
-    {
-        if (BadCampaignName(campaign) is { } problem)
-        {
-            return problem;
-        }
-        await control.ResumeAsync(PauseState.CampaignTarget(campaign), ct);
-        return TypedResults.Accepted("/api/campaigns", new CampaignControl(campaign, false, null, null));
     }
 
     private static async Task<Results<Ok<IReadOnlyList<AlertRecord>>, ProblemHttpResult>> Alerts(IHealthStore health, bool? all, int? limit, CancellationToken ct)

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Flow;
 using Pipeline.Infrastructure.State;
@@ -25,6 +26,7 @@ public sealed class ArchiveMergedFileConsumer(
     IMergeStore merges,
     Movers movers,
     FlowControl flow,
+    CampaignDirectory campaigns,
     AreaGate gate,
     TimeProvider time,
     StageReporter report,
@@ -71,7 +73,8 @@ public sealed class ArchiveMergedFileConsumer(
         var sources = (await merges.ListOutputsOfAsync(file.Name, cancellationToken))
             .Select(o => new MergedSource(o.FileId, o.Run, o.Stream, o.RawName, o.OutputId, o.Section)).ToList();
         var catalogued = (await catalog.FindAsync(archiveName, cancellationToken)).Select(e => e.Area).ToHashSet(StringComparer.Ordinal);
-        foreach (var copy in flow.CopiesOf(file.Dataset).Where(c => !catalogued.Contains(c)))
+        var campaign = (await campaigns.GetAsync(file.Campaign, cancellationToken))?.Definition;
+        foreach (var copy in flow.CopiesOf(file.Dataset, campaign?.Copies).Where(c => !catalogued.Contains(c)))
         {
             if (!areas.Output.Exists(file.Name))
             {

@@ -24,7 +24,7 @@ public sealed class MergeService(
     IFileSagaStore sagas,
     StorageAreas areas,
     IBus bus,
-    IOptions<CampaignOptions> campaign,
+    CampaignDirectory campaigns,
     IOptions<MergerOptions> options,
     IOptions<PipelineOptions> pipeline,
     TimeProvider time,
@@ -72,13 +72,14 @@ public sealed class MergeService(
     {
         var made = 0;
         var now = time.GetUtcNow();
-        var target = campaign.Value.MergeTargetBytes;
         // Outputs wait in scratch: when scratch is full, reconstruction is held back until merges free it.
         var pressure = flow.IsBlocked(StorageOptions.Scratch);
         foreach (var buffer in await merges.ListBuffersAsync(cancellationToken))
         {
+            var campaign = (await campaigns.GetAsync(buffer.Campaign, cancellationToken))?.Definition;
+            var target = campaign?.EffectiveMergeTargetBytes ?? CampaignDefinition.DefaultMergeTargetBytes;
             var pending = await merges.ListPendingAsync(buffer.Campaign, buffer.Dataset, options.Value.MaxInputsPerMerge, cancellationToken);
-            var ready = await InOrderAsync(buffer, pending, pressure, now, cancellationToken);
+            var ready = await InOrderAsync(buffer, campaign?.Ordering, pending, pressure, now, cancellationToken);
             if (ready.Count == 0)
             {
                 continue;
@@ -103,10 +104,10 @@ public sealed class MergeService(
     /// that wait too long for earlier runs raise an alert; when scratch is full and nothing may be merged, order is given
     /// up for this merge (with an alert) rather than stopping production.
     /// </summary>
-    private async Task<IReadOnlyList<PendingOutput>> InOrderAsync(DatasetBuffer buffer, IReadOnlyList<PendingOutput> pending, bool pressure, DateTimeOffset now, CancellationToken cancellationToken)
+    private async Task<IReadOnlyList<PendingOutput>> InOrderAsync(DatasetBuffer buffer, MergeOrdering? campaignOrdering, IReadOnlyList<PendingOutput> pending, bool pressure, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var key = $"merge-order:{buffer.Campaign}/{buffer.Dataset}";
-        if (pending.Count == 0 || flow.OrderingOf(buffer.Dataset) == MergeOrdering.Relaxed)
+        if (pending.Count == 0 || flow.OrderingOf(buffer.Dataset, campaignOrdering) == MergeOrdering.Relaxed)
         {
             // An operator relaxing a waiting dataset ends its wait, and its alert.
             await ResolveAsync(key, now, cancellationToken);

@@ -5,29 +5,37 @@ using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.State;
+using Pipeline.Orchestrator.Campaigns;
 
 namespace Pipeline.Orchestrator;
 
 /// <summary>
 /// The life of one raw file in one campaign, read top to bottom like the flow chart:
-/// registered → staging → staged → reconstructing → reconstructed → merged → archived, or failed.
-/// Every result names the attempt it belongs to; a result from any other attempt is ignored.
+/// registered → (awaiting calibration) → staging → staged (waiting for a reconstruction slot) → queued →
+/// reconstructing → reconstructed → merged → archived; or failed, or cancelled with its campaign.
+/// A Monte Carlo file has nothing to stage and goes from registered to staged. Every result names the
+/// attempt it belongs to; a result from any other attempt is ignored.
 /// </summary>
 public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 {
-    private readonly CampaignOptions _campaign;
+    private readonly CampaignDirectory _campaigns;
+    private readonly ICampaignStore _calibrations;
+    private readonly DispatchSignal _dispatch;
     private readonly PauseState _pause;
     private readonly OrchestratorOptions _options;
     private readonly TimeProvider _time;
 
     public State Registered { get; private set; } = null!;
+    public State AwaitingCalibration { get; private set; } = null!;
     public State Staging { get; private set; } = null!;
     public State Staged { get; private set; } = null!;
+    public State Queued { get; private set; } = null!;
     public State Reconstructing { get; private set; } = null!;
     public State Reconstructed { get; private set; } = null!;
     public State Merged { get; private set; } = null!;
     public State Archived { get; private set; } = null!;
     public State Failed { get; private set; } = null!;
+    public State Cancelled { get; private set; } = null!;
 
     public Event<FileRegistered> FileRegistered { get; private set; } = null!;
     public Event<FileStaged> FileStaged { get; private set; } = null!;
@@ -40,10 +48,21 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
     public Event<OutputsArchived> OutputsArchived { get; private set; } = null!;
     public Event<FileStalled> FileStalled { get; private set; } = null!;
     public Event<RetryFile> RetryFile { get; private set; } = null!;
+    public Event<CheckCalibration> CheckCalibration { get; private set; } = null!;
+    public Event<DispatchReconstruction> DispatchReconstruction { get; private set; } = null!;
+    public Event<CancelFile> CancelFile { get; private set; } = null!;
 
-    public FileStateMachine(IOptions<CampaignOptions> campaign, IOptions<OrchestratorOptions> options, TimeProvider time, PauseState pause)
+    public FileStateMachine(
+        CampaignDirectory campaigns,
+        ICampaignStore calibrations,
+        DispatchSignal dispatch,
+        IOptions<OrchestratorOptions> options,
+        TimeProvider time,
+        PauseState pause)
     {
-        _campaign = campaign.Value;
+        _campaigns = campaigns;
+        _calibrations = calibrations;
+        _dispatch = dispatch;
         _options = options.Value;
         _time = time;
         _pause = pause;
@@ -74,19 +93,76 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
             e.OnMissingInstance(m => m.Discard());
         });
         Event(() => RetryFile, e => e.CorrelateById(c => c.Message.FileId));
+        Event(() => CheckCalibration, e =>
+        {
+            e.CorrelateById(c => c.Message.FileId);
+            e.OnMissingInstance(m => m.Discard());
+        });
+        Event(() => DispatchReconstruction, e =>
+        {
+            e.CorrelateById(c => c.Message.FileId);
+            e.OnMissingInstance(m => m.Discard());
+        });
+        Event(() => CancelFile, e =>
+        {
+            e.CorrelateById(c => c.Message.FileId);
+            e.OnMissingInstance(m => m.Discard());
+        });
 
         Initially(
             When(FileRegistered)
-                .Then(Initialise)
-                .TransitionTo(Registered)
-                .Then(c => Note(c, $"{c.Message.LogicalName} registered for campaign {c.Message.Campaign}"))
-                .ThenAsync(IssueStaging)
-                .TransitionTo(Staging)
-                .Then(c => Note(c)));
+                .ThenAsync(Initialise)
+                .IfElse(c => c.Saga.FailureReason is not null,
+                    unknown => unknown.Then(Finish).TransitionTo(Failed).Then(c => Note(c)),
+                    known => known
+                        .TransitionTo(Registered)
+                        .Then(c => Note(c, $"{c.Message.LogicalName} registered for campaign {c.Message.Campaign}"))
+                        .ThenAsync(LookForCalibration)
+                        .IfElse(c => c.Saga.AwaitedCalibration is not null,
+                            hold => hold.Then(WaitForCalibration).TransitionTo(AwaitingCalibration).Then(c => Note(c, $"waiting for calibration {c.Saga.AwaitedCalibration} of run {c.Saga.Run}")),
+                            start => start.IfElse(c => c.Saga.Simulated,
+                                simulated => simulated.Then(c => WaitForSlot(c.Saga, nextAttempt: true)).TransitionTo(Staged).Then(c => Note(c, "nothing to stage: the release generates its events")),
+                                real => real.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c))))));
+
+        // The calibration may have come meanwhile (its announcement, or the watchdog's periodic look).
+        During(AwaitingCalibration,
+            When(CheckCalibration)
+                .ThenAsync(LookForCalibration)
+                .If(c => c.Saga.AwaitedCalibration is null, start => Begin(start, c => $"calibration registered for run {c.Saga.Run}")),
+            When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
+                .ThenAsync(LookForCalibration)
+                .IfElse(c => c.Saga.AwaitedCalibration is null,
+                    start => Begin(start, c => $"calibration found for run {c.Saga.Run}"),
+                    wait => wait.Then(WaitForCalibration)));
+
+        During(Staged,
+            When(DispatchReconstruction)
+                .Then(c => _dispatch.Left(c.Saga.CorrelationId))
+                .ThenAsync(PublishReconstruction)
+                .TransitionTo(Queued)
+                .Then(c => Note(c, "reconstruction slot given")));
+
+        During(Registered, AwaitingCalibration, Staging, Staged,
+            When(CancelFile)
+                .ThenAsync(c => c.Saga.CachedName is { } cached
+                    ? c.Publish(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, cached))
+                    : Task.CompletedTask)
+                .Then(Finish)
+                .TransitionTo(Cancelled)
+                .Then(c => Note(c, $"campaign cancelled by {c.Message.RequestedBy}")));
+
+        // Staging finished after the campaign was cancelled: nobody will reconstruct the copy, so it is given back.
+        During(Cancelled,
+            When(FileStaged)
+                .ThenAsync(c => c.Publish(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, c.Message.CachedName))));
 
         During(Staging,
             When(FileStaged, c => IsCurrent(c.Saga, c.Message.Attempt))
-                .ThenAsync(AcceptStaged)
+                .Then(c =>
+                {
+                    c.Saga.CachedName = c.Message.CachedName;
+                    WaitForSlot(c.Saga, nextAttempt: false);
+                })
                 .TransitionTo(Staged)
                 .Then(c => Note(c, $"cached as {c.Message.CachedName}")),
             When(StagingFailed, c => IsCurrent(c.Saga, c.Message.Attempt))
@@ -95,7 +171,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                     retry => retry.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, $"retry after: {c.Message.Reason}")),
                     fail => fail.TransitionTo(Failed).Then(c => Note(c, c.Message.Reason))));
 
-        During(Staged, Reconstructing,
+        During(Queued, Reconstructing,
             When(ClaimReconstruction, c => CanGrant(c.Saga, c.Message))
                 .ThenAsync(GrantLease)
                 .TransitionTo(Reconstructing),
@@ -103,17 +179,21 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .ThenAsync(c => Refuse(c, RefusalReason(c.Saga, c.Message))),
             When(FileReconstructed, c => IsCurrent(c.Saga, c.Message.Attempt) && c.Saga.Worker == c.Message.Worker)
                 .ThenAsync(AcceptReconstruction)
+                .Then(_ => _dispatch.Poke())
                 .TransitionTo(Reconstructed)
                 .Then(c => Note(c, $"{c.Message.Outputs.Count} outputs in {c.Message.Seconds:F1}s on {c.Message.Worker}"))
                 .If(c => c.Saga.Outputs.Count == 0,
                     done => done.Then(Finish).TransitionTo(Archived).Then(c => Note(c, "no event selected by any dataset"))),
             When(ReconstructionFailed, c => IsCurrent(c.Saga, c.Message.Attempt))
                 .Then(c => CountFailure(c.Saga, FailureSignature.Reconstruction, c.Message.Reason, c.Message.ExitCode, c.Message.LogTail))
-                .IfElse(c => HasAttemptsLeft(c.Saga),
-                    retry => retry.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, $"retry after: {c.Message.Reason}")),
-                    fail => fail.TransitionTo(Failed).Then(c => Note(c, c.Message.Reason))));
+                .Then(_ => _dispatch.Poke())
+                .IfElse(c => _campaigns.IsCancelled(c.Saga.Campaign),
+                    cancelled => cancelled.Then(Finish).TransitionTo(Cancelled).Then(c => Note(c, $"not retried, the campaign is cancelled: {c.Message.Reason}")),
+                    open => open.IfElse(c => HasAttemptsLeft(c.Saga),
+                        retry => Begin(retry, c => $"retry after: {c.Message.Reason}"),
+                        fail => fail.TransitionTo(Failed).Then(c => Note(c, c.Message.Reason)))));
 
-        During(new[] { Registered, Staging, Reconstructed, Merged, Archived, Failed },
+        During(new[] { Registered, AwaitingCalibration, Staging, Staged, Reconstructed, Merged, Archived, Failed, Cancelled },
             When(ClaimReconstruction)
                 .ThenAsync(c => Refuse(c, $"file is {c.Saga.CurrentState}")));
 
@@ -147,11 +227,11 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                     again => again.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, "no progress: stage-in issued again")),
                     fail => fail.Then(c => Stalled(c.Saga)).TransitionTo(Failed).Then(c => Note(c))));
 
-        During(Staged, Reconstructing,
+        During(Queued, Reconstructing,
             When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
                 .Then(CountStall)
                 .IfElse(c => c.Saga.Stalls <= _options.MaxStalls,
-                    again => again.ThenAsync(IssueReconstruction).TransitionTo(Staged).Then(c => Note(c, "no progress or lease expired: reconstruction issued again")),
+                    again => again.ThenAsync(IssueReconstruction).TransitionTo(Queued).Then(c => Note(c, "no progress or lease expired: reconstruction issued again")),
                     fail => fail.Then(c => Stalled(c.Saga)).TransitionTo(Failed).Then(c => Note(c))));
 
         During(Reconstructed, Merged,
@@ -160,7 +240,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .Then(c => Note(c, "no progress: unarchived outputs sent to the merger again")));
 
         During(Failed,
-            When(RetryFile)
+            Begin(When(RetryFile)
                 .Then(c =>
                 {
                     c.Saga.Failures = 0;
@@ -171,12 +251,17 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                     c.Saga.ExtraAttempts = Math.Max(0, c.Message.ExtraAttempts);
                     c.Saga.TimeoutSeconds = c.Message.TimeoutSeconds ?? c.Saga.TimeoutSeconds;
                 })
-                .ThenAsync(IssueStaging)
-                .TransitionTo(Staging)
-                .Then(c => Note(c, RetryNote(c.Message))));
+                , c => RetryNote(c.Message)));
     }
 
-    private void Initialise(BehaviorContext<FileState, FileRegistered> context)
+    /// <summary>Starts (or restarts) a file's processing: stage-in, or for a simulated file straight to waiting for a slot.</summary>
+    private EventActivityBinder<FileState, T> Begin<T>(EventActivityBinder<FileState, T> binder, Func<BehaviorContext<FileState, T>, string?> detail)
+        where T : class =>
+        binder.IfElse(c => c.Saga.Simulated,
+            simulated => simulated.Then(c => WaitForSlot(c.Saga, nextAttempt: true)).TransitionTo(Staged).Then(c => Note(c, detail(c))),
+            real => real.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, detail(c))));
+
+    private async Task Initialise(BehaviorContext<FileState, FileRegistered> context)
     {
         var (saga, message) = (context.Saga, context.Message);
         saga.Campaign = message.Campaign;
@@ -188,6 +273,52 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         saga.Adler32 = message.Adler32;
         saga.Events = message.Events;
         saga.RegisteredAt = _time.GetUtcNow();
+        var campaign = await _campaigns.GetAsync(message.Campaign, context.CancellationToken);
+        if (campaign is null)
+        {
+            saga.FailureReason = $"campaign {message.Campaign} is not known";
+            saga.FailureStage = FailureSignature.Watchdog;
+            saga.FailureSignature = FailureSignature.Describe(FailureSignature.Watchdog, null, saga.FailureReason, null);
+            return;
+        }
+        saga.MaxAttempts = campaign.Definition.EffectiveMaxAttempts;
+        saga.Simulated = campaign.Definition.IsMonteCarlo;
+    }
+
+    /// <summary>Sets <see cref="FileState.AwaitedCalibration"/> to the calibration the file still waits for, or null if it may start.</summary>
+    private async Task LookForCalibration<T>(BehaviorContext<FileState, T> context)
+        where T : class
+    {
+        var saga = context.Saga;
+        var campaign = await _campaigns.GetAsync(saga.Campaign, context.CancellationToken);
+        if (campaign?.Definition is not { RequireCalibration: true, CalibrationTag: { } tag })
+        {
+            saga.AwaitedCalibration = null;
+            return;
+        }
+        var registered = await _calibrations.ListCalibrationsAsync(tag, context.CancellationToken);
+        saga.AwaitedCalibration = registered.Any(c => c.Covers(saga.Run)) ? null : tag;
+    }
+
+    /// <summary>
+    /// A held file is looked at again when its calibration is announced, and by the watchdog now and then in
+    /// case an announcement crossed this file's own registration.
+    /// </summary>
+    private void WaitForCalibration<T>(BehaviorContext<FileState, T> context)
+        where T : class => context.Saga.Deadline = _time.GetUtcNow().AddSeconds(_options.CalibrationCheckSeconds);
+
+    /// <summary>Staged (or simulated and registered): the dispatcher gives the file a slot by its campaign's share.</summary>
+    private void WaitForSlot(FileState saga, bool nextAttempt)
+    {
+        if (nextAttempt)
+        {
+            saga.Attempt++;
+            saga.Worker = null;
+            saga.LeaseExpiresAt = null;
+        }
+        // Waiting for a slot is not a stall: the dispatcher decides when, and nothing is lost meanwhile.
+        saga.Deadline = null;
+        _dispatch.Poke();
     }
 
     private void Note<T>(BehaviorContext<FileState, T> context, string? detail = null)
@@ -200,7 +331,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 
     private static bool IsCurrent(FileState saga, int attempt) => saga.Attempt == attempt;
 
-    private bool HasAttemptsLeft(FileState saga) => saga.Failures < _campaign.MaxAttempts + saga.ExtraAttempts;
+    private static bool HasAttemptsLeft(FileState saga) => saga.Failures < saga.MaxAttempts + saga.ExtraAttempts;
 
     private static string RetryNote(RetryFile retry) =>
         $"retried by {retry.RequestedBy}"
@@ -212,7 +343,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         saga.FailureReason = $"stalled {saga.Stalls} times";
         saga.FailureStage = FailureSignature.Watchdog;
         saga.FailureSignature = FailureSignature.Describe(FailureSignature.Watchdog, null, saga.FailureReason, null);
-        saga.FailureRelease = _campaign.Release.Version;
+        saga.FailureRelease = _campaigns.Release(saga.Campaign);
     }
 
     private void CountFailure(FileState saga, string stage, string reason, int? exitCode, string? logTail)
@@ -221,7 +352,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         saga.FailureReason = reason;
         saga.FailureStage = stage;
         saga.FailureSignature = FailureSignature.Describe(stage, exitCode, reason, logTail);
-        saga.FailureRelease = _campaign.Release.Version;
+        saga.FailureRelease = _campaigns.Release(saga.Campaign);
         saga.LastExitCode = exitCode;
         saga.LastLogTail = logTail ?? saga.LastLogTail;
         saga.Worker = null;
@@ -272,12 +403,6 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
             saga.LogicalName, saga.Size, saga.Adler32));
     }
 
-    private Task AcceptStaged(BehaviorContext<FileState, FileStaged> context)
-    {
-        context.Saga.CachedName = context.Message.CachedName;
-        return PublishReconstruction(context);
-    }
-
     private Task IssueReconstruction<T>(BehaviorContext<FileState, T> context)
         where T : class
     {
@@ -291,17 +416,20 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         return PublishReconstruction(context);
     }
 
-    private Task PublishReconstruction<T>(BehaviorContext<FileState, T> context)
+    private async Task PublishReconstruction<T>(BehaviorContext<FileState, T> context)
         where T : class
     {
         var saga = context.Saga;
         if (HoldForPausedCampaign(context))
         {
-            return Task.CompletedTask;
+            return;
         }
         saga.Deadline = _time.GetUtcNow().AddSeconds(_options.QueuedTimeoutSeconds);
-        return context.Publish(new ReconstructFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
-            saga.Section, saga.CachedName!, _campaign.Release.Version, _campaign.Selections, saga.TimeoutSeconds));
+        var campaign = (await _campaigns.GetAsync(saga.Campaign, context.CancellationToken))?.Definition
+            ?? throw new InvalidOperationException($"Campaign {saga.Campaign} of file {saga.CorrelationId} is not known.");
+        await context.Publish(new ReconstructFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
+            saga.Section, saga.CachedName, campaign.Release!.Version!, campaign.Selections, saga.TimeoutSeconds,
+            campaign.CalibrationTag, saga.Simulated ? saga.Events : 0));
     }
 
     private bool CanGrant(FileState saga, ClaimReconstruction claim) =>

@@ -2,6 +2,7 @@ using MassTransit;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Sagas;
 using Pipeline.Infrastructure.State;
+using Pipeline.Orchestrator.Campaigns;
 
 namespace Pipeline.Orchestrator;
 
@@ -13,10 +14,15 @@ public static class OrchestratorModule
         {
             services.AddOptions<OrchestratorOptions>().BindConfiguration(OrchestratorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHostedService<Watchdog>();
+            services.AddSingleton<DispatchSignal>();
+            services.AddSingleton<ReconstructionDispatcher>();
+            services.AddHostedService(sp => sp.GetRequiredService<ReconstructionDispatcher>());
+            services.AddHostedService<CampaignFeeder>();
         },
         bus =>
         {
             bus.AddSagaStateMachine<FileStateMachine, FileState, FileStateDefinition>().StoreRepository();
             bus.AddConsumer<RunRecordedConsumer, RunRecordedConsumerDefinition>();
+            bus.AddConsumer<CalibrationRegisteredConsumer>();
         });
 }

@@ -30,6 +30,32 @@ public sealed class OrchestratorOptions
     [Range(1, 3600)]
     public int WatchdogIntervalSeconds { get; set; } = 10;
 
+    /// <summary>A file waiting for its calibration is looked at again this often, besides when a calibration is announced.</summary>
+    [Range(1, 24 * 3600)]
+    public int CalibrationCheckSeconds { get; set; } = 60;
+
+    /// <summary>
+    /// Reconstruction requests in the queue or running, per reconstruction slot the live workers report: enough
+    /// that a worker finishing a job finds the next one waiting, few enough that a campaign's share takes effect at once.
+    /// </summary>
+    [Range(1, 100)]
+    public int InFlightPerSlot { get; set; } = 2;
+
+    /// <summary>The least that may be in flight (before the first worker has reported its slots).</summary>
+    [Range(1, 100_000)]
+    public int MinimumInFlight { get; set; } = 4;
+
+    /// <summary>A reprocessing or Monte Carlo campaign has at most this many files registered but not yet reconstructed.</summary>
+    [Range(1, 1_000_000)]
+    public int FeedWindowFiles { get; set; } = 500;
+
+    /// <summary>Files registered by the feeder in one go.</summary>
+    [Range(1, 100_000)]
+    public int FeedBatchFiles { get; set; } = 100;
+
+    [Range(0.05, 3600)]
+    public double FeedIntervalSeconds { get; set; } = 1;
+
     /// <summary>
     /// Re-issue every in-flight step not touched since this process started. Right for the in-memory
     /// transport, which loses its messages with the process; wrong for a broker, which keeps them.

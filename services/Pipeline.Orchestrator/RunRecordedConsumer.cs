@@ -13,8 +13,9 @@ public sealed class RunRecordedConsumer(RunIngestion ingestion, ILogger<RunRecor
     public async Task Consume(ConsumeContext<RunRecorded> context)
     {
         var result = await ingestion.IngestAsync(context.Message, context, context.CancellationToken);
-        logger.LogInformation("Run {Run}: {Files} raw files {Outcome} for campaign {Campaign}",
-            result.Run, result.Files, result.AlreadyRegistered ? "already registered, registrations repeated" : "registered", result.Campaign);
+        logger.LogInformation("Run {Run}: {Files} raw files {Outcome}; taken by {Campaigns}",
+            result.Run, result.Files, result.AlreadyRegistered ? "already registered, registrations repeated" : "registered",
+            result.Campaigns.Count == 0 ? "no prompt campaign" : string.Join(", ", result.Campaigns));
     }
 }
 

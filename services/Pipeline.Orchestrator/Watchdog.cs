@@ -61,8 +61,8 @@ public sealed class Watchdog(
     /// <summary>The stage a file in this state waits on.</summary>
     public static string NextStage(string state) => state switch
     {
-        "Registered" or "Staging" => "stager",
-        "Staged" or "Reconstructing" => "reconstruction",
+        "Registered" or "AwaitingCalibration" or "Staging" => "stager",
+        "Staged" or "Queued" or "Reconstructing" => "reconstruction",
         _ => "merger",
     };
 }

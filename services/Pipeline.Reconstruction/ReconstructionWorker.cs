@@ -44,7 +44,8 @@ public sealed class ReconstructionWorker(
     StorageAreas areas,
     IReleaseRunner runner,
     IBus bus,
-    IOptions<CampaignOptions> campaign,
+    CampaignDirectory campaigns,
+    IRunRegistry runs,
     IOptions<ReconstructionOptions> options,
     IOptions<PipelineOptions> pipeline,
     IHostApplicationLifetime lifetime,
@@ -78,7 +79,7 @@ public sealed class ReconstructionWorker(
             {
                 // The outputs go to scratch, where they wait for the merger: a job starts only when scratch has room,
                 // reserved by the size of its input until its real outputs are known.
-                var input = areas.Cache.Exists(message.CachedName) ? areas.Cache.SizeOf(message.CachedName) : 0;
+                var input = message.CachedName is { } cached && areas.Cache.Exists(cached) ? areas.Cache.SizeOf(cached) : 0;
                 await gate.AdmitAsync(StorageOptions.Scratch, AttemptFolder(message), input, cancellationToken);
                 var worker = pipeline.Value.EffectiveInstanceName;
                 var claim = await Claim(message, worker, renewal: false, cancellationToken);
@@ -214,24 +215,34 @@ public sealed class ReconstructionWorker(
 
     private async Task RemoveInputAsync(ReconstructFile message)
     {
-        areas.Cache.Delete(message.CachedName);
-        await gate.ReleaseAsync(StorageOptions.Cache, message.CachedName);
+        if (message.CachedName is not { } cached)
+        {
+            return;
+        }
+        areas.Cache.Delete(cached);
+        await gate.ReleaseAsync(StorageOptions.Cache, cached);
     }
 
     private async Task<(ReleaseOutcome Outcome, string? Problem)> RunReleaseAsync(ReconstructFile message, string jobPath, string outputDirectory, string logPath, CancellationToken cancellationToken)
     {
-        var release = campaign.Value.Release;
-        if (message.ReleaseVersion != release.Version)
+        // The release comes from the campaign as stored, never from the request: a request names it only to be checked.
+        var campaign = (await campaigns.GetAsync(message.Campaign, cancellationToken))?.Definition;
+        if (campaign?.Release is not { Version: { } version, Executable: { } executable } release)
         {
-            return (new ReleaseOutcome(null, false, "", null), $"release {message.ReleaseVersion} is not the approved release ({release.Version}) on this worker");
+            return (new ReleaseOutcome(null, false, "", null), $"campaign {message.Campaign} is not known");
         }
-        if (!areas.Cache.Exists(message.CachedName))
+        if (message.ReleaseVersion != version)
+        {
+            return (new ReleaseOutcome(null, false, "", null), $"release {message.ReleaseVersion} is not the approved release ({version}) of campaign {message.Campaign}");
+        }
+        if (message.CachedName is not null && !areas.Cache.Exists(message.CachedName))
         {
             return (new ReleaseOutcome(null, false, "", null), $"staged input {message.CachedName} is missing from the cache");
         }
+        var conditions = campaign.IsMonteCarlo ? await ConditionsOfAsync(message.Run, cancellationToken) : "";
         var values = new Dictionary<string, string>(StringComparer.Ordinal)
         {
-            ["input"] = areas.Cache.PathOf(message.CachedName),
+            ["input"] = message.CachedName is null ? "" : areas.Cache.PathOf(message.CachedName),
             ["outdir"] = areas.Scratch.PathOf(outputDirectory),
             ["jobdir"] = jobPath,
             ["run"] = message.Run.ToString(CultureInfo.InvariantCulture),
@@ -240,17 +251,21 @@ public sealed class ReconstructionWorker(
             ["campaign"] = message.Campaign,
             ["attempt"] = message.Attempt.ToString(CultureInfo.InvariantCulture),
             ["datasets"] = SampleReconstruction.FormatDatasets(message.Datasets.Select(d => (d.Name, d.TriggerMask))),
-            ["release"] = release.Version,
+            ["release"] = version,
             ["appdir"] = AppContext.BaseDirectory.TrimEnd('/'),
+            ["calibration"] = message.CalibrationTag ?? "",
+            ["events"] = message.Events.ToString(CultureInfo.InvariantCulture),
+            ["seed"] = SimulationSeed(message).ToString(CultureInfo.InvariantCulture),
+            ["conditions"] = conditions,
         };
         // An operator may give one file a longer limit when retrying it (a file with unusually many events).
-        var timeoutSeconds = message.TimeoutSeconds ?? release.TimeoutSeconds;
+        var timeoutSeconds = message.TimeoutSeconds ?? release.EffectiveTimeoutSeconds;
         ReleaseJob job;
         try
         {
             job = new ReleaseJob(
-                ArgumentTemplate.Expand(release.Executable, values),
-                [.. release.EffectiveArguments.Select(a => ArgumentTemplate.Expand(a, values))],
+                ArgumentTemplate.Expand(executable, values),
+                [.. (release.Arguments ?? []).Select(a => ArgumentTemplate.Expand(a, values))],
                 jobPath,
                 logPath,
                 TimeSpan.FromSeconds(timeoutSeconds));
@@ -269,6 +284,21 @@ public sealed class ReconstructionWorker(
         };
         return (outcome, problem);
     }
+
+    /// <summary>The run's recorded conditions as "name=value,..." in name order (empty if the run recorded none).</summary>
+    private async Task<string> ConditionsOfAsync(int run, CancellationToken cancellationToken)
+    {
+        var announced = await runs.ListAnnouncementsAsync(run - 1, 1, cancellationToken);
+        var conditions = announced is [{ } found] && found.Run == run ? found.Conditions : null;
+        return string.Join(',', (conditions ?? new Dictionary<string, string>()).OrderBy(c => c.Key, StringComparer.Ordinal).Select(c => $"{c.Key}={c.Value}"));
+    }
+
+    /// <summary>
+    /// The seed of a simulated file: the same for every attempt of it (a retry generates the same events), and
+    /// different for every file, campaign and run.
+    /// </summary>
+    public static int SimulationSeed(ReconstructFile message) =>
+        (int)(Adler32Checksum.Of(System.Text.Encoding.UTF8.GetBytes($"{message.Campaign}/{message.FileId:N}")) & int.MaxValue);
 
     private async Task<(IReadOnlyList<OutputFile> Files, string? Problem)> DescribeOutputsAsync(ReconstructFile message, string outputDirectory, CancellationToken cancellationToken)
     {

@@ -8,5 +8,9 @@ public static class StagerModule
     public static PipelineModule Module { get; } = new(
         "stager",
         (services, _) => services.AddOptions<StagerOptions>().BindConfiguration(StagerOptions.Section).ValidateDataAnnotations().ValidateOnStart(),
-        bus => bus.AddConsumer<StageFileConsumer, StageFileConsumerDefinition>());
+        bus =>
+        {
+            bus.AddConsumer<StageFileConsumer, StageFileConsumerDefinition>();
+            bus.AddConsumer<DiscardStagedFileConsumer>();
+        });
 }

@@ -1,6 +1,9 @@
 namespace Pipeline.Contracts;
 
-/// <summary>Run the campaign's approved release on one staged raw file.</summary>
+/// <summary>
+/// Run the campaign's approved release on one staged raw file, or, for a Monte Carlo campaign (no
+/// <see cref="CachedName"/>), generate <see cref="Events"/> events under the run's conditions and reconstruct them.
+/// </summary>
 public sealed record ReconstructFile(
     Guid FileId,
     int Run,
@@ -8,10 +11,12 @@ public sealed record ReconstructFile(
     string Campaign,
     int Attempt,
     int Section,
-    string CachedName,
+    string? CachedName,
     string ReleaseVersion,
     IReadOnlyList<DatasetSelection> Datasets,
-    int? TimeoutSeconds = null) : IFileMessage;
+    int? TimeoutSeconds = null,
+    string? CalibrationTag = null,
+    long Events = 0) : IFileMessage;
 
 /// <summary>An output dataset and the trigger bits that select events into it.</summary>
 public sealed record DatasetSelection(string Name, uint TriggerMask);

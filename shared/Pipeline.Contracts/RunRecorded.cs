@@ -9,6 +9,12 @@ public sealed record RunRecorded
     public int Run { get; init; }
     public DateTimeOffset? RecordedAt { get; init; }
     public IReadOnlyList<RawFileRecord>? Files { get; init; }
+
+    /// <summary>
+    /// The run's conditions as the detector recorded them (beam energy, magnetic field, ...): what a Monte Carlo
+    /// campaign simulates the run under.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? Conditions { get; init; }
 }
 
 /// <summary>One raw file of a run: its name inside the archive area and its catalogued checksum.</summary>

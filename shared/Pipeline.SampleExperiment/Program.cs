@@ -7,6 +7,8 @@ using Pipeline.SampleExperiment;
 //               writes raw files under DIR and prints the run announcements (JSON, one per line)
 //   reconstruct --input FILE --outdir DIR --datasets name:mask,... [--histograms FILE] [--cpu-ms-per-event X]
 //               [--attempt N --fail-attempts K]   (attempts up to K exit with code 3: a stand-in for a broken job)
+//   simulate    --run N --events N --seed N --outdir DIR --datasets name:mask,... [--conditions k=v,...] [--payload BYTES]
+//               generates Monte Carlo events under the run's conditions and reconstructs them (one job, as a production would)
 return await SampleCommand.RunAsync(args);
 
 internal static class SampleCommand
@@ -25,6 +27,7 @@ internal static class SampleCommand
             {
                 "generate" => await GenerateAsync(options),
                 "reconstruct" => await ReconstructAsync(options),
+                "simulate" => await SimulateAsync(options),
                 _ => Usage($"unknown command '{args[0]}'"),
             };
         }
@@ -71,6 +74,29 @@ internal static class SampleCommand
         foreach (var run in runs)
         {
             Console.WriteLine(JsonSerializer.Serialize(run, SampleReconstruction.Json).ReplaceLineEndings("").Replace("  ", "", StringComparison.Ordinal));
+        }
+        return 0;
+    }
+
+    private static async Task<int> SimulateAsync(Dictionary<string, string> options)
+    {
+        var events = long.Parse(options["events"], CultureInfo.InvariantCulture);
+        if (events < 0)
+        {
+            throw new FormatException("--events must not be negative");
+        }
+        var run = Int(options, "run", 0);
+        var seed = Int(options, "seed", 1);
+        var input = Path.Combine(options["outdir"], "..", $"simulated-{run:D6}-{seed}.raw");
+        try
+        {
+            await SampleGenerator.SimulateAsync(input, run, events, Int(options, "payload", 256), seed, options.GetValueOrDefault("conditions") ?? "");
+            await SampleReconstruction.RunAsync(input, options["outdir"], SampleReconstruction.ParseDatasets(options["datasets"]),
+                options.GetValueOrDefault("histograms"), 0, Console.Out);
+        }
+        finally
+        {
+            File.Delete(input);
         }
         return 0;
     }

@@ -74,6 +74,27 @@ public static class SampleGenerator
         return runs;
     }
 
+    /// <summary>
+    /// Generates <paramref name="events"/> simulated events of a run into one file: trigger bits as the detector's,
+    /// except that every simulated event passes the minimum-bias line (a generator only writes events it made on
+    /// purpose). The conditions ("name=value,...") shape nothing but are folded into the seed, so other conditions give other events.
+    /// </summary>
+    public static async Task SimulateAsync(string path, int run, long events, int payloadBytes, int seed, string conditions, CancellationToken cancellationToken = default)
+    {
+        var random = new Random(seed ^ (run * 7919) ^ (int)Adler32.HashToUInt32(System.Text.Encoding.UTF8.GetBytes(conditions)));
+        var payload = new byte[payloadBytes];
+        await using var file = File.Create(path);
+        await using var writer = await EventWriter.CreateAsync(file, leaveOpen: false, cancellationToken);
+        for (long i = 1; i <= events; i++)
+        {
+            random.NextBytes(payload);
+            await writer.WriteAsync(new EventRecord(run, 0, i, RandomTrigger(random) | MinimumBias, payload), cancellationToken);
+        }
+    }
+
+    /// <summary>The minimum-bias trigger line (the sample's "minbias" dataset).</summary>
+    public const uint MinimumBias = 0b1000_0000;
+
     /// <summary>Eight trigger lines, each firing for about a fifth of the events.</summary>
     private static uint RandomTrigger(Random random)
     {

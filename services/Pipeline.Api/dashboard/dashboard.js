@@ -162,9 +162,31 @@ function drawFlow(flow) {
   datasets.replaceChildren();
   for (const dataset of flow.datasets) {
     const row = datasets.insertRow();
-    cell(row, dataset.dataset);
-    cell(row, dataset.ordering, `ordering:${dataset.dataset}`);
+    cell(row, `${dataset.campaign}/${dataset.dataset}`);
+    cell(row, dataset.ordering, `ordering:${dataset.campaign}/${dataset.dataset}`);
     cell(row, dataset.copies.join(", "));
+  }
+}
+
+function drawCampaigns(campaigns) {
+  const body = document.querySelector("#campaigns tbody");
+  body.replaceChildren();
+  for (const campaign of campaigns) {
+    const forecast = campaign.forecast;
+    const row = body.insertRow();
+    const status = campaign.paused ? `paused by ${campaign.by}` : campaign.status;
+    cell(row, campaign.campaign, `campaign-name:${campaign.campaign}`);
+    cell(row, campaign.kind ?? "");
+    cell(row, status, `campaign-status:${campaign.campaign}`);
+    cell(row, String(campaign.priority));
+    cell(row, [campaign.release, campaign.calibrationTag].filter(x => x).join(" / "));
+    cell(row, `${forecast.done}/${forecast.files}`, `campaign-done:${campaign.campaign}`).dataset.value = String(forecast.done);
+    cell(row, String(forecast.remaining), `campaign-remaining:${campaign.campaign}`);
+    cell(row, String(forecast.failed));
+    cell(row, forecast.stages.map(s => `${s.stage} ${s.filesPerMinute}/min`).join(", "));
+    cell(row, forecast.bottleneck ?? "", `campaign-bottleneck:${campaign.campaign}`);
+    cell(row, forecast.remaining === 0 ? "done" : forecast.estimatedCompletion ? new Date(forecast.estimatedCompletion).toLocaleString() : "not yet measured");
+    cell(row, campaign.stale ?? "");
   }
 }
 
@@ -259,6 +281,7 @@ async function refresh() {
     const [summary, activity, alerts, instances, controls, campaignControls, flow] = await Promise.all(
       [api("/api/summary"), api("/api/throughput?hours=24"), api("/api/alerts"), api("/api/instances"), api("/api/stages"), api("/api/campaigns"), api("/api/flow")]);
     drawFlow(flow);
+    drawCampaigns(campaignControls);
     drawAlerts(alerts);
     drawInstances(instances);
     drawStates(summary, campaignControls);

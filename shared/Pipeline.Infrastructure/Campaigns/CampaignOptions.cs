@@ -4,12 +4,24 @@ using Pipeline.Contracts;
 namespace Pipeline.Infrastructure.Campaigns;
 
 /// <summary>
-/// The prompt campaign this deployment runs: every announced run is processed with its release.
-/// Until campaigns become first-class objects it comes from configuration.
+/// The prompt campaign a deployment starts with: every announced run is processed with its release. It is
+/// stored as a campaign like those created through the admin API the first time it is needed; a stored
+/// campaign's definition never changes, so a new release means a new campaign.
 /// </summary>
 public sealed class CampaignOptions
 {
     public const string Section = "Pipeline:Campaign";
+
+    /// <summary>False for a deployment that only runs campaigns created through the admin API.</summary>
+    public bool Enabled { get; set; } = true;
+
+    [Range(1, 1000)]
+    public int Priority { get; set; } = 1;
+
+    /// <summary>The calibration constants the release runs with; with <see cref="RequireCalibration"/>, files wait for them.</summary>
+    public string? CalibrationTag { get; set; }
+
+    public bool RequireCalibration { get; set; }
 
     [Required, RegularExpression("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     public string Name { get; set; } = "prompt";
@@ -34,6 +46,19 @@ public sealed class CampaignOptions
         ["electron"] = 0b0000_0100,
         ["jet"] = 0b0001_1000,
         ["minbias"] = 0b1000_0000,
+    };
+
+    public CampaignDefinition ToDefinition() => new()
+    {
+        Name = Name,
+        Kind = CampaignKinds.Prompt,
+        Release = ReleaseSpec.From(Release),
+        CalibrationTag = CalibrationTag,
+        RequireCalibration = RequireCalibration,
+        Datasets = Selections.ToDictionary(s => s.Name, s => s.TriggerMask, StringComparer.Ordinal),
+        MergeTargetBytes = MergeTargetBytes,
+        Priority = Priority,
+        MaxAttempts = MaxAttempts,
     };
 
     public IReadOnlyList<DatasetSelection> Selections =>

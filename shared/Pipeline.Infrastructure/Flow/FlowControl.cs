@@ -40,12 +40,22 @@ public sealed class FlowControl(IOptions<FlowOptions> options)
 
     public int MoversLimit => _current.Movers;
 
-    public MergeOrdering OrderingOf(string dataset) =>
-        _current.Orderings.TryGetValue(dataset, out var ordering) ? ordering : options.Value.DefaultOrdering;
+    /// <summary>
+    /// How a dataset is merged: as an operator set it at run time, else as its campaign defines it, else as the
+    /// deployment configures the dataset, else the default.
+    /// </summary>
+    public MergeOrdering OrderingOf(string dataset, MergeOrdering? campaignOrdering = null) =>
+        _current.Orderings.TryGetValue(dataset, out var ordering) ? ordering
+        : campaignOrdering
+            ?? (options.Value.Datasets.TryGetValue(dataset, out var flow) && flow.Ordering is { } configured ? configured : options.Value.DefaultOrdering);
 
-    /// <summary>The archive areas that must each hold a verified copy of the dataset's merged files.</summary>
-    public IReadOnlyList<string> CopiesOf(string dataset) =>
-        options.Value.Datasets.TryGetValue(dataset, out var flow) && flow.Copies.Count > 0 ? flow.Copies : [StorageOptions.Archive];
+    /// <summary>
+    /// The archive areas that must each hold a verified copy of the dataset's merged files: as its campaign
+    /// defines them, else as the deployment configures the dataset, else the primary archive.
+    /// </summary>
+    public IReadOnlyList<string> CopiesOf(string dataset, IReadOnlyList<string>? campaignCopies = null) =>
+        campaignCopies is { Count: > 0 } ? campaignCopies
+        : options.Value.Datasets.TryGetValue(dataset, out var flow) && flow.Copies.Count > 0 ? flow.Copies : [StorageOptions.Archive];
 
     public IReadOnlyList<AreaUsage> Usage => _current.Usage;
 
@@ -68,8 +78,8 @@ public sealed class FlowControl(IOptions<FlowOptions> options)
         {
             var areas = new Dictionary<string, AreaQuotaOptions>(configured.Areas, StringComparer.Ordinal);
             var movers = configured.Movers;
-            var orderings = configured.Datasets.Where(d => d.Value.Ordering is not null)
-                .ToDictionary(d => d.Key, d => d.Value.Ordering!.Value, StringComparer.Ordinal);
+            // Only what operators set at run time; configured orderings are looked up after the campaign's own.
+            var orderings = new Dictionary<string, MergeOrdering>(StringComparer.Ordinal);
             foreach (var setting in settings)
             {
                 // A setting that does not parse (written by a newer version, say) is ignored: the configured value stands.

@@ -54,6 +54,8 @@ public static class PipelineHosting
         services.AddSingleton<FlowControl>();
         services.AddSingleton<AreaGate>();
         AddStore(services, options);
+        services.AddSingleton<CampaignDirectory>();
+        services.AddSingleton<CampaignService>();
         services.AddSingleton<RunIngestion>();
         services.AddSingleton<PipelineMetrics>();
         services.AddSingleton<StageReporter>();
@@ -190,6 +192,7 @@ public static class PipelineHosting
         services.AddSingleton<IHealthStore>(sp => sp.GetRequiredService<IPipelineStore>());
         services.AddSingleton<IControlStore>(sp => sp.GetRequiredService<IPipelineStore>());
         services.AddSingleton<IFlowStore>(sp => sp.GetRequiredService<IPipelineStore>());
+        services.AddSingleton<ICampaignStore>(sp => sp.GetRequiredService<IPipelineStore>());
     }
 
     private static void ConfigureLogging(LoggerConfiguration logger, IConfiguration configuration, PipelineOptions options)

@@ -3,7 +3,6 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
 using MassTransit;
-using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Checksums;
@@ -26,15 +25,17 @@ public sealed class ConflictingRunException(int run)
     public int Run { get; } = run;
 }
 
-public sealed record IngestResult(int Run, string Campaign, int Files, bool AlreadyRegistered, IReadOnlyList<Guid> FileIds);
+/// <summary>A run taken in: its files, and the prompt campaigns that took them (a file may be in several).</summary>
+public sealed record IngestResult(int Run, IReadOnlyList<string> Campaigns, int Files, bool AlreadyRegistered, IReadOnlyList<Guid> FileIds);
 
 /// <summary>
 /// Turns a run announcement (from the data-acquisition system or the admin API) into one registered
-/// file saga per raw file. Validates everything before changing anything.
+/// file saga per raw file and active prompt campaign that selects it. Validates everything before changing anything.
 /// </summary>
-public sealed partial class RunIngestion(IRunRegistry runs, IOptions<CampaignOptions> campaign, TimeProvider time)
+public sealed partial class RunIngestion(IRunRegistry runs, CampaignDirectory campaigns, TimeProvider time)
 {
     public const int MaxFilesPerRun = 100_000;
+    public const int MaxConditions = 64;
 
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     private static partial Regex StreamName();
@@ -59,6 +60,20 @@ public sealed partial class RunIngestion(IRunRegistry runs, IOptions<CampaignOpt
         if (run.Run <= 0)
         {
             Add("run", "must be a positive run number");
+        }
+        if (run.Conditions is { } conditions)
+        {
+            if (conditions.Count > MaxConditions)
+            {
+                Add("conditions", $"at most {MaxConditions} conditions");
+            }
+            foreach (var (key, value) in conditions)
+            {
+                if (!StreamName().IsMatch(key) || value is null || value.Length > 256 || value.Any(char.IsControl))
+                {
+                    Add("conditions", $"'{key}': a name of 1-64 letters, digits, '_' or '-' with a value of at most 256 printable characters");
+                }
+            }
         }
         if (run.Files is null || run.Files.Count == 0)
         {
@@ -133,23 +148,37 @@ public sealed partial class RunIngestion(IRunRegistry runs, IOptions<CampaignOpt
             .Select(f => new CatalogEntry(f.Name!, StorageOptions.Archive, CatalogEntry.Raw, null, null, f.Size,
                 f.Adler32!.ToLowerInvariant(), f.Events, [], now))
             .ToList();
-        var registration = await runs.RegisterRunAsync(run.Run, Digest(run), rawEntries, cancellationToken);
+        var registration = await runs.RegisterRunAsync(run.Run, Digest(run), rawEntries, run, cancellationToken);
         if (registration == RunRegistration.Conflicting)
         {
             throw new ConflictingRunException(run.Run);
         }
 
-        var campaignName = campaign.Value.Name;
+        var prompt = (await campaigns.ListAsync(cancellationToken))
+            .Where(c => c.Definition.Kind == CampaignKinds.Prompt && !c.Cancelled)
+            .ToList();
         var ids = new List<Guid>(files.Count);
-        foreach (var file in files.OrderBy(f => f.Stream, StringComparer.Ordinal).ThenBy(f => f.Section).ThenBy(f => f.Name, StringComparer.Ordinal))
+        var taken = new List<string>();
+        foreach (var campaign in prompt)
         {
-            var id = FileIds.For(campaignName, file.Name!);
-            ids.Add(id);
-            await publisher.Publish(new FileRegistered(id, run.Run, file.Stream!, campaignName, file.Name!, file.Section, file.Size,
-                file.Adler32!.ToLowerInvariant(), file.Events), cancellationToken);
+            var selected = CampaignService.SelectedFiles(campaign.Definition, run);
+            if (selected.Count > 0)
+            {
+                taken.Add(campaign.Name);
+            }
+            foreach (var file in selected)
+            {
+                var registered = Registered(campaign.Name, run.Run, file);
+                ids.Add(registered.FileId);
+                await publisher.Publish(registered, cancellationToken);
+            }
         }
-        return new IngestResult(run.Run, campaignName, files.Count, registration == RunRegistration.AlreadyRegistered, ids);
+        return new IngestResult(run.Run, taken, files.Count, registration == RunRegistration.AlreadyRegistered, ids);
     }
+
+    /// <summary>A raw file entering a campaign; its id is the same however often it is registered.</summary>
+    public static FileRegistered Registered(string campaign, int run, RawFileRecord file) =>
+        new(FileIds.For(campaign, file.Name!), run, file.Stream!, campaign, file.Name!, file.Section, file.Size, file.Adler32!.ToLowerInvariant(), file.Events);
 
     /// <summary>A digest of the run's files in a canonical order, to tell a repeat from a change.</summary>
     public static string Digest(RunRecorded run)

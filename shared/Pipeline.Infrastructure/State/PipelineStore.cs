@@ -3,7 +3,7 @@ using Pipeline.Contracts;
 namespace Pipeline.Infrastructure.State;
 
 /// <summary>Everything the pipeline keeps: one implementation per database (SQLite embedded, MongoDB in production).</summary>
-public interface IPipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore, IActivityLog, IHealthStore, IControlStore, IFlowStore;
+public interface IPipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore, IActivityLog, IHealthStore, IControlStore, IFlowStore, ICampaignStore;
 
 /// <summary>What operators have paused, for every instance of every service to see.</summary>
 public interface IControlStore
@@ -68,14 +68,26 @@ public sealed record StageActivity(string Stage, DateTimeOffset Hour, long Files
 public static class FileStates
 {
     /// <summary>A file in one of these has nothing left to do: the watchdog never looks at it.</summary>
-    public static readonly IReadOnlySet<string> Final = new HashSet<string>(StringComparer.Ordinal) { "Archived", "Failed" };
+    public static readonly IReadOnlySet<string> Final = new HashSet<string>(StringComparer.Ordinal) { "Archived", "Failed", "Cancelled" };
 
     /// <summary>A file in one of these is no longer being reconstructed: when all of a run's are, the run has ended for merging.</summary>
     public static readonly IReadOnlySet<string> PastReconstruction =
-        new HashSet<string>(StringComparer.Ordinal) { "Reconstructed", "Merged", "Archived", "Failed" };
+        new HashSet<string>(StringComparer.Ordinal) { "Reconstructed", "Merged", "Archived", "Failed", "Cancelled" };
 
     /// <summary>The states before those: a file in one of these may still produce outputs.</summary>
-    public static readonly IReadOnlyList<string> BeforeReconstructed = ["Registered", "Staging", "Staged", "Reconstructing"];
+    public static readonly IReadOnlyList<string> BeforeReconstructed =
+        ["Registered", "AwaitingCalibration", "Staging", "Staged", "Queued", "Reconstructing"];
+
+    /// <summary>Waiting for a reconstruction slot: what the dispatcher shares out between campaigns.</summary>
+    public const string Staged = "Staged";
+
+    /// <summary>Holding (or being given) a reconstruction slot.</summary>
+    public static readonly IReadOnlyList<string> HoldingSlot = ["Queued", "Reconstructing"];
+
+    /// <summary>Not yet reconstructing: a cancelled campaign's files in these end at once.</summary>
+    public static readonly IReadOnlyList<string> NotStarted = ["Registered", "AwaitingCalibration", "Staging", "Staged"];
+
+    public const string AwaitingCalibration = "AwaitingCalibration";
 }
 
 /// <summary>A write lost a race: the document changed (or appeared) since it was read. Retrying re-reads it.</summary>
@@ -165,10 +177,13 @@ public sealed record StalledFile(Guid Id, int Version, string State, string Camp
 /// <summary>Runs as announced, so that the same run announced twice is registered once.</summary>
 public interface IRunRegistry
 {
-    /// <summary>Registers a run and catalogs its raw files in one step.</summary>
-    Task<RunRegistration> RegisterRunAsync(int run, string digest, IReadOnlyList<CatalogEntry> rawFiles, CancellationToken cancellationToken);
+    /// <summary>Registers a run and catalogs its raw files in one step, keeping the announcement (files and conditions).</summary>
+    Task<RunRegistration> RegisterRunAsync(int run, string digest, IReadOnlyList<CatalogEntry> rawFiles, RunRecorded? announcement, CancellationToken cancellationToken);
 
     Task<IReadOnlyList<RunRecord>> ListRunsAsync(CancellationToken cancellationToken);
+
+    /// <summary>The announcements of runs after <paramref name="afterRun"/>, in run order: what reprocessing and Monte Carlo campaigns walk through.</summary>
+    Task<IReadOnlyList<RunRecorded>> ListAnnouncementsAsync(int afterRun, int limit, CancellationToken cancellationToken);
 }
 
 public enum RunRegistration

@@ -18,7 +18,7 @@ public enum SqliteDurability
     Normal,
 }
 
-public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
+public sealed partial class SqlitePipelineStore : IPipelineStore, IDisposable
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
@@ -200,6 +200,7 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
                 by TEXT NOT NULL,
                 at INTEGER NOT NULL);
             """);
+        InitialiseCampaigns(connection);
     }
 
     private SqliteConnection Open()
@@ -476,7 +477,7 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
         {
             using var command = Command(connection, """
                 SELECT id, version, state, campaign, run, stream FROM file_sagas
-                WHERE state NOT IN ('Archived', 'Failed')
+                WHERE state NOT IN ('Archived', 'Failed', 'Cancelled')
                   AND ((deadline IS NOT NULL AND deadline < $now) OR ($before IS NOT NULL AND updated_at < $before))
                 ORDER BY updated_at LIMIT $limit
                 """,
@@ -497,7 +498,7 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
         {
             var progress = new Dictionary<int, RunProgress>();
             using var command = Command(connection, """
-                SELECT COUNT(*), COALESCE(SUM(state IN ('Reconstructed', 'Merged', 'Archived', 'Failed')), 0)
+                SELECT COUNT(*), COALESCE(SUM(state IN ('Reconstructed', 'Merged', 'Archived', 'Failed', 'Cancelled')), 0)
                 FROM file_sagas WHERE run = $run AND campaign = $campaign
                 """, ("$run", 0), ("$campaign", campaign));
             foreach (var run in runs.Distinct())
@@ -547,7 +548,7 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
 
     // ---- runs -------------------------------------------------------------------------------
 
-    public Task<RunRegistration> RegisterRunAsync(int run, string digest, IReadOnlyList<CatalogEntry> rawFiles, CancellationToken cancellationToken) =>
+    public Task<RunRegistration> RegisterRunAsync(int run, string digest, IReadOnlyList<CatalogEntry> rawFiles, RunRecorded? announcement, CancellationToken cancellationToken) =>
         WriteAsync((connection, transaction) =>
         {
             using (var existing = Command(connection, "SELECT digest FROM runs WHERE run = $run", ("$run", run)))
@@ -566,8 +567,9 @@ public sealed class SqlitePipelineStore : IPipelineStore, IDisposable
                     throw new RefusedWrite(RunRegistration.Conflicting);
                 }
             }
-            using var insert = Command(connection, "INSERT INTO runs (run, digest, files, registered_at) VALUES ($run, $digest, $files, $at)",
-                ("$run", run), ("$digest", digest), ("$files", rawFiles.Count), ("$at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
+            using var insert = Command(connection, "INSERT INTO runs (run, digest, files, registered_at, announcement) VALUES ($run, $digest, $files, $at, $announcement)",
+                ("$run", run), ("$digest", digest), ("$files", rawFiles.Count), ("$at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),
+                ("$announcement", announcement is null ? null : JsonSerializer.Serialize(announcement, Json)));
             insert.Transaction = transaction;
             insert.ExecuteNonQuery();
             return RunRegistration.New;

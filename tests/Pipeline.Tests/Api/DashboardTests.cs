@@ -75,8 +75,17 @@ public sealed partial class When_an_operator_opens_the_dashboard
         Assert.Equal($"{movers.GetProperty("inUse").GetInt32()}/{movers.GetProperty("limit").GetInt32()}", shown["movers"]);
         foreach (var dataset in flow.GetProperty("datasets").EnumerateArray())
         {
-            Assert.Equal(dataset.GetProperty("ordering").GetString(), shown[$"ordering:{dataset.GetProperty("dataset").GetString()}"]);
+            Assert.Equal(dataset.GetProperty("ordering").GetString(),
+                shown[$"ordering:{dataset.GetProperty("campaign").GetString()}/{dataset.GetProperty("dataset").GetString()}"]);
         }
+        foreach (var campaign in (await pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/campaigns"))!)
+        {
+            var name = campaign.GetProperty("campaign").GetString();
+            var forecast = campaign.GetProperty("forecast");
+            Assert.Equal(forecast.GetProperty("done").GetInt64().ToString(System.Globalization.CultureInfo.InvariantCulture), shown[$"campaign-done:{name}"]);
+            Assert.Equal(forecast.GetProperty("remaining").GetInt64().ToString(System.Globalization.CultureInfo.InvariantCulture), shown[$"campaign-remaining:{name}"]);
+        }
+        Assert.Equal("3", shown["campaign-done:prompt"]);
     }
 
     [Fact]

@@ -93,7 +93,7 @@ public sealed class When_rendering_mongodb_queries
 
         var filter = Render(MongoQueries.Stalled(now, now.AddHours(-1)));
 
-        Assert.Equal(new BsonArray { "Archived", "Failed" }, new BsonArray(filter["state"]["$nin"].AsBsonArray.OrderBy(v => v.AsString)));
+        Assert.Equal(new BsonArray { "Archived", "Cancelled", "Failed" }, new BsonArray(filter["state"]["$nin"].AsBsonArray.OrderBy(v => v.AsString)));
         var branches = filter["$or"].AsBsonArray.Select(b => b.AsBsonDocument).ToArray();
         Assert.Equal(new BsonDateTime(now.UtcDateTime), branches[0]["deadline"]["$lt"]);
         Assert.Equal(new BsonDateTime(now.AddHours(-1).UtcDateTime), branches[1]["updatedAt"]["$lt"]);

@@ -1,4 +1,5 @@
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.State.Mongo;
 using Pipeline.Tests.Support;
@@ -362,11 +363,11 @@ public abstract class StoreContract : IAsyncLifetime
     {
         CatalogEntry Raw(string name, long size) => new(name, "archive", CatalogEntry.Raw, null, null, size, "00000001", 1, [], DateTimeOffset.UtcNow);
 
-        Assert.Equal(RunRegistration.New, await Store.RegisterRunAsync(7, "digest-1", [Raw("r/a", 1)], CancellationToken.None));
-        Assert.Equal(RunRegistration.AlreadyRegistered, await Store.RegisterRunAsync(7, "digest-1", [Raw("r/a", 1)], CancellationToken.None));
-        Assert.Equal(RunRegistration.Conflicting, await Store.RegisterRunAsync(7, "digest-2", [Raw("r/a", 2)], CancellationToken.None));
+        Assert.Equal(RunRegistration.New, await Store.RegisterRunAsync(7, "digest-1", [Raw("r/a", 1)], null, CancellationToken.None));
+        Assert.Equal(RunRegistration.AlreadyRegistered, await Store.RegisterRunAsync(7, "digest-1", [Raw("r/a", 1)], null, CancellationToken.None));
+        Assert.Equal(RunRegistration.Conflicting, await Store.RegisterRunAsync(7, "digest-2", [Raw("r/a", 2)], null, CancellationToken.None));
         // Another run claiming a file already catalogued with other content is refused whole.
-        Assert.Equal(RunRegistration.Conflicting, await Store.RegisterRunAsync(8, "digest-3", [Raw("r/b", 1), Raw("r/a", 5)], CancellationToken.None));
+        Assert.Equal(RunRegistration.Conflicting, await Store.RegisterRunAsync(8, "digest-3", [Raw("r/b", 1), Raw("r/a", 5)], null, CancellationToken.None));
         Assert.Empty(await Store.FindAsync("r/b", CancellationToken.None));
         Assert.Single(await Store.ListRunsAsync(CancellationToken.None));
     }
@@ -597,5 +598,86 @@ public sealed class When_storing_state_in_mongodb(MongoServer server) : StoreCon
         {
             await _store.DropAsync(CancellationToken.None);
         }
+    }
+
+    private static CatalogEntry RawEntry(string name) => new(name, "archive", CatalogEntry.Raw, null, null, 10, "00000001", 5, [], DateTimeOffset.UtcNow);
+
+    private static CampaignRecord Campaign(string name, string release = "v1", int priority = 1) =>
+        Campaign(new CampaignDefinition
+        {
+            Name = name,
+            Kind = CampaignKinds.Reprocessing,
+            Release = new ReleaseSpec { Version = release, Executable = "/bin/true", Arguments = ["{input}"] },
+            Datasets = new Dictionary<string, uint> { ["muon"] = 3 },
+            Priority = priority,
+        });
+
+    private static CampaignRecord Campaign(CampaignDefinition definition) =>
+        new(definition, CampaignStatus.Active, 1, definition.Digest(), "tester", DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, 12, CampaignFeed.Start(7));
+
+    [SkippableFact]
+    public async Task Should_create_a_campaign_once_and_refuse_another_definition_under_its_name()
+    {
+        Assert.Equal(CampaignCreation.Created, await Store.CreateCampaignAsync(Campaign("reco-b"), CancellationToken.None));
+        Assert.Equal(CampaignCreation.Created, await Store.CreateCampaignAsync(Campaign("reco-a"), CancellationToken.None));
+        // The same definition again, even with another priority (which operators may change), is a repeat.
+        Assert.Equal(CampaignCreation.AlreadyExists, await Store.CreateCampaignAsync(Campaign("reco-a", priority: 5), CancellationToken.None));
+        Assert.Equal(CampaignCreation.Conflicting, await Store.CreateCampaignAsync(Campaign("reco-a", release: "v2"), CancellationToken.None));
+
+        var stored = (await Store.GetCampaignAsync("reco-a", CancellationToken.None))!;
+        Assert.Equal(("v1", 3u, 12L, 7, "tester"), (stored.Definition.Release!.Version, stored.Definition.Datasets!["muon"], stored.ExpectedFiles, stored.Feed.UpToRun, stored.CreatedBy));
+        Assert.Equal(["reco-a", "reco-b"], (await Store.ListCampaignsAsync(CancellationToken.None)).Select(c => c.Name));
+        Assert.Null(await Store.GetCampaignAsync("reco-c", CancellationToken.None));
+    }
+
+    [SkippableFact]
+    public async Task Should_change_a_campaign_only_from_the_version_it_was_read_at()
+    {
+        await Store.CreateCampaignAsync(Campaign("reco"), CancellationToken.None);
+        var read = (await Store.GetCampaignAsync("reco", CancellationToken.None))!;
+        var fed = read with { Feed = read.Feed with { Run = 3, Index = 4, Registered = 9 } };
+
+        Assert.True(await Store.ReplaceCampaignAsync(fed, read.Version, CancellationToken.None));
+        // A second writer that read the same version loses, and changes nothing.
+        Assert.False(await Store.ReplaceCampaignAsync(read with { Status = CampaignStatus.Cancelled }, read.Version, CancellationToken.None));
+
+        var stored = (await Store.GetCampaignAsync("reco", CancellationToken.None))!;
+        Assert.Equal((read.Version + 1, CampaignStatus.Active, 3, 4, 9L), (stored.Version, stored.Status, stored.Feed.Run, stored.Feed.Index, stored.Feed.Registered));
+    }
+
+    [SkippableFact]
+    public async Task Should_register_a_calibration_once_and_list_it_by_tag()
+    {
+        var at = DateTimeOffset.UnixEpoch.AddDays(1);
+        Assert.True(await Store.AddCalibrationAsync(new CalibrationRecord("align-v2", 10, 20, "calib", at), CancellationToken.None));
+        Assert.False(await Store.AddCalibrationAsync(new CalibrationRecord("align-v2", 10, 20, "someone else", at), CancellationToken.None));
+        Assert.True(await Store.AddCalibrationAsync(new CalibrationRecord("align-v2", 21, 30, "calib", at), CancellationToken.None));
+        Assert.True(await Store.AddCalibrationAsync(new CalibrationRecord("align-v1", 1, 5, "calib", at), CancellationToken.None));
+
+        var v2 = await Store.ListCalibrationsAsync("align-v2", CancellationToken.None);
+        Assert.Equal([(10, 20, "calib"), (21, 30, "calib")], v2.Select(c => (c.RunFrom, c.RunTo, c.RegisteredBy)));
+        Assert.Equal(3, (await Store.ListCalibrationsAsync(null, CancellationToken.None)).Count);
+    }
+
+    [SkippableFact]
+    public async Task Should_keep_each_runs_announcement_with_its_conditions_in_run_order()
+    {
+        RunRecorded Announcement(int run) => new()
+        {
+            Run = run,
+            Files = [new RawFileRecord { Name = $"r/{run}.raw", Stream = "physics", Section = 1, Size = 10, Adler32 = "00000001", Events = 5 }],
+            Conditions = new Dictionary<string, string> { ["beamEnergy"] = $"{run}.5" },
+        };
+        foreach (var run in new[] { 30, 10, 20 })
+        {
+            await Store.RegisterRunAsync(run, $"d{run}", [RawEntry($"r/{run}.raw")], Announcement(run), CancellationToken.None);
+        }
+        await Store.RegisterRunAsync(40, "d40", [RawEntry("r/40.raw")], null, CancellationToken.None);
+
+        var after10 = await Store.ListAnnouncementsAsync(10, 10, CancellationToken.None);
+        Assert.Equal([20, 30], after10.Select(r => r.Run));
+        Assert.Equal("20.5", after10[0].Conditions!["beamEnergy"]);
+        Assert.Equal("r/20.raw", after10[0].Files!.Single().Name);
+        Assert.Equal([10], (await Store.ListAnnouncementsAsync(0, 1, CancellationToken.None)).Select(r => r.Run));
     }
 }

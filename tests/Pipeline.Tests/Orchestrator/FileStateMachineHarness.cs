@@ -9,6 +9,7 @@ using Pipeline.Infrastructure.Ingest;
 using Pipeline.Infrastructure.Sagas;
 using Pipeline.Infrastructure.State;
 using Pipeline.Orchestrator;
+using Pipeline.Orchestrator.Campaigns;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Orchestrator;
@@ -48,6 +49,9 @@ public sealed class FileStateMachineHarness : IAsyncDisposable
         services.AddOptions<OrchestratorOptions>().Configure(o => o.MaxStalls = 2);
         services.AddSingleton(new SqlitePipelineStore(Path.Combine(folder.Path, "pipeline.db")));
         services.AddSingleton<IFileSagaStore>(sp => sp.GetRequiredService<SqlitePipelineStore>());
+        services.AddSingleton<ICampaignStore>(sp => sp.GetRequiredService<SqlitePipelineStore>());
+        services.AddSingleton<CampaignDirectory>();
+        services.AddSingleton<DispatchSignal>();
         services.AddMassTransitTestHarness(bus =>
             bus.AddSagaStateMachine<FileStateMachine, FileState, FileStateDefinition>().StoreRepository());
         var provider = services.BuildServiceProvider(validateScopes: true);
@@ -80,9 +84,18 @@ public sealed class FileStateMachineHarness : IAsyncDisposable
         await Publish(registration);
         var staging = await WaitForState(registration.FileId, "Staging");
         await Publish(new FileStaged(registration.FileId, 1000, "physics", "prompt", staging.Attempt, "prompt/" + registration.LogicalName, 1234, "0a0b0c0d"));
-        var staged = await WaitForState(registration.FileId, "Staged");
-        Assert.True((await Claim(staged, staged.Attempt, worker)).Granted);
+        await WaitForState(registration.FileId, "Staged");
+        var queued = await Dispatch(registration.FileId);
+        Assert.True((await Claim(queued, queued.Attempt, worker)).Granted);
         return await WaitForState(registration.FileId, "Reconstructing");
+    }
+
+    /// <summary>Gives a staged file its reconstruction slot, as the dispatcher does, and returns it queued.</summary>
+    public async Task<FileState> Dispatch(Guid id)
+    {
+        var staged = await Store.LoadAsync(id, CancellationToken.None);
+        await Publish(new DispatchReconstruction(id, staged!.Run, staged.Stream, staged.Campaign));
+        return await WaitForState(id, "Queued");
     }
 
     public static OutputFile Output(Guid fileId, int attempt, string dataset) =>

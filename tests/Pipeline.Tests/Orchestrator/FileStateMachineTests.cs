@@ -20,11 +20,15 @@ public sealed class When_a_file_goes_through_every_stage : IAsyncLifetime
         Assert.True(await _machine.Harness.Published.Any<StageFile>(x => x.Context.Message.FileId == id && x.Context.Message.Attempt == 1));
 
         await _machine.Publish(new FileStaged(id, 1000, "physics", "prompt", 1, "prompt/raw.raw", 1234, "0a0b0c0d"));
-        Assert.True(await _machine.Harness.Published.Any<ReconstructFile>(x => x.Context.Message.FileId == id && x.Context.Message.Datasets.Count == 4));
         var staged = await _machine.WaitForState(id, "Staged");
         Assert.Equal("prompt/raw.raw", staged.CachedName);
+        // Staged files wait for the dispatcher's slot: nothing is sent to reconstruction before.
+        Assert.False((await _machine.Claim(staged, 1, "worker-0")).Granted);
 
-        var claim = await _machine.Claim(staged, 1, "worker-1");
+        var queued = await _machine.Dispatch(id);
+        Assert.True(await _machine.Harness.Published.Any<ReconstructFile>(x => x.Context.Message.FileId == id && x.Context.Message.Datasets.Count == 4
+            && x.Context.Message.ReleaseVersion == "sample-1.0"));
+        var claim = await _machine.Claim(queued, 1, "worker-1");
         Assert.True(claim.Granted);
         await _machine.WaitForState(id, "Reconstructing");
 
@@ -45,7 +49,7 @@ public sealed class When_a_file_goes_through_every_stage : IAsyncLifetime
 
         Assert.Null(archived.Deadline);
         Assert.Equal(
-            ["Registered", "Staging", "Staged", "Reconstructing", "Reconstructed", "Merged", "Archived"],
+            ["Registered", "Staging", "Staged", "Queued", "Reconstructing", "Reconstructed", "Merged", "Archived"],
             archived.History.Select(h => h.State).Distinct());
         Assert.Single(archived.History, h => h.Event == "FileReconstructed");
     }
@@ -161,6 +165,7 @@ public sealed class When_a_file_fails : IAsyncLifetime
         await _machine.WaitFor(id, s => s.Attempt == 2 && s.CurrentState == "Staging", "attempt 2");
         await _machine.Publish(new FileStaged(id, 1000, "physics", "prompt", 2, "prompt/x.raw", 1, "00000001"));
         await _machine.WaitForState(id, "Staged");
+        await _machine.Dispatch(id);
         await _machine.Publish(new ReconstructionFailed(id, 1000, "physics", "prompt", 2, "worker-2", "exit code 137: Killed after 2000s", 137, "started\nKilled\n"));
         var failed = await _machine.WaitForState(id, "Failed");
         Assert.Equal("reconstruction exit 137: Killed", failed.FailureSignature);
@@ -174,6 +179,8 @@ public sealed class When_a_file_fails : IAsyncLifetime
         await _machine.Publish(new StagingFailed(id, 1000, "physics", "prompt", retried.Attempt, "tape error"));
         var second = await _machine.WaitFor(id, s => s.Failures == 1 && s.CurrentState == "Staging", "a retry after the first failure");
         await _machine.Publish(new FileStaged(id, 1000, "physics", "prompt", second.Attempt, "prompt/x.raw", 1, "00000001"));
+        await _machine.WaitForState(id, "Staged");
+        await _machine.Dispatch(id);
         Assert.True(await _machine.Harness.Published.Any<ReconstructFile>(x => x.Context.Message.FileId == id && x.Context.Message.TimeoutSeconds == 86_400));
     }
 
@@ -228,7 +235,7 @@ public sealed class When_a_file_stalls : IAsyncLifetime
         var file = await _machine.Reconstructing(FileStateMachineHarness.Registration(), "worker-1");
         await _machine.Publish(new FileStalled(file.CorrelationId, 1000, "physics", "prompt", file.Version));
 
-        var staged = await _machine.WaitFor(file.CorrelationId, s => s.CurrentState == "Staged" && s.Attempt == file.Attempt + 1, "a new attempt");
+        var staged = await _machine.WaitFor(file.CorrelationId, s => s.CurrentState == "Queued" && s.Attempt == file.Attempt + 1, "a new attempt");
         Assert.Null(staged.Worker);
         Assert.True(await _machine.Harness.Published.Any<ReconstructFile>(x => x.Context.Message.Attempt == staged.Attempt));
         Assert.True((await _machine.Claim(staged, staged.Attempt, "worker-2")).Granted);

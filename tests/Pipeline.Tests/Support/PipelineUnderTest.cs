@@ -120,6 +120,10 @@ public sealed class PipelineUnderTest : IAsyncDisposable
             $"{files} files to reach a final state",
             counts => string.Join(", ", counts.Select(c => $"{c.State}={c.Files}")));
 
+    public Task<AuditReport> AuditAsync(IReadOnlyList<RunRecorded> runs, string campaign, IReadOnlyDictionary<string, uint> datasets) =>
+        ProductionAudit.RunAsync(runs, [.. datasets.OrderBy(d => d.Key, StringComparer.Ordinal).Select(d => new DatasetSelection(d.Key, d.Value))], campaign, Areas, Sagas,
+            Services.GetRequiredService<ICatalog>(), CancellationToken.None);
+
     public Task<AuditReport> AuditAsync(IReadOnlyList<RunRecorded> runs) =>
         ProductionAudit.RunAsync(runs, Campaign.Selections, Campaign.Name, Areas, Sagas,
             Services.GetRequiredService<ICatalog>(), CancellationToken.None);

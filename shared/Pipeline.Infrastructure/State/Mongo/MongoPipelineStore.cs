@@ -13,7 +13,7 @@ namespace Pipeline.Infrastructure.State.Mongo;
 /// writes that must change several documents at once — registering a run with its raw files, committing a
 /// merge with the outputs it consumed — run in a transaction, so either all of it is stored or none.
 /// </summary>
-public sealed class MongoPipelineStore : IPipelineStore
+public sealed partial class MongoPipelineStore : IPipelineStore
 {
     public const string FileSagas = "file_sagas";
     public const string Runs = "runs";
@@ -28,6 +28,8 @@ public sealed class MongoPipelineStore : IPipelineStore
     public const string Areas = "areas";
     public const string Movers = "movers";
     public const string Settings = "settings";
+    public const string Campaigns = "campaigns";
+    public const string Calibrations = "calibrations";
 
     private const int DuplicateKey = 11000;
 
@@ -82,6 +84,8 @@ public sealed class MongoPipelineStore : IPipelineStore
         _areas = database.GetCollection<BsonDocument>(Areas);
         _movers = database.GetCollection<BsonDocument>(Movers);
         _settings = database.GetCollection<BsonDocument>(Settings);
+        _campaigns = database.GetCollection<BsonDocument>(Campaigns);
+        _calibrations = database.GetCollection<BsonDocument>(Calibrations);
     }
 
     /// <summary>
@@ -283,7 +287,7 @@ public sealed class MongoPipelineStore : IPipelineStore
 
     // ---- runs -------------------------------------------------------------------------------
 
-    public async Task<RunRegistration> RegisterRunAsync(int run, string digest, IReadOnlyList<CatalogEntry> rawFiles, CancellationToken cancellationToken)
+    public async Task<RunRegistration> RegisterRunAsync(int run, string digest, IReadOnlyList<CatalogEntry> rawFiles, RunRecorded? announcement, CancellationToken cancellationToken)
     {
         using var session = await _client.StartSessionAsync(cancellationToken: cancellationToken);
         try
@@ -319,7 +323,8 @@ public sealed class MongoPipelineStore : IPipelineStore
                 {
                     await _catalog.InsertManyAsync(s, fresh, cancellationToken: token);
                 }
-                await _runs.InsertOneAsync(s, new RunDocument(run, digest, rawFiles.Count, DateTimeOffset.UtcNow), cancellationToken: token);
+                await _runs.InsertOneAsync(s, new RunDocument(run, digest, rawFiles.Count, DateTimeOffset.UtcNow,
+                    announcement is null ? null : System.Text.Json.JsonSerializer.Serialize(announcement, AnnouncementJson)), cancellationToken: token);
                 return RunRegistration.New;
             }, cancellationToken: cancellationToken);
         }
@@ -782,5 +787,8 @@ public sealed class MongoPipelineStore : IPipelineStore
     }
 }
 
-/// <summary>A registered run as stored: the digest of its announced files tells a repeat from a conflicting change.</summary>
-public sealed record RunDocument(int Run, string Digest, int Files, DateTimeOffset RegisteredAt);
+/// <summary>
+/// A registered run as stored: the digest of its announced files tells a repeat from a conflicting change; the
+/// announcement itself (files, conditions) is kept as JSON, read whole and never queried into.
+/// </summary>
+public sealed record RunDocument(int Run, string Digest, int Files, DateTimeOffset RegisteredAt, string? Announcement = null);

@@ -1,0 +1,354 @@
+using MassTransit;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Pipeline.Contracts;
+using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.Control;
+using Pipeline.Infrastructure.State;
+
+namespace Pipeline.Api;
+
+/// <summary>
+/// A campaign as operators see it: its definition and status, whether it is paused, how far its feeder has
+/// gone, its forecast, and why its archived outputs are stale (if they are).
+/// </summary>
+public sealed record CampaignView(
+    string Campaign,
+    string? Kind,
+    string Status,
+    bool Paused,
+    string? By,
+    DateTimeOffset? Since,
+    int Priority,
+    string? Release,
+    string? CalibrationTag,
+    int Version,
+    string? CreatedBy,
+    DateTimeOffset? CreatedAt,
+    CampaignFeed? Feed,
+    CampaignForecast Forecast,
+    string? Stale,
+    CampaignDefinition? Definition);
+
+public sealed record PriorityRequest(int? Priority);
+
+public sealed record CampaignCancelled(CampaignView Campaign, int FilesCancelled);
+
+public sealed record CalibrationRequest(string? Tag, int? RunFrom, int? RunTo);
+
+public sealed record CalibrationAccepted(CalibrationRecord Calibration, bool AlreadyRegistered);
+
+public sealed record SupersedeRequest(string? By);
+
+public sealed record Supersession(string Kind, string Superseded, string By);
+
+/// <summary>A campaign whose archived outputs were made with a release or calibration since superseded.</summary>
+public sealed record StaleCampaign(string Campaign, string Reason, int MergedFiles, int RawFiles, IReadOnlyList<string> Merged);
+
+/// <summary>
+/// Reprocess exactly the raw files behind a campaign's stale outputs, as a new reprocessing campaign: the stale
+/// campaign's definition with a new name, and the given release and calibration (by default the superseding ones).
+/// </summary>
+public sealed record ReprocessStaleRequest(string? Name, string? Campaign, ReleaseSpec? Release, string? CalibrationTag, int? Priority);
+
+public static class CampaignEndpoints
+{
+    public static IEndpointRouteBuilder MapCampaignEndpoints(this IEndpointRouteBuilder endpoints)
+    {
+        var (api, act) = endpoints.MapApiGroups("/api", "Campaigns");
+
+        api.MapGet("/campaigns", ListCampaigns)
+            .WithName("ListCampaigns")
+            .WithSummary("Every campaign: definition, status, pause, feed position, forecast (files done and remaining, rate per stage, bottleneck, estimated completion) and staleness");
+        api.MapGet("/campaigns/{campaign}", GetCampaign)
+            .WithName("GetCampaign").WithSummary("One campaign with its forecast")
+            .ProducesProblem(StatusCodes.Status404NotFound);
+        act.MapPost("/campaigns", CreateCampaign)
+            .WithName("CreateCampaign")
+            .WithSummary("Create a campaign: prompt (takes new runs), reprocessing (every catalogued raw file it selects) or montecarlo (simulated, run by run)")
+            .WithDescription("The definition is validated as a whole and every problem is listed. The same definition again answers 200 and changes nothing; another definition under an existing name is a conflict.")
+            .Accepts<CampaignDefinition>("application/json")
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status409Conflict);
+        act.MapPut("/campaigns/{campaign}/priority", SetPriority)
+            .WithName("SetCampaignPriority")
+            .WithSummary("Set a campaign's share of the reconstruction slots against the other busy campaigns (3 against 1 gets about 75%)")
+            .Accepts<PriorityRequest>("application/json")
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status404NotFound);
+        act.MapPost("/campaigns/{campaign}/cancel", Cancel)
+            .WithName("CancelCampaign")
+            .WithSummary("Cancel a campaign: files not yet reconstructing end as cancelled (staged copies given back); those reconstructing finish and are merged and archived")
+            .ProducesProblem(StatusCodes.Status404NotFound);
+        act.MapPost("/campaigns/{campaign}/pause", PauseCampaign)
+            .WithName("PauseCampaign")
+            .WithSummary("Pause a campaign: no new stage-in or reconstruction is issued for its files until it is resumed")
+            .WithDescription("Steps already issued finish, and what is reconstructed is still merged and archived (the campaign drains). Other campaigns are not slowed. Pausing a paused campaign changes nothing.")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
+        act.MapPost("/campaigns/{campaign}/resume", ResumeCampaign)
+            .WithName("ResumeCampaign").WithSummary("Resume a paused campaign: its held files get their next step within a watchdog interval")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
+
+        api.MapGet("/calibrations", async (ICampaignStore store, string? tag, CancellationToken ct) => TypedResults.Ok(await store.ListCalibrationsAsync(tag, ct)))
+            .WithName("ListCalibrations").WithSummary("Registered calibrations (of one tag with ?tag=), with the runs each covers");
+        act.MapPost("/calibrations", RegisterCalibration)
+            .WithName("RegisterCalibration")
+            .WithSummary("Register calibration constants for a run range: files of campaigns waiting for this tag in those runs start")
+            .Accepts<CalibrationRequest>("application/json")
+            .ProducesValidationProblem();
+        act.MapPost("/calibrations/{tag}/supersede", (string tag, [FromBody] SupersedeRequest? request, CampaignService service, HttpContext http, CancellationToken ct) =>
+                SupersedeAsync("calibration", tag, request, CampaignService.SupersededCalibrationKey(tag), service, http, ct))
+            .WithName("SupersedeCalibration").WithSummary("Mark a calibration tag superseded by another: outputs made with it are listed as stale")
+            .Accepts<SupersedeRequest>("application/json")
+            .ProducesValidationProblem();
+        act.MapPost("/releases/{version}/supersede", (string version, [FromBody] SupersedeRequest? request, CampaignService service, HttpContext http, CancellationToken ct) =>
+                SupersedeAsync("release", version, request, CampaignService.SupersededReleaseKey(version), service, http, ct))
+            .WithName("SupersedeRelease").WithSummary("Mark a release version superseded by another: outputs made with it are listed as stale")
+            .Accepts<SupersedeRequest>("application/json")
+            .ProducesValidationProblem();
+        api.MapGet("/stale", ListStale)
+            .WithName("ListStale").WithSummary("Campaigns whose archived outputs were made with a superseded release or calibration, with those outputs");
+        act.MapPost("/stale/reprocess", ReprocessStale)
+            .WithName("ReprocessStale")
+            .WithSummary("Create, in one call, a reprocessing campaign over exactly the raw files behind a campaign's stale archived outputs")
+            .Accepts<ReprocessStaleRequest>("application/json")
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
+        return endpoints;
+    }
+
+    private static async Task<Ok<IReadOnlyList<CampaignView>>> ListCampaigns(
+        CampaignDirectory directory, IControlStore control, IFileSagaStore sagas, CampaignService service, CampaignProgressSampler sampler, CancellationToken ct)
+    {
+        var stored = (await directory.ListAsync(ct)).ToDictionary(c => c.Name, StringComparer.Ordinal);
+        var paused = await PausedCampaignsAsync(control, ct);
+        var supersessions = await service.SupersessionsAsync(ct);
+        // Files of a campaign no longer (or never) stored are still shown, with what is known of them.
+        var names = stored.Keys.Concat((await sagas.CountByStateAsync(ct)).Select(c => c.Campaign)).Concat(paused.Keys)
+            .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal);
+        var views = new List<CampaignView>();
+        foreach (var name in names)
+        {
+            views.Add(await ViewAsync(name, stored.GetValueOrDefault(name), paused, supersessions, sampler, ct));
+        }
+        return TypedResults.Ok<IReadOnlyList<CampaignView>>(views);
+    }
+
+    private static async Task<Results<Ok<CampaignView>, ProblemHttpResult>> GetCampaign(
+        string campaign, ICampaignStore store, IControlStore control, CampaignService service, CampaignProgressSampler sampler, CancellationToken ct)
+    {
+        var stored = await store.GetCampaignAsync(campaign, ct);
+        if (stored is null)
+        {
+            return PipelineEndpoints.NotFound($"No campaign '{campaign}'.");
+        }
+        return TypedResults.Ok(await ViewAsync(campaign, stored, await PausedCampaignsAsync(control, ct), await service.SupersessionsAsync(ct), sampler, ct));
+    }
+
+    private static async Task<Dictionary<string, PausedStage>> PausedCampaignsAsync(IControlStore control, CancellationToken ct) =>
+        (await control.ListPausedAsync(ct))
+            .Select(p => (Campaign: PauseState.CampaignOf(p.Stage), Pause: p))
+            .Where(p => p.Campaign is not null)
+            .ToDictionary(p => p.Campaign!, p => p.Pause, StringComparer.Ordinal);
+
+    private static async Task<CampaignView> ViewAsync(
+        string name, CampaignRecord? stored, IReadOnlyDictionary<string, PausedStage> paused, Supersessions supersessions, CampaignProgressSampler sampler, CancellationToken ct)
+    {
+        var pause = paused.GetValueOrDefault(name);
+        var definition = stored?.Definition;
+        return new CampaignView(name, definition?.Kind, stored?.Status ?? "unknown", pause is not null, pause?.By, pause?.Since,
+            definition?.EffectivePriority ?? CampaignDefinition.DefaultPriority, definition?.Release?.Version, definition?.CalibrationTag,
+            stored?.Version ?? 0, stored?.CreatedBy, stored?.CreatedAt, stored?.Feed,
+            await sampler.ForecastAsync(name, stored?.ExpectedFiles ?? 0, ct),
+            definition is null ? null : supersessions.StaleReason(definition), definition);
+    }
+
+    private static async Task<Results<Created<CampaignView>, Ok<CampaignView>, ValidationProblem, ProblemHttpResult>> CreateCampaign(
+        [FromBody] CampaignDefinition? definition, CampaignService service, IControlStore control, CampaignProgressSampler sampler, HttpContext http, CancellationToken ct)
+    {
+        try
+        {
+            var created = await service.CreateAsync(definition, PipelineEndpoints.Holder(http), ct);
+            var view = await ViewAsync(created.Campaign.Name, created.Campaign, await PausedCampaignsAsync(control, ct), await service.SupersessionsAsync(ct), sampler, ct);
+            return created.AlreadyExisted ? TypedResults.Ok(view) : TypedResults.Created($"/api/campaigns/{created.Campaign.Name}", view);
+        }
+        catch (InvalidCampaignException invalid)
+        {
+            return TypedResults.ValidationProblem(invalid.Errors, title: "The campaign definition is not valid; nothing was created.");
+        }
+        catch (ConflictingCampaignException conflict)
+        {
+            return TypedResults.Problem(conflict.Message, statusCode: StatusCodes.Status409Conflict, title: "Campaign exists");
+        }
+    }
+
+    private static async Task<Results<Accepted<CampaignView>, ValidationProblem, ProblemHttpResult>> SetPriority(
+        string campaign, [FromBody] PriorityRequest? request, CampaignService service, IControlStore control, CampaignProgressSampler sampler, CancellationToken ct)
+    {
+        if (request?.Priority is not (>= 1 and <= 1000))
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["priority"] = ["must be between 1 and 1000"] });
+        }
+        var changed = await service.SetPriorityAsync(campaign, request.Priority.Value, ct);
+        if (changed is null)
+        {
+            return PipelineEndpoints.NotFound($"No campaign '{campaign}'.");
+        }
+        return TypedResults.Accepted($"/api/campaigns/{campaign}",
+            await ViewAsync(campaign, changed, await PausedCampaignsAsync(control, ct), await service.SupersessionsAsync(ct), sampler, ct));
+    }
+
+    private static async Task<Results<Accepted<CampaignCancelled>, ProblemHttpResult>> Cancel(
+        string campaign, CampaignService service, IControlStore control, CampaignProgressSampler sampler, IPublishEndpoint publisher, HttpContext http, CancellationToken ct)
+    {
+        var cancelled = await service.CancelAsync(campaign, PipelineEndpoints.Holder(http), publisher, ct);
+        if (cancelled is not { } done)
+        {
+            return PipelineEndpoints.NotFound($"No campaign '{campaign}'.");
+        }
+        var view = await ViewAsync(campaign, done.Campaign, await PausedCampaignsAsync(control, ct), await service.SupersessionsAsync(ct), sampler, ct);
+        return TypedResults.Accepted($"/api/campaigns/{campaign}", new CampaignCancelled(view, done.FilesCancelled));
+    }
+
+    private static ProblemHttpResult? BadCampaignName(string campaign) =>
+        CampaignValidation.IsName(campaign)
+            ? null
+            : TypedResults.Problem("A campaign name is 1-64 letters, digits, '-', '_' or '.'.", statusCode: StatusCodes.Status400BadRequest, title: "Bad campaign name");
+
+    private static async Task<Results<Accepted<PausedStage>, ProblemHttpResult>> PauseCampaign(
+        string campaign, IControlStore control, TimeProvider time, HttpContext http, CancellationToken ct)
+    {
+        if (BadCampaignName(campaign) is { } problem)
+        {
+            return problem;
+        }
+        return TypedResults.Accepted("/api/campaigns", await PipelineEndpoints.PauseAsync(PauseState.CampaignTarget(campaign), control, time, http, ct));
+    }
+
+    private static async Task<Results<Accepted, ProblemHttpResult>> ResumeCampaign(string campaign, IControlStore control, CancellationToken ct)
+    {
+        if (BadCampaignName(campaign) is { } problem)
+        {
+            return problem;
+        }
+        await control.ResumeAsync(PauseState.CampaignTarget(campaign), ct);
+        return TypedResults.Accepted("/api/campaigns");
+    }
+
+    private static async Task<Results<Accepted<CalibrationAccepted>, ValidationProblem>> RegisterCalibration(
+        [FromBody] CalibrationRequest? request, CampaignService service, IPublishEndpoint publisher, TimeProvider time, HttpContext http, CancellationToken ct)
+    {
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        if (!CampaignValidation.IsName(request?.Tag))
+        {
+            errors["tag"] = ["must be 1-64 letters, digits, '.', '_' or '-'"];
+        }
+        if (request?.RunFrom is not > 0)
+        {
+            errors["runFrom"] = ["must be a positive run number"];
+        }
+        if (request?.RunTo is not > 0 || request.RunTo < request.RunFrom)
+        {
+            errors["runTo"] = ["must be a run number not below runFrom"];
+        }
+        if (errors.Count > 0)
+        {
+            return TypedResults.ValidationProblem(errors, title: "The calibration is not valid; nothing was registered.");
+        }
+        var by = PipelineEndpoints.Holder(http);
+        var added = await service.RegisterCalibrationAsync(new CalibrationRegistered(request!.Tag!, request.RunFrom!.Value, request.RunTo!.Value, by), publisher, ct);
+        return TypedResults.Accepted($"/api/calibrations?tag={request.Tag}",
+            new CalibrationAccepted(new CalibrationRecord(request.Tag!, request.RunFrom.Value, request.RunTo.Value, by, time.GetUtcNow()), !added));
+    }
+
+    private static async Task<Results<Accepted<Supersession>, ValidationProblem>> SupersedeAsync(
+        string kind, string superseded, SupersedeRequest? request, string key, CampaignService service, HttpContext http, CancellationToken ct)
+    {
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        if (!CampaignValidation.IsName(superseded))
+        {
+            errors[kind] = ["must be 1-64 letters, digits, '.', '_' or '-'"];
+        }
+        if (!CampaignValidation.IsName(request?.By))
+        {
+            errors["by"] = [$"the {kind} that replaces it: 1-64 letters, digits, '.', '_' or '-'"];
+        }
+        else if (request!.By == superseded)
+        {
+            errors["by"] = [$"a {kind} cannot supersede itself"];
+        }
+        if (errors.Count > 0)
+        {
+            return TypedResults.ValidationProblem(errors, title: $"Nothing was marked superseded.");
+        }
+        await service.SupersedeAsync(key, request!.By!, PipelineEndpoints.Holder(http), ct);
+        return TypedResults.Accepted("/api/stale", new Supersession(kind, superseded, request.By!));
+    }
+
+    private static async Task<Ok<IReadOnlyList<StaleCampaign>>> ListStale(CampaignDirectory directory, CampaignService service, ICatalog catalog, CancellationToken ct)
+    {
+        var supersessions = await service.SupersessionsAsync(ct);
+        var stale = new List<StaleCampaign>();
+        foreach (var campaign in await directory.ListAsync(ct))
+        {
+            if (supersessions.StaleReason(campaign.Definition) is { } reason)
+            {
+                var merged = await ArchivedOutputsAsync(catalog, campaign.Name, ct);
+                stale.Add(new StaleCampaign(campaign.Name, reason, merged.Count,
+                    merged.SelectMany(m => m.Sources).Select(s => s.RawName).Distinct(StringComparer.Ordinal).Count(), [.. merged.Select(m => m.Name)]));
+            }
+        }
+        return TypedResults.Ok<IReadOnlyList<StaleCampaign>>(stale);
+    }
+
+    /// <summary>A campaign's archived merged files, one entry per file however many copies it has.</summary>
+    private static async Task<IReadOnlyList<CatalogEntry>> ArchivedOutputsAsync(ICatalog catalog, string campaign, CancellationToken ct) =>
+        [.. (await catalog.ListAsync(CatalogEntry.Merged, campaign, ct)).DistinctBy(e => e.Name, StringComparer.Ordinal).OrderBy(e => e.Name, StringComparer.Ordinal)];
+
+    private static async Task<Results<Created<CampaignView>, Ok<CampaignView>, ValidationProblem, ProblemHttpResult>> ReprocessStale(
+        [FromBody] ReprocessStaleRequest? request, CampaignService service, ICampaignStore store, ICatalog catalog, IControlStore control,
+        CampaignProgressSampler sampler, HttpContext http, CancellationToken ct)
+    {
+        if (request?.Campaign is null || !CampaignValidation.IsName(request.Campaign))
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["campaign"] = ["the campaign whose stale outputs are to be reprocessed is required"] });
+        }
+        var stale = await store.GetCampaignAsync(request.Campaign, ct);
+        if (stale is null)
+        {
+            return PipelineEndpoints.NotFound($"No campaign '{request.Campaign}'.");
+        }
+        var supersessions = await service.SupersessionsAsync(ct);
+        var old = stale.Definition;
+        var problems = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        if (supersessions.StaleReason(old) is null)
+        {
+            problems["campaign"] = [$"the outputs of {request.Campaign} are not stale: neither its release nor its calibration is superseded"];
+        }
+        if (old.IsMonteCarlo)
+        {
+            problems["campaign"] = ["simulated outputs are regenerated by a new Monte Carlo campaign, not reprocessed"];
+        }
+        if (problems.Count > 0)
+        {
+            return TypedResults.ValidationProblem(problems, title: "Nothing to reprocess.");
+        }
+        var rawFiles = (await ArchivedOutputsAsync(catalog, request.Campaign, ct))
+            .SelectMany(m => m.Sources).Select(s => s.RawName).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        var release = request.Release
+            ?? (old.Release!.Version is { } version && supersessions.Releases.TryGetValue(version, out var newer) ? old.Release with { Version = newer } : old.Release);
+        var calibration = request.CalibrationTag
+            ?? (old.CalibrationTag is { } tag && supersessions.Calibrations.TryGetValue(tag, out var newerTag) ? newerTag : old.CalibrationTag);
+        var definition = old with
+        {
+            Name = request.Name,
+            Kind = CampaignKinds.Reprocessing,
+            Release = release,
+            CalibrationTag = calibration,
+            Selection = new InputSelection { Files = rawFiles },
+            Priority = request.Priority ?? old.Priority,
+        };
+        return await CreateCampaign(definition, service, control, sampler, http, ct);
+    }
+}

@@ -1,0 +1,142 @@
+using System.Globalization;
+using MassTransit;
+using Microsoft.Extensions.Options;
+using Pipeline.Contracts;
+using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.Control;
+using Pipeline.Infrastructure.Ingest;
+using Pipeline.Infrastructure.State;
+
+namespace Pipeline.Orchestrator.Campaigns;
+
+/// <summary>
+/// Registers the files of reprocessing and Monte Carlo campaigns: walks the catalogued runs in order and
+/// registers the next batch of a campaign's files whenever fewer than <see cref="OrchestratorOptions.FeedWindowFiles"/>
+/// of them are still short of reconstruction. So a campaign over millions of files keeps a bounded number in
+/// the broker and the store's working set, and a crash repeats at most one batch (registration is idempotent).
+/// </summary>
+public sealed class CampaignFeeder(
+    IPipelineStore store,
+    CampaignDirectory campaigns,
+    PauseState pause,
+    IBus bus,
+    IOptions<OrchestratorOptions> options,
+    TimeProvider time,
+    ILogger<CampaignFeeder> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.FeedIntervalSeconds), time);
+        do
+        {
+            try
+            {
+                await FeedAsync(stoppingToken);
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                logger.LogWarning(ex, "Feeding campaigns failed; trying again next interval");
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>One pass over the campaigns that still have files to register. Returns how many were registered.</summary>
+    public async Task<int> FeedAsync(CancellationToken cancellationToken)
+    {
+        var open = (await campaigns.ListAsync(cancellationToken))
+            .Where(c => c.Definition.Kind != CampaignKinds.Prompt && !c.Cancelled && !c.Feed.Complete && !pause.IsCampaignPaused(c.Name))
+            .ToList();
+        if (open.Count == 0)
+        {
+            return 0;
+        }
+        var counts = await store.CountByStateAsync(cancellationToken);
+        var registered = 0;
+        foreach (var campaign in open)
+        {
+            var unfinished = counts.Where(c => c.Campaign == campaign.Name && FileStates.BeforeReconstructed.Contains(c.State)).Sum(c => c.Files);
+            var room = (int)Math.Min(options.Value.FeedBatchFiles, options.Value.FeedWindowFiles - unfinished);
+            if (room > 0)
+            {
+                registered += await FeedAsync(campaign, room, cancellationToken);
+            }
+        }
+        return registered;
+    }
+
+    private async Task<int> FeedAsync(CampaignRecord campaign, int room, CancellationToken cancellationToken)
+    {
+        var feed = campaign.Feed;
+        var registered = 0;
+        while (registered < room && !feed.Complete)
+        {
+            // The cursor's run may still have files left, so the walk starts at it, not after it.
+            var runs = await store.ListAnnouncementsAsync(feed.Run - 1, 20, cancellationToken);
+            if (runs.Count == 0 || runs[0].Run > feed.UpToRun)
+            {
+                feed = feed with { Complete = true };
+                break;
+            }
+            foreach (var run in runs)
+            {
+                if (run.Run > feed.UpToRun)
+                {
+                    feed = feed with { Complete = true };
+                    break;
+                }
+                var files = CampaignService.SelectedFiles(campaign.Definition, run);
+                var start = run.Run == feed.Run ? feed.Index + 1 : 0;
+                var index = start;
+                for (; index < files.Count && registered < room; index++)
+                {
+                    await bus.Publish(Registration(campaign, run, files[index]), cancellationToken);
+                    registered++;
+                }
+                feed = feed with { Run = run.Run, Index = index - 1, Registered = feed.Registered + (index - start) };
+                if (registered >= room)
+                {
+                    break;
+                }
+                // This run is done: the next starts at its first file.
+                feed = feed with { Run = run.Run + 1, Index = -1 };
+                if (run.Run == feed.UpToRun)
+                {
+                    feed = feed with { Complete = true };
+                    break;
+                }
+            }
+            if (runs.Count < 20 && registered < room)
+            {
+                feed = feed with { Complete = true };
+            }
+        }
+        // Saved after publishing: a crash in between publishes the batch again, which registers nothing twice.
+        if (!await store.ReplaceCampaignAsync(campaign with { Feed = feed, UpdatedAt = time.GetUtcNow() }, campaign.Version, cancellationToken))
+        {
+            logger.LogInformation("Campaign {Campaign} changed while its files were registered; its feed continues from the stored position", campaign.Name);
+        }
+        campaigns.Invalidate();
+        if (feed.Complete && !campaign.Feed.Complete)
+        {
+            logger.LogInformation("Campaign {Campaign}: all {Files} files registered", campaign.Name, feed.Registered);
+        }
+        return registered;
+    }
+
+    /// <summary>
+    /// A raw file entering the campaign; for Monte Carlo, a simulated file standing for it, with the configured
+    /// multiple of its events (and of its size, as the estimate of what reconstruction will write).
+    /// </summary>
+    public static FileRegistered Registration(CampaignRecord campaign, RunRecorded run, RawFileRecord file)
+    {
+        if (!campaign.Definition.IsMonteCarlo)
+        {
+            return RunIngestion.Registered(campaign.Name, run.Run, file);
+        }
+        var multiple = campaign.Definition.EffectiveEventsMultiple;
+        var name = string.Create(CultureInfo.InvariantCulture, $"sim/run{run.Run:D6}/{file.Stream}/run{run.Run:D6}_{file.Stream}_{file.Section:D4}.sim");
+        return new FileRegistered(FileIds.For(campaign.Name, name), run.Run, file.Stream!, campaign.Name, name, file.Section,
+            (long)Math.Ceiling(file.Size * multiple), "", (long)Math.Round(file.Events * multiple, MidpointRounding.AwayFromZero));
+    }
+}
