@@ -137,7 +137,6 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 
         During(Staged,
             When(DispatchReconstruction)
-                .Then(c => _dispatch.Left(c.Saga.CorrelationId))
                 .ThenAsync(PublishReconstruction)
                 .TransitionTo(Queued)
                 .Then(c => Note(c, "reconstruction slot given")));

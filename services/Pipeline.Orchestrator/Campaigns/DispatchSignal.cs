@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Threading.Channels;
 
 namespace Pipeline.Orchestrator.Campaigns;
@@ -11,21 +10,7 @@ public sealed class DispatchSignal
 {
     private readonly Channel<bool> _pokes = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
 
-    private readonly ConcurrentQueue<Guid> _left = new();
-
     public void Poke() => _pokes.Writer.TryWrite(true);
-
-    /// <summary>A dispatched file left the staged state: from now on it counts among those holding a slot.</summary>
-    public void Left(Guid fileId) => _left.Enqueue(fileId);
-
-    /// <summary>The files that left the staged state since the last call.</summary>
-    public IEnumerable<Guid> TakeLeft()
-    {
-        while (_left.TryDequeue(out var id))
-        {
-            yield return id;
-        }
-    }
 
     /// <summary>Returns when poked, or after <paramref name="timeout"/>.</summary>
     public async Task WaitAsync(TimeSpan timeout, TimeProvider time, CancellationToken cancellationToken)

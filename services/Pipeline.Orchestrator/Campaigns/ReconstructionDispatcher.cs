@@ -36,7 +36,10 @@ public sealed class ReconstructionDispatcher(
 
     private readonly Dictionary<string, double> _pass = new(StringComparer.Ordinal);
 
-    // Dispatched, and not yet seen leaving the staged state: these count as in flight beside the store's count.
+    // Dispatched, and not yet seen leaving the staged state in the store: these count as in flight beside the
+    // store's count. Only the committed saga says it has left: a saga's action runs before its write commits, and
+    // the write may still lose a race and be retried, so a word from inside the state machine would count the file
+    // neither here nor among those holding a slot for a moment, and one dispatch too many would follow.
     private readonly HashSet<Guid> _pending = [];
 
     // Dispatched lately: never dispatched again until the dispatch is taken as lost (a file still shows as staged
@@ -71,9 +74,13 @@ public sealed class ReconstructionDispatcher(
     public async Task<int> DispatchAsync(CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        foreach (var left in signal.TakeLeft())
+        foreach (var id in _pending.ToList())
         {
-            _pending.Remove(left);
+            // Read before the counts: a file seen gone from the staged state here is among those counted below.
+            if ((await store.LoadAsync(id, cancellationToken))?.CurrentState != FileStates.Staged)
+            {
+                _pending.Remove(id);
+            }
         }
         foreach (var expired in _recent.Where(p => now - p.Value > PendingLifetime).Select(p => p.Key).ToList())
         {
