@@ -55,8 +55,11 @@ public sealed class CampaignFeeder(
         var registered = 0;
         foreach (var campaign in open)
         {
-            var unfinished = counts.Where(c => c.Campaign == campaign.Name && FileStates.BeforeReconstructed.Contains(c.State)).Sum(c => c.Files);
-            var room = (int)Math.Min(options.Value.FeedBatchFiles, options.Value.FeedWindowFiles - unfinished);
+            var mine = counts.Where(c => c.Campaign == campaign.Name).ToList();
+            var unfinished = mine.Where(c => FileStates.BeforeReconstructed.Contains(c.State)).Sum(c => c.Files);
+            // Registrations published but not yet stored as sagas count too, or a slow orchestrator would be fed past the window.
+            var inFlight = Math.Max(0, campaign.Feed.Registered - mine.Sum(c => c.Files));
+            var room = (int)Math.Min(options.Value.FeedBatchFiles, options.Value.FeedWindowFiles - unfinished - inFlight);
             if (room > 0)
             {
                 registered += await FeedAsync(campaign, room, cancellationToken);

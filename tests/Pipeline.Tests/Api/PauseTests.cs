@@ -24,9 +24,9 @@ public sealed class When_an_operator_pauses_a_stage
         var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 40));
         await pipeline.IngestAsync(runs);
         // Every file is staged, and its reconstruction request is held back rather than run.
-        await Eventually.Until(pipeline.AllFilesAsync, files => files.Count == 4 && files.All(f => f.CurrentState == "Staged"), TimeSpan.FromMinutes(1), "four staged files");
+        await Eventually.Until(pipeline.AllFilesAsync, files => files.Count == 4 && files.All(f => f.CurrentState == "Queued"), TimeSpan.FromMinutes(1), "four files queued for reconstruction");
         await Eventually.Until(() => Task.FromResult(pause.Holding), holding => holding >= 1, TimeSpan.FromSeconds(30), "held reconstruction requests");
-        Assert.All(await pipeline.AllFilesAsync(), f => Assert.Equal("Staged", f.CurrentState));
+        Assert.All(await pipeline.AllFilesAsync(), f => Assert.Equal("Queued", f.CurrentState));
         var stages = await pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/stages");
         Assert.True(stages!.Single(s => s.GetProperty("stage").GetString() == "reconstruction").GetProperty("paused").GetBoolean());
         Assert.False(stages!.Single(s => s.GetProperty("stage").GetString() == "stager").GetProperty("paused").GetBoolean());

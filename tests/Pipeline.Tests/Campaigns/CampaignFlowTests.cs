@@ -79,7 +79,7 @@ public sealed class When_campaigns_run(RabbitMqBroker broker)
 
         // The outputs are kept apart: every merged file belongs to one campaign, under that campaign's folder.
         var merged = await pipeline.Services.GetRequiredService<ICatalog>().ListAsync(CatalogEntry.Merged, null, CancellationToken.None);
-        Assert.All(merged, m => Assert.StartsWith(m.Campaign + "/", m.Name, StringComparison.Ordinal));
+        Assert.All(merged, m => Assert.StartsWith($"merged/{m.Campaign}/", m.Name, StringComparison.Ordinal));
         Assert.Equal(merged.Where(m => m.Campaign == "prompt").Sum(m => m.Events), merged.Where(m => m.Campaign == "prompt-v2").Sum(m => m.Events));
 
         var view = await pipeline.Http.GetFromJsonAsync<JsonElement>("/api/campaigns/prompt-v2");

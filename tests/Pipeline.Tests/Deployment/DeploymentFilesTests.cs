@@ -228,7 +228,7 @@ public sealed class When_deploying_as_containers
         // Queue names written out elsewhere (pausable stages, the watcher's list, the watchdog's map) are real ones.
         Assert.Subset(queues, Pipeline.Infrastructure.Control.PauseState.Stages.ToHashSet());
         Assert.Subset(queues, new Monitor.MonitorOptions().Queues.ToHashSet());
-        Assert.Subset(queues, new[] { "Registered", "Staging", "Staged", "Reconstructing", "Reconstructed", "Merged" }.Select(Watchdog.NextStage).ToHashSet());
+        Assert.Subset(queues, new[] { "Registered", "AwaitingCalibration", "Staging", "Staged", "Queued", "Reconstructing", "Reconstructed", "Merged" }.Select(Watchdog.NextStage).ToHashSet());
         Assert.Equal(queues.Except([Monitor.HeartbeatConsumerDefinition.QueueName]).Order(StringComparer.Ordinal), new Monitor.MonitorOptions().Queues.Order(StringComparer.Ordinal));
         foreach (var name in ServiceNames())
         {
