@@ -168,7 +168,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .Then(c => CountFailure(c.Saga, FailureSignature.Staging, c.Message.Reason, null, null))
                 .IfElse(c => HasAttemptsLeft(c.Saga),
                     retry => retry.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, $"retry after: {c.Message.Reason}")),
-                    fail => fail.TransitionTo(Failed).Then(c => Note(c, c.Message.Reason))));
+                    fail => fail.Then(c => Quarantine(c.Saga)).TransitionTo(Failed).Then(c => Note(c, FailedNote(c.Saga, c.Message.Reason)))));
 
         During(Queued, Reconstructing,
             When(ClaimReconstruction, c => CanGrant(c.Saga, c.Message))
@@ -190,7 +190,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                     cancelled => cancelled.Then(Finish).TransitionTo(Cancelled).Then(c => Note(c, $"not retried, the campaign is cancelled: {c.Message.Reason}")),
                     open => open.IfElse(c => HasAttemptsLeft(c.Saga),
                         retry => Begin(retry, c => $"retry after: {c.Message.Reason}"),
-                        fail => fail.TransitionTo(Failed).Then(c => Note(c, c.Message.Reason)))));
+                        fail => fail.Then(c => Quarantine(c.Saga)).TransitionTo(Failed).Then(c => Note(c, FailedNote(c.Saga, c.Message.Reason))))));
 
         During(new[] { Registered, AwaitingCalibration, Staging, Staged, Reconstructed, Merged, Archived, Failed, Cancelled },
             When(ClaimReconstruction)
@@ -243,6 +243,8 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .Then(c =>
                 {
                     c.Saga.Failures = 0;
+                    c.Saga.RepeatedFailures = 0;
+                    c.Saga.Quarantined = false;
                     c.Saga.Stalls = 0;
                     c.Saga.FailureReason = null;
                     c.Saga.FailureStage = null;
@@ -330,7 +332,15 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 
     private static bool IsCurrent(FileState saga, int attempt) => saga.Attempt == attempt;
 
-    private static bool HasAttemptsLeft(FileState saga) => saga.Failures < saga.MaxAttempts + saga.ExtraAttempts;
+    private bool HasAttemptsLeft(FileState saga) =>
+        saga.Failures < saga.MaxAttempts + saga.ExtraAttempts
+        && (_options.QuarantineAfterRepeats == 0 || saga.RepeatedFailures < _options.QuarantineAfterRepeats);
+
+    /// <summary>Marks a failing file quarantined when it stops because its failure repeats, not because its budget is spent.</summary>
+    private static void Quarantine(FileState saga) => saga.Quarantined = saga.Failures < saga.MaxAttempts + saga.ExtraAttempts;
+
+    private static string FailedNote(FileState saga, string reason) =>
+        saga.Quarantined ? $"quarantined after {saga.RepeatedFailures} attempts failing the same way ({saga.FailureSignature}): {reason}" : reason;
 
     private static string RetryNote(RetryFile retry) =>
         $"retried by {retry.RequestedBy}"
@@ -347,10 +357,12 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 
     private void CountFailure(FileState saga, string stage, string reason, int? exitCode, string? logTail)
     {
+        var signature = FailureSignature.Describe(stage, exitCode, reason, logTail);
         saga.Failures++;
+        saga.RepeatedFailures = signature == saga.FailureSignature ? saga.RepeatedFailures + 1 : 1;
         saga.FailureReason = reason;
         saga.FailureStage = stage;
-        saga.FailureSignature = FailureSignature.Describe(stage, exitCode, reason, logTail);
+        saga.FailureSignature = signature;
         saga.FailureRelease = _campaigns.Release(saga.Campaign);
         saga.LastExitCode = exitCode;
         saga.LastLogTail = logTail ?? saga.LastLogTail;

@@ -27,6 +27,14 @@ public sealed class OrchestratorOptions
     [Range(1, 1000)]
     public int MaxStalls { get; set; } = 10;
 
+    /// <summary>
+    /// A file whose last this-many failures share one signature is failed as quarantined rather than retried until
+    /// its budget is spent: a job that hits its time limit, or a corrupt source, fails the same way every time.
+    /// 0 turns this off.
+    /// </summary>
+    [Range(0, 1000)]
+    public int QuarantineAfterRepeats { get; set; } = 2;
+
     [Range(1, 3600)]
     public int WatchdogIntervalSeconds { get; set; } = 10;
 

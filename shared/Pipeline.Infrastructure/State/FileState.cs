@@ -28,6 +28,12 @@ public sealed class FileState : SagaStateMachineInstance, ISagaVersion
     /// <summary>Failures reported by the stages, counted against the campaign's attempt budget.</summary>
     public int Failures { get; set; }
 
+    /// <summary>Failures in a row with the same signature as the last one: a repeating failure is quarantined early.</summary>
+    public int RepeatedFailures { get; set; }
+
+    /// <summary>Failed before its attempt budget ran out, because every recent attempt failed the same way.</summary>
+    public bool Quarantined { get; set; }
+
     /// <summary>Times the watchdog had to re-issue a step because nothing moved.</summary>
     public int Stalls { get; set; }
 

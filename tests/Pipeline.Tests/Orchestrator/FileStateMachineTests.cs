@@ -185,6 +185,47 @@ public sealed class When_a_file_fails : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Should_quarantine_it_when_two_attempts_in_a_row_fail_the_same_way_before_its_budget_is_spent()
+    {
+        var registration = FileStateMachineHarness.Registration();
+        var id = registration.FileId;
+        await _machine.Publish(registration);
+        await _machine.WaitForState(id, "Staging");
+        await _machine.Publish(new StagingFailed(id, 1000, "physics", "prompt", 1, "tape error"));
+        await _machine.WaitFor(id, s => s.Attempt == 2, "second attempt");
+        await _machine.Publish(new StagingFailed(id, 1000, "physics", "prompt", 2, "tape error"));
+        await _machine.WaitForState(id, "Failed");
+        // A budget of four: the next failures are not the budget's doing.
+        await _machine.Publish(new RetryFile(id, 1000, "physics", "prompt", "shift-crew", ExtraAttempts: 2));
+        var attempt = (await _machine.WaitForState(id, "Staging")).Attempt;
+
+        // Two different failures in a row are retried...
+        await _machine.Publish(new StagingFailed(id, 1000, "physics", "prompt", attempt, "tape error"));
+        attempt = (await _machine.WaitFor(id, s => s.Attempt == attempt + 1 && s.CurrentState == "Staging", "a retry after a tape error")).Attempt;
+        await _machine.Publish(new FileStaged(id, 1000, "physics", "prompt", attempt, "prompt/x.raw", 1, "00000001"));
+        await _machine.WaitForState(id, "Staged");
+        await _machine.Dispatch(id);
+        await _machine.Publish(new ReconstructionFailed(id, 1000, "physics", "prompt", attempt, "worker-1", "exit code 137: Killed after 172800s", 137, "started\nKilled\n"));
+        attempt = (await _machine.WaitFor(id, s => s.Attempt == attempt + 1 && s.CurrentState == "Staging", "a retry after a kill")).Attempt;
+        Assert.False((await _machine.Store.LoadAsync(id, CancellationToken.None))!.Quarantined);
+
+        // ...the same one twice in a row is not: the third of four attempts is the last.
+        await _machine.Publish(new FileStaged(id, 1000, "physics", "prompt", attempt, "prompt/x.raw", 1, "00000001"));
+        await _machine.WaitForState(id, "Staged");
+        await _machine.Dispatch(id);
+        await _machine.Publish(new ReconstructionFailed(id, 1000, "physics", "prompt", attempt, "worker-2", "exit code 137: Killed after 172801s", 137, "started\nKilled\n"));
+        var quarantined = await _machine.WaitForState(id, "Failed");
+
+        Assert.Equal((true, 3, 2), (quarantined.Quarantined, quarantined.Failures, quarantined.RepeatedFailures));
+        Assert.Contains(quarantined.History, h => h.Detail == "quarantined after 2 attempts failing the same way (reconstruction exit 137: Killed): exit code 137: Killed after 172801s");
+
+        // An operator's retry starts the count again.
+        await _machine.Publish(new RetryFile(id, 1000, "physics", "prompt", "shift-crew"));
+        var retried = await _machine.WaitForState(id, "Staging");
+        Assert.Equal((false, 0), (retried.Quarantined, retried.RepeatedFailures));
+    }
+
+    [Fact]
     public async Task Should_start_again_when_an_operator_retries_it()
     {
         var registration = FileStateMachineHarness.Registration();
