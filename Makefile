@@ -9,7 +9,7 @@ FILES ?= 4
 EVENTS ?= 500
 REPROCESS ?= 0
 
-.PHONY: help build run demo test bench microbench up down clean
+.PHONY: help build run demo test faults bench microbench up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -26,12 +26,20 @@ demo: build ## Sample data end to end through every stage; last line is a JSON s
 test: ## Every test, on a real RabbitMQ (installed and started on 127.0.0.1 when none is given)
 	@bash tests/run-tests.sh
 
+faults: build ## Fault suite: services as processes on a broker of their own, killed while FILES (1000) flow; last line is the JSON report
+	@bash tests/ensure-debian-package.sh /usr/sbin/rabbitmq-server rabbitmq-server
+	@FILES=$(or $(FILES),1000) dotnet tests/Pipeline.Faults/bin/$(CONFIGURATION)/net10.0/Pipeline.Faults.dll
+
 bench: ## Hot paths against baselines measured in the same run; writes bench/results.json (OUT=path), last line is the JSON
 	@if [ -z "$${RABBITMQ_URI:-}" ]; then bash tests/rabbitmq/start-local-broker.sh; fi
 	@dotnet build tests/Pipeline.Benchmarks -c Release --nologo -v quiet >&2
 	@OUT=$(or $(OUT),bench/results.json) dotnet tests/Pipeline.Benchmarks/bin/Release/net10.0/Pipeline.Benchmarks.dll
 
-microbench: ## BenchmarkDotNet micro-benchmarks of the checksum and merge inner loops
+microfaults: build ## Fault suite: services as processes on a broker of their own, killed while FILES (1000) flow; last line is the JSON report
+	@bash tests/ensure-debian-package.sh /usr/sbin/rabbitmq-server rabbitmq-server
+	@FILES=$(or $(FILES),1000) dotnet tests/Pipeline.Faults/bin/$(CONFIGURATION)/net10.0/Pipeline.Faults.dll
+
+bench: ## BenchmarkDotNet micro-benchmarks of the checksum and merge inner loops
 	@dotnet build tests/Pipeline.Benchmarks -c Release --nologo -v quiet >&2
 	@cd tests/Pipeline.Benchmarks/bin/Release/net10.0 && dotnet Pipeline.Benchmarks.dll micro --filter '*'
 

@@ -14,6 +14,7 @@ public static class MonitorModule
             services.AddHttpClient<AlertNotifier>();
             services.AddHostedService<HealthWatcher>();
             services.AddHostedService<AreaLedgerSweeper>();
+            services.AddHostedService<TemporaryFileSweeper>();
         },
         bus => bus.AddConsumer<HeartbeatConsumer, HeartbeatConsumerDefinition>());
 }

@@ -31,6 +31,17 @@ public sealed class MonitorOptions
     [Range(0, 7 * 86_400)]
     public double StuckAfterSeconds { get; set; } = 600;
 
+    /// <summary>
+    /// A temporary file (a write in progress, "name.part-…") not written to for this long belongs to a write that died
+    /// with its process: it is deleted. A live write touches its file with every buffer it writes.
+    /// </summary>
+    [Range(1, 7 * 86_400)]
+    public double AbandonedTemporarySeconds { get; set; } = 600;
+
+    /// <summary>How often the storage areas are searched for abandoned temporary files.</summary>
+    [Range(0.1, 86_400)]
+    public double TemporarySweepSeconds { get; set; } = 60;
+
     /// <summary>Queues whose error queues ("&lt;queue&gt;_error") are watched, on RabbitMQ.</summary>
     public List<string> Queues { get; set; } = ["run-events", "orchestrator", "stager", "reconstruction", "collector", "merger", "archiver"];
 

@@ -7,6 +7,7 @@ using Pipeline.SampleExperiment;
 //               writes raw files under DIR and prints the run announcements (JSON, one per line)
 //   reconstruct --input FILE --outdir DIR --datasets name:mask,... [--histograms FILE] [--cpu-ms-per-event X]
 //               [--attempt N --fail-attempts K]   (attempts up to K exit with code 3: a stand-in for a broken job)
+//               [--sleep-ms-max N]   (first sleeps a random 0..N ms: jobs of uneven length; the output stays deterministic)
 //   simulate    --run N --events N --seed N --outdir DIR --datasets name:mask,... [--conditions k=v,...] [--payload BYTES]
 //               generates Monte Carlo events under the run's conditions and reconstructs them (one job, as a production would)
 return await SampleCommand.RunAsync(args);
@@ -109,6 +110,10 @@ internal static class SampleCommand
         {
             await Console.Error.WriteLineAsync($"ERROR simulated failure on attempt {attempt} (fails up to attempt {failAttempts})");
             return 3;
+        }
+        if (Int(options, "sleep-ms-max", 0) is > 0 and var sleepMax)
+        {
+            await Task.Delay(Random.Shared.Next(sleepMax + 1));
         }
         var cpu = options.TryGetValue("cpu-ms-per-event", out var text) ? double.Parse(text, CultureInfo.InvariantCulture) : 0;
         await SampleReconstruction.RunAsync(

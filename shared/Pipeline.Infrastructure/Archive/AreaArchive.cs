@@ -28,7 +28,7 @@ public sealed class AreaArchive(StorageArea area, TapeDrives? tape) : IArchive
         var folder = slash < 0 ? area.RootPath : area.PathOf(volume);
         var position = Directory.Exists(folder)
             ? Directory.EnumerateFiles(folder).Select(Path.GetFileName).OfType<string>()
-                .Where(f => !f.Contains(".part-", StringComparison.Ordinal))
+                .Where(f => !f.Contains(StorageArea.TemporaryMarker, StringComparison.Ordinal))
                 .Count(f => string.CompareOrdinal(f, name[(slash + 1)..]) < 0)
             : 0;
         return new TapeLocation(volume, position);

@@ -92,10 +92,11 @@ public sealed class StoreSagaRepositoryContext<TMessage> : ConsumeContextScope<T
 
     public Task Save(SagaConsumeContext<FileState> context) => store.InsertAsync(context.Saga, CancellationToken);
 
-    public Task Update(SagaConsumeContext<FileState> context)
+    public async Task Update(SagaConsumeContext<FileState> context)
     {
         var expected = _loadedVersions.TryGetValue(context.Saga.CorrelationId, out var loaded) ? loaded : context.Saga.Version;
-        return store.UpdateAsync(context.Saga, expected, CancellationToken);
+        await store.UpdateAsync(context.Saga, expected, CancellationToken);
+        Faults.CrashPoint.SagaSaved();
     }
 
     public Task Delete(SagaConsumeContext<FileState> context) =>

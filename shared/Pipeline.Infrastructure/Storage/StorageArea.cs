@@ -57,6 +57,9 @@ public sealed class StorageArea
     public Stream OpenRead(string name) =>
         new FileStream(PathOf(name), FileMode.Open, FileAccess.Read, FileShare.Read, StreamingCopy.FileBufferSize, FileOptions.SequentialScan | FileOptions.Asynchronous);
 
+    /// <summary>What the name of a file being written carries until it is complete and renamed into place.</summary>
+    public const string TemporaryMarker = ".part-";
+
     /// <summary>
     /// Writes a file through <paramref name="write"/> into a temporary name, computing Adler-32 as the
     /// bytes go, flushes it to disk and renames it into place. Returns the size and checksum written.
@@ -64,7 +67,7 @@ public sealed class StorageArea
     public async Task<(long Size, uint Adler32)> WriteAsync(string name, Func<Stream, CancellationToken, Task> write, CancellationToken cancellationToken)
     {
         var target = PathOf(name);
-        var temporary = $"{target}.part-{Guid.NewGuid():N}";
+        var temporary = $"{target}{TemporaryMarker}{Guid.NewGuid():N}";
         try
         {
             long size;

@@ -1,0 +1,153 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace Pipeline.Faults;
+
+/// <summary>
+/// A RabbitMQ node of the fault suite's own, on its own port and folder, so that stopping and killing it
+/// disturbs nothing else on the machine (the tests' shared broker in particular). Needs Debian's rabbitmq-server.
+/// </summary>
+public sealed class FaultBroker : IAsyncDisposable
+{
+    public const string ServerScript = "/usr/sbin/rabbitmq-server";
+    private const string Control = "/usr/sbin/rabbitmqctl";
+
+    private readonly string _base;
+    private readonly Dictionary<string, string> _environment;
+
+    public string Node { get; }
+
+    public int Port { get; }
+
+    public Uri Uri => new($"amqp://guest:guest@127.0.0.1:{Port.ToString(CultureInfo.InvariantCulture)}/");
+
+    public static bool Installed => File.Exists(ServerScript) && File.Exists(Control);
+
+    private FaultBroker(string baseDirectory, int port, TimeSpan consumerTimeout)
+    {
+        _base = baseDirectory;
+        Port = port;
+        Node = $"pipeline-faults-{port.ToString(CultureInfo.InvariantCulture)}@localhost";
+        Directory.CreateDirectory(_base);
+        File.WriteAllText(Path.Combine(_base, "enabled_plugins"), "[].\n");
+        File.WriteAllText(Path.Combine(_base, "rabbitmq.conf"), string.Join('\n',
+            $"listeners.tcp.default = 127.0.0.1:{port.ToString(CultureInfo.InvariantCulture)}",
+            "loopback_users.guest = true",
+            // Low, so that a job outlasting it is part of what the suite survives.
+            $"consumer_timeout = {((long)consumerTimeout.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)}",
+            "") );
+        _environment = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["RABBITMQ_NODENAME"] = Node,
+            ["RABBITMQ_NODE_IP_ADDRESS"] = "127.0.0.1",
+            ["RABBITMQ_NODE_PORT"] = port.ToString(CultureInfo.InvariantCulture),
+            ["RABBITMQ_DIST_PORT"] = (port + 20000).ToString(CultureInfo.InvariantCulture),
+            ["RABBITMQ_BASE"] = _base,
+            ["RABBITMQ_MNESIA_BASE"] = Path.Combine(_base, "mnesia"),
+            ["RABBITMQ_LOG_BASE"] = Path.Combine(_base, "log"),
+            ["RABBITMQ_ENABLED_PLUGINS_FILE"] = Path.Combine(_base, "enabled_plugins"),
+            ["RABBITMQ_CONFIG_FILE"] = Path.Combine(_base, "rabbitmq"),
+            ["RABBITMQ_PID_FILE"] = Path.Combine(_base, "pid"),
+            ["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] = "-kernel inet_dist_use_interface {127,0,0,1}",
+        };
+    }
+
+    public static async Task<FaultBroker> StartAsync(string baseDirectory, int port, TimeSpan consumerTimeout, CancellationToken cancellationToken)
+    {
+        var broker = new FaultBroker(baseDirectory, port, consumerTimeout);
+        // The node runs as the rabbitmq user (the Debian script switches to it), which must own its folder.
+        await RunAsync("chown", ["-R", "rabbitmq:rabbitmq", baseDirectory], null, cancellationToken);
+        await broker.StartNodeAsync(cancellationToken);
+        return broker;
+    }
+
+    private async Task StartNodeAsync(CancellationToken cancellationToken)
+    {
+        await RunAsync(ServerScript, ["-detached"], _environment, cancellationToken);
+        // -detached returns before the node is reachable; await_startup fails at once against an unreachable node.
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
+        while (!await TryAsync(Control, ["-n", Node, "-q", "ping", "--timeout", "10"], cancellationToken))
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new InvalidOperationException($"RabbitMQ node {Node} did not answer within 3 minutes; see {_base}/log");
+            }
+            await Task.Delay(500, cancellationToken);
+        }
+        await RunAsync(Control, ["-n", Node, "-q", "await_startup", "--timeout", "180"], null, cancellationToken);
+    }
+
+    /// <summary>An orderly restart of the broker application: connections drop, the node stays up.</summary>
+    public async Task RestartApplicationAsync(CancellationToken cancellationToken)
+    {
+        await RunAsync(Control, ["-n", Node, "-q", "stop_app"], null, cancellationToken);
+        await RunAsync(Control, ["-n", Node, "-q", "start_app"], null, cancellationToken);
+        await RunAsync(Control, ["-n", Node, "-q", "await_startup", "--timeout", "180"], null, cancellationToken);
+    }
+
+    /// <summary>kill -9 of the broker's process, then a fresh start on the same folder.</summary>
+    public async Task KillAndStartAsync(CancellationToken cancellationToken)
+    {
+        var pid = int.Parse((await File.ReadAllTextAsync(Path.Combine(_base, "pid"), cancellationToken)).Trim(), CultureInfo.InvariantCulture);
+        using (var process = Process.GetProcessById(pid))
+        {
+            process.Kill();
+            await process.WaitForExitAsync(cancellationToken);
+        }
+        await StartNodeAsync(cancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!await TryAsync(Control, ["-n", Node, "-q", "stop", Path.Combine(_base, "pid")], CancellationToken.None))
+        {
+            var pidFile = Path.Combine(_base, "pid");
+            if (File.Exists(pidFile) && int.TryParse((await File.ReadAllTextAsync(pidFile)).Trim(), CultureInfo.InvariantCulture, out var pid))
+            {
+                try
+                {
+                    using var process = Process.GetProcessById(pid);
+                    process.Kill();
+                }
+                catch (ArgumentException)
+                {
+                    // Gone already.
+                }
+            }
+        }
+    }
+
+    private static async Task<bool> TryAsync(string program, IReadOnlyList<string> arguments, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await RunAsync(program, arguments, null, cancellationToken);
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    private static async Task RunAsync(string program, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment, CancellationToken cancellationToken)
+    {
+        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"cannot start {program}");
+        var output = process.StandardOutput.ReadToEndAsync(cancellationToken);
+        var error = process.StandardError.ReadToEndAsync(cancellationToken);
+        await process.WaitForExitAsync(cancellationToken);
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"{program} {string.Join(' ', arguments)} exited {process.ExitCode}: {await error}{await output}");
+        }
+    }
+}

@@ -1,0 +1,28 @@
+using System.Globalization;
+using System.Text.Json;
+using Pipeline.Faults;
+
+// make faults [FILES=1000 KILLS=20 BROKER_RESTARTS=2 SEED=1]: the fault suite; its last stdout line is the report as JSON,
+// and it exits 0 only when nothing was lost, doubled, unexpected or orphaned and every file reached a final state.
+int Number(string name, int fallback) =>
+    Environment.GetEnvironmentVariable(name) is { Length: > 0 } text ? int.Parse(text, CultureInfo.InvariantCulture) : fallback;
+
+if (!FaultBroker.Installed)
+{
+    Console.Error.WriteLine($"faults: needs Debian's rabbitmq-server ({FaultBroker.ServerScript}) to run a broker of its own");
+    return 2;
+}
+var options = new FaultOptions(Files: Number("FILES", 1000), WorkerKills: Number("KILLS", 20), BrokerRestarts: Number("BROKER_RESTARTS", 2), Seed: Number("SEED", 1));
+using var cancel = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) =>
+{
+    e.Cancel = true;
+    cancel.Cancel();
+};
+var report = await new FaultSuite(options, Console.Error).RunAsync(cancel.Token);
+foreach (var problem in report.Problems)
+{
+    Console.Error.WriteLine($"faults: {problem}");
+}
+Console.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+return report.Passed ? 0 : 1;

@@ -1,0 +1,164 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace Pipeline.Faults;
+
+/// <summary>
+/// One pipeline service running as a process of its own (`dotnet Pipeline.Stager.dll`), configured through its
+/// environment as a container would be, its output appended to a log file. It can be killed with SIGKILL and
+/// started again on the same settings.
+/// </summary>
+public sealed partial class ServiceProcess : IAsyncDisposable
+{
+    private readonly string _dll;
+    private readonly IReadOnlyDictionary<string, string> _environment;
+    private readonly string _logPath;
+    private Process? _process;
+    private int _starts;
+
+    public string Name { get; }
+
+    public int Port { get; }
+
+    public string LogPath => _logPath;
+
+    public ServiceProcess(string name, string dll, IReadOnlyDictionary<string, string> environment, string logDirectory)
+    {
+        Name = name;
+        _dll = dll;
+        Port = FreePort();
+        _environment = new Dictionary<string, string>(environment, StringComparer.Ordinal)
+        {
+            ["urls"] = $"http://127.0.0.1:{Port.ToString(CultureInfo.InvariantCulture)}",
+            ["Pipeline__InstanceName"] = name,
+        };
+        _logPath = Path.Combine(logDirectory, $"{name}.log");
+    }
+
+    public bool Running => _process is { HasExited: false };
+
+    /// <param name="once">Settings for this start only (a crash point for one life of the process).</param>
+    public async Task StartAsync(CancellationToken cancellationToken, IReadOnlyDictionary<string, string>? once = null)
+    {
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetDirectoryName(_dll)! };
+        start.ArgumentList.Add(_dll);
+        foreach (var (key, value) in _environment.Concat(once ?? new Dictionary<string, string>()))
+        {
+            start.Environment[key] = value;
+        }
+        var log = new StreamWriter(new FileStream(_logPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+        await log.WriteLineAsync($"---- start {++_starts} of {Name} at {DateTimeOffset.UtcNow:O}");
+        var gate = new Lock();
+        void Write(string? line)
+        {
+            if (line is not null)
+            {
+                lock (gate)
+                {
+                    log.WriteLine(line);
+                }
+            }
+        }
+        var process = new Process { StartInfo = start, EnableRaisingEvents = true };
+        process.OutputDataReceived += (_, e) => Write(e.Data);
+        process.ErrorDataReceived += (_, e) => Write(e.Data);
+        process.Exited += (_, _) =>
+        {
+            // Drain what the process still wrote before the log is closed.
+            process.WaitForExit();
+            lock (gate)
+            {
+                log.Dispose();
+            }
+        };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _process = process;
+        await WaitUntilReadyAsync(cancellationToken);
+    }
+
+    /// <summary>Ready once its store and bus are (its /health/ready answers 200).</summary>
+    private async Task WaitUntilReadyAsync(CancellationToken cancellationToken)
+    {
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{Port.ToString(CultureInfo.InvariantCulture)}"), Timeout = TimeSpan.FromSeconds(5) };
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
+        while (true)
+        {
+            if (_process!.HasExited)
+            {
+                throw new InvalidOperationException($"{Name} exited with {_process.ExitCode} while starting; see {_logPath}");
+            }
+            try
+            {
+                using var response = await http.GetAsync("/health/ready", cancellationToken);
+                if (response.IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // Not listening yet.
+            }
+            catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                // Slow to answer while starting.
+            }
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"{Name} was not ready within 3 minutes; see {_logPath}");
+            }
+            await Task.Delay(200, cancellationToken);
+        }
+    }
+
+    /// <summary>kill -9: no shutdown code runs, whatever was in the middle of happening stays half done.</summary>
+    public async Task KillAsync()
+    {
+        if (_process is { HasExited: false } process)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+    }
+
+    /// <summary>SIGTERM, as a container runtime stops a container: the host shuts down in order.</summary>
+    public async Task StopAsync(TimeSpan patience)
+    {
+        if (_process is not { HasExited: false } process)
+        {
+            return;
+        }
+        _ = SendSignal(process.Id, SigTerm);
+        using var timeout = new CancellationTokenSource(patience);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            await KillAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(TimeSpan.FromSeconds(20));
+        _process?.Dispose();
+    }
+
+    private const int SigTerm = 15;
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int SendSignal(int pid, int signal);
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
