@@ -35,11 +35,7 @@ bench: ## Hot paths against baselines measured in the same run; writes bench/res
 	@dotnet build tests/Pipeline.Benchmarks -c Release --nologo -v quiet >&2
 	@OUT=$(or $(OUT),bench/results.json) dotnet tests/Pipeline.Benchmarks/bin/Release/net10.0/Pipeline.Benchmarks.dll
 
-microfaults: build ## Fault suite: services as processes on a broker of their own, killed while FILES (1000) flow; last line is the JSON report
-	@bash tests/ensure-debian-package.sh /usr/sbin/rabbitmq-server rabbitmq-server
-	@FILES=$(or $(FILES),1000) dotnet tests/Pipeline.Faults/bin/$(CONFIGURATION)/net10.0/Pipeline.Faults.dll
-
-bench: ## BenchmarkDotNet micro-benchmarks of the checksum and merge inner loops
+microbench: ## BenchmarkDotNet micro-benchmarks of the checksum and merge inner loops
 	@dotnet build tests/Pipeline.Benchmarks -c Release --nologo -v quiet >&2
 	@cd tests/Pipeline.Benchmarks/bin/Release/net10.0 && dotnet Pipeline.Benchmarks.dll micro --filter '*'
 
