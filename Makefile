@@ -28,7 +28,7 @@ test: ## Every test, on a real RabbitMQ (installed and started on 127.0.0.1 when
 
 faults: build ## Fault suite: services as processes on a broker of their own, killed while FILES (1000) flow; last line is the JSON report
 	@bash tests/ensure-debian-package.sh /usr/sbin/rabbitmq-server rabbitmq-server
-	@FILES=$(or $(FILES),1000) dotnet tests/Pipeline.Faults/bin/$(CONFIGURATION)/net10.0/Pipeline.Faults.dll
+	@FILES=$(if $(filter command line environment,$(origin FILES)),$(FILES),1000) dotnet tests/Pipeline.Faults/bin/$(CONFIGURATION)/net10.0/Pipeline.Faults.dll
 
 bench: ## Hot paths against baselines measured in the same run; writes bench/results.json (OUT=path), last line is the JSON
 	@if [ -z "$${RABBITMQ_URI:-}" ]; then bash tests/rabbitmq/start-local-broker.sh; fi
