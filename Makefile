@@ -9,7 +9,7 @@ FILES ?= 4
 EVENTS ?= 500
 REPROCESS ?= 0
 
-.PHONY: help build run demo test faults bench microbench up down clean
+.PHONY: help build run demo audit test faults bench microbench up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -22,6 +22,9 @@ run: build ## The whole pipeline in one process on embedded defaults; API on htt
 
 demo: build ## Sample data end to end through every stage; last line is a JSON summary (RUNS=, FILES=, EVENTS=, REPROCESS=1)
 	@RUNS=$(RUNS) FILES=$(FILES) EVENTS=$(EVENTS) REPROCESS=$(REPROCESS) dotnet $(HOST_DLL) demo
+
+audit: build ## Audit a campaign from the catalog alone (CAMPAIGN=prompt, DATA=./data); prints JSON, exits 0 when complete
+	@dotnet $(HOST_DLL) audit $(or $(CAMPAIGN),prompt) --Pipeline:DataDirectory=$(or $(DATA),./data)
 
 test: ## Every test, on a real RabbitMQ (installed and started on 127.0.0.1 when none is given)
 	@bash tests/run-tests.sh

@@ -2,6 +2,7 @@ using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Audit;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Control;
 using Pipeline.Infrastructure.State;
@@ -62,6 +63,11 @@ public static class CampaignEndpoints
             .WithSummary("Every campaign: definition, status, pause, feed position, forecast (files done and remaining, rate per stage, bottleneck, estimated completion) and staleness");
         api.MapGet("/campaigns/{campaign}", GetCampaign)
             .WithName("GetCampaign").WithSummary("One campaign with its forecast")
+            .ProducesProblem(StatusCodes.Status404NotFound);
+        api.MapGet("/campaigns/{campaign}/audit", Audit)
+            .WithName("AuditCampaign")
+            .WithSummary("Prove from the catalog alone that every raw file of the campaign is in each dataset that selects it exactly once, or list what is missing, doubled or unexpected")
+            .WithDescription("Reads the file records (which outputs each raw file gave each dataset) and every archived merged file's manifest (its sources, their raw files' checksums and event counts, sealed by a digest); no archived byte is read. Complete when every raw file is archived, every manifest is sound and every output is in exactly one archived file.")
             .ProducesProblem(StatusCodes.Status404NotFound);
         act.MapPost("/campaigns", CreateCampaign)
             .WithName("CreateCampaign")
@@ -144,6 +150,17 @@ public static class CampaignEndpoints
             return PipelineEndpoints.NotFound($"No campaign '{campaign}'.");
         }
         return TypedResults.Ok(await ViewAsync(campaign, stored, await PausedCampaignsAsync(control, ct), await service.SupersessionsAsync(ct), sampler, ct));
+    }
+
+    private static async Task<Results<Ok<CatalogAuditReport>, ProblemHttpResult>> Audit(
+        string campaign, ICampaignStore store, IFileSagaStore sagas, ICatalog catalog, CancellationToken ct)
+    {
+        var report = await CatalogAudit.RunAsync(campaign, sagas, catalog, ct);
+        if (report.RawFiles == 0 && await store.GetCampaignAsync(campaign, ct) is null)
+        {
+            return PipelineEndpoints.NotFound($"No campaign '{campaign}'.");
+        }
+        return TypedResults.Ok(report);
     }
 
     private static async Task<Dictionary<string, PausedStage>> PausedCampaignsAsync(IControlStore control, CancellationToken ct) =>

@@ -94,7 +94,7 @@ public sealed class ArchiveMergedFileConsumer(
                 }
             }
             await catalog.AddAsync(new CatalogEntry(archiveName, copy, CatalogEntry.Merged, file.Campaign, file.Dataset,
-                file.Size, file.Adler32, file.Events, sources, time.GetUtcNow()), CancellationToken.None);
+                file.Size, file.Adler32, file.Events, sources, time.GetUtcNow(), file.Manifest), CancellationToken.None);
             logger.LogInformation("Archived {ArchiveName} in {Area} ({Size} bytes, adler32 {Adler32}, {Events} events from {Sources} outputs)",
                 archiveName, copy, file.Size, file.Adler32, file.Events, sources.Count);
         }

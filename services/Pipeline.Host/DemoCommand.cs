@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Audit;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -72,8 +73,10 @@ public static class DemoCommand
 
             var catalog = app.Services.GetRequiredService<ICatalog>();
             var report = await ProductionAudit.RunAsync(generated, campaign.Selections, campaign.Name, areas, sagas, catalog, CancellationToken.None);
-            var campaigns = new List<object> { CampaignLine(campaign.Name, CampaignKinds.Prompt, campaign.Release.Version, report) };
-            var complete = report.Complete;
+            // The same question answered twice: from the bytes (above) and from the catalog's manifests alone.
+            var catalogAudit = await CatalogAudit.RunAsync(campaign.Name, sagas, catalog, CancellationToken.None);
+            var campaigns = new List<object> { CampaignLine(campaign.Name, CampaignKinds.Prompt, campaign.Release.Version, report, catalogAudit) };
+            var complete = report.Complete && catalogAudit.Complete;
             if (reprocess)
             {
                 // The same raw files again, as a reprocessing campaign with a second release: its own sagas, its own outputs.
@@ -86,8 +89,9 @@ public static class DemoCommand
                 await app.Services.GetRequiredService<CampaignService>().CreateAsync(second, "demo", CancellationToken.None);
                 await WaitForFinalStatesAsync(sagas, 2 * total, deadline.Token);
                 var reprocessed = await ProductionAudit.RunAsync(generated, second.Selections, second.Name!, areas, sagas, catalog, CancellationToken.None);
-                campaigns.Add(CampaignLine(second.Name!, CampaignKinds.Reprocessing, second.Release!.Version!, reprocessed));
-                complete &= reprocessed.Complete;
+                var reprocessedCatalog = await CatalogAudit.RunAsync(second.Name!, sagas, catalog, CancellationToken.None);
+                campaigns.Add(CampaignLine(second.Name!, CampaignKinds.Reprocessing, second.Release!.Version!, reprocessed, reprocessedCatalog));
+                complete &= reprocessed.Complete && reprocessedCatalog.Complete;
             }
             var flow = app.Services.GetRequiredService<FlowControl>();
             var cache = (await app.Services.GetRequiredService<IFlowStore>().ListAreaUsageAsync(CancellationToken.None))
@@ -134,7 +138,7 @@ public static class DemoCommand
     }
 
     /// <summary>One campaign's line in the summary: its raw files, how many completed (all outputs archived) or failed, and events lost.</summary>
-    private static object CampaignLine(string name, string kind, string release, AuditReport report) => new
+    private static object CampaignLine(string name, string kind, string release, AuditReport report, CatalogAuditReport catalogAudit) => new
     {
         name,
         kind,
@@ -145,6 +149,8 @@ public static class DemoCommand
         mergedFiles = report.MergedFiles,
         eventsLost = report.EventsLost,
         eventsDuplicated = report.EventsDuplicated,
+        catalogAuditComplete = catalogAudit.Complete,
+        manifestsVerified = catalogAudit.ManifestsVerified,
     };
 
     /// <summary>Waits until every registered file is archived, failed or cancelled.</summary>

@@ -1,3 +1,5 @@
+using Pipeline.EventFormat;
+using Pipeline.Infrastructure.Audit;
 using System.Diagnostics;
 using MassTransit;
 using Microsoft.Extensions.Options;
@@ -213,11 +215,12 @@ public sealed class MergeService(
         long size;
         uint adler;
         long events;
+        var ranges = new EventRange[batch.Count];
         try
         {
             // Inputs are verified while they are merged: a corrupted output never reaches the archive.
             (size, adler, events) = await MergedFileWriter.WriteAsync(areas.Scratch,
-                [.. batch.Select(o => new MergeInput(o.Name, o.Size, o.Adler32, o.Events))], areas.Output, name, cancellationToken);
+                [.. batch.Select(o => new MergeInput(o.Name, o.Size, o.Adler32, o.Events))], areas.Output, name, ranges, cancellationToken);
         }
         catch
         {
@@ -226,7 +229,8 @@ public sealed class MergeService(
             throw;
         }
         await gate.ReplaceAsync(StorageOptions.Output, name, [new AreaFile(name, size)], cancellationToken);
-        var record = new MergedFileRecord(name, buffer.Campaign, buffer.Dataset, size, Adler32Checksum.Format(adler), events, false, createdAt, createdAt);
+        var manifest = await ManifestAsync(name, buffer, batch, ranges, size, Adler32Checksum.Format(adler), events, cancellationToken);
+        var record = new MergedFileRecord(name, buffer.Campaign, buffer.Dataset, size, Adler32Checksum.Format(adler), events, false, createdAt, createdAt, manifest.ToJson());
         if (!await merges.CommitMergeAsync(record, [.. batch.Select(o => o.OutputId)], cancellationToken))
         {
             // Another merger took some of these outputs first; its file stands, this one goes.
@@ -249,6 +253,22 @@ public sealed class MergeService(
             await gate.ReleaseAsync(StorageOptions.Scratch, output.Name);
         }
         return true;
+    }
+
+    /// <summary>The merged file's manifest: its sources with their raw files' checksums and event ranges, sealed by a digest.</summary>
+    private async Task<MergeManifest> ManifestAsync(string name, DatasetBuffer buffer, IReadOnlyList<PendingOutput> batch, EventRange[] ranges,
+        long size, string adler32, long events, CancellationToken cancellationToken)
+    {
+        var rawChecksums = new Dictionary<Guid, string>();
+        foreach (var fileId in batch.Select(o => o.FileId).Distinct())
+        {
+            rawChecksums[fileId] = (await sagas.LoadAsync(fileId, cancellationToken))?.Adler32 ?? "";
+        }
+        var definition = (await campaigns.GetAsync(buffer.Campaign, cancellationToken))?.Definition;
+        var sources = batch.Select((o, i) => new ManifestSource(o.RawName, rawChecksums[o.FileId], o.FileId, o.Run, o.Stream, o.Section, o.OutputId,
+            ranges[i].Count, ranges[i].First.Event, ranges[i].Last.Event)).ToList();
+        return new MergeManifest(MergeManifest.CurrentVersion, name, buffer.Campaign, buffer.Dataset, definition?.Release?.Version, definition?.CalibrationTag,
+            size, adler32, events, sources).Sealed();
     }
 
     private async Task RepublishUnarchivedAsync(DateTimeOffset updatedBefore, CancellationToken cancellationToken)

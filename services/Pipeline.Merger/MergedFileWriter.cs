@@ -15,7 +15,12 @@ public sealed record MergeInput(string Name, long Size, string Adler32, long Eve
 public static class MergedFileWriter
 {
     public static async Task<(long Size, uint Adler32, long Events)> WriteAsync(
-        StorageArea inputArea, IReadOnlyList<MergeInput> inputs, StorageArea outputArea, string name, CancellationToken cancellationToken)
+        StorageArea inputArea, IReadOnlyList<MergeInput> inputs, StorageArea outputArea, string name, CancellationToken cancellationToken) =>
+        await WriteAsync(inputArea, inputs, outputArea, name, null, cancellationToken);
+
+    /// <param name="ranges">When given (one per input), receives the events each input contributed, for the merged file's manifest.</param>
+    public static async Task<(long Size, uint Adler32, long Events)> WriteAsync(
+        StorageArea inputArea, IReadOnlyList<MergeInput> inputs, StorageArea outputArea, string name, EventRange[]? ranges, CancellationToken cancellationToken)
     {
         long events = 0;
         var (size, adler) = await outputArea.WriteAsync(name, async (target, token) =>
@@ -27,7 +32,7 @@ public static class MergedFileWriter
                 {
                     streams.Add(new ChecksummingStream(inputArea.OpenRead(input.Name)));
                 }
-                events = await EventMerge.MergeAsync(streams, target, token);
+                events = await EventMerge.MergeAsync(streams, target, ranges, token);
                 for (var i = 0; i < inputs.Count; i++)
                 {
                     if (streams[i].Length != inputs[i].Size || !Adler32Checksum.Same(Adler32Checksum.Format(streams[i].Adler32), inputs[i].Adler32))

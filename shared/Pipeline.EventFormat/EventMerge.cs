@@ -6,8 +6,16 @@ namespace Pipeline.EventFormat;
 /// </summary>
 public static class EventMerge
 {
-    public static async Task<long> MergeAsync(IReadOnlyList<Stream> inputs, Stream output, CancellationToken cancellationToken = default)
+    public static Task<long> MergeAsync(IReadOnlyList<Stream> inputs, Stream output, CancellationToken cancellationToken = default) =>
+        MergeAsync(inputs, output, null, cancellationToken);
+
+    /// <param name="ranges">When given (one per input), receives each input's first and last event and its count, as they pass.</param>
+    public static async Task<long> MergeAsync(IReadOnlyList<Stream> inputs, Stream output, EventRange[]? ranges, CancellationToken cancellationToken = default)
     {
+        if (ranges is not null && ranges.Length != inputs.Count)
+        {
+            throw new ArgumentException($"{ranges.Length} ranges for {inputs.Count} inputs.", nameof(ranges));
+        }
         var readers = new List<EventReader>(inputs.Count);
         try
         {
@@ -34,6 +42,10 @@ public static class EventMerge
                     throw new EventFormatException($"Input {index} is not in (run, section, event) order at {record.Key}.");
                 }
                 previous = record.Key;
+                if (ranges is not null)
+                {
+                    ranges[index] = ranges[index].Count == 0 ? new EventRange(record.Key, record.Key, 1) : ranges[index] with { Last = record.Key, Count = ranges[index].Count + 1 };
+                }
                 await writer.WriteAsync(record, cancellationToken);
                 if (await reader.ReadAsync(cancellationToken))
                 {
@@ -63,3 +75,6 @@ public static class EventMerge
         }
     }
 }
+
+/// <summary>The events one input contributed to a merge: the first and last (in merge order) and how many.</summary>
+public readonly record struct EventRange(EventKey First, EventKey Last, long Count);

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Pipeline.Contracts;
 using Pipeline.Host;
+using Pipeline.Infrastructure.Audit;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Faults;
 using Pipeline.Infrastructure.State;
@@ -38,11 +39,12 @@ public sealed record FaultReport(
     int CorruptionsCaught,
     int FailedFiles,
     int ChecksumsBad,
+    bool CatalogAuditComplete,
     double Seconds,
     [property: System.Text.Json.Serialization.JsonIgnore] IReadOnlyList<string> Problems)
 {
     public bool Passed => Lost == 0 && Duplicated == 0 && Unexpected == 0 && Orphans == 0 && NonFinal == 0 && FailedFiles == 0
-        && ChecksumsBad == 0 && CorruptionsCaught == CorruptionsInjected;
+        && ChecksumsBad == 0 && CatalogAuditComplete && CorruptionsCaught == CorruptionsInjected;
 }
 
 /// <summary>
@@ -53,6 +55,8 @@ public sealed record FaultReport(
 /// </summary>
 public sealed class FaultSuite(FaultOptions options, TextWriter log)
 {
+    private const double FaultWindow = 0.75;
+
     private static readonly string[] Workers = ["stager", "reconstruction-1", "reconstruction-2", "collector", "merger", "archiver"];
 
     private static readonly (string Name, string Project)[] Services =
@@ -103,7 +107,8 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             using var store = new SqlitePipelineStore(Path.Combine(data, "pipeline.db"));
             var deadline = DateTime.UtcNow + (options.FinalWithin ?? TimeSpan.FromMinutes(Math.Max(5, files / 50.0)));
             // Faults are spread over the run by progress: the i-th comes once the files are about i/(n+1) of the way
-            // (half for reconstruction, half for reaching the archive: files finish merging in bursts, at run ends).
+            // through the first three quarters (half for reconstruction, half for reaching the archive: files finish
+            // merging in bursts, at run ends), so that every fault falls while files are still in flight.
             var schedule = Schedule(random);
             var orchestratorRestarted = !options.CrashOrchestrator;
             for (var step = 0; ; )
@@ -125,7 +130,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                 {
                     break;
                 }
-                if (step < schedule.Count && progress >= files * (step + 1.0) / (schedule.Count + 1))
+                if (step < schedule.Count && progress >= FaultWindow * files * (step + 1.0) / (schedule.Count + 1))
                 {
                     switch (schedule[step++])
                     {
@@ -158,8 +163,13 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             var orphans = await OrphansAsync(data, nonFinal == 0, cancellationToken);
             var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), data);
             var audit = await ProductionAudit.RunAsync(runs, CampaignOptions.SampleDatasets.Select(d => new DatasetSelection(d.Key, d.Value)).ToList(), "prompt", areas, store, store, cancellationToken);
+            // And from the catalog alone: every output in exactly one archived file, by the merged files' manifests.
+            var catalogAudit = await CatalogAudit.RunAsync("prompt", store, store, cancellationToken);
+            problems.AddRange(catalogAudit.ManifestProblems.Select(p => $"manifest: {p}"));
+            problems.AddRange(catalogAudit.Missing.Concat(catalogAudit.Doubled).Concat(catalogAudit.Unexpected)
+                .Select(f => $"catalog audit: {f.Dataset} output {f.OutputId} of {f.RawName} in [{string.Join(", ", f.MergedFiles)}]"));
             return new FaultReport(files, kills, brokerRestarts, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
-                0, 0, audit.FailedFiles, audit.ChecksumsBad, Math.Round(watch.Elapsed.TotalSeconds, 1), [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
+                0, 0, audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete, Math.Round(watch.Elapsed.TotalSeconds, 1), [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
         }
         finally
         {

@@ -170,6 +170,13 @@ public static class PipelineHosting
         }));
     }
 
+    /// <summary>The configured store, opened on its own (for a command-line tool that reads it without running a stage).</summary>
+    public static IPipelineStore OpenStore(PipelineOptions options) => options.Store switch
+    {
+        StoreKind.Mongo => new MongoPipelineStore(MongoPipelineStore.CreateClient(options.Mongo.ConnectionString), options.Mongo.Database),
+        _ => new SqlitePipelineStore(options.SqlitePath, options.Sqlite.Durability),
+    };
+
     private static void AddStore(IServiceCollection services, PipelineOptions options)
     {
         switch (options.Store)
@@ -181,7 +188,7 @@ public static class PipelineHosting
                 services.AddHostedService<MongoIndexes>();
                 break;
             default:
-                services.AddSingleton<IPipelineStore>(_ => new SqlitePipelineStore(options.SqlitePath, options.Sqlite.Durability));
+                services.AddSingleton<IPipelineStore>(_ => OpenStore(options));
                 break;
         }
         services.AddSingleton<IFileSagaStore>(sp => sp.GetRequiredService<IPipelineStore>());

@@ -221,7 +221,8 @@ public sealed record CatalogEntry(
     string Adler32,
     long Events,
     IReadOnlyList<MergedSource> Sources,
-    DateTimeOffset CreatedAt)
+    DateTimeOffset CreatedAt,
+    string? Manifest = null)
 {
     public const string Raw = "raw";
     public const string Merged = "merged";
@@ -287,7 +288,8 @@ public sealed record MergedFileRecord(
     long Events,
     bool Archived,
     DateTimeOffset CreatedAt,
-    DateTimeOffset UpdatedAt);
+    DateTimeOffset UpdatedAt,
+    string? Manifest = null);
 
 public static class FailureGroups
 {

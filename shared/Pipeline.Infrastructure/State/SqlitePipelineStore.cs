@@ -201,6 +201,18 @@ public sealed partial class SqlitePipelineStore : IPipelineStore, IDisposable
                 at INTEGER NOT NULL);
             """);
         InitialiseCampaigns(connection);
+        // Databases made before merged files carried manifests get the columns; their older files have none.
+        AddColumnIfMissing(connection, "catalog", "manifest", "TEXT NULL");
+        AddColumnIfMissing(connection, "merged_files", "manifest", "TEXT NULL");
+    }
+
+    private static void AddColumnIfMissing(SqliteConnection connection, string table, string column, string definition)
+    {
+        using var columns = Command(connection, $"SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = $column", ("$column", column));
+        if (Convert.ToInt64(columns.ExecuteScalar(), CultureInfo.InvariantCulture) == 0)
+        {
+            Execute(connection, $"ALTER TABLE {table} ADD COLUMN {column} {definition}");
+        }
     }
 
     private SqliteConnection Open()
@@ -604,13 +616,13 @@ public sealed partial class SqlitePipelineStore : IPipelineStore, IDisposable
     private static bool AddCatalogEntry(SqliteConnection connection, SqliteTransaction transaction, CatalogEntry entry)
     {
         using var insert = Command(connection, """
-            INSERT INTO catalog (name, area, kind, campaign, dataset, size, adler32, events, sources, created_at)
-            VALUES ($name, $area, $kind, $campaign, $dataset, $size, $adler32, $events, $sources, $created)
+            INSERT INTO catalog (name, area, kind, campaign, dataset, size, adler32, events, sources, created_at, manifest)
+            VALUES ($name, $area, $kind, $campaign, $dataset, $size, $adler32, $events, $sources, $created, $manifest)
             ON CONFLICT(name, area) DO NOTHING
             """,
             ("$name", entry.Name), ("$area", entry.Area), ("$kind", entry.Kind), ("$campaign", entry.Campaign),
             ("$dataset", entry.Dataset), ("$size", entry.Size), ("$adler32", entry.Adler32), ("$events", entry.Events),
-            ("$sources", JsonSerializer.Serialize(entry.Sources, Json)), ("$created", entry.CreatedAt.ToUnixTimeMilliseconds()));
+            ("$sources", JsonSerializer.Serialize(entry.Sources, Json)), ("$created", entry.CreatedAt.ToUnixTimeMilliseconds()), ("$manifest", entry.Manifest));
         insert.Transaction = transaction;
         if (insert.ExecuteNonQuery() == 1)
         {
@@ -634,7 +646,7 @@ public sealed partial class SqlitePipelineStore : IPipelineStore, IDisposable
     private static IReadOnlyList<CatalogEntry> ReadCatalog(SqliteConnection connection, string clause, params (string, object?)[] parameters)
     {
         using var command = Command(connection,
-            "SELECT name, area, kind, campaign, dataset, size, adler32, events, sources, created_at FROM catalog " + clause, parameters);
+            "SELECT name, area, kind, campaign, dataset, size, adler32, events, sources, created_at, manifest FROM catalog " + clause, parameters);
         using var reader = command.ExecuteReader();
         var entries = new List<CatalogEntry>();
         while (reader.Read())
@@ -649,7 +661,8 @@ public sealed partial class SqlitePipelineStore : IPipelineStore, IDisposable
                 reader.GetString(6),
                 reader.GetInt64(7),
                 JsonSerializer.Deserialize<List<MergedSource>>(reader.GetString(8), Json) ?? [],
-                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(9))));
+                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(9)),
+                reader.IsDBNull(10) ? null : reader.GetString(10)));
         }
         return entries;
     }
@@ -722,11 +735,11 @@ public sealed partial class SqlitePipelineStore : IPipelineStore, IDisposable
                 throw new RefusedWrite(false);
             }
             using var insert = Command(connection, """
-                INSERT INTO merged_files (name, campaign, dataset, size, adler32, events, archived, created_at, updated_at)
-                VALUES ($name, $campaign, $dataset, $size, $adler32, $events, 0, $created, $created)
+                INSERT INTO merged_files (name, campaign, dataset, size, adler32, events, archived, created_at, updated_at, manifest)
+                VALUES ($name, $campaign, $dataset, $size, $adler32, $events, 0, $created, $created, $manifest)
                 """,
                 ("$name", merged.Name), ("$campaign", merged.Campaign), ("$dataset", merged.Dataset), ("$size", merged.Size),
-                ("$adler32", merged.Adler32), ("$events", merged.Events), ("$created", merged.CreatedAt.ToUnixTimeMilliseconds()));
+                ("$adler32", merged.Adler32), ("$events", merged.Events), ("$created", merged.CreatedAt.ToUnixTimeMilliseconds()), ("$manifest", merged.Manifest));
             insert.Transaction = transaction;
             insert.ExecuteNonQuery();
             return true;
@@ -768,14 +781,15 @@ public sealed partial class SqlitePipelineStore : IPipelineStore, IDisposable
     private static IReadOnlyList<MergedFileRecord> ReadMerged(SqliteConnection connection, string clause, params (string, object?)[] parameters)
     {
         using var command = Command(connection,
-            "SELECT name, campaign, dataset, size, adler32, events, archived, created_at, updated_at FROM merged_files " + clause, parameters);
+            "SELECT name, campaign, dataset, size, adler32, events, archived, created_at, updated_at, manifest FROM merged_files " + clause, parameters);
         using var reader = command.ExecuteReader();
         var files = new List<MergedFileRecord>();
         while (reader.Read())
         {
             files.Add(new MergedFileRecord(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetInt64(3),
                 reader.GetString(4), reader.GetInt64(5), reader.GetInt64(6) != 0,
-                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(7)), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(8))));
+                DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(7)), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(8)),
+                reader.IsDBNull(9) ? null : reader.GetString(9)));
         }
         return files;
     }

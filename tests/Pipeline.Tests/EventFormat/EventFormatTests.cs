@@ -78,8 +78,9 @@ public class When_merging_event_files
             await File((1, 1, 1), (1, 1, 2), (2, 2, 29)),
         };
         using var output = new MemoryStream();
+        var ranges = new EventRange[inputs.Count];
 
-        var count = await EventMerge.MergeAsync(inputs, output);
+        var count = await EventMerge.MergeAsync(inputs, output, ranges);
 
         output.Position = 0;
         var keys = new List<EventKey>();
@@ -95,6 +96,10 @@ public class When_merging_event_files
         Assert.Equal(keys.Order().ToList(), keys);
         Assert.Equal(new EventKey(1, 1, 1), keys[0]);
         Assert.Equal(new EventKey(3, 1, 1), keys[^1]);
+        // What each input gave the merged file, for its manifest.
+        Assert.Equal(
+            [new EventRange(new(2, 1, 10), new(2, 2, 30), 2), new EventRange(new(1, 5, 7), new(3, 1, 1), 3), new EventRange(new(1, 1, 1), new(2, 2, 29), 3)],
+            ranges);
     }
 
     [Fact]

@@ -376,7 +376,7 @@ public abstract class StoreContract : IAsyncLifetime
     public async Task Should_commit_a_merge_only_if_none_of_its_outputs_was_taken()
     {
         PendingOutput Output(string id) => new(id, Guid.NewGuid(), "prompt", "muon", 1, "physics", 1, "raw", $"jobs/{id}", 10, "00000001", 2, DateTimeOffset.UtcNow, null);
-        MergedFileRecord Merged(string name) => new(name, "prompt", "muon", 20, "00000001", 4, false, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow);
+        MergedFileRecord Merged(string name) => new(name, "prompt", "muon", 20, "00000001", 4, false, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow, $"{{\"name\":\"{name}\"}}");
         foreach (var id in new[] { "o1", "o2", "o3" })
         {
             await Store.AddOutputAsync(Output(id), CancellationToken.None);
@@ -387,6 +387,7 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.False(await Store.CommitMergeAsync(Merged("m2"), ["o2", "o3"], CancellationToken.None));
 
         Assert.Null(await Store.GetMergedFileAsync("m2", CancellationToken.None));
+        Assert.Equal("{\"name\":\"m1\"}", (await Store.GetMergedFileAsync("m1", CancellationToken.None))!.Manifest);
         Assert.Equal(["o3"], (await Store.ListPendingAsync("prompt", "muon", 10, CancellationToken.None)).Select(o => o.OutputId));
         Assert.Equal("m1", (await Store.AddOutputAsync(Output("o2"), CancellationToken.None)).MergedName);
         var buffer = Assert.Single(await Store.ListBuffersAsync(CancellationToken.None));
@@ -403,7 +404,7 @@ public abstract class StoreContract : IAsyncLifetime
     public async Task Should_keep_catalog_entries_unique_by_name_and_area()
     {
         var entry = new CatalogEntry("merged/x", "archive", CatalogEntry.Merged, "prompt", "muon", 5, "00000001", 1,
-            [new MergedSource(Guid.NewGuid(), 1, "physics", "raw/a", "o1")], DateTimeOffset.UtcNow);
+            [new MergedSource(Guid.NewGuid(), 1, "physics", "raw/a", "o1")], DateTimeOffset.UtcNow, "{\"digest\":\"d\"}");
         await Store.AddAsync(entry, CancellationToken.None);
         await Store.AddAsync(entry, CancellationToken.None);
         await Assert.ThrowsAsync<ConcurrencyConflictException>(() => Store.AddAsync(entry with { Adler32 = "00000002" }, CancellationToken.None));
@@ -411,6 +412,8 @@ public abstract class StoreContract : IAsyncLifetime
         var found = await Store.FindAsync("merged/x", CancellationToken.None);
         Assert.Equal(["archive", "cache"], found.Select(f => f.Area));
         Assert.Equal("o1", Assert.Single(found[0].Sources).OutputId);
+        // The merged file's manifest travels with its catalog entry.
+        Assert.Equal("{\"digest\":\"d\"}", found[0].Manifest);
         Assert.Equal(2, (await Store.ListAsync(CatalogEntry.Merged, "prompt", CancellationToken.None)).Count);
         Assert.Empty(await Store.ListAsync(CatalogEntry.Merged, "other", CancellationToken.None));
         Assert.Empty(await Store.ListAsync(CatalogEntry.Raw, null, CancellationToken.None));

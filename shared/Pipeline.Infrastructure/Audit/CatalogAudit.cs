@@ -1,0 +1,175 @@
+using Pipeline.Infrastructure.State;
+
+namespace Pipeline.Infrastructure.Audit;
+
+/// <summary>What the audit of one campaign found, from the catalog and the file records alone (no byte is read).</summary>
+public sealed record CatalogAuditReport(
+    string Campaign,
+    int RawFiles,
+    int ArchivedRawFiles,
+    int FailedRawFiles,
+    int CancelledRawFiles,
+    int UnfinishedRawFiles,
+    int MergedFiles,
+    int ManifestsVerified,
+    IReadOnlyList<string> ManifestProblems,
+    IReadOnlyDictionary<string, DatasetCatalogAudit> Datasets,
+    IReadOnlyList<AuditFinding> Missing,
+    IReadOnlyList<AuditFinding> Doubled,
+    IReadOnlyList<AuditFinding> Unexpected)
+{
+    /// <summary>Every raw file archived, each of its outputs in exactly one archived file of its dataset, every manifest sound.</summary>
+    public bool Complete => RawFiles > 0 && ArchivedRawFiles == RawFiles && ManifestProblems.Count == 0
+        && Missing.Count == 0 && Doubled.Count == 0 && Unexpected.Count == 0;
+}
+
+/// <summary>One dataset of the campaign: raw files whose events it selects, the events they gave it, and what is wrong.</summary>
+public sealed record DatasetCatalogAudit(int RawFiles, long Events, int Missing, int Doubled, int Unexpected);
+
+/// <summary>A raw file's output for a dataset that is in no archived file (missing), in several (doubled), or belongs to no file of the campaign (unexpected).</summary>
+public sealed record AuditFinding(string Dataset, string RawName, string OutputId, IReadOnlyList<string> MergedFiles);
+
+/// <summary>
+/// Proves from the catalog alone that every raw file of a campaign is in each dataset that selects it exactly
+/// once. The file records say which outputs each raw file gave each dataset (a dataset that selects none of a
+/// file's events gets no output from it); every archived merged file's manifest says which outputs it holds,
+/// with their raw files' checksums and event counts, sealed by a digest. Each expected output must be in the
+/// manifest of exactly one archived file, and nothing else may be.
+/// </summary>
+public static class CatalogAudit
+{
+    private const int MaxFindings = 1000;
+
+    public static async Task<CatalogAuditReport> RunAsync(string campaign, IFileSagaStore sagas, ICatalog catalog, CancellationToken cancellationToken)
+    {
+        int raw = 0, archived = 0, failed = 0, cancelled = 0, unfinished = 0;
+        // (dataset, output id) → what the file record says the output is.
+        var expected = new Dictionary<(string Dataset, string OutputId), (string RawName, string RawAdler32, long Events)>();
+        string? after = null;
+        do
+        {
+            var page = await sagas.ListAsync(new FileQuery(Campaign: campaign, After: after, Limit: 1000), cancellationToken);
+            foreach (var summary in page.Files)
+            {
+                raw++;
+                switch (summary.State)
+                {
+                    case "Archived": archived++; break;
+                    case "Failed": failed++; continue;
+                    case "Cancelled": cancelled++; continue;
+                    default: unfinished++; break;
+                }
+                if (await sagas.LoadAsync(summary.Id, cancellationToken) is not { } file)
+                {
+                    continue;
+                }
+                foreach (var output in file.Outputs)
+                {
+                    expected[(output.Output.Dataset, output.Output.OutputId)] = (file.LogicalName, file.Adler32, output.Output.Events);
+                }
+            }
+            after = page.Next;
+        }
+        while (after is not null);
+
+        var problems = new List<string>();
+        var placed = new Dictionary<(string Dataset, string OutputId), List<string>>();
+        var placedSource = new Dictionary<(string Dataset, string OutputId), ManifestSource>();
+        var verified = 0;
+        var merged = await catalog.ListAsync(CatalogEntry.Merged, campaign, cancellationToken);
+        // A file kept in several archive areas is one merged file: every copy's manifest is checked, its sources counted once.
+        foreach (var copies in merged.GroupBy(e => e.Name, StringComparer.Ordinal))
+        {
+            MergeManifest? counted = null;
+            foreach (var entry in copies)
+            {
+                var manifest = MergeManifest.Parse(entry.Manifest);
+                var problem = manifest switch
+                {
+                    null => "has no readable manifest",
+                    { DigestHolds: false } => "has a manifest whose digest does not match its content",
+                    _ when manifest.Size != entry.Size || !string.Equals(manifest.Adler32, entry.Adler32, StringComparison.OrdinalIgnoreCase) || manifest.Events != entry.Events =>
+                        $"is catalogued as {entry.Size} bytes, adler32 {entry.Adler32}, {entry.Events} events but its manifest says {manifest.Size}, {manifest.Adler32}, {manifest.Events}",
+                    _ when manifest.Campaign != campaign || manifest.Dataset != entry.Dataset => $"has a manifest of {manifest.Campaign}/{manifest.Dataset}",
+                    _ when manifest.Sources.Sum(s => s.Events) != manifest.Events => $"lists sources of {manifest.Sources.Sum(s => s.Events)} events for {manifest.Events}",
+                    _ when counted is not null && counted.Digest != manifest.Digest => "has copies with different manifests",
+                    _ => null,
+                };
+                if (problem is not null)
+                {
+                    problems.Add($"{entry.Name} in {entry.Area} {problem}");
+                    continue;
+                }
+                verified++;
+                counted ??= manifest;
+            }
+            if (counted is null)
+            {
+                continue;
+            }
+            foreach (var source in counted.Sources)
+            {
+                var key = (counted.Dataset, source.OutputId);
+                if (!placed.TryGetValue(key, out var files))
+                {
+                    placed[key] = files = [];
+                    placedSource[key] = source;
+                }
+                files.Add(copies.Key);
+                if (expected.TryGetValue(key, out var want) && (want.Events != source.Events || !string.Equals(want.RawAdler32, source.RawAdler32, StringComparison.OrdinalIgnoreCase)))
+                {
+                    problems.Add($"{copies.Key} holds {source.Events} events of {source.RawName} (adler32 {source.RawAdler32}); its file record says {want.Events} events of a raw file with adler32 {want.RawAdler32}");
+                }
+            }
+        }
+
+        var missing = new List<AuditFinding>();
+        var doubled = new List<AuditFinding>();
+        var unexpected = new List<AuditFinding>();
+        var datasets = new SortedDictionary<string, (HashSet<string> Raw, long Events, int Missing, int Doubled, int Unexpected)>(StringComparer.Ordinal);
+        (HashSet<string> Raw, long Events, int Missing, int Doubled, int Unexpected) Of(string dataset) =>
+            datasets.TryGetValue(dataset, out var d) ? d : datasets[dataset] = ([], 0, 0, 0, 0);
+        foreach (var (key, want) in expected)
+        {
+            var d = Of(key.Dataset);
+            d.Raw.Add(want.RawName);
+            var files = placed.GetValueOrDefault(key) ?? [];
+            if (files.Count == 0)
+            {
+                d.Missing++;
+                Add(missing, new AuditFinding(key.Dataset, want.RawName, key.OutputId, []));
+            }
+            else
+            {
+                d.Events += want.Events;
+                if (files.Count > 1)
+                {
+                    d.Doubled++;
+                    Add(doubled, new AuditFinding(key.Dataset, want.RawName, key.OutputId, files));
+                }
+            }
+            datasets[key.Dataset] = d;
+        }
+        foreach (var (key, files) in placed.Where(p => !expected.ContainsKey(p.Key)))
+        {
+            var d = Of(key.Dataset);
+            d.Unexpected++;
+            datasets[key.Dataset] = d;
+            Add(unexpected, new AuditFinding(key.Dataset, placedSource[key].RawName, key.OutputId, files));
+        }
+
+        return new CatalogAuditReport(campaign, raw, archived, failed, cancelled, unfinished, merged.Select(e => e.Name).Distinct(StringComparer.Ordinal).Count(),
+            verified, problems.Take(MaxFindings).ToList(),
+            datasets.ToDictionary(d => d.Key, d => new DatasetCatalogAudit(d.Value.Raw.Count, d.Value.Events, d.Value.Missing, d.Value.Doubled, d.Value.Unexpected), StringComparer.Ordinal),
+            missing, doubled, unexpected);
+    }
+
+    // A campaign with millions of files could have as many findings: the report lists the first ones, the counts say how many.
+    private static void Add(List<AuditFinding> findings, AuditFinding finding)
+    {
+        if (findings.Count < MaxFindings)
+        {
+            findings.Add(finding);
+        }
+    }
+}

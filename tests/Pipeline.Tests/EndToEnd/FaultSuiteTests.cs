@@ -1,0 +1,36 @@
+using Pipeline.Faults;
+
+namespace Pipeline.Tests.EndToEnd;
+
+/// <summary>
+/// The short version of `make faults`: the services as processes on a broker of their own, with workers of every
+/// stage killed, the orchestrator killed between saving a file's state and publishing its next step, and the
+/// broker restarted and killed, while files flow. Nothing may be lost, doubled, unexpected or left behind.
+/// </summary>
+[Collection(FaultSuiteCollection.Name)]
+public sealed class When_processes_and_the_broker_die_while_files_flow
+{
+    [SkippableFact]
+    public async Task Should_archive_every_event_exactly_once_and_leave_nothing_behind()
+    {
+        Skip.IfNot(FaultBroker.Installed, $"The fault suite runs a RabbitMQ node of its own and needs Debian's rabbitmq-server ({FaultBroker.ServerScript}), which is not installed here.");
+        using var output = new StringWriter();
+
+        // A port of its own, so that a `make faults` running beside the tests is not disturbed.
+        var report = await new FaultSuite(new FaultOptions(Files: 80, WorkerKills: 6, BrokerRestarts: 2, Seed: 7, BrokerPort: 5683), output)
+            .RunAsync(CancellationToken.None);
+
+        var context = $"{System.Text.Json.JsonSerializer.Serialize(report)}\n{string.Join('\n', report.Problems)}\n{output}";
+        Assert.True(report.Passed, context);
+        Assert.Equal((80, 0, 0, 0, 0, 0), (report.Files, report.Lost, report.Duplicated, report.Unexpected, report.Orphans, report.NonFinal));
+        // The faults happened: a run that finished before its faults proves nothing.
+        Assert.True(report.Kills >= 4, context);
+        Assert.True(report.BrokerRestarts >= 1, context);
+    }
+}
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class FaultSuiteCollection
+{
+    public const string Name = "fault suite";
+}
