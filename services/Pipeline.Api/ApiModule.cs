@@ -13,6 +13,8 @@ public static class ApiModule
         (services, _) =>
         {
             services.AddProblemDetails();
+            // A number sent as a string is a wrong type, not a number: refused, as every other wrong type is.
+            services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict);
             services.AddOptions<ApiSecurityOptions>().BindConfiguration(ApiSecurityOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddSingleton<ApiKeyRing>();
             services.AddHostedService<FileStateCounter>();
@@ -56,6 +58,7 @@ public static class ApiModule
         app.Services.GetRequiredService<ApiKeyRing>();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseRequestBodyLimit();
         app.UseAuthentication();
         app.UseAuthorization();
         app.UseSwagger();

@@ -22,7 +22,8 @@ public sealed record DatasetPolicy(string Dataset, string Ordering, IReadOnlyLis
 public sealed record FlowStatus(IReadOnlyList<AreaStatus> Areas, MoverStatus Movers, IReadOnlyList<DatasetPolicy> Datasets);
 
 /// <summary>New bounds for an area: a quota in bytes (0 for unbounded) and the high- and low-water marks as fractions of it.</summary>
-public sealed record AreaQuotaRequest(long QuotaBytes, double HighWater = 0.9, double LowWater = 0.7);
+/// <summary>An area's bounds; the quota must be given (DELETE takes a setting away, back to the configuration's).</summary>
+public sealed record AreaQuotaRequest(long? QuotaBytes, double HighWater = 0.9, double LowWater = 0.7);
 
 public sealed record MoversRequest(int Limit);
 
@@ -99,7 +100,12 @@ public static class FlowEndpoints
         {
             return NotBounded(area);
         }
-        var quota = new AreaQuotaOptions { QuotaBytes = request.QuotaBytes, HighWater = request.HighWater, LowWater = request.LowWater };
+        if (request.QuotaBytes is not { } quotaBytes)
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["quotaBytes"] = ["is required (0 for no quota); DELETE removes the setting"] },
+                title: "The bounds are not valid; nothing changed.");
+        }
+        var quota = new AreaQuotaOptions { QuotaBytes = quotaBytes, HighWater = request.HighWater, LowWater = request.LowWater };
         if (quota.Problem() is { } problem)
         {
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["quota"] = [problem] }, title: "The bounds are not valid; nothing changed.");

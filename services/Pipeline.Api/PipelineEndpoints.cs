@@ -160,6 +160,10 @@ public static class PipelineEndpoints
         {
             return TypedResults.Problem("limit must be between 1 and 1000.", statusCode: StatusCodes.Status400BadRequest, title: "Bad paging");
         }
+        if (state is not null && !FileStates.All.Contains(state))
+        {
+            return TypedResults.Problem($"state must be one of {string.Join(", ", FileStates.All.Order(StringComparer.Ordinal))}.", statusCode: StatusCodes.Status400BadRequest, title: "Unknown state");
+        }
         try
         {
             if (after is not null)

@@ -56,6 +56,13 @@ public sealed class ApiSecurityOptions
     /// anywhere, the generated ones are written here (default: api-keys.json in the data directory).
     /// </summary>
     public string? KeysFile { get; set; }
+
+    /// <summary>
+    /// A request body larger than this is refused with 413 before it is read: a run event of ten thousand files is
+    /// about 2 MB, and nothing the API takes needs more than a few times that.
+    /// </summary>
+    [System.ComponentModel.DataAnnotations.Range(1024, 1L << 30)]
+    public long MaxRequestBodyBytes { get; set; } = 16L << 20;
 }
 
 /// <summary>

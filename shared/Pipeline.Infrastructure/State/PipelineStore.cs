@@ -88,6 +88,9 @@ public static class FileStates
     public static readonly IReadOnlyList<string> NotStarted = ["Registered", "AwaitingCalibration", "Staging", "Staged"];
 
     public const string AwaitingCalibration = "AwaitingCalibration";
+
+    /// <summary>Every state a file can be in.</summary>
+    public static readonly IReadOnlySet<string> All = new HashSet<string>(BeforeReconstructed.Concat(PastReconstruction), StringComparer.Ordinal);
 }
 
 /// <summary>A write lost a race: the document changed (or appeared) since it was read. Retrying re-reads it.</summary>
