@@ -11,6 +11,9 @@ public sealed class StorageArea
 {
     private readonly string _root;
 
+    // The area's folder may itself be reached through a link (a mounted volume): links into it are inside too.
+    private readonly Lazy<string> _realRoot;
+
     public StorageArea(string name, Uri location)
     {
         if (!location.IsFile)
@@ -21,6 +24,7 @@ public sealed class StorageArea
         _root = Path.GetFullPath(location.LocalPath);
         Location = new Uri(_root.EndsWith('/') ? _root : _root + "/");
         Directory.CreateDirectory(_root);
+        _realRoot = new Lazy<string>(() => new DirectoryInfo(_root).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? _root);
     }
 
     public string Name { get; }
@@ -55,7 +59,39 @@ public sealed class StorageArea
     public long SizeOf(string name) => new FileInfo(PathOf(name)).Length;
 
     public Stream OpenRead(string name) =>
-        new FileStream(PathOf(name), FileMode.Open, FileAccess.Read, FileShare.Read, StreamingCopy.FileBufferSize, FileOptions.SequentialScan | FileOptions.Asynchronous);
+        new FileStream(PathInside(name), FileMode.Open, FileAccess.Read, FileShare.Read, StreamingCopy.FileBufferSize, FileOptions.SequentialScan | FileOptions.Asynchronous);
+
+    /// <summary>
+    /// The path of a file that is really in this area: besides the name's own check, no folder or file on the way
+    /// may be a symbolic link that leads out of the area (a link planted in an area must not let a read or a
+    /// write reach /etc or another area). Throws <see cref="AreaEscapeException"/> for one that does.
+    /// </summary>
+    public string PathInside(string name)
+    {
+        var full = PathOf(name);
+        var current = _root;
+        foreach (var segment in Path.GetRelativePath(_root, full).Split(Path.DirectorySeparatorChar))
+        {
+            current = Path.Combine(current, segment);
+            FileSystemInfo entry = Directory.Exists(current) ? new DirectoryInfo(current) : new FileInfo(current);
+            if (!entry.Exists && entry.LinkTarget is null)
+            {
+                break;
+            }
+            if (entry.LinkTarget is not null && (entry.ResolveLinkTarget(returnFinalTarget: true) is not { } target || !IsInside(target.FullName)))
+            {
+                throw new AreaEscapeException($"File name '{name}' in area '{Name}' leads out of the area through the link '{Path.GetRelativePath(_root, current)}' -> '{entry.LinkTarget}'.");
+            }
+        }
+        return full;
+    }
+
+    private bool IsInside(string path)
+    {
+        var root = _realRoot.Value;
+        return path == _root || path.StartsWith(_root + Path.DirectorySeparatorChar, StringComparison.Ordinal)
+            || path == root || path.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+    }
 
     /// <summary>What the name of a file being written carries until it is complete and renamed into place.</summary>
     public const string TemporaryMarker = ".part-";
@@ -66,7 +102,7 @@ public sealed class StorageArea
     /// </summary>
     public async Task<(long Size, uint Adler32)> WriteAsync(string name, Func<Stream, CancellationToken, Task> write, CancellationToken cancellationToken)
     {
-        var target = PathOf(name);
+        var target = PathInside(name);
         var temporary = $"{target}{TemporaryMarker}{Guid.NewGuid():N}";
         try
         {
@@ -172,3 +208,6 @@ public sealed class StorageArea
         }
     }
 }
+
+/// <summary>A name that is well formed but reaches outside its area through a symbolic link.</summary>
+public sealed class AreaEscapeException(string message) : IOException(message);

@@ -64,6 +64,32 @@ public sealed class When_a_raw_file_does_not_match_its_catalogued_checksum
     }
 }
 
+public sealed class When_a_raw_file_is_a_link_out_of_the_archive
+{
+    [Fact]
+    public async Task Should_fail_its_staging_with_the_reason_and_read_nothing_from_outside()
+    {
+        await using var pipeline = await PipelineUnderTest.StartAsync();
+        var run = (await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 1, EventsPerFile: 40)))[0];
+        var planted = run.Files![0];
+        // The real bytes moved out of the archive, a link left in their place: the checksums still match.
+        var path = pipeline.Areas.Archive.PathOf(planted.Name!);
+        var outside = Path.Combine(pipeline.DataDirectory, "outside.raw");
+        File.Move(path, outside);
+        File.CreateSymbolicLink(path, outside);
+
+        await pipeline.IngestAsync([run]);
+        await pipeline.WaitForFinalAsync(2);
+
+        var files = await pipeline.AllFilesAsync();
+        var failed = Assert.Single(files, f => f.CurrentState == "Failed");
+        Assert.Equal(planted.Name, failed.LogicalName);
+        Assert.Contains("leads out of the area through the link", failed.FailureReason, StringComparison.Ordinal);
+        Assert.False(pipeline.Areas.Cache.Exists($"prompt/{planted.Name}"), "bytes from outside the archive reached the cache");
+        Assert.Single(files, f => f.CurrentState == "Archived");
+    }
+}
+
 public sealed class When_a_run_ends
 {
     [Fact]

@@ -87,3 +87,47 @@ public class When_writing_into_a_storage_area
         Assert.Equal(3, area.SizeOf("f"));
     }
 }
+
+public sealed class When_a_link_in_a_storage_area_leads_out_of_it : IDisposable
+{
+    private readonly TempDirectory _folder = new();
+
+    public void Dispose() => _folder.Dispose();
+
+    private StorageArea Area() => new("archive", new Uri("file://" + Path.Combine(_folder.Path, "archive")));
+
+    [Fact]
+    public void Should_refuse_to_read_a_file_that_is_a_link_to_one_outside()
+    {
+        var area = Area();
+        var secret = Path.Combine(_folder.Path, "secret.txt");
+        File.WriteAllText(secret, "not for the archive");
+        Directory.CreateDirectory(Path.Combine(area.RootPath, "raw"));
+        File.CreateSymbolicLink(Path.Combine(area.RootPath, "raw", "a.raw"), secret);
+
+        var refused = Assert.Throws<AreaEscapeException>(() => area.OpenRead("raw/a.raw"));
+        Assert.Contains("leads out of the area through the link 'raw/a.raw'", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Should_refuse_to_write_through_a_folder_that_is_a_link_to_one_outside()
+    {
+        var area = Area();
+        var outside = Directory.CreateDirectory(Path.Combine(_folder.Path, "elsewhere")).FullName;
+        Directory.CreateSymbolicLink(Path.Combine(area.RootPath, "merged"), outside);
+
+        await Assert.ThrowsAsync<AreaEscapeException>(() => area.WriteAsync("merged/m.evt", (s, ct) => s.WriteAsync(new byte[] { 1, 2, 3 }, ct).AsTask(), CancellationToken.None));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(outside));
+    }
+
+    [Fact]
+    public async Task Should_follow_a_link_that_stays_inside_the_area()
+    {
+        var area = Area();
+        await area.WriteAsync("raw/real.raw", (s, ct) => s.WriteAsync(new byte[] { 7 }, ct).AsTask(), CancellationToken.None);
+        File.CreateSymbolicLink(Path.Combine(area.RootPath, "raw", "alias.raw"), Path.Combine(area.RootPath, "raw", "real.raw"));
+
+        await using var read = area.OpenRead("raw/alias.raw");
+        Assert.Equal(7, read.ReadByte());
+    }
+}
