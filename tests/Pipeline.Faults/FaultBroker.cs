@@ -19,7 +19,12 @@ public sealed class FaultBroker : IAsyncDisposable
 
     public int Port { get; }
 
-    public Uri Uri => new($"amqp://guest:guest@127.0.0.1:{Port.ToString(CultureInfo.InvariantCulture)}/");
+    /// <summary>A user of the suite's own with a fresh random password: what must never show in a log.</summary>
+    public string User { get; } = "pipeline-faults";
+
+    public string Password { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+
+    public Uri Uri => new($"amqp://{User}:{Password}@127.0.0.1:{Port.ToString(CultureInfo.InvariantCulture)}/");
 
     public static bool Installed => File.Exists(ServerScript) && File.Exists(Control);
 
@@ -58,6 +63,8 @@ public sealed class FaultBroker : IAsyncDisposable
         // The node runs as the rabbitmq user (the Debian script switches to it), which must own its folder.
         await RunAsync("chown", ["-R", "rabbitmq:rabbitmq", baseDirectory], null, cancellationToken);
         await broker.StartNodeAsync(cancellationToken);
+        await RunAsync(Control, ["-n", broker.Node, "-q", "add_user", broker.User, broker.Password], null, cancellationToken);
+        await RunAsync(Control, ["-n", broker.Node, "-q", "set_permissions", "-p", "/", broker.User, ".*", ".*", ".*"], null, cancellationToken);
         return broker;
     }
 

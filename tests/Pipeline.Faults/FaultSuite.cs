@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using System.Net.Http.Json;
 using System.Text.Json;
 using Pipeline.Contracts;
 using Pipeline.Host;
@@ -40,11 +41,12 @@ public sealed record FaultReport(
     int FailedFiles,
     int ChecksumsBad,
     bool CatalogAuditComplete,
+    int SecretsInLogs,
     double Seconds,
     [property: System.Text.Json.Serialization.JsonIgnore] IReadOnlyList<string> Problems)
 {
     public bool Passed => Lost == 0 && Duplicated == 0 && Unexpected == 0 && Orphans == 0 && NonFinal == 0 && FailedFiles == 0
-        && ChecksumsBad == 0 && CatalogAuditComplete && CorruptionsCaught == CorruptionsInjected;
+        && ChecksumsBad == 0 && CatalogAuditComplete && SecretsInLogs == 0 && CorruptionsCaught == CorruptionsInjected;
 }
 
 /// <summary>
@@ -69,7 +71,11 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         ("merger", "Pipeline.Merger"),
         ("archiver", "Pipeline.Archiver"),
         ("monitor", "Pipeline.Monitor"),
+        ("api", "Pipeline.Api"),
     ];
+
+    private static readonly string ViewerKey = "viewer-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+    private static readonly string OperatorKey = "operator-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
 
     public async Task<FaultReport> RunAsync(CancellationToken cancellationToken)
     {
@@ -103,6 +109,17 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             }
             log.WriteLine($"faults: {processes.Count} services running; announcing {runs.Count} runs of {files} files");
             await AnnounceAsync(broker.Uri, runs, cancellationToken);
+            // Keys in use, refused and unknown: what an API might be tempted to log.
+            using (var viewer = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{processes["api"].Port.ToString(CultureInfo.InvariantCulture)}") })
+            {
+                viewer.DefaultRequestHeaders.Add("X-Api-Key", ViewerKey);
+                (await viewer.GetAsync("/api/summary", cancellationToken)).EnsureSuccessStatusCode();
+                using var refused = await viewer.PostAsync("/api/stages/merger/pause", null, cancellationToken);
+                if (refused.StatusCode != System.Net.HttpStatusCode.Forbidden)
+                {
+                    problems.Add($"a viewer's pause was answered {(int)refused.StatusCode}, not 403");
+                }
+            }
 
             using var store = new SqlitePipelineStore(Path.Combine(data, "pipeline.db"));
             var deadline = DateTime.UtcNow + (options.FinalWithin ?? TimeSpan.FromMinutes(Math.Max(5, files / 50.0)));
@@ -159,6 +176,10 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             }
 
             var nonFinal = files - (await ProgressAsync(store, cancellationToken)).Final;
+            // The audit as an operator asks for it, from the API process over the shared store.
+            using var api = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{processes["api"].Port.ToString(CultureInfo.InvariantCulture)}") };
+            api.DefaultRequestHeaders.Add("X-Api-Key", OperatorKey);
+            var apiAudit = await api.GetFromJsonAsync<CatalogAuditReport>("/api/campaigns/prompt/audit", new JsonSerializerOptions(JsonSerializerDefaults.Web), cancellationToken);
             log.WriteLine($"faults: {files - nonFinal} of {files} final after {watch.Elapsed.TotalSeconds:F0}s; checking");
             var orphans = await OrphansAsync(data, nonFinal == 0, cancellationToken);
             var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), data);
@@ -168,8 +189,19 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             problems.AddRange(catalogAudit.ManifestProblems.Select(p => $"manifest: {p}"));
             problems.AddRange(catalogAudit.Missing.Concat(catalogAudit.Doubled).Concat(catalogAudit.Unexpected)
                 .Select(f => $"catalog audit: {f.Dataset} output {f.OutputId} of {f.RawName} in [{string.Join(", ", f.MergedFiles)}]"));
+            if (apiAudit?.Complete != catalogAudit.Complete)
+            {
+                problems.Add($"the API's audit says complete={apiAudit?.Complete}, the store's {catalogAudit.Complete}");
+            }
+            foreach (var process in processes.Values)
+            {
+                await process.StopAsync(TimeSpan.FromSeconds(20));
+            }
+            var leaks = await SecretsInLogsAsync(logs, [broker.Password, ViewerKey, OperatorKey], cancellationToken);
+            problems.AddRange(leaks);
             return new FaultReport(files, kills, brokerRestarts, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
-                0, 0, audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete, Math.Round(watch.Elapsed.TotalSeconds, 1), [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
+                0, 0, audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, leaks.Count, Math.Round(watch.Elapsed.TotalSeconds, 1),
+                [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
         }
         finally
         {
@@ -242,6 +274,11 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             ["Pipeline__Monitor__TemporarySweepSeconds"] = "1",
             ["Pipeline__Monitor__CheckIntervalSeconds"] = "2",
             ["Serilog__MinimumLevel__Default"] = "Information",
+            // The API's keys: used while the files flow, and looked for in every log afterwards.
+            ["Pipeline__Api__Keys__faults-viewer__Key"] = ViewerKey,
+            ["Pipeline__Api__Keys__faults-viewer__Role"] = "viewer",
+            ["Pipeline__Api__Keys__faults-operator__Key"] = OperatorKey,
+            ["Pipeline__Api__Keys__faults-operator__Role"] = "operator",
         };
         // The sample release, sleeping a random time before writing its (deterministic) output.
         var arguments = ReleaseOptions.SampleArguments.Concat(["--sleep-ms-max", "300"]).ToList();
@@ -265,6 +302,25 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                 new BasicProperties { ContentType = "application/json", DeliveryMode = DeliveryModes.Persistent },
                 Encoding.UTF8.GetBytes(JsonSerializer.Serialize(run, json)), cancellationToken);
         }
+    }
+
+    /// <summary>Every log line of every service that shows a secret: the broker's password or an API key.</summary>
+    private static async Task<IReadOnlyList<string>> SecretsInLogsAsync(string logs, IReadOnlyList<string> secrets, CancellationToken cancellationToken)
+    {
+        var leaks = new List<string>();
+        foreach (var file in Directory.EnumerateFiles(logs, "*.log"))
+        {
+            var number = 0;
+            await foreach (var line in File.ReadLinesAsync(file, cancellationToken))
+            {
+                number++;
+                if (secrets.Any(secret => line.Contains(secret, StringComparison.Ordinal)))
+                {
+                    leaks.Add($"secret in log {Path.GetFileName(file)} line {number}");
+                }
+            }
+        }
+        return leaks;
     }
 
     /// <summary>Files in a final state, and how far the files are on average (in files: the total when all are final).</summary>
