@@ -1,0 +1,246 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Pipeline.Contracts;
+using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.Storage;
+using Pipeline.SampleExperiment;
+using RabbitMQ.Client;
+
+namespace Pipeline.Faults;
+
+/// <summary>
+/// The pipeline as a production runs it: every service a process of its own, configured through its environment,
+/// on a RabbitMQ node of its own and one shared store, with a working folder holding the areas and every log.
+/// The fault suite, the load run and the soak run are built on it.
+/// </summary>
+public sealed class ProcessPipeline : IAsyncDisposable
+{
+    public static readonly (string Name, string Project)[] Services =
+    [
+        ("orchestrator", "Pipeline.Orchestrator"),
+        ("stager", "Pipeline.Stager"),
+        ("reconstruction-1", "Pipeline.Reconstruction"),
+        ("reconstruction-2", "Pipeline.Reconstruction"),
+        ("collector", "Pipeline.Collector"),
+        ("merger", "Pipeline.Merger"),
+        ("archiver", "Pipeline.Archiver"),
+        ("monitor", "Pipeline.Monitor"),
+        ("api", "Pipeline.Api"),
+    ];
+
+    public string ViewerKey { get; } = "viewer-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+
+    public string OperatorKey { get; } = "operator-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+
+    public string Work { get; }
+
+    public string Data => Path.Combine(Work, "data");
+
+    public string Logs => Path.Combine(Work, "logs");
+
+    public FaultBroker Broker { get; private set; } = null!;
+
+    public IReadOnlyDictionary<string, ServiceProcess> Processes { get; private set; } = new Dictionary<string, ServiceProcess>();
+
+    public ServiceProcess this[string name] => Processes[name];
+
+    private ProcessPipeline(string work) => Work = work;
+
+    /// <summary>Starts the broker, then every service (each ready before the next starts); <paramref name="once"/> gives settings for a service's first life.</summary>
+    public static async Task<ProcessPipeline> StartAsync(string? work, int brokerPort, TextWriter log, Func<string, IReadOnlyDictionary<string, string>?> once,
+        int releaseSleepMsMax, CancellationToken cancellationToken)
+    {
+        var pipeline = new ProcessPipeline(work ?? Path.Combine(Path.GetTempPath(), $"pipeline-faults-{Guid.NewGuid():N}"[..30]));
+        Directory.CreateDirectory(pipeline.Data);
+        Directory.CreateDirectory(pipeline.Logs);
+        log.WriteLine($"faults: working in {pipeline.Work}");
+        pipeline.Broker = await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, TimeSpan.FromMinutes(1), cancellationToken);
+        var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax);
+        pipeline.Processes = Services.ToDictionary(s => s.Name, s => new ServiceProcess(s.Name, ServiceDll(s.Project), environment, pipeline.Logs), StringComparer.Ordinal);
+        foreach (var process in pipeline.Processes.Values)
+        {
+            await process.StartAsync(cancellationToken, once(process.Name));
+        }
+        log.WriteLine($"faults: {pipeline.Processes.Count} services running");
+        return pipeline;
+    }
+
+    /// <summary>A client of the API process, sending the given key.</summary>
+    public HttpClient Api(string key)
+    {
+        var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{this["api"].Port.ToString(CultureInfo.InvariantCulture)}") };
+        client.DefaultRequestHeaders.Add("X-Api-Key", key);
+        return client;
+    }
+
+    public async Task StopAllAsync()
+    {
+        foreach (var process in Processes.Values)
+        {
+            await process.StopAsync(TimeSpan.FromSeconds(20));
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var process in Processes.Values)
+        {
+            await process.DisposeAsync();
+        }
+        if (Broker is not null)
+        {
+            await Broker.DisposeAsync();
+        }
+    }
+
+    /// <summary>Sample runs of exactly <paramref name="files"/> files in two streams, up to 50 a stream per run (a thousand files are ten runs).</summary>
+    public async Task<IReadOnlyList<RunRecorded>> GenerateAsync(int files, int seed, int firstRun = 1000)
+    {
+        var perStream = Math.Min(50, Math.Max(1, files / 4));
+        var runs = Math.Max(1, (int)Math.Ceiling(files / (2.0 * perStream)));
+        var generated = await SampleGenerator.GenerateAsync(Path.Combine(Data, StorageOptions.Archive),
+            new SampleSpec(Runs: runs, FirstRun: firstRun, FilesPerStream: perStream, EventsPerFile: 20, PayloadBytes: 64, Seed: seed));
+        // Exactly the number asked for: the last run keeps what is left.
+        var left = files;
+        var trimmed = new List<RunRecorded>();
+        foreach (var run in generated)
+        {
+            var take = Math.Min(left, run.Files!.Count);
+            if (take > 0)
+            {
+                trimmed.Add(run with { Files = [.. run.Files.Take(take)] });
+            }
+            left -= take;
+        }
+        return trimmed;
+    }
+
+    private Dictionary<string, string> Environment(Uri broker, string data, int releaseSleepMsMax)
+    {
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["DOTNET_ENVIRONMENT"] = "Production",
+            ["Pipeline__Transport"] = "RabbitMq",
+            ["Pipeline__RabbitMq__Uri"] = broker.ToString(),
+            ["Pipeline__DataDirectory"] = data,
+            ["Pipeline__HeartbeatSeconds"] = "2",
+            ["Pipeline__Campaign__MergeTargetBytes"] = (256 << 10).ToString(CultureInfo.InvariantCulture),
+            // Short patience everywhere, so that what a killed process left is picked up within the run.
+            ["Pipeline__Orchestrator__WatchdogIntervalSeconds"] = "1",
+            ["Pipeline__Orchestrator__StagingTimeoutSeconds"] = "20",
+            ["Pipeline__Orchestrator__QueuedTimeoutSeconds"] = "60",
+            ["Pipeline__Orchestrator__LeaseSeconds"] = "10",
+            ["Pipeline__Orchestrator__MergeTimeoutSeconds"] = "30",
+            ["Pipeline__Orchestrator__MaxStalls"] = "100",
+            ["Pipeline__Reconstruction__Slots"] = "2",
+            ["Pipeline__Reconstruction__HeartbeatSeconds"] = "2",
+            ["Pipeline__Merger__FlushIdleSeconds"] = "1",
+            ["Pipeline__Merger__PollSeconds"] = "0.2",
+            ["Pipeline__Monitor__AbandonedTemporarySeconds"] = "5",
+            ["Pipeline__Monitor__TemporarySweepSeconds"] = "1",
+            ["Pipeline__Monitor__CheckIntervalSeconds"] = "2",
+            ["Serilog__MinimumLevel__Default"] = "Information",
+            // The API's keys: used while the files flow, and looked for in every log afterwards.
+            ["Pipeline__Api__Keys__faults-viewer__Key"] = ViewerKey,
+            ["Pipeline__Api__Keys__faults-viewer__Role"] = "viewer",
+            ["Pipeline__Api__Keys__faults-operator__Key"] = OperatorKey,
+            ["Pipeline__Api__Keys__faults-operator__Role"] = "operator",
+        };
+        // The sample release, sleeping a random time before writing its (deterministic) output.
+        var arguments = ReleaseOptions.SampleArguments.Concat(["--sleep-ms-max", releaseSleepMsMax.ToString(CultureInfo.InvariantCulture)]).ToList();
+        for (var i = 0; i < arguments.Count; i++)
+        {
+            environment[$"Pipeline__Campaign__Release__Arguments__{i.ToString(CultureInfo.InvariantCulture)}"] = arguments[i];
+        }
+        return environment;
+    }
+
+    public async Task AnnounceAsync(IReadOnlyList<RunRecorded> runs, CancellationToken cancellationToken)
+    {
+        var factory = new ConnectionFactory { Uri = Broker.Uri };
+        await using var connection = await factory.CreateConnectionAsync(cancellationToken);
+        await using var channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true), cancellationToken);
+        var json = new JsonSerializerOptions(JsonSerializerDefaults.Web);
+        foreach (var run in runs)
+        {
+            // As the data-acquisition system does: plain JSON on the run-events exchange, persistent, confirmed.
+            await channel.BasicPublishAsync("run-events", "", mandatory: true,
+                new BasicProperties { ContentType = "application/json", DeliveryMode = DeliveryModes.Persistent },
+                Encoding.UTF8.GetBytes(JsonSerializer.Serialize(run, json)), cancellationToken);
+        }
+    }
+
+    /// <summary>Every log line of every service that shows a secret: the broker's password or an API key.</summary>
+    public async Task<IReadOnlyList<string>> SecretsInLogsAsync(CancellationToken cancellationToken)
+    {
+        var leaks = new List<string>();
+        IReadOnlyList<string> secrets = [Broker.Password, ViewerKey, OperatorKey];
+        foreach (var file in Directory.EnumerateFiles(Logs, "*.log"))
+        {
+            var number = 0;
+            await foreach (var line in File.ReadLinesAsync(file, cancellationToken))
+            {
+                number++;
+                if (secrets.Any(secret => line.Contains(secret, StringComparison.Ordinal)))
+                {
+                    leaks.Add($"secret in log {Path.GetFileName(file)} line {number}");
+                }
+            }
+        }
+        return leaks;
+    }
+
+    /// <summary>Files in a final state, and how far the files are on average (in files: the total when all are final).</summary>
+    public static async Task<(int Final, double Progress)> ProgressAsync(IFileSagaStore store, CancellationToken cancellationToken)
+    {
+        var counts = await store.CountByStateAsync(cancellationToken);
+        var final = (int)counts.Where(c => FileStates.Final.Contains(c.State)).Sum(c => c.Files);
+        var reconstructed = counts.Where(c => FileStates.PastReconstruction.Contains(c.State)).Sum(c => c.Files);
+        return (final, (final + reconstructed) / 2.0);
+    }
+
+    /// <summary>
+    /// Files that nothing will ever pick up once every file is final: temporary files of writes that died (after the
+    /// sweeper has had its chance), staged copies left in the cache, merged files never archived out of the output area.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> OrphansAsync(bool allFinal, CancellationToken cancellationToken)
+    {
+        List<string> Find() =>
+        [
+            .. Directory.EnumerateFiles(Data, "*" + StorageArea.TemporaryMarker + "*", SearchOption.AllDirectories),
+            .. Enumerate(Path.Combine(Data, StorageOptions.Cache)),
+            .. Enumerate(Path.Combine(Data, StorageOptions.Output)),
+        ];
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        var found = Find();
+        while (allFinal && found.Count > 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(500, cancellationToken);
+            found = Find();
+        }
+        return found;
+    }
+
+    private static IEnumerable<string> Enumerate(string folder) =>
+        Directory.Exists(folder) ? Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories) : [];
+
+    /// <summary>A service's program as built beside this one (same configuration).</summary>
+    private static string ServiceDll(string project)
+    {
+        var here = new DirectoryInfo(AppContext.BaseDirectory);
+        var root = here;
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Pipeline.sln")))
+        {
+            root = root.Parent;
+        }
+        if (root is null)
+        {
+            throw new InvalidOperationException($"no Pipeline.sln above {here.FullName}");
+        }
+        var configuration = here.Parent?.Name ?? "Release";
+        var dll = Path.Combine(root.FullName, "services", project, "bin", configuration, "net10.0", project + ".dll");
+        return File.Exists(dll) ? dll : throw new FileNotFoundException($"{dll} is not built: run `dotnet build Pipeline.sln -c {configuration}` first", dll);
+    }
+}
