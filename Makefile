@@ -9,7 +9,7 @@ FILES ?= 4
 EVENTS ?= 500
 REPROCESS ?= 0
 
-.PHONY: help build run demo audit test faults bench microbench up down clean
+.PHONY: help build run demo audit test faults load bench microbench up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -32,6 +32,11 @@ test: ## Every test, on a real RabbitMQ (installed and started on 127.0.0.1 when
 faults: build ## Fault suite: services as processes on a broker of their own, killed while FILES (1000) flow; last line is the JSON report
 	@bash tests/ensure-debian-package.sh /usr/sbin/rabbitmq-server rabbitmq-server
 	@FILES=$(if $(filter command line environment,$(origin FILES)),$(FILES),1000) dotnet tests/Pipeline.Faults/bin/$(CONFIGURATION)/net10.0/Pipeline.Faults.dll
+
+load: build ## hey on the API's read endpoints for LOAD_SECONDS (60) at LOAD_CONNECTIONS (20) while files flow; last line is the JSON report
+	@bash tests/ensure-debian-package.sh /usr/sbin/rabbitmq-server rabbitmq-server
+	@bash tests/ensure-debian-package.sh /usr/bin/hey hey
+	@dotnet tests/Pipeline.Faults/bin/$(CONFIGURATION)/net10.0/Pipeline.Faults.dll load
 
 bench: ## Hot paths against baselines measured in the same run; writes bench/results.json (OUT=path), last line is the JSON
 	@if [ -z "$${RABBITMQ_URI:-}" ]; then bash tests/rabbitmq/start-local-broker.sh; fi

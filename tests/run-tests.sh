@@ -7,8 +7,9 @@ if [ -z "${RABBITMQ_URI:-}" ] && ! docker info >/dev/null 2>&1; then
   bash tests/rabbitmq/start-local-broker.sh
 fi
 
-# The dashboard test opens the page in Debian's Chromium.
+# The dashboard test opens the page in Debian's Chromium; the short load run drives the API with Debian's hey.
 bash tests/ensure-debian-package.sh /usr/bin/chromium chromium
+bash tests/ensure-debian-package.sh /usr/bin/hey hey
 
 configuration="${CONFIGURATION:-Release}"
 dotnet build Pipeline.sln -c "$configuration" --nologo -v quiet

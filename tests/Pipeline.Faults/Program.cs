@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Pipeline.Faults;
 
+// make load [LOAD_SECONDS=60 LOAD_CONNECTIONS=20 FILES=3000]: hey on the read endpoints while files flow; last line JSON.
 // make faults [FILES=1000 KILLS=20 BROKER_RESTARTS=2 SEED=1]: the fault suite; its last stdout line is the report as JSON,
 // and it exits 0 only when nothing was lost, doubled, unexpected or orphaned and every file reached a final state.
 int Number(string name, int fallback) =>
@@ -11,6 +12,18 @@ if (!FaultBroker.Installed)
 {
     Console.Error.WriteLine($"faults: needs Debian's rabbitmq-server ({FaultBroker.ServerScript}) to run a broker of its own");
     return 2;
+}
+if (args.FirstOrDefault() == "load")
+{
+    if (!File.Exists(LoadRun.Hey))
+    {
+        Console.Error.WriteLine($"load: needs Debian's hey ({LoadRun.Hey})");
+        return 2;
+    }
+    var load = await new LoadRun(TimeSpan.FromSeconds(Number("LOAD_SECONDS", 60)), Number("LOAD_CONNECTIONS", 20), Number("FILES", 3000), Number("BROKER_PORT", 5675), Console.Error)
+        .RunAsync(CancellationToken.None);
+    Console.WriteLine(JsonSerializer.Serialize(new { load.Seconds, load.Connections, load.FilesReconstructedDuring, load.Errors, load.WorstP95Ms, load.Endpoints, load.Passed }, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+    return load.Passed ? 0 : 1;
 }
 var options = new FaultOptions(Files: Number("FILES", 1000), WorkerKills: Number("KILLS", 20), BrokerRestarts: Number("BROKER_RESTARTS", 2), Seed: Number("SEED", 1));
 using var cancel = new CancellationTokenSource();
