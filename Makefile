@@ -9,7 +9,7 @@ FILES ?= 4
 EVENTS ?= 500
 REPROCESS ?= 0
 
-.PHONY: help build run demo audit test faults load bench microbench up down clean
+.PHONY: help build run demo audit test faults load soak bench microbench up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -37,6 +37,10 @@ load: build ## hey on the API's read endpoints for LOAD_SECONDS (60) at LOAD_CON
 	@bash tests/ensure-debian-package.sh /usr/sbin/rabbitmq-server rabbitmq-server
 	@bash tests/ensure-debian-package.sh /usr/bin/hey hey
 	@dotnet tests/Pipeline.Faults/bin/$(CONFIGURATION)/net10.0/Pipeline.Faults.dll load
+
+soak: build ## A run every SOAK_RUN_SECONDS (10) for SOAK_MINUTES (30): memory, descriptors, drained queues, poisoned messages; last line is the JSON report
+	@bash tests/ensure-debian-package.sh /usr/sbin/rabbitmq-server rabbitmq-server
+	@dotnet tests/Pipeline.Faults/bin/$(CONFIGURATION)/net10.0/Pipeline.Faults.dll soak
 
 bench: ## Hot paths against baselines measured in the same run; writes bench/results.json (OUT=path), last line is the JSON
 	@if [ -z "$${RABBITMQ_URI:-}" ]; then bash tests/rabbitmq/start-local-broker.sh; fi

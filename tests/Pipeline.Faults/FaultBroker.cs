@@ -124,6 +124,22 @@ public sealed class FaultBroker : IAsyncDisposable
         }
     }
 
+    /// <summary>Messages ready in each queue of the node, by queue name.</summary>
+    public async Task<IReadOnlyDictionary<string, long>> QueueDepthsAsync(CancellationToken cancellationToken)
+    {
+        var output = await RunAsync(Control, ["-n", Node, "-q", "list_queues", "name", "messages", "--no-table-headers"], null, cancellationToken);
+        var depths = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var fields = line.Split('\t', ' ');
+            if (fields.Length >= 2 && long.TryParse(fields[^1], CultureInfo.InvariantCulture, out var messages))
+            {
+                depths[fields[0]] = messages;
+            }
+        }
+        return depths;
+    }
+
     private static async Task<bool> TryAsync(string program, IReadOnlyList<string> arguments, CancellationToken cancellationToken)
     {
         try
@@ -137,7 +153,7 @@ public sealed class FaultBroker : IAsyncDisposable
         }
     }
 
-    private static async Task RunAsync(string program, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment, CancellationToken cancellationToken)
+    private static async Task<string> RunAsync(string program, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment, CancellationToken cancellationToken)
     {
         var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var argument in arguments)
@@ -156,5 +172,6 @@ public sealed class FaultBroker : IAsyncDisposable
         {
             throw new InvalidOperationException($"{program} {string.Join(' ', arguments)} exited {process.ExitCode}: {await error}{await output}");
         }
+        return await output;
     }
 }

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Pipeline.Faults;
 
 // make load [LOAD_SECONDS=60 LOAD_CONNECTIONS=20 FILES=3000]: hey on the read endpoints while files flow; last line JSON.
+// make soak [SOAK_MINUTES=30 SOAK_RUN_SECONDS=10 SOAK_RUN_FILES=40]: a run every few seconds; memory, descriptors, queues; last line JSON.
 // make faults [FILES=1000 KILLS=20 BROKER_RESTARTS=2 SEED=1]: the fault suite; its last stdout line is the report as JSON,
 // and it exits 0 only when nothing was lost, doubled, unexpected or orphaned and every file reached a final state.
 int Number(string name, int fallback) =>
@@ -24,6 +25,18 @@ if (args.FirstOrDefault() == "load")
         .RunAsync(CancellationToken.None);
     Console.WriteLine(JsonSerializer.Serialize(new { load.Seconds, load.Connections, load.FilesReconstructedDuring, load.Errors, load.WorstP95Ms, load.Endpoints, load.Passed }, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
     return load.Passed ? 0 : 1;
+}
+if (args.FirstOrDefault() == "soak")
+{
+    var soak = await new SoakRun(TimeSpan.FromMinutes(Number("SOAK_MINUTES", 30)), TimeSpan.FromSeconds(Number("SOAK_RUN_SECONDS", 10)), Number("SOAK_RUN_FILES", 40),
+        poisoned: 5, Number("BROKER_PORT", 5676), Console.Error).RunAsync(CancellationToken.None);
+    foreach (var problem in soak.Problems)
+    {
+        Console.Error.WriteLine($"soak: {problem}");
+    }
+    Console.WriteLine(JsonSerializer.Serialize(new { soak.Minutes, soak.Runs, soak.Files, soak.NonFinal, soak.Poisoned, soak.MaxMemoryGrowthPercent, soak.MaxFileDescriptorGrowth,
+        soak.QueuesDrained, soak.ErrorQueues, soak.Processes, soak.Passed }, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+    return soak.Passed ? 0 : 1;
 }
 var options = new FaultOptions(Files: Number("FILES", 1000), WorkerKills: Number("KILLS", 20), BrokerRestarts: Number("BROKER_RESTARTS", 2), Seed: Number("SEED", 1));
 using var cancel = new CancellationTokenSource();

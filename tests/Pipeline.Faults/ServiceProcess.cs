@@ -39,6 +39,9 @@ public sealed partial class ServiceProcess : IAsyncDisposable
 
     public bool Running => _process is { HasExited: false };
 
+    /// <summary>The running process's id (0 when it is not running).</summary>
+    public int ProcessId => _process is { HasExited: false } process ? process.Id : 0;
+
     /// <param name="once">Settings for this start only (a crash point for one life of the process).</param>
     public async Task StartAsync(CancellationToken cancellationToken, IReadOnlyDictionary<string, string>? once = null)
     {

@@ -55,3 +55,22 @@ public sealed class When_the_api_is_read_under_load_while_files_flow
         Assert.All(report.Endpoints, e => Assert.True(e.Requests > 10 && e.P95Ms > 0, System.Text.Json.JsonSerializer.Serialize(e)));
     }
 }
+
+/// <summary>The short version of `make soak`: runs keep coming for a few minutes, a few poisoned among them.</summary>
+[Collection(FaultSuiteCollection.Name)]
+public sealed class When_runs_keep_coming_for_minutes
+{
+    [SkippableFact]
+    public async Task Should_keep_memory_and_descriptors_flat_drain_every_queue_and_hold_only_the_poisoned_messages()
+    {
+        Skip.IfNot(FaultBroker.Installed, $"The soak needs Debian's rabbitmq-server ({FaultBroker.ServerScript}), which is not installed here.");
+
+        var report = await new SoakRun(TimeSpan.FromMinutes(3), TimeSpan.FromSeconds(8), filesPerRun: 20, poisoned: 3, brokerPort: 5686, TextWriter.Null).RunAsync(CancellationToken.None);
+
+        var context = System.Text.Json.JsonSerializer.Serialize(report) + "\n" + string.Join('\n', report.Problems);
+        Assert.True(report.Passed, context);
+        Assert.True(report.Runs >= 15, context);
+        Assert.Equal(3, report.ErrorQueues["run-events_error"]);
+        Assert.Equal(9, report.Processes.Count);
+    }
+}
