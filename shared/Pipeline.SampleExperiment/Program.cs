@@ -8,6 +8,7 @@ using Pipeline.SampleExperiment;
 //   reconstruct --input FILE --outdir DIR --datasets name:mask,... [--histograms FILE] [--cpu-ms-per-event X]
 //               [--attempt N --fail-attempts K]   (attempts up to K exit with code 3: a stand-in for a broken job)
 //               [--sleep-ms-max N]   (first sleeps a random 0..N ms: jobs of uneven length; the output stays deterministic)
+//               [--run R --section N --slow-run R --slow-section S --slow-ms M]   (the file of run R, section S sleeps M ms: a job longer than a broker's patience)
 //   simulate    --run N --events N --seed N --outdir DIR --datasets name:mask,... [--conditions k=v,...] [--payload BYTES]
 //               generates Monte Carlo events under the run's conditions and reconstructs them (one job, as a production would)
 return await SampleCommand.RunAsync(args);
@@ -114,6 +115,10 @@ internal static class SampleCommand
         if (Int(options, "sleep-ms-max", 0) is > 0 and var sleepMax)
         {
             await Task.Delay(Random.Shared.Next(sleepMax + 1));
+        }
+        if (Int(options, "slow-ms", 0) is > 0 and var slow && Int(options, "section", 0) == Int(options, "slow-section", -1) && Int(options, "run", 0) == Int(options, "slow-run", -1))
+        {
+            await Task.Delay(slow);
         }
         var cpu = options.TryGetValue("cpu-ms-per-event", out var text) ? double.Parse(text, CultureInfo.InvariantCulture) : 0;
         await SampleReconstruction.RunAsync(

@@ -20,6 +20,7 @@ public sealed record FaultOptions(
     bool CrashOrchestrator = true,
     int Seed = 1,
     int BrokerPort = 5673,
+    bool SlowJobs = true,
     TimeSpan? FinalWithin = null,
     string? WorkDirectory = null);
 
@@ -39,11 +40,13 @@ public sealed record FaultReport(
     int ChecksumsBad,
     bool CatalogAuditComplete,
     int SecretsInLogs,
+    int LongJobs,
+    int LongJobsDone,
     double Seconds,
     [property: System.Text.Json.Serialization.JsonIgnore] IReadOnlyList<string> Problems)
 {
     public bool Passed => Lost == 0 && Duplicated == 0 && Unexpected == 0 && Orphans == 0 && NonFinal == 0 && FailedFiles == 0
-        && ChecksumsBad == 0 && CatalogAuditComplete && SecretsInLogs == 0 && CorruptionsCaught == CorruptionsInjected;
+        && ChecksumsBad == 0 && CatalogAuditComplete && SecretsInLogs == 0 && LongJobsDone == LongJobs && CorruptionsCaught == CorruptionsInjected;
 }
 
 /// <summary>
@@ -55,6 +58,9 @@ public sealed record FaultReport(
 public sealed class FaultSuite(FaultOptions options, TextWriter log)
 {
     private const double FaultWindow = 0.75;
+
+    // The first run's first section, in both streams: two jobs several times longer than the broker's consumer timeout.
+    private static readonly ProcessPipeline.SlowJob SlowJob = new(1000, 1, ProcessPipeline.ConsumerTimeout * 4);
 
     private static readonly string[] Workers = ["stager", "reconstruction-1", "reconstruction-2", "collector", "merger", "archiver"];
 
@@ -69,7 +75,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             name => options.CrashOrchestrator && name == "orchestrator"
                 ? new Dictionary<string, string> { [CrashPoint.SagaSavesVariable] = (crashAfter = random.Next(options.Files, options.Files * 4)).ToString(CultureInfo.InvariantCulture) }
                 : null,
-            releaseSleepMsMax: 300, cancellationToken);
+            releaseSleepMsMax: 300, cancellationToken, options.SlowJobs ? SlowJob : null);
         var runs = await pipeline.GenerateAsync(options.Files, options.Seed);
         var files = runs.Sum(r => r.Files!.Count);
         var kills = 0;
@@ -158,11 +164,34 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         {
             problems.Add($"the API's audit says complete={apiAudit?.Complete}, the store's {catalogAudit.Complete}");
         }
+        // The jobs that outlasted the broker's consumer timeout: each archived, its last attempt a single run of it.
+        var longJobs = 0;
+        var longJobsDone = 0;
+        if (options.SlowJobs)
+        {
+            foreach (var run in runs.Where(r => r.Run == SlowJob.Run))
+            {
+                foreach (var file in run.Files!.Where(f => f.Section == SlowJob.Section))
+                {
+                    longJobs++;
+                    var page = await store.ListAsync(new FileQuery(Campaign: "prompt", RunFrom: run.Run, RunTo: run.Run, Stream: file.Stream, Limit: 1000), cancellationToken);
+                    var saga = page.Files.FirstOrDefault(f => f.LogicalName == file.Name) is { } found ? await store.LoadAsync(found.Id, cancellationToken) : null;
+                    if (saga is { CurrentState: "Archived", ReconstructionSeconds: { } seconds } && seconds > ProcessPipeline.ConsumerTimeout.TotalSeconds)
+                    {
+                        longJobsDone++;
+                    }
+                    else
+                    {
+                        problems.Add($"the long job {file.Name} is {saga?.CurrentState ?? "missing"} after {saga?.ReconstructionSeconds:F0}s of reconstruction");
+                    }
+                }
+            }
+        }
         await pipeline.StopAllAsync();
         var leaks = await pipeline.SecretsInLogsAsync(cancellationToken);
         problems.AddRange(leaks);
         return new FaultReport(files, kills, brokerRestarts, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
-            0, 0, audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, leaks.Count, Math.Round(watch.Elapsed.TotalSeconds, 1),
+            0, 0, audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, leaks.Count, longJobs, longJobsDone, Math.Round(watch.Elapsed.TotalSeconds, 1),
             [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
     }
 

@@ -49,15 +49,21 @@ public sealed class ProcessPipeline : IAsyncDisposable
     private ProcessPipeline(string work) => Work = work;
 
     /// <summary>Starts the broker, then every service (each ready before the next starts); <paramref name="once"/> gives settings for a service's first life.</summary>
+    /// <summary>A job that outlasts the broker's consumer timeout: the file of this run and section sleeps this long.</summary>
+    public sealed record SlowJob(int Run, int Section, TimeSpan Sleep);
+
+    /// <summary>The broker's consumer timeout in these runs: low, so that a slow job outlasts it.</summary>
+    public static readonly TimeSpan ConsumerTimeout = TimeSpan.FromSeconds(20);
+
     public static async Task<ProcessPipeline> StartAsync(string? work, int brokerPort, TextWriter log, Func<string, IReadOnlyDictionary<string, string>?> once,
-        int releaseSleepMsMax, CancellationToken cancellationToken)
+        int releaseSleepMsMax, CancellationToken cancellationToken, SlowJob? slowJob = null)
     {
         var pipeline = new ProcessPipeline(work ?? Path.Combine(Path.GetTempPath(), $"pipeline-faults-{Guid.NewGuid():N}"[..30]));
         Directory.CreateDirectory(pipeline.Data);
         Directory.CreateDirectory(pipeline.Logs);
         log.WriteLine($"faults: working in {pipeline.Work}");
-        pipeline.Broker = await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, TimeSpan.FromMinutes(1), cancellationToken);
-        var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax);
+        pipeline.Broker = await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken);
+        var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax, slowJob);
         pipeline.Processes = Services.ToDictionary(s => s.Name, s => new ServiceProcess(s.Name, ServiceDll(s.Project), environment, pipeline.Logs), StringComparer.Ordinal);
         foreach (var process in pipeline.Processes.Values)
         {
@@ -117,7 +123,7 @@ public sealed class ProcessPipeline : IAsyncDisposable
         return trimmed;
     }
 
-    private Dictionary<string, string> Environment(Uri broker, string data, int releaseSleepMsMax)
+    private Dictionary<string, string> Environment(Uri broker, string data, int releaseSleepMsMax, SlowJob? slowJob)
     {
         var environment = new Dictionary<string, string>(StringComparer.Ordinal)
         {
@@ -149,7 +155,12 @@ public sealed class ProcessPipeline : IAsyncDisposable
             ["Pipeline__Api__Keys__faults-operator__Role"] = "operator",
         };
         // The sample release, sleeping a random time before writing its (deterministic) output.
-        var arguments = ReleaseOptions.SampleArguments.Concat(["--sleep-ms-max", releaseSleepMsMax.ToString(CultureInfo.InvariantCulture)]).ToList();
+        var arguments = ReleaseOptions.SampleArguments.Concat(["--sleep-ms-max", releaseSleepMsMax.ToString(CultureInfo.InvariantCulture), "--section", "{section}"]).ToList();
+        if (slowJob is not null)
+        {
+            arguments.AddRange(["--slow-run", slowJob.Run.ToString(CultureInfo.InvariantCulture), "--slow-section", slowJob.Section.ToString(CultureInfo.InvariantCulture),
+                "--slow-ms", ((long)slowJob.Sleep.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)]);
+        }
         for (var i = 0; i < arguments.Count; i++)
         {
             environment[$"Pipeline__Campaign__Release__Arguments__{i.ToString(CultureInfo.InvariantCulture)}"] = arguments[i];

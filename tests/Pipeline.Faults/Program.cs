@@ -35,7 +35,7 @@ if (args.FirstOrDefault() == "soak")
         Console.Error.WriteLine($"soak: {problem}");
     }
     Console.WriteLine(JsonSerializer.Serialize(new { soak.Minutes, soak.Runs, soak.Files, soak.NonFinal, soak.Poisoned, soak.MaxMemoryGrowthPercent, soak.MaxFileDescriptorGrowth,
-        soak.QueuesDrained, soak.ErrorQueues, soak.Processes, soak.Passed }, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+        soak.QueuesDrained, soak.ErrorQueues, soak.AllowedGrowthPercent, soak.Processes, soak.Passed }, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
     return soak.Passed ? 0 : 1;
 }
 var options = new FaultOptions(Files: Number("FILES", 1000), WorkerKills: Number("KILLS", 20), BrokerRestarts: Number("BROKER_RESTARTS", 2), Seed: Number("SEED", 1));
