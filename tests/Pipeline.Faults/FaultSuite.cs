@@ -190,9 +190,15 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         await pipeline.StopAllAsync();
         var leaks = await pipeline.SecretsInLogsAsync(cancellationToken);
         problems.AddRange(leaks);
-        return new FaultReport(files, kills, brokerRestarts, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
+        var report = new FaultReport(files, kills, brokerRestarts, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
             0, 0, audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, leaks.Count, longJobs, longJobsDone, Math.Round(watch.Elapsed.TotalSeconds, 1),
             [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
+        pipeline.KeepWork = !report.Passed;
+        if (pipeline.KeepWork)
+        {
+            log.WriteLine($"faults: the run failed; its areas, store and logs are kept in {pipeline.Work}");
+        }
+        return report;
     }
 
     /// <summary>The faults in the order they come: worker kills round the stages in a shuffled order, broker restarts among them.</summary>

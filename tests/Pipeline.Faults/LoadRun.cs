@@ -46,7 +46,9 @@ public sealed partial class LoadRun(TimeSpan duration, int connections, int file
         {
             log.WriteLine("load: no file was reconstructed while the load ran: the flow was not under way");
         }
-        return new LoadReport(duration.TotalSeconds, share * ReadEndpoints.Length, after - before, measured);
+        var report = new LoadReport(duration.TotalSeconds, share * ReadEndpoints.Length, after - before, measured);
+        pipeline.KeepWork = !report.Passed;
+        return report;
     }
 
     private static async Task<int> ReconstructedAsync(IFileSagaStore store, CancellationToken cancellationToken) =>

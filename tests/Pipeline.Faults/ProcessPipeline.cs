@@ -89,6 +89,9 @@ public sealed class ProcessPipeline : IAsyncDisposable
         }
     }
 
+    /// <summary>Keep the working folder (areas, store, every log) after the run: set when a run fails, for its diagnosis.</summary>
+    public bool KeepWork { get; set; }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var process in Processes.Values)
@@ -98,6 +101,10 @@ public sealed class ProcessPipeline : IAsyncDisposable
         if (Broker is not null)
         {
             await Broker.DisposeAsync();
+        }
+        if (!KeepWork && Directory.Exists(Work))
+        {
+            Directory.Delete(Work, recursive: true);
         }
     }
 

@@ -117,9 +117,11 @@ public sealed class SoakRun(TimeSpan duration, TimeSpan runEvery, int filesPerRu
                 (int)Median(warm.Select(s => (double)s.Files)), (int)Median(end.Select(s => (double)s.Files))));
         }
         await pipeline.StopAllAsync();
-        return new SoakReport(Math.Round(duration.TotalMinutes, 1), runs, files, files - final, poisoned,
+        var report = new SoakReport(Math.Round(duration.TotalMinutes, 1), runs, files, files - final, poisoned,
             trends.Count == 0 ? 0 : trends.Max(t => t.GrowthPercent), trends.Count == 0 ? 0 : trends.Max(t => t.EndFiles - t.WarmFiles),
             drained, errorQueues, trends, allowedGrowthPercent, problems);
+        pipeline.KeepWork = !report.Passed;
+        return report;
     }
 
     /// <summary>Run events that must be refused: they go to the error queue once each, and nowhere else.</summary>
