@@ -440,7 +440,8 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
             ?? throw new InvalidOperationException($"Campaign {saga.Campaign} of file {saga.CorrelationId} is not known.");
         await context.Publish(new ReconstructFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
             saga.Section, saga.CachedName, campaign.Release!.Version!, campaign.Selections, saga.TimeoutSeconds,
-            campaign.CalibrationTag, saga.Simulated ? saga.Events : 0));
+            campaign.CalibrationTag, saga.Simulated ? saga.Events : 0,
+            saga.Simulated ? 0 : saga.Size, saga.Simulated ? null : saga.Adler32));
     }
 
     private bool CanGrant(FileState saga, ClaimReconstruction claim) =>

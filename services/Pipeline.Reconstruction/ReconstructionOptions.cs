@@ -20,6 +20,12 @@ public sealed class ReconstructionOptions
     [Range(1, 600)]
     public int SlotWaitSeconds { get; set; } = 60;
 
+    /// <summary>
+    /// Check the staged input's size and Adler-32 against the catalogue before the release reads it (one more read
+    /// of the input, usually from the page cache it was just written through).
+    /// </summary>
+    public bool VerifyInput { get; set; } = true;
+
     /// <summary>How long to wait for the orchestrator to answer a claim.</summary>
     [Range(1, 3600)]
     public int ClaimTimeoutSeconds { get; set; } = 30;

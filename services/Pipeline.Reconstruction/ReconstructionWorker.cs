@@ -239,6 +239,19 @@ public sealed class ReconstructionWorker(
         {
             return (new ReleaseOutcome(null, false, "", null), $"staged input {message.CachedName} is missing from the cache");
         }
+        // The copy was verified while it was staged; bytes at rest can still change (a bad disk, a bad cable, a
+        // bad neighbour). A release given a corrupt input makes wrong outputs with good checksums, so the copy is
+        // checked once more before the release reads it; a bad one fails the attempt, and the next is staged anew.
+        if (message.CachedName is not null && message.InputAdler32 is not null && options.Value.VerifyInput)
+        {
+            await using var input = new ChecksummingStream(areas.Cache.OpenRead(message.CachedName));
+            await input.CopyToAsync(Stream.Null, cancellationToken);
+            if (input.Length != message.InputSize || !Adler32Checksum.Same(Adler32Checksum.Format(input.Adler32), message.InputAdler32))
+            {
+                return (new ReleaseOutcome(null, false, "", null),
+                    $"staged input {message.CachedName} is corrupt: catalogued {message.InputSize} bytes adler32 {message.InputAdler32}, cache holds {input.Length} bytes adler32 {Adler32Checksum.Format(input.Adler32)}");
+            }
+        }
         var conditions = campaign.IsMonteCarlo ? await ConditionsOfAsync(message.Run, cancellationToken) : "";
         var values = new Dictionary<string, string>(StringComparer.Ordinal)
         {

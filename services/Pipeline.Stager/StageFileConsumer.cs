@@ -2,6 +2,7 @@ using System.Diagnostics;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Faults;
 using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Flow;
@@ -82,6 +83,11 @@ public sealed class StageFileConsumer(
             await gate.ReleaseAsync(StorageOptions.Cache, cachedName);
             await Fail(context, $"checksum mismatch staging {message.LogicalName}: catalogued {message.Size} bytes adler32 {message.Adler32}, read {size} bytes adler32 {read}");
             return;
+        }
+        if (CrashPoint.ShouldCorruptStaged(message.Attempt))
+        {
+            CrashPoint.FlipByte(areas.Cache.PathOf(cachedName));
+            logger.LogWarning(CrashPoint.CorruptedStagedMessage + " {CachedName} attempt {Attempt}", cachedName, message.Attempt);
         }
         await report.CompletedAsync(PipelineMetrics.Staging, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         logger.LogInformation("Staged {LogicalName} ({Size} bytes, adler32 {Adler32}) attempt {Attempt}", message.LogicalName, size, read, message.Attempt);

@@ -3,6 +3,8 @@ namespace Pipeline.Contracts;
 /// <summary>
 /// Run the campaign's approved release on one staged raw file, or, for a Monte Carlo campaign (no
 /// <see cref="CachedName"/>), generate <see cref="Events"/> events under the run's conditions and reconstruct them.
+/// <see cref="InputSize"/> and <see cref="InputAdler32"/> are the raw file's as catalogued: the staged copy is
+/// checked against them before the release reads it.
 /// </summary>
 public sealed record ReconstructFile(
     Guid FileId,
@@ -16,7 +18,9 @@ public sealed record ReconstructFile(
     IReadOnlyList<DatasetSelection> Datasets,
     int? TimeoutSeconds = null,
     string? CalibrationTag = null,
-    long Events = 0) : IFileMessage;
+    long Events = 0,
+    long InputSize = 0,
+    string? InputAdler32 = null) : IFileMessage;
 
 /// <summary>An output dataset and the trigger bits that select events into it.</summary>
 public sealed record DatasetSelection(string Name, uint TriggerMask);

@@ -21,6 +21,7 @@ public sealed record FaultOptions(
     int Seed = 1,
     int BrokerPort = 5673,
     bool SlowJobs = true,
+    int CorruptStagedEvery = 20,
     TimeSpan? FinalWithin = null,
     string? WorkDirectory = null);
 
@@ -75,7 +76,8 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             name => options.CrashOrchestrator && name == "orchestrator"
                 ? new Dictionary<string, string> { [CrashPoint.SagaSavesVariable] = (crashAfter = random.Next(options.Files, options.Files * 4)).ToString(CultureInfo.InvariantCulture) }
                 : null,
-            releaseSleepMsMax: 300, cancellationToken, options.SlowJobs ? SlowJob : null);
+            releaseSleepMsMax: 300, cancellationToken, options.SlowJobs ? SlowJob : null,
+            options.CorruptStagedEvery > 0 ? new Dictionary<string, string> { [CrashPoint.CorruptStagedVariable] = options.CorruptStagedEvery.ToString(CultureInfo.InvariantCulture) } : null);
         var runs = await pipeline.GenerateAsync(options.Files, options.Seed);
         var files = runs.Sum(r => r.Files!.Count);
         var kills = 0;
@@ -187,11 +189,29 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                 }
             }
         }
+        // Every staged copy the stager corrupted must have been caught before the release read it, and the file re-staged.
+        var injected = await CorruptedCopiesAsync(pipeline["stager"].LogPath, cancellationToken);
+        var caught = new HashSet<string>(StringComparer.Ordinal);
+        string? after = null;
+        do
+        {
+            var page = await store.ListAsync(new FileQuery(Campaign: "prompt", After: after, Limit: 1000), cancellationToken);
+            foreach (var summary in page.Files)
+            {
+                if (await store.LoadAsync(summary.Id, cancellationToken) is { } saga && saga.History.Any(h => h.Detail?.Contains(" is corrupt: ", StringComparison.Ordinal) == true))
+                {
+                    caught.Add($"prompt/{saga.LogicalName}");
+                }
+            }
+            after = page.Next;
+        }
+        while (after is not null);
+        problems.AddRange(injected.Except(caught).Select(c => $"corrupted copy {c} was not caught"));
         await pipeline.StopAllAsync();
         var leaks = await pipeline.SecretsInLogsAsync(cancellationToken);
         problems.AddRange(leaks);
         var report = new FaultReport(files, kills, brokerRestarts, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
-            0, 0, audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, leaks.Count, longJobs, longJobsDone, Math.Round(watch.Elapsed.TotalSeconds, 1),
+            injected.Count, injected.Count(caught.Contains), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, leaks.Count, longJobs, longJobsDone, Math.Round(watch.Elapsed.TotalSeconds, 1),
             [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
         pipeline.KeepWork = !report.Passed;
         if (pipeline.KeepWork)
@@ -199,6 +219,21 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             log.WriteLine($"faults: the run failed; its areas, store and logs are kept in {pipeline.Work}");
         }
         return report;
+    }
+
+    /// <summary>The staged copies the stager says it corrupted, over all its lives.</summary>
+    private static async Task<IReadOnlySet<string>> CorruptedCopiesAsync(string stagerLog, CancellationToken cancellationToken)
+    {
+        var copies = new HashSet<string>(StringComparer.Ordinal);
+        await foreach (var line in File.ReadLinesAsync(stagerLog, cancellationToken))
+        {
+            var at = line.IndexOf(CrashPoint.CorruptedStagedMessage, StringComparison.Ordinal);
+            if (at >= 0)
+            {
+                copies.Add(line[(at + CrashPoint.CorruptedStagedMessage.Length)..].Trim().Split(' ')[0].Trim('"'));
+            }
+        }
+        return copies;
     }
 
     /// <summary>The faults in the order they come: worker kills round the stages in a shuffled order, broker restarts among them.</summary>

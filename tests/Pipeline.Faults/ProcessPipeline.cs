@@ -56,7 +56,7 @@ public sealed class ProcessPipeline : IAsyncDisposable
     public static readonly TimeSpan ConsumerTimeout = TimeSpan.FromSeconds(20);
 
     public static async Task<ProcessPipeline> StartAsync(string? work, int brokerPort, TextWriter log, Func<string, IReadOnlyDictionary<string, string>?> once,
-        int releaseSleepMsMax, CancellationToken cancellationToken, SlowJob? slowJob = null)
+        int releaseSleepMsMax, CancellationToken cancellationToken, SlowJob? slowJob = null, IReadOnlyDictionary<string, string>? stagerSettings = null)
     {
         var pipeline = new ProcessPipeline(work ?? Path.Combine(Path.GetTempPath(), $"pipeline-faults-{Guid.NewGuid():N}"[..30]));
         Directory.CreateDirectory(pipeline.Data);
@@ -64,7 +64,8 @@ public sealed class ProcessPipeline : IAsyncDisposable
         log.WriteLine($"faults: working in {pipeline.Work}");
         pipeline.Broker = await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken);
         var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax, slowJob);
-        pipeline.Processes = Services.ToDictionary(s => s.Name, s => new ServiceProcess(s.Name, ServiceDll(s.Project), environment, pipeline.Logs), StringComparer.Ordinal);
+        pipeline.Processes = Services.ToDictionary(s => s.Name, s => new ServiceProcess(s.Name, ServiceDll(s.Project),
+            s.Name == "stager" && stagerSettings is not null ? new Dictionary<string, string>(environment.Concat(stagerSettings)) : environment, pipeline.Logs), StringComparer.Ordinal);
         foreach (var process in pipeline.Processes.Values)
         {
             await process.StartAsync(cancellationToken, once(process.Name));

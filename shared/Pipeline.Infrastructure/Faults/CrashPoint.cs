@@ -1,7 +1,8 @@
 namespace Pipeline.Infrastructure.Faults;
 
 /// <summary>
-/// A place where the fault suite can make a process die at the worst moment: right after a file's saga is saved,
+/// Where the fault suite makes things go wrong on purpose, each off unless its environment variable is set. A
+/// place where it can make a process die at the worst moment: right after a file's saga is saved,
 /// before the messages its step publishes have left. Off unless the process is started with
 /// <c>PIPELINE_CRASH_AFTER_SAGA_SAVES=N</c>: it then kills itself (SIGKILL, no shutdown code) after its Nth save.
 /// </summary>
@@ -13,6 +14,33 @@ public static class CrashPoint
         int.TryParse(Environment.GetEnvironmentVariable(SagaSavesVariable), System.Globalization.CultureInfo.InvariantCulture, out var saves) ? saves : 0;
 
     private static int _sagaSaves;
+
+    public const string CorruptStagedVariable = "PIPELINE_CORRUPT_STAGED_EVERY";
+
+    private static readonly int CorruptStagedEvery =
+        int.TryParse(Environment.GetEnvironmentVariable(CorruptStagedVariable), System.Globalization.CultureInfo.InvariantCulture, out var every) ? every : 0;
+
+    private static int _staged;
+
+    /// <summary>What the stager logs for each copy it corrupts, for the fault suite to count.</summary>
+    public const string CorruptedStagedMessage = "fault injection: corrupted the staged copy";
+
+    /// <summary>
+    /// With <c>PIPELINE_CORRUPT_STAGED_EVERY=N</c>, true for every Nth first-attempt staging of this process: the
+    /// stager then flips a byte of the copy it has just verified, as a bad disk would at rest.
+    /// </summary>
+    public static bool ShouldCorruptStaged(int attempt) =>
+        CorruptStagedEvery > 0 && attempt == 1 && Interlocked.Increment(ref _staged) % CorruptStagedEvery == 0;
+
+    /// <summary>Flips the bits of one byte in the middle of a file, in place.</summary>
+    public static void FlipByte(string path)
+    {
+        using var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
+        file.Position = file.Length / 2;
+        var value = file.ReadByte();
+        file.Position = file.Length / 2;
+        file.WriteByte((byte)~value);
+    }
 
     public static void SagaSaved()
     {

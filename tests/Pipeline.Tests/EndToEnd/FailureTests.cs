@@ -64,6 +64,32 @@ public sealed class When_a_raw_file_does_not_match_its_catalogued_checksum
     }
 }
 
+public sealed class When_a_staged_copy_is_corrupted_in_the_cache
+{
+    [Fact]
+    public async Task Should_catch_it_before_the_release_reads_it_and_stage_the_file_again_from_the_archive()
+    {
+        await using var pipeline = await PipelineUnderTest.StartAsync();
+        Assert.Equal(System.Net.HttpStatusCode.Accepted, (await pipeline.Http.PostAsync("/api/stages/reconstruction/pause", null)).StatusCode);
+        var run = (await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 1, EventsPerFile: 40)))[0];
+        await pipeline.IngestAsync([run]);
+        var queued = await Eventually.Until(pipeline.AllFilesAsync, f => f.Count == 2 && f.All(x => x.CurrentState == "Queued"), TimeSpan.FromMinutes(1), "two files queued");
+
+        // A byte goes bad at rest, after the copy was verified on its way in.
+        var victim = queued[0];
+        Pipeline.Infrastructure.Faults.CrashPoint.FlipByte(pipeline.Areas.Cache.PathOf(victim.CachedName!));
+        Assert.Equal(System.Net.HttpStatusCode.Accepted, (await pipeline.Http.PostAsync("/api/stages/reconstruction/resume", null)).StatusCode);
+        await pipeline.WaitForFinalAsync(2);
+
+        var files = await pipeline.AllFilesAsync();
+        Assert.All(files, f => Assert.Equal("Archived", f.CurrentState));
+        var caught = files.Single(f => f.CorrelationId == victim.CorrelationId);
+        Assert.Contains(caught.History, h => h.Detail?.StartsWith($"retry after: staged input {victim.CachedName} is corrupt: catalogued", StringComparison.Ordinal) == true);
+        Assert.Equal(2, caught.History.Count(h => h.State == "Staging"));
+        Assert.True((await pipeline.AuditAsync([run])).Complete);
+    }
+}
+
 public sealed class When_a_raw_file_is_a_link_out_of_the_archive
 {
     [Fact]
