@@ -4,8 +4,9 @@ namespace Pipeline.Tests.EndToEnd;
 
 /// <summary>
 /// The short version of `make faults`: the services as processes on a broker of their own, with workers of every
-/// stage killed, the orchestrator killed between saving a file's state and publishing its next step, and the
-/// broker restarted and killed, while files flow. Nothing may be lost, doubled, unexpected or left behind.
+/// stage killed, the orchestrator killed between saving a file's state and publishing its next step, the broker
+/// restarted and killed, staged copies corrupted and two jobs outlasting the broker's consumer timeout, while
+/// files flow. Nothing may be lost, doubled, unexpected or left behind, and no secret may reach a log.
 /// </summary>
 [Collection(FaultSuiteCollection.Name)]
 public sealed class When_processes_and_the_broker_die_while_files_flow
@@ -26,6 +27,9 @@ public sealed class When_processes_and_the_broker_die_while_files_flow
         // The faults happened: a run that finished before its faults proves nothing.
         Assert.True(report.Kills >= 4, context);
         Assert.True(report.BrokerRestarts >= 1, context);
+        Assert.True(report.CorruptionsInjected >= 2 && report.CorruptionsCaught == report.CorruptionsInjected, context);
+        Assert.Equal((2, 2), (report.LongJobs, report.LongJobsDone));
+        Assert.Equal(0, report.SecretsInLogs);
     }
 }
 
