@@ -60,6 +60,11 @@ public sealed class FaultBroker : IAsyncDisposable
     public static async Task<FaultBroker> StartAsync(string baseDirectory, int port, TimeSpan consumerTimeout, CancellationToken cancellationToken)
     {
         var broker = new FaultBroker(baseDirectory, port, consumerTimeout);
+        // A node of this name still running is a leftover of a run that was killed: it holds the port and the name.
+        if (await TryAsync(Control, ["-n", broker.Node, "-q", "ping", "--timeout", "5"], cancellationToken))
+        {
+            await TryAsync(Control, ["-n", broker.Node, "-q", "stop"], cancellationToken);
+        }
         // The node runs as the rabbitmq user (the Debian script switches to it), which must own its folder.
         await RunAsync("chown", ["-R", "rabbitmq:rabbitmq", baseDirectory], null, cancellationToken);
         await broker.StartNodeAsync(cancellationToken);
