@@ -37,6 +37,7 @@ public sealed record FaultReport(
     int NonFinal,
     int CorruptionsInjected,
     int CorruptionsCaught,
+    int CorruptionsReplaced,
     int FailedFiles,
     int ChecksumsBad,
     bool CatalogAuditComplete,
@@ -47,7 +48,7 @@ public sealed record FaultReport(
     [property: System.Text.Json.Serialization.JsonIgnore] IReadOnlyList<string> Problems)
 {
     public bool Passed => Lost == 0 && Duplicated == 0 && Unexpected == 0 && Orphans == 0 && NonFinal == 0 && FailedFiles == 0
-        && ChecksumsBad == 0 && CatalogAuditComplete && SecretsInLogs == 0 && LongJobsDone == LongJobs && CorruptionsCaught == CorruptionsInjected;
+        && ChecksumsBad == 0 && CatalogAuditComplete && SecretsInLogs == 0 && LongJobsDone == LongJobs && CorruptionsCaught + CorruptionsReplaced == CorruptionsInjected;
 }
 
 /// <summary>
@@ -192,26 +193,38 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         // Every staged copy the stager corrupted must have been caught before the release read it, and the file re-staged.
         var injected = await CorruptedCopiesAsync(pipeline["stager"].LogPath, cancellationToken);
         var caught = new HashSet<string>(StringComparer.Ordinal);
+        // A corrupted copy can also be overwritten before anything reads it: its staging was issued again (a stall,
+        // a killed stager) and a later attempt's fresh copy is the one the file went on with.
+        var replaced = new HashSet<string>(StringComparer.Ordinal);
         string? after = null;
         do
         {
             var page = await store.ListAsync(new FileQuery(Campaign: "prompt", After: after, Limit: 1000), cancellationToken);
             foreach (var summary in page.Files)
             {
-                if (await store.LoadAsync(summary.Id, cancellationToken) is { } saga && saga.History.Any(h => h.Detail?.Contains(" is corrupt: ", StringComparison.Ordinal) == true))
+                if (await store.LoadAsync(summary.Id, cancellationToken) is not { } saga)
+                {
+                    continue;
+                }
+                if (saga.History.Any(h => h.Detail?.Contains(" is corrupt: ", StringComparison.Ordinal) == true))
                 {
                     caught.Add($"prompt/{saga.LogicalName}");
+                }
+                // Only first attempts are corrupted: a file first staged by a later attempt never used that copy.
+                if (saga.History.FirstOrDefault(h => h.State == "Staged") is { Attempt: > 1 })
+                {
+                    replaced.Add($"prompt/{saga.LogicalName}");
                 }
             }
             after = page.Next;
         }
         while (after is not null);
-        problems.AddRange(injected.Except(caught).Select(c => $"corrupted copy {c} was not caught"));
+        problems.AddRange(injected.Except(caught).Except(replaced).Select(c => $"corrupted copy {c} was neither caught nor replaced before use"));
         await pipeline.StopAllAsync();
         var leaks = await pipeline.SecretsInLogsAsync(cancellationToken);
         problems.AddRange(leaks);
         var report = new FaultReport(files, kills, brokerRestarts, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
-            injected.Count, injected.Count(caught.Contains), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, leaks.Count, longJobs, longJobsDone, Math.Round(watch.Elapsed.TotalSeconds, 1),
+            injected.Count, injected.Count(caught.Contains), injected.Count(c => !caught.Contains(c) && replaced.Contains(c)), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, leaks.Count, longJobs, longJobsDone, Math.Round(watch.Elapsed.TotalSeconds, 1),
             [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
         pipeline.KeepWork = !report.Passed;
         if (pipeline.KeepWork)
