@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Contracts;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
@@ -71,9 +72,13 @@ public sealed class When_a_staged_copy_is_corrupted_in_the_cache
     {
         await using var pipeline = await PipelineUnderTest.StartAsync();
         Assert.Equal(System.Net.HttpStatusCode.Accepted, (await pipeline.Http.PostAsync("/api/stages/reconstruction/pause", null)).StatusCode);
+        // The pause reaches the worker within a second: no file may start reconstructing before it does.
+        var pause = pipeline.Services.GetRequiredService<Pipeline.Infrastructure.Control.PauseState>();
+        await Eventually.Until(() => Task.FromResult(pause.IsPaused("reconstruction")), paused => paused, TimeSpan.FromSeconds(30), "the reconstruction stage paused");
         var run = (await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 1, EventsPerFile: 40)))[0];
         await pipeline.IngestAsync([run]);
-        var queued = await Eventually.Until(pipeline.AllFilesAsync, f => f.Count == 2 && f.All(x => x.CurrentState == "Queued"), TimeSpan.FromMinutes(1), "two files queued");
+        var queued = await Eventually.Until(pipeline.AllFilesAsync, f => f.Count == 2 && f.All(x => x.CurrentState == "Queued"), TimeSpan.FromMinutes(2), "two files queued",
+            f => string.Join(", ", f.Select(x => $"{x.LogicalName}={x.CurrentState}")));
 
         // A byte goes bad at rest, after the copy was verified on its way in.
         var victim = queued[0];

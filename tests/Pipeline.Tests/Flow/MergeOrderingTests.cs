@@ -35,7 +35,8 @@ public sealed class When_a_dataset_waits_for_a_late_file_of_an_earlier_run
         await merges.AddOutputAsync(await OutputAsync(pipeline, done, "muon"), CancellationToken.None);
 
         var alert = await Eventually.Until(() => health.ListAlertsAsync(activeOnly: true, 10, CancellationToken.None),
-            alerts => alerts.Any(a => a.Key == $"merge-order:{Campaign}/muon"), TimeSpan.FromSeconds(30), "the merge-order alert");
+            alerts => alerts.Any(a => a.Key == $"merge-order:{Campaign}/muon"), TimeSpan.FromMinutes(2), "the merge-order alert",
+            alerts => string.Join(", ", alerts.Select(a => a.Key)));
         Assert.Contains("waited", alert.Single(a => a.Kind == "merge-order").Message);
         Assert.Single(await merges.ListPendingAsync(Campaign, "muon", 10, CancellationToken.None));
         Assert.Empty(await merges.ListUnarchivedOfDatasetAsync(Campaign, "muon", 10, CancellationToken.None));
@@ -43,9 +44,9 @@ public sealed class When_a_dataset_waits_for_a_late_file_of_an_earlier_run
         var relaxed = await pipeline.Http.PutAsJsonAsync("/api/flow/datasets/muon", new { ordering = "relaxed" });
         Assert.Equal(HttpStatusCode.Accepted, relaxed.StatusCode);
         await Eventually.Until(() => merges.ListPendingAsync(Campaign, "muon", 10, CancellationToken.None), pending => pending.Count == 0,
-            TimeSpan.FromSeconds(30), "the waiting output merged");
+            TimeSpan.FromMinutes(2), "the waiting output merged");
         await Eventually.Until(() => health.ListAlertsAsync(activeOnly: true, 10, CancellationToken.None),
-            alerts => alerts.All(a => a.Kind != "merge-order"), TimeSpan.FromSeconds(30), "the merge-order alert resolved");
+            alerts => alerts.All(a => a.Kind != "merge-order"), TimeSpan.FromMinutes(2), "the merge-order alert resolved");
     }
 
     private static FileState Saga(int run, string name, string state) => new()
