@@ -62,13 +62,23 @@ public sealed class ProcessPipeline : IAsyncDisposable
         Directory.CreateDirectory(pipeline.Data);
         Directory.CreateDirectory(pipeline.Logs);
         log.WriteLine($"faults: working in {pipeline.Work}");
-        pipeline.Broker = await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken);
-        var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax, slowJob);
-        pipeline.Processes = Services.ToDictionary(s => s.Name, s => new ServiceProcess(s.Name, ServiceDll(s.Project),
-            s.Name == "stager" && stagerSettings is not null ? new Dictionary<string, string>(environment.Concat(stagerSettings)) : environment, pipeline.Logs), StringComparer.Ordinal);
-        foreach (var process in pipeline.Processes.Values)
+        try
         {
-            await process.StartAsync(cancellationToken, once(process.Name));
+            pipeline.Broker = await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken);
+            var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax, slowJob);
+            pipeline.Processes = Services.ToDictionary(s => s.Name, s => new ServiceProcess(s.Name, ServiceDll(s.Project),
+                s.Name == "stager" && stagerSettings is not null ? new Dictionary<string, string>(environment.Concat(stagerSettings)) : environment, pipeline.Logs), StringComparer.Ordinal);
+            foreach (var process in pipeline.Processes.Values)
+            {
+                await process.StartAsync(cancellationToken, once(process.Name));
+            }
+        }
+        catch
+        {
+            // A service that would not start leaves the others running: stop them all, keep the folder to look at.
+            pipeline.KeepWork = true;
+            await pipeline.DisposeAsync();
+            throw;
         }
         log.WriteLine($"faults: {pipeline.Processes.Count} services running");
         return pipeline;
