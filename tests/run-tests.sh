@@ -25,6 +25,12 @@ if grep -qE '^Total tests: +[0-9]+' "$log"; then
     echo "Skipped, with the reason:"
     grep -A1 -F '[SKIP]' "$log" | grep -v '^--$' | sed -E 's/^\[xUnit\.net [0-9:.]+\] +/  /'
   fi
+  # Failures come last, after the skip list, so that the end of the output names them.
+  if grep -q '\[FAIL\]' "$log"; then
+    echo "Failed, with the first lines of the reason:"
+    sed -E 's/^\[xUnit\.net [0-9:.]+\] +/  /' "$log" |
+      awk '/\[FAIL\]/ { shown = 0; printing = 1 } printing && /Stack Trace:/ { printing = 0 } printing && shown++ < 12'
+  fi
   echo "tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
 else
   echo "tests: no test summary found" >&2
