@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Archive;
+using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Flow;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
@@ -16,7 +17,9 @@ namespace Pipeline.Archiver;
 /// dataset), then writes the dataset's unarchived files in the order they were made, up to the one asked for — so a
 /// dataset reaches its volumes in run order whatever order the requests arrive in. Each file is written to every
 /// archive area the dataset asks copies on, each copy verified (size and Adler-32, read back) and catalogued; the file
-/// counts as archived only when all are. Then each raw file's saga is told and the output area's copy is removed.
+/// counts as archived only when all are. Then each raw file's saga (and the merger, which keeps the inputs until then)
+/// is told and the output area's copy is removed. A merged file found corrupted at its source is sent back to the
+/// merger to be made again, and its archiving retried.
 /// Repeats are harmless: a file already archived is only reported again.
 /// </summary>
 public sealed class ArchiveMergedFileConsumer(
@@ -30,10 +33,14 @@ public sealed class ArchiveMergedFileConsumer(
     AreaGate gate,
     TimeProvider time,
     StageReporter report,
+    IBus bus,
     ILogger<ArchiveMergedFileConsumer> logger) : IConsumer<ArchiveMergedFile>
 {
     /// <summary>A dataset's unarchived files read from the store at a time.</summary>
     private const int FilesPerPage = 100;
+
+    /// <summary>What the archiver logs when a merged file no longer matches its record, for the fault suite to count.</summary>
+    public const string CorruptSourceMessage = "Merged file is corrupted in the output area";
 
     public static string ArchiveName(string mergedName) => $"merged/{mergedName}";
 
@@ -90,6 +97,15 @@ public sealed class ArchiveMergedFileConsumer(
                 {
                     report.Failed(PipelineMetrics.Archive, "verification failed");
                     logger.LogWarning("Archiving {MergedName} to {Area} failed: {Reason}", file.Name, copy, ex.Message);
+                    // A copy that does not verify is either a bad write or a bad source: only the second is the merger's to mend.
+                    var (size, adler) = await areas.Output.ChecksumAsync(file.Name, cancellationToken);
+                    if (size != file.Size || !Adler32Checksum.Same(Adler32Checksum.Format(adler), file.Adler32))
+                    {
+                        var reason = $"the output area holds {size} bytes adler32 {Adler32Checksum.Format(adler)}, the merger recorded {file.Size} bytes adler32 {file.Adler32}";
+                        logger.LogWarning(CorruptSourceMessage + " {MergedName}: {Reason}; asking the merger to make it again", file.Name, reason);
+                        // Through the bus, not the consume context: its outbox would drop the request with the failed delivery.
+                        await bus.Publish(new RemakeMergedFile(file.Name, file.Campaign, file.Dataset, reason), CancellationToken.None);
+                    }
                     throw;
                 }
             }

@@ -10,6 +10,7 @@ using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Control;
+using Pipeline.Infrastructure.Faults;
 using Pipeline.Infrastructure.Flow;
 using Pipeline.Infrastructure.Telemetry;
 
@@ -18,8 +19,8 @@ namespace Pipeline.Merger;
 /// <summary>
 /// Watches the datasets' buffers and merges one when it reaches the target size, when it has been
 /// idle (the run ended) or when its oldest output has waited too long. A merge writes the new file,
-/// then commits it and its inputs in one store transaction; only then are the inputs deleted and
-/// the archiver told. Anything interrupted before the commit leaves the buffer as it was.
+/// then commits it and its inputs in one store transaction; only then is the archiver told. The inputs
+/// stay in scratch until the file is archived. Anything interrupted before the commit leaves the buffer as it was.
 /// </summary>
 public sealed class MergeService(
     IMergeStore merges,
@@ -229,6 +230,12 @@ public sealed class MergeService(
             throw;
         }
         await gate.ReplaceAsync(StorageOptions.Output, name, [new AreaFile(name, size)], cancellationToken);
+        // Before the commit, so that no archiver can have read the file yet.
+        var corrupted = FaultInjection.ShouldCorruptMerged();
+        if (corrupted)
+        {
+            FaultInjection.FlipByte(areas.Output.PathOf(name));
+        }
         var manifest = await ManifestAsync(name, buffer, batch, ranges, size, Adler32Checksum.Format(adler), events, cancellationToken);
         var record = new MergedFileRecord(name, buffer.Campaign, buffer.Dataset, size, Adler32Checksum.Format(adler), events, false, createdAt, createdAt, manifest.ToJson());
         if (!await merges.CommitMergeAsync(record, [.. batch.Select(o => o.OutputId)], cancellationToken))
@@ -240,6 +247,10 @@ public sealed class MergeService(
         }
         await report.CompletedAsync(PipelineMetrics.Merge, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         logger.LogInformation("Merged {Count} outputs of {Dataset} into {MergedName} ({Size} bytes, {Events} events)", batch.Count, buffer.Dataset, name, size, events);
+        if (corrupted)
+        {
+            logger.LogWarning(FaultInjection.CorruptedMergedMessage + " {MergedName}", name);
+        }
 
         await bus.Publish(ToArchiveRequest(record, batch), cancellationToken);
         foreach (var group in batch.GroupBy(o => o.FileId))
@@ -247,11 +258,8 @@ public sealed class MergeService(
             var first = group.First();
             await bus.Publish(new OutputsMerged(group.Key, first.Run, first.Stream, first.Campaign, name, [.. group.Select(o => o.OutputId)]), cancellationToken);
         }
-        foreach (var output in batch)
-        {
-            areas.Scratch.Delete(output.Name);
-            await gate.ReleaseAsync(StorageOptions.Scratch, output.Name);
-        }
+        // The inputs stay in scratch until the merged file is archived (see OutputsArchivedConsumer): a merged file
+        // corrupted before its copies verify is made again from them.
         return true;
     }
 
@@ -281,7 +289,7 @@ public sealed class MergeService(
         }
     }
 
-    private static ArchiveMergedFile ToArchiveRequest(MergedFileRecord merged, IEnumerable<PendingOutput> outputs) =>
+    public static ArchiveMergedFile ToArchiveRequest(MergedFileRecord merged, IEnumerable<PendingOutput> outputs) =>
         new(merged.Name, merged.Dataset, merged.Campaign, merged.Size, merged.Adler32, merged.Events,
             [.. outputs.Select(o => new MergedSource(o.FileId, o.Run, o.Stream, o.RawName, o.OutputId, o.Section))]);
 }

@@ -12,5 +12,10 @@ public static class MergerModule
             services.AddOptions<MergerOptions>().BindConfiguration(MergerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHostedService<MergeService>();
         },
-        bus => bus.AddConsumer<MergeOutputConsumer, MergeOutputConsumerDefinition>());
+        bus =>
+        {
+            bus.AddConsumer<MergeOutputConsumer, MergeOutputConsumerDefinition>();
+            bus.AddConsumer<OutputsArchivedConsumer, OutputsArchivedConsumerDefinition>();
+            bus.AddConsumer<RemakeMergedFileConsumer, RemakeMergedFileConsumerDefinition>();
+        });
 }

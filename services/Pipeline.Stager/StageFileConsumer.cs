@@ -84,10 +84,10 @@ public sealed class StageFileConsumer(
             await Fail(context, $"checksum mismatch staging {message.LogicalName}: catalogued {message.Size} bytes adler32 {message.Adler32}, read {size} bytes adler32 {read}");
             return;
         }
-        if (CrashPoint.ShouldCorruptStaged(message.Attempt))
+        if (FaultInjection.ShouldCorruptStaged(message.Attempt))
         {
-            CrashPoint.FlipByte(areas.Cache.PathOf(cachedName));
-            logger.LogWarning(CrashPoint.CorruptedStagedMessage + " {CachedName} attempt {Attempt}", cachedName, message.Attempt);
+            FaultInjection.FlipByte(areas.Cache.PathOf(cachedName));
+            logger.LogWarning(FaultInjection.CorruptedStagedMessage + " {CachedName} attempt {Attempt}", cachedName, message.Attempt);
         }
         await report.CompletedAsync(PipelineMetrics.Staging, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         logger.LogInformation("Staged {LogicalName} ({Size} bytes, adler32 {Adler32}) attempt {Attempt}", message.LogicalName, size, read, message.Attempt);

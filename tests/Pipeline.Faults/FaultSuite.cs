@@ -22,6 +22,7 @@ public sealed record FaultOptions(
     int BrokerPort = 5673,
     bool SlowJobs = true,
     int CorruptStagedEvery = 20,
+    int CorruptMergedEvery = 4,
     TimeSpan? FinalWithin = null,
     string? WorkDirectory = null);
 
@@ -38,6 +39,9 @@ public sealed record FaultReport(
     int CorruptionsInjected,
     int CorruptionsCaught,
     int CorruptionsReplaced,
+    int MergedCorruptionsInjected,
+    int MergedCorruptionsCaught,
+    int MergedFilesRemade,
     int FailedFiles,
     int ChecksumsBad,
     bool CatalogAuditComplete,
@@ -48,7 +52,8 @@ public sealed record FaultReport(
     [property: System.Text.Json.Serialization.JsonIgnore] IReadOnlyList<string> Problems)
 {
     public bool Passed => Lost == 0 && Duplicated == 0 && Unexpected == 0 && Orphans == 0 && NonFinal == 0 && FailedFiles == 0
-        && ChecksumsBad == 0 && CatalogAuditComplete && SecretsInLogs == 0 && LongJobsDone == LongJobs && CorruptionsCaught + CorruptionsReplaced == CorruptionsInjected;
+        && ChecksumsBad == 0 && CatalogAuditComplete && SecretsInLogs == 0 && LongJobsDone == LongJobs && CorruptionsCaught + CorruptionsReplaced == CorruptionsInjected
+        && MergedCorruptionsCaught == MergedCorruptionsInjected && MergedFilesRemade == MergedCorruptionsInjected;
 }
 
 /// <summary>
@@ -75,10 +80,14 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         // The orchestrator's first life ends at the crash point, somewhere in the middle of the run.
         await using var pipeline = await ProcessPipeline.StartAsync(options.WorkDirectory, options.BrokerPort, log,
             name => options.CrashOrchestrator && name == "orchestrator"
-                ? new Dictionary<string, string> { [CrashPoint.SagaSavesVariable] = (crashAfter = random.Next(options.Files, options.Files * 4)).ToString(CultureInfo.InvariantCulture) }
+                ? new Dictionary<string, string> { [FaultInjection.SagaSavesVariable] = (crashAfter = random.Next(options.Files, options.Files * 4)).ToString(CultureInfo.InvariantCulture) }
                 : null,
             releaseSleepMsMax: 300, cancellationToken, options.SlowJobs ? SlowJob : null,
-            options.CorruptStagedEvery > 0 ? new Dictionary<string, string> { [CrashPoint.CorruptStagedVariable] = options.CorruptStagedEvery.ToString(CultureInfo.InvariantCulture) } : null);
+            new Dictionary<string, IReadOnlyDictionary<string, string>>
+            {
+                ["stager"] = new Dictionary<string, string> { [FaultInjection.CorruptStagedVariable] = options.CorruptStagedEvery.ToString(CultureInfo.InvariantCulture) },
+                ["merger"] = new Dictionary<string, string> { [FaultInjection.CorruptMergedVariable] = options.CorruptMergedEvery.ToString(CultureInfo.InvariantCulture) },
+            });
         var runs = await pipeline.GenerateAsync(options.Files, options.Seed);
         var files = runs.Sum(r => r.Files!.Count);
         var kills = 0;
@@ -191,7 +200,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             }
         }
         // Every staged copy the stager corrupted must have been caught before the release read it, and the file re-staged.
-        var injected = await CorruptedCopiesAsync(pipeline["stager"].LogPath, cancellationToken);
+        var injected = await LoggedNamesAsync(pipeline["stager"].LogPath, FaultInjection.CorruptedStagedMessage, cancellationToken);
         var caught = new HashSet<string>(StringComparer.Ordinal);
         // A corrupted copy can also be overwritten before anything reads it: its staging was issued again (a stall,
         // a killed stager) and a later attempt's fresh copy is the one the file went on with.
@@ -220,11 +229,20 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         }
         while (after is not null);
         problems.AddRange(injected.Except(caught).Except(replaced).Select(c => $"corrupted copy {c} was neither caught nor replaced before use"));
+        // Every merged file the merger corrupted must have been caught by the archiver before any copy was catalogued,
+        // and made again from its inputs (ChecksumsBad and the audits above say that what was archived is sound).
+        var mergedInjected = await LoggedNamesAsync(pipeline["merger"].LogPath, FaultInjection.CorruptedMergedMessage, cancellationToken);
+        var mergedCaught = await LoggedNamesAsync(pipeline["archiver"].LogPath, Archiver.ArchiveMergedFileConsumer.CorruptSourceMessage, cancellationToken);
+        var remade = await LoggedNamesAsync(pipeline["merger"].LogPath, Merger.RemakeMergedFileConsumer.RemadeMessage, cancellationToken);
+        problems.AddRange(mergedInjected.Except(mergedCaught).Select(m => $"corrupted merged file {m} was not caught by the archiver"));
+        problems.AddRange(mergedInjected.Except(remade).Select(m => $"corrupted merged file {m} was not made again"));
+        problems.AddRange(mergedCaught.Except(mergedInjected).Select(m => $"merged file {m} was found corrupted without being corrupted on purpose"));
         await pipeline.StopAllAsync();
         var leaks = await pipeline.SecretsInLogsAsync(cancellationToken);
         problems.AddRange(leaks);
         var report = new FaultReport(files, kills, brokerRestarts, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
-            injected.Count, injected.Count(caught.Contains), injected.Count(c => !caught.Contains(c) && replaced.Contains(c)), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, leaks.Count, longJobs, longJobsDone, Math.Round(watch.Elapsed.TotalSeconds, 1),
+            injected.Count, injected.Count(caught.Contains), injected.Count(c => !caught.Contains(c) && replaced.Contains(c)),
+            mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, leaks.Count, longJobs, longJobsDone, Math.Round(watch.Elapsed.TotalSeconds, 1),
             [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
         pipeline.KeepWork = !report.Passed;
         if (pipeline.KeepWork)
@@ -234,19 +252,19 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         return report;
     }
 
-    /// <summary>The staged copies the stager says it corrupted, over all its lives.</summary>
-    private static async Task<IReadOnlySet<string>> CorruptedCopiesAsync(string stagerLog, CancellationToken cancellationToken)
+    /// <summary>The names a service logged right after the given message, over all its lives.</summary>
+    private static async Task<IReadOnlySet<string>> LoggedNamesAsync(string serviceLog, string message, CancellationToken cancellationToken)
     {
-        var copies = new HashSet<string>(StringComparer.Ordinal);
-        await foreach (var line in File.ReadLinesAsync(stagerLog, cancellationToken))
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        await foreach (var line in File.ReadLinesAsync(serviceLog, cancellationToken))
         {
-            var at = line.IndexOf(CrashPoint.CorruptedStagedMessage, StringComparison.Ordinal);
+            var at = line.IndexOf(message, StringComparison.Ordinal);
             if (at >= 0)
             {
-                copies.Add(line[(at + CrashPoint.CorruptedStagedMessage.Length)..].Trim().Split(' ')[0].Trim('"'));
+                names.Add(line[(at + message.Length)..].Trim().Split(' ')[0].Trim('"', ':'));
             }
         }
-        return copies;
+        return names;
     }
 
     /// <summary>The faults in the order they come: worker kills round the stages in a shuffled order, broker restarts among them.</summary>

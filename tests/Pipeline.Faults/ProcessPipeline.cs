@@ -48,15 +48,18 @@ public sealed class ProcessPipeline : IAsyncDisposable
 
     private ProcessPipeline(string work) => Work = work;
 
-    /// <summary>Starts the broker, then every service (each ready before the next starts); <paramref name="once"/> gives settings for a service's first life.</summary>
     /// <summary>A job that outlasts the broker's consumer timeout: the file of this run and section sleeps this long.</summary>
     public sealed record SlowJob(int Run, int Section, TimeSpan Sleep);
 
     /// <summary>The broker's consumer timeout in these runs: low, so that a slow job outlasts it.</summary>
     public static readonly TimeSpan ConsumerTimeout = TimeSpan.FromSeconds(20);
 
+    /// <summary>
+    /// Starts the broker, then every service (each ready before the next starts); <paramref name="once"/> gives settings for a
+    /// service's first life, <paramref name="serviceSettings"/> settings for all its lives.
+    /// </summary>
     public static async Task<ProcessPipeline> StartAsync(string? work, int brokerPort, TextWriter log, Func<string, IReadOnlyDictionary<string, string>?> once,
-        int releaseSleepMsMax, CancellationToken cancellationToken, SlowJob? slowJob = null, IReadOnlyDictionary<string, string>? stagerSettings = null)
+        int releaseSleepMsMax, CancellationToken cancellationToken, SlowJob? slowJob = null, IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>>? serviceSettings = null)
     {
         var pipeline = new ProcessPipeline(work ?? Path.Combine(Path.GetTempPath(), $"pipeline-faults-{Guid.NewGuid():N}"[..30]));
         Directory.CreateDirectory(pipeline.Data);
@@ -67,7 +70,7 @@ public sealed class ProcessPipeline : IAsyncDisposable
             pipeline.Broker = await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken);
             var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax, slowJob);
             pipeline.Processes = Services.ToDictionary(s => s.Name, s => new ServiceProcess(s.Name, ServiceDll(s.Project),
-                s.Name == "stager" && stagerSettings is not null ? new Dictionary<string, string>(environment.Concat(stagerSettings)) : environment, pipeline.Logs), StringComparer.Ordinal);
+                serviceSettings?.GetValueOrDefault(s.Name) is { } settings ? new Dictionary<string, string>(environment.Concat(settings)) : environment, pipeline.Logs), StringComparer.Ordinal);
             foreach (var process in pipeline.Processes.Values)
             {
                 await process.StartAsync(cancellationToken, once(process.Name));
@@ -232,7 +235,8 @@ public sealed class ProcessPipeline : IAsyncDisposable
 
     /// <summary>
     /// Files that nothing will ever pick up once every file is final: temporary files of writes that died (after the
-    /// sweeper has had its chance), staged copies left in the cache, merged files never archived out of the output area.
+    /// sweeper has had its chance), staged copies left in the cache, reconstruction outputs or job folders left in scratch,
+    /// merged files never archived out of the output area.
     /// </summary>
     public async Task<IReadOnlyList<string>> OrphansAsync(bool allFinal, CancellationToken cancellationToken)
     {
@@ -240,6 +244,7 @@ public sealed class ProcessPipeline : IAsyncDisposable
         [
             .. Directory.EnumerateFiles(Data, "*" + StorageArea.TemporaryMarker + "*", SearchOption.AllDirectories),
             .. Enumerate(Path.Combine(Data, StorageOptions.Cache)),
+            .. Enumerate(Path.Combine(Data, StorageOptions.Scratch)),
             .. Enumerate(Path.Combine(Data, StorageOptions.Output)),
         ];
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);

@@ -96,7 +96,7 @@ public sealed class StoreSagaRepositoryContext<TMessage> : ConsumeContextScope<T
     {
         var expected = _loadedVersions.TryGetValue(context.Saga.CorrelationId, out var loaded) ? loaded : context.Saga.Version;
         await store.UpdateAsync(context.Saga, expected, CancellationToken);
-        Faults.CrashPoint.SagaSaved();
+        Faults.FaultInjection.SagaSaved();
     }
 
     public Task Delete(SagaConsumeContext<FileState> context) =>

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.State;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
 
@@ -82,7 +83,7 @@ public sealed class When_a_staged_copy_is_corrupted_in_the_cache
 
         // A byte goes bad at rest, after the copy was verified on its way in.
         var victim = queued[0];
-        Pipeline.Infrastructure.Faults.CrashPoint.FlipByte(pipeline.Areas.Cache.PathOf(victim.CachedName!));
+        Pipeline.Infrastructure.Faults.FaultInjection.FlipByte(pipeline.Areas.Cache.PathOf(victim.CachedName!));
         Assert.Equal(System.Net.HttpStatusCode.Accepted, (await pipeline.Http.PostAsync("/api/stages/reconstruction/resume", null)).StatusCode);
         await pipeline.WaitForFinalAsync(2);
 
@@ -163,5 +164,70 @@ public sealed class When_every_reconstruction_slot_is_busy
             Assert.Equal(1, f.Attempt);
             Assert.Single(f.History, h => h.Event == "FileReconstructed");
         });
+    }
+}
+
+public sealed class When_a_merged_file_is_corrupted_before_it_is_archived
+{
+    [Fact]
+    public async Task Should_catch_it_make_it_again_from_its_inputs_and_archive_only_sound_bytes()
+    {
+        await using var pipeline = await PipelineUnderTest.StartAsync();
+        var merges = pipeline.Services.GetRequiredService<IMergeStore>();
+        var (merged, run) = await CorruptOneMergedFileAsync(pipeline);
+        await pipeline.WaitForFinalAsync(2);
+
+        var files = await pipeline.AllFilesAsync();
+        Assert.All(files, f => Assert.Equal("Archived", f.CurrentState));
+        Assert.True((await merges.GetMergedFileAsync(merged.Name, CancellationToken.None))!.Archived);
+        // What the archive holds is the file as it was first made: its record, manifest and checksum stand.
+        var entry = Assert.Single(await pipeline.Services.GetRequiredService<ICatalog>().FindAsync($"merged/{merged.Name}", CancellationToken.None));
+        Assert.Equal(merged.Adler32, entry.Adler32);
+        var (size, adler) = await pipeline.Areas.Archive.ChecksumAsync($"merged/{merged.Name}", CancellationToken.None);
+        Assert.Equal((merged.Size, merged.Adler32), (size, Pipeline.Infrastructure.Checksums.Adler32Checksum.Format(adler)));
+        Assert.True((await pipeline.AuditAsync([run])).Complete);
+        // The inputs were kept for the remake only: once archived, scratch holds none of them.
+        await Eventually.Until(() => Task.FromResult(Directory.EnumerateFiles(pipeline.Areas.Scratch.RootPath, "*", SearchOption.AllDirectories).ToList()),
+            left => left.Count == 0, TimeSpan.FromSeconds(30), "scratch emptied of merged inputs", left => string.Join(", ", left));
+    }
+
+    [Fact]
+    public async Task Should_raise_an_alert_and_keep_it_unarchived_when_its_inputs_are_gone()
+    {
+        await using var pipeline = await PipelineUnderTest.StartAsync();
+        var merges = pipeline.Services.GetRequiredService<IMergeStore>();
+        var (merged, _) = await CorruptOneMergedFileAsync(pipeline, before: () =>
+        {
+            foreach (var input in Directory.EnumerateFiles(pipeline.Areas.Scratch.RootPath, "*.evt", SearchOption.AllDirectories))
+            {
+                File.Delete(input);
+            }
+        });
+
+        var health = pipeline.Services.GetRequiredService<IHealthStore>();
+        var alert = await Eventually.Until(async () => (await health.ListAlertsAsync(activeOnly: true, 100, CancellationToken.None)).FirstOrDefault(a => a.Kind == "merged-file-corrupt"),
+            a => a is not null, TimeSpan.FromMinutes(2), "a merged-file-corrupt alert");
+        Assert.Contains(merged.Name, alert!.Message, StringComparison.Ordinal);
+        Assert.Contains("no longer in scratch", alert.Message, StringComparison.Ordinal);
+        Assert.False((await merges.GetMergedFileAsync(merged.Name, CancellationToken.None))!.Archived);
+        Assert.Empty(await pipeline.Services.GetRequiredService<ICatalog>().FindAsync($"merged/{merged.Name}", CancellationToken.None));
+    }
+
+    /// <summary>Runs two files to the merger with the archiver paused, flips a byte of one merged file, and resumes the archiver.</summary>
+    private static async Task<(MergedFileRecord Merged, RunRecorded Run)> CorruptOneMergedFileAsync(PipelineUnderTest pipeline, Action? before = null)
+    {
+        Assert.Equal(System.Net.HttpStatusCode.Accepted, (await pipeline.Http.PostAsync("/api/stages/archiver/pause", null)).StatusCode);
+        var pause = pipeline.Services.GetRequiredService<Pipeline.Infrastructure.Control.PauseState>();
+        await Eventually.Until(() => Task.FromResult(pause.IsPaused("archiver")), paused => paused, TimeSpan.FromSeconds(30), "the archiver paused");
+        var run = (await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 1, EventsPerFile: 40)))[0];
+        await pipeline.IngestAsync([run]);
+        await Eventually.Until(pipeline.AllFilesAsync, f => f.Count == 2 && f.All(x => x.CurrentState == "Merged"), TimeSpan.FromMinutes(2), "two files merged",
+            f => string.Join(", ", f.Select(x => $"{x.LogicalName}={x.CurrentState}")));
+        var merges = pipeline.Services.GetRequiredService<IMergeStore>();
+        var merged = (await merges.ListUnarchivedAsync(DateTimeOffset.MaxValue, CancellationToken.None))[0];
+        Pipeline.Infrastructure.Faults.FaultInjection.FlipByte(pipeline.Areas.Output.PathOf(merged.Name));
+        before?.Invoke();
+        Assert.Equal(System.Net.HttpStatusCode.Accepted, (await pipeline.Http.PostAsync("/api/stages/archiver/resume", null)).StatusCode);
+        return (merged, run);
     }
 }

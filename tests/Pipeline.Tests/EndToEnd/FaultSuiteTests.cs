@@ -5,7 +5,7 @@ namespace Pipeline.Tests.EndToEnd;
 /// <summary>
 /// The short version of `make faults`: the services as processes on a broker of their own, with workers of every
 /// stage killed, the orchestrator killed between saving a file's state and publishing its next step, the broker
-/// restarted and killed, staged copies corrupted and two jobs outlasting the broker's consumer timeout, while
+/// restarted and killed, staged copies and merged files corrupted and two jobs outlasting the broker's consumer timeout, while
 /// files flow. Nothing may be lost, doubled, unexpected or left behind, and no secret may reach a log.
 /// </summary>
 [Collection(FaultSuiteCollection.Name)]
@@ -18,7 +18,7 @@ public sealed class When_processes_and_the_broker_die_while_files_flow
         using var output = new StringWriter();
 
         // A port of its own, so that a `make faults` running beside the tests is not disturbed.
-        var report = await new FaultSuite(new FaultOptions(Files: 80, WorkerKills: 6, BrokerRestarts: 2, Seed: 7, BrokerPort: 5683, CorruptStagedEvery: 10), output)
+        var report = await new FaultSuite(new FaultOptions(Files: 80, WorkerKills: 6, BrokerRestarts: 2, Seed: 7, BrokerPort: 5683, CorruptStagedEvery: 10, CorruptMergedEvery: 3), output)
             .RunAsync(CancellationToken.None);
 
         var context = $"{System.Text.Json.JsonSerializer.Serialize(report)}\n{string.Join('\n', report.Problems)}\n{output}";
@@ -28,6 +28,8 @@ public sealed class When_processes_and_the_broker_die_while_files_flow
         Assert.True(report.Kills >= 4, context);
         Assert.True(report.BrokerRestarts >= 1, context);
         Assert.True(report.CorruptionsInjected >= 2 && report.CorruptionsCaught >= 1 && report.CorruptionsCaught + report.CorruptionsReplaced == report.CorruptionsInjected, context);
+        Assert.True(report.MergedCorruptionsInjected >= 1 && report.MergedCorruptionsCaught == report.MergedCorruptionsInjected
+            && report.MergedFilesRemade == report.MergedCorruptionsInjected, context);
         Assert.Equal((2, 2), (report.LongJobs, report.LongJobsDone));
         Assert.Equal(0, report.SecretsInLogs);
     }

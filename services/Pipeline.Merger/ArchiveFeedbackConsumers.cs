@@ -1,0 +1,131 @@
+using MassTransit;
+using Pipeline.Contracts;
+using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Flow;
+using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.Storage;
+
+namespace Pipeline.Merger;
+
+/// <summary>
+/// Removes a merged file's inputs from scratch once the file is archived and verified. Until then they are the
+/// source a corrupted merged file is made again from. Repeats are harmless: an input already removed is skipped.
+/// </summary>
+public sealed class OutputsArchivedConsumer(IMergeStore merges, StorageAreas areas, AreaGate gate) : IConsumer<OutputsArchived>
+{
+    public async Task Consume(ConsumeContext<OutputsArchived> context)
+    {
+        var message = context.Message;
+        var archived = message.OutputIds.ToHashSet(StringComparer.Ordinal);
+        foreach (var output in await merges.ListOutputsOfAsync(message.MergedName, context.CancellationToken))
+        {
+            if (archived.Contains(output.OutputId))
+            {
+                areas.Scratch.Delete(output.Name);
+                await gate.ReleaseAsync(StorageOptions.Scratch, output.Name);
+            }
+        }
+    }
+}
+
+/// <summary>
+/// Makes a merged file again from its inputs when the archiver found it corrupted in the output area. The merge is
+/// deterministic (inputs in the order they were merged, ties by input), so the new file must match the recorded size
+/// and Adler-32 exactly; the record, its manifest and the catalog stay as they are. When the inputs are gone or fail
+/// their own checksums, the file cannot be made again here: an alert says so and the file stays unarchived.
+/// </summary>
+public sealed class RemakeMergedFileConsumer(
+    IMergeStore merges,
+    StorageAreas areas,
+    IHealthStore health,
+    TimeProvider time,
+    ILogger<RemakeMergedFileConsumer> logger) : IConsumer<RemakeMergedFile>
+{
+    /// <summary>What the merger logs for each merged file it made again, for the fault suite to count.</summary>
+    public const string RemadeMessage = "Made merged file again from its inputs";
+
+    public static string AlertKey(string mergedName) => $"merged-file-corrupt:{mergedName}";
+
+    public async Task Consume(ConsumeContext<RemakeMergedFile> context)
+    {
+        var message = context.Message;
+        var merged = await merges.GetMergedFileAsync(message.MergedName, context.CancellationToken);
+        if (merged is null or { Archived: true })
+        {
+            return;
+        }
+        // A repeated request (the archiver retries) finds the file made again already.
+        if (areas.Output.Exists(merged.Name))
+        {
+            var (size, adler) = await areas.Output.ChecksumAsync(merged.Name, context.CancellationToken);
+            if (size == merged.Size && Adler32Checksum.Same(Adler32Checksum.Format(adler), merged.Adler32))
+            {
+                await context.Publish(MergeService.ToArchiveRequest(merged, await merges.ListOutputsOfAsync(merged.Name, context.CancellationToken)));
+                return;
+            }
+        }
+        var inputs = await merges.ListOutputsOfAsync(merged.Name, context.CancellationToken);
+        var gone = inputs.Where(o => !areas.Scratch.Exists(o.Name)).Select(o => o.Name).ToList();
+        if (gone.Count > 0)
+        {
+            await CannotRemakeAsync(merged, $"{gone.Count} of its {inputs.Count} inputs are no longer in scratch ({gone[0]}…)", context.CancellationToken);
+            return;
+        }
+        (long Size, uint Adler32, long Events) made;
+        try
+        {
+            made = await MergedFileWriter.WriteAsync(areas.Scratch, [.. inputs.Select(o => new MergeInput(o.Name, o.Size, o.Adler32, o.Events))],
+                areas.Output, merged.Name, context.CancellationToken);
+        }
+        catch (Exception ex) when (ex is InvalidDataException or Pipeline.EventFormat.EventFormatException)
+        {
+            await CannotRemakeAsync(merged, ex.Message, context.CancellationToken);
+            return;
+        }
+        if (made.Size != merged.Size || !Adler32Checksum.Same(Adler32Checksum.Format(made.Adler32), merged.Adler32) || made.Events != merged.Events)
+        {
+            await CannotRemakeAsync(merged, $"merged again it has {made.Size} bytes adler32 {Adler32Checksum.Format(made.Adler32)}, not the recorded {merged.Size} bytes adler32 {merged.Adler32}", context.CancellationToken);
+            return;
+        }
+        logger.LogWarning(RemadeMessage + " {MergedName} ({Inputs} inputs, {Size} bytes, adler32 {Adler32}): {Reason}",
+            merged.Name, inputs.Count, made.Size, merged.Adler32, message.Reason);
+        await context.Publish(MergeService.ToArchiveRequest(merged, inputs));
+    }
+
+    private async Task CannotRemakeAsync(MergedFileRecord merged, string why, CancellationToken cancellationToken)
+    {
+        var text = $"Merged file {merged.Name} of {merged.Campaign}/{merged.Dataset} is corrupted in the output area and cannot be made again from its inputs: {why}. It stays unarchived; its raw files need reconstructing again.";
+        logger.LogError("{Alert}", text);
+        await health.RaiseAlertAsync(AlertKey(merged.Name), "merged-file-corrupt", "critical", text, time.GetUtcNow(), cancellationToken);
+    }
+}
+
+/// <summary>The archive's news to the merger, on a queue of its own so that pausing the merger does not hold it back.</summary>
+public sealed class OutputsArchivedConsumerDefinition : ConsumerDefinition<OutputsArchivedConsumer>
+{
+    public const string QueueName = "merger-archived";
+
+    public OutputsArchivedConsumerDefinition()
+    {
+        EndpointName = QueueName;
+    }
+
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<OutputsArchivedConsumer> consumerConfigurator, IRegistrationContext context) =>
+        endpointConfigurator.UseMessageRetry(r => r.Intervals(100, 500, 2000, 10000));
+}
+
+public sealed class RemakeMergedFileConsumerDefinition : ConsumerDefinition<RemakeMergedFileConsumer>
+{
+    public const string QueueName = "merger-remake";
+
+    public RemakeMergedFileConsumerDefinition()
+    {
+        EndpointName = QueueName;
+    }
+
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<RemakeMergedFileConsumer> consumerConfigurator, IRegistrationContext context)
+    {
+        endpointConfigurator.UseMessageRetry(r => r.Intervals(100, 500, 2000, 10000));
+        endpointConfigurator.UseInMemoryOutbox(context);
+    }
+}
