@@ -9,7 +9,7 @@ FILES ?= 4
 EVENTS ?= 500
 REPROCESS ?= 0
 
-.PHONY: help build run demo audit test faults load soak bench microbench up down clean
+.PHONY: help build run demo audit reconcile test faults load soak bench microbench up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -25,6 +25,9 @@ demo: build ## Sample data end to end through every stage; last line is a JSON s
 
 audit: build ## Audit a campaign from the catalog alone (CAMPAIGN=prompt, DATA=./data); prints JSON, exits 0 when complete
 	@dotnet $(HOST_DLL) audit $(or $(CAMPAIGN),prompt) --Pipeline:DataDirectory=$(or $(DATA),./data)
+
+reconcile: build ## The catalog against the archive areas (DATA=./data, ARGS=--dry-run --verify); prints JSON, exits 0 when nothing is wrong
+	@dotnet $(HOST_DLL) reconcile $(ARGS) --Pipeline:DataDirectory=$(or $(DATA),./data)
 
 test: ## Every test, on a real RabbitMQ (installed and started on 127.0.0.1 when none is given)
 	@bash tests/run-tests.sh

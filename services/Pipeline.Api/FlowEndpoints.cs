@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Audit;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
@@ -63,7 +64,22 @@ public static class FlowEndpoints
             .Accepts<OrderingRequest>("application/json")
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound);
+        var (_, storage) = endpoints.MapApiGroups("/api", "Storage");
+        storage.MapPost("/reconciliation", Reconcile)
+            .WithName("Reconcile")
+            .WithSummary("Sweep the catalog against the archive areas now: a catalogued copy missing or wrong is marked bad and restored from another sound copy when one exists; a file the catalog lacks is moved into the area's .quarantine folder, never deleted. dryRun=true reports only; verify=true re-reads every byte")
+            .ProducesValidationProblem();
         return endpoints;
+    }
+
+    private static async Task<Results<Ok<ReconciliationReport>, ValidationProblem>> Reconcile(
+        Reconciler reconciler, CancellationToken ct, bool dryRun = false, bool verify = false, double darkAfterMinutes = 60)
+    {
+        if (!double.IsFinite(darkAfterMinutes) || darkAfterMinutes is < 0 or > 525_600)
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["darkAfterMinutes"] = ["must be between 0 and 525600"] });
+        }
+        return TypedResults.Ok(await reconciler.RunAsync(new ReconciliationOptions(verify, TimeSpan.FromMinutes(darkAfterMinutes), dryRun), ct));
     }
 
     private static async Task<Ok<FlowStatus>> GetFlow(IFlowStore store, FlowControl flow, CampaignDirectory campaigns, TimeProvider time, CancellationToken ct) =>

@@ -13,6 +13,8 @@ public static class ArchiverModule
         {
             services.AddOptions<ArchiverOptions>().BindConfiguration(ArchiverOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddSingleton<Movers>();
+            services.AddOptions<ReconciliationSettings>().BindConfiguration(ReconciliationSettings.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddHostedService<ReconciliationService>();
             services.AddSingleton(sp => new StageCapacity(PipelineMetrics.Archive, sp.GetRequiredService<IOptions<ArchiverOptions>>().Value.Writers));
         },
         bus => bus.AddConsumer<ArchiveMergedFileConsumer, ArchiveMergedFileConsumerDefinition>());

@@ -45,6 +45,7 @@ public sealed record FaultReport(
     int FailedFiles,
     int ChecksumsBad,
     bool CatalogAuditComplete,
+    bool ReconciliationClean,
     int SecretsInLogs,
     int LongJobs,
     int LongJobsDone,
@@ -52,7 +53,7 @@ public sealed record FaultReport(
     [property: System.Text.Json.Serialization.JsonIgnore] IReadOnlyList<string> Problems)
 {
     public bool Passed => Lost == 0 && Duplicated == 0 && Unexpected == 0 && Orphans == 0 && NonFinal == 0 && FailedFiles == 0
-        && ChecksumsBad == 0 && CatalogAuditComplete && SecretsInLogs == 0 && LongJobsDone == LongJobs && CorruptionsCaught + CorruptionsReplaced == CorruptionsInjected
+        && ChecksumsBad == 0 && CatalogAuditComplete && ReconciliationClean && SecretsInLogs == 0 && LongJobsDone == LongJobs && CorruptionsCaught + CorruptionsReplaced == CorruptionsInjected
         && MergedCorruptionsCaught == MergedCorruptionsInjected && MergedFilesRemade == MergedCorruptionsInjected;
 }
 
@@ -167,6 +168,11 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         var orphans = await pipeline.OrphansAsync(nonFinal == 0, cancellationToken);
         var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), pipeline.Data);
         var audit = await ProductionAudit.RunAsync(runs, CampaignOptions.SampleDatasets.Select(d => new DatasetSelection(d.Key, d.Value)).ToList(), "prompt", areas, store, store, cancellationToken);
+        // And the catalog against the archive: every catalogued copy where it says, sound, and nothing else there.
+        var reconciliation = await new Reconciler(store, store, new Pipeline.Infrastructure.Archive.ArchiveLibrary([new Pipeline.Infrastructure.Archive.AreaArchive(areas.Archive, null)]),
+            TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Reconciler>.Instance).RunAsync(new ReconciliationOptions(VerifyChecksums: true, DarkAfter: TimeSpan.Zero, DryRun: true), cancellationToken);
+        problems.AddRange(reconciliation.Bad.Select(b => $"reconciliation: {b.Area}/{b.Name}: {b.Problem}"));
+        problems.AddRange(reconciliation.Dark.Select(d => $"reconciliation: {d.Area}/{d.Name} ({d.Size} bytes) is not in the catalog"));
         // And from the catalog alone: every output in exactly one archived file, by the merged files' manifests.
         var catalogAudit = await CatalogAudit.RunAsync("prompt", store, store, cancellationToken);
         problems.AddRange(catalogAudit.ManifestProblems.Select(p => $"manifest: {p}"));
@@ -242,7 +248,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         problems.AddRange(leaks);
         var report = new FaultReport(files, kills, brokerRestarts, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
             injected.Count, injected.Count(caught.Contains), injected.Count(c => !caught.Contains(c) && replaced.Contains(c)),
-            mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, leaks.Count, longJobs, longJobsDone, Math.Round(watch.Elapsed.TotalSeconds, 1),
+            mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, reconciliation.Clean, leaks.Count, longJobs, longJobsDone, Math.Round(watch.Elapsed.TotalSeconds, 1),
             [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
         pipeline.KeepWork = !report.Passed;
         if (pipeline.KeepWork)

@@ -21,6 +21,7 @@ using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Serilog;
 using Serilog.Events;
 using Serilog.Formatting.Compact;
@@ -43,17 +44,10 @@ public static class PipelineHosting
         var options = configuration.GetSection(PipelineOptions.Section).Get<PipelineOptions>() ?? new PipelineOptions();
 
         services.AddSerilog((_, logger) => ConfigureLogging(logger, configuration, options));
-        services.AddSingleton(TimeProvider.System);
-        var archives = ArchiveAreas(configuration);
-        services.AddSingleton(_ => StorageAreas.FromConfiguration(
-            configuration.GetSection(StorageOptions.Section).GetChildren().ToDictionary(c => c.Key, c => c.Value, StringComparer.Ordinal),
-            options.DataDirectory,
-            archives.Where(a => a.Value.Kind != ArchiveKind.Command).Select(a => a.Key)));
-        services.AddSingleton(sp => CreateArchiveLibrary(archives, sp));
+        AddStorageAndState(services, configuration, options);
         services.AddOptions<FlowOptions>().BindConfiguration(FlowOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<FlowControl>();
         services.AddSingleton<AreaGate>();
-        AddStore(services, options);
         services.AddSingleton<CampaignDirectory>();
         services.AddSingleton<CampaignService>();
         services.AddSingleton<RunIngestion>();
@@ -143,6 +137,24 @@ public static class PipelineHosting
         {
             telemetry.UseOtlpExporter();
         }
+    }
+
+    /// <summary>
+    /// The storage areas, the archive library and the state store as configured, with the reconciliation sweep over them:
+    /// what a pipeline process has, and what a command-line tool needs to work on the same data without running a stage.
+    /// </summary>
+    public static void AddStorageAndState(IServiceCollection services, IConfiguration configuration, PipelineOptions options)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<PipelineMetrics>();
+        var archives = ArchiveAreas(configuration);
+        services.AddSingleton(_ => StorageAreas.FromConfiguration(
+            configuration.GetSection(StorageOptions.Section).GetChildren().ToDictionary(c => c.Key, c => c.Value, StringComparer.Ordinal),
+            options.DataDirectory,
+            archives.Where(a => a.Value.Kind != ArchiveKind.Command).Select(a => a.Key)));
+        services.AddSingleton(sp => CreateArchiveLibrary(archives, sp));
+        AddStore(services, options);
+        services.AddSingleton<Audit.Reconciler>();
     }
 
     /// <summary>The configured archive areas; "archive" is always one of them (a folder unless configured otherwise).</summary>

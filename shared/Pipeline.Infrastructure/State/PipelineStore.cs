@@ -212,6 +212,12 @@ public interface ICatalog
     Task<IReadOnlyList<CatalogEntry>> FindAsync(string name, CancellationToken cancellationToken);
 
     Task<IReadOnlyList<CatalogEntry>> ListAsync(string kind, string? campaign, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Marks a catalogued copy bad (its storage no longer holds it as catalogued) with the reason, or clears the mark
+    /// when <paramref name="reason"/> is null; false when no such entry exists.
+    /// </summary>
+    Task<bool> MarkBadAsync(string name, string area, string? reason, CancellationToken cancellationToken);
 }
 
 public sealed record CatalogEntry(
@@ -225,7 +231,8 @@ public sealed record CatalogEntry(
     long Events,
     IReadOnlyList<MergedSource> Sources,
     DateTimeOffset CreatedAt,
-    string? Manifest = null)
+    string? Manifest = null,
+    string? Bad = null)
 {
     public const string Raw = "raw";
     public const string Merged = "merged";

@@ -203,6 +203,7 @@ public sealed partial class SqlitePipelineStore : IPipelineStore, IDisposable
         InitialiseCampaigns(connection);
         // Databases made before merged files carried manifests get the columns; their older files have none.
         AddColumnIfMissing(connection, "catalog", "manifest", "TEXT NULL");
+        AddColumnIfMissing(connection, "catalog", "bad", "TEXT NULL");
         AddColumnIfMissing(connection, "merged_files", "manifest", "TEXT NULL");
     }
 
@@ -646,7 +647,7 @@ public sealed partial class SqlitePipelineStore : IPipelineStore, IDisposable
     private static IReadOnlyList<CatalogEntry> ReadCatalog(SqliteConnection connection, string clause, params (string, object?)[] parameters)
     {
         using var command = Command(connection,
-            "SELECT name, area, kind, campaign, dataset, size, adler32, events, sources, created_at, manifest FROM catalog " + clause, parameters);
+            "SELECT name, area, kind, campaign, dataset, size, adler32, events, sources, created_at, manifest, bad FROM catalog " + clause, parameters);
         using var reader = command.ExecuteReader();
         var entries = new List<CatalogEntry>();
         while (reader.Read())
@@ -662,10 +663,20 @@ public sealed partial class SqlitePipelineStore : IPipelineStore, IDisposable
                 reader.GetInt64(7),
                 JsonSerializer.Deserialize<List<MergedSource>>(reader.GetString(8), Json) ?? [],
                 DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(9)),
-                reader.IsDBNull(10) ? null : reader.GetString(10)));
+                reader.IsDBNull(10) ? null : reader.GetString(10),
+                reader.IsDBNull(11) ? null : reader.GetString(11)));
         }
         return entries;
     }
+
+    public Task<bool> MarkBadAsync(string name, string area, string? reason, CancellationToken cancellationToken) =>
+        WriteAsync((connection, transaction) =>
+        {
+            using var update = Command(connection, "UPDATE catalog SET bad = $bad WHERE name = $name AND area = $area",
+                ("$bad", reason), ("$name", name), ("$area", area));
+            update.Transaction = transaction;
+            return update.ExecuteNonQuery() == 1;
+        }, cancellationToken);
 
     // ---- merge buffer -----------------------------------------------------------------------
 

@@ -162,6 +162,16 @@ public sealed class StorageArea
         RemoveEmptyParents(Path.GetDirectoryName(path));
     }
 
+    /// <summary>Moves a file to another name in the same area (a rename: never a copy), refusing to overwrite.</summary>
+    public void Move(string name, string newName)
+    {
+        var from = PathOf(name);
+        var to = PathOf(newName);
+        Directory.CreateDirectory(Path.GetDirectoryName(to)!);
+        File.Move(from, to, overwrite: false);
+        RemoveEmptyParents(Path.GetDirectoryName(from));
+    }
+
     public void DeleteDirectory(string name)
     {
         var path = PathOf(name);

@@ -419,6 +419,22 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.Empty(await Store.ListAsync(CatalogEntry.Raw, null, CancellationToken.None));
     }
 
+    [SkippableFact]
+    public async Task Should_mark_one_catalogued_copy_bad_and_clear_the_mark()
+    {
+        var entry = new CatalogEntry("merged/y", "archive", CatalogEntry.Merged, "prompt", "muon", 5, "00000001", 1, [], DateTimeOffset.UtcNow);
+        await Store.AddAsync(entry, CancellationToken.None);
+        await Store.AddAsync(entry with { Area = "vault" }, CancellationToken.None);
+
+        Assert.True(await Store.MarkBadAsync("merged/y", "archive", "missing from storage", CancellationToken.None));
+        Assert.False(await Store.MarkBadAsync("merged/y", "elsewhere", "missing from storage", CancellationToken.None));
+        Assert.Equal([("archive", "missing from storage"), ("vault", null)], (await Store.FindAsync("merged/y", CancellationToken.None)).Select(e => (e.Area, e.Bad)));
+        // A bad copy is still the same file: adding its entry again is no conflict.
+        await Store.AddAsync(entry, CancellationToken.None);
+        Assert.True(await Store.MarkBadAsync("merged/y", "archive", null, CancellationToken.None));
+        Assert.All(await Store.FindAsync("merged/y", CancellationToken.None), e => Assert.Null(e.Bad));
+    }
+
     private static readonly AreaLimits TenKilobytes = new(10_000, 9_000, 5_000);
 
     [SkippableFact]

@@ -382,6 +382,13 @@ public sealed partial class MongoPipelineStore : IPipelineStore
         await Retry(token => _catalog.Find(MongoQueries.CatalogOfKind(kind, campaign))
             .SortBy(c => c.Dataset).ThenBy(c => c.Name).ToListAsync(token), cancellationToken);
 
+    public async Task<bool> MarkBadAsync(string name, string area, string? reason, CancellationToken cancellationToken)
+    {
+        var result = await Retry(token => _catalog.UpdateOneAsync(c => c.Name == name && c.Area == area,
+            Builders<CatalogEntry>.Update.Set(c => c.Bad, reason), cancellationToken: token), cancellationToken);
+        return result.MatchedCount == 1;
+    }
+
     // ---- merge buffer -----------------------------------------------------------------------
 
     public async Task<PendingOutput> AddOutputAsync(PendingOutput output, CancellationToken cancellationToken)

@@ -1,0 +1,49 @@
+using System.Text.Json;
+using Pipeline.Infrastructure.Audit;
+using Pipeline.Infrastructure.Hosting;
+
+namespace Pipeline.Host;
+
+/// <summary>
+/// `pipeline reconcile [--dry-run] [--verify] [--dark-after-minutes=N]`: the reconciliation sweep of the catalog against
+/// the archive areas, on the configured store and areas, printed as JSON. Exits 0 when the sweep found nothing wrong.
+/// </summary>
+public static class ReconcileCommand
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var flags = args.Where(a => !a.StartsWith("--Pipeline:", StringComparison.OrdinalIgnoreCase)).ToList();
+        var darkAfter = ReconciliationOptions.DefaultDarkAfter;
+        foreach (var flag in flags)
+        {
+            if (flag.StartsWith("--dark-after-minutes=", StringComparison.Ordinal)
+                && double.TryParse(flag["--dark-after-minutes=".Length..], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var minutes)
+                && minutes is >= 0 and <= 525_600)
+            {
+                darkAfter = TimeSpan.FromMinutes(minutes);
+            }
+            else if (flag is not "--dry-run" and not "--verify")
+            {
+                await Console.Error.WriteLineAsync("usage: pipeline reconcile [--dry-run] [--verify] [--dark-after-minutes=N] [--Pipeline:DataDirectory=DIR | --Pipeline:Store=Mongo ...]");
+                return 2;
+            }
+        }
+        var configuration = new ConfigurationBuilder()
+            .SetBasePath(AppContext.BaseDirectory)
+            .AddJsonFile("appsettings.json", optional: true)
+            .AddEnvironmentVariables()
+            .AddCommandLine([.. args.Except(flags)])
+            .Build();
+        var options = configuration.GetSection(PipelineOptions.Section).Get<PipelineOptions>() ?? new PipelineOptions();
+        var services = new ServiceCollection();
+        // Logs go to stderr: stdout carries the report alone.
+        services.AddLogging(logging => logging.AddFilter("Microsoft", LogLevel.Warning)
+            .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace));
+        PipelineHosting.AddStorageAndState(services, configuration, options);
+        await using var provider = services.BuildServiceProvider();
+        var report = await provider.GetRequiredService<Reconciler>()
+            .RunAsync(new ReconciliationOptions(flags.Contains("--verify"), darkAfter, flags.Contains("--dry-run")), CancellationToken.None);
+        Console.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+        return report.Clean ? 0 : 1;
+    }
+}
