@@ -7,6 +7,10 @@ public static class CollectorModule
 {
     public static PipelineModule Module { get; } = new(
         "collector",
-        (_, _) => { },
+        (services, _) =>
+        {
+            services.AddOptions<CollectorOptions>().BindConfiguration(CollectorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddHostedService<LeftoverJobSweeper>();
+        },
         bus => bus.AddConsumer<CollectJobLogsConsumer, CollectJobLogsConsumerDefinition>());
 }

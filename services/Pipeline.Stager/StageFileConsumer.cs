@@ -62,18 +62,31 @@ public sealed class StageFileConsumer(
             return;
         }
 
-        await gate.AdmitAsync(StorageOptions.Cache, cachedName, message.Size, cancellationToken);
         long size;
         uint adler;
-        try
+        while (true)
         {
-            (size, adler) = await archive.ReadIntoAsync(message.LogicalName, areas.Cache, cachedName, cancellationToken);
-        }
-        catch (Exception ex) when (ex is ArchiveException or IOException)
-        {
-            await gate.ReleaseAsync(StorageOptions.Cache, cachedName);
-            await Fail(context, $"could not read {message.LogicalName} from the archive: {ex.Message}");
-            return;
+            await gate.AdmitAsync(StorageOptions.Cache, cachedName, message.Size, cancellationToken);
+            try
+            {
+                (size, adler) = await archive.ReadIntoAsync(message.LogicalName, areas.Cache, cachedName, cancellationToken);
+                break;
+            }
+            catch (Exception ex) when (DiskSpace.IsDiskFull(ex))
+            {
+                // Not the file's fault: the partial copy is gone (writes are promoted only whole), and the file waits
+                // for room like one held back by a full area, without spending an attempt.
+                await gate.ReleaseAsync(StorageOptions.Cache, cachedName);
+                gate.NoteDiskFull();
+                logger.LogWarning("The cache's disk filled while {LogicalName} was staged; it waits for room and is staged again", message.LogicalName);
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+            }
+            catch (Exception ex) when (ex is ArchiveException or IOException)
+            {
+                await gate.ReleaseAsync(StorageOptions.Cache, cachedName);
+                await Fail(context, $"could not read {message.LogicalName} from the archive: {ex.Message}");
+                return;
+            }
         }
 
         var read = Adler32Checksum.Format(adler);

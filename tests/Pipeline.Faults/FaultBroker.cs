@@ -40,6 +40,8 @@ public sealed class FaultBroker : IAsyncDisposable
             "loopback_users.guest = true",
             // Low, so that a job outlasting it is part of what the suite survives.
             $"consumer_timeout = {((long)consumerTimeout.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)}",
+            // Explicit, so that the disk alarm the suite raises is cleared by putting exactly this back.
+            $"disk_free_limit.absolute = {DiskFreeLimit}",
             "") );
         _environment = new Dictionary<string, string>(StringComparer.Ordinal)
         {
@@ -96,6 +98,38 @@ public sealed class FaultBroker : IAsyncDisposable
         await RunAsync(Control, ["-n", Node, "-q", "start_app"], null, cancellationToken);
         await RunAsync(Control, ["-n", Node, "-q", "await_startup", "--timeout", "180"], null, cancellationToken);
     }
+
+    /// <summary>
+    /// RabbitMQ's disk alarm for a while: the free-disk limit is set far above what any disk holds, so the node blocks
+    /// every publishing connection (consumers go on) until the limit is put back and the alarm clears.
+    /// </summary>
+    /// <returns>Whether the node reported the alarm in force during that time.</returns>
+    public async Task<bool> DiskAlarmAsync(TimeSpan duration, CancellationToken cancellationToken)
+    {
+        await RunAsync(Control, ["-n", Node, "-q", "set_disk_free_limit", "1000000GB"], null, cancellationToken);
+        try
+        {
+            var until = DateTime.UtcNow + duration;
+            var seen = false;
+            while (DateTime.UtcNow < until)
+            {
+                seen = seen || await AlarmInForceAsync(cancellationToken);
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+            }
+            return seen;
+        }
+        finally
+        {
+            await RunAsync(Control, ["-n", Node, "-q", "set_disk_free_limit", DiskFreeLimit], null, CancellationToken.None);
+        }
+    }
+
+    /// <summary>Whether the node has an alarm in force (disk or memory), as `rabbitmq-diagnostics` would say.</summary>
+    public async Task<bool> AlarmInForceAsync(CancellationToken cancellationToken) =>
+        !await TryAsync("/usr/sbin/rabbitmq-diagnostics", ["-n", Node, "-q", "check_alarms"], cancellationToken);
+
+    /// <summary>The node's own free-disk limit in these runs.</summary>
+    private const string DiskFreeLimit = "50MB";
 
     /// <summary>kill -9 of the broker's process, then a fresh start on the same folder.</summary>
     public async Task KillAndStartAsync(CancellationToken cancellationToken)

@@ -17,6 +17,7 @@ public sealed record FaultOptions(
     int Files = 1000,
     int WorkerKills = 20,
     int BrokerRestarts = 2,
+    int DiskAlarms = 1,
     bool CrashOrchestrator = true,
     int Seed = 1,
     int BrokerPort = 5673,
@@ -31,6 +32,7 @@ public sealed record FaultReport(
     int Files,
     int Kills,
     int BrokerRestarts,
+    int DiskAlarms,
     long Lost,
     long Duplicated,
     long Unexpected,
@@ -67,6 +69,9 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
 {
     private const double FaultWindow = 0.75;
 
+    /// <summary>How long the broker's disk alarm blocks every publisher.</summary>
+    private static readonly TimeSpan DiskAlarmDuration = TimeSpan.FromSeconds(15);
+
     // The first run's first section, in both streams: two jobs several times longer than the broker's consumer timeout.
     private static readonly ProcessPipeline.SlowJob SlowJob = new(1000, 1, ProcessPipeline.ConsumerTimeout * 4);
 
@@ -93,6 +98,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         var files = runs.Sum(r => r.Files!.Count);
         var kills = 0;
         var brokerRestarts = 0;
+        var diskAlarms = 0;
         log.WriteLine($"faults: announcing {runs.Count} runs of {files} files; the orchestrator dies after saga save {crashAfter}");
         await pipeline.AnnounceAsync(runs, cancellationToken);
         // Keys in use, refused and unknown: what an API might be tempted to log.
@@ -140,6 +146,17 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                         log.WriteLine($"faults: broker stop_app/start_app with {final} of {files} final");
                         await pipeline.Broker.RestartApplicationAsync(cancellationToken);
                         brokerRestarts++;
+                        break;
+                    case "disk-alarm":
+                        log.WriteLine($"faults: RabbitMQ disk alarm for {DiskAlarmDuration.TotalSeconds:F0}s with {final} of {files} final");
+                        if (await pipeline.Broker.DiskAlarmAsync(DiskAlarmDuration, cancellationToken))
+                        {
+                            diskAlarms++;
+                        }
+                        else
+                        {
+                            problems.Add("the broker never reported its disk alarm in force");
+                        }
                         break;
                     case "broker-kill":
                         log.WriteLine($"faults: kill -9 of the broker with {final} of {files} final");
@@ -246,7 +263,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         await pipeline.StopAllAsync();
         var leaks = await pipeline.SecretsInLogsAsync(cancellationToken);
         problems.AddRange(leaks);
-        var report = new FaultReport(files, kills, brokerRestarts, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
+        var report = new FaultReport(files, kills, brokerRestarts, diskAlarms, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
             injected.Count, injected.Count(caught.Contains), injected.Count(c => !caught.Contains(c) && replaced.Contains(c)),
             mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, reconciliation.Clean, leaks.Count, longJobs, longJobsDone, Math.Round(watch.Elapsed.TotalSeconds, 1),
             [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
@@ -285,6 +302,10 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         {
             var at = (i + 1) * (schedule.Count + 1) / (options.BrokerRestarts + 1);
             schedule.Insert(Math.Min(at, schedule.Count), i % 2 == 0 ? "broker-restart" : "broker-kill");
+        }
+        for (var i = 0; i < options.DiskAlarms; i++)
+        {
+            schedule.Insert(random.Next(schedule.Count + 1), "disk-alarm");
         }
         return schedule;
     }

@@ -167,6 +167,8 @@ public sealed class ProcessPipeline : IAsyncDisposable
             ["Pipeline__Merger__PollSeconds"] = "0.2",
             ["Pipeline__Monitor__AbandonedTemporarySeconds"] = "5",
             ["Pipeline__Monitor__TemporarySweepSeconds"] = "1",
+            ["Pipeline__Collector__LeftoverAfterSeconds"] = "5",
+            ["Pipeline__Collector__LeftoverSweepSeconds"] = "2",
             ["Pipeline__Monitor__CheckIntervalSeconds"] = "2",
             ["Serilog__MinimumLevel__Default"] = "Information",
             // The API's keys: used while the files flow, and looked for in every log afterwards.

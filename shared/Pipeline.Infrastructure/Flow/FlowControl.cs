@@ -127,9 +127,20 @@ public sealed class FlowControlRefresher(IFlowStore store, FlowControl flow, Pip
 /// the area is blocked (its message stays unacknowledged and durable in the broker meanwhile); whoever removes
 /// the file gives its room back.
 /// </summary>
-public sealed class AreaGate(IFlowStore store, FlowControl flow, TimeProvider time, ILogger<AreaGate> logger)
+public sealed class AreaGate(IFlowStore store, FlowControl flow, StorageAreas areas, TimeProvider time, ILogger<AreaGate> logger)
 {
     private int _waiting;
+
+    private int _diskFull;
+
+    /// <summary>
+    /// Times a file of this process waited because the disk under its area was too full (an admission refused for
+    /// lack of free space, or a write that ran out of it), since the process started.
+    /// </summary>
+    public int DiskFullWaits => Volatile.Read(ref _diskFull);
+
+    /// <summary>A write into the area ran out of disk: its partial file is gone and the file will wait for room.</summary>
+    public void NoteDiskFull() => Interlocked.Increment(ref _diskFull);
 
     /// <summary>Files of this process waiting for room right now.</summary>
     public int Waiting => Volatile.Read(ref _waiting);
@@ -143,7 +154,7 @@ public sealed class AreaGate(IFlowStore store, FlowControl flow, TimeProvider ti
         }
         Interlocked.Increment(ref _waiting);
         var since = time.GetUtcNow();
-        logger.LogInformation("Area {Area} is above its high-water mark; {Name} waits for room", area, name);
+        logger.LogInformation("Area {Area} is above its high-water mark or its disk is full; {Name} waits for room", area, name);
         try
         {
             do
@@ -159,8 +170,31 @@ public sealed class AreaGate(IFlowStore store, FlowControl flow, TimeProvider ti
         logger.LogInformation("{Name} admitted into {Area} after waiting {Seconds:F1}s", name, area, (time.GetUtcNow() - since).TotalSeconds);
     }
 
-    public Task<bool> TryAdmitAsync(string area, string name, long bytes, CancellationToken cancellationToken) =>
-        store.TryReserveAsync(area, name, bytes, flow.LimitsOf(area), time.GetUtcNow(), cancellationToken);
+    public Task<bool> TryAdmitAsync(string area, string name, long bytes, CancellationToken cancellationToken)
+    {
+        if (!DiskHasRoom(area, bytes))
+        {
+            return Task.FromResult(false);
+        }
+        return store.TryReserveAsync(area, name, bytes, flow.LimitsOf(area), time.GetUtcNow(), cancellationToken);
+    }
+
+    /// <summary>Whether the disk under the area keeps <see cref="FlowOptions.MinFreeBytes"/> free once the file is written.</summary>
+    private bool DiskHasRoom(string area, long bytes)
+    {
+        var reserve = flow.Configured.MinFreeBytes;
+        if (reserve <= 0 || !areas.TryGet(area, out var storage) || DiskSpace.AvailableBytes(storage.RootPath) is not { } available
+            || available - bytes >= reserve)
+        {
+            return true;
+        }
+        if (Interlocked.Increment(ref _diskFull) % 100 == 1)
+        {
+            logger.LogWarning("The disk under area {Area} has {Available} bytes free, less than {Bytes} bytes plus the {Reserve} bytes kept free: writes into it wait",
+                area, available, bytes, reserve);
+        }
+        return false;
+    }
 
     /// <summary>Replaces an estimate (a job's) by the files it became.</summary>
     public Task ReplaceAsync(string area, string name, IReadOnlyList<AreaFile> files, CancellationToken cancellationToken) =>

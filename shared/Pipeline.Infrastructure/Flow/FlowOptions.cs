@@ -32,6 +32,14 @@ public sealed class FlowOptions
     [Range(1, 30 * 24 * 3600)]
     public double StrictWaitSeconds { get; set; } = 1800;
 
+    /// <summary>
+    /// The disk under a bounded area must keep this much free after a file is admitted: a stage whose disk is fuller
+    /// than that (whatever the quota says, since other tenants share disks) waits as it would for a full area.
+    /// 0 turns the check off.
+    /// </summary>
+    [Range(0, long.MaxValue)]
+    public long MinFreeBytes { get; set; } = 128L << 20;
+
     /// <summary>How often a stage held back by a full area asks again.</summary>
     [Range(0.01, 60)]
     public double AdmissionPollSeconds { get; set; } = 0.25;

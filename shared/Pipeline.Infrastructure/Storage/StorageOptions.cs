@@ -40,6 +40,8 @@ public sealed class StorageAreas
 
     public IEnumerable<StorageArea> All => _areas.Values;
 
+    public bool TryGet(string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out StorageArea? area) => _areas.TryGetValue(name, out area);
+
     /// <param name="extra">Further areas that must exist (archive areas held in folders), defaulting like the known ones.</param>
     public static StorageAreas FromConfiguration(IReadOnlyDictionary<string, string?> configured, string dataDirectory, IEnumerable<string>? extra = null)
     {

@@ -27,6 +27,7 @@ public sealed class When_processes_and_the_broker_die_while_files_flow
         // The faults happened: a run that finished before its faults proves nothing.
         Assert.True(report.Kills >= 4, context);
         Assert.True(report.BrokerRestarts >= 1, context);
+        Assert.Equal(1, report.DiskAlarms);
         Assert.True(report.CorruptionsInjected >= 2 && report.CorruptionsCaught >= 1 && report.CorruptionsCaught + report.CorruptionsReplaced == report.CorruptionsInjected, context);
         Assert.True(report.MergedCorruptionsInjected >= 1 && report.MergedCorruptionsCaught == report.MergedCorruptionsInjected
             && report.MergedFilesRemade == report.MergedCorruptionsInjected, context);

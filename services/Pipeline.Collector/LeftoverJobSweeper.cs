@@ -1,0 +1,94 @@
+using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.Storage;
+
+namespace Pipeline.Collector;
+
+public sealed class CollectorOptions
+{
+    public const string Section = "Pipeline:Collector";
+
+    /// <summary>How often scratch is searched for job folders that nothing will come back for.</summary>
+    [Range(0.1, 86_400)]
+    public double LeftoverSweepSeconds { get; set; } = 300;
+
+    /// <summary>A job folder of a finished file is left alone until nothing in it has been written for this long.</summary>
+    [Range(0, 30 * 86_400)]
+    public double LeftoverAfterSeconds { get; set; } = 600;
+}
+
+/// <summary>
+/// Clears what killed jobs leave in scratch. A job's folder (<c>jobs/campaign/runNNNNNN/file/attempt-N/execution</c>)
+/// normally empties as its logs are collected and its outputs merged and archived; one whose worker died mid-job, or
+/// whose outputs a later attempt superseded, would stay for ever. Once the file is final (archived, failed or
+/// cancelled) and the folder untouched for <see cref="CollectorOptions.LeftoverAfterSeconds"/>, its logs are collected
+/// (under the attempt's log folder, in a folder named for the execution) and the rest removed.
+/// </summary>
+public sealed class LeftoverJobSweeper(StorageAreas areas, IFileSagaStore sagas, IOptions<CollectorOptions> options, TimeProvider time, ILogger<LeftoverJobSweeper> logger) : BackgroundService
+{
+    public const string JobsFolder = "jobs";
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.LeftoverSweepSeconds), time);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            try
+            {
+                await SweepAsync(stoppingToken);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                logger.LogWarning(ex, "Sweeping leftover job folders failed; trying again at the next sweep");
+            }
+        }
+    }
+
+    /// <summary>Returns how many job folders were cleared.</summary>
+    public async Task<int> SweepAsync(CancellationToken cancellationToken)
+    {
+        var jobs = areas.Scratch.PathOf(JobsFolder);
+        if (!Directory.Exists(jobs))
+        {
+            return 0;
+        }
+        var before = time.GetUtcNow().UtcDateTime - TimeSpan.FromSeconds(options.Value.LeftoverAfterSeconds);
+        var cleared = 0;
+        // jobs/{campaign}/run{NNNNNN}/{file id}/attempt-{N}/{execution}
+        foreach (var execution in Directory.EnumerateDirectories(jobs, "*", SearchOption.AllDirectories)
+                     .Select(path => Path.GetRelativePath(areas.Scratch.RootPath, path).Replace(Path.DirectorySeparatorChar, '/'))
+                     .Where(name => name.Split('/').Length == 6)
+                     .ToList())
+        {
+            var parts = execution.Split('/');
+            if (!Guid.TryParseExact(parts[3], "N", out var fileId) || !parts[4].StartsWith("attempt-", StringComparison.Ordinal)
+                || !int.TryParse(parts[4]["attempt-".Length..], CultureInfo.InvariantCulture, out var attempt))
+            {
+                continue;
+            }
+            var path = areas.Scratch.PathOf(execution);
+            var files = Directory.Exists(path) ? Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).ToList() : [];
+            if (files.Any(f => File.GetLastWriteTimeUtc(f) > before) || Directory.GetLastWriteTimeUtc(path) > before)
+            {
+                continue;
+            }
+            if (await sagas.LoadAsync(fileId, cancellationToken) is not { } saga || !FileStates.Final.Contains(saga.CurrentState))
+            {
+                continue;
+            }
+            // The logs of a job that never reported are worth keeping: they say how far it got.
+            var folder = $"{CollectJobLogsConsumer.LogFolder(saga.Campaign, saga.Run, saga.Stream, fileId, attempt)}/leftover-{parts[5]}";
+            foreach (var log in Directory.EnumerateFiles(path).Select(Path.GetFileName).OfType<string>())
+            {
+                await StreamingCopy.CopyAsync(areas.Scratch, $"{execution}/{log}", areas.Logs, $"{folder}/{log}", cancellationToken);
+            }
+            areas.Scratch.DeleteDirectory(execution);
+            cleared++;
+            logger.LogWarning("Cleared the leftover job folder {Folder} of {FileId} ({State}): {Files} files, logs kept in {LogFolder}",
+                execution, fileId, saga.CurrentState, files.Count, folder);
+        }
+        return cleared;
+    }
+}

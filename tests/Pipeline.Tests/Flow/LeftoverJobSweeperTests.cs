@@ -1,0 +1,70 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using Pipeline.Collector;
+using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.Storage;
+using Pipeline.Tests.Support;
+
+namespace Pipeline.Tests.Flow;
+
+public sealed class When_killed_jobs_leave_folders_in_scratch
+{
+    [Fact]
+    public async Task Should_clear_only_those_of_finished_files_untouched_for_a_while_and_keep_their_logs()
+    {
+        using var folder = new TempDirectory();
+        using var store = new SqlitePipelineStore(Path.Combine(folder.Path, "pipeline.db"));
+        var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), folder.Path);
+        var archived = await FileAsync(store, "Archived");
+        var reconstructing = await FileAsync(store, "Reconstructing");
+        var oldJob = $"jobs/prompt/run000001/{archived:N}/attempt-1/0badc0de";
+        var recentJob = $"jobs/prompt/run000001/{archived:N}/attempt-2/feedf00d";
+        var liveJob = $"jobs/prompt/run000001/{reconstructing:N}/attempt-1/cafe0001";
+        foreach (var job in new[] { oldJob, recentJob, liveJob })
+        {
+            await areas.Scratch.WriteAsync($"{job}/job.log", (s, ct) => s.WriteAsync("ran until killed\n"u8.ToArray(), ct).AsTask(), CancellationToken.None);
+            await areas.Scratch.WriteAsync($"{job}/out/muon.evt", (s, ct) => s.WriteAsync(new byte[10], ct).AsTask(), CancellationToken.None);
+        }
+        var now = DateTimeOffset.UtcNow;
+        foreach (var job in new[] { oldJob, liveJob })
+        {
+            Age(areas.Scratch.PathOf(job), now.AddHours(-1));
+        }
+        var sweeper = new LeftoverJobSweeper(areas, store, Options.Create(new CollectorOptions { LeftoverAfterSeconds = 600 }), new FakeTimeProvider(now), NullLogger<LeftoverJobSweeper>.Instance);
+
+        Assert.Equal(1, await sweeper.SweepAsync(CancellationToken.None));
+
+        Assert.False(Directory.Exists(areas.Scratch.PathOf(oldJob)));
+        Assert.Equal("ran until killed\n", await File.ReadAllTextAsync(areas.Logs.PathOf($"prompt/run000001/physics/{archived:N}/attempt-1/leftover-0badc0de/job.log")));
+        // Still being written to, or its file still at work: left alone.
+        Assert.True(areas.Scratch.Exists($"{recentJob}/out/muon.evt"));
+        Assert.True(areas.Scratch.Exists($"{liveJob}/out/muon.evt"));
+        Assert.Equal(0, await sweeper.SweepAsync(CancellationToken.None));
+    }
+
+    private static async Task<Guid> FileAsync(SqlitePipelineStore store, string state)
+    {
+        var id = Guid.NewGuid();
+        await store.InsertAsync(new FileState
+        {
+            CorrelationId = id, CurrentState = state, Campaign = "prompt", Run = 1, Stream = "physics", LogicalName = $"raw/{id:N}.raw", UpdatedAt = DateTimeOffset.UtcNow,
+        }, CancellationToken.None);
+        return id;
+    }
+
+    private static void Age(string directory, DateTimeOffset at)
+    {
+        foreach (var path in Directory.EnumerateFileSystemEntries(directory, "*", SearchOption.AllDirectories).Append(directory))
+        {
+            if (File.Exists(path))
+            {
+                File.SetLastWriteTimeUtc(path, at.UtcDateTime);
+            }
+            else
+            {
+                Directory.SetLastWriteTimeUtc(path, at.UtcDateTime);
+            }
+        }
+    }
+}
