@@ -51,11 +51,15 @@ public sealed record FaultReport(
     int SecretsInLogs,
     int LongJobs,
     int LongJobsDone,
+    int MoversLimit,
+    int MoversMax,
+    int MoverSamples,
+    int MoverSamplesBusy,
     double Seconds,
     [property: System.Text.Json.Serialization.JsonIgnore] IReadOnlyList<string> Problems)
 {
     public bool Passed => Lost == 0 && Duplicated == 0 && Unexpected == 0 && Orphans == 0 && NonFinal == 0 && FailedFiles == 0
-        && ChecksumsBad == 0 && CatalogAuditComplete && ReconciliationClean && SecretsInLogs == 0 && LongJobsDone == LongJobs && CorruptionsCaught + CorruptionsReplaced == CorruptionsInjected
+        && ChecksumsBad == 0 && CatalogAuditComplete && ReconciliationClean && SecretsInLogs == 0 && LongJobsDone == LongJobs && MoversMax <= MoversLimit && MoverSamplesBusy > 0 && CorruptionsCaught + CorruptionsReplaced == CorruptionsInjected
         && MergedCorruptionsCaught == MergedCorruptionsInjected && MergedFilesRemade == MergedCorruptionsInjected;
 }
 
@@ -75,6 +79,25 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
     // The first run's first section, in both streams: two jobs several times longer than the broker's consumer timeout.
     private static readonly ProcessPipeline.SlowJob SlowJob = new(1000, 1, ProcessPipeline.ConsumerTimeout * 4);
 
+    /// <summary>The archive writers allowed at once across the deployment, and the archiver's own wish (more).</summary>
+    public const int MoversLimit = 2;
+
+    /// <summary>A second copy of every merged file on a slow simulated tape library, written by an archiver that would run more writers than the limit allows.</summary>
+    private static readonly Dictionary<string, string> SlowSecondCopy = new Dictionary<string, string>
+    {
+        ["Pipeline__Archives__vault__Kind"] = "Tape",
+        ["Pipeline__Archives__vault__Tape__MegabytesPerSecond"] = "2",
+        ["Pipeline__Archives__vault__Tape__MountSeconds"] = "0.3",
+        ["Pipeline__Flow__Movers"] = MoversLimit.ToString(CultureInfo.InvariantCulture),
+        ["Pipeline__Archiver__Writers"] = (MoversLimit * 2).ToString(CultureInfo.InvariantCulture),
+    }.Concat(CampaignOptions.SampleDatasets.Keys.SelectMany(dataset => new[]
+    {
+        KeyValuePair.Create($"Pipeline__Flow__Datasets__{dataset}__Copies__0", StorageOptions.Archive),
+        KeyValuePair.Create($"Pipeline__Flow__Datasets__{dataset}__Copies__1", Vault),
+    })).ToDictionary();
+
+    private const string Vault = "vault";
+
     private static readonly string[] Workers = ["stager", "reconstruction-1", "reconstruction-2", "collector", "merger", "archiver"];
 
     public async Task<FaultReport> RunAsync(CancellationToken cancellationToken)
@@ -93,6 +116,8 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             {
                 ["stager"] = new Dictionary<string, string> { [FaultInjection.CorruptStagedVariable] = options.CorruptStagedEvery.ToString(CultureInfo.InvariantCulture) },
                 ["merger"] = new Dictionary<string, string> { [FaultInjection.CorruptMergedVariable] = options.CorruptMergedEvery.ToString(CultureInfo.InvariantCulture) },
+                ["archiver"] = SlowSecondCopy,
+                ["api"] = SlowSecondCopy,
             });
         var runs = await pipeline.GenerateAsync(options.Files, options.Seed);
         var files = runs.Sum(r => r.Files!.Count);
@@ -113,6 +138,9 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         }
 
         using var store = new SqlitePipelineStore(Path.Combine(pipeline.Data, "pipeline.db"));
+        // Archive writers in use, sampled all through the run: never more than the limit, whatever is killed.
+        using var stopSampling = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var movers = SampleMoversAsync(store, stopSampling.Token);
         var deadline = DateTime.UtcNow + (options.FinalWithin ?? TimeSpan.FromMinutes(Math.Max(5, files / 50.0)));
         // Faults are spread over the run by progress: the i-th comes once the files are about i/(n+1) of the way
         // through the first three quarters (half for reconstruction, half for reaching the archive: files finish
@@ -178,15 +206,25 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         }
 
         var nonFinal = files - (await ProcessPipeline.ProgressAsync(store, cancellationToken)).Final;
+        await stopSampling.CancelAsync();
+        var (moversMax, moverSamples, moverSamplesBusy) = await movers;
+        if (moversMax > MoversLimit)
+        {
+            problems.Add($"{moversMax} archive writers were in use at once; the limit is {MoversLimit}");
+        }
+        if (moverSamplesBusy == 0)
+        {
+            problems.Add($"no sample of {moverSamples} saw an archive writer at work");
+        }
         // The audit as an operator asks for it, from the API process over the shared store.
         using var api = pipeline.Api(pipeline.OperatorKey);
         var apiAudit = await api.GetFromJsonAsync<CatalogAuditReport>("/api/campaigns/prompt/audit", new JsonSerializerOptions(JsonSerializerDefaults.Web), cancellationToken);
         log.WriteLine($"faults: {files - nonFinal} of {files} final after {watch.Elapsed.TotalSeconds:F0}s; checking");
         var orphans = await pipeline.OrphansAsync(nonFinal == 0, cancellationToken);
-        var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), pipeline.Data);
+        var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), pipeline.Data, [Vault]);
         var audit = await ProductionAudit.RunAsync(runs, CampaignOptions.SampleDatasets.Select(d => new DatasetSelection(d.Key, d.Value)).ToList(), "prompt", areas, store, store, cancellationToken);
         // And the catalog against the archive: every catalogued copy where it says, sound, and nothing else there.
-        var reconciliation = await new Reconciler(store, store, new Pipeline.Infrastructure.Archive.ArchiveLibrary([new Pipeline.Infrastructure.Archive.AreaArchive(areas.Archive, null)]),
+        var reconciliation = await new Reconciler(store, store, new Pipeline.Infrastructure.Archive.ArchiveLibrary([new Pipeline.Infrastructure.Archive.AreaArchive(areas.Archive, null), new Pipeline.Infrastructure.Archive.AreaArchive(areas[Vault], null)]),
             TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Reconciler>.Instance).RunAsync(new ReconciliationOptions(VerifyChecksums: true, DarkAfter: TimeSpan.Zero, DryRun: true), cancellationToken);
         problems.AddRange(reconciliation.Bad.Select(b => $"reconciliation: {b.Area}/{b.Name}: {b.Problem}"));
         problems.AddRange(reconciliation.Dark.Select(d => $"reconciliation: {d.Area}/{d.Name} ({d.Size} bytes) is not in the catalog"));
@@ -265,7 +303,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         problems.AddRange(leaks);
         var report = new FaultReport(files, kills, brokerRestarts, diskAlarms, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
             injected.Count, injected.Count(caught.Contains), injected.Count(c => !caught.Contains(c) && replaced.Contains(c)),
-            mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, reconciliation.Clean, leaks.Count, longJobs, longJobsDone, Math.Round(watch.Elapsed.TotalSeconds, 1),
+            mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, reconciliation.Clean, leaks.Count, longJobs, longJobsDone, MoversLimit, moversMax, moverSamples, moverSamplesBusy, Math.Round(watch.Elapsed.TotalSeconds, 1),
             [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
         pipeline.KeepWork = !report.Passed;
         if (pipeline.KeepWork)
@@ -273,6 +311,26 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             log.WriteLine($"faults: the run failed; its areas, store and logs are kept in {pipeline.Work}");
         }
         return report;
+    }
+
+    /// <summary>Samples the archive writers in use every 100 ms until cancelled: the most at once, the samples, and those that saw one at work.</summary>
+    private static async Task<(int Max, int Samples, int Busy)> SampleMoversAsync(SqlitePipelineStore store, CancellationToken cancellationToken)
+    {
+        var (max, samples, busy) = (0, 0, 0);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                var inUse = (await store.ListMoversAsync(DateTimeOffset.UtcNow, cancellationToken)).Count;
+                (max, samples, busy) = (Math.Max(max, inUse), samples + 1, busy + (inUse > 0 ? 1 : 0));
+                await Task.Delay(100, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+        return (max, samples, busy);
     }
 
     /// <summary>The names a service logged right after the given message, over all its lives.</summary>
@@ -305,7 +363,8 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         }
         for (var i = 0; i < options.DiskAlarms; i++)
         {
-            schedule.Insert(random.Next(schedule.Count + 1), "disk-alarm");
+            // In the first half: the last faults of a short run can come after its files are all final.
+            schedule.Insert(random.Next(schedule.Count / 2 + 1), "disk-alarm");
         }
         return schedule;
     }
