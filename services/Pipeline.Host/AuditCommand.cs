@@ -18,13 +18,7 @@ public static class AuditCommand
             await Console.Error.WriteLineAsync("usage: pipeline audit CAMPAIGN [--Pipeline:DataDirectory=DIR | --Pipeline:Store=Mongo ...]");
             return 2;
         }
-        var configuration = new ConfigurationBuilder()
-            .SetBasePath(AppContext.BaseDirectory)
-            .AddJsonFile("appsettings.json", optional: true)
-            .AddEnvironmentVariables()
-            .AddCommandLine(args[1..])
-            .Build();
-        var options = configuration.GetSection(PipelineOptions.Section).Get<PipelineOptions>() ?? new PipelineOptions();
+        var (_, options) = ToolConfiguration.Load(args[1..]);
         var store = PipelineHosting.OpenStore(options);
         try
         {
@@ -41,5 +35,20 @@ public static class AuditCommand
         {
             (store as IDisposable)?.Dispose();
         }
+    }
+}
+
+/// <summary>The configuration a command-line tool reads: as for the pipeline itself (appsettings.json, PIPELINE__… variables, --Pipeline:…=… arguments).</summary>
+public static class ToolConfiguration
+{
+    public static (IConfiguration Configuration, PipelineOptions Options) Load(string[] args)
+    {
+        var configuration = new ConfigurationBuilder()
+            .SetBasePath(AppContext.BaseDirectory)
+            .AddJsonFile("appsettings.json", optional: true)
+            .AddEnvironmentVariables()
+            .AddCommandLine(args)
+            .Build();
+        return (configuration, configuration.GetSection(PipelineOptions.Section).Get<PipelineOptions>() ?? new PipelineOptions());
     }
 }

@@ -28,17 +28,12 @@ public static class ReconcileCommand
                 return 2;
             }
         }
-        var configuration = new ConfigurationBuilder()
-            .SetBasePath(AppContext.BaseDirectory)
-            .AddJsonFile("appsettings.json", optional: true)
-            .AddEnvironmentVariables()
-            .AddCommandLine([.. args.Except(flags)])
-            .Build();
-        var options = configuration.GetSection(PipelineOptions.Section).Get<PipelineOptions>() ?? new PipelineOptions();
+        var (configuration, options) = ToolConfiguration.Load([.. args.Except(flags)]);
         var services = new ServiceCollection();
         // Logs go to stderr: stdout carries the report alone.
         services.AddLogging(logging => logging.AddFilter("Microsoft", LogLevel.Warning)
             .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace));
+        services.AddMetrics();
         PipelineHosting.AddStorageAndState(services, configuration, options);
         await using var provider = services.BuildServiceProvider();
         var report = await provider.GetRequiredService<Reconciler>()

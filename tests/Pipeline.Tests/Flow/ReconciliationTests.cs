@@ -104,3 +104,45 @@ public sealed class When_the_catalog_and_the_archive_areas_disagree
         return (await response.Content.ReadFromJsonAsync<ReconciliationReport>(Json))!;
     }
 }
+
+public sealed class When_an_operator_reconciles_from_the_command_line
+{
+    [Fact]
+    public async Task Should_print_the_report_as_json_and_exit_1_only_when_something_is_wrong()
+    {
+        using var folder = new TempDirectory();
+        var areas = Pipeline.Infrastructure.Storage.StorageAreas.FromConfiguration(new Dictionary<string, string?>(), folder.Path);
+        var (size, adler) = await areas.Archive.WriteAsync("raw/run000001/a.raw", (s, ct) => s.WriteAsync(new byte[100], ct).AsTask(), CancellationToken.None);
+        using (var store = new SqlitePipelineStore(Path.Combine(folder.Path, "pipeline.db")))
+        {
+            await store.AddAsync(new CatalogEntry("raw/run000001/a.raw", "archive", CatalogEntry.Raw, null, null, size,
+                Pipeline.Infrastructure.Checksums.Adler32Checksum.Format(adler), 1, [], DateTimeOffset.UtcNow), CancellationToken.None);
+        }
+
+        var (clean, cleanReport) = await ReconcileAsync(folder.Path, "--verify");
+        Assert.Equal(0, clean);
+        Assert.Equal(1, cleanReport.CopiesChecked);
+
+        await areas.Archive.WriteAsync("raw/run000001/stray.raw", (s, ct) => s.WriteAsync(new byte[3], ct).AsTask(), CancellationToken.None);
+        var (dirty, dirtyReport) = await ReconcileAsync(folder.Path, "--dry-run", "--dark-after-minutes=0");
+        Assert.Equal(1, dirty);
+        Assert.Equal("raw/run000001/stray.raw", Assert.Single(dirtyReport.Dark).Name);
+        Assert.True(areas.Archive.Exists("raw/run000001/stray.raw"), "a dry run moved a file");
+    }
+
+    private static async Task<(int Exit, ReconciliationReport Report)> ReconcileAsync(string data, params string[] flags)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "Pipeline.Host.dll"), "reconcile" }.Concat(flags).Append($"--Pipeline:DataDirectory={data}"))
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        var lines = (await output).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length > 0, await error);
+        return (process.ExitCode, JsonSerializer.Deserialize<ReconciliationReport>(lines[^1], new JsonSerializerOptions(JsonSerializerDefaults.Web))!);
+    }
+}
