@@ -13,6 +13,7 @@ using Pipeline.Infrastructure.Storage;
 namespace Pipeline.Faults;
 
 /// <summary>What one fault run is made of.</summary>
+/// <param name="FaultWindow">The faults are spread over this fraction of the run's progress: a short run wants them early, as each takes seconds while its files move on.</param>
 public sealed record FaultOptions(
     int Files = 1000,
     int WorkerKills = 20,
@@ -24,6 +25,7 @@ public sealed record FaultOptions(
     bool SlowJobs = true,
     int CorruptStagedEvery = 20,
     int CorruptMergedEvery = 4,
+    double FaultWindow = 0.75,
     TimeSpan? FinalWithin = null,
     string? WorkDirectory = null);
 
@@ -71,8 +73,6 @@ public sealed record FaultReport(
 /// </summary>
 public sealed class FaultSuite(FaultOptions options, TextWriter log)
 {
-    private const double FaultWindow = 0.75;
-
     /// <summary>How long the broker's disk alarm blocks every publisher.</summary>
     private static readonly TimeSpan DiskAlarmDuration = TimeSpan.FromSeconds(15);
 
@@ -143,8 +143,9 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         var movers = SampleMoversAsync(store, stopSampling.Token);
         var deadline = DateTime.UtcNow + (options.FinalWithin ?? TimeSpan.FromMinutes(Math.Max(5, files / 50.0)));
         // Faults are spread over the run by progress: the i-th comes once the files are about i/(n+1) of the way
-        // through the first three quarters (half for reconstruction, half for reaching the archive: files finish
-        // merging in bursts, at run ends), so that every fault falls while files are still in flight.
+        // through the fault window (three quarters of the run by default; progress is half reconstruction, half
+        // reaching the archive: files finish merging in bursts, at run ends), so that every fault falls while files
+        // are still in flight.
         var schedule = Schedule(random);
         var orchestratorRestarted = !options.CrashOrchestrator;
         for (var step = 0; ; )
@@ -166,7 +167,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             {
                 break;
             }
-            if (step < schedule.Count && progress >= FaultWindow * files * (step + 1.0) / (schedule.Count + 1))
+            if (step < schedule.Count && progress >= options.FaultWindow * files * (step + 1.0) / (schedule.Count + 1))
             {
                 switch (schedule[step++])
                 {

@@ -38,7 +38,7 @@ public sealed class FlowOptions
     /// 0 turns the check off.
     /// </summary>
     [Range(0, long.MaxValue)]
-    public long MinFreeBytes { get; set; } = 128L << 20;
+    public long MinFreeBytes { get; set; } = 64L << 20;
 
     /// <summary>How often a stage held back by a full area asks again.</summary>
     [Range(0.01, 60)]

@@ -18,7 +18,8 @@ public sealed class When_processes_and_the_broker_die_while_files_flow
         using var output = new StringWriter();
 
         // A port of its own, so that a `make faults` running beside the tests is not disturbed.
-        var report = await new FaultSuite(new FaultOptions(Files: 80, WorkerKills: 6, BrokerRestarts: 2, Seed: 7, BrokerPort: 5683, CorruptStagedEvery: 10, CorruptMergedEvery: 3), output)
+        var report = await new FaultSuite(new FaultOptions(Files: 80, WorkerKills: 6, BrokerRestarts: 2, Seed: 7, BrokerPort: 5683, CorruptStagedEvery: 10, CorruptMergedEvery: 2,
+            FaultWindow: 0.5), output)
             .RunAsync(CancellationToken.None);
 
         var context = $"{System.Text.Json.JsonSerializer.Serialize(report)}\n{string.Join('\n', report.Problems)}\n{output}";
