@@ -1,5 +1,3 @@
-using System.IO.Hashing;
-
 namespace Pipeline.Infrastructure.Checksums;
 
 /// <summary>
@@ -8,10 +6,10 @@ namespace Pipeline.Infrastructure.Checksums;
 /// </summary>
 public sealed class ChecksummingStream(Stream inner, bool leaveOpen = false) : Stream
 {
-    private readonly Adler32 _adler = new();
+    private uint _adler = 1;
     private long _length;
 
-    public uint Adler32 => _adler.GetCurrentHashAsUInt32();
+    public uint Adler32 => _adler;
 
     /// <summary>Bytes that went through this stream so far.</summary>
     public override long Length => _length;
@@ -72,7 +70,7 @@ public sealed class ChecksummingStream(Stream inner, bool leaveOpen = false) : S
 
     private void Account(ReadOnlySpan<byte> bytes)
     {
-        _adler.Append(bytes);
+        _adler = Adler32Vectorised.Update(_adler, bytes);
         _length += bytes.Length;
     }
 
