@@ -1,7 +1,7 @@
-using Pipeline.Infrastructure.Audit;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.Audit;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Control;
 using Pipeline.Infrastructure.Flow;

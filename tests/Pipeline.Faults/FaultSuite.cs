@@ -290,6 +290,13 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             after = page.Next;
         }
         while (after is not null);
+        replaced.UnionWith(await RestagedAfterCorruptionAsync(pipeline["stager"].LogPath, cancellationToken));
+        // A worker that caught a corrupt copy but could not report it (the broker was down) is caught all the same: it
+        // deleted the copy, and the file's next try found it missing and staged it again.
+        foreach (var worker in Workers.Where(w => w.StartsWith("reconstruction", StringComparison.Ordinal)))
+        {
+            caught.UnionWith(await LoggedNamesAsync(pipeline[worker].LogPath, "failed: staged input", cancellationToken, before: " is corrupt:"));
+        }
         problems.AddRange(injected.Except(caught).Except(replaced).Select(c => $"corrupted copy {c} was neither caught nor replaced before use"));
         // Every merged file the merger corrupted must have been caught by the archiver before any copy was catalogued,
         // and made again from its inputs (ChecksumsBad and the audits above say that what was archived is sound).
@@ -334,16 +341,70 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         return (max, samples, busy);
     }
 
+    /// <summary>
+    /// The staged copies corrupted on purpose whose file the stager staged again afterwards, in the same attempt: its
+    /// StageFile delivered again after a broker restart, a disk alarm or a killed stager. The fresh copy overwrote the
+    /// bad one before anything read it. A corrupting staging logs its own "Staged" line after the corruption, unless
+    /// its process died first (a new life's start line comes before any other).
+    /// </summary>
+    private static async Task<IReadOnlySet<string>> RestagedAfterCorruptionAsync(string stagerLog, CancellationToken cancellationToken)
+    {
+        const string staged = "Staged ";
+        var ownLineSeen = new Dictionary<string, bool>(StringComparer.Ordinal);
+        var restaged = new HashSet<string>(StringComparer.Ordinal);
+        await foreach (var line in File.ReadLinesAsync(stagerLog, cancellationToken))
+        {
+            if (line.StartsWith("---- start ", StringComparison.Ordinal))
+            {
+                foreach (var copy in ownLineSeen.Keys.ToList())
+                {
+                    ownLineSeen[copy] = true;
+                }
+                continue;
+            }
+            var corrupted = line.IndexOf(FaultInjection.CorruptedStagedMessage, StringComparison.Ordinal);
+            if (corrupted >= 0)
+            {
+                ownLineSeen[line[(corrupted + FaultInjection.CorruptedStagedMessage.Length)..].Trim().Split(' ')[0].Trim('"')] = false;
+                continue;
+            }
+            var at = line.IndexOf(staged, StringComparison.Ordinal);
+            if (at < 0)
+            {
+                continue;
+            }
+            var logical = line[(at + staged.Length)..].Split(' ')[0].Trim('"');
+            // The suite runs one campaign; a staged copy is named campaign/logical name.
+            var copyName = $"prompt/{logical}";
+            if (ownLineSeen.TryGetValue(copyName, out var seen))
+            {
+                if (seen)
+                {
+                    restaged.Add(copyName);
+                }
+                ownLineSeen[copyName] = true;
+            }
+        }
+        return restaged;
+    }
+
     /// <summary>The names a service logged right after the given message, over all its lives.</summary>
-    private static async Task<IReadOnlySet<string>> LoggedNamesAsync(string serviceLog, string message, CancellationToken cancellationToken)
+    /// <param name="before">When given, only lines where the name is followed by this count.</param>
+    private static async Task<IReadOnlySet<string>> LoggedNamesAsync(string serviceLog, string message, CancellationToken cancellationToken, string? before = null)
     {
         var names = new HashSet<string>(StringComparer.Ordinal);
         await foreach (var line in File.ReadLinesAsync(serviceLog, cancellationToken))
         {
             var at = line.IndexOf(message, StringComparison.Ordinal);
-            if (at >= 0)
+            if (at < 0)
             {
-                names.Add(line[(at + message.Length)..].Trim().Split(' ')[0].Trim('"', ':'));
+                continue;
+            }
+            var rest = line[(at + message.Length)..].Trim();
+            var name = rest.Split(' ')[0].Trim('"', ':');
+            if (before is null || rest[name.Length..].TrimStart('"').StartsWith(before, StringComparison.Ordinal))
+            {
+                names.Add(name);
             }
         }
         return names;
