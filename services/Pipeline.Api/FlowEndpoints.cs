@@ -75,9 +75,9 @@ public static class FlowEndpoints
     private static async Task<Results<Ok<ReconciliationReport>, ValidationProblem>> Reconcile(
         Reconciler reconciler, CancellationToken ct, bool dryRun = false, bool verify = false, double darkAfterMinutes = 60)
     {
-        if (!double.IsFinite(darkAfterMinutes) || darkAfterMinutes is < 0 or > 525_600)
+        if (!double.IsFinite(darkAfterMinutes) || darkAfterMinutes < 0 || darkAfterMinutes > ReconciliationOptions.MaxDarkAfterMinutes)
         {
-            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["darkAfterMinutes"] = ["must be between 0 and 525600"] });
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["darkAfterMinutes"] = [$"must be between 0 and {ReconciliationOptions.MaxDarkAfterMinutes}"] });
         }
         return TypedResults.Ok(await reconciler.RunAsync(new ReconciliationOptions(verify, TimeSpan.FromMinutes(darkAfterMinutes), dryRun), ct));
     }

@@ -1,27 +1,7 @@
-using System.ComponentModel.DataAnnotations;
 using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Audit;
 
 namespace Pipeline.Archiver;
-
-public sealed class ReconciliationSettings
-{
-    public const string Section = "Pipeline:Reconciliation";
-
-    /// <summary>Minutes between sweeps of the catalog against the archive areas; 0 turns the periodic sweep off.</summary>
-    [Range(0, 525_600)]
-    public double IntervalMinutes { get; set; } = 360;
-
-    /// <summary>Re-read every archived byte and compare checksums (a full read of the archive) rather than sizes only.</summary>
-    public bool VerifyChecksums { get; set; }
-
-    /// <summary>How old a file the catalog lacks must be before it counts as dark (younger ones may be writes in flight).</summary>
-    [Range(0, 525_600)]
-    public double DarkAfterMinutes { get; set; } = 60;
-
-    public ReconciliationOptions ToOptions(bool dryRun = false) =>
-        new(VerifyChecksums, TimeSpan.FromMinutes(DarkAfterMinutes), dryRun);
-}
 
 /// <summary>
 /// Runs the reconciliation sweep every <see cref="ReconciliationSettings.IntervalMinutes"/>, in the service that

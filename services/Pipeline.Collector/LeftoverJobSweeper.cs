@@ -1,23 +1,9 @@
-using System.ComponentModel.DataAnnotations;
 using System.Globalization;
 using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Collector;
-
-public sealed class CollectorOptions
-{
-    public const string Section = "Pipeline:Collector";
-
-    /// <summary>How often scratch is searched for job folders that nothing will come back for.</summary>
-    [Range(0.1, 86_400)]
-    public double LeftoverSweepSeconds { get; set; } = 300;
-
-    /// <summary>A job folder of a finished file is left alone until nothing in it has been written for this long.</summary>
-    [Range(0, 30 * 86_400)]
-    public double LeftoverAfterSeconds { get; set; } = 600;
-}
 
 /// <summary>
 /// Clears what killed jobs leave in scratch. A job's folder (<c>jobs/campaign/runNNNNNN/file/attempt-N/execution</c>)

@@ -18,7 +18,7 @@ public static class ReconcileCommand
         {
             if (flag.StartsWith("--dark-after-minutes=", StringComparison.Ordinal)
                 && double.TryParse(flag["--dark-after-minutes=".Length..], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var minutes)
-                && minutes is >= 0 and <= 525_600)
+                && minutes >= 0 && minutes <= ReconciliationOptions.MaxDarkAfterMinutes)
             {
                 darkAfter = TimeSpan.FromMinutes(minutes);
             }
@@ -33,7 +33,6 @@ public static class ReconcileCommand
         // Logs go to stderr: stdout carries the report alone.
         services.AddLogging(logging => logging.AddFilter("Microsoft", LogLevel.Warning)
             .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace));
-        services.AddMetrics();
         PipelineHosting.AddStorageAndState(services, configuration, options);
         await using var provider = services.BuildServiceProvider();
         var report = await provider.GetRequiredService<Reconciler>()

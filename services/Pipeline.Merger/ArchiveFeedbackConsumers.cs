@@ -54,17 +54,17 @@ public sealed class RemakeMergedFileConsumer(
         {
             return;
         }
+        var inputs = await merges.ListOutputsOfAsync(merged.Name, context.CancellationToken);
         // A repeated request (the archiver retries) finds the file made again already.
         if (areas.Output.Exists(merged.Name))
         {
             var (size, adler) = await areas.Output.ChecksumAsync(merged.Name, context.CancellationToken);
             if (size == merged.Size && Adler32Checksum.Same(Adler32Checksum.Format(adler), merged.Adler32))
             {
-                await context.Publish(MergeService.ToArchiveRequest(merged, await merges.ListOutputsOfAsync(merged.Name, context.CancellationToken)));
+                await context.Publish(MergeService.ToArchiveRequest(merged, inputs));
                 return;
             }
         }
-        var inputs = await merges.ListOutputsOfAsync(merged.Name, context.CancellationToken);
         var gone = inputs.Where(o => !areas.Scratch.Exists(o.Name)).Select(o => o.Name).ToList();
         if (gone.Count > 0)
         {

@@ -246,12 +246,11 @@ public sealed class ReconstructionWorker(
         // checked once more before the release reads it; a bad one fails the attempt, and the next is staged anew.
         if (message.CachedName is not null && message.InputAdler32 is not null && options.Value.VerifyInput)
         {
-            await using var input = new ChecksummingStream(areas.Cache.OpenRead(message.CachedName));
-            await input.CopyToAsync(Stream.Null, cancellationToken);
-            if (input.Length != message.InputSize || !Adler32Checksum.Same(Adler32Checksum.Format(input.Adler32), message.InputAdler32))
+            var (size, adler) = await areas.Cache.ChecksumAsync(message.CachedName, cancellationToken);
+            if (size != message.InputSize || !Adler32Checksum.Same(Adler32Checksum.Format(adler), message.InputAdler32))
             {
                 return (new ReleaseOutcome(null, false, "", null),
-                    $"staged input {message.CachedName} is corrupt: catalogued {message.InputSize} bytes adler32 {message.InputAdler32}, cache holds {input.Length} bytes adler32 {Adler32Checksum.Format(input.Adler32)}");
+                    $"staged input {message.CachedName} is corrupt: catalogued {message.InputSize} bytes adler32 {message.InputAdler32}, cache holds {size} bytes adler32 {Adler32Checksum.Format(adler)}");
             }
         }
         var conditions = campaign.IsMonteCarlo ? await ConditionsOfAsync(message.Run, cancellationToken) : "";

@@ -15,6 +15,9 @@ public sealed record ReconciliationOptions(bool VerifyChecksums = false, TimeSpa
 {
     public static readonly TimeSpan DefaultDarkAfter = TimeSpan.FromHours(1);
 
+    /// <summary>The longest a dark file may be given (a year), wherever the age is set.</summary>
+    public const double MaxDarkAfterMinutes = 525_600;
+
     public TimeSpan EffectiveDarkAfter => DarkAfter ?? DefaultDarkAfter;
 }
 

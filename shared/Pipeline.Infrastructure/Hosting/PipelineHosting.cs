@@ -146,6 +146,8 @@ public static class PipelineHosting
     public static void AddStorageAndState(IServiceCollection services, IConfiguration configuration, PipelineOptions options)
     {
         services.TryAddSingleton(TimeProvider.System);
+        // The archive library counts tape mounts: the metrics need a meter factory, which a tool's container lacks.
+        services.AddMetrics();
         services.TryAddSingleton<PipelineMetrics>();
         var archives = ArchiveAreas(configuration);
         services.AddSingleton(_ => StorageAreas.FromConfiguration(
