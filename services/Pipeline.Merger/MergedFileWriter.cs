@@ -14,6 +14,9 @@ public sealed record MergeInput(string Name, long Size, string Adler32, long Eve
 /// </summary>
 public static class MergedFileWriter
 {
+    /// <summary>Read-ahead per input: a merge of many inputs holds one of these for each.</summary>
+    private const int InputBufferSize = 256 << 10;
+
     public static async Task<(long Size, uint Adler32, long Events)> WriteAsync(
         StorageArea inputArea, IReadOnlyList<MergeInput> inputs, StorageArea outputArea, string name, CancellationToken cancellationToken) =>
         await WriteAsync(inputArea, inputs, outputArea, name, null, cancellationToken);
@@ -25,14 +28,19 @@ public static class MergedFileWriter
         long events = 0;
         var (size, adler) = await outputArea.WriteAsync(name, async (target, token) =>
         {
+            // The checksums sit below the buffers, so they see large pieces rather than one event header at a time.
             var streams = new List<ChecksummingStream>(inputs.Count);
+            var buffered = new List<Stream>(inputs.Count);
+            await using var output = new WriteBehindStream(target, StreamingCopy.BufferSize);
             try
             {
                 foreach (var input in inputs)
                 {
-                    streams.Add(new ChecksummingStream(inputArea.OpenRead(input.Name)));
+                    streams.Add(new ChecksummingStream(inputArea.OpenReadOnce(input.Name)));
+                    buffered.Add(new BufferedStream(streams[^1], InputBufferSize));
                 }
-                events = await EventMerge.MergeAsync(streams, target, ranges, token);
+                events = await EventMerge.MergeAsync(buffered, output, ranges, token);
+                await output.FlushAsync(token);
                 for (var i = 0; i < inputs.Count; i++)
                 {
                     if (streams[i].Length != inputs[i].Size || !Adler32Checksum.Same(Adler32Checksum.Format(streams[i].Adler32), inputs[i].Adler32))
@@ -48,7 +56,7 @@ public static class MergedFileWriter
             }
             finally
             {
-                foreach (var stream in streams)
+                foreach (var stream in buffered)
                 {
                     await stream.DisposeAsync();
                 }

@@ -76,11 +76,7 @@ public static class DataPathBenchmark
     private static async Task<double> TimePipelineAsync(StorageAreas areas, List<Pipeline.Contracts.RawFileRecord> raw, Dictionary<string, double> phases)
     {
         void Add(string phase, long since) => phases[phase] = phases.GetValueOrDefault(phase) + Stopwatch.GetElapsedTime(since).TotalSeconds;
-        foreach (var area in new[] { areas.Cache, areas.Scratch, areas.Output })
-        {
-            area.DeleteDirectory("bench");
-        }
-        areas.Archive.DeleteDirectory("bench");
+        await StartEvenAsync(areas, raw);
         var watch = Stopwatch.StartNew();
         var outputs = new List<MergeInput>();
         for (var i = 0; i < raw.Count; i++)
@@ -126,13 +122,11 @@ public static class DataPathBenchmark
     private static async Task<double> TimeCpAsync(StorageAreas areas, List<Pipeline.Contracts.RawFileRecord> raw)
     {
         var steps = new[] { (areas.Archive, areas.Cache), (areas.Cache, areas.Scratch), (areas.Scratch, areas.Output), (areas.Output, areas.Archive) };
-        foreach (var area in new[] { areas.Cache, areas.Scratch, areas.Output })
+        await StartEvenAsync(areas, raw);
+        foreach (var area in new[] { areas.Cache, areas.Scratch, areas.Output, areas.Archive })
         {
-            area.DeleteDirectory("bench");
             Directory.CreateDirectory(area.PathOf("bench"));
         }
-        areas.Archive.DeleteDirectory("bench");
-        Directory.CreateDirectory(areas.Archive.PathOf("bench"));
         var names = Enumerable.Range(0, raw.Count).Select(i => $"f{i:D4}.evt").ToList();
         var watch = Stopwatch.StartNew();
         var source = "rawflat";
@@ -143,6 +137,28 @@ public static class DataPathBenchmark
             source = "bench";
         }
         return watch.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>
+    /// The same start for either side: the other side's files gone and on disk, the raw files in the page cache
+    /// (both sides read them warm), and a pause. The pause matters on a virtual machine that hands freed memory
+    /// back to its host after a couple of seconds (free page reporting): memory freed just before a run is quick
+    /// to write into and memory handed back is several times slower, so without it whichever side ran right
+    /// after the other's files were deleted would be measured on faster memory.
+    /// </summary>
+    private static async Task StartEvenAsync(StorageAreas areas, List<Pipeline.Contracts.RawFileRecord> raw)
+    {
+        foreach (var area in new[] { areas.Cache, areas.Scratch, areas.Output, areas.Archive })
+        {
+            area.DeleteDirectory("bench");
+        }
+        await Run("sync");
+        foreach (var file in raw)
+        {
+            await using var stream = areas.Archive.OpenRead(file.Name!);
+            await stream.CopyToAsync(Stream.Null);
+        }
+        await Task.Delay(TimeSpan.FromSeconds(5));
     }
 
     public static async Task Run(string program, params string[] arguments)

@@ -41,7 +41,7 @@ public sealed class AreaArchive(StorageArea area, TapeDrives? tape) : IArchive
             return StreamingCopy.CopyAsync(area, name, target, targetName, cancellationToken);
         }
         return tape.ReadAsync(Locate(name)!, rate => StreamingCopy.CopyAsync(
-            () => new ThrottledStream(area.OpenRead(name), rate), target, targetName, cancellationToken), cancellationToken);
+            () => new ThrottledStream(area.OpenReadOnce(name), rate), target, targetName, cancellationToken), cancellationToken);
     }
 
     public async Task WriteAsync(string name, StorageArea source, string sourceName, long size, string adler32, CancellationToken cancellationToken)
@@ -56,7 +56,7 @@ public sealed class AreaArchive(StorageArea area, TapeDrives? tape) : IArchive
             var location = Locate(name)!;
             // A new file goes after what the volume holds already.
             written = await tape.WriteAsync(location, rate => StreamingCopy.CopyAsync(
-                () => new ThrottledStream(source.OpenRead(sourceName), rate), area, name, cancellationToken), cancellationToken);
+                () => new ThrottledStream(source.OpenReadOnce(sourceName), rate), area, name, cancellationToken), cancellationToken);
         }
         Verify(name, size, adler32, written, "while copying");
         // Read back what the archive holds: the copy is trusted only once its own bytes check out.
@@ -207,25 +207,14 @@ public sealed class TapeDrives
 }
 
 /// <summary>Reads from a stream no faster than a given rate (a tape drive's): the simulated library's transfer speed.</summary>
-public sealed class ThrottledStream(Stream inner, double bytesPerSecond) : Stream
+public sealed class ThrottledStream(Stream inner, double bytesPerSecond) : ForwardReadStream(inner)
 {
     private readonly long _started = System.Diagnostics.Stopwatch.GetTimestamp();
     private long _read;
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => inner.Length;
-    public override long Position { get => _read; set => throw new NotSupportedException(); }
-
-    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        var read = await inner.ReadAsync(buffer, cancellationToken);
+        var read = await Inner.ReadAsync(buffer, cancellationToken);
         _read += read;
         if (bytesPerSecond > 0)
         {
@@ -236,28 +225,5 @@ public sealed class ThrottledStream(Stream inner, double bytesPerSecond) : Strea
             }
         }
         return read;
-    }
-
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            inner.Dispose();
-        }
-        base.Dispose(disposing);
-    }
-
-    public override async ValueTask DisposeAsync()
-    {
-        await inner.DisposeAsync();
-        await base.DisposeAsync();
     }
 }

@@ -61,6 +61,9 @@ public sealed class StorageArea
     public Stream OpenRead(string name) =>
         new FileStream(PathInside(name), FileMode.Open, FileAccess.Read, FileShare.Read, StreamingCopy.FileBufferSize, FileOptions.SequentialScan | FileOptions.Asynchronous);
 
+    /// <summary>Opens a file a stage reads once, front to back, and not again: see <see cref="ReadOnceFileStream"/>.</summary>
+    public Stream OpenReadOnce(string name) => new ReadOnceFileStream(PathInside(name));
+
     /// <summary>
     /// The path of a file that is really in this area: besides the name's own check, no folder or file on the way
     /// may be a symbolic link that leads out of the area (a link planted in an area must not let a read or a
@@ -147,11 +150,11 @@ public sealed class StorageArea
 
     /// <summary>Copies a stream into this area, checksumming while the bytes move.</summary>
     public Task<(long Size, uint Adler32)> WriteFromAsync(string name, Stream source, CancellationToken cancellationToken) =>
-        WriteAsync(name, (target, ct) => source.CopyToAsync(target, StreamingCopy.BufferSize, ct), cancellationToken);
+        WriteAsync(name, (target, ct) => StreamingCopy.CopyOverlappedAsync(source, target, ct), cancellationToken);
 
     public async Task<(long Size, uint Adler32)> ChecksumAsync(string name, CancellationToken cancellationToken)
     {
-        await using var stream = OpenRead(name);
+        await using var stream = OpenReadOnce(name);
         return await Adler32Checksum.OfStreamAsync(stream, cancellationToken);
     }
 
