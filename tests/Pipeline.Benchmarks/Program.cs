@@ -48,7 +48,7 @@ await Section("adler32", () => Task.FromResult(Adler32Benchmark.Run()));
 await Section("dataPath", () => DataPathBenchmark.RunAsync(Path.Combine(work, "datapath"), Number("BENCH_DATA_MB", 512)));
 await Section("orchestration", () => OrchestrationBenchmark.RunAsync(
     new Uri(Setting("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5672/")), Path.Combine(work, "orchestration"), Number("BENCH_FILES", 2000)));
-await Section("state", () => StateBenchmark.RunAsync(work, Number("BENCH_RECORDS", 1_000_000)));
+await Section("state", () => StateBenchmark.RunAsync(work, Number("BENCH_RECORDS", 1_000_000), Environment.GetEnvironmentVariable("MONGODB_URI") is { Length: > 0 } mongo ? mongo : null));
 await Section("memory", () => MergeMemoryBenchmark.RunAsync(Path.Combine(work, "memory"), Number("BENCH_MERGE_GIB", 4)));
 
 results["machine"] = JsonSerializer.SerializeToNode(new

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.State.Mongo;
 
 namespace Pipeline.Benchmarks;
 
@@ -10,9 +11,41 @@ public static class StateBenchmark
     private static readonly string[] Campaigns = ["prompt", "reprocess-2026a", "reprocess-2026b", "mc-2026"];
     private static readonly string[] Streams = ["physics", "express", "calibration"];
 
-    public static async Task<object> RunAsync(string workDirectory, int records)
+    /// <summary>SQLite always; MongoDB too where <c>MONGODB_URI</c> names a server (in a database of its own, dropped after).</summary>
+    public static async Task<object> RunAsync(string workDirectory, int records, string? mongoUri)
     {
-        var store = new SqlitePipelineStore(Path.Combine(workDirectory, "state-bench.db"));
+        var sqlite = await MeasureAsync(new SqlitePipelineStore(Path.Combine(workDirectory, "state-bench.db")), records);
+        if (mongoUri is null)
+        {
+            return new { sqlite.records, sqlite.listP95Ms, sqlite.listP50Ms, sqlite.summaryMs, sqlite.loadSeconds, mongo = new { skipped = "MONGODB_URI is not set" } };
+        }
+        MongoPipelineStore mongoStore;
+        try
+        {
+            mongoStore = await MongoPipelineStore.ConnectAsync(mongoUri, "pipeline-bench-" + Guid.NewGuid().ToString("N")[..8], CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is TimeoutException or MongoDB.Driver.MongoException)
+        {
+            // The rest of the report still counts; say why this part is missing.
+            var reason = $"MONGODB_URI names no reachable server: {ex.Message.Split('\n')[0]}";
+            return new { sqlite.records, sqlite.listP95Ms, sqlite.listP50Ms, sqlite.summaryMs, sqlite.loadSeconds, mongo = new { skipped = reason } };
+        }
+        try
+        {
+            var mongo = await MeasureAsync(mongoStore, records);
+            return new { sqlite.records, sqlite.listP95Ms, sqlite.listP50Ms, sqlite.summaryMs, sqlite.loadSeconds, mongo };
+        }
+        finally
+        {
+            await mongoStore.DropAsync(CancellationToken.None);
+        }
+    }
+
+    // Named as the report's fields.
+    private sealed record Figures(int records, double listP95Ms, double listP50Ms, double summaryMs, double loadSeconds);
+
+    private static async Task<Figures> MeasureAsync(IPipelineStore store, int records)
+    {
         var load = Stopwatch.StartNew();
         const int batch = 50_000;
         for (var start = 0; start < records; start += batch)
@@ -51,14 +84,12 @@ public static class StateBenchmark
             summaries.Add(watch.Elapsed.TotalMilliseconds);
         }
         var sorted = queries.Order().ToList();
-        return new
-        {
+        return new Figures(
             records,
-            listP95Ms = Math.Round(sorted[(int)Math.Ceiling(0.95 * sorted.Count) - 1], 1),
-            listP50Ms = Math.Round(sorted[sorted.Count / 2], 1),
-            summaryMs = Math.Round(summaries.Order().ElementAt(summaries.Count / 2), 1),
-            loadSeconds = Math.Round(loadSeconds, 1),
-        };
+            listP95Ms: Math.Round(sorted[(int)Math.Ceiling(0.95 * sorted.Count) - 1], 1),
+            listP50Ms: Math.Round(sorted[sorted.Count / 2], 1),
+            summaryMs: Math.Round(summaries.Order().ElementAt(summaries.Count / 2), 1),
+            loadSeconds: Math.Round(loadSeconds, 1));
     }
 
     private static FileState Saga(int i)

@@ -105,6 +105,12 @@ public interface IFileSagaStore
     Task InsertAsync(FileState state, CancellationToken cancellationToken);
 
     /// <summary>
+    /// Loads many new sagas at once (imports, benchmarks). An id that exists already throws
+    /// <see cref="ConcurrencyConflictException"/>; the sagas before it in the batch may be stored.
+    /// </summary>
+    Task BulkInsertAsync(IEnumerable<FileState> states, CancellationToken cancellationToken);
+
+    /// <summary>
     /// Replaces the saga if its stored version is still <paramref name="expectedVersion"/>; the stored
     /// version becomes expectedVersion + 1. Throws <see cref="ConcurrencyConflictException"/> otherwise.
     /// </summary>

@@ -351,13 +351,14 @@ public sealed partial class SqlitePipelineStore : IPipelineStore, IDisposable
             return 0;
         }, cancellationToken);
 
-    /// <summary>Loads many new sagas in one transaction (imports, benchmarks); an existing id is a conflict.</summary>
+    /// <summary>Here in one transaction: an existing id stores none of the batch.</summary>
     public Task BulkInsertAsync(IEnumerable<FileState> states, CancellationToken cancellationToken) =>
         WriteAsync((connection, transaction) =>
         {
             using var command = Command(connection, """
                 INSERT INTO file_sagas (id, version, state, campaign, run, stream, name, attempt, updated_at, deadline, failure, document)
                 VALUES ($id, $version, $state, $campaign, $run, $stream, $name, $attempt, $updated, $deadline, $failure, $document)
+                ON CONFLICT(id) DO NOTHING
                 """, SagaParameters(new FileState()));
             command.Transaction = transaction;
             command.Prepare();
@@ -367,7 +368,10 @@ public sealed partial class SqlitePipelineStore : IPipelineStore, IDisposable
                 {
                     command.Parameters[name].Value = value ?? DBNull.Value;
                 }
-                command.ExecuteNonQuery();
+                if (command.ExecuteNonQuery() == 0)
+                {
+                    throw new ConcurrencyConflictException($"File saga {state.CorrelationId} already exists.");
+                }
             }
             return 0;
         }, cancellationToken);

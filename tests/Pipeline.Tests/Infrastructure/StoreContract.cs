@@ -71,6 +71,25 @@ public abstract class StoreContract : IAsyncLifetime
     }
 
     [SkippableFact]
+    public async Task Should_bulk_load_sagas_that_list_and_count_as_if_inserted_one_by_one_and_refuse_an_existing_id()
+    {
+        var sagas = Enumerable.Range(0, 25_000).Select(i => Saga(1 + (i / 100), $"raw/bulk/f{i:D5}.raw", i % 3 == 0 ? "Archived" : "Staging")).ToList();
+
+        await Store.BulkInsertAsync(sagas, CancellationToken.None);
+
+        var counts = await Store.CountByStateAsync(CancellationToken.None);
+        Assert.Equal([new StateCount("prompt", "Archived", 8_334), new StateCount("prompt", "Staging", 16_666)], counts);
+        Assert.Equal("raw/bulk/f12345.raw", (await Store.LoadAsync(sagas[12_345].CorrelationId, CancellationToken.None))!.LogicalName);
+        var page = await Store.ListAsync(new FileQuery(State: "Archived", RunFrom: 10, RunTo: 10, Limit: 100), CancellationToken.None);
+        Assert.Equal(34, page.Files.Count);
+
+        await Assert.ThrowsAsync<ConcurrencyConflictException>(() =>
+            Store.BulkInsertAsync([Saga(999, "raw/bulk/new.raw"), sagas[7]], CancellationToken.None));
+        // The new saga before the duplicate may be stored (an ordered batch) or not (one transaction); nothing else changed.
+        Assert.Equal(sagas.Count, (await Store.CountByStateAsync(CancellationToken.None)).Sum(c => c.Files) - (await Store.ListAsync(new FileQuery(RunFrom: 999, Limit: 10), CancellationToken.None)).Files.Count);
+    }
+
+    [SkippableFact]
     public async Task Should_group_failed_files_by_signature_and_list_them_by_it()
     {
         FileState Failed(int run, string name, string signature, string release, string campaign = "prompt")

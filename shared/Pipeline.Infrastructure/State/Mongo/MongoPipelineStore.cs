@@ -152,6 +152,23 @@ public sealed partial class MongoPipelineStore : IPipelineStore
         }
     }
 
+    public async Task BulkInsertAsync(IEnumerable<FileState> states, CancellationToken cancellationToken)
+    {
+        const int batch = 10_000;
+        foreach (var chunk in states.Chunk(batch))
+        {
+            try
+            {
+                // Ordered: the first duplicate stops the batch, as the embedded store's transaction does.
+                await _sagas.InsertManyAsync(chunk, new InsertManyOptions { IsOrdered = true }, cancellationToken);
+            }
+            catch (MongoBulkWriteException ex) when (ex.WriteErrors.Any(e => e.Category == ServerErrorCategory.DuplicateKey))
+            {
+                throw new ConcurrencyConflictException($"A file saga of the batch already exists: {ex.WriteErrors[0].Message}");
+            }
+        }
+    }
+
     public async Task UpdateAsync(FileState state, int expectedVersion, CancellationToken cancellationToken)
     {
         state.Version = expectedVersion + 1;
