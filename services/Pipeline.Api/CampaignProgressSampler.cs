@@ -24,7 +24,7 @@ public sealed class CampaignProgressSampler(IFileSagaStore store, TimeProvider t
             {
                 await SampleAsync(stoppingToken);
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
                 logger.LogWarning(ex, "Sampling campaign progress failed; trying again next interval");
             }

@@ -22,7 +22,7 @@ public sealed class ReconciliationService(Reconciler reconciler, IOptions<Reconc
             {
                 await reconciler.RunAsync(options.Value.ToOptions(), stoppingToken);
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
                 logger.LogWarning(ex, "Reconciliation sweep failed; the next one runs in {Minutes} min", options.Value.IntervalMinutes);
             }

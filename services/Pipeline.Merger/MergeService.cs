@@ -62,7 +62,7 @@ public sealed class MergeService(
                 {
                 }
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
                 logger.LogError(ex, "Merge pass failed; the buffers are unchanged and will be tried again");
             }

@@ -51,7 +51,7 @@ public sealed class HealthWatcher(
                     storeDown = null;
                 }
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
                 // The store itself may be what is down, so this alert cannot be stored: it goes to the log and
                 // the webhooks, once when it starts and once when it ends.

@@ -22,6 +22,9 @@ public sealed class Watchdog(
 {
     private const int BatchSize = 500;
 
+    /// <summary>How long one stalled file's message may take to leave before the sweep gives up until the next.</summary>
+    private static readonly TimeSpan PublishTimeout = TimeSpan.FromSeconds(30);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var startedAt = time.GetUtcNow();
@@ -33,7 +36,9 @@ public sealed class Watchdog(
             {
                 await SweepAsync(recoverAll ? startedAt : null, stoppingToken);
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            // Anything but the service stopping, a cancelled publish included: a sweep that ended the loop would leave
+            // every later stall unrescued, silently.
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
                 logger.LogWarning(ex, "Watchdog sweep failed; trying again next interval");
             }
@@ -47,15 +52,28 @@ public sealed class Watchdog(
         var found = await store.FindStalledAsync(time.GetUtcNow(), notTouchedSince, BatchSize, cancellationToken);
         // A file waiting on a paused stage or in a paused campaign is not stalled: it waits for an operator, and must not use up its re-issues.
         var stalled = found.Where(f => !pause.IsPaused(NextStage(f.State)) && !pause.IsCampaignPaused(f.Campaign)).ToList();
+        var told = 0;
         foreach (var file in stalled)
         {
-            await bus.Publish(new FileStalled(file.Id, file.Run, file.Stream, file.Campaign, file.Version), cancellationToken);
+            // A publish can wait without end on a connection the broker dropped: a watchdog stuck there would
+            // rescue nothing again. Give up on this sweep instead; the files are still stalled at the next one.
+            var publish = bus.Publish(new FileStalled(file.Id, file.Run, file.Stream, file.Campaign, file.Version), cancellationToken);
+            try
+            {
+                await publish.WaitAsync(PublishTimeout, time, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                logger.LogWarning("Watchdog: telling stalled file {FileId} did not finish within {Seconds} s (is the broker reachable?); the rest of this sweep waits for the next", file.Id, PublishTimeout.TotalSeconds);
+                break;
+            }
+            told++;
         }
         if (stalled.Count > 0)
         {
-            logger.LogWarning("Watchdog: {Count} files made no progress in time; their steps are issued again", stalled.Count);
+            logger.LogWarning("Watchdog: {Count} files made no progress in time; the steps of {Told} are issued again", stalled.Count, told);
         }
-        return stalled.Count;
+        return told;
     }
 
     /// <summary>The stage a file in this state waits on.</summary>

@@ -59,7 +59,9 @@ public sealed class AreaArchive(StorageArea area, TapeDrives? tape) : IArchive
                 () => new ThrottledStream(source.OpenReadOnce(sourceName), rate), area, name, cancellationToken), cancellationToken);
         }
         Verify(name, size, adler32, written, "while copying");
-        // Read back what the archive holds: the copy is trusted only once its own bytes check out.
+        // Read back what the archive holds: the copy is trusted only once its own bytes check out, as read from
+        // the disk (the copy's pages in memory are let go first; reading those would check the copy against itself).
+        area.LetGoOfCachedPages(name);
         Verify(name, size, adler32, await area.ChecksumAsync(name, cancellationToken), "reading it back");
     }
 

@@ -36,7 +36,7 @@ public abstract class StoreRefresher(TimeSpan interval, TimeProvider time, ILogg
         {
             await RefreshAsync(cancellationToken);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {
             logger.LogWarning(ex, "Could not read {What}; keeping the last known", What);
         }

@@ -231,7 +231,7 @@ public sealed class AreaLedgerSweeper(IFlowStore store, StorageAreas areas, IOpt
             {
                 await SweepAsync(stoppingToken);
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
                 logger.LogWarning(ex, "Ledger sweep failed; trying again in {Interval}", Interval);
             }

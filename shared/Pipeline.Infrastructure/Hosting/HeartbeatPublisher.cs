@@ -37,7 +37,7 @@ public sealed class HeartbeatPublisher(
                 var load = capacities.Select(c => new StageLoad(c.Stage, metrics.BusyNow(c.Stage), c.Capacity)).ToList();
                 await bus.Publish(new InstanceHeartbeat(options.Value.EffectiveInstanceName, services, Environment.MachineName, upSince, time.GetUtcNow(), load), stoppingToken);
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
                 // The broker may be down; the monitor will report this instance silent, which is the truth.
                 logger.LogWarning(ex, "Could not send a heartbeat");

@@ -1,6 +1,3 @@
-using System.Runtime.InteropServices;
-using Microsoft.Win32.SafeHandles;
-
 namespace Pipeline.Infrastructure.Storage;
 
 /// <summary>
@@ -13,7 +10,6 @@ namespace Pipeline.Infrastructure.Storage;
 /// </summary>
 public sealed class ReadOnceFileStream : ForwardReadStream
 {
-    private const int DontNeed = 4;
     private const int PageSize = 4096;
 
     /// <summary>Pieces are let go in steps of at least this, so the advice is one call per few reads.</summary>
@@ -66,35 +62,11 @@ public sealed class ReadOnceFileStream : ForwardReadStream
         {
             return;
         }
-        if (!Advise(_file.SafeFileHandle, _dropped, upTo - _dropped))
+        if (!PageCache.LetGo(_file.SafeFileHandle, _dropped, upTo - _dropped))
         {
             _adviceWorks = false;
             return;
         }
         _dropped = upTo;
     }
-
-    private static bool Advise(SafeFileHandle handle, long offset, long length)
-    {
-        var added = false;
-        try
-        {
-            handle.DangerousAddRef(ref added);
-            return PosixFadvise((int)handle.DangerousGetHandle(), offset, length, DontNeed) == 0;
-        }
-        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
-        {
-            return false;
-        }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
-    }
-
-    [DllImport("libc", EntryPoint = "posix_fadvise")]
-    private static extern int PosixFadvise(int fd, long offset, long length, int advice);
 }

@@ -61,6 +61,12 @@ public sealed class StorageArea
     public Stream OpenRead(string name) =>
         new FileStream(PathInside(name), FileMode.Open, FileAccess.Read, FileShare.Read, StreamingCopy.FileBufferSize, FileOptions.SequentialScan | FileOptions.Asynchronous);
 
+    /// <summary>
+    /// Lets go of a written and flushed file's pages in memory, so that the next read of it reads what the disk
+    /// holds, not what the writer left in the page cache.
+    /// </summary>
+    public void LetGoOfCachedPages(string name) => PageCache.LetGo(PathInside(name));
+
     /// <summary>Opens a file a stage reads once, front to back, and not again: see <see cref="ReadOnceFileStream"/>.</summary>
     public Stream OpenReadOnce(string name) => new ReadOnceFileStream(PathInside(name));
 

@@ -21,7 +21,7 @@ public sealed class FileStateCounter(IFileSagaStore store, PipelineMetrics metri
             {
                 metrics.SetFileCounts(await store.CountByStateAsync(stoppingToken));
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
                 logger.LogWarning(ex, "Could not count the files per state for the metrics");
             }

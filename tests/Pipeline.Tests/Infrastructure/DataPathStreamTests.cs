@@ -139,16 +139,7 @@ public class When_reading_a_file_once
     public async Task Should_leave_none_of_the_file_in_the_page_cache()
     {
         using var folder = new TempDirectory();
-        Skip.If(new DriveInfo(folder.Path).DriveFormat is "tmpfs" or "ramfs", "the temporary folder is in memory, where a file's pages are the file itself");
-        Skip.If(!File.Exists("/usr/bin/fincore"), "fincore (util-linux) is not installed, so the page cache cannot be looked at");
-        var area = new StorageArea("scratch", new Uri(folder.Path));
-        var data = new byte[16 << 20];
-        new Random(2).NextBytes(data);
-        await using (var file = new FileStream(area.PathOf("f.bin"), FileMode.CreateNew))
-        {
-            await file.WriteAsync(data);
-            file.Flush(flushToDisk: true);
-        }
+        var area = await FlushedFileAsync(folder);
         await using (var plain = area.OpenRead("f.bin"))
         {
             await plain.CopyToAsync(Stream.Null);
@@ -162,6 +153,32 @@ public class When_reading_a_file_once
         }
 
         Assert.Equal(0, await ResidentBytesAsync(area.PathOf("f.bin")));
+    }
+
+    [SkippableFact]
+    public async Task Should_let_go_of_a_flushed_files_pages_so_that_the_next_read_is_from_the_disk()
+    {
+        using var folder = new TempDirectory();
+        var area = await FlushedFileAsync(folder);
+        Skip.If(await ResidentBytesAsync(area.PathOf("f.bin")) == 0, "this filesystem keeps no written pages in the cache");
+
+        area.LetGoOfCachedPages("f.bin");
+
+        Assert.Equal(0, await ResidentBytesAsync(area.PathOf("f.bin")));
+    }
+
+    /// <summary>A 16 MiB file written and flushed to disk, in an area where the page cache can be looked at (else the test is skipped).</summary>
+    private static async Task<StorageArea> FlushedFileAsync(TempDirectory folder)
+    {
+        Skip.If(new DriveInfo(folder.Path).DriveFormat is "tmpfs" or "ramfs", "the temporary folder is in memory, where a file's pages are the file itself");
+        Skip.If(!File.Exists("/usr/bin/fincore"), "fincore (util-linux) is not installed, so the page cache cannot be looked at");
+        var area = new StorageArea("scratch", new Uri(folder.Path));
+        var data = new byte[16 << 20];
+        new Random(2).NextBytes(data);
+        await using var file = new FileStream(area.PathOf("f.bin"), FileMode.CreateNew);
+        await file.WriteAsync(data);
+        file.Flush(flushToDisk: true);
+        return area;
     }
 
     private static async Task<long> ResidentBytesAsync(string path)
