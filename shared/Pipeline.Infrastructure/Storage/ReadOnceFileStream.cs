@@ -17,7 +17,8 @@ public sealed class ReadOnceFileStream : ForwardReadStream
 
     private readonly FileStream _file;
     private long _dropped;
-    private bool _adviceWorks = OperatingSystem.IsLinux();
+    // Until the first refusal (or a system without the call): then the stream reads as any other.
+    private bool _adviceWorks = true;
 
     public ReadOnceFileStream(string path)
         : this(Open(path))

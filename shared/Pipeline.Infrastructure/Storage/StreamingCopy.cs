@@ -74,7 +74,7 @@ public static class StreamingCopy
         finally
         {
             // The read under way when a write failed still uses its buffer: let it end before the buffer goes back.
-            await reading.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            await ((Task)reading).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             ArrayPool<byte>.Shared.Return(current);
             ArrayPool<byte>.Shared.Return(next);
         }

@@ -118,7 +118,7 @@ public sealed class WriteBehindStream : Stream
         }
         _disposed = true;
         // A background write still uses its buffer; let it end (its failure was or will be seen by the writer) before the buffers go back.
-        await _drain.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        await _drain.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         ArrayPool<byte>.Shared.Return(_filling);
         ArrayPool<byte>.Shared.Return(_draining);
         await base.DisposeAsync();
@@ -129,7 +129,7 @@ public sealed class WriteBehindStream : Stream
         if (disposing && !_disposed)
         {
             _disposed = true;
-            _drain.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).GetAwaiter().GetResult();
+            _drain.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing).GetAwaiter().GetResult();
             ArrayPool<byte>.Shared.Return(_filling);
             ArrayPool<byte>.Shared.Return(_draining);
         }
