@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.State;
 
 namespace Pipeline.Api;
@@ -8,34 +9,23 @@ namespace Pipeline.Api;
 /// Samples every campaign's progress from the store's state counts (a handful of rows, however many files) and
 /// keeps the last <see cref="Window"/> of samples: the measured rates that forecasts are made from.
 /// </summary>
-public sealed class CampaignProgressSampler(IFileSagaStore store, TimeProvider time, ILogger<CampaignProgressSampler> logger) : BackgroundService
+public sealed class CampaignProgressSampler(IFileSagaStore store, TimeProvider time, ILogger<CampaignProgressSampler> logger) : PeriodicWork(time, logger)
 {
-    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(5);
+    public static readonly TimeSpan SampleInterval = TimeSpan.FromSeconds(5);
     public static readonly TimeSpan Window = TimeSpan.FromMinutes(10);
 
     private readonly ConcurrentDictionary<string, ConcurrentQueue<CampaignProgress>> _samples = new(StringComparer.Ordinal);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(Interval, time);
-        do
-        {
-            try
-            {
-                await SampleAsync(stoppingToken);
-            }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogWarning(ex, "Sampling campaign progress failed; trying again next interval");
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
-    }
+    protected override TimeSpan Interval => SampleInterval;
+
+    protected override string What => "Sampling campaign progress";
+
+    protected override Task RunOnceAsync(CancellationToken stoppingToken) => SampleAsync(stoppingToken);
 
     public async Task SampleAsync(CancellationToken cancellationToken)
     {
         var counts = await store.CountByStateAsync(cancellationToken);
-        var now = time.GetUtcNow();
+        var now = Time.GetUtcNow();
         foreach (var campaign in counts.Select(c => c.Campaign).Distinct(StringComparer.Ordinal))
         {
             var samples = _samples.GetOrAdd(campaign, _ => new ConcurrentQueue<CampaignProgress>());
@@ -50,7 +40,7 @@ public sealed class CampaignProgressSampler(IFileSagaStore store, TimeProvider t
     /// <summary>The campaign's forecast from the samples in the window and its counts now.</summary>
     public async Task<CampaignForecast> ForecastAsync(string campaign, long expectedFiles, CancellationToken cancellationToken)
     {
-        var current = CampaignProgress.From(campaign, await store.CountByStateAsync(cancellationToken), time.GetUtcNow());
+        var current = CampaignProgress.From(campaign, await store.CountByStateAsync(cancellationToken), Time.GetUtcNow());
         IReadOnlyList<CampaignProgress> samples = _samples.TryGetValue(campaign, out var queue) ? [.. queue, current] : [current];
         return CampaignForecast.From(expectedFiles, samples);
     }

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Audit;
+using Pipeline.Infrastructure.Hosting;
 
 namespace Pipeline.Archiver;
 
@@ -7,25 +8,18 @@ namespace Pipeline.Archiver;
 /// Runs the reconciliation sweep every <see cref="ReconciliationSettings.IntervalMinutes"/>, in the service that
 /// owns the archive areas. What it finds is raised as alerts (one per bad or dark file) and logged.
 /// </summary>
-public sealed class ReconciliationService(Reconciler reconciler, IOptions<ReconciliationSettings> options, TimeProvider time, ILogger<ReconciliationService> logger) : BackgroundService
+public sealed class ReconciliationService(Reconciler reconciler, IOptions<ReconciliationSettings> options, TimeProvider time, ILogger<ReconciliationService> logger)
+    : PeriodicWork(time, logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        if (options.Value.IntervalMinutes <= 0)
-        {
-            return;
-        }
-        using var timer = new PeriodicTimer(TimeSpan.FromMinutes(options.Value.IntervalMinutes), time);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            try
-            {
-                await reconciler.RunAsync(options.Value.ToOptions(), stoppingToken);
-            }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogWarning(ex, "Reconciliation sweep failed; the next one runs in {Minutes} min", options.Value.IntervalMinutes);
-            }
-        }
-    }
+    protected override TimeSpan Interval => TimeSpan.FromMinutes(options.Value.IntervalMinutes);
+
+    protected override string What => "The reconciliation sweep";
+
+    protected override bool PassAtStart => false;
+
+    public override Task StartAsync(CancellationToken cancellationToken) =>
+        // A sweep every 0 minutes means none: the operators run it by hand.
+        options.Value.IntervalMinutes > 0 ? base.StartAsync(cancellationToken) : Task.CompletedTask;
+
+    protected override Task RunOnceAsync(CancellationToken stoppingToken) => reconciler.RunAsync(options.Value.ToOptions(), stoppingToken);
 }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
 
@@ -12,25 +13,18 @@ namespace Pipeline.Collector;
 /// cancelled) and the folder untouched for <see cref="CollectorOptions.LeftoverAfterSeconds"/>, its logs are collected
 /// (under the attempt's log folder, in a folder named for the execution) and the rest removed.
 /// </summary>
-public sealed class LeftoverJobSweeper(StorageAreas areas, IFileSagaStore sagas, IOptions<CollectorOptions> options, TimeProvider time, ILogger<LeftoverJobSweeper> logger) : BackgroundService
+public sealed class LeftoverJobSweeper(StorageAreas areas, IFileSagaStore sagas, IOptions<CollectorOptions> options, TimeProvider time, ILogger<LeftoverJobSweeper> logger)
+    : PeriodicWork(time, logger)
 {
     public const string JobsFolder = "jobs";
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.LeftoverSweepSeconds), time);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            try
-            {
-                await SweepAsync(stoppingToken);
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                logger.LogWarning(ex, "Sweeping leftover job folders failed; trying again at the next sweep");
-            }
-        }
-    }
+    protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.LeftoverSweepSeconds);
+
+    protected override string What => "Sweeping leftover job folders";
+
+    protected override bool PassAtStart => false;
+
+    protected override Task RunOnceAsync(CancellationToken stoppingToken) => SweepAsync(stoppingToken);
 
     /// <summary>Returns how many job folders were cleared.</summary>
     public async Task<int> SweepAsync(CancellationToken cancellationToken)
@@ -40,7 +34,7 @@ public sealed class LeftoverJobSweeper(StorageAreas areas, IFileSagaStore sagas,
         {
             return 0;
         }
-        var before = time.GetUtcNow().UtcDateTime - TimeSpan.FromSeconds(options.Value.LeftoverAfterSeconds);
+        var before = Time.GetUtcNow().UtcDateTime - TimeSpan.FromSeconds(options.Value.LeftoverAfterSeconds);
         var cleared = 0;
         // jobs/{campaign}/run{NNNNNN}/{file id}/attempt-{N}/{execution}
         foreach (var execution in Directory.EnumerateDirectories(jobs, "*", SearchOption.AllDirectories)
@@ -72,7 +66,7 @@ public sealed class LeftoverJobSweeper(StorageAreas areas, IFileSagaStore sagas,
             }
             areas.Scratch.DeleteDirectory(execution);
             cleared++;
-            logger.LogWarning("Cleared the leftover job folder {Folder} of {FileId} ({State}): {Files} files, logs kept in {LogFolder}",
+            Logger.LogWarning("Cleared the leftover job folder {Folder} of {FileId} ({State}): {Files} files, logs kept in {LogFolder}",
                 execution, fileId, saga.CurrentState, files.Count, folder);
         }
         return cleared;

@@ -36,45 +36,43 @@ public sealed class MergeService(
     FlowControl flow,
     AreaGate gate,
     IHealthStore health,
-    ILogger<MergeService> logger) : BackgroundService
+    ILogger<MergeService> logger) : PeriodicWork(time, logger)
 {
     private readonly HashSet<string> _waitingAlerts = new(StringComparer.Ordinal);
+    private DateTimeOffset? _republishBefore;
+    private DateTimeOffset _lastRepublish = DateTimeOffset.MinValue;
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.PollSeconds);
+
+    protected override string What => "A merge pass (the buffers stay as they were)";
+
+    protected override Task BeforeFirstPassAsync(CancellationToken stoppingToken)
     {
         // The in-memory transport lost whatever was on its way to the archiver when the process stopped.
-        var republishBefore = pipeline.Value.Transport == TransportKind.InMemory ? time.GetUtcNow() : (DateTimeOffset?)null;
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.PollSeconds), time);
-        var lastRepublish = DateTimeOffset.MinValue;
-        do
+        _republishBefore = pipeline.Value.Transport == TransportKind.InMemory ? Time.GetUtcNow() : null;
+        return Task.CompletedTask;
+    }
+
+    protected override async Task RunOnceAsync(CancellationToken stoppingToken)
+    {
+        var now = Time.GetUtcNow();
+        if (_republishBefore is not null || now - _lastRepublish > TimeSpan.FromSeconds(options.Value.RepublishAfterSeconds) / 4)
         {
-            try
-            {
-                var now = time.GetUtcNow();
-                if (republishBefore is not null || now - lastRepublish > TimeSpan.FromSeconds(options.Value.RepublishAfterSeconds) / 4)
-                {
-                    await RepublishUnarchivedAsync(republishBefore ?? now.AddSeconds(-options.Value.RepublishAfterSeconds), stoppingToken);
-                    republishBefore = null;
-                    lastRepublish = now;
-                }
-                // A paused merger neither takes outputs (its queue is held back) nor closes merged files.
-                while (!pause.IsPaused(MergeOutputConsumerDefinition.QueueName) && await MergeReadyBuffersAsync(stoppingToken) > 0)
-                {
-                }
-            }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogError(ex, "Merge pass failed; the buffers are unchanged and will be tried again");
-            }
+            await RepublishUnarchivedAsync(_republishBefore ?? now.AddSeconds(-options.Value.RepublishAfterSeconds), stoppingToken);
+            _republishBefore = null;
+            _lastRepublish = now;
         }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+        // A paused merger neither takes outputs (its queue is held back) nor closes merged files.
+        while (!pause.IsPaused(MergeOutputConsumerDefinition.QueueName) && await MergeReadyBuffersAsync(stoppingToken) > 0)
+        {
+        }
     }
 
     /// <summary>Merges every buffer that is due; returns how many merged files were made.</summary>
     public async Task<int> MergeReadyBuffersAsync(CancellationToken cancellationToken)
     {
         var made = 0;
-        var now = time.GetUtcNow();
+        var now = Time.GetUtcNow();
         // Outputs wait in scratch: when scratch is full, reconstruction is held back until merges free it.
         var pressure = flow.IsBlocked(StorageOptions.Scratch);
         foreach (var buffer in await merges.ListBuffersAsync(cancellationToken))
@@ -175,7 +173,7 @@ public sealed class MergeService(
         _waitingAlerts.Add(key);
         if (await health.RaiseAlertAsync(key, "merge-order", "warning", message, now, cancellationToken))
         {
-            logger.LogWarning("{Alert}", message);
+            Logger.LogWarning("{Alert}", message);
         }
     }
 
@@ -206,7 +204,7 @@ public sealed class MergeService(
         }
 
         var started = Stopwatch.GetTimestamp();
-        var createdAt = time.GetUtcNow();
+        var createdAt = Time.GetUtcNow();
         var name = $"{buffer.Campaign}/{buffer.Dataset}/{buffer.Dataset}_run{batch.Min(o => o.Run):D6}-{batch.Max(o => o.Run):D6}_{createdAt:yyyyMMddHHmmssfff}_{Guid.NewGuid().ToString("N")[..6]}.evt";
         // The merged file waits in the output area for the archive: none is made while the output area is full.
         if (!await gate.TryAdmitAsync(StorageOptions.Output, name, bytes, cancellationToken))
@@ -246,10 +244,10 @@ public sealed class MergeService(
             return false;
         }
         await report.CompletedAsync(PipelineMetrics.Merge, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
-        logger.LogInformation("Merged {Count} outputs of {Dataset} into {MergedName} ({Size} bytes, {Events} events)", batch.Count, buffer.Dataset, name, size, events);
+        Logger.LogInformation("Merged {Count} outputs of {Dataset} into {MergedName} ({Size} bytes, {Events} events)", batch.Count, buffer.Dataset, name, size, events);
         if (corrupted)
         {
-            logger.LogWarning(FaultInjection.CorruptedMergedMessage + " {MergedName}", name);
+            Logger.LogWarning(FaultInjection.CorruptedMergedMessage + " {MergedName}", name);
         }
 
         await bus.Publish(ToArchiveRequest(record, batch), cancellationToken);
@@ -284,7 +282,7 @@ public sealed class MergeService(
         foreach (var merged in await merges.ListUnarchivedAsync(updatedBefore, cancellationToken))
         {
             var outputs = await merges.ListOutputsOfAsync(merged.Name, cancellationToken);
-            logger.LogWarning("Merged file {MergedName} is not archived yet; sending it to the archiver again", merged.Name);
+            Logger.LogWarning("Merged file {MergedName} is not archived yet; sending it to the archiver again", merged.Name);
             await bus.Publish(ToArchiveRequest(merged, outputs), cancellationToken);
         }
     }

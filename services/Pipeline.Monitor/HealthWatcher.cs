@@ -25,8 +25,10 @@ public sealed class HealthWatcher(
     IOptions<MonitorOptions> options,
     IOptions<PipelineOptions> pipeline,
     TimeProvider time,
-    ILogger<HealthWatcher> logger) : BackgroundService
+    ILogger<HealthWatcher> logger) : PeriodicWork(time, logger)
 {
+    private AlertRecord? _storeDown;
+
     public const string InstanceSilent = "instance-silent";
     public const string DiskLow = "disk-low";
     public const string FilesStuck = "files-stuck";
@@ -36,40 +38,36 @@ public sealed class HealthWatcher(
     /// <summary>The kinds this watcher raises, and so resolves when their condition is gone.</summary>
     private static readonly HashSet<string> Kinds = [InstanceSilent, DiskLow, FilesStuck, ErrorQueue, BrokerUnreachable];
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.CheckIntervalSeconds);
+
+    protected override string What => "The health check";
+
+    protected override Task RunOnceAsync(CancellationToken stoppingToken) => CheckOnceAsync(stoppingToken);
+
+    // The store itself may be what is down, so this alert cannot be stored: it goes to the log and the webhooks,
+    // once when it starts and once when it ends.
+    protected override async Task OnFailedAsync(Exception failure, CancellationToken stoppingToken)
     {
-        AlertRecord? storeDown = null;
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.CheckIntervalSeconds), time);
-        do
+        if (_storeDown is null)
         {
-            try
-            {
-                await CheckOnceAsync(stoppingToken);
-                if (storeDown is not null)
-                {
-                    await notifier.NotifyAsync(AlertNotifier.Resolved, storeDown with { ResolvedAt = time.GetUtcNow() }, stoppingToken);
-                    storeDown = null;
-                }
-            }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                // The store itself may be what is down, so this alert cannot be stored: it goes to the log and
-                // the webhooks, once when it starts and once when it ends.
-                logger.LogError(ex, "The health check could not run");
-                if (storeDown is null)
-                {
-                    storeDown = new AlertRecord("store-unreachable", "store-unreachable", "critical",
-                        $"The health watcher cannot use the state store: {ex.Message}", time.GetUtcNow(), time.GetUtcNow(), null);
-                    await notifier.NotifyAsync(AlertNotifier.Raised, storeDown, stoppingToken);
-                }
-            }
+            _storeDown = new AlertRecord("store-unreachable", "store-unreachable", "critical",
+                $"The health watcher cannot use the state store: {failure.Message}", Time.GetUtcNow(), Time.GetUtcNow(), null);
+            await notifier.NotifyAsync(AlertNotifier.Raised, _storeDown, stoppingToken);
         }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    protected override async Task OnRecoveredAsync(int failures, CancellationToken stoppingToken)
+    {
+        if (_storeDown is { } down)
+        {
+            _storeDown = null;
+            await notifier.NotifyAsync(AlertNotifier.Resolved, down with { ResolvedAt = Time.GetUtcNow() }, stoppingToken);
+        }
     }
 
     public async Task CheckOnceAsync(CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
+        var now = Time.GetUtcNow();
         var findings = new List<Finding>();
         findings.AddRange(await SilentInstancesAsync(now, cancellationToken));
         findings.AddRange(LowDisks());

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Monitor;
@@ -8,29 +9,23 @@ namespace Pipeline.Monitor;
 /// complete, so a temporary file that nobody has written to for a while can never become a file of the pipeline.
 /// Complete files are never touched here.
 /// </summary>
-public sealed class TemporaryFileSweeper(StorageAreas areas, IOptions<MonitorOptions> options, TimeProvider time, ILogger<TemporaryFileSweeper> logger) : BackgroundService
+public sealed class TemporaryFileSweeper(StorageAreas areas, IOptions<MonitorOptions> options, TimeProvider time, ILogger<TemporaryFileSweeper> logger)
+    : PeriodicWork(time, logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.TemporarySweepSeconds);
+
+    protected override string What => "Sweeping abandoned temporary files";
+
+    protected override Task RunOnceAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.TemporarySweepSeconds), time);
-        do
-        {
-            try
-            {
-                Sweep();
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                logger.LogWarning(ex, "Sweeping abandoned temporary files failed; trying again at the next sweep");
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+        Sweep();
+        return Task.CompletedTask;
     }
 
     /// <summary>Returns how many abandoned temporary files were deleted.</summary>
     public int Sweep()
     {
-        var before = time.GetUtcNow().UtcDateTime - TimeSpan.FromSeconds(options.Value.AbandonedTemporarySeconds);
+        var before = Time.GetUtcNow().UtcDateTime - TimeSpan.FromSeconds(options.Value.AbandonedTemporarySeconds);
         var deleted = 0;
         foreach (var area in areas.All.Where(a => Directory.Exists(a.RootPath)))
         {
@@ -45,7 +40,7 @@ public sealed class TemporaryFileSweeper(StorageAreas areas, IOptions<MonitorOpt
                 {
                     file.Delete();
                     deleted++;
-                    logger.LogWarning("Deleted abandoned temporary file {Path} in {Area} ({Bytes} bytes, last written {LastWrite:O})", path, area.Name, file.Length, file.LastWriteTimeUtc);
+                    Logger.LogWarning("Deleted abandoned temporary file {Path} in {Area} ({Bytes} bytes, last written {LastWrite:O})", path, area.Name, file.Length, file.LastWriteTimeUtc);
                 }
                 catch (FileNotFoundException)
                 {

@@ -18,38 +18,33 @@ public sealed class Watchdog(
     IOptions<PipelineOptions> pipeline,
     PauseState pause,
     TimeProvider time,
-    ILogger<Watchdog> logger) : BackgroundService
+    ILogger<Watchdog> logger) : PeriodicWork(time, logger)
 {
     private const int BatchSize = 500;
 
     /// <summary>How long one stalled file's message may take to leave before the sweep gives up until the next.</summary>
     private static readonly TimeSpan PublishTimeout = TimeSpan.FromSeconds(30);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    private DateTimeOffset? _recoverUntouchedSince;
+
+    protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.WatchdogIntervalSeconds);
+
+    protected override string What => "The watchdog sweep";
+
+    protected override Task BeforeFirstPassAsync(CancellationToken stoppingToken)
     {
-        var startedAt = time.GetUtcNow();
+        // The in-memory transport lost every message when the process stopped: whatever was in flight then is re-issued.
         var recoverAll = options.Value.RecoverInFlightOnStart ?? pipeline.Value.Transport == TransportKind.InMemory;
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.WatchdogIntervalSeconds), time);
-        do
-        {
-            try
-            {
-                await SweepAsync(recoverAll ? startedAt : null, stoppingToken);
-            }
-            // Anything but the service stopping, a cancelled publish included: a sweep that ended the loop would leave
-            // every later stall unrescued, silently.
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogWarning(ex, "Watchdog sweep failed; trying again next interval");
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+        _recoverUntouchedSince = recoverAll ? Time.GetUtcNow() : null;
+        return Task.CompletedTask;
     }
+
+    protected override Task RunOnceAsync(CancellationToken stoppingToken) => SweepAsync(_recoverUntouchedSince, stoppingToken);
 
     /// <summary>One pass: every stalled file (up to a batch) is reported once.</summary>
     public async Task<int> SweepAsync(DateTimeOffset? notTouchedSince, CancellationToken cancellationToken)
     {
-        var found = await store.FindStalledAsync(time.GetUtcNow(), notTouchedSince, BatchSize, cancellationToken);
+        var found = await store.FindStalledAsync(Time.GetUtcNow(), notTouchedSince, BatchSize, cancellationToken);
         // A file waiting on a paused stage or in a paused campaign is not stalled: it waits for an operator, and must not use up its re-issues.
         var stalled = found.Where(f => !pause.IsPaused(NextStage(f.State)) && !pause.IsCampaignPaused(f.Campaign)).ToList();
         var told = 0;
@@ -60,18 +55,18 @@ public sealed class Watchdog(
             var publish = bus.Publish(new FileStalled(file.Id, file.Run, file.Stream, file.Campaign, file.Version), cancellationToken);
             try
             {
-                await publish.WaitAsync(PublishTimeout, time, cancellationToken);
+                await publish.WaitAsync(PublishTimeout, Time, cancellationToken);
             }
             catch (TimeoutException)
             {
-                logger.LogWarning("Watchdog: telling stalled file {FileId} did not finish within {Seconds} s (is the broker reachable?); the rest of this sweep waits for the next", file.Id, PublishTimeout.TotalSeconds);
+                Logger.LogWarning("Watchdog: telling stalled file {FileId} did not finish within {Seconds} s (is the broker reachable?); the rest of this sweep waits for the next", file.Id, PublishTimeout.TotalSeconds);
                 break;
             }
             told++;
         }
         if (stalled.Count > 0)
         {
-            logger.LogWarning("Watchdog: {Count} files made no progress in time; the steps of {Told} are issued again", stalled.Count, told);
+            Logger.LogWarning("Watchdog: {Count} files made no progress in time; the steps of {Told} are issued again", stalled.Count, told);
         }
         return told;
     }

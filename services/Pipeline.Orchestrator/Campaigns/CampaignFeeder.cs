@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Control;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Ingest;
 using Pipeline.Infrastructure.State;
 
@@ -22,24 +23,13 @@ public sealed class CampaignFeeder(
     IBus bus,
     IOptions<OrchestratorOptions> options,
     TimeProvider time,
-    ILogger<CampaignFeeder> logger) : BackgroundService
+    ILogger<CampaignFeeder> logger) : PeriodicWork(time, logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.FeedIntervalSeconds), time);
-        do
-        {
-            try
-            {
-                await FeedAsync(stoppingToken);
-            }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogWarning(ex, "Feeding campaigns failed; trying again next interval");
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
-    }
+    protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.FeedIntervalSeconds);
+
+    protected override string What => "Feeding campaigns";
+
+    protected override Task RunOnceAsync(CancellationToken stoppingToken) => FeedAsync(stoppingToken);
 
     /// <summary>One pass over the campaigns that still have files to register. Returns how many were registered.</summary>
     public async Task<int> FeedAsync(CancellationToken cancellationToken)
@@ -115,14 +105,14 @@ public sealed class CampaignFeeder(
             }
         }
         // Saved after publishing: a crash in between publishes the batch again, which registers nothing twice.
-        if (!await store.ReplaceCampaignAsync(campaign with { Feed = feed, UpdatedAt = time.GetUtcNow() }, campaign.Version, cancellationToken))
+        if (!await store.ReplaceCampaignAsync(campaign with { Feed = feed, UpdatedAt = Time.GetUtcNow() }, campaign.Version, cancellationToken))
         {
-            logger.LogInformation("Campaign {Campaign} changed while its files were registered; its feed continues from the stored position", campaign.Name);
+            Logger.LogInformation("Campaign {Campaign} changed while its files were registered; its feed continues from the stored position", campaign.Name);
         }
         campaigns.Invalidate();
         if (feed.Complete && !campaign.Feed.Complete)
         {
-            logger.LogInformation("Campaign {Campaign}: all {Files} files registered", campaign.Name, feed.Registered);
+            Logger.LogInformation("Campaign {Campaign}: all {Files} files registered", campaign.Name, feed.Registered);
         }
         return registered;
     }

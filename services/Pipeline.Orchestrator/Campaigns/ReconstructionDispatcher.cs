@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Control;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Telemetry;
 
@@ -24,7 +25,7 @@ public sealed class ReconstructionDispatcher(
     IBus bus,
     IOptions<OrchestratorOptions> options,
     TimeProvider time,
-    ILogger<ReconstructionDispatcher> logger) : BackgroundService
+    ILogger<ReconstructionDispatcher> logger) : PeriodicWork(time, logger)
 {
     public static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(250);
 
@@ -51,29 +52,25 @@ public sealed class ReconstructionDispatcher(
 
     private readonly Dictionary<string, long> _dispatched = new(StringComparer.Ordinal);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override TimeSpan Interval => Tick;
+
+    protected override string What => "Dispatching reconstruction";
+
+    protected override async Task RunOnceAsync(CancellationToken stoppingToken)
     {
-        while (!stoppingToken.IsCancellationRequested)
+        while (await DispatchAsync(stoppingToken) > 0)
         {
-            try
-            {
-                while (await DispatchAsync(stoppingToken) > 0)
-                {
-                    // Keep going while there is room: a pass is bounded by what one listing returns.
-                }
-            }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogWarning(ex, "Dispatching reconstruction failed; trying again shortly");
-            }
-            await signal.WaitAsync(Tick, time, stoppingToken);
+            // Keep going while there is room: a pass is bounded by what one listing returns.
         }
     }
+
+    // A file newly staged, or a slot freed, wakes the dispatcher before the tick.
+    protected override Task PauseAsync(TimeSpan delay, CancellationToken stoppingToken) => signal.WaitAsync(delay, Time, stoppingToken);
 
     /// <summary>One pass: fills the free places in flight by the campaigns' shares. Returns how many were dispatched.</summary>
     public async Task<int> DispatchAsync(CancellationToken cancellationToken)
     {
-        var now = time.GetUtcNow();
+        var now = Time.GetUtcNow();
         foreach (var id in _pending.ToList())
         {
             // Read before the counts: a file seen gone from the staged state here is among those counted below.
@@ -93,7 +90,7 @@ public sealed class ReconstructionDispatcher(
         var free = await TargetInFlightAsync(now, cancellationToken) - holding - _pending.Count;
         if (free <= 0 || staged.Count == 0)
         {
-            logger.LogDebug("Nothing to dispatch: {Free} free places, {Staged} campaigns with staged files", free, staged.Count);
+            Logger.LogDebug("Nothing to dispatch: {Free} free places, {Staged} campaigns with staged files", free, staged.Count);
             return 0;
         }
 
@@ -139,7 +136,7 @@ public sealed class ReconstructionDispatcher(
             _dispatched[next] = _dispatched.GetValueOrDefault(next) + 1;
             dispatched++;
         }
-        logger.LogDebug("Dispatched {Dispatched} of {Free} free places ({Holding} holding, {Pending} pending)", dispatched, free, holding, _pending.Count);
+        Logger.LogDebug("Dispatched {Dispatched} of {Free} free places ({Holding} holding, {Pending} pending)", dispatched, free, holding, _pending.Count);
         return dispatched;
     }
 

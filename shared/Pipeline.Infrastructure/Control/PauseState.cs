@@ -63,7 +63,7 @@ public sealed class PauseState
 public sealed class PauseStateRefresher(IControlStore control, PauseState state, TimeProvider time, ILogger<PauseStateRefresher> logger)
     : StoreRefresher(PauseState.RefreshInterval, time, logger)
 {
-    protected override string What => "the paused stages";
+    protected override string What => "Reading the paused stages";
 
     protected override async Task RefreshAsync(CancellationToken cancellationToken) =>
         state.Set((await control.ListPausedAsync(cancellationToken)).Select(p => p.Stage));

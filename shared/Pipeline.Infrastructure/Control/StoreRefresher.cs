@@ -1,5 +1,5 @@
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Pipeline.Infrastructure.Hosting;
 
 namespace Pipeline.Infrastructure.Control;
 
@@ -8,29 +8,17 @@ namespace Pipeline.Infrastructure.Control;
 /// once before the bus starts, so the first message already sees it, then again every <paramref name="interval"/>.
 /// A failed read keeps the last known copy: a store hiccup changes nothing.
 /// </summary>
-public abstract class StoreRefresher(TimeSpan interval, TimeProvider time, ILogger logger) : BackgroundService
+public abstract class StoreRefresher(TimeSpan interval, TimeProvider time, ILogger logger) : PeriodicWork(time, logger)
 {
-    /// <summary>What is read, for the warning when reading fails.</summary>
-    protected abstract string What { get; }
+    protected sealed override TimeSpan Interval => interval;
+
+    protected sealed override bool PassAtStart => false;
+
+    protected sealed override Task RunOnceAsync(CancellationToken stoppingToken) => RefreshAsync(stoppingToken);
 
     protected abstract Task RefreshAsync(CancellationToken cancellationToken);
 
     public override async Task StartAsync(CancellationToken cancellationToken)
-    {
-        await TryRefreshAsync(cancellationToken);
-        await base.StartAsync(cancellationToken);
-    }
-
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(interval, time);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            await TryRefreshAsync(stoppingToken);
-        }
-    }
-
-    private async Task TryRefreshAsync(CancellationToken cancellationToken)
     {
         try
         {
@@ -38,7 +26,8 @@ public abstract class StoreRefresher(TimeSpan interval, TimeProvider time, ILogg
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {
-            logger.LogWarning(ex, "Could not read {What}; keeping the last known", What);
+            Logger.LogWarning(ex, "{What} failed before start; keeping the defaults until the next refresh", What);
         }
+        await base.StartAsync(cancellationToken);
     }
 }

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Microsoft.Extensions.Hosting;
+using Pipeline.Infrastructure.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Control;
@@ -112,7 +112,7 @@ public sealed class FlowControl(IOptions<FlowOptions> options)
 public sealed class FlowControlRefresher(IFlowStore store, FlowControl flow, PipelineMetrics metrics, TimeProvider time, ILogger<FlowControlRefresher> logger)
     : StoreRefresher(FlowControl.RefreshInterval, time, logger)
 {
-    protected override string What => "the flow-control settings";
+    protected override string What => "Reading the flow-control settings";
 
     protected override async Task RefreshAsync(CancellationToken cancellationToken)
     {
@@ -218,31 +218,22 @@ public sealed class AreaGate(IFlowStore store, FlowControl flow, StorageAreas ar
 /// Drops reservations whose file left its area without giving its room back (a process killed between deleting
 /// a file and releasing it): otherwise a bounded area would slowly fill with ghosts and stop the flow.
 /// </summary>
-public sealed class AreaLedgerSweeper(IFlowStore store, StorageAreas areas, IOptions<FlowOptions> options, TimeProvider time, ILogger<AreaLedgerSweeper> logger) : BackgroundService
+public sealed class AreaLedgerSweeper(IFlowStore store, StorageAreas areas, IOptions<FlowOptions> options, TimeProvider time, ILogger<AreaLedgerSweeper> logger)
+    : PeriodicWork(time, logger)
 {
-    public static readonly TimeSpan Interval = TimeSpan.FromMinutes(1);
+    protected override TimeSpan Interval => TimeSpan.FromMinutes(1);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(Interval, time);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            try
-            {
-                await SweepAsync(stoppingToken);
-            }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogWarning(ex, "Ledger sweep failed; trying again in {Interval}", Interval);
-            }
-        }
-    }
+    protected override string What => "The ledger sweep";
+
+    protected override bool PassAtStart => false;
+
+    protected override Task RunOnceAsync(CancellationToken stoppingToken) => SweepAsync(stoppingToken);
 
     /// <summary>Returns how many reservations were dropped.</summary>
     public async Task<int> SweepAsync(CancellationToken cancellationToken)
     {
         var dropped = 0;
-        var before = time.GetUtcNow() - TimeSpan.FromSeconds(options.Value.StaleReservationSeconds);
+        var before = Time.GetUtcNow() - TimeSpan.FromSeconds(options.Value.StaleReservationSeconds);
         foreach (var usage in await store.ListAreaUsageAsync(cancellationToken))
         {
             var area = areas.All.FirstOrDefault(a => a.Name == usage.Area);
@@ -255,7 +246,7 @@ public sealed class AreaLedgerSweeper(IFlowStore store, StorageAreas areas, IOpt
                 if (!area.Holds(reservation.Name))
                 {
                     await store.ReleaseAsync(reservation.Area, reservation.Name, cancellationToken);
-                    logger.LogWarning("Dropped the reservation of {Name} in {Area} ({Bytes} bytes): the file is gone", reservation.Name, reservation.Area, reservation.Bytes);
+                    Logger.LogWarning("Dropped the reservation of {Name} in {Area} ({Bytes} bytes): the file is gone", reservation.Name, reservation.Area, reservation.Bytes);
                     dropped++;
                 }
             }

@@ -16,9 +16,16 @@ public sealed class HeartbeatPublisher(
     PipelineMetrics metrics,
     TimeProvider time,
     IHostApplicationLifetime lifetime,
-    ILogger<HeartbeatPublisher> logger) : BackgroundService
+    ILogger<HeartbeatPublisher> logger) : PeriodicWork(time, logger)
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    private DateTimeOffset _upSince;
+
+    protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.HeartbeatSeconds);
+
+    // The broker may be down; the monitor will then report this instance silent, which is the truth.
+    protected override string What => "Sending a heartbeat";
+
+    protected override async Task BeforeFirstPassAsync(CancellationToken stoppingToken)
     {
         // The first heartbeat goes out once the bus has started, with everything else.
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -27,22 +34,13 @@ public sealed class HeartbeatPublisher(
         {
             await started.Task;
         }
-        var upSince = time.GetUtcNow();
+        _upSince = Time.GetUtcNow();
+    }
+
+    protected override Task RunOnceAsync(CancellationToken stoppingToken)
+    {
+        var load = capacities.Select(c => new StageLoad(c.Stage, metrics.BusyNow(c.Stage), c.Capacity)).ToList();
         var services = string.Join(",", modules.Select(m => m.Name));
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(options.Value.HeartbeatSeconds), time);
-        do
-        {
-            try
-            {
-                var load = capacities.Select(c => new StageLoad(c.Stage, metrics.BusyNow(c.Stage), c.Capacity)).ToList();
-                await bus.Publish(new InstanceHeartbeat(options.Value.EffectiveInstanceName, services, Environment.MachineName, upSince, time.GetUtcNow(), load), stoppingToken);
-            }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                // The broker may be down; the monitor will report this instance silent, which is the truth.
-                logger.LogWarning(ex, "Could not send a heartbeat");
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+        return bus.Publish(new InstanceHeartbeat(options.Value.EffectiveInstanceName, services, Environment.MachineName, _upSince, Time.GetUtcNow(), load), stoppingToken);
     }
 }

@@ -1,5 +1,5 @@
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.State;
 
 namespace Pipeline.Infrastructure.Telemetry;
@@ -8,24 +8,12 @@ namespace Pipeline.Infrastructure.Telemetry;
 /// Reads the files per campaign and state from the store every few seconds for the pipeline.files gauge.
 /// Counted from the store, not from transitions, so a transition retried after a lost race counts once.
 /// </summary>
-public sealed class FileStateCounter(IFileSagaStore store, PipelineMetrics metrics, TimeProvider time, ILogger<FileStateCounter> logger) : BackgroundService
+public sealed class FileStateCounter(IFileSagaStore store, PipelineMetrics metrics, TimeProvider time, ILogger<FileStateCounter> logger) : PeriodicWork(time, logger)
 {
-    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(5);
+    protected override TimeSpan Interval => TimeSpan.FromSeconds(5);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(Interval, time);
-        do
-        {
-            try
-            {
-                metrics.SetFileCounts(await store.CountByStateAsync(stoppingToken));
-            }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogWarning(ex, "Could not count the files per state for the metrics");
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
-    }
+    protected override string What => "Counting the files per state for the metrics";
+
+    protected override async Task RunOnceAsync(CancellationToken stoppingToken) =>
+        metrics.SetFileCounts(await store.CountByStateAsync(stoppingToken));
 }

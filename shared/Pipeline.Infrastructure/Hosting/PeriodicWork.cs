@@ -1,0 +1,114 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Pipeline.Infrastructure.Hosting;
+
+/// <summary>
+/// Work a service does over and over for as long as it runs: sweeps, refreshes, heartbeats, dispatch passes.
+/// Every such loop keeps one rule. A pass that fails is logged and tried again after a back-off that doubles
+/// with each failure in a row (from <see cref="Interval"/> up to <see cref="MaxBackoff"/>, or the interval when
+/// that is longer); the loop ends only when its service stops. Whatever the failure — a store outage, a broker
+/// gone, a publish cancelled under it — a loop that ended would leave its work undone without a word, and by
+/// .NET's default an exception escaping a background service stops the whole host.
+/// </summary>
+public abstract class PeriodicWork(TimeProvider time, ILogger logger) : BackgroundService
+{
+    /// <summary>The longest pause between tries while passes keep failing (unless the interval itself is longer).</summary>
+    public static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(10);
+
+    protected TimeProvider Time { get; } = time;
+
+    protected ILogger Logger { get; } = logger;
+
+    /// <summary>Consecutive failed passes right now; 0 once a pass succeeds.</summary>
+    public int FailuresInARow { get; private set; }
+
+    /// <summary>Passes that completed without an exception, since the service started.</summary>
+    public long PassesCompleted { get; private set; }
+
+    /// <summary>The pause between passes while they succeed.</summary>
+    protected abstract TimeSpan Interval { get; }
+
+    /// <summary>What a pass does, in words, for the log (e.g. "the watchdog sweep").</summary>
+    protected abstract string What { get; }
+
+    /// <summary>Whether the first pass runs as soon as the service starts, or only after the first interval.</summary>
+    protected virtual bool PassAtStart => true;
+
+    /// <summary>One pass of the work.</summary>
+    protected abstract Task RunOnceAsync(CancellationToken stoppingToken);
+
+    /// <summary>Before the first pass (e.g. until the application has started); the loop starts when this returns.</summary>
+    protected virtual Task BeforeFirstPassAsync(CancellationToken stoppingToken) => Task.CompletedTask;
+
+    /// <summary>Told of each failed pass, after it is logged.</summary>
+    protected virtual Task OnFailedAsync(Exception failure, CancellationToken stoppingToken) => Task.CompletedTask;
+
+    /// <summary>Told when a pass succeeds after one or more failed.</summary>
+    protected virtual Task OnRecoveredAsync(int failures, CancellationToken stoppingToken) => Task.CompletedTask;
+
+    /// <summary>The pause before the next pass; a loop that can be woken early overrides it.</summary>
+    protected virtual Task PauseAsync(TimeSpan delay, CancellationToken stoppingToken) => Task.Delay(delay, Time, stoppingToken);
+
+    /// <summary>The pause after <paramref name="failures"/> failed passes in a row (0: after a pass that succeeded).</summary>
+    public static TimeSpan DelayAfter(int failures, TimeSpan interval)
+    {
+        if (failures <= 0)
+        {
+            return interval;
+        }
+        var ceiling = interval > MaxBackoff ? interval : MaxBackoff;
+        var doubled = interval.Ticks * Math.Pow(2, Math.Min(failures - 1, 30));
+        return doubled >= ceiling.Ticks ? ceiling : TimeSpan.FromTicks((long)doubled);
+    }
+
+    protected sealed override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await BeforeFirstPassAsync(stoppingToken);
+            if (!PassAtStart)
+            {
+                await PauseAsync(Interval, stoppingToken);
+            }
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                await RunGuardedAsync(stoppingToken);
+                await PauseAsync(DelayAfter(FailuresInARow, Interval), stoppingToken);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // The service is stopping: the only way out.
+        }
+    }
+
+    private async Task RunGuardedAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await RunOnceAsync(stoppingToken);
+            PassesCompleted++;
+            if (FailuresInARow > 0)
+            {
+                var failures = FailuresInARow;
+                FailuresInARow = 0;
+                Logger.LogInformation("{What} works again after {Failures} failed passes", What, failures);
+                await OnRecoveredAsync(failures, stoppingToken);
+            }
+        }
+        catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+        {
+            FailuresInARow++;
+            Logger.LogWarning(ex, "{What} failed ({Failures} in a row); trying again in {Delay}", What, FailuresInARow, DelayAfter(FailuresInARow, Interval));
+            try
+            {
+                await OnFailedAsync(ex, stoppingToken);
+            }
+            catch (Exception reportFailure) when (!stoppingToken.IsCancellationRequested)
+            {
+                Logger.LogWarning(reportFailure, "Reporting the failure of {What} failed too", What);
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+using System.Reflection;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Pipeline.Collector;
+using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.Storage;
+using Pipeline.Tests.Support;
+
+namespace Pipeline.Tests.Flow;
+
+public sealed class When_the_store_is_down_while_the_leftover_sweeper_runs
+{
+    /// <summary>Any store interface whose every call fails while <see cref="Down"/> is set.</summary>
+    public class OutageProxy<T> : DispatchProxy where T : class
+    {
+        private T _inner = null!;
+
+        public volatile bool Down;
+
+        public int Refused;
+
+        public static (T Store, OutageProxy<T> Switch) Wrap(T inner)
+        {
+            var store = Create<T, OutageProxy<T>>();
+            var proxy = (OutageProxy<T>)(object)store;
+            proxy._inner = inner;
+            return (store, proxy);
+        }
+
+        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+        {
+            if (Down)
+            {
+                Interlocked.Increment(ref Refused);
+                throw new InvalidOperationException("store unreachable (test outage)");
+            }
+            try
+            {
+                return targetMethod!.Invoke(_inner, args);
+            }
+            catch (TargetInvocationException ex) when (ex.InnerException is not null)
+            {
+                throw ex.InnerException;
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Should_keep_its_host_running_and_sweep_once_the_store_is_back()
+    {
+        using var folder = new TempDirectory();
+        using var sqlite = new SqlitePipelineStore(Path.Combine(folder.Path, "pipeline.db"));
+        var (store, outage) = OutageProxy<IFileSagaStore>.Wrap(sqlite);
+        var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), folder.Path);
+        var id = Guid.NewGuid();
+        await sqlite.InsertAsync(new FileState
+        {
+            CorrelationId = id, CurrentState = "Archived", Campaign = "prompt", Run = 1, Stream = "physics", LogicalName = "raw/a.raw", UpdatedAt = DateTimeOffset.UtcNow,
+        }, CancellationToken.None);
+        var job = $"jobs/prompt/run000001/{id:N}/attempt-1/0badc0de";
+        await areas.Scratch.WriteAsync($"{job}/job.log", (s, ct) => s.WriteAsync("killed\n"u8.ToArray(), ct).AsTask(), CancellationToken.None);
+        outage.Down = true;
+
+        // A host with .NET's defaults: an exception escaping a background service stops it.
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Services.AddSingleton(areas);
+        builder.Services.AddSingleton(store);
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton(Options.Create(new CollectorOptions { LeftoverSweepSeconds = 0.05, LeftoverAfterSeconds = 0 }));
+        builder.Services.AddHostedService<LeftoverJobSweeper>();
+        using var host = builder.Build();
+        var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+        await host.StartAsync();
+
+        await Eventually.Until(() => Task.FromResult(Volatile.Read(ref outage.Refused)), n => n >= 3, TimeSpan.FromSeconds(30), "the sweeper to meet the outage three times");
+        Assert.False(lifetime.ApplicationStopping.IsCancellationRequested, "the outage stopped the host");
+        Assert.True(areas.Scratch.Exists($"{job}/job.log"));
+
+        outage.Down = false;
+        await Eventually.Until(() => Task.FromResult(areas.Scratch.Exists($"{job}/job.log")), exists => !exists, TimeSpan.FromSeconds(30), "the leftover job folder to be cleared");
+        Assert.False(lifetime.ApplicationStopping.IsCancellationRequested);
+        Assert.True(areas.Logs.Exists($"prompt/run000001/physics/{id:N}/attempt-1/leftover-0badc0de/job.log"));
+        await host.StopAsync();
+    }
+}
