@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.OpenApi;
 using Pipeline.Api.Security;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Telemetry;
 
 namespace Pipeline.Api;
@@ -12,6 +13,8 @@ public static class ApiModule
         "api",
         (services, _) =>
         {
+            // The stores this service uses.
+            services.AddStore<IFileSagaStore>().AddStore<IRunRegistry>().AddStore<ICatalog>().AddStore<ICampaignStore>().AddStore<IFlowStore>().AddStore<IHealthStore>().AddStore<IControlStore>().AddStore<IActivityLog>();
             services.AddProblemDetails();
             // A number sent as a string is a wrong type, not a number: refused, as every other wrong type is.
             services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict);

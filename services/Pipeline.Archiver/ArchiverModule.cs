@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Telemetry;
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.State;
 
 namespace Pipeline.Archiver;
 
@@ -11,6 +12,8 @@ public static class ArchiverModule
         "archiver",
         (services, _) =>
         {
+            // The stores this service uses.
+            services.AddStore<IMergeStore>().AddStore<ICatalog>().AddStore<IFlowStore>();
             services.AddOptions<ArchiverOptions>().BindConfiguration(ArchiverOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddSingleton<Movers>();
             services.AddOptions<ReconciliationSettings>().BindConfiguration(ReconciliationSettings.Section).ValidateDataAnnotations().ValidateOnStart();

@@ -1,5 +1,6 @@
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.State;
 
 namespace Pipeline.Collector;
 
@@ -9,6 +10,8 @@ public static class CollectorModule
         "collector",
         (services, _) =>
         {
+            // The stores this service uses.
+            services.AddStore<IFileSagaStore>();
             services.AddOptions<CollectorOptions>().BindConfiguration(CollectorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHostedService<LeftoverJobSweeper>();
         },

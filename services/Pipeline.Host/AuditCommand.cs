@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Pipeline.Infrastructure.Audit;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.State;
 
 namespace Pipeline.Host;
 
@@ -19,22 +20,15 @@ public static class AuditCommand
             return 2;
         }
         var (_, options) = ToolConfiguration.Load(args[1..]);
-        var store = PipelineHosting.OpenStore(options);
-        try
+        using var stores = StoreBackend.Open(options);
+        var report = await CatalogAudit.RunAsync(args[0], stores.Sagas, stores.Catalog, CancellationToken.None);
+        Console.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+        if (!report.Complete)
         {
-            var report = await CatalogAudit.RunAsync(args[0], store, store, CancellationToken.None);
-            Console.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
-            if (!report.Complete)
-            {
-                await Console.Error.WriteLineAsync($"audit: campaign {args[0]} is not complete: {report.ArchivedRawFiles} of {report.RawFiles} raw files archived, "
-                    + $"{report.Missing.Count} outputs missing, {report.Doubled.Count} doubled, {report.Unexpected.Count} unexpected, {report.ManifestProblems.Count} manifest problems");
-            }
-            return report.Complete ? 0 : 1;
+            await Console.Error.WriteLineAsync($"audit: campaign {args[0]} is not complete: {report.ArchivedRawFiles} of {report.RawFiles} raw files archived, "
+                + $"{report.Missing.Count} outputs missing, {report.Doubled.Count} doubled, {report.Unexpected.Count} unexpected, {report.ManifestProblems.Count} manifest problems");
         }
-        finally
-        {
-            (store as IDisposable)?.Dispose();
-        }
+        return report.Complete ? 0 : 1;
     }
 }
 

@@ -39,6 +39,7 @@ public sealed class MergeService(
     ILogger<MergeService> logger) : PeriodicWork(time, logger)
 {
     private readonly HashSet<string> _waitingAlerts = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string Campaign, string Dataset), int> _mergedThrough = [];
     private DateTimeOffset? _republishBefore;
     private DateTimeOffset _lastRepublish = DateTimeOffset.MinValue;
 
@@ -80,7 +81,7 @@ public sealed class MergeService(
             var campaign = (await campaigns.GetAsync(buffer.Campaign, cancellationToken))?.Definition;
             var target = campaign?.EffectiveMergeTargetBytes ?? CampaignDefinition.DefaultMergeTargetBytes;
             var pending = await merges.ListPendingAsync(buffer.Campaign, buffer.Dataset, options.Value.MaxInputsPerMerge, cancellationToken);
-            var ready = await InOrderAsync(buffer, campaign?.Ordering, pending, pressure, now, cancellationToken);
+            var (ready, strict) = await InOrderAsync(buffer, campaign?.Ordering, pending, pressure, now, cancellationToken);
             if (ready.Count == 0)
             {
                 continue;
@@ -91,9 +92,14 @@ public sealed class MergeService(
                 || now - buffer.OldestAddedAt >= TimeSpan.FromSeconds(options.Value.MaxWaitSeconds)
                 || (now - buffer.NewestAddedAt >= TimeSpan.FromSeconds(options.Value.RunEndGraceSeconds)
                     && await RunsEndedAsync(buffer, pending, cancellationToken));
-            if (due && await MergeOneAsync(buffer, ready, target, cancellationToken))
+            if (due && await MergeOneAsync(buffer, ready, target, cancellationToken) is { } mergedThrough)
             {
                 made++;
+                // Merged in strict order: every run up to this one was complete.
+                if (strict && _mergedThrough.TryGetValue((buffer.Campaign, buffer.Dataset), out var known) && mergedThrough > known)
+                {
+                    _mergedThrough[(buffer.Campaign, buffer.Dataset)] = mergedThrough;
+                }
             }
         }
         return made;
@@ -105,20 +111,21 @@ public sealed class MergeService(
     /// that wait too long for earlier runs raise an alert; when scratch is full and nothing may be merged, order is given
     /// up for this merge (with an alert) rather than stopping production.
     /// </summary>
-    private async Task<IReadOnlyList<PendingOutput>> InOrderAsync(DatasetBuffer buffer, MergeOrdering? campaignOrdering, IReadOnlyList<PendingOutput> pending, bool pressure, DateTimeOffset now, CancellationToken cancellationToken)
+    private async Task<(IReadOnlyList<PendingOutput> Ready, bool Strict)> InOrderAsync(DatasetBuffer buffer, MergeOrdering? campaignOrdering, IReadOnlyList<PendingOutput> pending, bool pressure, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var key = $"merge-order:{buffer.Campaign}/{buffer.Dataset}";
         if (pending.Count == 0 || flow.OrderingOf(buffer.Dataset, campaignOrdering) == MergeOrdering.Relaxed)
         {
             // An operator relaxing a waiting dataset ends its wait, and its alert.
             await ResolveAsync(key, now, cancellationToken);
-            return pending;
+            return (pending, false);
         }
         var oldestOpen = await sagas.OldestUnfinishedRunAsync(buffer.Campaign, cancellationToken);
         var ready = pending.TakeWhile(o => oldestOpen is null || o.Run < oldestOpen).ToList();
         // A file past reconstruction may still have outputs on their way to this buffer: a run is complete only
-        // once every output its files reported has arrived.
-        var incomplete = await FirstIncompleteRunAsync(buffer, [.. ready.Select(o => o.Run).Distinct()], cancellationToken);
+        // once every output its files reported has arrived. That holds for runs with nothing pending yet too, so
+        // every run from the highest already merged up to the highest ready one is checked.
+        var incomplete = ready.Count == 0 ? null : await FirstIncompleteRunAsync(buffer, ready[^1].Run, cancellationToken);
         if (incomplete is not null)
         {
             oldestOpen = incomplete;
@@ -127,37 +134,34 @@ public sealed class MergeService(
         if (ready.Count > 0)
         {
             await ResolveAsync(key, now, cancellationToken);
-            return ready;
+            return (ready, true);
         }
         var waited = now - pending.Min(o => o.AddedAt);
         if (pressure)
         {
             await RaiseAsync(key, $"Dataset {buffer.Dataset} of {buffer.Campaign}: scratch is full while its outputs wait for run {oldestOpen}; merging them out of order to keep production going", now, cancellationToken);
-            return pending;
+            return (pending, false);
         }
         if (waited >= TimeSpan.FromSeconds(flow.Configured.StrictWaitSeconds))
         {
             await RaiseAsync(key, $"Dataset {buffer.Dataset} of {buffer.Campaign} (strict order) has waited {waited.TotalMinutes:F0} min for run {oldestOpen} to be reconstructed", now, cancellationToken);
         }
-        return [];
+        return ([], true);
     }
 
-    private async Task<int?> FirstIncompleteRunAsync(DatasetBuffer buffer, IReadOnlyList<int> runs, CancellationToken cancellationToken)
+    private async Task<int?> FirstIncompleteRunAsync(DatasetBuffer buffer, int throughRun, CancellationToken cancellationToken)
     {
-        if (runs.Count == 0)
+        // Every run up to the highest merged one was complete when it was merged: the check starts there. Kept in
+        // memory once read, and raised by this instance's merges (another instance's make it only more cautious).
+        var key = (buffer.Campaign, buffer.Dataset);
+        if (!_mergedThrough.TryGetValue(key, out var fromRun))
         {
-            return null;
+            fromRun = await merges.HighestMergedRunAsync(buffer.Campaign, buffer.Dataset, cancellationToken) ?? 0;
+            _mergedThrough[key] = fromRun;
         }
-        var reported = await sagas.CountReportedOutputsAsync(buffer.Campaign, buffer.Dataset, runs, cancellationToken);
-        var received = await merges.CountReceivedOutputsAsync(buffer.Campaign, buffer.Dataset, runs, cancellationToken);
-        foreach (var run in runs.Order())
-        {
-            if (received.GetValueOrDefault(run) < reported.GetValueOrDefault(run))
-            {
-                return run;
-            }
-        }
-        return null;
+        var reported = await sagas.CountReportedOutputsAsync(buffer.Campaign, buffer.Dataset, fromRun, throughRun, cancellationToken);
+        var received = await merges.CountReceivedOutputsAsync(buffer.Campaign, buffer.Dataset, fromRun, throughRun, cancellationToken);
+        return reported.Keys.Order().Cast<int?>().FirstOrDefault(run => received.GetValueOrDefault(run!.Value) < reported[run.Value]);
     }
 
     private async Task ResolveAsync(string key, DateTimeOffset now, CancellationToken cancellationToken)
@@ -185,7 +189,8 @@ public sealed class MergeService(
         return runs.All(run => progress.TryGetValue(run, out var p) && p.Ended);
     }
 
-    private async Task<bool> MergeOneAsync(DatasetBuffer buffer, IReadOnlyList<PendingOutput> ready, long target, CancellationToken cancellationToken)
+    /// <summary>Merges the first outputs of <paramref name="ready"/> up to the target size; returns the highest run merged, or null if nothing was.</summary>
+    private async Task<int?> MergeOneAsync(DatasetBuffer buffer, IReadOnlyList<PendingOutput> ready, long target, CancellationToken cancellationToken)
     {
         var batch = new List<PendingOutput>();
         long bytes = 0;
@@ -200,7 +205,7 @@ public sealed class MergeService(
         }
         if (batch.Count == 0)
         {
-            return false;
+            return null;
         }
 
         var started = Stopwatch.GetTimestamp();
@@ -209,7 +214,7 @@ public sealed class MergeService(
         // The merged file waits in the output area for the archive: none is made while the output area is full.
         if (!await gate.TryAdmitAsync(StorageOptions.Output, name, bytes, cancellationToken))
         {
-            return false;
+            return null;
         }
         long size;
         uint adler;
@@ -241,7 +246,7 @@ public sealed class MergeService(
             // Another merger took some of these outputs first; its file stands, this one goes.
             areas.Output.Delete(name);
             await gate.ReleaseAsync(StorageOptions.Output, name);
-            return false;
+            return null;
         }
         await report.CompletedAsync(PipelineMetrics.Merge, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         Logger.LogInformation("Merged {Count} outputs of {Dataset} into {MergedName} ({Size} bytes, {Events} events)", batch.Count, buffer.Dataset, name, size, events);
@@ -258,7 +263,7 @@ public sealed class MergeService(
         }
         // The inputs stay in scratch until the merged file is archived (see OutputsArchivedConsumer): a merged file
         // corrupted before its copies verify is made again from them.
-        return true;
+        return batch.Max(o => o.Run);
     }
 
     /// <summary>The merged file's manifest: its sources with their raw files' checksums and event ranges, sealed by a digest.</summary>

@@ -1,5 +1,6 @@
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.State;
 
 namespace Pipeline.Merger;
 
@@ -9,6 +10,8 @@ public static class MergerModule
         "merger",
         (services, _) =>
         {
+            // The stores this service uses.
+            services.AddStore<IMergeStore>().AddStore<IFileSagaStore>().AddStore<IHealthStore>();
             services.AddOptions<MergerOptions>().BindConfiguration(MergerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHostedService<MergeService>();
         },

@@ -1,6 +1,7 @@
 using MassTransit;
 using Pipeline.Infrastructure.Flow;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.State;
 
 namespace Pipeline.Monitor;
 
@@ -10,6 +11,8 @@ public static class MonitorModule
         "monitor",
         (services, _) =>
         {
+            // The stores this service uses.
+            services.AddStore<IFileSagaStore>().AddStore<IHealthStore>();
             services.AddOptions<MonitorOptions>().BindConfiguration(MonitorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHttpClient<AlertNotifier>();
             services.AddHostedService<HealthWatcher>();

@@ -12,6 +12,8 @@ public static class OrchestratorModule
         "orchestrator",
         (services, _) =>
         {
+            // The stores this service uses.
+            services.AddStore<IFileSagaStore>().AddStore<IRunRegistry>().AddStore<ICampaignStore>().AddStore<IHealthStore>();
             services.AddOptions<OrchestratorOptions>().BindConfiguration(OrchestratorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHostedService<Watchdog>();
             services.AddSingleton<DispatchSignal>();

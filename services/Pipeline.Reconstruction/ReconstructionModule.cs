@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Telemetry;
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.State;
 
 namespace Pipeline.Reconstruction;
 
@@ -11,6 +12,8 @@ public static class ReconstructionModule
         "reconstruction",
         (services, _) =>
         {
+            // The stores this service uses.
+            services.AddStore<IRunRegistry>();
             services.AddOptions<ReconstructionOptions>().BindConfiguration(ReconstructionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddSingleton<IReleaseRunner, ProcessReleaseRunner>();
             services.AddSingleton<ReconstructionWorker>();

@@ -14,7 +14,7 @@ public static class StateBenchmark
     /// <summary>SQLite always; MongoDB too where <c>MONGODB_URI</c> names a server (in a database of its own, dropped after).</summary>
     public static async Task<object> RunAsync(string workDirectory, int records, string? mongoUri)
     {
-        var sqlite = await MeasureAsync(new SqlitePipelineStore(Path.Combine(workDirectory, "state-bench.db")), records);
+        var sqlite = await MeasureAsync(StoreBackend.Sqlite(Path.Combine(workDirectory, "state-bench.db")).Sagas, records);
         var mongo = mongoUri is null ? new { skipped = "MONGODB_URI is not set" } : await MeasureMongoAsync(mongoUri, records);
         return new { sqlite.records, sqlite.listP95Ms, sqlite.listP50Ms, sqlite.summaryMs, sqlite.loadSeconds, mongo };
     }
@@ -22,10 +22,10 @@ public static class StateBenchmark
     /// <summary>The MongoDB figures, or why there are none: the rest of the report still counts without them.</summary>
     private static async Task<object> MeasureMongoAsync(string mongoUri, int records)
     {
-        MongoPipelineStore store;
+        MongoStoreContext store;
         try
         {
-            store = await MongoPipelineStore.ConnectAsync(mongoUri, "pipeline-bench-" + Guid.NewGuid().ToString("N")[..8], CancellationToken.None);
+            store = await MongoStoreContext.ConnectAsync(mongoUri, "pipeline-bench-" + Guid.NewGuid().ToString("N")[..8], CancellationToken.None);
         }
         catch (Exception ex) when (ex is TimeoutException or MongoDB.Driver.MongoException)
         {
@@ -33,7 +33,7 @@ public static class StateBenchmark
         }
         try
         {
-            return await MeasureAsync(store, records);
+            return await MeasureAsync(StoreBackend.Mongo(store).Sagas, records);
         }
         finally
         {
@@ -44,7 +44,7 @@ public static class StateBenchmark
     // Named as the report's fields.
     private sealed record Figures(int records, double listP95Ms, double listP50Ms, double summaryMs, double loadSeconds);
 
-    private static async Task<Figures> MeasureAsync(IPipelineStore store, int records)
+    private static async Task<Figures> MeasureAsync(IFileSagaStore store, int records)
     {
         var load = Stopwatch.StartNew();
         const int batch = 50_000;

@@ -137,7 +137,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             }
         }
 
-        using var store = new SqlitePipelineStore(Path.Combine(pipeline.Data, "pipeline.db"));
+        using var store = StoreBackend.Sqlite(Path.Combine(pipeline.Data, "pipeline.db"));
         // Archive writers in use, sampled all through the run: never more than the limit, whatever is killed.
         using var stopSampling = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var movers = SampleMoversAsync(store, stopSampling.Token);
@@ -150,7 +150,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         var orchestratorRestarted = !options.CrashOrchestrator;
         for (var step = 0; ; )
         {
-            var (final, progress) = await ProcessPipeline.ProgressAsync(store, cancellationToken);
+            var (final, progress) = await ProcessPipeline.ProgressAsync(store.Sagas, cancellationToken);
             if (!orchestratorRestarted && !pipeline["orchestrator"].Running)
             {
                 log.WriteLine($"faults: the orchestrator died at its crash point with {final} of {files} final; starting it again");
@@ -206,7 +206,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             await Task.Delay(250, cancellationToken);
         }
 
-        var nonFinal = files - (await ProcessPipeline.ProgressAsync(store, cancellationToken)).Final;
+        var nonFinal = files - (await ProcessPipeline.ProgressAsync(store.Sagas, cancellationToken)).Final;
         await stopSampling.CancelAsync();
         var (moversMax, moverSamples, moverSamplesBusy) = await movers;
         if (moversMax > MoversLimit)
@@ -223,14 +223,14 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         log.WriteLine($"faults: {files - nonFinal} of {files} final after {watch.Elapsed.TotalSeconds:F0}s; checking");
         var orphans = await pipeline.OrphansAsync(nonFinal == 0, cancellationToken);
         var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), pipeline.Data, [Vault]);
-        var audit = await ProductionAudit.RunAsync(runs, CampaignOptions.SampleDatasets.Select(d => new DatasetSelection(d.Key, d.Value)).ToList(), "prompt", areas, store, store, cancellationToken);
+        var audit = await ProductionAudit.RunAsync(runs, CampaignOptions.SampleDatasets.Select(d => new DatasetSelection(d.Key, d.Value)).ToList(), "prompt", areas, store.Sagas, store.Catalog, cancellationToken);
         // And the catalog against the archive: every catalogued copy where it says, sound, and nothing else there.
-        var reconciliation = await new Reconciler(store, store, new Pipeline.Infrastructure.Archive.ArchiveLibrary([new Pipeline.Infrastructure.Archive.AreaArchive(areas.Archive, null), new Pipeline.Infrastructure.Archive.AreaArchive(areas[Vault], null)]),
+        var reconciliation = await new Reconciler(store.Catalog, store.Health, new Pipeline.Infrastructure.Archive.ArchiveLibrary([new Pipeline.Infrastructure.Archive.AreaArchive(areas.Archive, null), new Pipeline.Infrastructure.Archive.AreaArchive(areas[Vault], null)]),
             TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Reconciler>.Instance).RunAsync(new ReconciliationOptions(VerifyChecksums: true, DarkAfter: TimeSpan.Zero, DryRun: true), cancellationToken);
         problems.AddRange(reconciliation.Bad.Select(b => $"reconciliation: {b.Area}/{b.Name}: {b.Problem}"));
         problems.AddRange(reconciliation.Dark.Select(d => $"reconciliation: {d.Area}/{d.Name} ({d.Size} bytes) is not in the catalog"));
         // And from the catalog alone: every output in exactly one archived file, by the merged files' manifests.
-        var catalogAudit = await CatalogAudit.RunAsync("prompt", store, store, cancellationToken);
+        var catalogAudit = await CatalogAudit.RunAsync("prompt", store.Sagas, store.Catalog, cancellationToken);
         problems.AddRange(catalogAudit.ManifestProblems.Select(p => $"manifest: {p}"));
         problems.AddRange(catalogAudit.Missing.Concat(catalogAudit.Doubled).Concat(catalogAudit.Unexpected)
             .Select(f => $"catalog audit: {f.Dataset} output {f.OutputId} of {f.RawName} in [{string.Join(", ", f.MergedFiles)}]"));
@@ -248,8 +248,8 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                 foreach (var file in run.Files!.Where(f => f.Section == SlowJob.Section))
                 {
                     longJobs++;
-                    var page = await store.ListAsync(new FileQuery(Campaign: "prompt", RunFrom: run.Run, RunTo: run.Run, Stream: file.Stream, Limit: 1000), cancellationToken);
-                    var saga = page.Files.FirstOrDefault(f => f.LogicalName == file.Name) is { } found ? await store.LoadAsync(found.Id, cancellationToken) : null;
+                    var page = await store.Sagas.ListAsync(new FileQuery(Campaign: "prompt", RunFrom: run.Run, RunTo: run.Run, Stream: file.Stream, Limit: 1000), cancellationToken);
+                    var saga = page.Files.FirstOrDefault(f => f.LogicalName == file.Name) is { } found ? await store.Sagas.LoadAsync(found.Id, cancellationToken) : null;
                     if (saga is { CurrentState: "Archived", ReconstructionSeconds: { } seconds } && seconds > ProcessPipeline.ConsumerTimeout.TotalSeconds)
                     {
                         longJobsDone++;
@@ -270,10 +270,10 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         string? after = null;
         do
         {
-            var page = await store.ListAsync(new FileQuery(Campaign: "prompt", After: after, Limit: 1000), cancellationToken);
+            var page = await store.Sagas.ListAsync(new FileQuery(Campaign: "prompt", After: after, Limit: 1000), cancellationToken);
             foreach (var summary in page.Files)
             {
-                if (await store.LoadAsync(summary.Id, cancellationToken) is not { } saga)
+                if (await store.Sagas.LoadAsync(summary.Id, cancellationToken) is not { } saga)
                 {
                     continue;
                 }
@@ -322,14 +322,14 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
     }
 
     /// <summary>Samples the archive writers in use every 100 ms until cancelled: the most at once, the samples, and those that saw one at work.</summary>
-    private static async Task<(int Max, int Samples, int Busy)> SampleMoversAsync(SqlitePipelineStore store, CancellationToken cancellationToken)
+    private static async Task<(int Max, int Samples, int Busy)> SampleMoversAsync(StoreBackend store, CancellationToken cancellationToken)
     {
         var (max, samples, busy) = (0, 0, 0);
         while (!cancellationToken.IsCancellationRequested)
         {
             try
             {
-                var inUse = (await store.ListMoversAsync(DateTimeOffset.UtcNow, cancellationToken)).Count;
+                var inUse = (await store.Flow.ListMoversAsync(DateTimeOffset.UtcNow, cancellationToken)).Count;
                 (max, samples, busy) = (Math.Max(max, inUse), samples + 1, busy + (inUse > 0 ? 1 : 0));
                 await Task.Delay(100, cancellationToken);
             }

@@ -34,14 +34,14 @@ public sealed partial class LoadRun(TimeSpan duration, int connections, int file
         await using var pipeline = await ProcessPipeline.StartAsync(null, brokerPort, log, _ => null, releaseSleepMsMax: 300, cancellationToken);
         var runs = await pipeline.GenerateAsync(files, seed: 1);
         await pipeline.AnnounceAsync(runs, cancellationToken);
-        using var store = new SqlitePipelineStore(Path.Combine(pipeline.Data, "pipeline.db"));
-        var before = await ReconstructedAsync(store, cancellationToken);
+        using var store = StoreBackend.Sqlite(Path.Combine(pipeline.Data, "pipeline.db"));
+        var before = await ReconstructedAsync(store.Sagas, cancellationToken);
         log.WriteLine($"load: {files} files announced; {connections} connections on {ReadEndpoints.Length} read endpoints for {duration.TotalSeconds:F0}s");
 
         var port = pipeline["api"].Port.ToString(CultureInfo.InvariantCulture);
         var share = Math.Max(1, connections / ReadEndpoints.Length);
         var measured = await Task.WhenAll(ReadEndpoints.Select(path => HeyAsync($"http://127.0.0.1:{port}{path}", path, share, pipeline.ViewerKey, cancellationToken)));
-        var after = await ReconstructedAsync(store, cancellationToken);
+        var after = await ReconstructedAsync(store.Sagas, cancellationToken);
         if (after == before)
         {
             log.WriteLine("load: no file was reconstructed while the load ran: the flow was not under way");

@@ -44,7 +44,7 @@ public sealed class SoakRun(TimeSpan duration, TimeSpan runEvery, int filesPerRu
         var problems = new List<string>();
         await using var pipeline = await ProcessPipeline.StartAsync(null, brokerPort, log, _ => null, releaseSleepMsMax: 100, cancellationToken);
         await PoisonAsync(pipeline.Broker.Uri, poisoned, cancellationToken);
-        using var store = new SqlitePipelineStore(Path.Combine(pipeline.Data, "pipeline.db"));
+        using var store = StoreBackend.Sqlite(Path.Combine(pipeline.Data, "pipeline.db"));
 
         var samples = new List<(TimeSpan At, string Service, double RssMb, int Files)>();
         var started = DateTime.UtcNow;
@@ -82,7 +82,7 @@ public sealed class SoakRun(TimeSpan duration, TimeSpan runEvery, int filesPerRu
 
         var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(5);
         var final = 0;
-        while ((final = (await ProcessPipeline.ProgressAsync(store, cancellationToken)).Final) < files && DateTime.UtcNow < deadline)
+        while ((final = (await ProcessPipeline.ProgressAsync(store.Sagas, cancellationToken)).Final) < files && DateTime.UtcNow < deadline)
         {
             await Task.Delay(500, cancellationToken);
         }

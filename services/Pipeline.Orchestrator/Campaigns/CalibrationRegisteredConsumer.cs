@@ -9,7 +9,7 @@ namespace Pipeline.Orchestrator.Campaigns;
 /// A calibration was registered (by the calibration system on the bus, or through the admin API): it is
 /// recorded, and every file held for it in the runs it covers is told to look again and start.
 /// </summary>
-public sealed class CalibrationRegisteredConsumer(IPipelineStore store, CampaignDirectory campaigns, TimeProvider time, ILogger<CalibrationRegisteredConsumer> logger)
+public sealed class CalibrationRegisteredConsumer(ICampaignStore calibrations, IFileSagaStore sagas, CampaignDirectory campaigns, TimeProvider time, ILogger<CalibrationRegisteredConsumer> logger)
     : IConsumer<CalibrationRegistered>
 {
     public async Task Consume(ConsumeContext<CalibrationRegistered> context)
@@ -21,7 +21,7 @@ public sealed class CalibrationRegisteredConsumer(IPipelineStore store, Campaign
             throw new ArgumentException($"Calibration announcement rejected: tag '{calibration.Tag}' for runs {calibration.RunFrom}-{calibration.RunTo} "
                 + "needs a tag of 1-64 letters, digits, '.', '_' or '-' and a run range with 0 < from <= to.");
         }
-        await store.AddCalibrationAsync(new CalibrationRecord(calibration.Tag, calibration.RunFrom, calibration.RunTo, calibration.RegisteredBy, time.GetUtcNow()),
+        await calibrations.AddCalibrationAsync(new CalibrationRecord(calibration.Tag, calibration.RunFrom, calibration.RunTo, calibration.RegisteredBy, time.GetUtcNow()),
             context.CancellationToken);
         var released = 0;
         foreach (var campaign in (await campaigns.ListAsync(context.CancellationToken)).Where(c => c.Definition.RequireCalibration && c.Definition.CalibrationTag == calibration.Tag))
@@ -29,7 +29,7 @@ public sealed class CalibrationRegisteredConsumer(IPipelineStore store, Campaign
             string? after = null;
             do
             {
-                var page = await store.ListAsync(new FileQuery(campaign.Name, FileStates.AwaitingCalibration, calibration.RunFrom, calibration.RunTo, After: after, Limit: 1000),
+                var page = await sagas.ListAsync(new FileQuery(campaign.Name, FileStates.AwaitingCalibration, calibration.RunFrom, calibration.RunTo, After: after, Limit: 1000),
                     context.CancellationToken);
                 foreach (var file in page.Files)
                 {

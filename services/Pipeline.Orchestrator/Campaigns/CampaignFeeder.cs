@@ -17,7 +17,9 @@ namespace Pipeline.Orchestrator.Campaigns;
 /// the broker and the store's working set, and a crash repeats at most one batch (registration is idempotent).
 /// </summary>
 public sealed class CampaignFeeder(
-    IPipelineStore store,
+    IFileSagaStore sagas,
+    IRunRegistry runRegistry,
+    ICampaignStore campaignStore,
     CampaignDirectory campaigns,
     PauseState pause,
     IBus bus,
@@ -41,7 +43,7 @@ public sealed class CampaignFeeder(
         {
             return 0;
         }
-        var counts = await store.CountByStateAsync(cancellationToken);
+        var counts = await sagas.CountByStateAsync(cancellationToken);
         var registered = 0;
         foreach (var campaign in open)
         {
@@ -65,7 +67,7 @@ public sealed class CampaignFeeder(
         while (registered < room && !feed.Complete)
         {
             // The cursor's run may still have files left, so the walk starts at it, not after it.
-            var runs = await store.ListAnnouncementsAsync(feed.Run - 1, 20, cancellationToken);
+            var runs = await runRegistry.ListAnnouncementsAsync(feed.Run - 1, 20, cancellationToken);
             if (runs.Count == 0 || runs[0].Run > feed.UpToRun)
             {
                 feed = feed with { Complete = true };
@@ -105,7 +107,7 @@ public sealed class CampaignFeeder(
             }
         }
         // Saved after publishing: a crash in between publishes the batch again, which registers nothing twice.
-        if (!await store.ReplaceCampaignAsync(campaign with { Feed = feed, UpdatedAt = Time.GetUtcNow() }, campaign.Version, cancellationToken))
+        if (!await campaignStore.ReplaceCampaignAsync(campaign with { Feed = feed, UpdatedAt = Time.GetUtcNow() }, campaign.Version, cancellationToken))
         {
             Logger.LogInformation("Campaign {Campaign} changed while its files were registered; its feed continues from the stored position", campaign.Name);
         }

@@ -18,7 +18,8 @@ namespace Pipeline.Orchestrator.Campaigns;
 /// priority; a campaign with nothing staged takes no turn, so its share goes to the others.
 /// </summary>
 public sealed class ReconstructionDispatcher(
-    IPipelineStore store,
+    IFileSagaStore store,
+    IHealthStore health,
     CampaignDirectory campaigns,
     DispatchSignal signal,
     PauseState pause,
@@ -142,7 +143,7 @@ public sealed class ReconstructionDispatcher(
 
     private async Task<long> TargetInFlightAsync(DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var slots = (await store.ListInstancesAsync(cancellationToken))
+        var slots = (await health.ListInstancesAsync(cancellationToken))
             .Where(i => now - i.LastSeenAt < InstanceSilence)
             .SelectMany(i => i.Load)
             .Where(l => l.Stage == PipelineMetrics.Reconstruction)

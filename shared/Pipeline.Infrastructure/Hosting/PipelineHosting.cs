@@ -14,7 +14,6 @@ using Pipeline.Infrastructure.Flow;
 using Pipeline.Infrastructure.Control;
 using Pipeline.Infrastructure.Ingest;
 using Pipeline.Infrastructure.State;
-using Pipeline.Infrastructure.State.Mongo;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
 using OpenTelemetry;
@@ -184,36 +183,21 @@ public static class PipelineHosting
         }));
     }
 
-    /// <summary>The configured store, opened on its own (for a command-line tool that reads it without running a stage).</summary>
-    public static IPipelineStore OpenStore(PipelineOptions options) => options.Store switch
-    {
-        StoreKind.Mongo => new MongoPipelineStore(MongoPipelineStore.CreateClient(options.Mongo.ConnectionString), options.Mongo.Database),
-        _ => new SqlitePipelineStore(options.SqlitePath, options.Sqlite.Durability),
-    };
-
+    /// <summary>
+    /// The configured database, and the stores that the shared building blocks registered here use (pauses, flow
+    /// control, campaigns, runs, the activity log, the catalog and alerts for reconciliation, file sagas for the
+    /// saga repository); a service adds the other stores it uses with <see cref="StoreRegistration.AddStore{TStore}"/>.
+    /// </summary>
     private static void AddStore(IServiceCollection services, PipelineOptions options)
     {
-        switch (options.Store)
+        services.AddSingleton(_ => StoreBackend.Open(options));
+        if (options.Store == StoreKind.Mongo)
         {
-            case StoreKind.Mongo:
-                services.AddSingleton(_ => new MongoPipelineStore(MongoPipelineStore.CreateClient(options.Mongo.ConnectionString), options.Mongo.Database));
-                services.AddSingleton<IPipelineStore>(sp => sp.GetRequiredService<MongoPipelineStore>());
-                // Registered before the bus, so the indexes exist before the first message is consumed.
-                services.AddHostedService<MongoIndexes>();
-                break;
-            default:
-                services.AddSingleton<IPipelineStore>(_ => OpenStore(options));
-                break;
+            // Registered before the bus, so the collections and indexes exist before the first message is consumed.
+            services.AddHostedService<MongoInitialisation>();
         }
-        services.AddSingleton<IFileSagaStore>(sp => sp.GetRequiredService<IPipelineStore>());
-        services.AddSingleton<IRunRegistry>(sp => sp.GetRequiredService<IPipelineStore>());
-        services.AddSingleton<ICatalog>(sp => sp.GetRequiredService<IPipelineStore>());
-        services.AddSingleton<IMergeStore>(sp => sp.GetRequiredService<IPipelineStore>());
-        services.AddSingleton<IActivityLog>(sp => sp.GetRequiredService<IPipelineStore>());
-        services.AddSingleton<IHealthStore>(sp => sp.GetRequiredService<IPipelineStore>());
-        services.AddSingleton<IControlStore>(sp => sp.GetRequiredService<IPipelineStore>());
-        services.AddSingleton<IFlowStore>(sp => sp.GetRequiredService<IPipelineStore>());
-        services.AddSingleton<ICampaignStore>(sp => sp.GetRequiredService<IPipelineStore>());
+        services.AddStore<IFileSagaStore>().AddStore<IRunRegistry>().AddStore<ICatalog>().AddStore<IActivityLog>()
+            .AddStore<IHealthStore>().AddStore<IControlStore>().AddStore<IFlowStore>().AddStore<ICampaignStore>();
     }
 
     private static void ConfigureLogging(LoggerConfiguration logger, IConfiguration configuration, PipelineOptions options)
@@ -251,21 +235,21 @@ public static class PipelineHosting
     }
 }
 
-/// <summary>Creates the MongoDB store's indexes at start-up; the process does not start without them.</summary>
-internal sealed class MongoIndexes(MongoPipelineStore store) : IHostedService
+/// <summary>Prepares the MongoDB database at start-up (server check, collections, indexes); the process does not start without it.</summary>
+internal sealed class MongoInitialisation(StoreBackend backend) : IHostedService
 {
-    public Task StartAsync(CancellationToken cancellationToken) => store.EnsureIndexesAsync(cancellationToken);
+    public Task StartAsync(CancellationToken cancellationToken) => backend.MongoContext!.InitialiseAsync(cancellationToken);
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
-internal sealed class StoreHealthCheck(IFileSagaStore store) : IHealthCheck
+internal sealed class StoreHealthCheck(StoreBackend backend) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         try
         {
-            await store.ListAsync(new FileQuery(Limit: 1), cancellationToken);
+            await backend.PingAsync(cancellationToken);
             return HealthCheckResult.Healthy();
         }
         catch (Exception ex) when (ex is not OperationCanceledException)

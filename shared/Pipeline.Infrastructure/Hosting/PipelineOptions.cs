@@ -79,7 +79,7 @@ public sealed class SqliteOptions
     /// Full (default): each commit is on disk before a message is acknowledged. Normal: on the
     /// operating system, not yet on disk; faster, and safe against a crash of the process but not of the machine.
     /// </summary>
-    public State.SqliteDurability Durability { get; set; } = State.SqliteDurability.Full;
+    public State.Sqlite.SqliteDurability Durability { get; set; } = State.Sqlite.SqliteDurability.Full;
 }
 
 public sealed class MongoOptions
@@ -89,4 +89,8 @@ public sealed class MongoOptions
 
     [RegularExpression("^[A-Za-z0-9_-]{1,63}$")]
     public string Database { get; set; } = "pipeline";
+
+    /// <summary>How long a write waits for a majority of the replica set before it fails (a lost majority must not hang every request).</summary>
+    [Range(0.1, 600)]
+    public double WriteTimeoutSeconds { get; set; } = 10;
 }

@@ -2,9 +2,6 @@ using Pipeline.Contracts;
 
 namespace Pipeline.Infrastructure.State;
 
-/// <summary>Everything the pipeline keeps: one implementation per database (SQLite embedded, MongoDB in production).</summary>
-public interface IPipelineStore : IFileSagaStore, IRunRegistry, ICatalog, IMergeStore, IActivityLog, IHealthStore, IControlStore, IFlowStore, ICampaignStore;
-
 /// <summary>What operators have paused, for every instance of every service to see.</summary>
 public interface IControlStore
 {
@@ -138,8 +135,11 @@ public interface IFileSagaStore
     /// </summary>
     Task<int?> OldestUnfinishedRunAsync(string campaign, CancellationToken cancellationToken);
 
-    /// <summary>Per run, how many outputs of a dataset the campaign's files reported (what the merger must receive before the run is complete).</summary>
-    Task<IReadOnlyDictionary<int, int>> CountReportedOutputsAsync(string campaign, string dataset, IReadOnlyCollection<int> runs, CancellationToken cancellationToken);
+    /// <summary>
+    /// Per run from <paramref name="fromRun"/> to <paramref name="toRun"/>, how many outputs of a dataset the campaign's
+    /// files reported (what the merger must receive before the run is complete); runs with none are left out.
+    /// </summary>
+    Task<IReadOnlyDictionary<int, int>> CountReportedOutputsAsync(string campaign, string dataset, int fromRun, int toRun, CancellationToken cancellationToken);
 }
 
 public sealed record RunProgress(int Files, int PastReconstruction)
@@ -273,8 +273,11 @@ public interface IMergeStore
     /// <summary>A dataset's merged files not yet archived, in the order they were made (the order they must reach the archive).</summary>
     Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedOfDatasetAsync(string campaign, string dataset, int limit, CancellationToken cancellationToken);
 
-    /// <summary>Per run, how many outputs of a dataset the merger has received (merged or waiting).</summary>
-    Task<IReadOnlyDictionary<int, int>> CountReceivedOutputsAsync(string campaign, string dataset, IReadOnlyCollection<int> runs, CancellationToken cancellationToken);
+    /// <summary>Per run from <paramref name="fromRun"/> to <paramref name="toRun"/>, how many outputs of a dataset the merger has received (merged or waiting).</summary>
+    Task<IReadOnlyDictionary<int, int>> CountReceivedOutputsAsync(string campaign, string dataset, int fromRun, int toRun, CancellationToken cancellationToken);
+
+    /// <summary>The highest run with an output of the dataset already merged (null if none): every run up to it was complete when it was merged.</summary>
+    Task<int?> HighestMergedRunAsync(string campaign, string dataset, CancellationToken cancellationToken);
 }
 
 public sealed record PendingOutput(

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.DependencyInjection;
+using Pipeline.Infrastructure.State;
 using System.Text.Json;
 using Pipeline.Orchestrator;
 using Pipeline.Reconstruction;
@@ -77,6 +79,6 @@ public sealed class When_state_lives_in_mongodb(RabbitMqBroker broker, MongoServ
         var sagas = await pipeline.AllFilesAsync();
         Assert.Equal(files, sagas.Count);
         Assert.All(sagas, f => Assert.Single(f.History, h => h.Event == "FileReconstructed"));
-        await ((Pipeline.Infrastructure.State.Mongo.MongoPipelineStore)pipeline.Sagas).DropAsync(CancellationToken.None);
+        await pipeline.Services.GetRequiredService<StoreBackend>().MongoContext!.DropAsync(CancellationToken.None);
     }
 }

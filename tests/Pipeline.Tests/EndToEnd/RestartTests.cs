@@ -132,24 +132,24 @@ public sealed class When_the_all_in_one_pipeline_is_killed_and_restarted : IDisp
             }
         }
 
-        var store = new SqlitePipelineStore(Path.Combine(_data.Path, "pipeline.db"));
-        var raw = await store.ListAsync(CatalogEntry.Raw, null, CancellationToken.None);
+        var store = StoreBackend.Sqlite(Path.Combine(_data.Path, "pipeline.db"));
+        var raw = await store.Catalog.ListAsync(CatalogEntry.Raw, null, CancellationToken.None);
         var runs = raw.GroupBy(r => r.Name.Split('/')[1])
             .Select(g => new RunRecorded { Files = [.. g.Select(r => new RawFileRecord { Name = r.Name })] })
             .ToList();
         var campaign = new CampaignOptions();
         var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), _data.Path);
 
-        var audit = await ProductionAudit.RunAsync(runs, campaign.Selections, campaign.Name, areas, store, store, CancellationToken.None);
+        var audit = await ProductionAudit.RunAsync(runs, campaign.Selections, campaign.Name, areas, store.Sagas, store.Catalog, CancellationToken.None);
 
         Assert.Equal(files, audit.RawFiles);
         Assert.True(audit.Complete, JsonSerializer.Serialize(audit));
         // The lost steps were found and issued again from the stored state, not replayed from anywhere else.
-        var sagas = await store.ListAsync(new FileQuery(Limit: 1000), CancellationToken.None);
+        var sagas = await store.Sagas.ListAsync(new FileQuery(Limit: 1000), CancellationToken.None);
         var reissued = 0;
         foreach (var summary in sagas.Files)
         {
-            reissued += (await store.LoadAsync(summary.Id, CancellationToken.None))!.Stalls;
+            reissued += (await store.Sagas.LoadAsync(summary.Id, CancellationToken.None))!.Stalls;
         }
         Assert.True(reissued > 0, "no step was re-issued after the restart");
     }

@@ -50,20 +50,20 @@ public sealed class When_the_ledger_holds_a_file_that_left_its_area : IDisposabl
     [Fact]
     public async Task Should_drop_only_old_reservations_whose_file_is_gone()
     {
-        using var store = new SqlitePipelineStore(Path.Combine(_folder.Path, "pipeline.db"));
+        using var store = StoreBackend.Sqlite(Path.Combine(_folder.Path, "pipeline.db"));
         var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), _folder.Path);
         var old = DateTimeOffset.UtcNow.AddHours(-2);
         var limits = new AreaLimits(1_000_000, 900_000, 700_000);
         await areas.Cache.WriteAsync("present.raw", (s, ct) => s.WriteAsync(new byte[10], ct).AsTask(), CancellationToken.None);
-        await store.TryReserveAsync("cache", "present.raw", 10, limits, old, CancellationToken.None);
-        await store.TryReserveAsync("cache", "gone.raw", 20, limits, old, CancellationToken.None);
-        await store.TryReserveAsync("cache", "just-reserved.raw", 30, limits, DateTimeOffset.UtcNow, CancellationToken.None);
-        var sweeper = new AreaLedgerSweeper(store, areas, Options.Create(new FlowOptions { StaleReservationSeconds = 3600 }), TimeProvider.System,
+        await store.Flow.TryReserveAsync("cache", "present.raw", 10, limits, old, CancellationToken.None);
+        await store.Flow.TryReserveAsync("cache", "gone.raw", 20, limits, old, CancellationToken.None);
+        await store.Flow.TryReserveAsync("cache", "just-reserved.raw", 30, limits, DateTimeOffset.UtcNow, CancellationToken.None);
+        var sweeper = new AreaLedgerSweeper(store.Flow, areas, Options.Create(new FlowOptions { StaleReservationSeconds = 3600 }), TimeProvider.System,
             NullLogger<AreaLedgerSweeper>.Instance);
 
         Assert.Equal(1, await sweeper.SweepAsync(CancellationToken.None));
 
-        var cache = Assert.Single(await store.ListAreaUsageAsync(CancellationToken.None));
+        var cache = Assert.Single(await store.Flow.ListAreaUsageAsync(CancellationToken.None));
         Assert.Equal((40L, 2L), (cache.Bytes, cache.Files));
         Assert.Equal(0, await sweeper.SweepAsync(CancellationToken.None));
     }

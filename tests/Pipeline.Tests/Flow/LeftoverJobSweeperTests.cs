@@ -14,7 +14,7 @@ public sealed class When_killed_jobs_leave_folders_in_scratch
     public async Task Should_clear_only_those_of_finished_files_untouched_for_a_while_and_keep_their_logs()
     {
         using var folder = new TempDirectory();
-        using var store = new SqlitePipelineStore(Path.Combine(folder.Path, "pipeline.db"));
+        using var store = StoreBackend.Sqlite(Path.Combine(folder.Path, "pipeline.db"));
         var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), folder.Path);
         var archived = await FileAsync(store, "Archived");
         var reconstructing = await FileAsync(store, "Reconstructing");
@@ -31,7 +31,7 @@ public sealed class When_killed_jobs_leave_folders_in_scratch
         {
             Age(areas.Scratch.PathOf(job), now.AddHours(-1));
         }
-        var sweeper = new LeftoverJobSweeper(areas, store, Options.Create(new CollectorOptions { LeftoverAfterSeconds = 600 }), new FakeTimeProvider(now), NullLogger<LeftoverJobSweeper>.Instance);
+        var sweeper = new LeftoverJobSweeper(areas, store.Sagas, Options.Create(new CollectorOptions { LeftoverAfterSeconds = 600 }), new FakeTimeProvider(now), NullLogger<LeftoverJobSweeper>.Instance);
 
         Assert.Equal(1, await sweeper.SweepAsync(CancellationToken.None));
 
@@ -43,10 +43,10 @@ public sealed class When_killed_jobs_leave_folders_in_scratch
         Assert.Equal(0, await sweeper.SweepAsync(CancellationToken.None));
     }
 
-    private static async Task<Guid> FileAsync(SqlitePipelineStore store, string state)
+    private static async Task<Guid> FileAsync(StoreBackend store, string state)
     {
         var id = Guid.NewGuid();
-        await store.InsertAsync(new FileState
+        await store.Sagas.InsertAsync(new FileState
         {
             CorrelationId = id, CurrentState = state, Campaign = "prompt", Run = 1, Stream = "physics", LogicalName = $"raw/{id:N}.raw", UpdatedAt = DateTimeOffset.UtcNow,
         }, CancellationToken.None);

@@ -113,9 +113,9 @@ public sealed class When_an_operator_reconciles_from_the_command_line
         using var folder = new TempDirectory();
         var areas = Pipeline.Infrastructure.Storage.StorageAreas.FromConfiguration(new Dictionary<string, string?>(), folder.Path);
         var (size, adler) = await areas.Archive.WriteAsync("raw/run000001/a.raw", (s, ct) => s.WriteAsync(new byte[100], ct).AsTask(), CancellationToken.None);
-        using (var store = new SqlitePipelineStore(Path.Combine(folder.Path, "pipeline.db")))
+        using (var store = StoreBackend.Sqlite(Path.Combine(folder.Path, "pipeline.db")))
         {
-            await store.AddAsync(new CatalogEntry("raw/run000001/a.raw", "archive", CatalogEntry.Raw, null, null, size,
+            await store.Catalog.AddAsync(new CatalogEntry("raw/run000001/a.raw", "archive", CatalogEntry.Raw, null, null, size,
                 Pipeline.Infrastructure.Checksums.Adler32Checksum.Format(adler), 1, [], DateTimeOffset.UtcNow), CancellationToken.None);
         }
 

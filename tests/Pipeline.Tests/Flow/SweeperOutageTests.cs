@@ -51,11 +51,11 @@ public sealed class When_the_store_is_down_while_the_leftover_sweeper_runs
     public async Task Should_keep_its_host_running_and_sweep_once_the_store_is_back()
     {
         using var folder = new TempDirectory();
-        using var sqlite = new SqlitePipelineStore(Path.Combine(folder.Path, "pipeline.db"));
-        var (store, outage) = OutageProxy<IFileSagaStore>.Wrap(sqlite);
+        using var backend = StoreBackend.Sqlite(Path.Combine(folder.Path, "pipeline.db"));
+        var (store, outage) = OutageProxy<IFileSagaStore>.Wrap(backend.Sagas);
         var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), folder.Path);
         var id = Guid.NewGuid();
-        await sqlite.InsertAsync(new FileState
+        await backend.Sagas.InsertAsync(new FileState
         {
             CorrelationId = id, CurrentState = "Archived", Campaign = "prompt", Run = 1, Stream = "physics", LogicalName = "raw/a.raw", UpdatedAt = DateTimeOffset.UtcNow,
         }, CancellationToken.None);

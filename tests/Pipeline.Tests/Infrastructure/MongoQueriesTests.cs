@@ -56,7 +56,7 @@ public sealed class When_rendering_mongodb_queries
         Assert.Equal(new[] { campaign is null ? null : "campaign", state is null ? null : "state", stream is null ? null : "stream" }.OfType<string>().ToHashSet(), equalities);
         // An index that starts with exactly the equality fields and goes on with (run, name) answers the page
         // in order, without a sort in memory, and the cursor's range runs on its tail.
-        Assert.Contains(AllIndexFields(MongoPipelineStore.FileSagas), fields =>
+        Assert.Contains(AllIndexFields(MongoStoreContext.FileSagas), fields =>
             fields.Length == equalities.Count + 2
             && fields.Take(equalities.Count).ToHashSet().SetEquals(equalities)
             && fields[^2..].SequenceEqual(["run", "name"]));
@@ -97,8 +97,8 @@ public sealed class When_rendering_mongodb_queries
         var branches = filter["$or"].AsBsonArray.Select(b => b.AsBsonDocument).ToArray();
         Assert.Equal(new BsonDateTime(now.UtcDateTime), branches[0]["deadline"]["$lt"]);
         Assert.Equal(new BsonDateTime(now.AddHours(-1).UtcDateTime), branches[1]["updatedAt"]["$lt"]);
-        Assert.Equal(["deadline"], IndexFields(MongoPipelineStore.FileSagas, "deadline"));
-        Assert.Equal(["updatedAt"], IndexFields(MongoPipelineStore.FileSagas, "updated"));
+        Assert.Equal(["deadline"], IndexFields(MongoStoreContext.FileSagas, "deadline"));
+        Assert.Equal(["updatedAt"], IndexFields(MongoStoreContext.FileSagas, "updated"));
         Assert.Equal("deadline", Assert.Single(Render(MongoQueries.Stalled(now, null)).Names.Except(["state"])));
     }
 
@@ -110,16 +110,17 @@ public sealed class When_rendering_mongodb_queries
 
         Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "dataset", "muon" }, { "mergedName", BsonNull.Value } }, filter);
         Assert.Equal(["run", "section", "stream", "_id"], order.Names);
-        Assert.Equal([.. filter.Names, .. order.Names.Take(3)], IndexFields(MongoPipelineStore.MergeOutputs, "pending"));
+        // The whole order, _id included, is the index's tail: a page is read in order, never sorted in memory.
+        Assert.Equal([.. filter.Names, .. order.Names], IndexFields(MongoStoreContext.MergeOutputs, "pending_ordered"));
     }
 
     [Fact]
     public void Should_keep_catalog_entries_unique_by_name_and_area()
     {
-        var index = MongoQueries.Indexes[MongoPipelineStore.Catalog].Single(i => i.Options.Name == "name_area");
+        var index = MongoQueries.Indexes[MongoStoreContext.CatalogCollection].Single(i => i.Options.Name == "name_area");
 
         Assert.True(index.Options.Unique);
-        Assert.Equal(["name", "area"], IndexFields(MongoPipelineStore.Catalog, "name_area"));
+        Assert.Equal(["name", "area"], IndexFields(MongoStoreContext.CatalogCollection, "name_area"));
         Assert.Equal(new BsonDocument { { "kind", "merged" }, { "campaign", "prompt" } }, Render(MongoQueries.CatalogOfKind("merged", "prompt")));
     }
 
@@ -214,5 +215,139 @@ public sealed class When_rendering_mongodb_queries
         Assert.Contains("Reconstructed", progress[1]["$group"]["past"].ToJson());
         Assert.Equal(new BsonDocument("mergedName", BsonNull.Value), MongoQueries.Buffers[0]["$match"]);
         Assert.Equal("$size", MongoQueries.Buffers[1]["$group"]["bytes"]["$sum"]);
+    }
+
+    [Fact]
+    public void Should_take_a_datasets_unarchived_files_in_archive_order_from_one_index()
+    {
+        var filter = Render(MongoQueries.UnarchivedOfDataset("prompt", "muon"));
+        var order = Render(MongoQueries.ArchiveOrder);
+
+        // An equality on false, not a negation ($ne: true would read two ranges of the index).
+        Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "dataset", "muon" }, { "archived", false } }, filter);
+        Assert.Equal(new BsonDocument("archived", false), Render(MongoQueries.Unarchived));
+        // A merged file's name is stored as _id: the order is (createdAt, _id), and so is the index's tail.
+        Assert.Equal(["createdAt", "_id"], order.Names);
+        Assert.Equal([.. filter.Names, .. order.Names], IndexFields(MongoStoreContext.MergedFiles, "dataset_unarchived_order"));
+    }
+
+    [Fact]
+    public void Should_drop_only_indexes_that_are_no_longer_made()
+    {
+        foreach (var (collection, names) in MongoQueries.ObsoleteIndexes)
+        {
+            Assert.All(names, name => Assert.DoesNotContain(name, MongoQueries.Indexes[collection].Select(i => i.Options.Name)));
+        }
+        Assert.Equal(["pending"], MongoQueries.ObsoleteIndexes[MongoStoreContext.MergeOutputs]);
+        Assert.Equal(["dataset_archived_created"], MongoQueries.ObsoleteIndexes[MongoStoreContext.MergedFiles]);
+    }
+
+    [Fact]
+    public void Should_create_every_collection_that_has_indexes_or_is_written_in_a_transaction()
+    {
+        Assert.Superset(MongoQueries.Indexes.Keys.ToHashSet(), MongoStoreContext.Collections.ToHashSet());
+        Assert.Contains(MongoStoreContext.StateCountsCollection, MongoStoreContext.Collections);
+        Assert.Contains(MongoStoreContext.AnnouncementsCollection, MongoStoreContext.Collections);
+        Assert.Equal(MongoStoreContext.Collections.Count, MongoStoreContext.Collections.Distinct().Count());
+    }
+
+    [Fact]
+    public void Should_count_files_per_state_in_a_fixed_shard_with_an_upserted_increment()
+    {
+        var file = Guid.Parse("0badcafe-0000-4000-8000-000000000001");
+
+        var change = MongoQueries.StateCountChange("prompt", "Staging", file, -1);
+        var update = ((BsonDocumentUpdateDefinition<BsonDocument>)change.Update).Document;
+        var filter = ((BsonDocumentFilterDefinition<BsonDocument>)change.Filter).Document;
+
+        Assert.True(change.IsUpsert);
+        Assert.Equal(new BsonDocument("files", -1L), update["$inc"]);
+        Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "state", "Staging" } }, update["$setOnInsert"]);
+        Assert.Equal(new BsonDocument { { "c", "prompt" }, { "s", "Staging" }, { "n", MongoQueries.StateCountShard(file) } }, filter["_id"]);
+        // The same file counts in the same shard in every process; files spread over all shards.
+        Assert.Equal(MongoQueries.StateCountShard(file), MongoQueries.StateCountShard(Guid.Parse(file.ToString())));
+        var shards = Enumerable.Range(0, 400).Select(_ => MongoQueries.StateCountShard(Guid.NewGuid())).ToHashSet();
+        Assert.Equal(Enumerable.Range(0, MongoQueries.StateCountShards).ToHashSet(), shards);
+    }
+
+    [Fact]
+    public void Should_add_up_shards_into_counts_and_leave_out_states_with_no_files()
+    {
+        BsonDocument Shard(string campaign, string state, long files) => new() { { "campaign", campaign }, { "state", state }, { "files", files } };
+
+        var counts = MongoQueries.SumStateCounts([Shard("prompt", "Staging", 2), Shard("prompt", "Staging", 3), Shard("mc", "Archived", 1), Shard("prompt", "Failed", 0), Shard("prompt", "Queued", 1), Shard("prompt", "Queued", -1)]);
+
+        Assert.Equal([new StateCount("mc", "Archived", 1), new StateCount("prompt", "Staging", 5)], counts);
+    }
+
+    [Fact]
+    public void Should_count_a_bulk_load_with_one_increment_per_campaign_state_and_shard()
+    {
+        var sagas = Enumerable.Range(0, 1000).Select(i => new FileState { CorrelationId = Guid.NewGuid(), Campaign = i % 2 == 0 ? "a" : "b", CurrentState = "Registered" }).ToList();
+
+        var changes = MongoQueries.StateCountChanges(sagas);
+
+        Assert.InRange(changes.Count, 2, 2 * MongoQueries.StateCountShards);
+        Assert.Equal(1000L, changes.Sum(c => ((BsonDocumentUpdateDefinition<BsonDocument>)c.Update).Document["$inc"]["files"].ToInt64()));
+    }
+
+    [Fact]
+    public void Should_keep_a_large_runs_announcement_in_parts_each_well_under_the_document_limit()
+    {
+        // A run of 100,000 files with long names: about 25 million characters of JSON.
+        var json = "[" + string.Join(",", Enumerable.Range(0, 100_000).Select(i => $"{{\"name\":\"raw/run000001/physics/{new string('x', 200)}-{i:D6}.raw\",\"size\":1000000000}}")) + "]";
+
+        var parts = MongoQueries.AnnouncementParts(1, json);
+
+        Assert.True(parts.Count > 1, $"{json.Length} characters in one part");
+        Assert.All(parts, p => Assert.True(p.ToBson().Length < 16 * 1024 * 1024 / 2, $"a part of {p.ToBson().Length} bytes"));
+        Assert.Equal(Enumerable.Range(0, parts.Count), parts.Select(p => p["part"].AsInt32));
+        Assert.All(parts, p => Assert.Equal(1, p["run"].AsInt32));
+        Assert.Equal(json, MongoQueries.JoinAnnouncement(parts.Reverse()));
+        Assert.Equal(new BsonDocument("run", 1), Render(MongoQueries.AnnouncementOf(1)));
+        Assert.Equal(["run", "part"], IndexFields(MongoStoreContext.AnnouncementsCollection, "run_part"));
+    }
+
+    [Fact]
+    public void Should_list_runs_without_their_announcements()
+    {
+        var projection = MongoQueries.RunSummaryProjection
+            .Render(new RenderArgs<RunDocument>(BsonSerializer.LookupSerializer<RunDocument>(), BsonSerializer.SerializerRegistry));
+
+        Assert.Equal(new BsonDocument { { "files", 1 }, { "registeredAt", 1 } }, projection);
+        var announced = Render(MongoQueries.AnnouncedAfter(7)).ToJson();
+        Assert.Contains("\"announcementParts\" : { \"$gt\" : 0 }", announced);
+        Assert.Contains("\"_id\" : { \"$gt\" : 7 }", announced);
+    }
+
+    [Fact]
+    public void Should_write_with_a_majority_that_times_out_instead_of_hanging()
+    {
+        var settings = MongoStoreContext.ClientSettings("mongodb://127.0.0.1:27017/?replicaSet=rs0");
+        var configured = MongoStoreContext.ClientSettings("mongodb://127.0.0.1:27017/?replicaSet=rs0", TimeSpan.FromSeconds(3));
+
+        Assert.Equal((WriteConcern.WMajority.W, (bool?)true, (TimeSpan?)MongoStoreContext.DefaultWriteTimeout), (settings.WriteConcern.W, settings.WriteConcern.Journal, settings.WriteConcern.WTimeout));
+        Assert.Equal(TimeSpan.FromSeconds(3), configured.WriteConcern.WTimeout);
+        Assert.Equal(ReadConcern.Majority, settings.ReadConcern);
+    }
+
+    [Theory]
+    [InlineData("{ setName: 'rs0' }", "7.0.12", null)]
+    [InlineData("{ msg: 'isdbgrid' }", "6.0.3", null)]
+    [InlineData("{ isWritablePrimary: true }", "7.0.12", "standalone")]
+    [InlineData("{ setName: 'rs0' }", "4.2.24", "older than 4.4")]
+    [InlineData("{ setName: 'rs0' }", "4.4.0-rc1", null)]
+    public void Should_refuse_a_standalone_or_old_server_with_what_to_do(string hello, string version, string? problem)
+    {
+        var found = MongoStoreContext.SupportProblem(BsonDocument.Parse(hello), new BsonDocument("version", version));
+
+        if (problem is null)
+        {
+            Assert.Null(found);
+        }
+        else
+        {
+            Assert.Contains(problem, found);
+        }
     }
 }

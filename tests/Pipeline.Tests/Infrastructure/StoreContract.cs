@@ -1,3 +1,6 @@
+using MongoDB.Driver;
+using MongoDB.Bson.Serialization;
+using MongoDB.Bson;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.State;
@@ -12,12 +15,12 @@ namespace Pipeline.Tests.Infrastructure;
 /// </summary>
 public abstract class StoreContract : IAsyncLifetime
 {
-    private IPipelineStore? _created;
+    private StoreBackend? _created;
 
-    protected IPipelineStore Store => _created ?? throw new InvalidOperationException("The store is not created yet.");
+    protected StoreBackend Store => _created ?? throw new InvalidOperationException("The store is not created yet.");
 
     /// <summary>A new, empty store for one test.</summary>
-    protected abstract Task<IPipelineStore> CreateStoreAsync();
+    protected abstract Task<StoreBackend> CreateStoreAsync();
 
     protected virtual Task DropStoreAsync() => Task.CompletedTask;
 
@@ -56,9 +59,9 @@ public abstract class StoreContract : IAsyncLifetime
         {
             saga.Record(DateTimeOffset.UnixEpoch.AddSeconds(i), $"State{i}", $"Event{i}", i == 4 ? null : $"detail {i}");
         }
-        await Store.InsertAsync(saga, CancellationToken.None);
+        await Store.Sagas.InsertAsync(saga, CancellationToken.None);
 
-        var loaded = (await Store.LoadAsync(saga.CorrelationId, CancellationToken.None))!;
+        var loaded = (await Store.Sagas.LoadAsync(saga.CorrelationId, CancellationToken.None))!;
 
         Assert.Equal(["State0", "State1", "State2", "State3", "State4"], loaded.History.Select(h => h.State));
         Assert.Equal(DateTimeOffset.UnixEpoch.AddSeconds(3), loaded.History[3].At);
@@ -67,7 +70,7 @@ public abstract class StoreContract : IAsyncLifetime
         var output = Assert.Single(loaded.Outputs);
         Assert.Equal(("muon", 12, 4, "m1"), (output.Output.Dataset, output.Output.Run, output.Output.Section, output.MergedName));
         Assert.Equal(["logs/a.log"], loaded.LogNames);
-        Assert.Null(await Store.LoadAsync(Guid.NewGuid(), CancellationToken.None));
+        Assert.Null(await Store.Sagas.LoadAsync(Guid.NewGuid(), CancellationToken.None));
     }
 
     [SkippableFact]
@@ -75,18 +78,18 @@ public abstract class StoreContract : IAsyncLifetime
     {
         var sagas = Enumerable.Range(0, 25_000).Select(i => Saga(1 + (i / 100), $"raw/bulk/f{i:D5}.raw", i % 3 == 0 ? "Archived" : "Staging")).ToList();
 
-        await Store.BulkInsertAsync(sagas, CancellationToken.None);
+        await Store.Sagas.BulkInsertAsync(sagas, CancellationToken.None);
 
-        var counts = await Store.CountByStateAsync(CancellationToken.None);
+        var counts = await Store.Sagas.CountByStateAsync(CancellationToken.None);
         Assert.Equal([new StateCount("prompt", "Archived", 8_334), new StateCount("prompt", "Staging", 16_666)], counts);
-        Assert.Equal("raw/bulk/f12345.raw", (await Store.LoadAsync(sagas[12_345].CorrelationId, CancellationToken.None))!.LogicalName);
-        var page = await Store.ListAsync(new FileQuery(State: "Archived", RunFrom: 10, RunTo: 10, Limit: 100), CancellationToken.None);
+        Assert.Equal("raw/bulk/f12345.raw", (await Store.Sagas.LoadAsync(sagas[12_345].CorrelationId, CancellationToken.None))!.LogicalName);
+        var page = await Store.Sagas.ListAsync(new FileQuery(State: "Archived", RunFrom: 10, RunTo: 10, Limit: 100), CancellationToken.None);
         Assert.Equal(34, page.Files.Count);
 
         await Assert.ThrowsAsync<ConcurrencyConflictException>(() =>
-            Store.BulkInsertAsync([Saga(999, "raw/bulk/new.raw"), sagas[7]], CancellationToken.None));
+            Store.Sagas.BulkInsertAsync([Saga(999, "raw/bulk/new.raw"), sagas[7]], CancellationToken.None));
         // The new saga before the duplicate may be stored (an ordered batch) or not (one transaction); nothing else changed.
-        Assert.Equal(sagas.Count, (await Store.CountByStateAsync(CancellationToken.None)).Sum(c => c.Files) - (await Store.ListAsync(new FileQuery(RunFrom: 999, Limit: 10), CancellationToken.None)).Files.Count);
+        Assert.Equal(sagas.Count, (await Store.Sagas.CountByStateAsync(CancellationToken.None)).Sum(c => c.Files) - (await Store.Sagas.ListAsync(new FileQuery(RunFrom: 999, Limit: 10), CancellationToken.None)).Files.Count);
     }
 
     [SkippableFact]
@@ -101,27 +104,27 @@ public abstract class StoreContract : IAsyncLifetime
             saga.FailureReason = $"exit code 3 in {name}";
             return saga;
         }
-        await Store.InsertAsync(Failed(1, "a", "reconstruction exit 3: ERROR bad record <n>", "r1"), CancellationToken.None);
-        await Store.InsertAsync(Failed(2, "b", "reconstruction exit 3: ERROR bad record <n>", "r1"), CancellationToken.None);
-        await Store.InsertAsync(Failed(3, "c", "reconstruction exit 3: ERROR bad record <n>", "r1"), CancellationToken.None);
-        await Store.InsertAsync(Failed(3, "d", "reconstruction exit 3: ERROR bad record <n>", "r2"), CancellationToken.None);
-        await Store.InsertAsync(Failed(4, "e", "reconstruction exit 139: Segmentation fault", "r1", campaign: "reprocessing-2"), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Failed(1, "a", "reconstruction exit 3: ERROR bad record <n>", "r1"), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Failed(2, "b", "reconstruction exit 3: ERROR bad record <n>", "r1"), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Failed(3, "c", "reconstruction exit 3: ERROR bad record <n>", "r1"), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Failed(3, "d", "reconstruction exit 3: ERROR bad record <n>", "r2"), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Failed(4, "e", "reconstruction exit 139: Segmentation fault", "r1", campaign: "reprocessing-2"), CancellationToken.None);
         var old = Saga(5, "f", "Failed");
         old.FailureReason = "from before classification";
-        await Store.InsertAsync(old, CancellationToken.None);
+        await Store.Sagas.InsertAsync(old, CancellationToken.None);
         var recovered = Failed(6, "g", "reconstruction exit 3: ERROR bad record <n>", "r1");
         recovered.CurrentState = "Archived";
-        await Store.InsertAsync(recovered, CancellationToken.None);
+        await Store.Sagas.InsertAsync(recovered, CancellationToken.None);
 
-        var groups = await Store.CountFailuresAsync(null, CancellationToken.None);
+        var groups = await Store.Sagas.CountFailuresAsync(null, CancellationToken.None);
 
         Assert.Equal(
             [("prompt", "reconstruction exit 3: ERROR bad record <n>", "r1", 3L), ("prompt", "reconstruction exit 3: ERROR bad record <n>", "r2", 1L),
              ("prompt", "unclassified", null, 1L), ("reprocessing-2", "reconstruction exit 139: Segmentation fault", "r1", 1L)],
             groups.Select(g => (g.Campaign, g.Signature, g.Release, g.Files)));
         Assert.Equal("exit code 3 in a", groups[0].ExampleReason);
-        Assert.Equal(2, (await Store.CountFailuresAsync("prompt", CancellationToken.None)).Count(g => g.Stage == "reconstruction"));
-        var listed = await Store.ListAsync(new FileQuery(State: "Failed", FailureSignature: "reconstruction exit 3: ERROR bad record <n>"), CancellationToken.None);
+        Assert.Equal(2, (await Store.Sagas.CountFailuresAsync("prompt", CancellationToken.None)).Count(g => g.Stage == "reconstruction"));
+        var listed = await Store.Sagas.ListAsync(new FileQuery(State: "Failed", FailureSignature: "reconstruction exit 3: ERROR bad record <n>"), CancellationToken.None);
         Assert.Equal(["a", "b", "c", "d"], listed.Files.Select(f => f.LogicalName));
     }
 
@@ -129,12 +132,12 @@ public abstract class StoreContract : IAsyncLifetime
     public async Task Should_add_up_each_stages_activity_per_hour()
     {
         var nine = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);
-        await Task.WhenAll(Enumerable.Range(0, 10).Select(i => Store.RecordAsync("staging", nine.AddMinutes(i), 100, CancellationToken.None)));
-        await Store.RecordAsync("archive", nine.AddMinutes(59).AddSeconds(59), 5000, CancellationToken.None);
-        await Store.RecordAsync("staging", nine.AddHours(1), 7, CancellationToken.None);
-        await Store.RecordAsync("staging", nine.AddHours(-2), 1, CancellationToken.None);
+        await Task.WhenAll(Enumerable.Range(0, 10).Select(i => Store.Activity.RecordAsync("staging", nine.AddMinutes(i), 100, CancellationToken.None)));
+        await Store.Activity.RecordAsync("archive", nine.AddMinutes(59).AddSeconds(59), 5000, CancellationToken.None);
+        await Store.Activity.RecordAsync("staging", nine.AddHours(1), 7, CancellationToken.None);
+        await Store.Activity.RecordAsync("staging", nine.AddHours(-2), 1, CancellationToken.None);
 
-        var activity = await Store.ListActivityAsync(nine.AddMinutes(30), CancellationToken.None);
+        var activity = await Store.Activity.ListActivityAsync(nine.AddMinutes(30), CancellationToken.None);
 
         Assert.Equal(
             [("archive", nine, 1L, 5000L), ("staging", nine, 10L, 1000L), ("staging", nine.AddHours(1), 1L, 7L)],
@@ -147,12 +150,12 @@ public abstract class StoreContract : IAsyncLifetime
         var start = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);
         InstanceRecord Beat(string instance, int seconds, int busy) =>
             new(instance, "reconstruction", "node-a", start, start.AddSeconds(seconds), [new StageLoad("reconstruction", busy, 8)]);
-        await Store.RecordHeartbeatAsync(Beat("recon-1", 30, 1), CancellationToken.None);
-        await Store.RecordHeartbeatAsync(Beat("recon-1", 45, 7), CancellationToken.None);
-        await Store.RecordHeartbeatAsync(Beat("recon-1", 40, 3), CancellationToken.None);
-        await Store.RecordHeartbeatAsync(new InstanceRecord("api-1", "api", "node-b", start, start.AddSeconds(5), []), CancellationToken.None);
+        await Store.Health.RecordHeartbeatAsync(Beat("recon-1", 30, 1), CancellationToken.None);
+        await Store.Health.RecordHeartbeatAsync(Beat("recon-1", 45, 7), CancellationToken.None);
+        await Store.Health.RecordHeartbeatAsync(Beat("recon-1", 40, 3), CancellationToken.None);
+        await Store.Health.RecordHeartbeatAsync(new InstanceRecord("api-1", "api", "node-b", start, start.AddSeconds(5), []), CancellationToken.None);
 
-        var instances = await Store.ListInstancesAsync(CancellationToken.None);
+        var instances = await Store.Health.ListInstancesAsync(CancellationToken.None);
 
         Assert.Equal([("api-1", start.AddSeconds(5)), ("recon-1", start.AddSeconds(45))], instances.Select(i => (i.Instance, i.LastSeenAt)));
         Assert.Equal(new StageLoad("reconstruction", 7, 8), Assert.Single(instances[1].Load));
@@ -164,21 +167,21 @@ public abstract class StoreContract : IAsyncLifetime
     {
         var at = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);
 
-        Assert.True(await Store.RaiseAlertAsync("disk-low:cache", "disk-low", "warning", "5 GiB free", at, CancellationToken.None));
-        Assert.False(await Store.RaiseAlertAsync("disk-low:cache", "disk-low", "warning", "4 GiB free", at.AddMinutes(1), CancellationToken.None));
-        Assert.True(await Store.RaiseAlertAsync("instance-silent:x", "instance-silent", "critical", "silent", at.AddMinutes(2), CancellationToken.None));
-        var active = await Store.ListAlertsAsync(activeOnly: true, 10, CancellationToken.None);
+        Assert.True(await Store.Health.RaiseAlertAsync("disk-low:cache", "disk-low", "warning", "5 GiB free", at, CancellationToken.None));
+        Assert.False(await Store.Health.RaiseAlertAsync("disk-low:cache", "disk-low", "warning", "4 GiB free", at.AddMinutes(1), CancellationToken.None));
+        Assert.True(await Store.Health.RaiseAlertAsync("instance-silent:x", "instance-silent", "critical", "silent", at.AddMinutes(2), CancellationToken.None));
+        var active = await Store.Health.ListAlertsAsync(activeOnly: true, 10, CancellationToken.None);
         Assert.Equal(["instance-silent:x", "disk-low:cache"], active.Select(a => a.Key));
         Assert.Equal(("4 GiB free", at, at.AddMinutes(1)), (active[1].Message, active[1].RaisedAt, active[1].LastSeenAt));
 
-        Assert.True(await Store.ResolveAlertAsync("disk-low:cache", at.AddMinutes(3), CancellationToken.None));
-        Assert.False(await Store.ResolveAlertAsync("disk-low:cache", at.AddMinutes(4), CancellationToken.None));
-        Assert.True(await Store.RaiseAlertAsync("disk-low:cache", "disk-low", "warning", "again", at.AddMinutes(5), CancellationToken.None));
+        Assert.True(await Store.Health.ResolveAlertAsync("disk-low:cache", at.AddMinutes(3), CancellationToken.None));
+        Assert.False(await Store.Health.ResolveAlertAsync("disk-low:cache", at.AddMinutes(4), CancellationToken.None));
+        Assert.True(await Store.Health.RaiseAlertAsync("disk-low:cache", "disk-low", "warning", "again", at.AddMinutes(5), CancellationToken.None));
 
-        var all = await Store.ListAlertsAsync(activeOnly: false, 10, CancellationToken.None);
+        var all = await Store.Health.ListAlertsAsync(activeOnly: false, 10, CancellationToken.None);
         Assert.Equal([("disk-low:cache", true), ("instance-silent:x", true), ("disk-low:cache", false)], all.Select(a => (a.Key, a.Active)));
         Assert.Equal(at.AddMinutes(3), all[2].ResolvedAt);
-        Assert.Equal(2, (await Store.ListAlertsAsync(activeOnly: true, 10, CancellationToken.None)).Count);
+        Assert.Equal(2, (await Store.Health.ListAlertsAsync(activeOnly: true, 10, CancellationToken.None)).Count);
     }
 
     [SkippableFact]
@@ -186,14 +189,14 @@ public abstract class StoreContract : IAsyncLifetime
     {
         var at = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);
 
-        await Store.PauseAsync("reconstruction", "shift-crew", at, CancellationToken.None);
-        await Store.PauseAsync("reconstruction", "someone-else", at.AddMinutes(1), CancellationToken.None);
-        await Store.PauseAsync("archiver", "tape-team", at.AddMinutes(2), CancellationToken.None);
+        await Store.Control.PauseAsync("reconstruction", "shift-crew", at, CancellationToken.None);
+        await Store.Control.PauseAsync("reconstruction", "someone-else", at.AddMinutes(1), CancellationToken.None);
+        await Store.Control.PauseAsync("archiver", "tape-team", at.AddMinutes(2), CancellationToken.None);
 
-        Assert.Equal([("archiver", "tape-team"), ("reconstruction", "shift-crew")], (await Store.ListPausedAsync(CancellationToken.None)).Select(p => (p.Stage, p.By)));
-        Assert.True(await Store.ResumeAsync("reconstruction", CancellationToken.None));
-        Assert.False(await Store.ResumeAsync("reconstruction", CancellationToken.None));
-        Assert.Equal(["archiver"], (await Store.ListPausedAsync(CancellationToken.None)).Select(p => p.Stage));
+        Assert.Equal([("archiver", "tape-team"), ("reconstruction", "shift-crew")], (await Store.Control.ListPausedAsync(CancellationToken.None)).Select(p => (p.Stage, p.By)));
+        Assert.True(await Store.Control.ResumeAsync("reconstruction", CancellationToken.None));
+        Assert.False(await Store.Control.ResumeAsync("reconstruction", CancellationToken.None));
+        Assert.Equal(["archiver"], (await Store.Control.ListPausedAsync(CancellationToken.None)).Select(p => p.Stage));
     }
 
     [SkippableFact]
@@ -207,7 +210,7 @@ public abstract class StoreContract : IAsyncLifetime
             saga.FailureReason = $"writer {writer}";
             try
             {
-                await Store.InsertAsync(saga, CancellationToken.None);
+                await Store.Sagas.InsertAsync(saga, CancellationToken.None);
                 return true;
             }
             catch (ConcurrencyConflictException)
@@ -217,22 +220,22 @@ public abstract class StoreContract : IAsyncLifetime
         }));
 
         Assert.Equal(1, outcomes.Count(won => won));
-        var stored = (await Store.LoadAsync(id, CancellationToken.None))!;
+        var stored = (await Store.Sagas.LoadAsync(id, CancellationToken.None))!;
         Assert.Equal($"writer {Array.IndexOf(outcomes, true)}", stored.FailureReason);
-        Assert.Single((await Store.ListAsync(new FileQuery(), CancellationToken.None)).Files);
+        Assert.Single((await Store.Sagas.ListAsync(new FileQuery(), CancellationToken.None)).Files);
     }
 
     [SkippableFact]
     public async Task Should_answer_every_listing_filter_and_run_progress()
     {
-        await Store.InsertAsync(Saga(1, "p1", "Archived"), CancellationToken.None);
-        await Store.InsertAsync(Saga(1, "p2", "Reconstructing"), CancellationToken.None);
-        await Store.InsertAsync(Saga(1, "e1", "Failed", stream: "express"), CancellationToken.None);
-        await Store.InsertAsync(Saga(2, "p3", "Reconstructed"), CancellationToken.None);
-        await Store.InsertAsync(Saga(1, "r1", "Staging", campaign: "reprocessing-2"), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Saga(1, "p1", "Archived"), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Saga(1, "p2", "Reconstructing"), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Saga(1, "e1", "Failed", stream: "express"), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Saga(2, "p3", "Reconstructed"), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Saga(1, "r1", "Staging", campaign: "reprocessing-2"), CancellationToken.None);
 
         async Task<string[]> Names(FileQuery query) =>
-            (await Store.ListAsync(query, CancellationToken.None)).Files.Select(f => f.LogicalName).ToArray();
+            (await Store.Sagas.ListAsync(query, CancellationToken.None)).Files.Select(f => f.LogicalName).ToArray();
 
         Assert.Equal(["e1", "p1", "p2", "p3"], await Names(new FileQuery(Campaign: "prompt")));
         Assert.Equal(["r1"], await Names(new FileQuery(Campaign: "reprocessing-2")));
@@ -243,21 +246,21 @@ public abstract class StoreContract : IAsyncLifetime
         var withMuon = Saga(2, "p4", "Merged");
         withMuon.Outputs.Add(new TrackedOutput { Output = new OutputFile("o-muon", "muon", "jobs/o.evt", 1, "00000001", 1, 2, 1) });
         withMuon.Outputs.Add(new TrackedOutput { Output = new OutputFile("o-jet", "jet", "jobs/j.evt", 1, "00000001", 1, 2, 1) });
-        await Store.InsertAsync(withMuon, CancellationToken.None);
+        await Store.Sagas.InsertAsync(withMuon, CancellationToken.None);
         Assert.Equal(["p4"], await Names(new FileQuery(Dataset: "muon")));
         Assert.Equal(["p4"], await Names(new FileQuery(Campaign: "prompt", Dataset: "jet", RunFrom: 2)));
         Assert.Empty(await Names(new FileQuery(Dataset: "electron")));
-        await Store.UpdateAsync(WithState(withMuon, "Archived"), 0, CancellationToken.None);
-        var failed = Assert.Single((await Store.ListAsync(new FileQuery(State: "Failed"), CancellationToken.None)).Files);
+        await Store.Sagas.UpdateAsync(WithState(withMuon, "Archived"), 0, CancellationToken.None);
+        var failed = Assert.Single((await Store.Sagas.ListAsync(new FileQuery(State: "Failed"), CancellationToken.None)).Files);
         Assert.Equal(("prompt", 1, "express", "Failed"), (failed.Campaign, failed.Run, failed.Stream, failed.State));
 
-        var progress = await Store.RunProgressAsync("prompt", [1, 2, 3], CancellationToken.None);
+        var progress = await Store.Sagas.RunProgressAsync("prompt", [1, 2, 3], CancellationToken.None);
         Assert.Equal(new RunProgress(3, 2), progress[1]);
         Assert.Equal(new RunProgress(2, 2), progress[2]);
         Assert.Equal(new RunProgress(0, 0), progress[3]);
         Assert.Equal(
             [("prompt", "Archived", 2L), ("prompt", "Failed", 1L), ("prompt", "Reconstructed", 1L), ("prompt", "Reconstructing", 1L), ("reprocessing-2", "Staging", 1L)],
-            (await Store.CountByStateAsync(CancellationToken.None)).Select(c => (c.Campaign, c.State, c.Files)));
+            (await Store.Sagas.CountByStateAsync(CancellationToken.None)).Select(c => (c.Campaign, c.State, c.Files)));
     }
 
     [SkippableFact]
@@ -265,9 +268,9 @@ public abstract class StoreContract : IAsyncLifetime
     {
         var saga = Saga(1, "a");
         saga.Record(DateTimeOffset.UnixEpoch, "Registered", "FileRegistered", "hello");
-        await Store.InsertAsync(saga, CancellationToken.None);
+        await Store.Sagas.InsertAsync(saga, CancellationToken.None);
 
-        var loaded = await Store.LoadAsync(saga.CorrelationId, CancellationToken.None);
+        var loaded = await Store.Sagas.LoadAsync(saga.CorrelationId, CancellationToken.None);
 
         Assert.NotNull(loaded);
         Assert.Equal("a", loaded.LogicalName);
@@ -278,23 +281,23 @@ public abstract class StoreContract : IAsyncLifetime
     public async Task Should_refuse_a_second_insert_of_the_same_saga()
     {
         var saga = Saga(1, "a");
-        await Store.InsertAsync(saga, CancellationToken.None);
-        await Assert.ThrowsAsync<ConcurrencyConflictException>(() => Store.InsertAsync(saga, CancellationToken.None));
+        await Store.Sagas.InsertAsync(saga, CancellationToken.None);
+        await Assert.ThrowsAsync<ConcurrencyConflictException>(() => Store.Sagas.InsertAsync(saga, CancellationToken.None));
     }
 
     [SkippableFact]
     public async Task Should_let_exactly_one_of_many_parallel_writers_win_each_version()
     {
         var saga = Saga(1, "a");
-        await Store.InsertAsync(saga, CancellationToken.None);
+        await Store.Sagas.InsertAsync(saga, CancellationToken.None);
 
         var outcomes = await Task.WhenAll(Enumerable.Range(0, 8).Select(async writer =>
         {
-            var copy = (await Store.LoadAsync(saga.CorrelationId, CancellationToken.None))!;
+            var copy = (await Store.Sagas.LoadAsync(saga.CorrelationId, CancellationToken.None))!;
             copy.FailureReason = $"writer {writer}";
             try
             {
-                await Store.UpdateAsync(copy, 0, CancellationToken.None);
+                await Store.Sagas.UpdateAsync(copy, 0, CancellationToken.None);
                 return true;
             }
             catch (ConcurrencyConflictException)
@@ -304,7 +307,7 @@ public abstract class StoreContract : IAsyncLifetime
         }));
 
         Assert.Equal(1, outcomes.Count(won => won));
-        var stored = (await Store.LoadAsync(saga.CorrelationId, CancellationToken.None))!;
+        var stored = (await Store.Sagas.LoadAsync(saga.CorrelationId, CancellationToken.None))!;
         Assert.Equal(1, stored.Version);
         Assert.Equal($"writer {Array.IndexOf(outcomes, true)}", stored.FailureReason);
     }
@@ -316,7 +319,7 @@ public abstract class StoreContract : IAsyncLifetime
         {
             foreach (var name in new[] { "c", "a", "b" })
             {
-                await Store.InsertAsync(Saga(run, $"{run}/{name}", run == 2 ? "Failed" : "Staging"), CancellationToken.None);
+                await Store.Sagas.InsertAsync(Saga(run, $"{run}/{name}", run == 2 ? "Failed" : "Staging"), CancellationToken.None);
             }
         }
 
@@ -324,17 +327,17 @@ public abstract class StoreContract : IAsyncLifetime
         string? after = null;
         do
         {
-            var page = await Store.ListAsync(new FileQuery(After: after, Limit: 4), CancellationToken.None);
+            var page = await Store.Sagas.ListAsync(new FileQuery(After: after, Limit: 4), CancellationToken.None);
             seen.AddRange(page.Files.Select(f => f.LogicalName));
             after = page.Next;
         }
         while (after is not null);
 
         Assert.Equal(["1/a", "1/b", "1/c", "2/a", "2/b", "2/c", "3/a", "3/b", "3/c"], seen);
-        Assert.Equal(3, (await Store.ListAsync(new FileQuery(State: "Failed"), CancellationToken.None)).Files.Count);
-        Assert.Equal(6, (await Store.ListAsync(new FileQuery(RunFrom: 2), CancellationToken.None)).Files.Count);
-        Assert.Equal(3, (await Store.ListAsync(new FileQuery(RunFrom: 1, RunTo: 1), CancellationToken.None)).Files.Count);
-        Assert.Contains(await Store.CountByStateAsync(CancellationToken.None), c => c is { State: "Failed", Files: 3 });
+        Assert.Equal(3, (await Store.Sagas.ListAsync(new FileQuery(State: "Failed"), CancellationToken.None)).Files.Count);
+        Assert.Equal(6, (await Store.Sagas.ListAsync(new FileQuery(RunFrom: 2), CancellationToken.None)).Files.Count);
+        Assert.Equal(3, (await Store.Sagas.ListAsync(new FileQuery(RunFrom: 1, RunTo: 1), CancellationToken.None)).Files.Count);
+        Assert.Contains(await Store.Sagas.CountByStateAsync(CancellationToken.None), c => c is { State: "Failed", Files: 3 });
         Assert.Throws<FormatException>(() => FileCursor.Decode("not-a-cursor!"));
     }
 
@@ -343,15 +346,15 @@ public abstract class StoreContract : IAsyncLifetime
     {
         var a = Saga(1, "a");
         var b = Saga(1, "b");
-        await Store.InsertAsync(a, CancellationToken.None);
-        await Store.InsertAsync(b, CancellationToken.None);
+        await Store.Sagas.InsertAsync(a, CancellationToken.None);
+        await Store.Sagas.InsertAsync(b, CancellationToken.None);
         a.CurrentState = "Archived";
-        await Store.UpdateAsync(a, 0, CancellationToken.None);
+        await Store.Sagas.UpdateAsync(a, 0, CancellationToken.None);
         a.FailureReason = "same state, other change";
-        await Store.UpdateAsync(a, 1, CancellationToken.None);
-        await Assert.ThrowsAsync<ConcurrencyConflictException>(() => Store.UpdateAsync(WithState(b, "Failed"), 7, CancellationToken.None));
+        await Store.Sagas.UpdateAsync(a, 1, CancellationToken.None);
+        await Assert.ThrowsAsync<ConcurrencyConflictException>(() => Store.Sagas.UpdateAsync(WithState(b, "Failed"), 7, CancellationToken.None));
 
-        var counts = await Store.CountByStateAsync(CancellationToken.None);
+        var counts = await Store.Sagas.CountByStateAsync(CancellationToken.None);
 
         Assert.Equal([("Archived", 1L), ("Staging", 1L)], counts.Select(c => (c.State, c.Files)));
     }
@@ -367,13 +370,13 @@ public abstract class StoreContract : IAsyncLifetime
         done.Deadline = DateTimeOffset.UtcNow.AddMinutes(-1);
         foreach (var saga in new[] { late, onTime, done })
         {
-            await Store.InsertAsync(saga, CancellationToken.None);
+            await Store.Sagas.InsertAsync(saga, CancellationToken.None);
         }
 
-        var stalled = await Store.FindStalledAsync(DateTimeOffset.UtcNow, null, 10, CancellationToken.None);
+        var stalled = await Store.Sagas.FindStalledAsync(DateTimeOffset.UtcNow, null, 10, CancellationToken.None);
         Assert.Equal([late.CorrelationId], stalled.Select(s => s.Id));
 
-        var notTouchedSinceStart = await Store.FindStalledAsync(DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddSeconds(1), 10, CancellationToken.None);
+        var notTouchedSinceStart = await Store.Sagas.FindStalledAsync(DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddSeconds(1), 10, CancellationToken.None);
         Assert.Equal(2, notTouchedSinceStart.Count);
     }
 
@@ -382,13 +385,13 @@ public abstract class StoreContract : IAsyncLifetime
     {
         CatalogEntry Raw(string name, long size) => new(name, "archive", CatalogEntry.Raw, null, null, size, "00000001", 1, [], DateTimeOffset.UtcNow);
 
-        Assert.Equal(RunRegistration.New, await Store.RegisterRunAsync(7, "digest-1", [Raw("r/a", 1)], null, CancellationToken.None));
-        Assert.Equal(RunRegistration.AlreadyRegistered, await Store.RegisterRunAsync(7, "digest-1", [Raw("r/a", 1)], null, CancellationToken.None));
-        Assert.Equal(RunRegistration.Conflicting, await Store.RegisterRunAsync(7, "digest-2", [Raw("r/a", 2)], null, CancellationToken.None));
+        Assert.Equal(RunRegistration.New, await Store.Runs.RegisterRunAsync(7, "digest-1", [Raw("r/a", 1)], null, CancellationToken.None));
+        Assert.Equal(RunRegistration.AlreadyRegistered, await Store.Runs.RegisterRunAsync(7, "digest-1", [Raw("r/a", 1)], null, CancellationToken.None));
+        Assert.Equal(RunRegistration.Conflicting, await Store.Runs.RegisterRunAsync(7, "digest-2", [Raw("r/a", 2)], null, CancellationToken.None));
         // Another run claiming a file already catalogued with other content is refused whole.
-        Assert.Equal(RunRegistration.Conflicting, await Store.RegisterRunAsync(8, "digest-3", [Raw("r/b", 1), Raw("r/a", 5)], null, CancellationToken.None));
-        Assert.Empty(await Store.FindAsync("r/b", CancellationToken.None));
-        Assert.Single(await Store.ListRunsAsync(CancellationToken.None));
+        Assert.Equal(RunRegistration.Conflicting, await Store.Runs.RegisterRunAsync(8, "digest-3", [Raw("r/b", 1), Raw("r/a", 5)], null, CancellationToken.None));
+        Assert.Empty(await Store.Catalog.FindAsync("r/b", CancellationToken.None));
+        Assert.Single(await Store.Runs.ListRunsAsync(CancellationToken.None));
     }
 
     [SkippableFact]
@@ -398,25 +401,25 @@ public abstract class StoreContract : IAsyncLifetime
         MergedFileRecord Merged(string name) => new(name, "prompt", "muon", 20, "00000001", 4, false, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow, $"{{\"name\":\"{name}\"}}");
         foreach (var id in new[] { "o1", "o2", "o3" })
         {
-            await Store.AddOutputAsync(Output(id), CancellationToken.None);
+            await Store.Merges.AddOutputAsync(Output(id), CancellationToken.None);
         }
-        Assert.Equal(10, (await Store.AddOutputAsync(Output("o1"), CancellationToken.None)).Size);
+        Assert.Equal(10, (await Store.Merges.AddOutputAsync(Output("o1"), CancellationToken.None)).Size);
 
-        Assert.True(await Store.CommitMergeAsync(Merged("m1"), ["o1", "o2"], CancellationToken.None));
-        Assert.False(await Store.CommitMergeAsync(Merged("m2"), ["o2", "o3"], CancellationToken.None));
+        Assert.True(await Store.Merges.CommitMergeAsync(Merged("m1"), ["o1", "o2"], CancellationToken.None));
+        Assert.False(await Store.Merges.CommitMergeAsync(Merged("m2"), ["o2", "o3"], CancellationToken.None));
 
-        Assert.Null(await Store.GetMergedFileAsync("m2", CancellationToken.None));
-        Assert.Equal("{\"name\":\"m1\"}", (await Store.GetMergedFileAsync("m1", CancellationToken.None))!.Manifest);
-        Assert.Equal(["o3"], (await Store.ListPendingAsync("prompt", "muon", 10, CancellationToken.None)).Select(o => o.OutputId));
-        Assert.Equal("m1", (await Store.AddOutputAsync(Output("o2"), CancellationToken.None)).MergedName);
-        var buffer = Assert.Single(await Store.ListBuffersAsync(CancellationToken.None));
+        Assert.Null(await Store.Merges.GetMergedFileAsync("m2", CancellationToken.None));
+        Assert.Equal("{\"name\":\"m1\"}", (await Store.Merges.GetMergedFileAsync("m1", CancellationToken.None))!.Manifest);
+        Assert.Equal(["o3"], (await Store.Merges.ListPendingAsync("prompt", "muon", 10, CancellationToken.None)).Select(o => o.OutputId));
+        Assert.Equal("m1", (await Store.Merges.AddOutputAsync(Output("o2"), CancellationToken.None)).MergedName);
+        var buffer = Assert.Single(await Store.Merges.ListBuffersAsync(CancellationToken.None));
         Assert.Equal((1, 10L), (buffer.Outputs, buffer.Bytes));
 
-        Assert.Equal(["o1", "o2"], (await Store.ListOutputsOfAsync("m1", CancellationToken.None)).Select(o => o.OutputId));
-        Assert.Equal(["m1"], (await Store.ListUnarchivedAsync(DateTimeOffset.UtcNow.AddMinutes(1), CancellationToken.None)).Select(m => m.Name));
-        await Store.MarkArchivedAsync("m1", CancellationToken.None);
-        Assert.True((await Store.GetMergedFileAsync("m1", CancellationToken.None))!.Archived);
-        Assert.Empty(await Store.ListUnarchivedAsync(DateTimeOffset.UtcNow.AddMinutes(1), CancellationToken.None));
+        Assert.Equal(["o1", "o2"], (await Store.Merges.ListOutputsOfAsync("m1", CancellationToken.None)).Select(o => o.OutputId));
+        Assert.Equal(["m1"], (await Store.Merges.ListUnarchivedAsync(DateTimeOffset.UtcNow.AddMinutes(1), CancellationToken.None)).Select(m => m.Name));
+        await Store.Merges.MarkArchivedAsync("m1", CancellationToken.None);
+        Assert.True((await Store.Merges.GetMergedFileAsync("m1", CancellationToken.None))!.Archived);
+        Assert.Empty(await Store.Merges.ListUnarchivedAsync(DateTimeOffset.UtcNow.AddMinutes(1), CancellationToken.None));
     }
 
     [SkippableFact]
@@ -424,34 +427,34 @@ public abstract class StoreContract : IAsyncLifetime
     {
         var entry = new CatalogEntry("merged/x", "archive", CatalogEntry.Merged, "prompt", "muon", 5, "00000001", 1,
             [new MergedSource(Guid.NewGuid(), 1, "physics", "raw/a", "o1")], DateTimeOffset.UtcNow, "{\"digest\":\"d\"}");
-        await Store.AddAsync(entry, CancellationToken.None);
-        await Store.AddAsync(entry, CancellationToken.None);
-        await Assert.ThrowsAsync<ConcurrencyConflictException>(() => Store.AddAsync(entry with { Adler32 = "00000002" }, CancellationToken.None));
-        await Store.AddAsync(entry with { Area = "cache" }, CancellationToken.None);
-        var found = await Store.FindAsync("merged/x", CancellationToken.None);
+        await Store.Catalog.AddAsync(entry, CancellationToken.None);
+        await Store.Catalog.AddAsync(entry, CancellationToken.None);
+        await Assert.ThrowsAsync<ConcurrencyConflictException>(() => Store.Catalog.AddAsync(entry with { Adler32 = "00000002" }, CancellationToken.None));
+        await Store.Catalog.AddAsync(entry with { Area = "cache" }, CancellationToken.None);
+        var found = await Store.Catalog.FindAsync("merged/x", CancellationToken.None);
         Assert.Equal(["archive", "cache"], found.Select(f => f.Area));
         Assert.Equal("o1", Assert.Single(found[0].Sources).OutputId);
         // The merged file's manifest travels with its catalog entry.
         Assert.Equal("{\"digest\":\"d\"}", found[0].Manifest);
-        Assert.Equal(2, (await Store.ListAsync(CatalogEntry.Merged, "prompt", CancellationToken.None)).Count);
-        Assert.Empty(await Store.ListAsync(CatalogEntry.Merged, "other", CancellationToken.None));
-        Assert.Empty(await Store.ListAsync(CatalogEntry.Raw, null, CancellationToken.None));
+        Assert.Equal(2, (await Store.Catalog.ListAsync(CatalogEntry.Merged, "prompt", CancellationToken.None)).Count);
+        Assert.Empty(await Store.Catalog.ListAsync(CatalogEntry.Merged, "other", CancellationToken.None));
+        Assert.Empty(await Store.Catalog.ListAsync(CatalogEntry.Raw, null, CancellationToken.None));
     }
 
     [SkippableFact]
     public async Task Should_mark_one_catalogued_copy_bad_and_clear_the_mark()
     {
         var entry = new CatalogEntry("merged/y", "archive", CatalogEntry.Merged, "prompt", "muon", 5, "00000001", 1, [], DateTimeOffset.UtcNow);
-        await Store.AddAsync(entry, CancellationToken.None);
-        await Store.AddAsync(entry with { Area = "vault" }, CancellationToken.None);
+        await Store.Catalog.AddAsync(entry, CancellationToken.None);
+        await Store.Catalog.AddAsync(entry with { Area = "vault" }, CancellationToken.None);
 
-        Assert.True(await Store.MarkBadAsync("merged/y", "archive", "missing from storage", CancellationToken.None));
-        Assert.False(await Store.MarkBadAsync("merged/y", "elsewhere", "missing from storage", CancellationToken.None));
-        Assert.Equal([("archive", "missing from storage"), ("vault", null)], (await Store.FindAsync("merged/y", CancellationToken.None)).Select(e => (e.Area, e.Bad)));
+        Assert.True(await Store.Catalog.MarkBadAsync("merged/y", "archive", "missing from storage", CancellationToken.None));
+        Assert.False(await Store.Catalog.MarkBadAsync("merged/y", "elsewhere", "missing from storage", CancellationToken.None));
+        Assert.Equal([("archive", "missing from storage"), ("vault", null)], (await Store.Catalog.FindAsync("merged/y", CancellationToken.None)).Select(e => (e.Area, e.Bad)));
         // A bad copy is still the same file: adding its entry again is no conflict.
-        await Store.AddAsync(entry, CancellationToken.None);
-        Assert.True(await Store.MarkBadAsync("merged/y", "archive", null, CancellationToken.None));
-        Assert.All(await Store.FindAsync("merged/y", CancellationToken.None), e => Assert.Null(e.Bad));
+        await Store.Catalog.AddAsync(entry, CancellationToken.None);
+        Assert.True(await Store.Catalog.MarkBadAsync("merged/y", "archive", null, CancellationToken.None));
+        Assert.All(await Store.Catalog.FindAsync("merged/y", CancellationToken.None), e => Assert.Null(e.Bad));
     }
 
     private static readonly AreaLimits TenKilobytes = new(10_000, 9_000, 5_000);
@@ -462,20 +465,20 @@ public abstract class StoreContract : IAsyncLifetime
         var at = DateTimeOffset.UtcNow;
         for (var i = 0; i < 3; i++)
         {
-            Assert.True(await Store.TryReserveAsync("cache", $"f{i}", 4_000, TenKilobytes, at, CancellationToken.None));
+            Assert.True(await Store.Flow.TryReserveAsync("cache", $"f{i}", 4_000, TenKilobytes, at, CancellationToken.None));
         }
         // 12,000 bytes held: above the high-water mark, so the area is blocked (one file over, never more).
-        Assert.False(await Store.TryReserveAsync("cache", "f3", 1, TenKilobytes, at, CancellationToken.None));
+        Assert.False(await Store.Flow.TryReserveAsync("cache", "f3", 1, TenKilobytes, at, CancellationToken.None));
         // A file already admitted is admitted again (a redelivered stage request), blocked or not.
-        Assert.True(await Store.TryReserveAsync("cache", "f0", 4_000, TenKilobytes, at, CancellationToken.None));
+        Assert.True(await Store.Flow.TryReserveAsync("cache", "f0", 4_000, TenKilobytes, at, CancellationToken.None));
 
-        await Store.ReleaseAsync("cache", "f0", CancellationToken.None);
-        Assert.False(await Store.TryReserveAsync("cache", "f3", 1, TenKilobytes, at, CancellationToken.None)); // 8,000 > low water
-        await Store.ReleaseAsync("cache", "f1", CancellationToken.None);
-        await Store.ReleaseAsync("cache", "f1", CancellationToken.None); // releasing twice gives back nothing more
-        Assert.True(await Store.TryReserveAsync("cache", "f3", 1, TenKilobytes, at, CancellationToken.None)); // 4,000 <= low water
+        await Store.Flow.ReleaseAsync("cache", "f0", CancellationToken.None);
+        Assert.False(await Store.Flow.TryReserveAsync("cache", "f3", 1, TenKilobytes, at, CancellationToken.None)); // 8,000 > low water
+        await Store.Flow.ReleaseAsync("cache", "f1", CancellationToken.None);
+        await Store.Flow.ReleaseAsync("cache", "f1", CancellationToken.None); // releasing twice gives back nothing more
+        Assert.True(await Store.Flow.TryReserveAsync("cache", "f3", 1, TenKilobytes, at, CancellationToken.None)); // 4,000 <= low water
 
-        var usage = Assert.Single(await Store.ListAreaUsageAsync(CancellationToken.None));
+        var usage = Assert.Single(await Store.Flow.ListAreaUsageAsync(CancellationToken.None));
         Assert.Equal(new AreaUsage("cache", 4_001, 2, false, 12_000, 4_000), usage);
     }
 
@@ -483,10 +486,10 @@ public abstract class StoreContract : IAsyncLifetime
     public async Task Should_never_admit_past_the_high_water_mark_plus_one_file_however_many_ask_at_once()
     {
         var admitted = await Task.WhenAll(Enumerable.Range(0, 40).Select(i =>
-            Store.TryReserveAsync("cache", $"f{i}", 1_000, TenKilobytes, DateTimeOffset.UtcNow, CancellationToken.None)));
+            Store.Flow.TryReserveAsync("cache", $"f{i}", 1_000, TenKilobytes, DateTimeOffset.UtcNow, CancellationToken.None)));
 
         Assert.Equal(9, admitted.Count(a => a));
-        var usage = Assert.Single(await Store.ListAreaUsageAsync(CancellationToken.None));
+        var usage = Assert.Single(await Store.Flow.ListAreaUsageAsync(CancellationToken.None));
         Assert.Equal(9_000, usage.Bytes);
         Assert.True(usage.Blocked);
     }
@@ -495,13 +498,13 @@ public abstract class StoreContract : IAsyncLifetime
     public async Task Should_replace_a_job_estimate_by_its_outputs_and_list_old_reservations()
     {
         var at = DateTimeOffset.UtcNow;
-        Assert.True(await Store.TryReserveAsync("scratch", "jobs/a", 5_000, TenKilobytes, at.AddMinutes(-10), CancellationToken.None));
-        await Store.ReplaceReservationAsync("scratch", "jobs/a", [new AreaFile("jobs/a/muon.evt", 700), new AreaFile("jobs/a/jet.evt", 300)], at, CancellationToken.None);
+        Assert.True(await Store.Flow.TryReserveAsync("scratch", "jobs/a", 5_000, TenKilobytes, at.AddMinutes(-10), CancellationToken.None));
+        await Store.Flow.ReplaceReservationAsync("scratch", "jobs/a", [new AreaFile("jobs/a/muon.evt", 700), new AreaFile("jobs/a/jet.evt", 300)], at, CancellationToken.None);
 
-        var usage = Assert.Single(await Store.ListAreaUsageAsync(CancellationToken.None));
+        var usage = Assert.Single(await Store.Flow.ListAreaUsageAsync(CancellationToken.None));
         Assert.Equal((1_000L, 2L), (usage.Bytes, usage.Files));
-        Assert.Empty(await Store.ListReservationsAsync("scratch", at, 10, CancellationToken.None));
-        var listed = await Store.ListReservationsAsync("scratch", at.AddSeconds(1), 10, CancellationToken.None);
+        Assert.Empty(await Store.Flow.ListReservationsAsync("scratch", at, 10, CancellationToken.None));
+        var listed = await Store.Flow.ListReservationsAsync("scratch", at.AddSeconds(1), 10, CancellationToken.None);
         Assert.Equal(["jobs/a/muon.evt", "jobs/a/jet.evt"], listed.Select(r => r.Name).Order(StringComparer.Ordinal).Reverse());
     }
 
@@ -510,21 +513,21 @@ public abstract class StoreContract : IAsyncLifetime
     {
         var now = DateTimeOffset.UtcNow;
         var lease = TimeSpan.FromMinutes(1);
-        Assert.True(await Store.TryAcquireMoverAsync("muon", "a", 2, now, lease, CancellationToken.None));
-        Assert.False(await Store.TryAcquireMoverAsync("muon", "b", 2, now, lease, CancellationToken.None));
-        Assert.True(await Store.TryAcquireMoverAsync("muon", "a", 2, now, lease, CancellationToken.None));
-        Assert.True(await Store.TryAcquireMoverAsync("jet", "b", 2, now, lease, CancellationToken.None));
-        Assert.False(await Store.TryAcquireMoverAsync("electron", "c", 2, now, lease, CancellationToken.None));
+        Assert.True(await Store.Flow.TryAcquireMoverAsync("muon", "a", 2, now, lease, CancellationToken.None));
+        Assert.False(await Store.Flow.TryAcquireMoverAsync("muon", "b", 2, now, lease, CancellationToken.None));
+        Assert.True(await Store.Flow.TryAcquireMoverAsync("muon", "a", 2, now, lease, CancellationToken.None));
+        Assert.True(await Store.Flow.TryAcquireMoverAsync("jet", "b", 2, now, lease, CancellationToken.None));
+        Assert.False(await Store.Flow.TryAcquireMoverAsync("electron", "c", 2, now, lease, CancellationToken.None));
 
-        await Store.ReleaseMoverAsync("muon", "b", CancellationToken.None); // not b's: nothing changes
-        Assert.Equal(["jet", "muon"], (await Store.ListMoversAsync(now, CancellationToken.None)).Select(m => m.Dataset));
-        await Store.ReleaseMoverAsync("muon", "a", CancellationToken.None);
-        Assert.True(await Store.TryAcquireMoverAsync("electron", "c", 2, now, lease, CancellationToken.None));
+        await Store.Flow.ReleaseMoverAsync("muon", "b", CancellationToken.None); // not b's: nothing changes
+        Assert.Equal(["jet", "muon"], (await Store.Flow.ListMoversAsync(now, CancellationToken.None)).Select(m => m.Dataset));
+        await Store.Flow.ReleaseMoverAsync("muon", "a", CancellationToken.None);
+        Assert.True(await Store.Flow.TryAcquireMoverAsync("electron", "c", 2, now, lease, CancellationToken.None));
 
         // A holder that died lets its lease run out; then its mover counts for nobody.
         var later = now + lease + TimeSpan.FromSeconds(1);
-        Assert.Empty(await Store.ListMoversAsync(later, CancellationToken.None));
-        Assert.True(await Store.TryAcquireMoverAsync("jet", "d", 2, later, lease, CancellationToken.None));
+        Assert.Empty(await Store.Flow.ListMoversAsync(later, CancellationToken.None));
+        Assert.True(await Store.Flow.TryAcquireMoverAsync("jet", "d", 2, later, lease, CancellationToken.None));
     }
 
     [SkippableFact]
@@ -532,10 +535,10 @@ public abstract class StoreContract : IAsyncLifetime
     {
         var now = DateTimeOffset.UtcNow;
         var granted = await Task.WhenAll(Enumerable.Range(0, 12).Select(i =>
-            Store.TryAcquireMoverAsync($"dataset{i % 6}", $"archiver{i}", 3, now, TimeSpan.FromMinutes(1), CancellationToken.None)));
+            Store.Flow.TryAcquireMoverAsync($"dataset{i % 6}", $"archiver{i}", 3, now, TimeSpan.FromMinutes(1), CancellationToken.None)));
 
         Assert.Equal(3, granted.Count(g => g));
-        var movers = await Store.ListMoversAsync(now, CancellationToken.None);
+        var movers = await Store.Flow.ListMoversAsync(now, CancellationToken.None);
         Assert.Equal(3, movers.Select(m => m.Dataset).Distinct().Count());
     }
 
@@ -543,28 +546,28 @@ public abstract class StoreContract : IAsyncLifetime
     public async Task Should_keep_the_latest_setting_per_key_until_it_is_removed()
     {
         var at = DateTimeOffset.FromUnixTimeMilliseconds(1_800_000_000_000);
-        await Store.SetSettingAsync(new FlowSetting("movers", "2", "alice", at), CancellationToken.None);
-        await Store.SetSettingAsync(new FlowSetting("movers", "4", "bob", at.AddMinutes(1)), CancellationToken.None);
-        await Store.SetSettingAsync(new FlowSetting("area:cache", "{}", "bob", at), CancellationToken.None);
+        await Store.Flow.SetSettingAsync(new FlowSetting("movers", "2", "alice", at), CancellationToken.None);
+        await Store.Flow.SetSettingAsync(new FlowSetting("movers", "4", "bob", at.AddMinutes(1)), CancellationToken.None);
+        await Store.Flow.SetSettingAsync(new FlowSetting("area:cache", "{}", "bob", at), CancellationToken.None);
 
         Assert.Equal([new FlowSetting("area:cache", "{}", "bob", at), new FlowSetting("movers", "4", "bob", at.AddMinutes(1))],
-            await Store.ListSettingsAsync(CancellationToken.None));
-        Assert.True(await Store.RemoveSettingAsync("movers", CancellationToken.None));
-        Assert.False(await Store.RemoveSettingAsync("movers", CancellationToken.None));
-        Assert.Single(await Store.ListSettingsAsync(CancellationToken.None));
+            await Store.Flow.ListSettingsAsync(CancellationToken.None));
+        Assert.True(await Store.Flow.RemoveSettingAsync("movers", CancellationToken.None));
+        Assert.False(await Store.Flow.RemoveSettingAsync("movers", CancellationToken.None));
+        Assert.Single(await Store.Flow.ListSettingsAsync(CancellationToken.None));
     }
 
     [SkippableFact]
     public async Task Should_find_the_oldest_run_with_files_still_to_reconstruct()
     {
-        Assert.Null(await Store.OldestUnfinishedRunAsync("prompt", CancellationToken.None));
-        await Store.InsertAsync(Saga(5, "raw/5/a", "Archived"), CancellationToken.None);
-        await Store.InsertAsync(Saga(7, "raw/7/a", "Reconstructing"), CancellationToken.None);
-        await Store.InsertAsync(Saga(9, "raw/9/a", "Registered"), CancellationToken.None);
-        await Store.InsertAsync(Saga(3, "raw/3/a", "Staged", campaign: "other"), CancellationToken.None);
+        Assert.Null(await Store.Sagas.OldestUnfinishedRunAsync("prompt", CancellationToken.None));
+        await Store.Sagas.InsertAsync(Saga(5, "raw/5/a", "Archived"), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Saga(7, "raw/7/a", "Reconstructing"), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Saga(9, "raw/9/a", "Registered"), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Saga(3, "raw/3/a", "Staged", campaign: "other"), CancellationToken.None);
 
-        Assert.Equal(7, await Store.OldestUnfinishedRunAsync("prompt", CancellationToken.None));
-        Assert.Equal(3, await Store.OldestUnfinishedRunAsync("other", CancellationToken.None));
+        Assert.Equal(7, await Store.Sagas.OldestUnfinishedRunAsync("prompt", CancellationToken.None));
+        Assert.Equal(3, await Store.Sagas.OldestUnfinishedRunAsync("other", CancellationToken.None));
     }
 
     [SkippableFact]
@@ -576,14 +579,23 @@ public abstract class StoreContract : IAsyncLifetime
             var saga = Saga(run, $"raw/{run}/a");
             saga.Outputs.Add(new TrackedOutput { Output = new OutputFile($"o{run}m", "muon", $"jobs/{run}/m.evt", 10, "00000001", 3, run, 1) });
             saga.Outputs.Add(new TrackedOutput { Output = new OutputFile($"o{run}j", "jet", $"jobs/{run}/j.evt", 10, "00000001", 3, run, 1) });
-            await Store.InsertAsync(saga, CancellationToken.None);
+            await Store.Sagas.InsertAsync(saga, CancellationToken.None);
         }
-        await Store.InsertAsync(Saga(2, "raw/2/b"), CancellationToken.None);
-        await Store.AddOutputAsync(new PendingOutput("o1m", Guid.NewGuid(), "prompt", "muon", 1, "physics", 1, "raw/1/a", "jobs/1/m.evt", 10, "00000001", 3, at, null), CancellationToken.None);
+        await Store.Sagas.InsertAsync(Saga(2, "raw/2/b"), CancellationToken.None);
+        await Store.Merges.AddOutputAsync(new PendingOutput("o1m", Guid.NewGuid(), "prompt", "muon", 1, "physics", 1, "raw/1/a", "jobs/1/m.evt", 10, "00000001", 3, at, null), CancellationToken.None);
 
-        Assert.Equal(new Dictionary<int, int> { [1] = 1, [2] = 1 }, await Store.CountReportedOutputsAsync("prompt", "muon", [1, 2, 3], CancellationToken.None));
-        Assert.Equal(new Dictionary<int, int> { [1] = 1 }, await Store.CountReceivedOutputsAsync("prompt", "muon", [1, 2, 3], CancellationToken.None));
-        Assert.Empty(await Store.CountReceivedOutputsAsync("prompt", "jet", [1, 2], CancellationToken.None));
+        Assert.Equal(new Dictionary<int, int> { [1] = 1, [2] = 1 }, await Store.Sagas.CountReportedOutputsAsync("prompt", "muon", 1, 3, CancellationToken.None));
+        Assert.Equal(new Dictionary<int, int> { [2] = 1 }, await Store.Sagas.CountReportedOutputsAsync("prompt", "muon", 2, 2, CancellationToken.None));
+        Assert.Equal(new Dictionary<int, int> { [1] = 1 }, await Store.Merges.CountReceivedOutputsAsync("prompt", "muon", 1, 3, CancellationToken.None));
+        Assert.Empty(await Store.Merges.CountReceivedOutputsAsync("prompt", "muon", 2, 3, CancellationToken.None));
+        Assert.Empty(await Store.Merges.CountReceivedOutputsAsync("prompt", "jet", 1, 2, CancellationToken.None));
+
+        // The highest run merged so far: none until a merge commits, then the highest of its outputs.
+        Assert.Null(await Store.Merges.HighestMergedRunAsync("prompt", "muon", CancellationToken.None));
+        await Store.Merges.AddOutputAsync(new PendingOutput("o2m", Guid.NewGuid(), "prompt", "muon", 2, "physics", 1, "raw/2/a", "jobs/2/m.evt", 10, "00000001", 3, at, null), CancellationToken.None);
+        Assert.True(await Store.Merges.CommitMergeAsync(new MergedFileRecord("m12", "prompt", "muon", 20, "00000001", 6, false, at, at), ["o1m", "o2m"], CancellationToken.None));
+        Assert.Equal(2, await Store.Merges.HighestMergedRunAsync("prompt", "muon", CancellationToken.None));
+        Assert.Null(await Store.Merges.HighestMergedRunAsync("prompt", "jet", CancellationToken.None));
     }
 
     [SkippableFact]
@@ -594,14 +606,14 @@ public abstract class StoreContract : IAsyncLifetime
         for (var i = 0; i < 3; i++)
         {
             var output = new PendingOutput($"o{i}", Guid.NewGuid(), "prompt", "muon", i, "physics", 0, $"raw/{i}", $"jobs/{i}.evt", 10, "00000001", 1, at, null);
-            await Store.AddOutputAsync(output, CancellationToken.None);
-            Assert.True(await Store.CommitMergeAsync(new MergedFileRecord($"m{2 - i}", "prompt", "muon", 10, "00000001", 1, false, at.AddSeconds(i), at.AddSeconds(i)),
+            await Store.Merges.AddOutputAsync(output, CancellationToken.None);
+            Assert.True(await Store.Merges.CommitMergeAsync(new MergedFileRecord($"m{2 - i}", "prompt", "muon", 10, "00000001", 1, false, at.AddSeconds(i), at.AddSeconds(i)),
                 [output.OutputId], CancellationToken.None));
         }
-        await Store.MarkArchivedAsync("m2", CancellationToken.None);
+        await Store.Merges.MarkArchivedAsync("m2", CancellationToken.None);
 
-        Assert.Equal(["m1", "m0"], (await Store.ListUnarchivedOfDatasetAsync("prompt", "muon", 10, CancellationToken.None)).Select(m => m.Name));
-        Assert.Empty(await Store.ListUnarchivedOfDatasetAsync("prompt", "jet", 10, CancellationToken.None));
+        Assert.Equal(["m1", "m0"], (await Store.Merges.ListUnarchivedOfDatasetAsync("prompt", "muon", 10, CancellationToken.None)).Select(m => m.Name));
+        Assert.Empty(await Store.Merges.ListUnarchivedOfDatasetAsync("prompt", "jet", 10, CancellationToken.None));
     }
 }
 
@@ -609,8 +621,8 @@ public sealed class When_storing_state_in_sqlite : StoreContract
 {
     private readonly TempDirectory _folder = new();
 
-    protected override Task<IPipelineStore> CreateStoreAsync() =>
-        Task.FromResult<IPipelineStore>(new SqlitePipelineStore(Path.Combine(_folder.Path, "pipeline.db")));
+    protected override Task<StoreBackend> CreateStoreAsync() =>
+        Task.FromResult(StoreBackend.Sqlite(Path.Combine(_folder.Path, "pipeline.db")));
 
     protected override Task DropStoreAsync()
     {
@@ -621,13 +633,13 @@ public sealed class When_storing_state_in_sqlite : StoreContract
 
 public sealed class When_storing_state_in_mongodb(MongoServer server) : StoreContract, IClassFixture<MongoServer>
 {
-    private MongoPipelineStore? _store;
+    private MongoStoreContext? _store;
 
-    protected override async Task<IPipelineStore> CreateStoreAsync()
+    protected override async Task<StoreBackend> CreateStoreAsync()
     {
         // A database per test, so tests never see each other's documents.
-        _store = await MongoPipelineStore.ConnectAsync(server.RequireUri(), "pipeline-test-" + Guid.NewGuid().ToString("N")[..12], CancellationToken.None);
-        return _store;
+        _store = await MongoStoreContext.ConnectAsync(server.RequireUri(), "pipeline-test-" + Guid.NewGuid().ToString("N")[..12], CancellationToken.None);
+        return StoreBackend.Mongo(_store);
     }
 
     protected override async Task DropStoreAsync()
@@ -637,6 +649,50 @@ public sealed class When_storing_state_in_mongodb(MongoServer server) : StoreCon
             await _store.DropAsync(CancellationToken.None);
         }
     }
+
+    public static TheoryData<string> ListingQueries() => ["files", "files by campaign and state", "files by stream after a cursor", "stalled", "pending outputs", "unarchived of a dataset", "catalog of a kind", "catalog of a kind and campaign"];
+
+    /// <summary>What the server plans for each listing the stores make: an index scan, never a collection scan or a sort in memory.</summary>
+    [SkippableTheory]
+    [MemberData(nameof(ListingQueries))]
+    public async Task Should_answer_every_listing_from_an_index_without_sorting_in_memory(string listing)
+    {
+        var context = _store!;
+        await Store.Sagas.InsertAsync(new FileState { CorrelationId = Guid.NewGuid(), CurrentState = "Staging", Campaign = "prompt", Run = 1, Stream = "physics", LogicalName = "raw/a", UpdatedAt = DateTimeOffset.UtcNow }, CancellationToken.None);
+        BsonDocument Render<T>(FilterDefinition<T> filter) => filter.Render(new RenderArgs<T>(BsonSerializer.LookupSerializer<T>(), BsonSerializer.SerializerRegistry));
+        BsonDocument Order<T>(SortDefinition<T> sort) => sort.Render(new RenderArgs<T>(BsonSerializer.LookupSerializer<T>(), BsonSerializer.SerializerRegistry));
+        var (collection, filter, sort) = listing switch
+        {
+            "files" => (MongoStoreContext.FileSagas, Render(MongoQueries.Files(new FileQuery())), Order(MongoQueries.FileOrder)),
+            "files by campaign and state" => (MongoStoreContext.FileSagas, Render(MongoQueries.Files(new FileQuery("prompt", "Staging"))), Order(MongoQueries.FileOrder)),
+            "files by stream after a cursor" => (MongoStoreContext.FileSagas, Render(MongoQueries.Files(new FileQuery(Stream: "physics", After: FileCursor.Encode(1, "raw/a")))), Order(MongoQueries.FileOrder)),
+            "stalled" => (MongoStoreContext.FileSagas, Render(MongoQueries.Stalled(DateTimeOffset.UtcNow, null)), new BsonDocument()),
+            "pending outputs" => (MongoStoreContext.MergeOutputs, Render(MongoQueries.Pending("prompt", "muon")), Order(MongoQueries.PendingOrder)),
+            "unarchived of a dataset" => (MongoStoreContext.MergedFiles, Render(MongoQueries.UnarchivedOfDataset("prompt", "muon")), Order(MongoQueries.ArchiveOrder)),
+            "catalog of a kind" => (MongoStoreContext.CatalogCollection, Render(MongoQueries.CatalogOfKind("merged", null)), new BsonDocument { { "dataset", 1 }, { "name", 1 } }),
+            _ => (MongoStoreContext.CatalogCollection, Render(MongoQueries.CatalogOfKind("merged", "prompt")), new BsonDocument { { "dataset", 1 }, { "name", 1 } }),
+        };
+        var find = new BsonDocument { { "find", collection }, { "filter", filter }, { "limit", 101 } };
+        if (sort.ElementCount > 0)
+        {
+            find.Add("sort", sort);
+        }
+
+        var explained = await context.Database.RunCommandAsync<BsonDocument>(new BsonDocument { { "explain", find }, { "verbosity", "queryPlanner" } });
+
+        var stages = Stages(explained["queryPlanner"]["winningPlan"]).ToList();
+        Assert.DoesNotContain("COLLSCAN", stages);
+        Assert.DoesNotContain("SORT", stages);
+        Assert.Contains("IXSCAN", stages);
+    }
+
+    private static IEnumerable<string> Stages(BsonValue plan) => plan switch
+    {
+        BsonDocument document => (document.TryGetValue("stage", out var stage) && stage.IsString ? [stage.AsString] : Enumerable.Empty<string>())
+            .Concat(document.Elements.SelectMany(e => Stages(e.Value))),
+        BsonArray array => array.SelectMany(Stages),
+        _ => [],
+    };
 
     private static CatalogEntry RawEntry(string name) => new(name, "archive", CatalogEntry.Raw, null, null, 10, "00000001", 5, [], DateTimeOffset.UtcNow);
 
@@ -656,30 +712,30 @@ public sealed class When_storing_state_in_mongodb(MongoServer server) : StoreCon
     [SkippableFact]
     public async Task Should_create_a_campaign_once_and_refuse_another_definition_under_its_name()
     {
-        Assert.Equal(CampaignCreation.Created, await Store.CreateCampaignAsync(Campaign("reco-b"), CancellationToken.None));
-        Assert.Equal(CampaignCreation.Created, await Store.CreateCampaignAsync(Campaign("reco-a"), CancellationToken.None));
+        Assert.Equal(CampaignCreation.Created, await Store.Campaigns.CreateCampaignAsync(Campaign("reco-b"), CancellationToken.None));
+        Assert.Equal(CampaignCreation.Created, await Store.Campaigns.CreateCampaignAsync(Campaign("reco-a"), CancellationToken.None));
         // The same definition again, even with another priority (which operators may change), is a repeat.
-        Assert.Equal(CampaignCreation.AlreadyExists, await Store.CreateCampaignAsync(Campaign("reco-a", priority: 5), CancellationToken.None));
-        Assert.Equal(CampaignCreation.Conflicting, await Store.CreateCampaignAsync(Campaign("reco-a", release: "v2"), CancellationToken.None));
+        Assert.Equal(CampaignCreation.AlreadyExists, await Store.Campaigns.CreateCampaignAsync(Campaign("reco-a", priority: 5), CancellationToken.None));
+        Assert.Equal(CampaignCreation.Conflicting, await Store.Campaigns.CreateCampaignAsync(Campaign("reco-a", release: "v2"), CancellationToken.None));
 
-        var stored = (await Store.GetCampaignAsync("reco-a", CancellationToken.None))!;
+        var stored = (await Store.Campaigns.GetCampaignAsync("reco-a", CancellationToken.None))!;
         Assert.Equal(("v1", 3u, 12L, 7, "tester"), (stored.Definition.Release!.Version, stored.Definition.Datasets!["muon"], stored.ExpectedFiles, stored.Feed.UpToRun, stored.CreatedBy));
-        Assert.Equal(["reco-a", "reco-b"], (await Store.ListCampaignsAsync(CancellationToken.None)).Select(c => c.Name));
-        Assert.Null(await Store.GetCampaignAsync("reco-c", CancellationToken.None));
+        Assert.Equal(["reco-a", "reco-b"], (await Store.Campaigns.ListCampaignsAsync(CancellationToken.None)).Select(c => c.Name));
+        Assert.Null(await Store.Campaigns.GetCampaignAsync("reco-c", CancellationToken.None));
     }
 
     [SkippableFact]
     public async Task Should_change_a_campaign_only_from_the_version_it_was_read_at()
     {
-        await Store.CreateCampaignAsync(Campaign("reco"), CancellationToken.None);
-        var read = (await Store.GetCampaignAsync("reco", CancellationToken.None))!;
+        await Store.Campaigns.CreateCampaignAsync(Campaign("reco"), CancellationToken.None);
+        var read = (await Store.Campaigns.GetCampaignAsync("reco", CancellationToken.None))!;
         var fed = read with { Feed = read.Feed with { Run = 3, Index = 4, Registered = 9 } };
 
-        Assert.True(await Store.ReplaceCampaignAsync(fed, read.Version, CancellationToken.None));
+        Assert.True(await Store.Campaigns.ReplaceCampaignAsync(fed, read.Version, CancellationToken.None));
         // A second writer that read the same version loses, and changes nothing.
-        Assert.False(await Store.ReplaceCampaignAsync(read with { Status = CampaignStatus.Cancelled }, read.Version, CancellationToken.None));
+        Assert.False(await Store.Campaigns.ReplaceCampaignAsync(read with { Status = CampaignStatus.Cancelled }, read.Version, CancellationToken.None));
 
-        var stored = (await Store.GetCampaignAsync("reco", CancellationToken.None))!;
+        var stored = (await Store.Campaigns.GetCampaignAsync("reco", CancellationToken.None))!;
         Assert.Equal((read.Version + 1, CampaignStatus.Active, 3, 4, 9L), (stored.Version, stored.Status, stored.Feed.Run, stored.Feed.Index, stored.Feed.Registered));
     }
 
@@ -687,14 +743,14 @@ public sealed class When_storing_state_in_mongodb(MongoServer server) : StoreCon
     public async Task Should_register_a_calibration_once_and_list_it_by_tag()
     {
         var at = DateTimeOffset.UnixEpoch.AddDays(1);
-        Assert.True(await Store.AddCalibrationAsync(new CalibrationRecord("align-v2", 10, 20, "calib", at), CancellationToken.None));
-        Assert.False(await Store.AddCalibrationAsync(new CalibrationRecord("align-v2", 10, 20, "someone else", at), CancellationToken.None));
-        Assert.True(await Store.AddCalibrationAsync(new CalibrationRecord("align-v2", 21, 30, "calib", at), CancellationToken.None));
-        Assert.True(await Store.AddCalibrationAsync(new CalibrationRecord("align-v1", 1, 5, "calib", at), CancellationToken.None));
+        Assert.True(await Store.Campaigns.AddCalibrationAsync(new CalibrationRecord("align-v2", 10, 20, "calib", at), CancellationToken.None));
+        Assert.False(await Store.Campaigns.AddCalibrationAsync(new CalibrationRecord("align-v2", 10, 20, "someone else", at), CancellationToken.None));
+        Assert.True(await Store.Campaigns.AddCalibrationAsync(new CalibrationRecord("align-v2", 21, 30, "calib", at), CancellationToken.None));
+        Assert.True(await Store.Campaigns.AddCalibrationAsync(new CalibrationRecord("align-v1", 1, 5, "calib", at), CancellationToken.None));
 
-        var v2 = await Store.ListCalibrationsAsync("align-v2", CancellationToken.None);
+        var v2 = await Store.Campaigns.ListCalibrationsAsync("align-v2", CancellationToken.None);
         Assert.Equal([(10, 20, "calib"), (21, 30, "calib")], v2.Select(c => (c.RunFrom, c.RunTo, c.RegisteredBy)));
-        Assert.Equal(3, (await Store.ListCalibrationsAsync(null, CancellationToken.None)).Count);
+        Assert.Equal(3, (await Store.Campaigns.ListCalibrationsAsync(null, CancellationToken.None)).Count);
     }
 
     [SkippableFact]
@@ -708,14 +764,14 @@ public sealed class When_storing_state_in_mongodb(MongoServer server) : StoreCon
         };
         foreach (var run in new[] { 30, 10, 20 })
         {
-            await Store.RegisterRunAsync(run, $"d{run}", [RawEntry($"r/{run}.raw")], Announcement(run), CancellationToken.None);
+            await Store.Runs.RegisterRunAsync(run, $"d{run}", [RawEntry($"r/{run}.raw")], Announcement(run), CancellationToken.None);
         }
-        await Store.RegisterRunAsync(40, "d40", [RawEntry("r/40.raw")], null, CancellationToken.None);
+        await Store.Runs.RegisterRunAsync(40, "d40", [RawEntry("r/40.raw")], null, CancellationToken.None);
 
-        var after10 = await Store.ListAnnouncementsAsync(10, 10, CancellationToken.None);
+        var after10 = await Store.Runs.ListAnnouncementsAsync(10, 10, CancellationToken.None);
         Assert.Equal([20, 30], after10.Select(r => r.Run));
         Assert.Equal("20.5", after10[0].Conditions!["beamEnergy"]);
         Assert.Equal("r/20.raw", after10[0].Files!.Single().Name);
-        Assert.Equal([10], (await Store.ListAnnouncementsAsync(0, 1, CancellationToken.None)).Select(r => r.Run));
+        Assert.Equal([10], (await Store.Runs.ListAnnouncementsAsync(0, 1, CancellationToken.None)).Select(r => r.Run));
     }
 }

@@ -47,9 +47,8 @@ public sealed class FileStateMachineHarness : IAsyncDisposable
         services.AddSingleton<TimeProvider>(sp => sp.GetRequiredService<FakeTimeProvider>());
         services.AddOptions<CampaignOptions>().Configure(c => c.MaxAttempts = MaxAttempts);
         services.AddOptions<OrchestratorOptions>().Configure(o => o.MaxStalls = 2);
-        services.AddSingleton(new SqlitePipelineStore(Path.Combine(folder.Path, "pipeline.db")));
-        services.AddSingleton<IFileSagaStore>(sp => sp.GetRequiredService<SqlitePipelineStore>());
-        services.AddSingleton<ICampaignStore>(sp => sp.GetRequiredService<SqlitePipelineStore>());
+        services.AddSingleton(StoreBackend.Sqlite(Path.Combine(folder.Path, "pipeline.db")));
+        services.AddStore<IFileSagaStore>().AddStore<ICampaignStore>();
         services.AddSingleton<CampaignDirectory>();
         services.AddSingleton<DispatchSignal>();
         services.AddMassTransitTestHarness(bus =>

@@ -19,11 +19,11 @@ public sealed class When_the_watchdog_finds_files_waiting_on_a_paused_stage
     public async Task Should_leave_them_alone_until_the_stage_resumes()
     {
         using var folder = new TempDirectory();
-        var store = new SqlitePipelineStore(Path.Combine(folder.Path, "pipeline.db"));
+        var store = StoreBackend.Sqlite(Path.Combine(folder.Path, "pipeline.db"));
         var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-26T09:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
         foreach (var (name, state) in new[] { ("waits-for-reconstruction", "Staged"), ("waits-for-stage-in", "Staging") })
         {
-            await store.InsertAsync(new FileState
+            await store.Sagas.InsertAsync(new FileState
             {
                 CorrelationId = Guid.NewGuid(), CurrentState = state, Campaign = "prompt", Run = 1, Stream = "physics",
                 LogicalName = name, UpdatedAt = time.GetUtcNow(), Deadline = time.GetUtcNow().AddMinutes(-1),
@@ -34,7 +34,7 @@ public sealed class When_the_watchdog_finds_files_waiting_on_a_paused_stage
         await harness.Start();
         var pause = new PauseState();
         pause.Set(["reconstruction"]);
-        var watchdog = new Watchdog(store, provider.GetRequiredService<IBus>(), Options.Create(new OrchestratorOptions()), Options.Create(new PipelineOptions()),
+        var watchdog = new Watchdog(store.Sagas, provider.GetRequiredService<IBus>(), Options.Create(new OrchestratorOptions()), Options.Create(new PipelineOptions()),
             pause, time, NullLogger<Watchdog>.Instance);
 
         Assert.Equal(1, await watchdog.SweepAsync(null, CancellationToken.None));

@@ -219,18 +219,18 @@ public sealed class When_the_api_is_sent_malformed_requests : IAsyncLifetime
 
     private async Task<string> SnapshotAsync()
     {
-        var store = _pipeline.Services.GetRequiredService<IPipelineStore>();
-        var files = await store.ListAsync(new FileQuery(Limit: 1000), CancellationToken.None);
+        var store = _pipeline.Services.GetRequiredService<StoreBackend>();
+        var files = await store.Sagas.ListAsync(new FileQuery(Limit: 1000), CancellationToken.None);
         var snapshot = new
         {
             files = files.Files.Select(f => $"{f.Id} {f.State}"),
-            runs = (await store.ListRunsAsync(CancellationToken.None)).Select(r => r.Run),
-            campaigns = (await store.ListCampaignsAsync(CancellationToken.None)).Select(c => $"{c.Definition.Name} v{c.Version} p{c.Definition.EffectivePriority} {c.Cancelled}"),
-            calibrations = (await store.ListCalibrationsAsync(null, CancellationToken.None)).Select(c => $"{c.Tag} {c.RunFrom}-{c.RunTo}"),
-            settings = (await store.ListSettingsAsync(CancellationToken.None)).Select(s => $"{s.Key}={s.Value}"),
-            paused = (await store.ListPausedAsync(CancellationToken.None)).Select(p => p.Stage),
-            raw = (await store.ListAsync(CatalogEntry.Raw, null, CancellationToken.None)).Count,
-            merged = (await store.ListAsync(CatalogEntry.Merged, null, CancellationToken.None)).Count,
+            runs = (await store.Runs.ListRunsAsync(CancellationToken.None)).Select(r => r.Run),
+            campaigns = (await store.Campaigns.ListCampaignsAsync(CancellationToken.None)).Select(c => $"{c.Definition.Name} v{c.Version} p{c.Definition.EffectivePriority} {c.Cancelled}"),
+            calibrations = (await store.Campaigns.ListCalibrationsAsync(null, CancellationToken.None)).Select(c => $"{c.Tag} {c.RunFrom}-{c.RunTo}"),
+            settings = (await store.Flow.ListSettingsAsync(CancellationToken.None)).Select(s => $"{s.Key}={s.Value}"),
+            paused = (await store.Control.ListPausedAsync(CancellationToken.None)).Select(p => p.Stage),
+            raw = (await store.Catalog.ListAsync(CatalogEntry.Raw, null, CancellationToken.None)).Count,
+            merged = (await store.Catalog.ListAsync(CatalogEntry.Merged, null, CancellationToken.None)).Count,
         };
         return JsonSerializer.Serialize(snapshot);
     }

@@ -57,7 +57,47 @@ public static class MongoQueries
     public static FilterDefinition<FileState> SagaVersion(Guid id, int version) =>
         SagaFilter.And(SagaFilter.Eq(s => s.CorrelationId, id), SagaFilter.Eq(s => s.Version, version));
 
-    /// <summary>Files per campaign and state.</summary>
+    /// <summary>What an update needs to know of the saga it replaced: the state it was in.</summary>
+    public static ProjectionDefinition<FileState, BsonDocument> StateProjection { get; } =
+        Builders<FileState>.Projection.Include(s => s.CurrentState).Exclude(s => s.CorrelationId);
+
+    /// <summary>Documents each (campaign, state) count is spread over; a file always counts in the same one.</summary>
+    public const int StateCountShards = 8;
+
+    /// <summary>The shard a file counts in: from its id's bytes, the same in every process and version.</summary>
+    public static int StateCountShard(Guid file) => (int)(BitConverter.ToUInt32(file.ToByteArray(), 0) % StateCountShards);
+
+    /// <summary>Adds <paramref name="delta"/> to the files a campaign has in a state (creating the count at 0 if new).</summary>
+    public static UpdateOneModel<BsonDocument> StateCountChange(string campaign, string state, Guid file, long delta) =>
+        StateCountChange(campaign, state, StateCountShard(file), delta);
+
+    private static UpdateOneModel<BsonDocument> StateCountChange(string campaign, string state, int shard, long delta) =>
+        new(new BsonDocument(Fields.Id, new BsonDocument { { "c", campaign }, { "s", state }, { "n", shard } }),
+            new BsonDocument
+            {
+                { "$inc", new BsonDocument("files", delta) },
+                { "$setOnInsert", new BsonDocument { { Fields.Campaign, campaign }, { Fields.State, state } } },
+            })
+        { IsUpsert = true };
+
+    /// <summary>The count changes of many new sagas: one per (campaign, state, shard) they fall in.</summary>
+    public static IReadOnlyList<UpdateOneModel<BsonDocument>> StateCountChanges(IEnumerable<FileState> added) =>
+        [.. added.GroupBy(s => (s.Campaign, s.CurrentState, Shard: StateCountShard(s.CorrelationId)))
+            .Select(g => StateCountChange(g.Key.Campaign, g.Key.CurrentState, g.Key.Shard, g.Count()))];
+
+    /// <summary>The counts of every (campaign, state) with files, from their shards, in (campaign, state) order.</summary>
+    public static IReadOnlyList<StateCount> SumStateCounts(IEnumerable<BsonDocument> shards) =>
+        [.. shards
+            .GroupBy(d => (Campaign: d[Fields.Campaign].AsString, State: d[Fields.State].AsString))
+            .Select(g => new StateCount(g.Key.Campaign, g.Key.State, g.Sum(d => d["files"].ToInt64())))
+            .Where(c => c.Files > 0)
+            .OrderBy(c => c.Campaign, StringComparer.Ordinal)
+            .ThenBy(c => c.State, StringComparer.Ordinal)];
+
+    /// <summary>
+    /// Files per campaign and state, grouped over every saga: only for the one-time count of a database made before
+    /// counts were kept (see <see cref="MongoStoreContext.InitialiseAsync"/>).
+    /// </summary>
     public static BsonDocument[] CountByState { get; } =
     [
         new("$group", new BsonDocument
@@ -174,22 +214,26 @@ public static class MongoQueries
     public static FilterDefinition<BsonDocument> ActiveAlert(string key) =>
         new BsonDocument { { "key", key }, { "active", true } };
 
+    private static BsonDocument RunRange(int fromRun, int toRun) => new() { { "$gte", fromRun }, { "$lte", toRun } };
+
+    /// <summary>A dataset's outputs already merged (the highest run among them tells how far the dataset is complete).</summary>
+    public static FilterDefinition<PendingOutput> MergedOf(string campaign, string dataset) =>
+        Builders<PendingOutput>.Filter.Eq(o => o.Campaign, campaign) & Builders<PendingOutput>.Filter.Eq(o => o.Dataset, dataset)
+        & Builders<PendingOutput>.Filter.Ne(o => o.MergedName, null);
+
     /// <summary>Outputs of a dataset the campaign's files reported, per run.</summary>
-    public static BsonDocument[] ReportedOutputs(string campaign, string dataset, IEnumerable<int> runs) =>
+    public static BsonDocument[] ReportedOutputs(string campaign, string dataset, int fromRun, int toRun) =>
     [
-        new("$match", new BsonDocument { { Fields.Campaign, campaign }, { Fields.Run, new BsonDocument("$in", new BsonArray(runs.Distinct())) } }),
+        new("$match", new BsonDocument { { Fields.Campaign, campaign }, { Fields.Run, RunRange(fromRun, toRun) } }),
         new("$unwind", "$outputs"),
         new("$match", new BsonDocument("outputs.output." + Fields.Dataset, dataset)),
         new("$group", new BsonDocument { { Fields.Id, "$" + Fields.Run }, { "outputs", new BsonDocument("$sum", 1) } }),
     ];
 
     /// <summary>Outputs of a dataset the merger received (merged or waiting), per run.</summary>
-    public static BsonDocument[] ReceivedOutputs(string campaign, string dataset, IEnumerable<int> runs) =>
+    public static BsonDocument[] ReceivedOutputs(string campaign, string dataset, int fromRun, int toRun) =>
     [
-        new("$match", new BsonDocument
-        {
-            { Fields.Campaign, campaign }, { Fields.Dataset, dataset }, { Fields.Run, new BsonDocument("$in", new BsonArray(runs.Distinct())) },
-        }),
+        new("$match", new BsonDocument { { Fields.Campaign, campaign }, { Fields.Dataset, dataset }, { Fields.Run, RunRange(fromRun, toRun) } }),
         new("$group", new BsonDocument { { Fields.Id, "$" + Fields.Run }, { "outputs", new BsonDocument("$sum", 1) } }),
     ];
 
@@ -197,7 +241,7 @@ public static class MongoQueries
     public static IReadOnlyDictionary<string, IReadOnlyList<CreateIndexModel<BsonDocument>>> Indexes { get; } =
         new Dictionary<string, IReadOnlyList<CreateIndexModel<BsonDocument>>>
         {
-            [MongoPipelineStore.FileSagas] =
+            [MongoStoreContext.FileSagas] =
             [
                 // Listings page in (run, name) order: one index per filter the API offers, ending in (run, name), so a page never sorts.
                 Index("run_name", Keys(Fields.Run, Fields.Name)),
@@ -212,30 +256,38 @@ public static class MongoQueries
                 Index("deadline", Keys(Fields.Deadline)),
                 Index("updated", Keys(Fields.UpdatedAt)),
             ],
-            [MongoPipelineStore.Catalog] =
+            [MongoStoreContext.CatalogCollection] =
             [
                 Index("name_area", Keys(Fields.Name, Fields.Area), unique: true),
                 Index("kind_campaign_dataset_name", Keys(Fields.Kind, Fields.Campaign, Fields.Dataset, Fields.Name)),
+                // Every campaign's files of a kind, in (dataset, name) order: without a campaign, the index above cannot give that order.
+                Index("kind_dataset_name", Keys(Fields.Kind, Fields.Dataset, Fields.Name)),
             ],
-            [MongoPipelineStore.MergeOutputs] =
+            [MongoStoreContext.MergeOutputs] =
             [
-                Index("pending", Keys(Fields.Campaign, Fields.Dataset, Fields.MergedName, Fields.Run, Fields.Section, Fields.Stream)),
+                // Ends in _id, the output's id, which the pending order ends in: a page never sorts in memory.
+                Index("pending_ordered", Keys(Fields.Campaign, Fields.Dataset, Fields.MergedName, Fields.Run, Fields.Section, Fields.Stream, Fields.Id)),
                 Index("merged", Keys(Fields.MergedName)),
             ],
-            [MongoPipelineStore.MergedFiles] =
+            [MongoStoreContext.MergedFiles] =
             [
                 Index("archived_updated", Keys(Fields.Archived, Fields.UpdatedAt)),
-                Index("dataset_archived_created", Keys(Fields.Campaign, Fields.Dataset, Fields.Archived, "createdAt", Fields.Name)),
+                // A merged file's name is its _id: the archive order (created, name) is (createdAt, _id).
+                Index("dataset_unarchived_order", Keys(Fields.Campaign, Fields.Dataset, Fields.Archived, "createdAt", Fields.Id)),
             ],
-            [MongoPipelineStore.AreaFiles] =
+            [MongoStoreContext.AnnouncementsCollection] =
+            [
+                Index("run_part", Keys(Fields.Run, "part")),
+            ],
+            [MongoStoreContext.AreaFilesCollection] =
             [
                 Index("area_at", Keys(Fields.Area, "at")),
             ],
-            [MongoPipelineStore.Activity] =
+            [MongoStoreContext.ActivityCollection] =
             [
                 Index("hour_stage", Keys("hour", "stage")),
             ],
-            [MongoPipelineStore.Alerts] =
+            [MongoStoreContext.AlertsCollection] =
             [
                 new(Keys("key"), new CreateIndexOptions<BsonDocument>
                 {
@@ -246,6 +298,51 @@ public static class MongoQueries
                 Index("raised", Keys("raisedAt")),
             ],
         };
+
+    /// <summary>
+    /// Indexes of earlier versions, dropped at start-up: an index cannot change its keys under the same name, so a
+    /// changed one gets a new name and the old one goes.
+    /// </summary>
+    public static IReadOnlyDictionary<string, IReadOnlyList<string>> ObsoleteIndexes { get; } = new Dictionary<string, IReadOnlyList<string>>
+    {
+        [MongoStoreContext.MergeOutputs] = ["pending"],
+        [MongoStoreContext.MergedFiles] = ["dataset_archived_created"],
+    };
+
+    /// <summary>Merged files not yet archived: an equality on false (a negation would scan two index ranges).</summary>
+    public static FilterDefinition<MergedFileRecord> Unarchived { get; } = Builders<MergedFileRecord>.Filter.Eq(m => m.Archived, false);
+
+    public static FilterDefinition<MergedFileRecord> UnarchivedOfDataset(string campaign, string dataset) =>
+        Builders<MergedFileRecord>.Filter.Eq(m => m.Campaign, campaign) & Builders<MergedFileRecord>.Filter.Eq(m => m.Dataset, dataset) & Unarchived;
+
+    public static SortDefinition<MergedFileRecord> ArchiveOrder { get; } = Builders<MergedFileRecord>.Sort.Ascending(m => m.CreatedAt).Ascending(m => m.Name);
+
+    /// <summary>The most characters of announcement JSON in one part: at most 3 bytes each in UTF-8, well under 16 MiB.</summary>
+    public const int AnnouncementPartChars = 2_000_000;
+
+    /// <summary>An announcement's JSON in parts of at most <see cref="AnnouncementPartChars"/> characters, each one document.</summary>
+    public static IReadOnlyList<BsonDocument> AnnouncementParts(int run, string json) =>
+        [.. json.Chunk(AnnouncementPartChars).Select((part, index) => new BsonDocument
+        {
+            { Fields.Id, $"{run}:{index}" }, { Fields.Run, run }, { "part", index }, { "json", new string(part) },
+        })];
+
+    public static FilterDefinition<BsonDocument> AnnouncementOf(int run) => Builders<BsonDocument>.Filter.Eq(Fields.Run, run);
+
+    public static SortDefinition<BsonDocument> AnnouncementOrder { get; } = Builders<BsonDocument>.Sort.Ascending("part");
+
+    public static string JoinAnnouncement(IEnumerable<BsonDocument> parts) => string.Concat(parts.OrderBy(p => p["part"].AsInt32).Select(p => p["json"].AsString));
+
+    /// <summary>Runs after <paramref name="afterRun"/> whose announcement is kept, inline (older runs) or in parts.</summary>
+    public static FilterDefinition<RunDocument> AnnouncedAfter(int afterRun)
+    {
+        var filter = Builders<RunDocument>.Filter;
+        return filter.Gt(r => r.Run, afterRun) & (filter.Ne(r => r.Announcement, null) | filter.Gt(r => r.AnnouncementParts, 0));
+    }
+
+    /// <summary>What the run listing reads of a run: never its announcement.</summary>
+    public static ProjectionDefinition<RunDocument> RunSummaryProjection { get; } =
+        Builders<RunDocument>.Projection.Include(r => r.Files).Include(r => r.RegisteredAt);
 
     private static IndexKeysDefinition<BsonDocument> Keys(params string[] fields) =>
         Builders<BsonDocument>.IndexKeys.Combine(fields.Select(f => Builders<BsonDocument>.IndexKeys.Ascending(f)));

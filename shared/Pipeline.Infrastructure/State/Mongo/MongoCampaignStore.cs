@@ -3,54 +3,43 @@ using MongoDB.Bson;
 using MongoDB.Driver;
 using Pipeline.Contracts;
 using static Pipeline.Infrastructure.State.Mongo.MongoMapping;
+using static Pipeline.Infrastructure.State.Mongo.MongoStoreContext;
 
 namespace Pipeline.Infrastructure.State.Mongo;
 
-public sealed partial class MongoPipelineStore
+/// <summary>Campaigns (definitions as JSON beside the fields compare-and-set uses) and calibrations, in MongoDB.</summary>
+public sealed class MongoCampaignStore(MongoStoreContext db) : ICampaignStore
 {
-    // A campaign's definition is kept as JSON beside the fields queries and compare-and-set use: it is read
-    // whole, never filtered on, and its trigger masks are unsigned (which BSON has no type for).
-    private static readonly JsonSerializerOptions AnnouncementJson = new(JsonSerializerDefaults.Web);
-
-    private readonly IMongoCollection<BsonDocument> _campaigns;
-    private readonly IMongoCollection<BsonDocument> _calibrations;
-
-    public async Task<IReadOnlyList<RunRecorded>> ListAnnouncementsAsync(int afterRun, int limit, CancellationToken cancellationToken)
-    {
-        var runs = await Retry(token => _runs.Find(r => r.Run > afterRun && r.Announcement != null)
-            .SortBy(r => r.Run).Limit(Math.Clamp(limit, 1, 10_000)).ToListAsync(token), cancellationToken);
-        return [.. runs.Select(r => JsonSerializer.Deserialize<RunRecorded>(r.Announcement!, AnnouncementJson)!)];
-    }
-
     public async Task<CampaignCreation> CreateCampaignAsync(CampaignRecord campaign, CancellationToken cancellationToken)
     {
         try
         {
-            await _campaigns.InsertOneAsync(CampaignDocument(campaign, campaign.Version), cancellationToken: cancellationToken);
+            await db.Campaigns.InsertOneAsync(CampaignDocument(campaign, campaign.Version), cancellationToken: cancellationToken);
             return CampaignCreation.Created;
         }
         catch (MongoException ex) when (IsDuplicateKey(ex))
         {
-            var stored = await GetCampaignAsync(campaign.Name, cancellationToken);
-            return stored?.Digest == campaign.Digest ? CampaignCreation.AlreadyExists : CampaignCreation.Conflicting;
+            // Read locally: the campaign that won may not be majority-committed yet.
+            var stored = await db.Campaigns.WithReadConcern(ReadConcern.Local).Find(new BsonDocument(Fields.Id, campaign.Name)).FirstOrDefaultAsync(cancellationToken);
+            return stored is not null && FromCampaignDocument(stored).Digest == campaign.Digest ? CampaignCreation.AlreadyExists : CampaignCreation.Conflicting;
         }
     }
 
     public async Task<CampaignRecord?> GetCampaignAsync(string name, CancellationToken cancellationToken)
     {
-        var document = await Retry(token => _campaigns.Find(new BsonDocument(Fields.Id, name)).FirstOrDefaultAsync(token), cancellationToken);
+        var document = await Retry(token => db.Campaigns.Find(new BsonDocument(Fields.Id, name)).FirstOrDefaultAsync(token), cancellationToken);
         return document is null ? null : FromCampaignDocument(document);
     }
 
     public async Task<IReadOnlyList<CampaignRecord>> ListCampaignsAsync(CancellationToken cancellationToken)
     {
-        var documents = await Retry(token => _campaigns.Find(FilterDefinition<BsonDocument>.Empty).Sort(new BsonDocument(Fields.Id, 1)).ToListAsync(token), cancellationToken);
+        var documents = await Retry(token => db.Campaigns.Find(FilterDefinition<BsonDocument>.Empty).Sort(new BsonDocument(Fields.Id, 1)).ToListAsync(token), cancellationToken);
         return [.. documents.Select(FromCampaignDocument)];
     }
 
     public async Task<bool> ReplaceCampaignAsync(CampaignRecord campaign, int expectedVersion, CancellationToken cancellationToken)
     {
-        var replaced = await _campaigns.ReplaceOneAsync(
+        var replaced = await db.Campaigns.ReplaceOneAsync(
             new BsonDocument { { Fields.Id, campaign.Name }, { Fields.Version, expectedVersion } },
             CampaignDocument(campaign, expectedVersion + 1), cancellationToken: cancellationToken);
         return replaced.ModifiedCount == 1;
@@ -74,7 +63,7 @@ public sealed partial class MongoPipelineStore
         var id = $"{calibration.Tag}:{calibration.RunFrom}:{calibration.RunTo}";
         try
         {
-            await _calibrations.InsertOneAsync(new BsonDocument
+            await db.Calibrations.InsertOneAsync(new BsonDocument
             {
                 { Fields.Id, id }, { "tag", calibration.Tag }, { "runFrom", calibration.RunFrom }, { "runTo", calibration.RunTo },
                 { "by", calibration.RegisteredBy }, { "at", calibration.RegisteredAt.UtcDateTime },
@@ -90,7 +79,7 @@ public sealed partial class MongoPipelineStore
     public async Task<IReadOnlyList<CalibrationRecord>> ListCalibrationsAsync(string? tag, CancellationToken cancellationToken)
     {
         var filter = tag is null ? new BsonDocument() : new BsonDocument("tag", tag);
-        var documents = await Retry(token => _calibrations.Find(filter)
+        var documents = await Retry(token => db.Calibrations.Find(filter)
             .Sort(Builders<BsonDocument>.Sort.Ascending("tag").Ascending("runFrom").Ascending("runTo")).ToListAsync(token), cancellationToken);
         return [.. documents.Select(d => new CalibrationRecord(d["tag"].AsString, d["runFrom"].ToInt32(), d["runTo"].ToInt32(), d["by"].AsString, ToTime(d["at"])))];
     }
