@@ -230,7 +230,7 @@ public static class PipelineEndpoints
         {
             return NotFound($"No file with id {id}.");
         }
-        if (file.CurrentState != "Failed")
+        if (file.CurrentState != FileStates.Failed)
         {
             return TypedResults.Problem($"File {id} is {file.CurrentState}; only failed files can be retried.",
                 statusCode: StatusCodes.Status409Conflict, title: "File is not failed");
@@ -258,7 +258,7 @@ public static class PipelineEndpoints
         string? after = null;
         do
         {
-            var page = await store.ListAsync(new FileQuery(request.Campaign, "Failed", request.RunFrom, request.RunTo, request.Stream, after, 1000, pattern), ct);
+            var page = await store.ListAsync(new FileQuery(request.Campaign, FileStates.Failed, request.RunFrom, request.RunTo, request.Stream, after, 1000, pattern), ct);
             foreach (var file in page.Files)
             {
                 await publisher.Publish(new RetryFile(file.Id, file.Run, file.Stream, file.Campaign, Holder(http), request.ExtraAttempts, request.TimeoutSeconds), ct);

@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Hosting;
 using System.Diagnostics;
 using MassTransit;
 using Microsoft.Extensions.Options;
@@ -134,23 +135,8 @@ public sealed class ArchiveMergedFileConsumer(
     }
 }
 
-public sealed class ArchiveMergedFileConsumerDefinition : ConsumerDefinition<ArchiveMergedFileConsumer>
+public sealed class ArchiveMergedFileConsumerDefinition(IOptions<ArchiverOptions> options)
+    : QueueConsumerDefinition<ArchiveMergedFileConsumer>(QueueName, [1000, 5000, 15000, 30000], slots: options.Value.Writers)
 {
     public const string QueueName = "archiver";
-
-    private readonly ArchiverOptions _options;
-
-    public ArchiveMergedFileConsumerDefinition(IOptions<ArchiverOptions> options)
-    {
-        _options = options.Value;
-        EndpointName = QueueName;
-        ConcurrentMessageLimit = _options.Writers;
-    }
-
-    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<ArchiveMergedFileConsumer> consumerConfigurator, IRegistrationContext context)
-    {
-        endpointConfigurator.PrefetchCount = _options.Writers;
-        endpointConfigurator.UseMessageRetry(r => r.Intervals(1000, 5000, 15000, 30000));
-        endpointConfigurator.UseInMemoryOutbox(context);
-    }
 }

@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Hosting;
 using System.Diagnostics;
 using MassTransit;
 using Pipeline.Infrastructure.Telemetry;
@@ -45,18 +46,7 @@ public sealed class CollectJobLogsConsumer(StorageAreas areas, StageReporter rep
     }
 }
 
-public sealed class CollectJobLogsConsumerDefinition : ConsumerDefinition<CollectJobLogsConsumer>
+public sealed class CollectJobLogsConsumerDefinition() : QueueConsumerDefinition<CollectJobLogsConsumer>(QueueName, [500, 2000, 10000])
 {
     public const string QueueName = "collector";
-
-    public CollectJobLogsConsumerDefinition()
-    {
-        EndpointName = QueueName;
-    }
-
-    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<CollectJobLogsConsumer> consumerConfigurator, IRegistrationContext context)
-    {
-        endpointConfigurator.UseMessageRetry(r => r.Intervals(500, 2000, 10000));
-        endpointConfigurator.UseInMemoryOutbox(context);
-    }
 }

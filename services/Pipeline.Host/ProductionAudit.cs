@@ -115,8 +115,8 @@ public static class ProductionAudit
         do
         {
             var page = await sagas.ListAsync(new FileQuery(Campaign: campaign, After: after, Limit: 1000), cancellationToken);
-            archivedFiles += page.Files.Count(f => f.State == "Archived");
-            failedFiles += page.Files.Count(f => f.State == "Failed");
+            archivedFiles += page.Files.Count(f => f.State == FileStates.Archived);
+            failedFiles += page.Files.Count(f => f.State == FileStates.Failed);
             after = page.Next;
         }
         while (after is not null);

@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Hosting;
 using MassTransit;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Checksums;
@@ -101,31 +102,12 @@ public sealed class RemakeMergedFileConsumer(
 }
 
 /// <summary>The archive's news to the merger, on a queue of its own so that pausing the merger does not hold it back.</summary>
-public sealed class OutputsArchivedConsumerDefinition : ConsumerDefinition<OutputsArchivedConsumer>
+public sealed class OutputsArchivedConsumerDefinition() : QueueConsumerDefinition<OutputsArchivedConsumer>(QueueName, [100, 500, 2000, 10000], outbox: false)
 {
     public const string QueueName = "merger-archived";
-
-    public OutputsArchivedConsumerDefinition()
-    {
-        EndpointName = QueueName;
-    }
-
-    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<OutputsArchivedConsumer> consumerConfigurator, IRegistrationContext context) =>
-        endpointConfigurator.UseMessageRetry(r => r.Intervals(100, 500, 2000, 10000));
 }
 
-public sealed class RemakeMergedFileConsumerDefinition : ConsumerDefinition<RemakeMergedFileConsumer>
+public sealed class RemakeMergedFileConsumerDefinition() : QueueConsumerDefinition<RemakeMergedFileConsumer>(QueueName, [100, 500, 2000, 10000])
 {
     public const string QueueName = "merger-remake";
-
-    public RemakeMergedFileConsumerDefinition()
-    {
-        EndpointName = QueueName;
-    }
-
-    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<RemakeMergedFileConsumer> consumerConfigurator, IRegistrationContext context)
-    {
-        endpointConfigurator.UseMessageRetry(r => r.Intervals(100, 500, 2000, 10000));
-        endpointConfigurator.UseInMemoryOutbox(context);
-    }
 }

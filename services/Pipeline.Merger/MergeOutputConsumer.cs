@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Hosting;
 using MassTransit;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.State;
@@ -16,7 +17,7 @@ public sealed class MergeOutputConsumer(IMergeStore merges, TimeProvider time) :
         var output = message.Output;
         var stored = await merges.AddOutputAsync(new PendingOutput(
             output.OutputId, message.FileId, message.Campaign, output.Dataset, output.Run, message.Stream, output.Section,
-            message.RawName, output.Name, output.Size, output.Adler32, output.Events, time.GetUtcNow(), null), context.CancellationToken);
+            message.RawName, output.Name, output.Size, output.Adler32, output.Events, time.GetUtcNow(), null, message.RawAdler32), context.CancellationToken);
         if (stored.MergedName is null)
         {
             return;
@@ -30,18 +31,7 @@ public sealed class MergeOutputConsumer(IMergeStore merges, TimeProvider time) :
     }
 }
 
-public sealed class MergeOutputConsumerDefinition : ConsumerDefinition<MergeOutputConsumer>
+public sealed class MergeOutputConsumerDefinition() : QueueConsumerDefinition<MergeOutputConsumer>(QueueName, [100, 500, 2000, 10000])
 {
     public const string QueueName = "merger";
-
-    public MergeOutputConsumerDefinition()
-    {
-        EndpointName = QueueName;
-    }
-
-    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<MergeOutputConsumer> consumerConfigurator, IRegistrationContext context)
-    {
-        endpointConfigurator.UseMessageRetry(r => r.Intervals(100, 500, 2000, 10000));
-        endpointConfigurator.UseInMemoryOutbox(context);
-    }
 }

@@ -270,13 +270,9 @@ public sealed class MergeService(
     private async Task<MergeManifest> ManifestAsync(string name, DatasetBuffer buffer, IReadOnlyList<PendingOutput> batch, EventRange[] ranges,
         long size, string adler32, long events, CancellationToken cancellationToken)
     {
-        var rawChecksums = new Dictionary<Guid, string>();
-        foreach (var fileId in batch.Select(o => o.FileId).Distinct())
-        {
-            rawChecksums[fileId] = (await sagas.LoadAsync(fileId, cancellationToken))?.Adler32 ?? "";
-        }
+        // The raw file's checksum came with each output (outputs received before it did have none).
         var definition = (await campaigns.GetAsync(buffer.Campaign, cancellationToken))?.Definition;
-        var sources = batch.Select((o, i) => new ManifestSource(o.RawName, rawChecksums[o.FileId], o.FileId, o.Run, o.Stream, o.Section, o.OutputId,
+        var sources = batch.Select((o, i) => new ManifestSource(o.RawName, o.RawAdler32 ?? "", o.FileId, o.Run, o.Stream, o.Section, o.OutputId,
             ranges[i].Count, ranges[i].First.Event, ranges[i].Last.Event)).ToList();
         return new MergeManifest(MergeManifest.CurrentVersion, name, buffer.Campaign, buffer.Dataset, definition?.Release?.Version, definition?.CalibrationTag,
             size, adler32, events, sources).Sealed();

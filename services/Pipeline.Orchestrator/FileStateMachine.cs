@@ -199,14 +199,14 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         During(Reconstructed, Merged, Archived,
             When(OutputsMerged)
                 .Then(c => MarkMerged(c.Saga, c.Message.MergedName, c.Message.OutputIds, archived: false))
-                .If(c => c.Saga.CurrentState == nameof(Reconstructed) && c.Saga.Outputs.All(o => o.MergedName is not null),
+                .If(c => c.Saga.CurrentState == FileStates.Reconstructed && c.Saga.Outputs.All(o => o.MergedName is not null),
                     merged => merged.TransitionTo(Merged).Then(c => Note(c, $"all outputs merged, last into {c.Message.MergedName}"))));
 
         // An archive report can overtake the merge report it follows; the file still passes through Merged.
         During(Reconstructed, Merged,
             When(OutputsArchived)
                 .Then(c => MarkMerged(c.Saga, c.Message.MergedName, c.Message.OutputIds, archived: true))
-                .If(c => c.Saga.CurrentState == nameof(Reconstructed) && c.Saga.Outputs.All(o => o.MergedName is not null),
+                .If(c => c.Saga.CurrentState == FileStates.Reconstructed && c.Saga.Outputs.All(o => o.MergedName is not null),
                     merged => merged.TransitionTo(Merged).Then(c => Note(c, $"all outputs merged, last into {c.Message.MergedName}")))
                 .If(c => c.Saga.Outputs.All(o => o.Archived),
                     done => done.Then(Finish).TransitionTo(Archived).Then(c => Note(c, $"all outputs archived, last in {c.Message.MergedName}"))));
@@ -219,19 +219,8 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                     c.Saga.UpdatedAt = _time.GetUtcNow();
                 }));
 
-        During(Registered, Staging,
-            When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
-                .Then(CountStall)
-                .IfElse(c => c.Saga.Stalls <= _options.MaxStalls,
-                    again => again.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, "no progress: stage-in issued again")),
-                    fail => fail.Then(c => Stalled(c.Saga)).TransitionTo(Failed).Then(c => Note(c))));
-
-        During(Queued, Reconstructing,
-            When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
-                .Then(CountStall)
-                .IfElse(c => c.Saga.Stalls <= _options.MaxStalls,
-                    again => again.ThenAsync(IssueReconstruction).TransitionTo(Queued).Then(c => Note(c, "no progress or lease expired: reconstruction issued again")),
-                    fail => fail.Then(c => Stalled(c.Saga)).TransitionTo(Failed).Then(c => Note(c))));
+        ReissueWhenStalled([Registered, Staging], IssueStaging, Staging, "no progress: stage-in issued again");
+        ReissueWhenStalled([Queued, Reconstructing], IssueReconstruction, Queued, "no progress or lease expired: reconstruction issued again");
 
         During(Reconstructed, Merged,
             When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
@@ -255,6 +244,18 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 , c => RetryNote(c.Message)));
     }
 
+    /// <summary>
+    /// A file whose step has not moved (the watchdog saw this very version) gets the step issued again, up to
+    /// <see cref="OrchestratorOptions.MaxStalls"/> times; past that it fails as stalled.
+    /// </summary>
+    private void ReissueWhenStalled(State[] during, Func<BehaviorContext<FileState, FileStalled>, Task> issue, State issued, string detail) =>
+        During(during,
+            When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
+                .Then(CountStall)
+                .IfElse(c => c.Saga.Stalls <= _options.MaxStalls,
+                    again => again.ThenAsync(issue).TransitionTo(issued).Then(c => Note(c, detail)),
+                    fail => fail.Then(c => Stalled(c.Saga)).TransitionTo(Failed).Then(c => Note(c))));
+
     /// <summary>Starts (or restarts) a file's processing: stage-in, or for a simulated file straight to waiting for a slot.</summary>
     private EventActivityBinder<FileState, T> Begin<T>(EventActivityBinder<FileState, T> binder, Func<BehaviorContext<FileState, T>, string?> detail)
         where T : class =>
@@ -273,6 +274,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         saga.Size = message.Size;
         saga.Adler32 = message.Adler32;
         saga.Events = message.Events;
+        saga.RunConditions = message.RunConditions;
         saga.RegisteredAt = _time.GetUtcNow();
         var campaign = await _campaigns.GetAsync(message.Campaign, context.CancellationToken);
         if (campaign is null)
@@ -441,7 +443,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         await context.Publish(new ReconstructFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
             saga.Section, saga.CachedName, campaign.Release!.Version!, campaign.Selections, saga.TimeoutSeconds,
             campaign.CalibrationTag, saga.Simulated ? saga.Events : 0,
-            saga.Simulated ? 0 : saga.Size, saga.Simulated ? null : saga.Adler32));
+            saga.Simulated ? 0 : saga.Size, saga.Simulated ? null : saga.Adler32, saga.RunConditions));
     }
 
     private bool CanGrant(FileState saga, ClaimReconstruction claim) =>
@@ -458,14 +460,14 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
     {
         var (saga, claim) = (context.Saga, context.Message);
         var now = _time.GetUtcNow();
-        var firstClaim = saga.Worker != claim.Worker || saga.CurrentState != nameof(Reconstructing);
+        var firstClaim = saga.Worker != claim.Worker || saga.CurrentState != FileStates.Reconstructing;
         saga.Worker = claim.Worker;
         saga.LeaseExpiresAt = now.AddSeconds(_options.LeaseSeconds);
         saga.Deadline = saga.LeaseExpiresAt;
         saga.UpdatedAt = now;
         if (firstClaim)
         {
-            saga.Record(now, nameof(Reconstructing), context.Event.Name, $"claimed by {claim.Worker}");
+            saga.Record(now, FileStates.Reconstructing, context.Event.Name, $"claimed by {claim.Worker}");
         }
         return context.RespondAsync(new ReconstructionClaimed(saga.CorrelationId, claim.Attempt, true, _options.LeaseSeconds, null));
     }
@@ -491,7 +493,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         saga.Deadline = _time.GetUtcNow().AddSeconds(_options.MergeTimeoutSeconds);
         foreach (var tracked in saga.Outputs.Where(o => !o.Archived))
         {
-            await context.Publish(new MergeOutput(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.LogicalName, tracked.Output));
+            await context.Publish(new MergeOutput(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.LogicalName, tracked.Output, saga.Adler32));
         }
     }
 

@@ -74,8 +74,8 @@ public sealed class Watchdog(
     /// <summary>The stage a file in this state waits on.</summary>
     public static string NextStage(string state) => state switch
     {
-        "Registered" or "AwaitingCalibration" or "Staging" => "stager",
-        "Staged" or "Queued" or "Reconstructing" => "reconstruction",
+        FileStates.Registered or FileStates.AwaitingCalibration or FileStates.Staging => "stager",
+        FileStates.Staged or FileStates.Queued or FileStates.Reconstructing => "reconstruction",
         _ => "merger",
     };
 }

@@ -12,8 +12,6 @@ public static class ReconstructionModule
         "reconstruction",
         (services, _) =>
         {
-            // The stores this service uses.
-            services.AddStore<IRunRegistry>();
             services.AddOptions<ReconstructionOptions>().BindConfiguration(ReconstructionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddSingleton<IReleaseRunner, ProcessReleaseRunner>();
             services.AddSingleton<ReconstructionWorker>();

@@ -45,7 +45,6 @@ public sealed class ReconstructionWorker(
     IReleaseRunner runner,
     IBus bus,
     CampaignDirectory campaigns,
-    IRunRegistry runs,
     IOptions<ReconstructionOptions> options,
     IOptions<PipelineOptions> pipeline,
     IHostApplicationLifetime lifetime,
@@ -253,7 +252,7 @@ public sealed class ReconstructionWorker(
                     $"staged input {message.CachedName} is corrupt: catalogued {message.InputSize} bytes adler32 {message.InputAdler32}, cache holds {size} bytes adler32 {Adler32Checksum.Format(adler)}");
             }
         }
-        var conditions = campaign.IsMonteCarlo ? await ConditionsOfAsync(message.Run, cancellationToken) : "";
+        var conditions = campaign.IsMonteCarlo ? message.RunConditions ?? "" : "";
         var values = new Dictionary<string, string>(StringComparer.Ordinal)
         {
             ["input"] = message.CachedName is null ? "" : areas.Cache.PathOf(message.CachedName),
@@ -297,14 +296,6 @@ public sealed class ReconstructionWorker(
             _ => $"exit code {outcome.ExitCode}" + (outcome.FirstErrorLine is { } line ? $": {line}" : ""),
         };
         return (outcome, problem);
-    }
-
-    /// <summary>The run's recorded conditions as "name=value,..." in name order (empty if the run recorded none).</summary>
-    private async Task<string> ConditionsOfAsync(int run, CancellationToken cancellationToken)
-    {
-        var announced = await runs.ListAnnouncementsAsync(run - 1, 1, cancellationToken);
-        var conditions = announced is [{ } found] && found.Run == run ? found.Conditions : null;
-        return string.Join(',', (conditions ?? new Dictionary<string, string>()).OrderBy(c => c.Key, StringComparer.Ordinal).Select(c => $"{c.Key}={c.Value}"));
     }
 
     /// <summary>
@@ -428,25 +419,12 @@ public sealed class ReconstructFileConsumer(ReconstructionWorker worker, ILogger
     }
 }
 
-public sealed class ReconstructFileConsumerDefinition : ConsumerDefinition<ReconstructFileConsumer>
+/// <summary>
+/// No more requests than there are slots, so queued work stays available to other workers. A claim that cannot reach
+/// the orchestrator is tried again; a job's own failures are reported, not retried here.
+/// </summary>
+public sealed class ReconstructFileConsumerDefinition(IOptions<ReconstructionOptions> options)
+    : QueueConsumerDefinition<ReconstructFileConsumer>(QueueName, [1000, 5000], slots: options.Value.EffectiveSlots)
 {
     public const string QueueName = "reconstruction";
-
-    private readonly ReconstructionOptions _options;
-
-    public ReconstructFileConsumerDefinition(IOptions<ReconstructionOptions> options)
-    {
-        _options = options.Value;
-        EndpointName = QueueName;
-        ConcurrentMessageLimit = _options.EffectiveSlots;
-    }
-
-    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator, IConsumerConfigurator<ReconstructFileConsumer> consumerConfigurator, IRegistrationContext context)
-    {
-        // Take no more requests than there are slots, so queued work stays available to other workers.
-        endpointConfigurator.PrefetchCount = _options.EffectiveSlots;
-        // A claim that cannot reach the orchestrator is tried again; a job's own failures are reported, not retried here.
-        endpointConfigurator.UseMessageRetry(r => r.Intervals(1000, 5000));
-        endpointConfigurator.UseInMemoryOutbox(context);
-    }
 }

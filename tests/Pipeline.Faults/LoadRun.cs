@@ -35,6 +35,13 @@ public sealed partial class LoadRun(TimeSpan duration, int connections, int file
         var runs = await pipeline.GenerateAsync(files, seed: 1);
         await pipeline.AnnounceAsync(runs, cancellationToken);
         using var store = StoreBackend.Sqlite(Path.Combine(pipeline.Data, "pipeline.db"));
+        // The load starts once the flow is under way (a file reconstructed): the first reconstructions wait for the
+        // orchestrator to work through every file's registration and staging, which can take most of a short run.
+        var flowing = Stopwatch.StartNew();
+        while (await ReconstructedAsync(store.Sagas, cancellationToken) == 0 && flowing.Elapsed < TimeSpan.FromMinutes(3))
+        {
+            await Task.Delay(200, cancellationToken);
+        }
         var before = await ReconstructedAsync(store.Sagas, cancellationToken);
         log.WriteLine($"load: {files} files announced; {connections} connections on {ReadEndpoints.Length} read endpoints for {duration.TotalSeconds:F0}s");
 

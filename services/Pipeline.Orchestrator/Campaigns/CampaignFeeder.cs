@@ -132,6 +132,10 @@ public sealed class CampaignFeeder(
         var multiple = campaign.Definition.EffectiveEventsMultiple;
         var name = string.Create(CultureInfo.InvariantCulture, $"sim/run{run.Run:D6}/{file.Stream}/run{run.Run:D6}_{file.Stream}_{file.Section:D4}.sim");
         return new FileRegistered(FileIds.For(campaign.Name, name), run.Run, file.Stream!, campaign.Name, name, file.Section,
-            (long)Math.Ceiling(file.Size * multiple), "", (long)Math.Round(file.Events * multiple, MidpointRounding.AwayFromZero));
+            (long)Math.Ceiling(file.Size * multiple), "", (long)Math.Round(file.Events * multiple, MidpointRounding.AwayFromZero), ConditionsText(run.Conditions));
     }
+
+    /// <summary>A run's conditions as "name=value,..." in name order (empty if it recorded none): how the release is given them.</summary>
+    public static string ConditionsText(IReadOnlyDictionary<string, string>? conditions) =>
+        string.Join(',', (conditions ?? new Dictionary<string, string>()).OrderBy(c => c.Key, StringComparer.Ordinal).Select(c => $"{c.Key}={c.Value}"));
 }

@@ -54,9 +54,9 @@ public static class CatalogAudit
                 raw++;
                 switch (summary.State)
                 {
-                    case "Archived": archived++; break;
-                    case "Failed": failed++; continue;
-                    case "Cancelled": cancelled++; continue;
+                    case FileStates.Archived: archived++; break;
+                    case FileStates.Failed: failed++; continue;
+                    case FileStates.Cancelled: cancelled++; continue;
                     default: unfinished++; break;
                 }
                 if (await sagas.LoadAsync(summary.Id, cancellationToken) is not { } file)

@@ -5,16 +5,16 @@ namespace Pipeline.Infrastructure.Campaigns;
 /// <summary>A campaign's files counted by how far they got, at one moment.</summary>
 public sealed record CampaignProgress(DateTimeOffset At, long Registered, long Staged, long Reconstructed, long Merged, long Archived, long Failed, long Cancelled)
 {
-    private static readonly string[] PastStaging = ["Staged", "Queued", "Reconstructing", "Reconstructed", "Merged", "Archived"];
-    private static readonly string[] PastReconstruction = ["Reconstructed", "Merged", "Archived"];
-    private static readonly string[] PastMerge = ["Merged", "Archived"];
+    private static readonly IReadOnlyList<string> PastStaging = FileStates.StagedOrLater;
+    private static readonly string[] PastReconstruction = [FileStates.Reconstructed, FileStates.Merged, FileStates.Archived];
+    private static readonly string[] PastMerge = [FileStates.Merged, FileStates.Archived];
 
     public static CampaignProgress From(string campaign, IEnumerable<StateCount> counts, DateTimeOffset at)
     {
         var mine = counts.Where(c => c.Campaign == campaign).ToDictionary(c => c.State, c => c.Files, StringComparer.Ordinal);
         long Sum(IEnumerable<string> states) => states.Sum(s => mine.GetValueOrDefault(s));
         return new CampaignProgress(at, mine.Values.Sum(), Sum(PastStaging), Sum(PastReconstruction), Sum(PastMerge),
-            mine.GetValueOrDefault("Archived"), mine.GetValueOrDefault("Failed"), mine.GetValueOrDefault("Cancelled"));
+            mine.GetValueOrDefault(FileStates.Archived), mine.GetValueOrDefault(FileStates.Failed), mine.GetValueOrDefault(FileStates.Cancelled));
     }
 
     /// <summary>Files past each stage, by stage, in the order a file passes them.</summary>

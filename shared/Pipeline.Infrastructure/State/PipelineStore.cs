@@ -61,30 +61,42 @@ public sealed record StageActivity(string Stage, DateTimeOffset Hour, long Files
         new(at.UtcDateTime.Year, at.UtcDateTime.Month, at.UtcDateTime.Day, at.UtcDateTime.Hour, 0, 0, TimeSpan.Zero);
 }
 
-/// <summary>State names that every store's queries depend on.</summary>
+/// <summary>
+/// The states of a file, and the sets of them that stores, stages and the API ask about: the one place their names are
+/// written (the state machine's states are checked against <see cref="All"/> by a test).
+/// </summary>
 public static class FileStates
 {
+    public const string Registered = "Registered";
+    public const string AwaitingCalibration = "AwaitingCalibration";
+    public const string Staging = "Staging";
+    public const string Staged = "Staged";
+    public const string Queued = "Queued";
+    public const string Reconstructing = "Reconstructing";
+    public const string Reconstructed = "Reconstructed";
+    public const string Merged = "Merged";
+    public const string Archived = "Archived";
+    public const string Failed = "Failed";
+    public const string Cancelled = "Cancelled";
+
     /// <summary>A file in one of these has nothing left to do: the watchdog never looks at it.</summary>
-    public static readonly IReadOnlySet<string> Final = new HashSet<string>(StringComparer.Ordinal) { "Archived", "Failed", "Cancelled" };
+    public static readonly IReadOnlySet<string> Final = new HashSet<string>(StringComparer.Ordinal) { Archived, Failed, Cancelled };
 
     /// <summary>A file in one of these is no longer being reconstructed: when all of a run's are, the run has ended for merging.</summary>
     public static readonly IReadOnlySet<string> PastReconstruction =
-        new HashSet<string>(StringComparer.Ordinal) { "Reconstructed", "Merged", "Archived", "Failed", "Cancelled" };
+        new HashSet<string>(StringComparer.Ordinal) { Reconstructed, Merged, Archived, Failed, Cancelled };
 
     /// <summary>The states before those: a file in one of these may still produce outputs.</summary>
-    public static readonly IReadOnlyList<string> BeforeReconstructed =
-        ["Registered", "AwaitingCalibration", "Staging", "Staged", "Queued", "Reconstructing"];
-
-    /// <summary>Waiting for a reconstruction slot: what the dispatcher shares out between campaigns.</summary>
-    public const string Staged = "Staged";
+    public static readonly IReadOnlyList<string> BeforeReconstructed = [Registered, AwaitingCalibration, Staging, Staged, Queued, Reconstructing];
 
     /// <summary>Holding (or being given) a reconstruction slot.</summary>
-    public static readonly IReadOnlyList<string> HoldingSlot = ["Queued", "Reconstructing"];
+    public static readonly IReadOnlyList<string> HoldingSlot = [Queued, Reconstructing];
 
     /// <summary>Not yet reconstructing: a cancelled campaign's files in these end at once.</summary>
-    public static readonly IReadOnlyList<string> NotStarted = ["Registered", "AwaitingCalibration", "Staging", "Staged"];
+    public static readonly IReadOnlyList<string> NotStarted = [Registered, AwaitingCalibration, Staging, Staged];
 
-    public const string AwaitingCalibration = "AwaitingCalibration";
+    /// <summary>Staged and beyond on the way to the archive (not failed or cancelled): what a forecast counts as past staging.</summary>
+    public static readonly IReadOnlyList<string> StagedOrLater = [Staged, Queued, Reconstructing, Reconstructed, Merged, Archived];
 
     /// <summary>Every state a file can be in.</summary>
     public static readonly IReadOnlySet<string> All = new HashSet<string>(BeforeReconstructed.Concat(PastReconstruction), StringComparer.Ordinal);
@@ -294,7 +306,8 @@ public sealed record PendingOutput(
     string Adler32,
     long Events,
     DateTimeOffset AddedAt,
-    string? MergedName);
+    string? MergedName,
+    string? RawAdler32 = null);
 
 public sealed record DatasetBuffer(string Campaign, string Dataset, int Outputs, long Bytes, DateTimeOffset OldestAddedAt, DateTimeOffset NewestAddedAt);
 

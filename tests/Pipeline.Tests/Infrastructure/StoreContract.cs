@@ -615,6 +615,18 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.Equal(["m1", "m0"], (await Store.Merges.ListUnarchivedOfDatasetAsync("prompt", "muon", 10, CancellationToken.None)).Select(m => m.Name));
         Assert.Empty(await Store.Merges.ListUnarchivedOfDatasetAsync("prompt", "jet", 10, CancellationToken.None));
     }
+
+    [SkippableFact]
+    public async Task Should_keep_the_raw_files_checksum_that_came_with_an_output()
+    {
+        var at = DateTimeOffset.UtcNow;
+        var with = new PendingOutput("o-raw", Guid.NewGuid(), "prompt", "muon", 1, "physics", 1, "raw/1/a", "jobs/1/m.evt", 10, "00000001", 3, at, null, "0badcafe");
+        var without = with with { OutputId = "o-old", RawAdler32 = null };
+
+        Assert.Equal("0badcafe", (await Store.Merges.AddOutputAsync(with, CancellationToken.None)).RawAdler32);
+        Assert.Null((await Store.Merges.AddOutputAsync(without, CancellationToken.None)).RawAdler32);
+        Assert.Equal(["0badcafe", null], (await Store.Merges.ListPendingAsync("prompt", "muon", 10, CancellationToken.None)).OrderBy(o => o.OutputId == "o-old").Select(o => o.RawAdler32));
+    }
 }
 
 public sealed class When_storing_state_in_sqlite : StoreContract

@@ -35,6 +35,8 @@ public sealed class FileStateMachineHarness : IAsyncDisposable
 
     public FakeTimeProvider Time => _provider.GetRequiredService<FakeTimeProvider>();
 
+    public FileStateMachine Machine => _provider.GetRequiredService<FileStateMachine>();
+
     public const int MaxAttempts = 2;
 
     public static async Task<FileStateMachineHarness> StartAsync()

@@ -11,6 +11,14 @@ public sealed class When_a_file_goes_through_every_stage : IAsyncLifetime
     public async Task DisposeAsync() => await _machine.DisposeAsync();
 
     [Fact]
+    public void Should_have_exactly_the_states_the_stores_and_stages_know_by_name()
+    {
+        var states = _machine.Machine.States.Select(s => s.Name).Where(n => n is not "Initial" and not "Final").ToHashSet();
+
+        Assert.Equal(Pipeline.Infrastructure.State.FileStates.All.ToHashSet(), states);
+    }
+
+    [Fact]
     public async Task Should_stage_reconstruct_merge_and_archive_it_recording_each_step()
     {
         var registration = FileStateMachineHarness.Registration();

@@ -1,7 +1,5 @@
 using MongoDB.Bson;
 using MongoDB.Driver;
-using Pipeline.Contracts;
-using static Pipeline.Infrastructure.State.Mongo.MongoMapping;
 using static Pipeline.Infrastructure.State.Mongo.MongoStoreContext;
 
 namespace Pipeline.Infrastructure.State.Mongo;

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using MongoDB.Bson;
 using MongoDB.Driver;
-using Pipeline.Contracts;
 using static Pipeline.Infrastructure.State.Mongo.MongoMapping;
 using static Pipeline.Infrastructure.State.Mongo.MongoStoreContext;
 

@@ -1,6 +1,4 @@
-using MongoDB.Bson;
 using MongoDB.Driver;
-using Pipeline.Contracts;
 using static Pipeline.Infrastructure.State.Mongo.MongoMapping;
 using static Pipeline.Infrastructure.State.Mongo.MongoStoreContext;
 

@@ -110,7 +110,7 @@ public static class MongoQueries
     /// <summary>Failed files per campaign, stage, signature and release, with the latest failure and one reason.</summary>
     public static BsonDocument[] Failures(string? campaign)
     {
-        var match = new BsonDocument(Fields.State, "Failed");
+        var match = new BsonDocument(Fields.State, FileStates.Failed);
         if (campaign is not null)
         {
             match.Add(Fields.Campaign, campaign);

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using MongoDB.Bson;
 using MongoDB.Driver;
 using Pipeline.Contracts;
 using static Pipeline.Infrastructure.State.Mongo.MongoMapping;

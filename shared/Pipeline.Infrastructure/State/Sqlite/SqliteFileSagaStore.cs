@@ -177,13 +177,13 @@ public sealed class SqliteFileSagaStore : IFileSagaStore
     public Task<IReadOnlyList<FailureGroup>> CountFailuresAsync(string? campaign, CancellationToken cancellationToken) =>
         _database.ReadAsync(session => FailureGroups.InTableOrder(session.Rows(
             // Failed files are found on the state index; the classification lives in the saga document.
-            """
+            $"""
             SELECT campaign,
                    COALESCE(json_extract(document, '$.failureStage'), ''),
                    COALESCE(json_extract(document, '$.failureSignature'), ''),
                    json_extract(document, '$.failureRelease'),
                    COUNT(*), MAX(updated_at), COALESCE(MIN(failure), '')
-            FROM file_sagas WHERE state = 'Failed' AND ($campaign IS NULL OR campaign = $campaign)
+            FROM file_sagas WHERE state = '{FileStates.Failed}' AND ($campaign IS NULL OR campaign = $campaign)
             GROUP BY 1, 2, 3, 4
             """,
             r => new FailureGroup(

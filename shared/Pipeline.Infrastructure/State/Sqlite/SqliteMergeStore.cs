@@ -7,7 +7,7 @@ namespace Pipeline.Infrastructure.State.Sqlite;
 public sealed class SqliteMergeStore : IMergeStore
 {
     private const string OutputColumns =
-        "output_id, file_id, campaign, dataset, run, stream, section, raw_name, name, size, adler32, events, added_at, merged_name";
+        "output_id, file_id, campaign, dataset, run, stream, section, raw_name, name, size, adler32, events, added_at, merged_name, raw_adler32";
 
     private const string MergedColumns = "name, campaign, dataset, size, adler32, events, archived, created_at, updated_at, manifest";
 
@@ -50,6 +50,7 @@ public sealed class SqliteMergeStore : IMergeStore
                 CREATE INDEX IF NOT EXISTS ix_merged_files_dataset ON merged_files(campaign, dataset, archived, created_at);
                 """);
             session.AddColumnIfMissing("merged_files", "manifest", "TEXT NULL");
+            session.AddColumnIfMissing("merge_outputs", "raw_adler32", "TEXT NULL");
         });
     }
 
@@ -58,13 +59,13 @@ public sealed class SqliteMergeStore : IMergeStore
         {
             session.Run($"""
                 INSERT INTO merge_outputs ({OutputColumns})
-                VALUES ($id, $file, $campaign, $dataset, $run, $stream, $section, $raw, $name, $size, $adler32, $events, $added, NULL)
+                VALUES ($id, $file, $campaign, $dataset, $run, $stream, $section, $raw, $name, $size, $adler32, $events, $added, NULL, $rawAdler32)
                 ON CONFLICT(output_id) DO NOTHING
                 """,
                 ("$id", output.OutputId), ("$file", Key(output.FileId)), ("$campaign", output.Campaign), ("$dataset", output.Dataset),
                 ("$run", output.Run), ("$stream", output.Stream), ("$section", output.Section), ("$raw", output.RawName),
                 ("$name", output.Name), ("$size", output.Size), ("$adler32", output.Adler32), ("$events", output.Events),
-                ("$added", Millis(output.AddedAt)));
+                ("$added", Millis(output.AddedAt)), ("$rawAdler32", output.RawAdler32));
             return session.Rows($"SELECT {OutputColumns} FROM merge_outputs WHERE output_id = $id", ReadOutput, ("$id", output.OutputId)).Single();
         }, cancellationToken);
 
@@ -133,5 +134,5 @@ public sealed class SqliteMergeStore : IMergeStore
 
     private static PendingOutput ReadOutput(SqliteDataReader r) => new(
         r.GetString(0), Guid.Parse(r.GetString(1)), r.GetString(2), r.GetString(3), r.GetInt32(4), r.GetString(5), r.GetInt32(6),
-        r.GetString(7), r.GetString(8), r.GetInt64(9), r.GetString(10), r.GetInt64(11), r.Time(12), r.StringOrNull(13));
+        r.GetString(7), r.GetString(8), r.GetInt64(9), r.GetString(10), r.GetInt64(11), r.Time(12), r.StringOrNull(13), r.StringOrNull(14));
 }
