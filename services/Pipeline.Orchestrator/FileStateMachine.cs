@@ -5,7 +5,6 @@ using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.State;
-using Pipeline.Orchestrator.Campaigns;
 
 namespace Pipeline.Orchestrator;
 
@@ -19,8 +18,6 @@ namespace Pipeline.Orchestrator;
 public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 {
     private readonly CampaignDirectory _campaigns;
-    private readonly ICampaignStore _calibrations;
-    private readonly DispatchSignal _dispatch;
     private readonly PauseState _pause;
     private readonly OrchestratorOptions _options;
     private readonly TimeProvider _time;
@@ -54,15 +51,11 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 
     public FileStateMachine(
         CampaignDirectory campaigns,
-        ICampaignStore calibrations,
-        DispatchSignal dispatch,
         IOptions<OrchestratorOptions> options,
         TimeProvider time,
         PauseState pause)
     {
         _campaigns = campaigns;
-        _calibrations = calibrations;
-        _dispatch = dispatch;
         _options = options.Value;
         _time = time;
         _pause = pause;
@@ -178,14 +171,12 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .ThenAsync(c => Refuse(c, RefusalReason(c.Saga, c.Message))),
             When(FileReconstructed, c => IsCurrent(c.Saga, c.Message.Attempt) && c.Saga.Worker == c.Message.Worker)
                 .ThenAsync(AcceptReconstruction)
-                .Then(_ => _dispatch.Poke())
                 .TransitionTo(Reconstructed)
                 .Then(c => Note(c, $"{c.Message.Outputs.Count} outputs in {c.Message.Seconds:F1}s on {c.Message.Worker}"))
                 .If(c => c.Saga.Outputs.Count == 0,
                     done => done.Then(Finish).TransitionTo(Archived).Then(c => Note(c, "no event selected by any dataset"))),
             When(ReconstructionFailed, c => IsCurrent(c.Saga, c.Message.Attempt))
                 .Then(c => CountFailure(c.Saga, FailureSignature.Reconstruction, c.Message.Reason, c.Message.ExitCode, c.Message.LogTail))
-                .Then(_ => _dispatch.Poke())
                 .IfElse(c => _campaigns.IsCancelled(c.Saga.Campaign),
                     cancelled => cancelled.Then(Finish).TransitionTo(Cancelled).Then(c => Note(c, $"not retried, the campaign is cancelled: {c.Message.Reason}")),
                     open => open.IfElse(c => HasAttemptsLeft(c.Saga),
@@ -292,15 +283,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
     private async Task LookForCalibration<T>(BehaviorContext<FileState, T> context)
         where T : class
     {
-        var saga = context.Saga;
-        var campaign = await _campaigns.GetAsync(saga.Campaign, context.CancellationToken);
-        if (campaign?.Definition is not { RequireCalibration: true, CalibrationTag: { } tag })
-        {
-            saga.AwaitedCalibration = null;
-            return;
-        }
-        var registered = await _calibrations.ListCalibrationsAsync(tag, context.CancellationToken);
-        saga.AwaitedCalibration = registered.Any(c => c.Covers(saga.Run)) ? null : tag;
+        context.Saga.AwaitedCalibration = await _campaigns.AwaitedCalibrationAsync(context.Saga.Campaign, context.Saga.Run, context.CancellationToken);
     }
 
     /// <summary>
@@ -319,9 +302,8 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
             saga.Worker = null;
             saga.LeaseExpiresAt = null;
         }
-        // Waiting for a slot is not a stall: the dispatcher decides when, and nothing is lost meanwhile.
+        // Waiting for a slot is not a stall: the dispatcher decides when (woken by DispatchWakeUp), and nothing is lost meanwhile.
         saga.Deadline = null;
-        _dispatch.Poke();
     }
 
     private void Note<T>(BehaviorContext<FileState, T> context, string? detail = null)

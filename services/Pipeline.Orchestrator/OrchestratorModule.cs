@@ -17,6 +17,7 @@ public static class OrchestratorModule
             services.AddOptions<OrchestratorOptions>().BindConfiguration(OrchestratorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHostedService<Watchdog>();
             services.AddSingleton<DispatchSignal>();
+            services.AddConsumeObserver<DispatchWakeUp>();
             services.AddSingleton<ReconstructionDispatcher>();
             services.AddHostedService(sp => sp.GetRequiredService<ReconstructionDispatcher>());
             services.AddHostedService<CampaignFeeder>();

@@ -61,6 +61,20 @@ public sealed class CampaignDirectory(ICampaignStore store, IOptions<CampaignOpt
     /// <summary>The campaign's release version, as last read (null for one not read yet).</summary>
     public string? Release(string name) => _byName.TryGetValue(name, out var cached) ? cached.Campaign?.Definition.Release?.Version : null;
 
+    /// <summary>
+    /// The calibration a file of this campaign and run still waits for, or null if it may start: its campaign
+    /// requires none, or one registered under the campaign's tag covers the run.
+    /// </summary>
+    public async Task<string?> AwaitedCalibrationAsync(string campaign, int run, CancellationToken cancellationToken)
+    {
+        if ((await GetAsync(campaign, cancellationToken))?.Definition is not { RequireCalibration: true, CalibrationTag: { } tag })
+        {
+            return null;
+        }
+        var registered = await store.ListCalibrationsAsync(tag, cancellationToken);
+        return registered.Any(c => c.Covers(run)) ? null : tag;
+    }
+
     /// <summary>Whether the campaign was cancelled, as last read (false for one not read yet).</summary>
     public bool IsCancelled(string name) => _byName.TryGetValue(name, out var cached) && cached.Campaign?.Cancelled == true;
 

@@ -52,7 +52,6 @@ public sealed class FileStateMachineHarness : IAsyncDisposable
         services.AddSingleton(StoreBackend.Sqlite(Path.Combine(folder.Path, "pipeline.db")));
         services.AddStore<IFileSagaStore>().AddStore<ICampaignStore>();
         services.AddSingleton<CampaignDirectory>();
-        services.AddSingleton<DispatchSignal>();
         services.AddMassTransitTestHarness(bus =>
             bus.AddSagaStateMachine<FileStateMachine, FileState, FileStateDefinition>().StoreRepository());
         var provider = services.BuildServiceProvider(validateScopes: true);
