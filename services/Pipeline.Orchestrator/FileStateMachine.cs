@@ -171,6 +171,10 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .ThenAsync(c => Refuse(c, RefusalReason(c.Saga, c.Message))),
             When(FileReconstructed, c => IsCurrent(c.Saga, c.Message.Attempt) && c.Saga.Worker == c.Message.Worker)
                 .ThenAsync(AcceptReconstruction)
+                // The worker removes its input after reporting; one killed in between would leave it in the cache.
+                .ThenAsync(c => c.Saga.CachedName is { } cached
+                    ? c.Publish(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, cached))
+                    : Task.CompletedTask)
                 .TransitionTo(Reconstructed)
                 .Then(c => Note(c, $"{c.Message.Outputs.Count} outputs in {c.Message.Seconds:F1}s on {c.Message.Worker}"))
                 .If(c => c.Saga.Outputs.Count == 0,

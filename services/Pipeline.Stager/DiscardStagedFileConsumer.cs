@@ -15,8 +15,14 @@ public sealed class DiscardStagedFileConsumer(StorageAreas areas, AreaGate gate,
         {
             throw new ArgumentException($"Cannot discard '{name}': {problem}");
         }
+        // After a reconstruction the worker has usually removed it already: then this changes nothing.
+        if (!areas.Cache.Exists(name))
+        {
+            await gate.ReleaseAsync(StorageOptions.Cache, name);
+            return;
+        }
         areas.Cache.Delete(name);
         await gate.ReleaseAsync(StorageOptions.Cache, name);
-        logger.LogInformation("Discarded {CachedName} of {FileId}: campaign {Campaign} was cancelled", name, context.Message.FileId, context.Message.Campaign);
+        logger.LogInformation("Discarded the staged copy {CachedName} of {FileId} (campaign {Campaign}): nobody will read it again", name, context.Message.FileId, context.Message.Campaign);
     }
 }
