@@ -3,7 +3,10 @@ using Pipeline.Infrastructure.State;
 
 namespace Pipeline.Orchestrator;
 
-/// <summary>The file sagas' endpoint: retries lost compare-and-set races, and sends nothing before the saga is saved.</summary>
+/// <summary>
+/// The file sagas' endpoint: retries lost compare-and-set races, sends nothing before the saga is saved, and hands the
+/// state machine the campaigns paused at the time.
+/// </summary>
 public sealed class FileStateDefinition : SagaDefinition<FileState>
 {
     public const string QueueName = "orchestrator";
@@ -19,5 +22,7 @@ public sealed class FileStateDefinition : SagaDefinition<FileState>
         endpointConfigurator.UseMessageRetry(r => r.Intervals(10, 20, 50, 100, 200, 500, 1000, 2000, 5000));
         // Messages the saga publishes go out only after its new state is stored.
         endpointConfigurator.UseInMemoryOutbox(context);
+        // Which campaigns are paused travels with each message into the state machine.
+        endpointConfigurator.UseConsumeFilter(typeof(PausedCampaignsFilter<>), context);
     }
 }

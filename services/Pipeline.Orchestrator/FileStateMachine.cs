@@ -1,9 +1,7 @@
-using Pipeline.Infrastructure.Control;
-using Pipeline.Infrastructure.Failures;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Infrastructure.Failures;
 using Pipeline.Infrastructure.State;
 
 namespace Pipeline.Orchestrator;
@@ -13,13 +11,14 @@ namespace Pipeline.Orchestrator;
 /// registered → (awaiting calibration) → staging → staged (waiting for a reconstruction slot) → queued →
 /// reconstructing → reconstructed → merged → archived; or failed, or cancelled with its campaign.
 /// A Monte Carlo file has nothing to stage and goes from registered to staged. Every result names the
-/// attempt it belongs to; a result from any other attempt is ignored.
+/// attempt it belongs to; a result from any other attempt is ignored. What the file needs of its campaign came
+/// with its registration; whether its campaign is paused comes with each message (<see cref="PausedCampaigns"/>);
+/// when to give up is <see cref="AttemptPolicy"/>'s to say; <see cref="FileHistory"/> writes down each step.
 /// </summary>
 public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 {
-    private readonly CampaignDirectory _campaigns;
-    private readonly PauseState _pause;
     private readonly OrchestratorOptions _options;
+    private readonly AttemptPolicy _policy;
     private readonly TimeProvider _time;
 
     public State Registered { get; private set; } = null!;
@@ -49,18 +48,16 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
     public Event<DispatchReconstruction> DispatchReconstruction { get; private set; } = null!;
     public Event<CancelFile> CancelFile { get; private set; } = null!;
 
-    public FileStateMachine(
-        CampaignDirectory campaigns,
-        IOptions<OrchestratorOptions> options,
-        TimeProvider time,
-        PauseState pause)
+    public FileStateMachine(IOptions<OrchestratorOptions> options, TimeProvider time)
     {
-        _campaigns = campaigns;
         _options = options.Value;
+        _policy = AttemptPolicy.From(_options);
         _time = time;
-        _pause = pause;
 
         InstanceState(x => x.CurrentState);
+        var history = new FileHistory(time);
+        ConnectStateObserver(history);
+        ConnectEventObserver(history);
 
         // Late and repeated messages are normal under at-least-once delivery: a result for a step the
         // file has left, or a registration of a file already known, changes nothing.
@@ -104,35 +101,33 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 
         Initially(
             When(FileRegistered)
-                .ThenAsync(Initialise)
-                .IfElse(c => c.Saga.FailureReason is not null,
-                    unknown => unknown.Then(Finish).TransitionTo(Failed).Then(c => Note(c)),
-                    known => known
-                        .TransitionTo(Registered)
-                        .Then(c => Note(c, $"{c.Message.LogicalName} registered for campaign {c.Message.Campaign}"))
-                        .ThenAsync(LookForCalibration)
-                        .IfElse(c => c.Saga.AwaitedCalibration is not null,
-                            hold => hold.Then(WaitForCalibration).TransitionTo(AwaitingCalibration).Then(c => Note(c, $"waiting for calibration {c.Saga.AwaitedCalibration} of run {c.Saga.Run}")),
-                            start => start.IfElse(c => c.Saga.Simulated,
-                                simulated => simulated.Then(c => WaitForSlot(c.Saga, nextAttempt: true)).TransitionTo(Staged).Then(c => Note(c, "nothing to stage: the release generates its events")),
-                                real => real.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c))))));
+                .Then(Initialise)
+                .Because(c => $"{c.Message.LogicalName} registered for campaign {c.Message.Campaign}")
+                .TransitionTo(Registered)
+                .IfElse(c => c.Saga.AwaitedCalibration is not null,
+                    hold => hold
+                        .Then(WaitForCalibration)
+                        .Because(c => $"waiting for calibration {c.Saga.AwaitedCalibration} of run {c.Saga.Run}")
+                        .TransitionTo(AwaitingCalibration),
+                    start => start.IfElse(c => c.Saga.Simulated,
+                        simulated => simulated
+                            .Then(c => WaitForSlot(c.Saga, nextAttempt: true))
+                            .Because(_ => "nothing to stage: the release generates its events")
+                            .TransitionTo(Staged),
+                        real => real.ThenAsync(IssueStaging).TransitionTo(Staging))));
 
-        // The calibration may have come meanwhile (its announcement, or the watchdog's periodic look).
+        // Its calibration was registered (announced, or found by the watchdog's periodic look). Until then the
+        // watchdog looks again now and then, in case an announcement crossed this file's registration.
         During(AwaitingCalibration,
-            When(CheckCalibration)
-                .ThenAsync(LookForCalibration)
-                .If(c => c.Saga.AwaitedCalibration is null, start => Begin(start, c => $"calibration registered for run {c.Saga.Run}")),
+            Begin(When(CheckCalibration).Then(c => c.Saga.AwaitedCalibration = null), c => $"calibration registered for run {c.Saga.Run}"),
             When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
-                .ThenAsync(LookForCalibration)
-                .IfElse(c => c.Saga.AwaitedCalibration is null,
-                    start => Begin(start, c => $"calibration found for run {c.Saga.Run}"),
-                    wait => wait.Then(WaitForCalibration)));
+                .Then(WaitForCalibration));
 
         During(Staged,
             When(DispatchReconstruction)
+                .Because(_ => "reconstruction slot given")
                 .ThenAsync(PublishReconstruction)
-                .TransitionTo(Queued)
-                .Then(c => Note(c, "reconstruction slot given")));
+                .TransitionTo(Queued));
 
         During(Registered, AwaitingCalibration, Staging, Staged,
             When(CancelFile)
@@ -140,8 +135,14 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                     ? c.Publish(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, cached))
                     : Task.CompletedTask)
                 .Then(Finish)
-                .TransitionTo(Cancelled)
-                .Then(c => Note(c, $"campaign cancelled by {c.Message.RequestedBy}")));
+                .Because(c => $"campaign cancelled by {c.Message.RequestedBy}")
+                .TransitionTo(Cancelled));
+
+        // A file already queued or reconstructing is not stopped; it is only not tried again.
+        During(Queued, Reconstructing,
+            When(CancelFile, c => !c.Saga.CampaignCancelled)
+                .Then(c => c.Saga.CampaignCancelled = true)
+                .Because(c => $"campaign cancelled by {c.Message.RequestedBy}: this reconstruction finishes, a failure is not retried"));
 
         // Staging finished after the campaign was cancelled: nobody will reconstruct the copy, so it is given back.
         During(Cancelled,
@@ -155,13 +156,13 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                     c.Saga.CachedName = c.Message.CachedName;
                     WaitForSlot(c.Saga, nextAttempt: false);
                 })
-                .TransitionTo(Staged)
-                .Then(c => Note(c, $"cached as {c.Message.CachedName}")),
+                .Because(c => $"cached as {c.Message.CachedName}")
+                .TransitionTo(Staged),
             When(StagingFailed, c => IsCurrent(c.Saga, c.Message.Attempt))
-                .Then(c => CountFailure(c.Saga, FailureSignature.Staging, c.Message.Reason, null, null))
-                .IfElse(c => HasAttemptsLeft(c.Saga),
-                    retry => retry.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, $"retry after: {c.Message.Reason}")),
-                    fail => fail.Then(c => Quarantine(c.Saga)).TransitionTo(Failed).Then(c => Note(c, FailedNote(c.Saga, c.Message.Reason)))));
+                .Then(c => AttemptPolicy.CountFailure(c.Saga, FailureSignature.Staging, c.Message.Reason, null, null))
+                .IfElse(c => _policy.HasAttemptsLeft(c.Saga),
+                    retry => retry.Because(c => $"retry after: {c.Message.Reason}").ThenAsync(IssueStaging).TransitionTo(Staging),
+                    fail => fail.Because(c => AttemptPolicy.Fail(c.Saga, c.Message.Reason)).TransitionTo(Failed)));
 
         During(Queued, Reconstructing,
             When(ClaimReconstruction, c => CanGrant(c.Saga, c.Message))
@@ -175,17 +176,17 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .ThenAsync(c => c.Saga.CachedName is { } cached
                     ? c.Publish(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, cached))
                     : Task.CompletedTask)
+                .Because(c => $"{c.Message.Outputs.Count} outputs in {c.Message.Seconds:F1}s on {c.Message.Worker}")
                 .TransitionTo(Reconstructed)
-                .Then(c => Note(c, $"{c.Message.Outputs.Count} outputs in {c.Message.Seconds:F1}s on {c.Message.Worker}"))
                 .If(c => c.Saga.Outputs.Count == 0,
-                    done => done.Then(Finish).TransitionTo(Archived).Then(c => Note(c, "no event selected by any dataset"))),
+                    done => done.Then(Finish).Because(_ => "no event selected by any dataset").TransitionTo(Archived)),
             When(ReconstructionFailed, c => IsCurrent(c.Saga, c.Message.Attempt))
-                .Then(c => CountFailure(c.Saga, FailureSignature.Reconstruction, c.Message.Reason, c.Message.ExitCode, c.Message.LogTail))
-                .IfElse(c => _campaigns.IsCancelled(c.Saga.Campaign),
-                    cancelled => cancelled.Then(Finish).TransitionTo(Cancelled).Then(c => Note(c, $"not retried, the campaign is cancelled: {c.Message.Reason}")),
-                    open => open.IfElse(c => HasAttemptsLeft(c.Saga),
+                .Then(c => AttemptPolicy.CountFailure(c.Saga, FailureSignature.Reconstruction, c.Message.Reason, c.Message.ExitCode, c.Message.LogTail))
+                .IfElse(c => c.Saga.CampaignCancelled,
+                    cancelled => cancelled.Then(Finish).Because(c => $"not retried, the campaign is cancelled: {c.Message.Reason}").TransitionTo(Cancelled),
+                    open => open.IfElse(c => _policy.HasAttemptsLeft(c.Saga),
                         retry => Begin(retry, c => $"retry after: {c.Message.Reason}"),
-                        fail => fail.Then(c => Quarantine(c.Saga)).TransitionTo(Failed).Then(c => Note(c, FailedNote(c.Saga, c.Message.Reason))))));
+                        fail => fail.Because(c => AttemptPolicy.Fail(c.Saga, c.Message.Reason)).TransitionTo(Failed))));
 
         During(new[] { Registered, AwaitingCalibration, Staging, Staged, Reconstructed, Merged, Archived, Failed, Cancelled },
             When(ClaimReconstruction)
@@ -195,16 +196,16 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
             When(OutputsMerged)
                 .Then(c => MarkMerged(c.Saga, c.Message.MergedName, c.Message.OutputIds, archived: false))
                 .If(c => c.Saga.CurrentState == FileStates.Reconstructed && c.Saga.Outputs.All(o => o.MergedName is not null),
-                    merged => merged.TransitionTo(Merged).Then(c => Note(c, $"all outputs merged, last into {c.Message.MergedName}"))));
+                    merged => merged.Because(c => $"all outputs merged, last into {c.Message.MergedName}").TransitionTo(Merged)));
 
         // An archive report can overtake the merge report it follows; the file still passes through Merged.
         During(Reconstructed, Merged,
             When(OutputsArchived)
                 .Then(c => MarkMerged(c.Saga, c.Message.MergedName, c.Message.OutputIds, archived: true))
                 .If(c => c.Saga.CurrentState == FileStates.Reconstructed && c.Saga.Outputs.All(o => o.MergedName is not null),
-                    merged => merged.TransitionTo(Merged).Then(c => Note(c, $"all outputs merged, last into {c.Message.MergedName}")))
+                    merged => merged.Because(c => $"all outputs merged, last into {c.Message.MergedName}").TransitionTo(Merged))
                 .If(c => c.Saga.Outputs.All(o => o.Archived),
-                    done => done.Then(Finish).TransitionTo(Archived).Then(c => Note(c, $"all outputs archived, last in {c.Message.MergedName}"))));
+                    done => done.Then(Finish).Because(c => $"all outputs archived, last in {c.Message.MergedName}").TransitionTo(Archived)));
 
         DuringAny(
             When(JobLogsCollected)
@@ -219,46 +220,34 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 
         During(Reconstructed, Merged,
             When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
-                .ThenAsync(IssueMerges)
-                .Then(c => Note(c, "no progress: unarchived outputs sent to the merger again")));
+                .Because(_ => "no progress: unarchived outputs sent to the merger again")
+                .ThenAsync(IssueMerges));
 
         During(Failed,
-            Begin(When(RetryFile)
-                .Then(c =>
-                {
-                    c.Saga.Failures = 0;
-                    c.Saga.RepeatedFailures = 0;
-                    c.Saga.Quarantined = false;
-                    c.Saga.Stalls = 0;
-                    c.Saga.FailureReason = null;
-                    c.Saga.FailureStage = null;
-                    c.Saga.FailureSignature = null;
-                    c.Saga.ExtraAttempts = Math.Max(0, c.Message.ExtraAttempts);
-                    c.Saga.TimeoutSeconds = c.Message.TimeoutSeconds ?? c.Saga.TimeoutSeconds;
-                })
-                , c => RetryNote(c.Message)));
+            Begin(When(RetryFile).Then(c => AttemptPolicy.Retry(c.Saga, c.Message.ExtraAttempts, c.Message.TimeoutSeconds)),
+                c => RetryNote(c.Message)));
     }
 
     /// <summary>
     /// A file whose step has not moved (the watchdog saw this very version) gets the step issued again, up to
     /// <see cref="OrchestratorOptions.MaxStalls"/> times; past that it fails as stalled.
     /// </summary>
-    private void ReissueWhenStalled(State[] during, Func<BehaviorContext<FileState, FileStalled>, Task> issue, State issued, string detail) =>
+    private void ReissueWhenStalled(State[] during, Func<BehaviorContext<FileState, FileStalled>, Task> issue, State issued, string because) =>
         During(during,
             When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
-                .Then(CountStall)
-                .IfElse(c => c.Saga.Stalls <= _options.MaxStalls,
-                    again => again.ThenAsync(issue).TransitionTo(issued).Then(c => Note(c, detail)),
-                    fail => fail.Then(c => Stalled(c.Saga)).TransitionTo(Failed).Then(c => Note(c))));
+                .IfElse(c => _policy.CountStall(c.Saga),
+                    again => again.Because(_ => because).ThenAsync(issue).TransitionTo(issued),
+                    fail => fail.Then(c => AttemptPolicy.Stalled(c.Saga)).TransitionTo(Failed)));
 
     /// <summary>Starts (or restarts) a file's processing: stage-in, or for a simulated file straight to waiting for a slot.</summary>
-    private EventActivityBinder<FileState, T> Begin<T>(EventActivityBinder<FileState, T> binder, Func<BehaviorContext<FileState, T>, string?> detail)
+    private EventActivityBinder<FileState, T> Begin<T>(EventActivityBinder<FileState, T> binder, Func<BehaviorContext<FileState, T>, string> because)
         where T : class =>
-        binder.IfElse(c => c.Saga.Simulated,
-            simulated => simulated.Then(c => WaitForSlot(c.Saga, nextAttempt: true)).TransitionTo(Staged).Then(c => Note(c, detail(c))),
-            real => real.ThenAsync(IssueStaging).TransitionTo(Staging).Then(c => Note(c, detail(c))));
+        binder.Because(because).IfElse(c => c.Saga.Simulated,
+            simulated => simulated.Then(c => WaitForSlot(c.Saga, nextAttempt: true)).TransitionTo(Staged),
+            real => real.ThenAsync(IssueStaging).TransitionTo(Staging));
 
-    private async Task Initialise(BehaviorContext<FileState, FileRegistered> context)
+    /// <summary>The file's facts, and its campaign's terms, as its registration gives them.</summary>
+    private void Initialise(BehaviorContext<FileState, FileRegistered> context)
     {
         var (saga, message) = (context.Saga, context.Message);
         saga.Campaign = message.Campaign;
@@ -270,35 +259,21 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         saga.Adler32 = message.Adler32;
         saga.Events = message.Events;
         saga.RunConditions = message.RunConditions;
+        saga.AwaitedCalibration = message.AwaitedCalibration;
+        saga.Release = message.Terms.Release;
+        saga.Datasets = [.. message.Terms.Datasets];
+        saga.CalibrationTag = message.Terms.CalibrationTag;
+        saga.MaxAttempts = message.Terms.MaxAttempts;
+        saga.Simulated = message.Terms.Simulated;
         saga.RegisteredAt = _time.GetUtcNow();
-        var campaign = await _campaigns.GetAsync(message.Campaign, context.CancellationToken);
-        if (campaign is null)
-        {
-            saga.FailureReason = $"campaign {message.Campaign} is not known";
-            saga.FailureStage = FailureSignature.Watchdog;
-            saga.FailureSignature = FailureSignature.Describe(FailureSignature.Watchdog, null, saga.FailureReason, null);
-            return;
-        }
-        saga.MaxAttempts = campaign.Definition.EffectiveMaxAttempts;
-        saga.Simulated = campaign.Definition.IsMonteCarlo;
     }
 
-    /// <summary>Sets <see cref="FileState.AwaitedCalibration"/> to the calibration the file still waits for, or null if it may start.</summary>
-    private async Task LookForCalibration<T>(BehaviorContext<FileState, T> context)
-        where T : class
-    {
-        context.Saga.AwaitedCalibration = await _campaigns.AwaitedCalibrationAsync(context.Saga.Campaign, context.Saga.Run, context.CancellationToken);
-    }
-
-    /// <summary>
-    /// A held file is looked at again when its calibration is announced, and by the watchdog now and then in
-    /// case an announcement crossed this file's own registration.
-    /// </summary>
+    /// <summary>A held file is looked at again by the watchdog after a while (see <see cref="OrchestratorOptions.CalibrationCheckSeconds"/>).</summary>
     private void WaitForCalibration<T>(BehaviorContext<FileState, T> context)
         where T : class => context.Saga.Deadline = _time.GetUtcNow().AddSeconds(_options.CalibrationCheckSeconds);
 
     /// <summary>Staged (or simulated and registered): the dispatcher gives the file a slot by its campaign's share.</summary>
-    private void WaitForSlot(FileState saga, bool nextAttempt)
+    private static void WaitForSlot(FileState saga, bool nextAttempt)
     {
         if (nextAttempt)
         {
@@ -310,63 +285,12 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         saga.Deadline = null;
     }
 
-    private void Note<T>(BehaviorContext<FileState, T> context, string? detail = null)
-        where T : class
-    {
-        var now = _time.GetUtcNow();
-        context.Saga.UpdatedAt = now;
-        context.Saga.Record(now, context.Saga.CurrentState, context.Event.Name, detail ?? context.Saga.FailureReason);
-    }
-
     private static bool IsCurrent(FileState saga, int attempt) => saga.Attempt == attempt;
-
-    private bool HasAttemptsLeft(FileState saga) =>
-        saga.Failures < saga.MaxAttempts + saga.ExtraAttempts
-        && (_options.QuarantineAfterRepeats == 0 || saga.RepeatedFailures < _options.QuarantineAfterRepeats);
-
-    /// <summary>Marks a failing file quarantined when it stops because its failure repeats, not because its budget is spent.</summary>
-    private static void Quarantine(FileState saga) => saga.Quarantined = saga.Failures < saga.MaxAttempts + saga.ExtraAttempts;
-
-    private static string FailedNote(FileState saga, string reason) =>
-        saga.Quarantined ? $"quarantined after {saga.RepeatedFailures} attempts failing the same way ({saga.FailureSignature}): {reason}" : reason;
 
     private static string RetryNote(RetryFile retry) =>
         $"retried by {retry.RequestedBy}"
         + (retry.ExtraAttempts > 0 ? $", {retry.ExtraAttempts} extra attempts" : "")
         + (retry.TimeoutSeconds is { } timeout ? $", time limit {timeout}s" : "");
-
-    private void Stalled(FileState saga)
-    {
-        saga.FailureReason = $"stalled {saga.Stalls} times";
-        saga.FailureStage = FailureSignature.Watchdog;
-        saga.FailureSignature = FailureSignature.Describe(FailureSignature.Watchdog, null, saga.FailureReason, null);
-        saga.FailureRelease = _campaigns.Release(saga.Campaign);
-    }
-
-    private void CountFailure(FileState saga, string stage, string reason, int? exitCode, string? logTail)
-    {
-        var signature = FailureSignature.Describe(stage, exitCode, reason, logTail);
-        saga.Failures++;
-        saga.RepeatedFailures = signature == saga.FailureSignature ? saga.RepeatedFailures + 1 : 1;
-        saga.FailureReason = reason;
-        saga.FailureStage = stage;
-        saga.FailureSignature = signature;
-        saga.FailureRelease = _campaigns.Release(saga.Campaign);
-        saga.LastExitCode = exitCode;
-        saga.LastLogTail = logTail ?? saga.LastLogTail;
-        saga.Worker = null;
-        saga.LeaseExpiresAt = null;
-    }
-
-    /// <summary>A step issued again by the watchdog is a stall, unless it was held for a paused campaign.</summary>
-    private static void CountStall(BehaviorContext<FileState, FileStalled> context)
-    {
-        if (!context.Saga.Held)
-        {
-            context.Saga.Stalls++;
-        }
-        context.Saga.Held = false;
-    }
 
     /// <summary>
     /// True if the file's campaign is paused: the step is not issued, the file is marked held and due at once,
@@ -375,13 +299,16 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
     private bool HoldForPausedCampaign<T>(BehaviorContext<FileState, T> context)
         where T : class
     {
-        if (!_pause.IsCampaignPaused(context.Saga.Campaign))
+        var paused = context.TryGetPayload(out PausedCampaigns? campaigns)
+            ? campaigns
+            : throw new InvalidOperationException($"The file sagas' endpoint has no {nameof(PausedCampaignsFilter<T>)}: whether a campaign is paused is not known.");
+        if (!paused.Contains(context.Saga.Campaign))
         {
             return false;
         }
         context.Saga.Held = true;
         context.Saga.Deadline = _time.GetUtcNow();
-        Note(context, $"held: campaign {context.Saga.Campaign} is paused");
+        context.Saga.Because = $"held: campaign {context.Saga.Campaign} is paused";
         return true;
     }
 
@@ -415,20 +342,18 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         return PublishReconstruction(context);
     }
 
-    private async Task PublishReconstruction<T>(BehaviorContext<FileState, T> context)
+    private Task PublishReconstruction<T>(BehaviorContext<FileState, T> context)
         where T : class
     {
         var saga = context.Saga;
         if (HoldForPausedCampaign(context))
         {
-            return;
+            return Task.CompletedTask;
         }
         saga.Deadline = _time.GetUtcNow().AddSeconds(_options.QueuedTimeoutSeconds);
-        var campaign = (await _campaigns.GetAsync(saga.Campaign, context.CancellationToken))?.Definition
-            ?? throw new InvalidOperationException($"Campaign {saga.Campaign} of file {saga.CorrelationId} is not known.");
-        await context.Publish(new ReconstructFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
-            saga.Section, saga.CachedName, campaign.Release!.Version!, campaign.Selections, saga.TimeoutSeconds,
-            campaign.CalibrationTag, saga.Simulated ? saga.Events : 0,
+        return context.Publish(new ReconstructFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
+            saga.Section, saga.CachedName, saga.Release, saga.Datasets, saga.TimeoutSeconds,
+            saga.CalibrationTag, saga.Simulated ? saga.Events : 0,
             saga.Simulated ? 0 : saga.Size, saga.Simulated ? null : saga.Adler32, saga.RunConditions));
     }
 
@@ -437,7 +362,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         && (saga.Worker is null || saga.Worker == claim.Worker || saga.LeaseExpiresAt < _time.GetUtcNow())
         && !(claim.IsRenewal && saga.Worker != claim.Worker);
 
-    private string RefusalReason(FileState saga, ClaimReconstruction claim) =>
+    private static string RefusalReason(FileState saga, ClaimReconstruction claim) =>
         !IsCurrent(saga, claim.Attempt) ? $"attempt {claim.Attempt} is stale; current attempt is {saga.Attempt}"
         : claim.IsRenewal && saga.Worker != claim.Worker ? $"lease now held by {saga.Worker ?? "nobody"}"
         : $"lease held by {saga.Worker} until {saga.LeaseExpiresAt:O}";
@@ -446,15 +371,14 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
     {
         var (saga, claim) = (context.Saga, context.Message);
         var now = _time.GetUtcNow();
-        var firstClaim = saga.Worker != claim.Worker || saga.CurrentState != FileStates.Reconstructing;
+        if (saga.Worker != claim.Worker || saga.CurrentState != FileStates.Reconstructing)
+        {
+            saga.Because = $"claimed by {claim.Worker}";
+        }
         saga.Worker = claim.Worker;
         saga.LeaseExpiresAt = now.AddSeconds(_options.LeaseSeconds);
         saga.Deadline = saga.LeaseExpiresAt;
         saga.UpdatedAt = now;
-        if (firstClaim)
-        {
-            saga.Record(now, FileStates.Reconstructing, context.Event.Name, $"claimed by {claim.Worker}");
-        }
         return context.RespondAsync(new ReconstructionClaimed(saga.CorrelationId, claim.Attempt, true, _options.LeaseSeconds, null));
     }
 
@@ -494,4 +418,11 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 
     private static void Finish<T>(BehaviorContext<FileState, T> context)
         where T : class => context.Saga.Deadline = null;
+}
+
+/// <summary>How the state machine says why an event changes a file (<see cref="FileHistory"/> writes it down).</summary>
+internal static class FileNarration
+{
+    public static EventActivityBinder<FileState, T> Because<T>(this EventActivityBinder<FileState, T> binder, Func<BehaviorContext<FileState, T>, string> because)
+        where T : class => binder.Then(c => c.Saga.Because = because(c));
 }

@@ -1,6 +1,7 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Control;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.State;
@@ -9,7 +10,9 @@ namespace Pipeline.Orchestrator;
 
 /// <summary>
 /// Finds files whose step has not moved within its time limit (a lost message, a dead worker, a
-/// restart of the in-memory transport) and tells their sagas, which re-issue the step.
+/// restart of the in-memory transport) and tells their sagas, which re-issue the step. A file awaiting its
+/// calibration is due now and then too: it is told to start if the calibration is there (an announcement can
+/// cross its registration), or else to wait on.
 /// </summary>
 public sealed class Watchdog(
     IFileSagaStore store,
@@ -17,6 +20,7 @@ public sealed class Watchdog(
     IOptions<OrchestratorOptions> options,
     IOptions<PipelineOptions> pipeline,
     PauseState pause,
+    CampaignDirectory campaigns,
     TimeProvider time,
     ILogger<Watchdog> logger) : PeriodicWork(time, logger)
 {
@@ -52,7 +56,9 @@ public sealed class Watchdog(
         {
             // A publish can wait without end on a connection the broker dropped: a watchdog stuck there would
             // rescue nothing again. Give up on this sweep instead; the files are still stalled at the next one.
-            var publish = bus.Publish(new FileStalled(file.Id, file.Run, file.Stream, file.Campaign, file.Version), cancellationToken);
+            var publish = await IsCalibratedAsync(file, cancellationToken)
+                ? bus.Publish(new CheckCalibration(file.Id, file.Run, file.Stream, file.Campaign), cancellationToken)
+                : bus.Publish(new FileStalled(file.Id, file.Run, file.Stream, file.Campaign, file.Version), cancellationToken);
             try
             {
                 await publish.WaitAsync(PublishTimeout, Time, cancellationToken);
@@ -70,6 +76,9 @@ public sealed class Watchdog(
         }
         return told;
     }
+
+    private async Task<bool> IsCalibratedAsync(StalledFile file, CancellationToken cancellationToken) =>
+        file.State == FileStates.AwaitingCalibration && await campaigns.AwaitedCalibrationAsync(file.Campaign, file.Run, cancellationToken) is null;
 
     /// <summary>The stage a file in this state waits on.</summary>
     public static string NextStage(string state) => state switch

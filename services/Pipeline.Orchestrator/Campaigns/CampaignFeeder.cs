@@ -83,9 +83,10 @@ public sealed class CampaignFeeder(
                 var files = CampaignService.SelectedFiles(campaign.Definition, run);
                 var start = run.Run == feed.Run ? feed.Index + 1 : 0;
                 var index = start;
+                var awaited = start < files.Count ? await campaigns.AwaitedCalibrationAsync(campaign.Name, run.Run, cancellationToken) : null;
                 for (; index < files.Count && registered < room; index++)
                 {
-                    await bus.Publish(Registration(campaign, run, files[index]), cancellationToken);
+                    await bus.Publish(Registration(campaign, run, files[index], awaited), cancellationToken);
                     registered++;
                 }
                 feed = feed with { Run = run.Run, Index = index - 1, Registered = feed.Registered + (index - start) };
@@ -123,16 +124,17 @@ public sealed class CampaignFeeder(
     /// A raw file entering the campaign; for Monte Carlo, a simulated file standing for it, with the configured
     /// multiple of its events (and of its size, as the estimate of what reconstruction will write).
     /// </summary>
-    public static FileRegistered Registration(CampaignRecord campaign, RunRecorded run, RawFileRecord file)
+    public static FileRegistered Registration(CampaignRecord campaign, RunRecorded run, RawFileRecord file, string? awaitedCalibration)
     {
         if (!campaign.Definition.IsMonteCarlo)
         {
-            return RunIngestion.Registered(campaign.Name, run.Run, file);
+            return RunIngestion.Registered(campaign, run.Run, file, awaitedCalibration);
         }
         var multiple = campaign.Definition.EffectiveEventsMultiple;
         var name = string.Create(CultureInfo.InvariantCulture, $"sim/run{run.Run:D6}/{file.Stream}/run{run.Run:D6}_{file.Stream}_{file.Section:D4}.sim");
         return new FileRegistered(FileIds.For(campaign.Name, name), run.Run, file.Stream!, campaign.Name, name, file.Section,
-            (long)Math.Ceiling(file.Size * multiple), "", (long)Math.Round(file.Events * multiple, MidpointRounding.AwayFromZero), ConditionsText(run.Conditions));
+            (long)Math.Ceiling(file.Size * multiple), "", (long)Math.Round(file.Events * multiple, MidpointRounding.AwayFromZero), campaign.Definition.Terms(),
+            ConditionsText(run.Conditions), awaitedCalibration);
     }
 
     /// <summary>A run's conditions as "name=value,..." in name order (empty if it recorded none): how the release is given them.</summary>

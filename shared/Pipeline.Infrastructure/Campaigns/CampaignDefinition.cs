@@ -76,6 +76,9 @@ public sealed record CampaignDefinition
     public double EffectiveEventsMultiple => EventsMultiple ?? DefaultEventsMultiple;
     public bool IsMonteCarlo => Kind == CampaignKinds.MonteCarlo;
 
+    /// <summary>What each of the campaign's files is processed under, carried by its registration (a stored definition is complete).</summary>
+    public CampaignTerms Terms() => new(Release?.Version ?? "", Selections, EffectiveMaxAttempts, IsMonteCarlo, CalibrationTag);
+
     private static readonly JsonSerializerOptions Canonical = new(JsonSerializerDefaults.Web);
 
     /// <summary>A digest of the definition (priority aside, which operators may change): tells a repeated request from a different one.</summary>

@@ -109,7 +109,9 @@ public sealed class CampaignService(
             return null;
         }
         var count = 0;
-        foreach (var state in FileStates.NotStarted)
+        // Files not yet reconstructing end; those queued or reconstructing are told too, so that a failure is not retried.
+        // The ones under way are listed first: one whose failure sends it back to staging meanwhile is found there next.
+        foreach (var state in FileStates.HoldingSlot.Concat(FileStates.NotStarted))
         {
             string? after = null;
             do
@@ -118,7 +120,7 @@ public sealed class CampaignService(
                 foreach (var file in page.Files)
                 {
                     await publisher.Publish(new CancelFile(file.Id, file.Run, file.Stream, file.Campaign, by), cancellationToken);
-                    count++;
+                    count += FileStates.NotStarted.Contains(state) ? 1 : 0;
                 }
                 after = page.Next;
             }

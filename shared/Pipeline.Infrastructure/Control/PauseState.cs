@@ -21,6 +21,9 @@ public sealed class PauseState
 
     public bool IsPaused(string stage) => _paused.Contains(stage);
 
+    /// <summary>Everything paused right now (stages by queue name, campaigns by <see cref="CampaignTarget"/>); never changes once read.</summary>
+    public IReadOnlySet<string> Paused => _paused;
+
     /// <summary>The pause target of a campaign (stages are paused by their queue names).</summary>
     public static string CampaignTarget(string campaign) => CampaignPrefix + campaign;
 

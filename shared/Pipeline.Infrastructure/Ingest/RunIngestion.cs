@@ -166,9 +166,10 @@ public sealed partial class RunIngestion(IRunRegistry runs, CampaignDirectory ca
             {
                 taken.Add(campaign.Name);
             }
+            var awaited = selected.Count > 0 ? await campaigns.AwaitedCalibrationAsync(campaign.Name, run.Run, cancellationToken) : null;
             foreach (var file in selected)
             {
-                var registered = Registered(campaign.Name, run.Run, file);
+                var registered = Registered(campaign, run.Run, file, awaited);
                 ids.Add(registered.FileId);
                 await publisher.Publish(registered, cancellationToken);
             }
@@ -176,9 +177,13 @@ public sealed partial class RunIngestion(IRunRegistry runs, CampaignDirectory ca
         return new IngestResult(run.Run, taken, files.Count, registration == RunRegistration.AlreadyRegistered, ids);
     }
 
-    /// <summary>A raw file entering a campaign; its id is the same however often it is registered.</summary>
-    public static FileRegistered Registered(string campaign, int run, RawFileRecord file) =>
-        new(FileIds.For(campaign, file.Name!), run, file.Stream!, campaign, file.Name!, file.Section, file.Size, file.Adler32!.ToLowerInvariant(), file.Events);
+    /// <summary>
+    /// A raw file entering a campaign, with the campaign's terms and the calibration its run still waits for (null if
+    /// none); its id is the same however often it is registered.
+    /// </summary>
+    public static FileRegistered Registered(CampaignRecord campaign, int run, RawFileRecord file, string? awaitedCalibration) =>
+        new(FileIds.For(campaign.Name, file.Name!), run, file.Stream!, campaign.Name, file.Name!, file.Section, file.Size, file.Adler32!.ToLowerInvariant(),
+            file.Events, campaign.Definition.Terms(), AwaitedCalibration: awaitedCalibration);
 
     /// <summary>A digest of the run's files in a canonical order, to tell a repeat from a change.</summary>
     public static string Digest(RunRecorded run)

@@ -145,6 +145,8 @@ public sealed class When_rendering_mongodb_queries
             LeaseExpiresAt = null,
             Outputs = [new TrackedOutput { Output = new OutputFile("o1", "muon", "jobs/o1.evt", 10, "00000001", 3, 1000, 2), Archived = true }],
             LogNames = ["logs/a.log"],
+            Datasets = [new DatasetSelection("muon", 0x8000_0001u)],
+            Because = "not stored",
         };
         saga.Record(saga.UpdatedAt, "Staged", "FileStaged", "from cache");
 
@@ -163,6 +165,8 @@ public sealed class When_rendering_mongodb_queries
         Assert.Equal(saga.Outputs[0].Output, back.Outputs[0].Output);
         Assert.True(back.Outputs[0].Archived);
         Assert.Equal(saga.History, back.History);
+        Assert.Equal(saga.Datasets, back.Datasets);
+        Assert.False(document.Contains("because"), "the history narration is not stored");
     }
 
     [Fact]

@@ -47,11 +47,9 @@ public sealed class FileStateMachineHarness : IAsyncDisposable
         services.AddSingleton<PauseState>();
         services.AddSingleton(new FakeTimeProvider(DateTimeOffset.Parse("2026-01-01T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture)));
         services.AddSingleton<TimeProvider>(sp => sp.GetRequiredService<FakeTimeProvider>());
-        services.AddOptions<CampaignOptions>().Configure(c => c.MaxAttempts = MaxAttempts);
         services.AddOptions<OrchestratorOptions>().Configure(o => o.MaxStalls = 2);
         services.AddSingleton(StoreBackend.Sqlite(Path.Combine(folder.Path, "pipeline.db")));
-        services.AddStore<IFileSagaStore>().AddStore<ICampaignStore>();
-        services.AddSingleton<CampaignDirectory>();
+        services.AddStore<IFileSagaStore>();
         services.AddMassTransitTestHarness(bus =>
             bus.AddSagaStateMachine<FileStateMachine, FileState, FileStateDefinition>().StoreRepository());
         var provider = services.BuildServiceProvider(validateScopes: true);
@@ -59,8 +57,11 @@ public sealed class FileStateMachineHarness : IAsyncDisposable
         return new FileStateMachineHarness(folder, provider);
     }
 
+    /// <summary>The sample prompt campaign's terms, with an attempt budget of <see cref="MaxAttempts"/>.</summary>
+    public static CampaignTerms Terms => new CampaignOptions { MaxAttempts = MaxAttempts }.ToDefinition().Terms();
+
     public static FileRegistered Registration(string name = "raw/run001000/physics/run001000_physics_0001.raw") =>
-        new(FileIds.For("prompt", name), 1000, "physics", "prompt", name, 1, 1234, "0a0b0c0d", 500);
+        new(FileIds.For("prompt", name), 1000, "physics", "prompt", name, 1, 1234, "0a0b0c0d", 500, Terms);
 
     public Task Publish<T>(T message)
         where T : class => Harness.Bus.Publish(message);

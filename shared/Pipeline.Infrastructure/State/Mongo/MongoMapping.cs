@@ -36,6 +36,12 @@ public static class MongoMapping
                 map.MapMember(x => x.LogicalName).SetElementName(Fields.Name);
             });
             BsonClassMap.TryRegisterClassMap<TrackedOutput>(map => map.AutoMap());
+            // BSON has no unsigned integers: a trigger mask with its top bit set would overflow an Int32.
+            BsonClassMap.TryRegisterClassMap<DatasetSelection>(map =>
+            {
+                map.AutoMap();
+                map.MapMember(x => x.TriggerMask).SetSerializer(new UInt32Serializer(BsonType.Int64));
+            });
             BsonClassMap.TryRegisterClassMap<HistoryEntry>(map => map.AutoMap());
             BsonClassMap.TryRegisterClassMap<OutputFile>(map => map.AutoMap());
             BsonClassMap.TryRegisterClassMap<MergedSource>(map => map.AutoMap());

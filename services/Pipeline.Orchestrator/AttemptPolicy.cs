@@ -1,0 +1,85 @@
+using Pipeline.Infrastructure.Failures;
+using Pipeline.Infrastructure.State;
+
+namespace Pipeline.Orchestrator;
+
+/// <summary>
+/// How a file's failures and stalls are counted and when it stops being retried: after its attempt budget (the
+/// campaign's, plus what an operator granted), early when the same failure repeats (quarantine), or after too many
+/// stalls. Everything it decides is kept on the saga, so the state machine only asks.
+/// </summary>
+public sealed class AttemptPolicy(int maxStalls, int quarantineAfterRepeats)
+{
+    public static AttemptPolicy From(OrchestratorOptions options) => new(options.MaxStalls, options.QuarantineAfterRepeats);
+
+    /// <summary>Counts a failure reported by a stage and keeps its reason, its kind (signature) and the lease let go.</summary>
+    public static void CountFailure(FileState saga, string stage, string reason, int? exitCode, string? logTail)
+    {
+        var signature = FailureSignature.Describe(stage, exitCode, reason, logTail);
+        saga.Failures++;
+        saga.RepeatedFailures = signature == saga.FailureSignature ? saga.RepeatedFailures + 1 : 1;
+        saga.FailureReason = reason;
+        saga.FailureStage = stage;
+        saga.FailureSignature = signature;
+        saga.FailureRelease = saga.Release;
+        saga.LastExitCode = exitCode;
+        saga.LastLogTail = logTail ?? saga.LastLogTail;
+        saga.Worker = null;
+        saga.LeaseExpiresAt = null;
+    }
+
+    /// <summary>Whether the file may be tried again after its last failure.</summary>
+    public bool HasAttemptsLeft(FileState saga) =>
+        !BudgetSpent(saga) && (quarantineAfterRepeats == 0 || saga.RepeatedFailures < quarantineAfterRepeats);
+
+    /// <summary>
+    /// The file fails for good: quarantined if it stopped because its failure repeats rather than because its budget
+    /// is spent. Returns the history line that says which.
+    /// </summary>
+    public static string Fail(FileState saga, string reason)
+    {
+        saga.Quarantined = !BudgetSpent(saga);
+        return saga.Quarantined
+            ? $"quarantined after {saga.RepeatedFailures} attempts failing the same way ({saga.FailureSignature}): {reason}"
+            : reason;
+    }
+
+    /// <summary>
+    /// Counts a step the watchdog found not moving; one held for a paused campaign is not a stall. Returns whether the
+    /// step may be issued again (false: the file has stalled too often and fails, see <see cref="Stalled"/>).
+    /// </summary>
+    public bool CountStall(FileState saga)
+    {
+        if (!saga.Held)
+        {
+            saga.Stalls++;
+        }
+        saga.Held = false;
+        return saga.Stalls <= maxStalls;
+    }
+
+    /// <summary>The file fails because it stalled too often.</summary>
+    public static void Stalled(FileState saga)
+    {
+        saga.FailureReason = $"stalled {saga.Stalls} times";
+        saga.FailureStage = FailureSignature.Watchdog;
+        saga.FailureSignature = FailureSignature.Describe(FailureSignature.Watchdog, null, saga.FailureReason, null);
+        saga.FailureRelease = saga.Release;
+    }
+
+    /// <summary>An operator retries a failed file: its counts start again, with extra attempts and a time limit if given.</summary>
+    public static void Retry(FileState saga, int extraAttempts, int? timeoutSeconds)
+    {
+        saga.Failures = 0;
+        saga.RepeatedFailures = 0;
+        saga.Quarantined = false;
+        saga.Stalls = 0;
+        saga.FailureReason = null;
+        saga.FailureStage = null;
+        saga.FailureSignature = null;
+        saga.ExtraAttempts = Math.Max(0, extraAttempts);
+        saga.TimeoutSeconds = timeoutSeconds ?? saga.TimeoutSeconds;
+    }
+
+    private static bool BudgetSpent(FileState saga) => saga.Failures >= saga.MaxAttempts + saga.ExtraAttempts;
+}
