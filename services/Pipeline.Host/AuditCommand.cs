@@ -1,3 +1,4 @@
+using Pipeline.Api;
 using System.Text.Json;
 using Pipeline.Infrastructure.Audit;
 using Pipeline.Infrastructure.Hosting;

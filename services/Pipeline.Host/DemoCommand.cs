@@ -1,3 +1,4 @@
+using Pipeline.Api;
 using Pipeline.Infrastructure.Audit;
 using System.Diagnostics;
 using System.Globalization;

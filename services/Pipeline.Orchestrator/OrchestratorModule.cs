@@ -1,6 +1,5 @@
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.Sagas;
 using Pipeline.Infrastructure.State;
 using Pipeline.Orchestrator.Campaigns;
 

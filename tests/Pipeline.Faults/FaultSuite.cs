@@ -1,3 +1,4 @@
+using Pipeline.Api;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Json;

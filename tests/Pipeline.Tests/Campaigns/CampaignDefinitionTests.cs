@@ -1,3 +1,4 @@
+using Pipeline.Api;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.State;
 

@@ -6,7 +6,6 @@ using Microsoft.Extensions.Time.Testing;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Campaigns;
 using Pipeline.Infrastructure.Ingest;
-using Pipeline.Infrastructure.Sagas;
 using Pipeline.Infrastructure.State;
 using Pipeline.Orchestrator;
 using Pipeline.Orchestrator.Campaigns;

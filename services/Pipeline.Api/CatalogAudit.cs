@@ -1,6 +1,7 @@
+using Pipeline.Infrastructure.Audit;
 using Pipeline.Infrastructure.State;
 
-namespace Pipeline.Infrastructure.Audit;
+namespace Pipeline.Api;
 
 /// <summary>What the audit of one campaign found, from the catalog and the file records alone (no byte is read).</summary>
 public sealed record CatalogAuditReport(

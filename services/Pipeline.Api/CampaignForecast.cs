@@ -1,6 +1,6 @@
 using Pipeline.Infrastructure.State;
 
-namespace Pipeline.Infrastructure.Campaigns;
+namespace Pipeline.Api;
 
 /// <summary>A campaign's files counted by how far they got, at one moment.</summary>
 public sealed record CampaignProgress(DateTimeOffset At, long Registered, long Staged, long Reconstructed, long Merged, long Archived, long Failed, long Cancelled)

@@ -1,8 +1,9 @@
 using Microsoft.Extensions.Logging;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.State;
+using Pipeline.Infrastructure.Telemetry;
 
-namespace Pipeline.Infrastructure.Telemetry;
+namespace Pipeline.Api;
 
 /// <summary>
 /// Reads the files per campaign and state from the store every few seconds for the pipeline.files gauge.

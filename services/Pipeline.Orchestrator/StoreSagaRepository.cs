@@ -3,9 +3,10 @@ using MassTransit.Configuration;
 using MassTransit.Context;
 using MassTransit.Middleware;
 using MassTransit.Saga;
+using Pipeline.Infrastructure.Faults;
 using Pipeline.Infrastructure.State;
 
-namespace Pipeline.Infrastructure.Sagas;
+namespace Pipeline.Orchestrator;
 
 /// <summary>
 /// Plugs the project's own <see cref="IFileSagaStore"/> (SQLite now, MongoDB later) under MassTransit's
@@ -96,7 +97,7 @@ public sealed class StoreSagaRepositoryContext<TMessage> : ConsumeContextScope<T
     {
         var expected = _loadedVersions.TryGetValue(context.Saga.CorrelationId, out var loaded) ? loaded : context.Saga.Version;
         await store.UpdateAsync(context.Saga, expected, CancellationToken);
-        Faults.FaultInjection.SagaSaved();
+        FaultInjection.SagaSaved();
     }
 
     public Task Delete(SagaConsumeContext<FileState> context) =>
