@@ -5,7 +5,10 @@ using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Stager;
 
-/// <summary>Deletes a staged copy nobody will reconstruct (its campaign was cancelled) and gives its room in the cache back.</summary>
+/// <summary>
+/// Deletes a staged copy nobody will read again (its campaign was cancelled, or its file was reconstructed) and gives
+/// its room in the cache back.
+/// </summary>
 public sealed class DiscardStagedFileConsumer(StorageAreas areas, AreaGate gate, ILogger<DiscardStagedFileConsumer> logger) : IConsumer<DiscardStagedFile>
 {
     public async Task Consume(ConsumeContext<DiscardStagedFile> context)
@@ -15,14 +18,16 @@ public sealed class DiscardStagedFileConsumer(StorageAreas areas, AreaGate gate,
         {
             throw new ArgumentException($"Cannot discard '{name}': {problem}");
         }
-        // After a reconstruction the worker has usually removed it already: then this changes nothing.
-        if (!areas.Cache.Exists(name))
+        // After a reconstruction the worker has usually removed it already: then only its room is given back (again; harmless).
+        var present = areas.Cache.Exists(name);
+        if (present)
         {
-            await gate.ReleaseAsync(StorageOptions.Cache, name);
-            return;
+            areas.Cache.Delete(name);
         }
-        areas.Cache.Delete(name);
         await gate.ReleaseAsync(StorageOptions.Cache, name);
-        logger.LogInformation("Discarded the staged copy {CachedName} of {FileId} (campaign {Campaign}): nobody will read it again", name, context.Message.FileId, context.Message.Campaign);
+        if (present)
+        {
+            logger.LogInformation("Discarded the staged copy {CachedName} of {FileId} (campaign {Campaign}): nobody will read it again", name, context.Message.FileId, context.Message.Campaign);
+        }
     }
 }

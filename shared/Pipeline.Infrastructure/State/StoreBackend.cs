@@ -58,33 +58,34 @@ public sealed class StoreBackend : IDisposable
         {
             return _stores.GetOrAdd(typeof(RunCatalogKey), _ => _sqlite is not null ? new SqliteRunCatalog(_sqlite) : new MongoRunCatalog(_mongo!));
         }
-        if (_sqlite is { } sqlite)
-        {
-            return store.Name switch
-            {
-                nameof(IFileSagaStore) => new SqliteFileSagaStore(sqlite),
-                nameof(IMergeStore) => new SqliteMergeStore(sqlite),
-                nameof(IFlowStore) => new SqliteFlowStore(sqlite),
-                nameof(ICampaignStore) => new SqliteCampaignStore(sqlite),
-                nameof(IHealthStore) => new SqliteHealthStore(sqlite),
-                nameof(IActivityLog) => new SqliteActivityLog(sqlite),
-                nameof(IControlStore) => new SqliteControlStore(sqlite),
-                _ => throw new ArgumentException($"No store serves {store.Name}.", nameof(store)),
-            };
-        }
-        var mongo = _mongo!;
-        return store.Name switch
-        {
-            nameof(IFileSagaStore) => new MongoFileSagaStore(mongo),
-            nameof(IMergeStore) => new MongoMergeStore(mongo),
-            nameof(IFlowStore) => new MongoFlowStore(mongo),
-            nameof(ICampaignStore) => new MongoCampaignStore(mongo),
-            nameof(IHealthStore) => new MongoHealthStore(mongo),
-            nameof(IActivityLog) => new MongoActivityLog(mongo),
-            nameof(IControlStore) => new MongoControlStore(mongo),
-            _ => throw new ArgumentException($"No store serves {store.Name}.", nameof(store)),
-        };
+        return _sqlite is { } sqlite
+            ? (SqliteStores.TryGetValue(store, out var sqliteStore) ? sqliteStore(sqlite) : throw NoStore(store))
+            : (MongoStores.TryGetValue(store, out var mongoStore) ? mongoStore(_mongo!) : throw NoStore(store));
     }
+
+    private static ArgumentException NoStore(Type store) => new($"No store serves {store.Name}.", nameof(store));
+
+    private static readonly Dictionary<Type, Func<SqliteDatabase, object>> SqliteStores = new()
+    {
+        [typeof(IFileSagaStore)] = db => new SqliteFileSagaStore(db),
+        [typeof(IMergeStore)] = db => new SqliteMergeStore(db),
+        [typeof(IFlowStore)] = db => new SqliteFlowStore(db),
+        [typeof(ICampaignStore)] = db => new SqliteCampaignStore(db),
+        [typeof(IHealthStore)] = db => new SqliteHealthStore(db),
+        [typeof(IActivityLog)] = db => new SqliteActivityLog(db),
+        [typeof(IControlStore)] = db => new SqliteControlStore(db),
+    };
+
+    private static readonly Dictionary<Type, Func<MongoStoreContext, object>> MongoStores = new()
+    {
+        [typeof(IFileSagaStore)] = db => new MongoFileSagaStore(db),
+        [typeof(IMergeStore)] = db => new MongoMergeStore(db),
+        [typeof(IFlowStore)] = db => new MongoFlowStore(db),
+        [typeof(ICampaignStore)] = db => new MongoCampaignStore(db),
+        [typeof(IHealthStore)] = db => new MongoHealthStore(db),
+        [typeof(IActivityLog)] = db => new MongoActivityLog(db),
+        [typeof(IControlStore)] = db => new MongoControlStore(db),
+    };
 
     /// <summary>Answers when the database does: for the readiness check.</summary>
     public Task PingAsync(CancellationToken cancellationToken) =>
