@@ -24,7 +24,7 @@ namespace Pipeline.Merger;
 /// </summary>
 public sealed class MergeService(
     IMergeStore merges,
-    IFileSagaStore sagas,
+    IRunLedger ledger,
     StorageAreas areas,
     IBus bus,
     CampaignDirectory campaigns,
@@ -120,7 +120,7 @@ public sealed class MergeService(
             await ResolveAsync(key, now, cancellationToken);
             return (pending, false);
         }
-        var oldestOpen = await sagas.OldestUnfinishedRunAsync(buffer.Campaign, cancellationToken);
+        var oldestOpen = await ledger.OldestOpenRunAsync(buffer.Campaign, cancellationToken);
         var ready = pending.TakeWhile(o => oldestOpen is null || o.Run < oldestOpen).ToList();
         // A file past reconstruction may still have outputs on their way to this buffer: a run is complete only
         // once every output its files reported has arrived. That holds for runs with nothing pending yet too, so
@@ -159,7 +159,7 @@ public sealed class MergeService(
             fromRun = await merges.HighestMergedRunAsync(buffer.Campaign, buffer.Dataset, cancellationToken) ?? 0;
             _mergedThrough[key] = fromRun;
         }
-        var reported = await sagas.CountReportedOutputsAsync(buffer.Campaign, buffer.Dataset, fromRun, throughRun, cancellationToken);
+        var reported = await ledger.CountReportedOutputsAsync(buffer.Campaign, buffer.Dataset, fromRun, throughRun, cancellationToken);
         var received = await merges.CountReceivedOutputsAsync(buffer.Campaign, buffer.Dataset, fromRun, throughRun, cancellationToken);
         return reported.Keys.Order().Cast<int?>().FirstOrDefault(run => received.GetValueOrDefault(run!.Value) < reported[run.Value]);
     }
@@ -185,7 +185,7 @@ public sealed class MergeService(
     private async Task<bool> RunsEndedAsync(DatasetBuffer buffer, IReadOnlyList<PendingOutput> pending, CancellationToken cancellationToken)
     {
         var runs = pending.Select(o => o.Run).Distinct().ToList();
-        var progress = await sagas.RunProgressAsync(buffer.Campaign, runs, cancellationToken);
+        var progress = await ledger.RunProgressAsync(buffer.Campaign, runs, cancellationToken);
         return runs.All(run => progress.TryGetValue(run, out var p) && p.Ended);
     }
 

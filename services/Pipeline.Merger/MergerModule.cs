@@ -11,13 +11,14 @@ public static class MergerModule
         (services, _) =>
         {
             // The stores this service uses.
-            services.AddStore<IMergeStore>().AddStore<IFileSagaStore>().AddStore<IHealthStore>();
+            services.AddStore<IMergeStore>().AddStore<IRunLedger>().AddStore<IHealthStore>();
             services.AddOptions<MergerOptions>().BindConfiguration(MergerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHostedService<MergeService>();
         },
         bus =>
         {
             bus.AddConsumer<MergeOutputConsumer, MergeOutputConsumerDefinition>();
+            bus.AddConsumer<RunFileProgressConsumer, RunFileProgressConsumerDefinition>();
             bus.AddConsumer<OutputsArchivedConsumer, OutputsArchivedConsumerDefinition>();
             bus.AddConsumer<RemakeMergedFileConsumer, RemakeMergedFileConsumerDefinition>();
         });

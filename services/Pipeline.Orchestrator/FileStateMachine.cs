@@ -58,6 +58,8 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         var history = new FileHistory(time);
         ConnectStateObserver(history);
         ConnectEventObserver(history);
+        // After the history: each report is numbered by the line its transition added.
+        ConnectStateObserver(new RunFileReporter());
 
         // Late and repeated messages are normal under at-least-once delivery: a result for a step the
         // file has left, or a registration of a file already known, changes nothing.

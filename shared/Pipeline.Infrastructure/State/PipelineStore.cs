@@ -134,29 +134,6 @@ public interface IFileSagaStore
 
     /// <summary>Files in a non-final state whose deadline passed, or that were last written before <paramref name="updatedBefore"/>.</summary>
     Task<IReadOnlyList<StalledFile>> FindStalledAsync(DateTimeOffset now, DateTimeOffset? updatedBefore, int limit, CancellationToken cancellationToken);
-
-    /// <summary>
-    /// For each of the given runs of a campaign: how many files it has, and how many are past
-    /// reconstruction (reconstructed, merged, archived or failed) — when all are, the run has ended for merging.
-    /// </summary>
-    Task<IReadOnlyDictionary<int, RunProgress>> RunProgressAsync(string campaign, IReadOnlyCollection<int> runs, CancellationToken cancellationToken);
-
-    /// <summary>
-    /// The lowest run of a campaign with a file not yet past reconstruction (null if none): outputs of earlier
-    /// runs are all known, so merging them keeps a dataset in run order.
-    /// </summary>
-    Task<int?> OldestUnfinishedRunAsync(string campaign, CancellationToken cancellationToken);
-
-    /// <summary>
-    /// Per run from <paramref name="fromRun"/> to <paramref name="toRun"/>, how many outputs of a dataset the campaign's
-    /// files reported (what the merger must receive before the run is complete); runs with none are left out.
-    /// </summary>
-    Task<IReadOnlyDictionary<int, int>> CountReportedOutputsAsync(string campaign, string dataset, int fromRun, int toRun, CancellationToken cancellationToken);
-}
-
-public sealed record RunProgress(int Files, int PastReconstruction)
-{
-    public bool Ended => PastReconstruction == Files;
 }
 
 public sealed record FileQuery(

@@ -42,6 +42,7 @@ public sealed class StoreBackend : IDisposable
     public IRunRegistry Runs => Get<IRunRegistry>();
     public ICatalog Catalog => Get<ICatalog>();
     public IMergeStore Merges => Get<IMergeStore>();
+    public IRunLedger RunLedger => Get<IRunLedger>();
     public IFlowStore Flow => Get<IFlowStore>();
     public ICampaignStore Campaigns => Get<ICampaignStore>();
     public IHealthStore Health => Get<IHealthStore>();
@@ -69,6 +70,7 @@ public sealed class StoreBackend : IDisposable
     {
         [typeof(IFileSagaStore)] = db => new SqliteFileSagaStore(db),
         [typeof(IMergeStore)] = db => new SqliteMergeStore(db),
+        [typeof(IRunLedger)] = db => new SqliteRunLedger(db),
         [typeof(IFlowStore)] = db => new SqliteFlowStore(db),
         [typeof(ICampaignStore)] = db => new SqliteCampaignStore(db),
         [typeof(IHealthStore)] = db => new SqliteHealthStore(db),
@@ -80,6 +82,7 @@ public sealed class StoreBackend : IDisposable
     {
         [typeof(IFileSagaStore)] = db => new MongoFileSagaStore(db),
         [typeof(IMergeStore)] = db => new MongoMergeStore(db),
+        [typeof(IRunLedger)] = db => new MongoRunLedger(db),
         [typeof(IFlowStore)] = db => new MongoFlowStore(db),
         [typeof(ICampaignStore)] = db => new MongoCampaignStore(db),
         [typeof(IHealthStore)] = db => new MongoHealthStore(db),

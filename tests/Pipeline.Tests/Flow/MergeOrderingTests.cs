@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using Microsoft.Extensions.DependencyInjection;
+using Pipeline.Contracts;
 using Pipeline.EventFormat;
 using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.State;
@@ -33,6 +34,10 @@ public sealed class When_a_dataset_waits_for_a_late_file_of_an_earlier_run
         var done = Saga(2, "raw/run2/done.raw", "Reconstructed");
         await sagas.InsertAsync(done, CancellationToken.None);
         await merges.AddOutputAsync(await OutputAsync(pipeline, done, "muon"), CancellationToken.None);
+        // What the two sagas would have reported to the merger's ledger: run 1's file open, run 2's closed with one output.
+        var ledger = pipeline.Services.GetRequiredService<IRunLedger>();
+        await ledger.RecordAsync(new RunFileProgress(Guid.NewGuid(), 1, "physics", Campaign, 1, true, []), CancellationToken.None);
+        await ledger.RecordAsync(new RunFileProgress(done.CorrelationId, 2, "physics", Campaign, 2, false, [new DatasetOutputs("muon", 1)]), CancellationToken.None);
 
         var alert = await Eventually.Until(() => health.ListAlertsAsync(activeOnly: true, 10, CancellationToken.None),
             alerts => alerts.Any(a => a.Key == $"merge-order:{Campaign}/muon"), TimeSpan.FromMinutes(2), "the merge-order alert",

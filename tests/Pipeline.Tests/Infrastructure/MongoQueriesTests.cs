@@ -216,9 +216,27 @@ public sealed class When_rendering_mongodb_queries
 
         Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "run", new BsonDocument("$in", new BsonArray { 1, 2 }) } }, progress[0]["$match"]);
         Assert.Equal("$run", progress[1]["$group"]["_id"]);
-        Assert.Contains("Reconstructed", progress[1]["$group"]["past"].ToJson());
+        // A closed file (open: false) counts as past reconstruction.
+        Assert.Equal(new BsonDocument("$sum", new BsonDocument("$cond", new BsonArray { "$open", 0, 1 })), progress[1]["$group"]["past"]);
         Assert.Equal(new BsonDocument("mergedName", BsonNull.Value), MongoQueries.Buffers[0]["$match"]);
         Assert.Equal("$size", MongoQueries.Buffers[1]["$group"]["bytes"]["$sum"]);
+    }
+
+    [Fact]
+    public void Should_sum_the_outputs_a_runs_files_reported_to_the_ledger_from_its_index()
+    {
+        var reported = MongoQueries.ReportedOutputs("prompt", "muon", 3, 5);
+
+        Assert.Equal(new BsonDocument
+        {
+            { "campaign", "prompt" },
+            { "run", new BsonDocument { { "$gte", 3 }, { "$lte", 5 } } },
+            { "outputs.dataset", "muon" },
+        }, reported[0]["$match"]);
+        Assert.Equal("$outputs.outputs", reported[3]["$group"]["outputs"]["$sum"]);
+        Assert.Equal(["campaign", "outputs.dataset", "run"], IndexFields(MongoStoreContext.RunFilesCollection, "campaign_dataset_run"));
+        Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "open", true } }, Render(MongoQueries.OpenFiles("prompt")));
+        Assert.Equal(["campaign", "open", "run"], IndexFields(MongoStoreContext.RunFilesCollection, "campaign_open_run"));
     }
 
     [Fact]

@@ -254,10 +254,6 @@ public abstract class StoreContract : IAsyncLifetime
         var failed = Assert.Single((await Store.Sagas.ListAsync(new FileQuery(State: "Failed"), CancellationToken.None)).Files);
         Assert.Equal(("prompt", 1, "express", "Failed"), (failed.Campaign, failed.Run, failed.Stream, failed.State));
 
-        var progress = await Store.Sagas.RunProgressAsync("prompt", [1, 2, 3], CancellationToken.None);
-        Assert.Equal(new RunProgress(3, 2), progress[1]);
-        Assert.Equal(new RunProgress(2, 2), progress[2]);
-        Assert.Equal(new RunProgress(0, 0), progress[3]);
         Assert.Equal(
             [("prompt", "Archived", 2L), ("prompt", "Failed", 1L), ("prompt", "Reconstructed", 1L), ("prompt", "Reconstructing", 1L), ("reprocessing-2", "Staging", 1L)],
             (await Store.Sagas.CountByStateAsync(CancellationToken.None)).Select(c => (c.Campaign, c.State, c.Files)));
@@ -557,17 +553,48 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.Single(await Store.Flow.ListSettingsAsync(CancellationToken.None));
     }
 
+    private static RunFileProgress Report(int run, string file, long sequence, bool open, params (string Dataset, int Outputs)[] outputs) =>
+        new(ReportedFile(file), run, "physics", file.StartsWith("other", StringComparison.Ordinal) ? "other" : "prompt", sequence, open,
+            [.. outputs.Select(o => new DatasetOutputs(o.Dataset, o.Outputs))]);
+
+    private static Guid ReportedFile(string name) => new(System.Security.Cryptography.MD5.HashData(System.Text.Encoding.UTF8.GetBytes(name)));
+
     [SkippableFact]
     public async Task Should_find_the_oldest_run_with_files_still_to_reconstruct()
     {
-        Assert.Null(await Store.Sagas.OldestUnfinishedRunAsync("prompt", CancellationToken.None));
-        await Store.Sagas.InsertAsync(Saga(5, "raw/5/a", "Archived"), CancellationToken.None);
-        await Store.Sagas.InsertAsync(Saga(7, "raw/7/a", "Reconstructing"), CancellationToken.None);
-        await Store.Sagas.InsertAsync(Saga(9, "raw/9/a", "Registered"), CancellationToken.None);
-        await Store.Sagas.InsertAsync(Saga(3, "raw/3/a", "Staged", campaign: "other"), CancellationToken.None);
+        Assert.Null(await Store.RunLedger.OldestOpenRunAsync("prompt", CancellationToken.None));
+        await Store.RunLedger.RecordAsync(Report(5, "raw/5/a", 1, open: true), CancellationToken.None);
+        await Store.RunLedger.RecordAsync(Report(5, "raw/5/a", 4, open: false), CancellationToken.None);
+        await Store.RunLedger.RecordAsync(Report(7, "raw/7/a", 1, open: true), CancellationToken.None);
+        await Store.RunLedger.RecordAsync(Report(9, "raw/9/a", 1, open: true), CancellationToken.None);
+        await Store.RunLedger.RecordAsync(Report(3, "other/3/a", 1, open: true), CancellationToken.None);
 
-        Assert.Equal(7, await Store.Sagas.OldestUnfinishedRunAsync("prompt", CancellationToken.None));
-        Assert.Equal(3, await Store.Sagas.OldestUnfinishedRunAsync("other", CancellationToken.None));
+        Assert.Equal(7, await Store.RunLedger.OldestOpenRunAsync("prompt", CancellationToken.None));
+        Assert.Equal(3, await Store.RunLedger.OldestOpenRunAsync("other", CancellationToken.None));
+
+        // A report that arrives after a later one changes nothing: run 5's file stays closed.
+        await Store.RunLedger.RecordAsync(Report(5, "raw/5/a", 2, open: true), CancellationToken.None);
+        Assert.Equal(7, await Store.RunLedger.OldestOpenRunAsync("prompt", CancellationToken.None));
+        // A retried file is open again.
+        await Store.RunLedger.RecordAsync(Report(5, "raw/5/a", 9, open: true), CancellationToken.None);
+        Assert.Equal(5, await Store.RunLedger.OldestOpenRunAsync("prompt", CancellationToken.None));
+    }
+
+    [SkippableFact]
+    public async Task Should_tell_per_run_how_many_files_are_known_and_past_reconstruction()
+    {
+        await Store.RunLedger.RecordAsync(Report(1, "raw/1/a", 1, open: true), CancellationToken.None);
+        await Store.RunLedger.RecordAsync(Report(1, "raw/1/b", 5, open: false), CancellationToken.None);
+        await Store.RunLedger.RecordAsync(Report(1, "raw/1/c", 6, open: false, ("muon", 1)), CancellationToken.None);
+        await Store.RunLedger.RecordAsync(Report(2, "raw/2/a", 6, open: false), CancellationToken.None);
+        await Store.RunLedger.RecordAsync(Report(2, "raw/2/b", 3, open: false), CancellationToken.None);
+
+        var progress = await Store.RunLedger.RunProgressAsync("prompt", [1, 2, 3], CancellationToken.None);
+        Assert.Equal(new RunProgress(3, 2), progress[1]);
+        Assert.Equal(new RunProgress(2, 2), progress[2]);
+        Assert.Equal(new RunProgress(0, 0), progress[3]);
+        Assert.False(progress[1].Ended);
+        Assert.True(progress[2].Ended);
     }
 
     [SkippableFact]
@@ -576,16 +603,14 @@ public abstract class StoreContract : IAsyncLifetime
         var at = DateTimeOffset.UtcNow;
         for (var run = 1; run <= 2; run++)
         {
-            var saga = Saga(run, $"raw/{run}/a");
-            saga.Outputs.Add(new TrackedOutput { Output = new OutputFile($"o{run}m", "muon", $"jobs/{run}/m.evt", 10, "00000001", 3, run, 1) });
-            saga.Outputs.Add(new TrackedOutput { Output = new OutputFile($"o{run}j", "jet", $"jobs/{run}/j.evt", 10, "00000001", 3, run, 1) });
-            await Store.Sagas.InsertAsync(saga, CancellationToken.None);
+            await Store.RunLedger.RecordAsync(Report(run, $"raw/{run}/a", 1, open: true), CancellationToken.None);
+            await Store.RunLedger.RecordAsync(Report(run, $"raw/{run}/a", 7, open: false, ("muon", 1), ("jet", 1)), CancellationToken.None);
         }
-        await Store.Sagas.InsertAsync(Saga(2, "raw/2/b"), CancellationToken.None);
+        await Store.RunLedger.RecordAsync(Report(2, "raw/2/b", 1, open: true), CancellationToken.None);
         await Store.Merges.AddOutputAsync(new PendingOutput("o1m", Guid.NewGuid(), "prompt", "muon", 1, "physics", 1, "raw/1/a", "jobs/1/m.evt", 10, "00000001", 3, at, null), CancellationToken.None);
 
-        Assert.Equal(new Dictionary<int, int> { [1] = 1, [2] = 1 }, await Store.Sagas.CountReportedOutputsAsync("prompt", "muon", 1, 3, CancellationToken.None));
-        Assert.Equal(new Dictionary<int, int> { [2] = 1 }, await Store.Sagas.CountReportedOutputsAsync("prompt", "muon", 2, 2, CancellationToken.None));
+        Assert.Equal(new Dictionary<int, int> { [1] = 1, [2] = 1 }, await Store.RunLedger.CountReportedOutputsAsync("prompt", "muon", 1, 3, CancellationToken.None));
+        Assert.Equal(new Dictionary<int, int> { [2] = 1 }, await Store.RunLedger.CountReportedOutputsAsync("prompt", "muon", 2, 2, CancellationToken.None));
         Assert.Equal(new Dictionary<int, int> { [1] = 1 }, await Store.Merges.CountReceivedOutputsAsync("prompt", "muon", 1, 3, CancellationToken.None));
         Assert.Empty(await Store.Merges.CountReceivedOutputsAsync("prompt", "muon", 2, 3, CancellationToken.None));
         Assert.Empty(await Store.Merges.CountReceivedOutputsAsync("prompt", "jet", 1, 2, CancellationToken.None));

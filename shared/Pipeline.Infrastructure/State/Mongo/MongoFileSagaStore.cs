@@ -165,42 +165,4 @@ public sealed class MongoFileSagaStore(MongoStoreContext db) : IFileSagaStore
             d[Fields.Id].AsGuid, d[Fields.Version].AsInt32, d[Fields.State].AsString,
             d[Fields.Campaign].AsString, d[Fields.Run].AsInt32, d[Fields.Stream].AsString)).ToList();
     }
-
-    public async Task<IReadOnlyDictionary<int, RunProgress>> RunProgressAsync(string campaign, IReadOnlyCollection<int> runs, CancellationToken cancellationToken)
-    {
-        var progress = runs.Distinct().ToDictionary(run => run, _ => new RunProgress(0, 0));
-        if (progress.Count == 0)
-        {
-            return progress;
-        }
-        var groups = await AggregateAsync(db.Sagas, MongoQueries.RunProgress(campaign, progress.Keys), cancellationToken);
-        foreach (var group in groups)
-        {
-            progress[group[Fields.Id].AsInt32] = new RunProgress(group["files"].ToInt32(), group["past"].ToInt32());
-        }
-        return progress;
-    }
-
-
-    public async Task<int?> OldestUnfinishedRunAsync(string campaign, CancellationToken cancellationToken)
-    {
-        // One index lookup per in-flight state on (campaign, state, run): no scan of the finished files.
-        int? oldest = null;
-        foreach (var state in FileStates.BeforeReconstructed)
-        {
-            var first = await Retry(token => db.Sagas.Find(s => s.Campaign == campaign && s.CurrentState == state)
-                .SortBy(s => s.Run).Limit(1).Project(s => (int?)s.Run).FirstOrDefaultAsync(token), cancellationToken);
-            if (first is not null && (oldest is null || first < oldest))
-            {
-                oldest = first;
-            }
-        }
-        return oldest;
-    }
-
-    public async Task<IReadOnlyDictionary<int, int>> CountReportedOutputsAsync(string campaign, string dataset, int fromRun, int toRun, CancellationToken cancellationToken)
-    {
-        var groups = await AggregateAsync(db.Sagas, MongoQueries.ReportedOutputs(campaign, dataset, fromRun, toRun), cancellationToken);
-        return groups.ToDictionary(g => g[Fields.Id].AsInt32, g => g["outputs"].ToInt32());
-    }
 }

@@ -100,5 +100,7 @@ public static class MongoMapping
         public const string FailureStage = "failureStage";
         public const string FailureSignature = "failureSignature";
         public const string FailureRelease = "failureRelease";
+        public const string Open = "open";
+        public const string Sequence = "sequence";
     }
 }

@@ -136,7 +136,7 @@ public static class MongoQueries
         ];
     }
 
-    /// <summary>Per run of a campaign: its files, and how many are past reconstruction.</summary>
+    /// <summary>Per run of a campaign: the files the run ledger knows, and how many are closed (past reconstruction).</summary>
     public static BsonDocument[] RunProgress(string campaign, IEnumerable<int> runs) =>
     [
         new("$match", new BsonDocument
@@ -148,14 +148,7 @@ public static class MongoQueries
         {
             { Fields.Id, "$" + Fields.Run },
             { "files", new BsonDocument("$sum", 1) },
-            {
-                "past", new BsonDocument("$sum", new BsonDocument("$cond", new BsonArray
-                {
-                    new BsonDocument("$in", new BsonArray { "$" + Fields.State, new BsonArray(FileStates.PastReconstruction.Order(StringComparer.Ordinal)) }),
-                    1,
-                    0,
-                }))
-            },
+            { "past", new BsonDocument("$sum", new BsonDocument("$cond", new BsonArray { "$" + Fields.Open, 0, 1 })) },
         }),
     ];
 
@@ -221,13 +214,22 @@ public static class MongoQueries
         Builders<PendingOutput>.Filter.Eq(o => o.Campaign, campaign) & Builders<PendingOutput>.Filter.Eq(o => o.Dataset, dataset)
         & Builders<PendingOutput>.Filter.Ne(o => o.MergedName, null);
 
-    /// <summary>Outputs of a dataset the campaign's files reported, per run.</summary>
+    /// <summary>A file's ledger document if it holds a report older than <paramref name="sequence"/>.</summary>
+    public static FilterDefinition<BsonDocument> OlderReport(Guid file, long sequence) =>
+        Builders<BsonDocument>.Filter.Eq(Fields.Id, new BsonBinaryData(file, GuidRepresentation.Standard))
+        & Builders<BsonDocument>.Filter.Lt(Fields.Sequence, sequence);
+
+    /// <summary>A campaign's files that may still produce outputs.</summary>
+    public static FilterDefinition<BsonDocument> OpenFiles(string campaign) =>
+        Builders<BsonDocument>.Filter.Eq(Fields.Campaign, campaign) & Builders<BsonDocument>.Filter.Eq(Fields.Open, true);
+
+    /// <summary>Outputs of a dataset the campaign's files reported to the run ledger, per run.</summary>
     public static BsonDocument[] ReportedOutputs(string campaign, string dataset, int fromRun, int toRun) =>
     [
-        new("$match", new BsonDocument { { Fields.Campaign, campaign }, { Fields.Run, RunRange(fromRun, toRun) } }),
+        new("$match", new BsonDocument { { Fields.Campaign, campaign }, { Fields.Run, RunRange(fromRun, toRun) }, { "outputs." + Fields.Dataset, dataset } }),
         new("$unwind", "$outputs"),
-        new("$match", new BsonDocument("outputs.output." + Fields.Dataset, dataset)),
-        new("$group", new BsonDocument { { Fields.Id, "$" + Fields.Run }, { "outputs", new BsonDocument("$sum", 1) } }),
+        new("$match", new BsonDocument("outputs." + Fields.Dataset, dataset)),
+        new("$group", new BsonDocument { { Fields.Id, "$" + Fields.Run }, { "outputs", new BsonDocument("$sum", "$outputs.outputs") } }),
     ];
 
     /// <summary>Outputs of a dataset the merger received (merged or waiting), per run.</summary>
@@ -274,6 +276,13 @@ public static class MongoQueries
                 Index("archived_updated", Keys(Fields.Archived, Fields.UpdatedAt)),
                 // A merged file's name is its _id: the archive order (created, name) is (createdAt, _id).
                 Index("dataset_unarchived_order", Keys(Fields.Campaign, Fields.Dataset, Fields.Archived, "createdAt", Fields.Id)),
+            ],
+            [MongoStoreContext.RunFilesCollection] =
+            [
+                // The oldest open run: equality on (campaign, open), the first run in index order.
+                Index("campaign_open_run", Keys(Fields.Campaign, Fields.Open, Fields.Run)),
+                Index("campaign_run", Keys(Fields.Campaign, Fields.Run)),
+                Index("campaign_dataset_run", Keys(Fields.Campaign, "outputs." + Fields.Dataset, Fields.Run)),
             ],
             [MongoStoreContext.AnnouncementsCollection] =
             [

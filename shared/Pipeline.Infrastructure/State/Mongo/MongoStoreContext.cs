@@ -31,13 +31,14 @@ public sealed class MongoStoreContext
     public const string StateCountsCollection = "state_counts";
     public const string AnnouncementsCollection = "run_announcements";
     public const string MigrationsCollection = "migrations";
+    public const string RunFilesCollection = "run_files";
 
     /// <summary>Every collection of the stores, created at start-up (never implicitly inside a transaction).</summary>
     public static IReadOnlyList<string> Collections { get; } =
     [
         FileSagas, RunsCollection, CatalogCollection, MergeOutputs, MergedFiles, ActivityCollection, InstancesCollection, AlertsCollection,
         PausedCollection, AreaFilesCollection, AreasCollection, MoversCollection, SettingsCollection, CampaignsCollection,
-        CalibrationsCollection, StateCountsCollection, AnnouncementsCollection, MigrationsCollection,
+        CalibrationsCollection, StateCountsCollection, AnnouncementsCollection, MigrationsCollection, RunFilesCollection,
     ];
 
     /// <summary>The oldest server the stores run on: transactions that create nothing implicitly, and majority reads in them.</summary>
@@ -91,6 +92,7 @@ public sealed class MongoStoreContext
         Calibrations = Database.GetCollection<BsonDocument>(CalibrationsCollection);
         StateCounts = Database.GetCollection<BsonDocument>(StateCountsCollection);
         Announcements = Database.GetCollection<BsonDocument>(AnnouncementsCollection);
+        RunFiles = Database.GetCollection<BsonDocument>(RunFilesCollection);
     }
 
     public IMongoClient Client { get; }
@@ -112,6 +114,7 @@ public sealed class MongoStoreContext
     public IMongoCollection<BsonDocument> Calibrations { get; }
     public IMongoCollection<BsonDocument> StateCounts { get; }
     public IMongoCollection<BsonDocument> Announcements { get; }
+    public IMongoCollection<BsonDocument> RunFiles { get; }
 
     /// <summary>
     /// A client whose writes wait for a majority of the replica set and its journal (for at most

@@ -205,38 +205,4 @@ public sealed class SqliteFileSagaStore : IFileSagaStore
             """,
             r => new StalledFile(Guid.Parse(r.GetString(0)), r.GetInt32(1), r.GetString(2), r.GetString(3), r.GetInt32(4), r.GetString(5)),
             ("$now", Millis(now)), ("$before", updatedBefore is { } before ? Millis(before) : null), ("$limit", limit));
-
-    public Task<IReadOnlyDictionary<int, RunProgress>> RunProgressAsync(string campaign, IReadOnlyCollection<int> runs, CancellationToken cancellationToken) =>
-        _database.ReadAsync<IReadOnlyDictionary<int, RunProgress>>(session =>
-        {
-            var progress = new Dictionary<int, RunProgress>();
-            using var command = session.Command($"""
-                SELECT COUNT(*), COALESCE(SUM(state IN ({string.Join(", ", FileStates.PastReconstruction.Order(StringComparer.Ordinal).Select(s => $"'{s}'"))})), 0)
-                FROM file_sagas WHERE run = $run AND campaign = $campaign
-                """, ("$run", 0), ("$campaign", campaign));
-            foreach (var run in runs.Distinct())
-            {
-                command.Parameters["$run"].Value = run;
-                progress[run] = SqliteSession.Rows(command, r => new RunProgress(r.GetInt32(0), r.GetInt32(1))).Single();
-            }
-            return progress;
-        });
-
-    public Task<int?> OldestUnfinishedRunAsync(string campaign, CancellationToken cancellationToken) =>
-        _database.ReadAsync(session =>
-        {
-            // One index lookup per in-flight state (campaign, state, run): no scan of the finished files.
-            var lookups = string.Join(" UNION ALL ", FileStates.BeforeReconstructed.Select((_, i) =>
-                $"SELECT MIN(run) AS run FROM file_sagas WHERE campaign = $campaign AND state = $s{i}"));
-            var oldest = session.Scalar($"SELECT MIN(run) FROM ({lookups})",
-                [("$campaign", campaign), .. FileStates.BeforeReconstructed.Select((state, i) => ($"$s{i}", (object?)state))]);
-            return oldest is null ? (int?)null : Convert.ToInt32(oldest, CultureInfo.InvariantCulture);
-        });
-
-    public async Task<IReadOnlyDictionary<int, int>> CountReportedOutputsAsync(string campaign, string dataset, int fromRun, int toRun, CancellationToken cancellationToken) =>
-        (await _database.RowsAsync("""
-            SELECT s.run, COUNT(*) FROM file_sagas AS s, json_each(s.document, '$.outputs') AS o
-            WHERE s.run BETWEEN $from AND $to AND s.campaign = $campaign AND json_extract(o.value, '$.output.dataset') = $dataset GROUP BY s.run
-            """, r => (Run: r.GetInt32(0), Count: r.GetInt32(1)), ("$campaign", campaign), ("$dataset", dataset), ("$from", fromRun), ("$to", toRun)))
-            .ToDictionary(c => c.Run, c => c.Count);
 }

@@ -1,0 +1,19 @@
+namespace Pipeline.Contracts;
+
+/// <summary>
+/// A file of a run may still produce outputs (<see cref="Open"/>: registered, or retried), or no longer can (closed:
+/// reconstructed, failed or cancelled), with how many outputs of each dataset it produced. Published by the file's
+/// saga whenever that changes, so that the merger keeps its own ledger of each run's files and knows when a run is
+/// complete without reading the sagas. <see cref="Sequence"/> orders the reports of one file: a later one wins.
+/// </summary>
+public sealed record RunFileProgress(
+    Guid FileId,
+    int Run,
+    string Stream,
+    string Campaign,
+    long Sequence,
+    bool Open,
+    IReadOnlyList<DatasetOutputs> Outputs) : IFileMessage;
+
+/// <summary>How many outputs of one dataset a file produced.</summary>
+public sealed record DatasetOutputs(string Dataset, int Outputs);
