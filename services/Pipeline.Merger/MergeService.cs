@@ -40,6 +40,7 @@ public sealed class MergeService(
 {
     private readonly HashSet<string> _waitingAlerts = new(StringComparer.Ordinal);
     private readonly Dictionary<(string Campaign, string Dataset), int> _mergedThrough = [];
+    private readonly Dictionary<(string Campaign, int Run), DateTimeOffset> _resendAsked = [];
     private DateTimeOffset? _republishBefore;
     private DateTimeOffset _lastRepublish = DateTimeOffset.MinValue;
 
@@ -137,6 +138,10 @@ public sealed class MergeService(
             return (ready, true);
         }
         var waited = now - pending.Min(o => o.AddedAt);
+        if (oldestOpen is { } run && waited >= TimeSpan.FromSeconds(options.Value.LedgerResendSeconds))
+        {
+            await AskForReportsAsync(buffer.Campaign, run, now, cancellationToken);
+        }
         if (pressure)
         {
             await RaiseAsync(key, $"Dataset {buffer.Dataset} of {buffer.Campaign}: scratch is full while its outputs wait for run {oldestOpen}; merging them out of order to keep production going", now, cancellationToken);
@@ -162,6 +167,22 @@ public sealed class MergeService(
         var reported = await ledger.CountReportedOutputsAsync(buffer.Campaign, buffer.Dataset, fromRun, throughRun, cancellationToken);
         var received = await merges.CountReceivedOutputsAsync(buffer.Campaign, buffer.Dataset, fromRun, throughRun, cancellationToken);
         return reported.Keys.Order().Cast<int?>().FirstOrDefault(run => received.GetValueOrDefault(run!.Value) < reported[run.Value]);
+    }
+
+    /// <summary>Asks the files of a run the dataset waits on to report again, at most once per <see cref="MergerOptions.LedgerResendSeconds"/>.</summary>
+    private async Task AskForReportsAsync(string campaign, int run, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (_resendAsked.TryGetValue((campaign, run), out var asked) && now - asked < TimeSpan.FromSeconds(options.Value.LedgerResendSeconds))
+        {
+            return;
+        }
+        _resendAsked[(campaign, run)] = now;
+        foreach (var old in _resendAsked.Where(a => now - a.Value > TimeSpan.FromHours(1)).Select(a => a.Key).ToList())
+        {
+            _resendAsked.Remove(old);
+        }
+        Logger.LogInformation("Outputs of {Campaign} have waited on run {Run} for a while: its files are asked to report again", campaign, run);
+        await bus.Publish(new ResendRunFileProgress(campaign, run), cancellationToken);
     }
 
     private async Task ResolveAsync(string key, DateTimeOffset now, CancellationToken cancellationToken)

@@ -31,4 +31,11 @@ public sealed class MergerOptions
     /// <summary>A merged file not archived after this long is sent to the archiver again.</summary>
     [Range(1, 7 * 24 * 3600)]
     public int RepublishAfterSeconds { get; set; } = 600;
+
+    /// <summary>
+    /// Under strict order, outputs that waited this long on a run the ledger still counts as open make the run's files
+    /// report again (a report lost in a crash would otherwise hold the dataset for ever); asked again at this interval.
+    /// </summary>
+    [Range(1, 24 * 3600)]
+    public double LedgerResendSeconds { get; set; } = 60;
 }

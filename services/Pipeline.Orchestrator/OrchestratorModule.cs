@@ -26,5 +26,6 @@ public static class OrchestratorModule
             bus.AddSagaStateMachine<FileStateMachine, FileState, FileStateDefinition>().StoreRepository();
             bus.AddConsumer<RunRecordedConsumer, RunRecordedConsumerDefinition>();
             bus.AddConsumer<CalibrationRegisteredConsumer>();
+            bus.AddConsumer<ResendRunFileProgressConsumer>();
         });
 }

@@ -17,3 +17,9 @@ public sealed record RunFileProgress(
 
 /// <summary>How many outputs of one dataset a file produced.</summary>
 public sealed record DatasetOutputs(string Dataset, int Outputs);
+
+/// <summary>
+/// The merger has waited a while on a run whose files its ledger still counts as open: every file of the run reports
+/// its state again. A report lost between a saga's save and its publish (a crash just then) is made good this way.
+/// </summary>
+public sealed record ResendRunFileProgress(string Campaign, int Run);

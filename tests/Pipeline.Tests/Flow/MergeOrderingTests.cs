@@ -68,7 +68,7 @@ public sealed class When_a_dataset_waits_for_a_late_file_of_an_earlier_run
     };
 
     /// <summary>A real output file in scratch, as reconstruction would leave it.</summary>
-    private static async Task<PendingOutput> OutputAsync(PipelineUnderTest pipeline, FileState saga, string dataset)
+    internal static async Task<PendingOutput> OutputAsync(PipelineUnderTest pipeline, FileState saga, string dataset)
     {
         var name = $"jobs/{Campaign}/run{saga.Run:D6}/{saga.CorrelationId:N}/out/{dataset}.evt";
         var (size, adler) = await pipeline.Areas.Scratch.WriteAsync(name, async (stream, ct) =>
@@ -81,5 +81,42 @@ public sealed class When_a_dataset_waits_for_a_late_file_of_an_earlier_run
         }, CancellationToken.None);
         return new PendingOutput($"{saga.CorrelationId:N}-{dataset}", saga.CorrelationId, Campaign, dataset, saga.Run, saga.Stream, 1,
             saga.LogicalName, name, size, Adler32Checksum.Format(adler), 5, DateTimeOffset.UtcNow, null);
+    }
+}
+
+public sealed class When_a_files_report_to_the_merger_was_lost
+{
+    [Fact]
+    public async Task Should_be_made_good_when_the_merger_waits_on_its_run_and_asks_for_the_reports_again()
+    {
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: new Dictionary<string, string?>
+        {
+            ["Pipeline:Merger:FlushIdleSeconds"] = "0.2",
+            ["Pipeline:Merger:MaxWaitSeconds"] = "0.2",
+            ["Pipeline:Merger:LedgerResendSeconds"] = "1",
+        });
+        var ledger = pipeline.Services.GetRequiredService<IRunLedger>();
+        var merges = pipeline.Services.GetRequiredService<IMergeStore>();
+        // Run 1's file was reconstructed with one muon output, but its closing report was lost: the ledger still has it open.
+        var reconstructed = new FileState
+        {
+            CorrelationId = Guid.NewGuid(), CurrentState = FileStates.Reconstructed, Campaign = "prompt", Run = 1, Stream = "physics",
+            LogicalName = "raw/run1/lost-report.raw", UpdatedAt = DateTimeOffset.UtcNow, Deadline = DateTimeOffset.UtcNow.AddDays(1),
+        };
+        reconstructed.Outputs.Add(new TrackedOutput { Output = new OutputFile("o-lost", "muon", "jobs/lost/muon.evt", 10, "00000001", 5, 1, 1) });
+        reconstructed.Record(DateTimeOffset.UtcNow, FileStates.Registered, "FileRegistered");
+        reconstructed.Record(DateTimeOffset.UtcNow, FileStates.Reconstructed, "FileReconstructed");
+        await pipeline.Sagas.InsertAsync(reconstructed, CancellationToken.None);
+        await ledger.RecordAsync(new RunFileProgress(reconstructed.CorrelationId, 1, "physics", "prompt", 1, true, []), CancellationToken.None);
+        // Run 2's output waits for run 1.
+        var later = new FileState { CorrelationId = Guid.NewGuid(), Campaign = "prompt", Run = 2, Stream = "physics", LogicalName = "raw/run2/done.raw" };
+        await merges.AddOutputAsync(await When_a_dataset_waits_for_a_late_file_of_an_earlier_run.OutputAsync(pipeline, later, "muon"), CancellationToken.None);
+        await ledger.RecordAsync(new RunFileProgress(later.CorrelationId, 2, "physics", "prompt", 2, false, [new DatasetOutputs("muon", 1)]), CancellationToken.None);
+
+        // The merger asks; the orchestrator has run 1's file report from its saga; the ledger has it closed with its output.
+        await Eventually.Until(() => ledger.CountReportedOutputsAsync("prompt", "muon", 1, 1, CancellationToken.None), reported => reported.GetValueOrDefault(1) == 1,
+            TimeSpan.FromMinutes(1), "run 1's output reported again");
+        Assert.Null(await ledger.OldestOpenRunAsync("prompt", CancellationToken.None));
+        Assert.Single(await merges.ListPendingAsync("prompt", "muon", 10, CancellationToken.None));
     }
 }
