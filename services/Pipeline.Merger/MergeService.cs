@@ -48,11 +48,50 @@ public sealed class MergeService(
 
     protected override string What => "A merge pass (the buffers stay as they were)";
 
-    protected override Task BeforeFirstPassAsync(CancellationToken stoppingToken)
+    protected override async Task BeforeFirstPassAsync(CancellationToken stoppingToken)
     {
         // The in-memory transport lost whatever was on its way to the archiver when the process stopped.
         _republishBefore = pipeline.Value.Transport == TransportKind.InMemory ? Time.GetUtcNow() : null;
-        return Task.CompletedTask;
+        await PlaceCommittedFilesAsync(stoppingToken);
+    }
+
+    /// <summary>Moves a committed file into place, unless another instance (starting up) just did.</summary>
+    private void PlaceIntoName(string uncommitted, string name)
+    {
+        try
+        {
+            areas.Output.Move(uncommitted, name);
+        }
+        catch (IOException) when (areas.Output.Exists(name) && !areas.Output.Exists(uncommitted))
+        {
+        }
+    }
+
+    /// <summary>A merged file is written under this name and takes its own once its record is committed.</summary>
+    public static string UncommittedName(string name) => $"{name}{StorageArea.TemporaryMarker}uncommitted";
+
+    /// <summary>
+    /// A merger killed between committing a merged file and moving it into place left the file under its uncommitted
+    /// name: it is moved now; if it is gone meanwhile (swept as abandoned), it is made again from its inputs.
+    /// </summary>
+    private async Task PlaceCommittedFilesAsync(CancellationToken cancellationToken)
+    {
+        foreach (var merged in await merges.ListUnarchivedAsync(Time.GetUtcNow(), cancellationToken))
+        {
+            var uncommitted = UncommittedName(merged.Name);
+            if (areas.Output.Exists(merged.Name))
+            {
+                continue;
+            }
+            if (areas.Output.Exists(uncommitted))
+            {
+                Logger.LogWarning("Merged file {MergedName} was committed but not moved into place (the merger stopped in between); moving it now", merged.Name);
+                PlaceIntoName(uncommitted, merged.Name);
+                continue;
+            }
+            Logger.LogWarning("Merged file {MergedName} was committed but its file is gone (the merger stopped before moving it into place); it is made again from its inputs", merged.Name);
+            await bus.Publish(new RemakeMergedFile(merged.Name, merged.Campaign, merged.Dataset, "committed but never moved into place"), cancellationToken);
+        }
     }
 
     protected override async Task RunOnceAsync(CancellationToken stoppingToken)
@@ -241,11 +280,15 @@ public sealed class MergeService(
         uint adler;
         long events;
         var ranges = new EventRange[batch.Count];
+        // The file takes its name only once its record is committed: a merger killed in between leaves a temporary file
+        // (swept) or a committed record whose file is moved into place when the merger starts again, never a file
+        // under a final name that nothing knows.
+        var uncommitted = UncommittedName(name);
         try
         {
             // Inputs are verified while they are merged: a corrupted output never reaches the archive.
             (size, adler, events) = await MergedFileWriter.WriteAsync(areas.Scratch,
-                [.. batch.Select(o => new MergeInput(o.Name, o.Size, o.Adler32, o.Events))], areas.Output, name, ranges, cancellationToken);
+                [.. batch.Select(o => new MergeInput(o.Name, o.Size, o.Adler32, o.Events))], areas.Output, uncommitted, ranges, cancellationToken);
         }
         catch
         {
@@ -258,17 +301,18 @@ public sealed class MergeService(
         var corrupted = FaultInjection.ShouldCorruptMerged();
         if (corrupted)
         {
-            FaultInjection.FlipByte(areas.Output.PathOf(name));
+            FaultInjection.FlipByte(areas.Output.PathOf(uncommitted));
         }
         var manifest = await ManifestAsync(name, buffer, batch, ranges, size, Adler32Checksum.Format(adler), events, cancellationToken);
         var record = new MergedFileRecord(name, buffer.Campaign, buffer.Dataset, size, Adler32Checksum.Format(adler), events, false, createdAt, createdAt, manifest.ToJson());
         if (!await merges.CommitMergeAsync(record, [.. batch.Select(o => o.OutputId)], cancellationToken))
         {
             // Another merger took some of these outputs first; its file stands, this one goes.
-            areas.Output.Delete(name);
+            areas.Output.Delete(uncommitted);
             await gate.ReleaseAsync(StorageOptions.Output, name);
             return null;
         }
+        PlaceIntoName(uncommitted, name);
         await report.CompletedAsync(PipelineMetrics.Merge, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         Logger.LogInformation("Merged {Count} outputs of {Dataset} into {MergedName} ({Size} bytes, {Events} events)", batch.Count, buffer.Dataset, name, size, events);
         if (corrupted)

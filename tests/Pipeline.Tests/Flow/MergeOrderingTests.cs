@@ -120,3 +120,37 @@ public sealed class When_a_files_report_to_the_merger_was_lost
         Assert.Single(await merges.ListPendingAsync("prompt", "muon", 10, CancellationToken.None));
     }
 }
+
+public sealed class When_a_merger_stopped_between_committing_a_merged_file_and_moving_it_into_place
+{
+    [Fact]
+    public async Task Should_move_it_into_place_on_start_or_make_it_again_if_it_is_gone()
+    {
+        await using var pipeline = await PipelineUnderTest.StartAsync();
+        var merges = pipeline.Services.GetRequiredService<IMergeStore>();
+        var health = pipeline.Services.GetRequiredService<IHealthStore>();
+        var at = DateTimeOffset.UtcNow;
+        // One committed file left under its uncommitted name, one whose file is gone altogether (and whose inputs are too).
+        const string Placed = "prompt/muon/muon_run000001-000001_committed.evt";
+        const string Gone = "prompt/muon/muon_run000002-000002_gone.evt";
+        await pipeline.Areas.Output.WriteAsync(Merger.MergeService.UncommittedName(Placed), (stream, ct) => stream.WriteAsync(new byte[] { 1, 2, 3 }, ct).AsTask(), CancellationToken.None);
+        Assert.True(await merges.CommitMergeAsync(new MergedFileRecord(Placed, "prompt", "muon", 3, "00000001", 1, false, at, at), [], CancellationToken.None));
+        Assert.True(await merges.CommitMergeAsync(new MergedFileRecord(Gone, "prompt", "muon", 3, "00000001", 1, false, at, at), [], CancellationToken.None));
+
+        // A merger instance starting now, beside the running one.
+        var merger = ActivatorUtilities.CreateInstance<Merger.MergeService>(pipeline.Services);
+        await merger.StartAsync(CancellationToken.None);
+        try
+        {
+            await Eventually.Until(() => Task.FromResult(pipeline.Areas.Output.Exists(Placed)), placed => placed, TimeSpan.FromSeconds(30), "the committed file in place");
+            Assert.False(pipeline.Areas.Output.Exists(Merger.MergeService.UncommittedName(Placed)));
+            // Its inputs are gone too, so it cannot be made again: the operators are told.
+            await Eventually.Until(() => health.ListAlertsAsync(activeOnly: true, 10, CancellationToken.None),
+                alerts => alerts.Any(a => a.Key == Merger.RemakeMergedFileConsumer.AlertKey(Gone)), TimeSpan.FromSeconds(30), "the alert for the file that is gone");
+        }
+        finally
+        {
+            await merger.StopAsync(CancellationToken.None);
+        }
+    }
+}
