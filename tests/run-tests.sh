@@ -25,12 +25,14 @@ if grep -qE '^Total tests: +[0-9]+' "$log"; then
     echo "Skipped, with the reason:"
     grep -A1 -F '[SKIP]' "$log" | grep -v '^--$' | sed -E 's/^\[xUnit\.net [0-9:.]+\] +/  /'
   fi
-  # The slowest tests, so that the suite's time budget stays visible as real servers join it.
+  # The slowest tests, so that the suite's time budget stays visible as real servers join it. The first ten are
+  # kept by awk, which reads to the end: `head` would close the pipe early, and under pipefail sort's SIGPIPE
+  # (status 141) would fail a green run.
   echo "Slowest tests:"
   sed -nE 's/^ +(Passed|Failed) (.+) \[(.+)\]$/\3\t\2/p' "$log" |
     awk -F'\t' '{ s = 0; n = split($1, part, " "); for (i = 1; i < n; i += 2) { v = part[i]; u = part[i + 1];
         s += (u == "m" ? v * 60 : u == "s" ? v : u == "ms" ? v / 1000 : 0) }
-      printf "%9.1f s  %s\n", s, $2 }' | sort -rn | head -n 10
+      printf "%9.1f s  %s\n", s, $2 }' | sort -rn | awk 'NR <= 10'
   # Failures come last, after the skip list, so that the end of the output names them.
   if grep -q '\[FAIL\]' "$log"; then
     echo "Failed, with the first lines of the reason:"
