@@ -1,6 +1,5 @@
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.State;
 
 namespace Pipeline.Collector;
 
@@ -10,8 +9,8 @@ public static class CollectorModule
         "collector",
         (services, _) =>
         {
-            // The stores this service uses.
-            services.AddStore<IFileSagaStore>();
+            // No store: the files' state is asked of the orchestrator (IFileStates).
+            services.AddSingleton<IFileStates, OrchestratorFileStates>();
             services.AddOptions<CollectorOptions>().BindConfiguration(CollectorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHostedService<LeftoverJobSweeper>();
         },

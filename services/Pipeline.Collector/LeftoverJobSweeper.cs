@@ -1,7 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Collector;
@@ -13,7 +12,7 @@ namespace Pipeline.Collector;
 /// cancelled) and the folder untouched for <see cref="CollectorOptions.LeftoverAfterSeconds"/>, its logs are collected
 /// (under the attempt's log folder, in a folder named for the execution) and the rest removed.
 /// </summary>
-public sealed class LeftoverJobSweeper(StorageAreas areas, IFileSagaStore sagas, IOptions<CollectorOptions> options, TimeProvider time, ILogger<LeftoverJobSweeper> logger)
+public sealed class LeftoverJobSweeper(StorageAreas areas, IFileStates fileStates, IOptions<CollectorOptions> options, TimeProvider time, ILogger<LeftoverJobSweeper> logger)
     : PeriodicWork(time, logger)
 {
     public const string JobsFolder = "jobs";
@@ -35,8 +34,8 @@ public sealed class LeftoverJobSweeper(StorageAreas areas, IFileSagaStore sagas,
             return 0;
         }
         var before = Time.GetUtcNow().UtcDateTime - TimeSpan.FromSeconds(options.Value.LeftoverAfterSeconds);
-        var cleared = 0;
-        // jobs/{campaign}/run{NNNNNN}/{file id}/attempt-{N}/{execution}
+        // jobs/{campaign}/run{NNNNNN}/{file id}/attempt-{N}/{execution}, untouched for a while
+        var untouched = new List<(string Execution, Guid FileId, int Attempt, int Files)>();
         foreach (var execution in Directory.EnumerateDirectories(jobs, "*", SearchOption.AllDirectories)
                      .Select(path => Path.GetRelativePath(areas.Scratch.RootPath, path).Replace(Path.DirectorySeparatorChar, '/'))
                      .Where(name => name.Split('/').Length == 6)
@@ -54,20 +53,34 @@ public sealed class LeftoverJobSweeper(StorageAreas areas, IFileSagaStore sagas,
             {
                 continue;
             }
-            if (await sagas.LoadAsync(fileId, cancellationToken) is not { } saga || !FileStates.Final.Contains(saga.CurrentState))
+            untouched.Add((execution, fileId, attempt, files.Count));
+        }
+        if (untouched.Count == 0)
+        {
+            return 0;
+        }
+        // Only a file that nothing more will happen to gives up its folders; the orchestrator, which owns the files'
+        // state, is asked. No answer (the orchestrator down) fails this pass and the next one asks again.
+        var final = (await fileStates.FindAsync(untouched.Select(job => job.FileId).Distinct().ToList(), cancellationToken))
+            .Where(file => file.Final)
+            .ToDictionary(file => file.FileId);
+        var cleared = 0;
+        foreach (var (execution, fileId, attempt, files) in untouched)
+        {
+            if (!final.TryGetValue(fileId, out var file))
             {
                 continue;
             }
             // The logs of a job that never reported are worth keeping: they say how far it got.
-            var folder = $"{CollectJobLogsConsumer.LogFolder(saga.Campaign, saga.Run, saga.Stream, fileId, attempt)}/leftover-{parts[5]}";
-            foreach (var log in Directory.EnumerateFiles(path).Select(Path.GetFileName).OfType<string>())
+            var folder = $"{CollectJobLogsConsumer.LogFolder(file.Campaign, file.Run, file.Stream, fileId, attempt)}/leftover-{execution.Split('/')[5]}";
+            foreach (var log in Directory.EnumerateFiles(areas.Scratch.PathOf(execution)).Select(Path.GetFileName).OfType<string>())
             {
                 await StreamingCopy.CopyAsync(areas.Scratch, $"{execution}/{log}", areas.Logs, $"{folder}/{log}", cancellationToken);
             }
             areas.Scratch.DeleteDirectory(execution);
             cleared++;
             Logger.LogWarning("Cleared the leftover job folder {Folder} of {FileId} ({State}): {Files} files, logs kept in {LogFolder}",
-                execution, fileId, saga.CurrentState, files.Count, folder);
+                execution, fileId, file.State, files, folder);
         }
         return cleared;
     }

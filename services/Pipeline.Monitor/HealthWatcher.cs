@@ -1,4 +1,6 @@
+using MassTransit;
 using Microsoft.Extensions.Options;
+using Pipeline.Contracts;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
@@ -18,7 +20,7 @@ public sealed record Finding(string Key, string Kind, string Severity, string Me
 /// </summary>
 public sealed class HealthWatcher(
     IHealthStore health,
-    IFileSagaStore sagas,
+    IClientFactory clients,
     StorageAreas areas,
     AlertNotifier notifier,
     PipelineMetrics metrics,
@@ -28,15 +30,23 @@ public sealed class HealthWatcher(
     ILogger<HealthWatcher> logger) : PeriodicWork(time, logger)
 {
     private AlertRecord? _storeDown;
+    private int _unansweredInARow;
 
     public const string InstanceSilent = "instance-silent";
     public const string DiskLow = "disk-low";
     public const string FilesStuck = "files-stuck";
     public const string ErrorQueue = "error-queue";
     public const string BrokerUnreachable = "broker-unreachable";
+    public const string OrchestratorUnanswered = "orchestrator-unanswered";
+
+    /// <summary>How long the orchestrator has to answer the stuck-file question.</summary>
+    public static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(10);
+
+    // Files' states belong to the orchestrator: the monitor asks it, over the bus, which files are overdue.
+    private readonly IRequestClient<OverdueFilesQuery> _overdue = clients.CreateRequestClient<OverdueFilesQuery>(RequestTimeout.After(s: (int)AnswerTimeout.TotalSeconds));
 
     /// <summary>The kinds this watcher raises, and so resolves when their condition is gone.</summary>
-    private static readonly HashSet<string> Kinds = [InstanceSilent, DiskLow, FilesStuck, ErrorQueue, BrokerUnreachable];
+    private static readonly HashSet<string> Kinds = [InstanceSilent, DiskLow, FilesStuck, ErrorQueue, BrokerUnreachable, OrchestratorUnanswered];
 
     protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.CheckIntervalSeconds);
 
@@ -71,7 +81,8 @@ public sealed class HealthWatcher(
         var findings = new List<Finding>();
         findings.AddRange(await SilentInstancesAsync(now, cancellationToken));
         findings.AddRange(LowDisks());
-        findings.AddRange(await StuckFilesAsync(now, cancellationToken));
+        var (stuck, stuckKnown) = await StuckFilesAsync(now, cancellationToken);
+        findings.AddRange(stuck);
         if (pipeline.Value.Transport == TransportKind.RabbitMq)
         {
             findings.AddRange(await BrokerAsync(cancellationToken));
@@ -87,7 +98,9 @@ public sealed class HealthWatcher(
         var current = findings.Select(f => f.Key).ToHashSet(StringComparer.Ordinal);
         foreach (var alert in await health.ListAlertsAsync(activeOnly: true, limit: 10_000, cancellationToken))
         {
-            if (Kinds.Contains(alert.Kind) && !current.Contains(alert.Key) && await health.ResolveAlertAsync(alert.Key, now, cancellationToken))
+            // Unanswered is not answered "none": a stuck-file alert stays until the orchestrator says otherwise.
+            var unknown = alert.Kind == FilesStuck && !stuckKnown;
+            if (Kinds.Contains(alert.Kind) && !unknown && !current.Contains(alert.Key) && await health.ResolveAlertAsync(alert.Key, now, cancellationToken))
             {
                 await notifier.NotifyAsync(AlertNotifier.Resolved, alert with { ResolvedAt = now }, cancellationToken);
             }
@@ -120,16 +133,34 @@ public sealed class HealthWatcher(
         }
     }
 
-    private async Task<IEnumerable<Finding>> StuckFilesAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    private async Task<(IReadOnlyList<Finding> Findings, bool Known)> StuckFilesAsync(DateTimeOffset now, CancellationToken cancellationToken)
     {
-        var stuck = await sagas.FindStalledAsync(now.AddSeconds(-options.Value.StuckAfterSeconds), null, 100, cancellationToken);
+        const int limit = 100;
+        IReadOnlyList<OverdueFile> stuck;
+        try
+        {
+            stuck = (await _overdue.GetResponse<OverdueFilesAnswer>(new OverdueFilesQuery(now.AddSeconds(-options.Value.StuckAfterSeconds), limit), cancellationToken)).Message.Files;
+        }
+        catch (Exception ex) when (ex is RequestTimeoutException or RequestFaultException && !cancellationToken.IsCancellationRequested)
+        {
+            // Once may be an orchestrator still starting or restarting; twice in a row is worth an operator's look.
+            if (++_unansweredInARow < 2)
+            {
+                return ([], false);
+            }
+            var why = ex is RequestTimeoutException
+                ? $"no answer within {AnswerTimeout.TotalSeconds:F0}s: no orchestrator consumes its queue, or it is overloaded"
+                : $"it failed to answer: {ex.Message}";
+            return ([new Finding(OrchestratorUnanswered, OrchestratorUnanswered, "critical", $"The orchestrator was asked which files are stuck and {why}")], false);
+        }
+        _unansweredInARow = 0;
         if (stuck.Count == 0)
         {
-            return [];
+            return ([], true);
         }
-        var examples = string.Join(", ", stuck.Take(3).Select(s => $"{s.Id} ({s.State}, run {s.Run})"));
-        return [new Finding(FilesStuck, FilesStuck, "warning",
-            $"{(stuck.Count == 100 ? "100 or more" : stuck.Count.ToString(System.Globalization.CultureInfo.InvariantCulture))} files are past their step's deadline by over {options.Value.StuckAfterSeconds:F0}s, e.g. {examples}")];
+        var examples = string.Join(", ", stuck.Take(3).Select(s => $"{s.FileId} ({s.State}, run {s.Run})"));
+        return ([new Finding(FilesStuck, FilesStuck, "warning",
+            $"{(stuck.Count == limit ? $"{limit} or more" : stuck.Count.ToString(System.Globalization.CultureInfo.InvariantCulture))} files are past their step's deadline by over {options.Value.StuckAfterSeconds:F0}s, e.g. {examples}")], true);
     }
 
     private async Task<IEnumerable<Finding>> BrokerAsync(CancellationToken cancellationToken)

@@ -11,8 +11,8 @@ public static class MonitorModule
         "monitor",
         (services, _) =>
         {
-            // The stores this service uses.
-            services.AddStore<IFileSagaStore>().AddStore<IHealthStore>();
+            // The stores this service uses; files' states it asks of the orchestrator.
+            services.AddStore<IHealthStore>();
             services.AddOptions<MonitorOptions>().BindConfiguration(MonitorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHttpClient<AlertNotifier>();
             services.AddHostedService<HealthWatcher>();

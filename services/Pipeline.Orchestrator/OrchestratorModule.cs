@@ -27,5 +27,7 @@ public static class OrchestratorModule
             bus.AddConsumer<RunRecordedConsumer, RunRecordedConsumerDefinition>();
             bus.AddConsumer<CalibrationRegisteredConsumer>();
             bus.AddConsumer<ResendRunFileProgressConsumer>();
+            bus.AddConsumer<FileStatesQueryConsumer>();
+            bus.AddConsumer<OverdueFilesQueryConsumer>();
         });
 }

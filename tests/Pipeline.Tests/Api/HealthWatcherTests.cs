@@ -4,6 +4,7 @@ using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.State;
 using Pipeline.Orchestrator;
 using Pipeline.Tests.Support;
 using RabbitMQ.Client;
@@ -48,6 +49,54 @@ public sealed class When_the_health_watcher_looks_at_the_pipeline
         var all = await pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts?all=true");
         Assert.Contains(all!, a => a.GetProperty("key").GetString() == "instance-silent:recon-on-node-7" && a.GetProperty("resolvedAt").ValueKind == JsonValueKind.String);
         Assert.DoesNotContain(await pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts") ?? [], a => a.GetProperty("key").GetString() == "instance-silent:recon-on-node-7");
+    }
+
+    [Fact]
+    public async Task Should_ask_the_orchestrator_for_stuck_files_and_keep_the_alert_while_it_cannot_answer()
+    {
+        await using var webhook = await WebhookReceiver.StartAsync();
+        var settings = Watching(webhook.Address, minFreeBytes: 0);
+        settings["Pipeline:Monitor:StuckAfterSeconds"] = "1";
+        // The watchdog would move the file on; here it looks once, at start, before the file exists.
+        settings["Pipeline:Orchestrator:WatchdogIntervalSeconds"] = "3600";
+        OutageProxy<IFileSagaStore>? outage = null;
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: settings, overrideServices: services =>
+            services.AddSingleton(sp =>
+            {
+                var (store, outageSwitch) = OutageProxy<IFileSagaStore>.Wrap(sp.GetRequiredService<StoreBackend>().Sagas);
+                outage = outageSwitch;
+                return store;
+            }));
+        var sagas = pipeline.Services.GetRequiredService<IFileSagaStore>();
+        var id = Guid.NewGuid();
+        await sagas.InsertAsync(new FileState
+        {
+            CorrelationId = id, CurrentState = FileStates.Staging, Campaign = "prompt", Run = 7, Stream = "physics", LogicalName = "raw/stuck.raw",
+            UpdatedAt = DateTimeOffset.UtcNow.AddHours(-1), Deadline = DateTimeOffset.UtcNow.AddHours(-1),
+        }, CancellationToken.None);
+
+        var raised = await Eventually.Until(() => pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts")!,
+            alerts => alerts!.Any(a => a.GetProperty("kind").GetString() == "files-stuck"), TimeSpan.FromSeconds(30), "a stuck-file alert");
+        Assert.Contains($"{id} (Staging, run 7)", raised!.Single(a => a.GetProperty("kind").GetString() == "files-stuck").GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        // The orchestrator's store fails: the monitor says the orchestrator cannot answer, and does not take the
+        // unanswered question for "nothing is stuck".
+        outage!.Down = true;
+        var unanswered = await Eventually.Until(() => pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts")!,
+            alerts => alerts!.Any(a => a.GetProperty("kind").GetString() == "orchestrator-unanswered"), TimeSpan.FromSeconds(30), "an orchestrator-unanswered alert");
+        Assert.Contains("store unreachable (test outage)", unanswered!.Single(a => a.GetProperty("kind").GetString() == "orchestrator-unanswered").GetProperty("message").GetString(), StringComparison.Ordinal);
+        var refusedBefore = Volatile.Read(ref outage.Refused);
+        await Eventually.Until(() => Task.FromResult(Volatile.Read(ref outage.Refused)), n => n >= refusedBefore + 2, TimeSpan.FromSeconds(30), "two more unanswered checks");
+        Assert.Contains(await pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts") ?? [], a => a.GetProperty("kind").GetString() == "files-stuck");
+
+        // Back, and the file has moved on: both alerts end.
+        outage.Down = false;
+        var saga = (await sagas.LoadAsync(id, CancellationToken.None))!;
+        saga.CurrentState = FileStates.Archived;
+        saga.Deadline = null;
+        await sagas.UpdateAsync(saga, saga.Version, CancellationToken.None);
+        await Eventually.Until(() => pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts")!,
+            alerts => !alerts!.Any(a => a.GetProperty("kind").GetString() is "files-stuck" or "orchestrator-unanswered"), TimeSpan.FromSeconds(30), "both alerts resolved");
     }
 
     [Fact]

@@ -1,9 +1,13 @@
+using MassTransit;
+using MassTransit.Testing;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using Pipeline.Collector;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Orchestrator;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Flow;
@@ -31,7 +35,15 @@ public sealed class When_killed_jobs_leave_folders_in_scratch
         {
             Age(areas.Scratch.PathOf(job), now.AddHours(-1));
         }
-        var sweeper = new LeftoverJobSweeper(areas, store.Sagas, Options.Create(new CollectorOptions { LeftoverAfterSeconds = 600 }), new FakeTimeProvider(now), NullLogger<LeftoverJobSweeper>.Instance);
+        // The files' state is asked of the orchestrator's answering consumer over a bus, as in the pipeline.
+        var services = new ServiceCollection();
+        services.AddSingleton(store.Sagas);
+        services.AddMassTransitTestHarness(bus => bus.AddConsumer<FileStatesQueryConsumer>());
+        await using var provider = services.BuildServiceProvider(validateScopes: true);
+        var harness = provider.GetRequiredService<ITestHarness>();
+        await harness.Start();
+        var fileStates = new OrchestratorFileStates(provider.GetRequiredService<IClientFactory>());
+        var sweeper = new LeftoverJobSweeper(areas, fileStates, Options.Create(new CollectorOptions { LeftoverAfterSeconds = 600 }), new FakeTimeProvider(now), NullLogger<LeftoverJobSweeper>.Instance);
 
         Assert.Equal(1, await sweeper.SweepAsync(CancellationToken.None));
 

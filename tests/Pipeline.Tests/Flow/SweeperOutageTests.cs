@@ -1,4 +1,4 @@
-using System.Reflection;
+using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -6,47 +6,13 @@ using Microsoft.Extensions.Options;
 using Pipeline.Collector;
 using Pipeline.Infrastructure.State;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Orchestrator;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Flow;
 
-public sealed class When_the_store_is_down_while_the_leftover_sweeper_runs
+public sealed class When_the_orchestrators_store_is_down_while_the_leftover_sweeper_runs
 {
-    /// <summary>Any store interface whose every call fails while <see cref="Down"/> is set.</summary>
-    public class OutageProxy<T> : DispatchProxy where T : class
-    {
-        private T _inner = null!;
-
-        public volatile bool Down;
-
-        public int Refused;
-
-        public static (T Store, OutageProxy<T> Switch) Wrap(T inner)
-        {
-            var store = Create<T, OutageProxy<T>>();
-            var proxy = (OutageProxy<T>)(object)store;
-            proxy._inner = inner;
-            return (store, proxy);
-        }
-
-        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
-        {
-            if (Down)
-            {
-                Interlocked.Increment(ref Refused);
-                throw new InvalidOperationException("store unreachable (test outage)");
-            }
-            try
-            {
-                return targetMethod!.Invoke(_inner, args);
-            }
-            catch (TargetInvocationException ex) when (ex.InnerException is not null)
-            {
-                throw ex.InnerException;
-            }
-        }
-    }
-
     [Fact]
     public async Task Should_keep_its_host_running_and_sweep_once_the_store_is_back()
     {
@@ -63,11 +29,18 @@ public sealed class When_the_store_is_down_while_the_leftover_sweeper_runs
         await areas.Scratch.WriteAsync($"{job}/job.log", (s, ct) => s.WriteAsync("killed\n"u8.ToArray(), ct).AsTask(), CancellationToken.None);
         outage.Down = true;
 
-        // A host with .NET's defaults: an exception escaping a background service stops it.
+        // A host with .NET's defaults: an exception escaping a background service stops it. The sweeper asks the
+        // orchestrator's answering consumer over a bus; that consumer's store is what is down.
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(areas);
         builder.Services.AddSingleton(store);
+        builder.Services.AddMassTransit(bus =>
+        {
+            bus.AddConsumer<FileStatesQueryConsumer>();
+            bus.UsingInMemory((context, memory) => memory.ConfigureEndpoints(context));
+        });
+        builder.Services.AddSingleton<IFileStates, OrchestratorFileStates>();
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton(Options.Create(new CollectorOptions { LeftoverSweepSeconds = 0.05, LeftoverAfterSeconds = 0 }));
         builder.Services.AddHostedService<LeftoverJobSweeper>();

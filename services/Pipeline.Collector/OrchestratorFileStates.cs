@@ -1,0 +1,31 @@
+using MassTransit;
+using Pipeline.Contracts;
+
+namespace Pipeline.Collector;
+
+/// <summary>Where files stand, as the service that owns their state says.</summary>
+public interface IFileStates
+{
+    /// <summary>The states of those of <paramref name="fileIds"/> that are known; throws when no answer comes.</summary>
+    Task<IReadOnlyList<FileStatus>> FindAsync(IReadOnlyList<Guid> fileIds, CancellationToken cancellationToken);
+}
+
+/// <summary>Asks the orchestrator over the bus, in parts of at most <see cref="FileStatesQuery.MaxFiles"/> files.</summary>
+public sealed class OrchestratorFileStates(IClientFactory clients) : IFileStates
+{
+    /// <summary>How long the orchestrator has to answer one part before the sweep gives up until its next pass.</summary>
+    public static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(30);
+
+    private readonly IRequestClient<FileStatesQuery> _client = clients.CreateRequestClient<FileStatesQuery>(RequestTimeout.After(s: (int)AnswerTimeout.TotalSeconds));
+
+    public async Task<IReadOnlyList<FileStatus>> FindAsync(IReadOnlyList<Guid> fileIds, CancellationToken cancellationToken)
+    {
+        var found = new List<FileStatus>(fileIds.Count);
+        foreach (var part in fileIds.Chunk(FileStatesQuery.MaxFiles))
+        {
+            var answer = await _client.GetResponse<FileStatesAnswer>(new FileStatesQuery(part), cancellationToken);
+            found.AddRange(answer.Message.Files);
+        }
+        return found;
+    }
+}

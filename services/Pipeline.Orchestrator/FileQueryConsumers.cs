@@ -1,0 +1,41 @@
+using MassTransit;
+using Pipeline.Contracts;
+using Pipeline.Infrastructure.State;
+
+namespace Pipeline.Orchestrator;
+
+/// <summary>Answers another stage's question about files' states from the sagas, which only this service reads.</summary>
+public sealed class FileStatesQueryConsumer(IFileSagaStore sagas) : IConsumer<FileStatesQuery>
+{
+    public async Task Consume(ConsumeContext<FileStatesQuery> context)
+    {
+        var ids = context.Message.FileIds;
+        if (ids.Count > FileStatesQuery.MaxFiles)
+        {
+            // Refused to the error queue with the reason; the caller's request times out and it asks again in parts.
+            throw new ArgumentException($"A file states query names {ids.Count} files; at most {FileStatesQuery.MaxFiles} may be asked at once.");
+        }
+        var known = new List<FileStatus>(ids.Count);
+        foreach (var id in ids.Distinct())
+        {
+            if (await sagas.LoadAsync(id, context.CancellationToken) is { } saga)
+            {
+                known.Add(new FileStatus(id, saga.Campaign, saga.Run, saga.Stream, saga.CurrentState, FileStates.Final.Contains(saga.CurrentState)));
+            }
+        }
+        await context.RespondAsync(new FileStatesAnswer(known));
+    }
+}
+
+/// <summary>Answers the monitor's stuck-file check from the sagas (see <see cref="OverdueFilesQuery"/>).</summary>
+public sealed class OverdueFilesQueryConsumer(IFileSagaStore sagas) : IConsumer<OverdueFilesQuery>
+{
+    public const int MaxFiles = 1000;
+
+    public async Task Consume(ConsumeContext<OverdueFilesQuery> context)
+    {
+        var limit = Math.Clamp(context.Message.Limit, 1, MaxFiles);
+        var overdue = await sagas.FindStalledAsync(context.Message.DeadlineBefore, null, limit, context.CancellationToken);
+        await context.RespondAsync(new OverdueFilesAnswer(overdue.Select(file => new OverdueFile(file.Id, file.Campaign, file.Run, file.State)).ToList()));
+    }
+}
