@@ -1,0 +1,40 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Pipeline.Host;
+using Pipeline.Infrastructure.Hosting;
+using Pipeline.Tests.Support;
+
+namespace Pipeline.Tests.Hosting;
+
+public sealed class When_a_service_runs_on_its_own
+{
+    public static TheoryData<string> Modules() => [.. PipelineApp.AllModules.Select(module => module.Name)];
+
+    /// <summary>
+    /// Each stage's container runs one module: everything it registers must be buildable from what that module and
+    /// the service defaults register, without the other stages' registrations the all-in-one host adds.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Modules))]
+    public void Should_have_every_service_it_uses_registered(string name)
+    {
+        using var folder = new TempDirectory();
+        var module = PipelineApp.AllModules.Single(m => m.Name == name);
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production" });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Pipeline:DataDirectory"] = folder.Path,
+            ["Pipeline:Transport"] = "InMemory",
+        });
+        builder.Host.UseDefaultServiceProvider(provider =>
+        {
+            provider.ValidateOnBuild = true;
+            provider.ValidateScopes = true;
+        });
+        builder.AddPipeline(module);
+
+        using var app = (IDisposable)builder.Build();
+    }
+}
