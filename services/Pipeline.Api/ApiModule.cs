@@ -2,8 +2,9 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.OpenApi;
 using Pipeline.Api.Security;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Telemetry;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Api;
 

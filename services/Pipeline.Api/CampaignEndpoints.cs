@@ -2,10 +2,10 @@ using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Audit;
-using Pipeline.Infrastructure.Campaigns;
-using Pipeline.Infrastructure.Control;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Audit;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Control;
+using Pipeline.Production.State;
 
 namespace Pipeline.Api;
 

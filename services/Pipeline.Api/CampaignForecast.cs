@@ -1,4 +1,4 @@
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 
 namespace Pipeline.Api;
 

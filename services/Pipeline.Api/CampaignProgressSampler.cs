@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
-using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Production.Campaigns;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 
 namespace Pipeline.Api;
 

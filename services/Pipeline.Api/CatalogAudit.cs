@@ -1,5 +1,5 @@
-using Pipeline.Infrastructure.Audit;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Audit;
+using Pipeline.Production.State;
 
 namespace Pipeline.Api;
 

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Telemetry;
 
 namespace Pipeline.Api;
@@ -16,5 +16,5 @@ public sealed class FileStateCounter(IFileSagaStore store, PipelineMetrics metri
     protected override string What => "Counting the files per state for the metrics";
 
     protected override async Task RunOnceAsync(CancellationToken stoppingToken) =>
-        metrics.SetFileCounts(await store.CountByStateAsync(stoppingToken));
+        metrics.SetFileCounts([.. (await store.CountByStateAsync(stoppingToken)).Select(c => new FileCount(c.Campaign, c.State, c.Files))]);
 }

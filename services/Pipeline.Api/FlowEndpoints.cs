@@ -1,11 +1,11 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
-using Pipeline.Infrastructure.Audit;
-using Pipeline.Infrastructure.Campaigns;
-using Pipeline.Infrastructure.Control;
-using Pipeline.Infrastructure.Flow;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Audit;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Control;
+using Pipeline.Production.Flow;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Api;

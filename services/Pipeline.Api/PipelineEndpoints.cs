@@ -5,12 +5,12 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Pipeline.Api.Security;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Control;
+using Pipeline.Production.Control;
 using Microsoft.Extensions.Options;
-using Pipeline.Infrastructure.Failures;
+using Pipeline.Production.Failures;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.Ingest;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Ingest;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Api;

@@ -3,13 +3,14 @@ using System.Diagnostics;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Production.Campaigns;
 using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Infrastructure.Flow;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Flow;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Archiver;
 

@@ -2,7 +2,7 @@ using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Telemetry;
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 
 namespace Pipeline.Archiver;
 

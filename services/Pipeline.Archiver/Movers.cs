@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Options;
-using Pipeline.Infrastructure.Flow;
+using Pipeline.Production.Flow;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 
 namespace Pipeline.Archiver;
 

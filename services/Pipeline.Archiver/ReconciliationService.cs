@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Options;
-using Pipeline.Infrastructure.Audit;
+using Pipeline.Production.Audit;
 using Pipeline.Infrastructure.Hosting;
 
 namespace Pipeline.Archiver;

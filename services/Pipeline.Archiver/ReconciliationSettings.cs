@@ -1,5 +1,5 @@
 using System.ComponentModel.DataAnnotations;
-using Pipeline.Infrastructure.Audit;
+using Pipeline.Production.Audit;
 
 namespace Pipeline.Archiver;
 

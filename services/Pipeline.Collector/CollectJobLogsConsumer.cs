@@ -4,6 +4,7 @@ using MassTransit;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Collector;
 

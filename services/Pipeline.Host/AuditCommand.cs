@@ -1,8 +1,8 @@
 using Pipeline.Api;
 using System.Text.Json;
-using Pipeline.Infrastructure.Audit;
+using Pipeline.Production.Audit;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 
 namespace Pipeline.Host;
 

@@ -1,5 +1,5 @@
 using Pipeline.Api;
-using Pipeline.Infrastructure.Audit;
+using Pipeline.Production.Audit;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -7,10 +7,10 @@ using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Archiver;
 using Pipeline.Infrastructure.Archive;
-using Pipeline.Infrastructure.Campaigns;
-using Pipeline.Infrastructure.Flow;
-using Pipeline.Infrastructure.Ingest;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Flow;
+using Pipeline.Production.Ingest;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.SampleExperiment;
 

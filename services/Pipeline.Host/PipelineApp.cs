@@ -7,6 +7,7 @@ using Pipeline.Monitor;
 using Pipeline.Orchestrator;
 using Pipeline.Reconstruction;
 using Pipeline.Stager;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Host;
 

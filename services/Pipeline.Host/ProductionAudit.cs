@@ -1,7 +1,7 @@
 using Pipeline.Contracts;
 using Pipeline.EventFormat;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Host;

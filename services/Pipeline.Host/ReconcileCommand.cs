@@ -1,6 +1,7 @@
 using System.Text.Json;
-using Pipeline.Infrastructure.Audit;
+using Pipeline.Production.Audit;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Host;
 

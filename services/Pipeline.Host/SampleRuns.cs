@@ -1,7 +1,7 @@
 using System.Globalization;
 using MassTransit;
-using Pipeline.Infrastructure.Ingest;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Ingest;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.SampleExperiment;
 

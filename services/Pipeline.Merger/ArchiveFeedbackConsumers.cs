@@ -2,8 +2,8 @@ using Pipeline.Infrastructure.Hosting;
 using MassTransit;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Infrastructure.Flow;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Flow;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Merger;

@@ -1,7 +1,7 @@
 using Pipeline.Infrastructure.Hosting;
 using MassTransit;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 
 namespace Pipeline.Merger;
 

@@ -1,18 +1,19 @@
 using Pipeline.EventFormat;
-using Pipeline.Infrastructure.Audit;
+using Pipeline.Production.Audit;
 using System.Diagnostics;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Production.Campaigns;
 using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
-using Pipeline.Infrastructure.Control;
+using Pipeline.Production.Control;
 using Pipeline.Infrastructure.Faults;
-using Pipeline.Infrastructure.Flow;
+using Pipeline.Production.Flow;
 using Pipeline.Infrastructure.Telemetry;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Merger;
 

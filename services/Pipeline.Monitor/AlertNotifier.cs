@@ -1,6 +1,6 @@
 using System.Net.Http.Json;
 using Microsoft.Extensions.Options;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Polly;
 using Polly.Retry;
 

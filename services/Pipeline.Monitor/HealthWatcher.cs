@@ -2,7 +2,7 @@ using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
 using RabbitMQ.Client;

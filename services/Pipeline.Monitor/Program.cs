@@ -1,5 +1,6 @@
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Monitor;
+using Pipeline.Production.Hosting;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddPipeline(MonitorModule.Module);

@@ -1,6 +1,6 @@
 using MassTransit;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 
 namespace Pipeline.Orchestrator;
 

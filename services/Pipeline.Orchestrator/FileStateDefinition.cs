@@ -1,5 +1,5 @@
 using MassTransit;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 
 namespace Pipeline.Orchestrator;
 

@@ -1,8 +1,8 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Failures;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Failures;
+using Pipeline.Production.State;
 
 namespace Pipeline.Orchestrator;
 

@@ -1,6 +1,6 @@
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.Orchestrator.Campaigns;
 
 namespace Pipeline.Orchestrator;

@@ -1,5 +1,5 @@
 using MassTransit;
-using Pipeline.Infrastructure.Control;
+using Pipeline.Production.Control;
 
 namespace Pipeline.Orchestrator;
 

@@ -1,5 +1,6 @@
 using Pipeline.Orchestrator;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Production.Hosting;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddPipeline(OrchestratorModule.Module);

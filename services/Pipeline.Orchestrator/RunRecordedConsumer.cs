@@ -1,6 +1,6 @@
 using MassTransit;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Ingest;
+using Pipeline.Production.Ingest;
 
 namespace Pipeline.Orchestrator;
 

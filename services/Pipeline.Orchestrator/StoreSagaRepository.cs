@@ -4,7 +4,7 @@ using MassTransit.Context;
 using MassTransit.Middleware;
 using MassTransit.Saga;
 using Pipeline.Infrastructure.Faults;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 
 namespace Pipeline.Orchestrator;
 

@@ -1,5 +1,6 @@
 using Pipeline.Reconstruction;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Production.Hosting;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddPipeline(ReconstructionModule.Module);

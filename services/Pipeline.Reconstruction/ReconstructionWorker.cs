@@ -6,14 +6,15 @@ using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Production.Campaigns;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Infrastructure.Flow;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Flow;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.SampleExperiment;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Reconstruction;
 

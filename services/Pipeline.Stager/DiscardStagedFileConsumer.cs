@@ -1,6 +1,6 @@
 using MassTransit;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Flow;
+using Pipeline.Production.Flow;
 using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Stager;

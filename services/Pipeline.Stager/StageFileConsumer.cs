@@ -5,9 +5,10 @@ using Pipeline.Contracts;
 using Pipeline.Infrastructure.Faults;
 using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Infrastructure.Flow;
+using Pipeline.Production.Flow;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Stager;
 

@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using Pipeline.Infrastructure.State;
-using Pipeline.Infrastructure.State.Mongo;
+using Pipeline.Production.State;
+using Pipeline.Production.State.Mongo;
 
 namespace Pipeline.Benchmarks;
 

@@ -5,10 +5,10 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Pipeline.Contracts;
 using Pipeline.Host;
-using Pipeline.Infrastructure.Audit;
-using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Production.Audit;
+using Pipeline.Production.Campaigns;
 using Pipeline.Infrastructure.Faults;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Faults;

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 
 namespace Pipeline.Faults;
 

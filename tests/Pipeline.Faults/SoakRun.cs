@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using RabbitMQ.Client;
 
 namespace Pipeline.Faults;

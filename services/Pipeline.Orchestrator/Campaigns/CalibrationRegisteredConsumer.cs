@@ -1,7 +1,7 @@
 using MassTransit;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Campaigns;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.State;
 
 namespace Pipeline.Orchestrator.Campaigns;
 

@@ -2,11 +2,11 @@ using System.Globalization;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Campaigns;
-using Pipeline.Infrastructure.Control;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Control;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.Ingest;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Ingest;
+using Pipeline.Production.State;
 
 namespace Pipeline.Orchestrator.Campaigns;
 

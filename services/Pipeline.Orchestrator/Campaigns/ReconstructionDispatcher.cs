@@ -1,10 +1,10 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Campaigns;
-using Pipeline.Infrastructure.Control;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Control;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Telemetry;
 
 namespace Pipeline.Orchestrator.Campaigns;

@@ -11,6 +11,13 @@ public enum TransportKind
     RabbitMq,
 }
 
+/// <summary>How hard the embedded SQLite store flushes each commit (see <see cref="PipelineOptions.Durability"/>).</summary>
+public enum SqliteDurability
+{
+    Full,
+    Normal,
+}
+
 public enum StoreKind
 {
     /// <summary>One SQLite database file: one host, the embedded default.</summary>
@@ -79,7 +86,7 @@ public sealed class SqliteOptions
     /// Full (default): each commit is on disk before a message is acknowledged. Normal: on the
     /// operating system, not yet on disk; faster, and safe against a crash of the process but not of the machine.
     /// </summary>
-    public State.Sqlite.SqliteDurability Durability { get; set; } = State.Sqlite.SqliteDurability.Full;
+    public SqliteDurability Durability { get; set; } = SqliteDurability.Full;
 }
 
 public sealed class MongoOptions

@@ -1,5 +1,4 @@
 using System.Diagnostics.Metrics;
-using Pipeline.Infrastructure.State;
 
 namespace Pipeline.Infrastructure.Telemetry;
 
@@ -24,9 +23,9 @@ public sealed class PipelineMetrics
     private readonly UpDownCounter<long> _busy;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _busyNow = new(StringComparer.Ordinal);
     private readonly Lock _filesGate = new();
-    private IReadOnlyList<StateCount> _fileCounts = [];
+    private IReadOnlyList<FileCount> _fileCounts = [];
     private IReadOnlyDictionary<string, long> _queueDepths = new Dictionary<string, long>();
-    private IReadOnlyList<AreaUsage> _areas = [];
+    private IReadOnlyList<AreaFill> _areas = [];
     private readonly Counter<long> _tapeMounts;
 
     public PipelineMetrics(IMeterFactory meters)
@@ -74,8 +73,8 @@ public sealed class PipelineMetrics
     /// <summary>Slots of a stage in use in this process right now.</summary>
     public int BusyNow(string stage) => _busyNow.GetValueOrDefault(stage);
 
-    /// <summary>The latest count of files per campaign and state (<see cref="FileStateCounter"/> reads the store).</summary>
-    public void SetFileCounts(IReadOnlyList<StateCount> counts)
+    /// <summary>The latest count of files per campaign and state (the API's file counter reads the store).</summary>
+    public void SetFileCounts(IReadOnlyList<FileCount> counts)
     {
         lock (_filesGate)
         {
@@ -86,7 +85,7 @@ public sealed class PipelineMetrics
     public void TapeMounted(string library) => _tapeMounts.Add(1, new KeyValuePair<string, object?>("library", library));
 
     /// <summary>The latest usage of the bounded areas (the flow-control refresher reads the ledger).</summary>
-    public void SetAreaUsage(IReadOnlyList<AreaUsage> areas) => Volatile.Write(ref _areas, areas);
+    public void SetAreaUsage(IReadOnlyList<AreaFill> areas) => Volatile.Write(ref _areas, areas);
 
     /// <summary>The latest depth of each queue (the health watcher reads them from the broker).</summary>
     public void SetQueueDepths(IReadOnlyDictionary<string, long> depths) => Volatile.Write(ref _queueDepths, depths);
@@ -96,7 +95,7 @@ public sealed class PipelineMetrics
 
     private IEnumerable<Measurement<long>> ObserveFiles()
     {
-        IReadOnlyList<StateCount> counts;
+        IReadOnlyList<FileCount> counts;
         lock (_filesGate)
         {
             counts = _fileCounts;
@@ -127,3 +126,9 @@ public sealed class PipelineMetrics
 
 /// <summary>A stage's fixed number of slots in this process (reconstruction slots, archive writers), for heartbeats.</summary>
 public sealed record StageCapacity(string Stage, int Capacity);
+
+/// <summary>How many files of a campaign are in a state, as the file counter last read it.</summary>
+public sealed record FileCount(string Campaign, string State, long Files);
+
+/// <summary>What a bounded area holds and whether its filling stage waits, as its ledger last said.</summary>
+public sealed record AreaFill(string Area, long Bytes, bool Blocked);

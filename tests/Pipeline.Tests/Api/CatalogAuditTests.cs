@@ -4,8 +4,8 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
-using Pipeline.Infrastructure.Audit;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Audit;
+using Pipeline.Production.State;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
 

@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Pipeline.Infrastructure.Flow;
+using Pipeline.Production.Flow;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
 

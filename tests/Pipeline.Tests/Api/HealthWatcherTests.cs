@@ -4,7 +4,7 @@ using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.Orchestrator;
 using Pipeline.Tests.Support;
 using RabbitMQ.Client;

@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Pipeline.Infrastructure.Control;
+using Pipeline.Production.Control;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
 

@@ -1,6 +1,6 @@
 using Pipeline.Api;
-using Pipeline.Infrastructure.Campaigns;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.State;
 
 namespace Pipeline.Tests.Campaigns;
 

@@ -3,7 +3,7 @@ using System.Reflection;
 using Microsoft.Extensions.Configuration;
 using Pipeline.Api.Security;
 using Pipeline.Archiver;
-using Pipeline.Infrastructure.Campaigns;
+using Pipeline.Production.Campaigns;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Merger;
@@ -39,7 +39,7 @@ public sealed class When_deploying_as_containers
 
     private static readonly Type[] OptionTypes =
         [typeof(PipelineOptions), typeof(CampaignOptions), typeof(OrchestratorOptions), typeof(ReconstructionOptions), typeof(MergerOptions), typeof(ArchiverOptions), typeof(ApiSecurityOptions), typeof(Monitor.MonitorOptions),
-         typeof(Pipeline.Infrastructure.Flow.FlowOptions), typeof(Stager.StagerOptions)];
+         typeof(Pipeline.Production.Flow.FlowOptions), typeof(Stager.StagerOptions)];
 
     private static string FindRoot()
     {
@@ -226,7 +226,7 @@ public sealed class When_deploying_as_containers
 
         Assert.Contains("reconstruction", queues);
         // Queue names written out elsewhere (pausable stages, the watcher's list, the watchdog's map) are real ones.
-        Assert.Subset(queues, Pipeline.Infrastructure.Control.PauseState.Stages.ToHashSet());
+        Assert.Subset(queues, Pipeline.Production.Control.PauseState.Stages.ToHashSet());
         Assert.Subset(queues, new Monitor.MonitorOptions().Queues.ToHashSet());
         Assert.Subset(queues, new[] { "Registered", "AwaitingCalibration", "Staging", "Staged", "Queued", "Reconstructing", "Reconstructed", "Merged" }.Select(Watchdog.NextStage).ToHashSet());
         Assert.Equal(queues.Except([Monitor.HeartbeatConsumerDefinition.QueueName]).Order(StringComparer.Ordinal), new Monitor.MonitorOptions().Queues.Order(StringComparer.Ordinal));

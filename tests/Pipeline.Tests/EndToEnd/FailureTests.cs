@@ -1,6 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
 
@@ -74,7 +74,7 @@ public sealed class When_a_staged_copy_is_corrupted_in_the_cache
         await using var pipeline = await PipelineUnderTest.StartAsync();
         Assert.Equal(System.Net.HttpStatusCode.Accepted, (await pipeline.Http.PostAsync("/api/stages/reconstruction/pause", null)).StatusCode);
         // The pause reaches the worker within a second: no file may start reconstructing before it does.
-        var pause = pipeline.Services.GetRequiredService<Pipeline.Infrastructure.Control.PauseState>();
+        var pause = pipeline.Services.GetRequiredService<Pipeline.Production.Control.PauseState>();
         await Eventually.Until(() => Task.FromResult(pause.IsPaused("reconstruction")), paused => paused, TimeSpan.FromSeconds(30), "the reconstruction stage paused");
         var run = (await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 1, EventsPerFile: 40)))[0];
         await pipeline.IngestAsync([run]);
@@ -217,7 +217,7 @@ public sealed class When_a_merged_file_is_corrupted_before_it_is_archived
     private static async Task<(MergedFileRecord Merged, RunRecorded Run)> CorruptOneMergedFileAsync(PipelineUnderTest pipeline, Action? before = null)
     {
         Assert.Equal(System.Net.HttpStatusCode.Accepted, (await pipeline.Http.PostAsync("/api/stages/archiver/pause", null)).StatusCode);
-        var pause = pipeline.Services.GetRequiredService<Pipeline.Infrastructure.Control.PauseState>();
+        var pause = pipeline.Services.GetRequiredService<Pipeline.Production.Control.PauseState>();
         await Eventually.Until(() => Task.FromResult(pause.IsPaused("archiver")), paused => paused, TimeSpan.FromSeconds(30), "the archiver paused");
         var run = (await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 1, EventsPerFile: 40)))[0];
         await pipeline.IngestAsync([run]);

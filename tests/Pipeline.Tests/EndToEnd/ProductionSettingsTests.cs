@@ -1,5 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using System.Text.Json;
 using Pipeline.Orchestrator;
 using Pipeline.Reconstruction;

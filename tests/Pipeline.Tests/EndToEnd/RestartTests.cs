@@ -5,8 +5,8 @@ using System.Net.Sockets;
 using System.Text.Json;
 using Pipeline.Contracts;
 using Pipeline.Host;
-using Pipeline.Infrastructure.Campaigns;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Tests.Support;
 

@@ -1,5 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
-using Pipeline.Infrastructure.Flow;
+using Pipeline.Production.Flow;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;

@@ -1,9 +1,9 @@
 using System.Globalization;
 using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Infrastructure.Archive;
-using Pipeline.Infrastructure.Control;
-using Pipeline.Infrastructure.Flow;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Control;
+using Pipeline.Production.Flow;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;

@@ -5,7 +5,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using Pipeline.Collector;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Orchestrator;
 using Pipeline.Tests.Support;

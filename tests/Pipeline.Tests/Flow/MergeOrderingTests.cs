@@ -4,7 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Contracts;
 using Pipeline.EventFormat;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Flow;

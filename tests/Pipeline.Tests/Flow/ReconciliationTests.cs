@@ -2,8 +2,8 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Pipeline.Infrastructure.Audit;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Audit;
+using Pipeline.Production.State;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
 

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Hosting;
 using Pipeline.Host;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Tests.Support;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Tests.Hosting;
 

@@ -1,4 +1,4 @@
-using Pipeline.Infrastructure.Failures;
+using Pipeline.Production.Failures;
 
 namespace Pipeline.Tests.Infrastructure;
 

@@ -1,4 +1,4 @@
-using Pipeline.Infrastructure.Ingest;
+using Pipeline.Production.Ingest;
 
 namespace Pipeline.Tests.Infrastructure;
 

@@ -3,8 +3,8 @@ using MongoDB.Bson.Serialization;
 using MongoDB.Bson.Serialization.Serializers;
 using MongoDB.Driver;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.State;
-using Pipeline.Infrastructure.State.Mongo;
+using Pipeline.Production.State;
+using Pipeline.Production.State.Mongo;
 
 namespace Pipeline.Tests.Infrastructure;
 

@@ -1,5 +1,5 @@
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Ingest;
+using Pipeline.Production.Ingest;
 
 namespace Pipeline.Tests.Infrastructure;
 

@@ -2,9 +2,9 @@ using MongoDB.Driver;
 using MongoDB.Bson.Serialization;
 using MongoDB.Bson;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Campaigns;
-using Pipeline.Infrastructure.State;
-using Pipeline.Infrastructure.State.Mongo;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.State;
+using Pipeline.Production.State.Mongo;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Infrastructure;

@@ -1,5 +1,5 @@
-using Pipeline.Infrastructure.Failures;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Failures;
+using Pipeline.Production.State;
 using Pipeline.Orchestrator;
 
 namespace Pipeline.Tests.Orchestrator;

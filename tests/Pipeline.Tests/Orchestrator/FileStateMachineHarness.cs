@@ -1,12 +1,12 @@
-using Pipeline.Infrastructure.Control;
+using Pipeline.Production.Control;
 using MassTransit;
 using MassTransit.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Campaigns;
-using Pipeline.Infrastructure.Ingest;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Ingest;
+using Pipeline.Production.State;
 using Pipeline.Orchestrator;
 using Pipeline.Orchestrator.Campaigns;
 using Pipeline.Tests.Support;

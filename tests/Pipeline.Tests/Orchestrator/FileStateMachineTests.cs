@@ -15,7 +15,7 @@ public sealed class When_a_file_goes_through_every_stage : IAsyncLifetime
     {
         var states = _machine.Machine.States.Select(s => s.Name).Where(n => n is not "Initial" and not "Final").ToHashSet();
 
-        Assert.Equal(Pipeline.Infrastructure.State.FileStates.All.ToHashSet(), states);
+        Assert.Equal(Pipeline.Production.State.FileStates.All.ToHashSet(), states);
     }
 
     [Fact]

@@ -5,10 +5,10 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Campaigns;
-using Pipeline.Infrastructure.Control;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Control;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.Orchestrator;
 using Pipeline.Tests.Support;
 

@@ -3,7 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.State;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Security;

@@ -3,9 +3,9 @@ using FsCheck;
 using FsCheck.Fluent;
 using FsCheck.Xunit;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Audit;
+using Pipeline.Production.Audit;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Infrastructure.Ingest;
+using Pipeline.Production.Ingest;
 using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Tests.Security;

@@ -7,9 +7,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Host;
-using Pipeline.Infrastructure.Campaigns;
-using Pipeline.Infrastructure.Ingest;
-using Pipeline.Infrastructure.State;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Ingest;
+using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.SampleExperiment;
 

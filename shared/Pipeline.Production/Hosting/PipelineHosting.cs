@@ -1,0 +1,261 @@
+using MassTransit;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Logging;
+using Pipeline.Infrastructure.Archive;
+using Pipeline.Infrastructure.Hosting;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Flow;
+using Pipeline.Production.Control;
+using Pipeline.Production.Ingest;
+using Pipeline.Production.State;
+using Pipeline.Infrastructure.Storage;
+using Pipeline.Infrastructure.Telemetry;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Serilog;
+using Serilog.Events;
+using Serilog.Formatting.Compact;
+
+namespace Pipeline.Production.Hosting;
+
+public static class PipelineHosting
+{
+    /// <summary>
+    /// Everything a pipeline process needs, then the given stages: logging, options, storage areas,
+    /// the state store, the bus on the configured transport, and health checks.
+    /// </summary>
+    public static WebApplicationBuilder AddPipeline(this WebApplicationBuilder builder, params PipelineModule[] modules)
+    {
+        var services = builder.Services;
+        var configuration = builder.Configuration;
+
+        services.AddOptions<PipelineOptions>().BindConfiguration(PipelineOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<CampaignOptions>().BindConfiguration(CampaignOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        var options = configuration.GetSection(PipelineOptions.Section).Get<PipelineOptions>() ?? new PipelineOptions();
+
+        services.AddSerilog((_, logger) => ConfigureLogging(logger, configuration, options));
+        AddStorageAndState(services, configuration, options);
+        services.AddOptions<FlowOptions>().BindConfiguration(FlowOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<FlowControl>();
+        services.AddSingleton<AreaGate>();
+        services.AddSingleton<CampaignDirectory>();
+        services.AddSingleton<CampaignService>();
+        services.AddSingleton<RunIngestion>();
+        services.AddSingleton<PipelineMetrics>();
+        services.AddSingleton<StageReporter>();
+        services.AddSingleton<IReadOnlyList<PipelineModule>>(modules);
+        services.AddSingleton<PauseState>();
+        // Registered before the bus, so the paused stages are known before the first message arrives.
+        services.AddHostedService<PauseStateRefresher>();
+        services.AddHostedService<FlowControlRefresher>();
+        services.AddHostedService<HeartbeatPublisher>();
+        AddTelemetry(services, configuration, modules);
+
+        foreach (var module in modules)
+        {
+            module.ConfigureServices(services, configuration);
+        }
+
+        services.AddMassTransit(bus =>
+        {
+            bus.SetKebabCaseEndpointNameFormatter();
+            if (options.Transport == TransportKind.RabbitMq && options.RabbitMq.QuorumQueues)
+            {
+                bus.AddConfigureEndpointsCallback((_, endpoint) =>
+                {
+                    if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
+                    {
+                        rabbit.SetQuorumQueue();
+                    }
+                });
+            }
+            foreach (var module in modules)
+            {
+                module.ConfigureBus(bus);
+            }
+            switch (options.Transport)
+            {
+                case TransportKind.RabbitMq:
+                    bus.UsingRabbitMq((context, rabbit) =>
+                    {
+                        rabbit.Host(new Uri(options.RabbitMq.Uri));
+                        rabbit.PrefetchCount = options.Prefetch;
+                        rabbit.UseConsumeFilter(typeof(FileLogContextFilter<>), context);
+                        rabbit.UseConsumeFilter(typeof(PauseFilter<>), context);
+                        rabbit.ConfigureEndpoints(context);
+                    });
+                    break;
+                default:
+                    bus.UsingInMemory((context, memory) =>
+                    {
+                        memory.UseConsumeFilter(typeof(FileLogContextFilter<>), context);
+                        memory.UseConsumeFilter(typeof(PauseFilter<>), context);
+                        memory.ConfigureEndpoints(context);
+                    });
+                    break;
+            }
+        });
+
+        // Start-up returns only once every receive endpoint is bound, so nothing published right after start is dropped.
+        services.AddOptions<MassTransitHostOptions>().Configure(host =>
+        {
+            host.WaitUntilStarted = true;
+            host.StartTimeout = TimeSpan.FromMinutes(2);
+            host.StopTimeout = TimeSpan.FromSeconds(30);
+        });
+        services.AddHealthChecks().AddCheck<StoreHealthCheck>("store", tags: ["ready"]);
+        return builder;
+    }
+
+    /// <summary>
+    /// Metrics for Prometheus at /metrics (the stages', MassTransit's, the HTTP server's) and traces across
+    /// services through MassTransit's activity source, exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    /// </summary>
+    private static void AddTelemetry(IServiceCollection services, IConfiguration configuration, PipelineModule[] modules)
+    {
+        var serviceName = modules.Length == 1 ? $"pipeline-{modules[0].Name}" : "pipeline";
+        var telemetry = services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService(serviceName))
+            .WithMetrics(metrics => metrics
+                .AddMeter(PipelineMetrics.MeterName, "MassTransit")
+                .AddAspNetCoreInstrumentation()
+                .AddPrometheusExporter())
+            .WithTracing(tracing => tracing
+                .AddSource("MassTransit")
+                .AddAspNetCoreInstrumentation(aspnet => aspnet.Filter = http => !http.Request.Path.StartsWithSegments("/health") && !http.Request.Path.StartsWithSegments("/metrics")));
+        if (!string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            telemetry.UseOtlpExporter();
+        }
+    }
+
+    /// <summary>
+    /// The storage areas, the archive library and the state store as configured, with the reconciliation sweep over them:
+    /// what a pipeline process has, and what a command-line tool needs to work on the same data without running a stage.
+    /// </summary>
+    public static void AddStorageAndState(IServiceCollection services, IConfiguration configuration, PipelineOptions options)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        // The archive library counts tape mounts: the metrics need a meter factory, which a tool's container lacks.
+        services.AddMetrics();
+        services.TryAddSingleton<PipelineMetrics>();
+        var archives = ArchiveAreas(configuration);
+        services.AddSingleton(_ => StorageAreas.FromConfiguration(
+            configuration.GetSection(StorageOptions.Section).GetChildren().ToDictionary(c => c.Key, c => c.Value, StringComparer.Ordinal),
+            options.DataDirectory,
+            archives.Where(a => a.Value.Kind != ArchiveKind.Command).Select(a => a.Key)));
+        services.AddSingleton(sp => CreateArchiveLibrary(archives, sp));
+        AddStore(services, options);
+        services.AddSingleton<Audit.Reconciler>();
+    }
+
+    /// <summary>The configured archive areas; "archive" is always one of them (a folder unless configured otherwise).</summary>
+    public static IReadOnlyDictionary<string, ArchiveAreaOptions> ArchiveAreas(IConfiguration configuration)
+    {
+        var archives = new Dictionary<string, ArchiveAreaOptions>(StringComparer.Ordinal);
+        foreach (var section in configuration.GetSection(ArchiveAreaOptions.Section).GetChildren())
+        {
+            archives[section.Key] = section.Get<ArchiveAreaOptions>() ?? new ArchiveAreaOptions();
+        }
+        archives.TryAdd(StorageOptions.Archive, new ArchiveAreaOptions());
+        return archives;
+    }
+
+    private static ArchiveLibrary CreateArchiveLibrary(IReadOnlyDictionary<string, ArchiveAreaOptions> archives, IServiceProvider services)
+    {
+        var areas = services.GetRequiredService<StorageAreas>();
+        var metrics = services.GetRequiredService<PipelineMetrics>();
+        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger<ArchiveLibrary>();
+        return new ArchiveLibrary(archives.Select(a => a.Value.Kind switch
+        {
+            ArchiveKind.Command => (IArchive)new CommandArchive(a.Key, a.Value.Command, logger),
+            ArchiveKind.Tape => new AreaArchive(areas[a.Key], new TapeDrives(a.Key, a.Value.Tape, () => metrics.TapeMounted(a.Key))),
+            _ => new AreaArchive(areas[a.Key], null),
+        }));
+    }
+
+    /// <summary>
+    /// The configured database, and the stores that the shared building blocks registered here use (pauses, flow
+    /// control, campaigns, runs, the activity log, the catalog and alerts for reconciliation, file sagas for the
+    /// saga repository); a service adds the other stores it uses with <see cref="StoreRegistration.AddStore{TStore}"/>.
+    /// </summary>
+    private static void AddStore(IServiceCollection services, PipelineOptions options)
+    {
+        services.AddSingleton(_ => StoreBackend.Open(options));
+        if (options.Store == StoreKind.Mongo)
+        {
+            // Registered before the bus, so the collections and indexes exist before the first message is consumed.
+            services.AddHostedService<MongoInitialisation>();
+        }
+        services.AddStore<IFileSagaStore>().AddStore<IRunRegistry>().AddStore<ICatalog>().AddStore<IActivityLog>()
+            .AddStore<IHealthStore>().AddStore<IControlStore>().AddStore<IFlowStore>().AddStore<ICampaignStore>();
+    }
+
+    private static void ConfigureLogging(LoggerConfiguration logger, IConfiguration configuration, PipelineOptions options)
+    {
+        logger.MinimumLevel.Information()
+            .MinimumLevel.Override("Microsoft", LogEventLevel.Warning)
+            .MinimumLevel.Override("Microsoft.Hosting.Lifetime", LogEventLevel.Information)
+            .MinimumLevel.Override("MassTransit", LogEventLevel.Warning)
+            .ReadFrom.Configuration(configuration)
+            .Enrich.FromLogContext()
+            .Enrich.WithProperty("Instance", options.EffectiveInstanceName);
+        // Logs go to stderr so that a command's stdout carries only its result (make demo's JSON line).
+        if (options.LogFormat == "json")
+        {
+            logger.WriteTo.Console(new RenderedCompactJsonFormatter(), standardErrorFromLevel: LogEventLevel.Verbose);
+        }
+        else
+        {
+            logger.WriteTo.Console(
+                outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext:l}: {Message:lj}{NewLine}{Exception}",
+                standardErrorFromLevel: LogEventLevel.Verbose);
+        }
+    }
+
+    /// <summary>
+    /// What every service serves: /health/live answers while the process runs, /health/ready when the store
+    /// and the bus work, /metrics in Prometheus text.
+    /// </summary>
+    public static IEndpointRouteBuilder MapPipelineDefaults(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapPrometheusScrapingEndpoint();
+        endpoints.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
+        endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
+        return endpoints;
+    }
+}
+
+/// <summary>Prepares the MongoDB database at start-up (server check, collections, indexes); the process does not start without it.</summary>
+internal sealed class MongoInitialisation(StoreBackend backend) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) => backend.MongoContext!.InitialiseAsync(cancellationToken);
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
+internal sealed class StoreHealthCheck(StoreBackend backend) : IHealthCheck
+{
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await backend.PingAsync(cancellationToken);
+            return HealthCheckResult.Healthy();
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return HealthCheckResult.Unhealthy("The state store does not answer.", ex);
+        }
+    }
+}
