@@ -12,9 +12,10 @@ public static class ApiModule
 {
     public static PipelineModule Module { get; } = new(
         "api",
-        (services, _) =>
+        (services, configuration) =>
         {
-            // The stores this service uses.
+            // The shared pieces and stores this service uses.
+            services.AddRunIngestion(configuration).AddReconciliation(configuration);
             services.AddStore<IFileSagaStore>().AddStore<IRunRegistry>().AddStore<ICatalog>().AddStore<ICampaignStore>().AddStore<IFlowStore>().AddStore<IHealthStore>().AddStore<IControlStore>().AddStore<IActivityLog>();
             services.AddProblemDetails();
             // A number sent as a string is a wrong type, not a number: refused, as every other wrong type is.

@@ -3,6 +3,7 @@ using Pipeline.Infrastructure.Telemetry;
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.State;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Archiver;
 
@@ -10,9 +11,10 @@ public static class ArchiverModule
 {
     public static PipelineModule Module { get; } = new(
         "archiver",
-        (services, _) =>
+        (services, configuration) =>
         {
-            // The stores this service uses.
+            // The shared pieces and stores this service uses.
+            services.AddFlowControl().AddCampaignDirectory().AddArchiveLibrary(configuration).AddReconciliation(configuration).AddStageReporting();
             services.AddStore<IMergeStore>().AddStore<ICatalog>().AddStore<IFlowStore>();
             services.AddOptions<ArchiverOptions>().BindConfiguration(ArchiverOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddSingleton<Movers>();

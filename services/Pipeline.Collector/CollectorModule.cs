@@ -1,5 +1,6 @@
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Collector;
 
@@ -9,7 +10,8 @@ public static class CollectorModule
         "collector",
         (services, _) =>
         {
-            // No store: the files' state is asked of the orchestrator (IFileStates).
+            // No store of its own: the files' state is asked of the orchestrator (IFileStates).
+            services.AddStageReporting();
             services.AddSingleton<IFileStates, OrchestratorFileStates>();
             services.AddOptions<CollectorOptions>().BindConfiguration(CollectorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHostedService<LeftoverJobSweeper>();

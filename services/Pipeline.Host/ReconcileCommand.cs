@@ -35,6 +35,7 @@ public static class ReconcileCommand
         services.AddLogging(logging => logging.AddFilter("Microsoft", LogLevel.Warning)
             .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace));
         PipelineHosting.AddStorageAndState(services, configuration, options);
+        services.AddReconciliation(configuration);
         await using var provider = services.BuildServiceProvider();
         var report = await provider.GetRequiredService<Reconciler>()
             .RunAsync(new ReconciliationOptions(flags.Contains("--verify"), darkAfter, flags.Contains("--dry-run")), CancellationToken.None);

@@ -1,6 +1,7 @@
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.State;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Merger;
 
@@ -10,7 +11,8 @@ public static class MergerModule
         "merger",
         (services, _) =>
         {
-            // The stores this service uses.
+            // The shared pieces and stores this service uses.
+            services.AddFlowControl().AddCampaignDirectory().AddStageReporting();
             services.AddStore<IMergeStore>().AddStore<IRunLedger>().AddStore<IHealthStore>();
             services.AddOptions<MergerOptions>().BindConfiguration(MergerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHostedService<MergeService>();

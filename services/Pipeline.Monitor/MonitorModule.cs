@@ -2,6 +2,7 @@ using MassTransit;
 using Pipeline.Production.Flow;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.State;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Monitor;
 
@@ -12,7 +13,7 @@ public static class MonitorModule
         (services, _) =>
         {
             // The stores this service uses; files' states it asks of the orchestrator.
-            services.AddStore<IHealthStore>();
+            services.AddFlowControl().AddStore<IHealthStore>();
             services.AddOptions<MonitorOptions>().BindConfiguration(MonitorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHttpClient<AlertNotifier>();
             services.AddHostedService<HealthWatcher>();

@@ -2,6 +2,7 @@ using MassTransit;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.State;
 using Pipeline.Orchestrator.Campaigns;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Orchestrator;
 
@@ -9,9 +10,10 @@ public static class OrchestratorModule
 {
     public static PipelineModule Module { get; } = new(
         "orchestrator",
-        (services, _) =>
+        (services, configuration) =>
         {
-            // The stores this service uses.
+            // The shared pieces and stores this service uses.
+            services.AddRunIngestion(configuration);
             services.AddStore<IFileSagaStore>().AddStore<IRunRegistry>().AddStore<ICampaignStore>().AddStore<IHealthStore>();
             services.AddOptions<OrchestratorOptions>().BindConfiguration(OrchestratorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHostedService<Watchdog>();

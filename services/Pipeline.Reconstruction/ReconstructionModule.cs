@@ -3,6 +3,7 @@ using Pipeline.Infrastructure.Telemetry;
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.State;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Reconstruction;
 
@@ -12,6 +13,8 @@ public static class ReconstructionModule
         "reconstruction",
         (services, _) =>
         {
+            // The shared pieces this service uses; it keeps no store of its own.
+            services.AddFlowControl().AddCampaignDirectory().AddStageReporting();
             services.AddOptions<ReconstructionOptions>().BindConfiguration(ReconstructionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddSingleton<IReleaseRunner, ProcessReleaseRunner>();
             services.AddSingleton<ReconstructionWorker>();

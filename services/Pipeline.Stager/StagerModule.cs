@@ -1,5 +1,6 @@
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Stager;
 
@@ -7,7 +8,12 @@ public static class StagerModule
 {
     public static PipelineModule Module { get; } = new(
         "stager",
-        (services, _) => services.AddOptions<StagerOptions>().BindConfiguration(StagerOptions.Section).ValidateDataAnnotations().ValidateOnStart(),
+        (services, configuration) =>
+        {
+            // The shared pieces this service uses; it keeps no store of its own.
+            services.AddFlowControl().AddCampaignDirectory().AddArchiveLibrary(configuration).AddStageReporting();
+            services.AddOptions<StagerOptions>().BindConfiguration(StagerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        },
         bus =>
         {
             bus.AddConsumer<StageFileConsumer, StageFileConsumerDefinition>();

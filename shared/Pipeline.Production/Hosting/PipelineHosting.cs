@@ -40,24 +40,16 @@ public static class PipelineHosting
         var configuration = builder.Configuration;
 
         services.AddOptions<PipelineOptions>().BindConfiguration(PipelineOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.AddOptions<CampaignOptions>().BindConfiguration(CampaignOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         var options = configuration.GetSection(PipelineOptions.Section).Get<PipelineOptions>() ?? new PipelineOptions();
 
         services.AddSerilog((_, logger) => ConfigureLogging(logger, configuration, options));
         AddStorageAndState(services, configuration, options);
-        services.AddOptions<FlowOptions>().BindConfiguration(FlowOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.AddSingleton<FlowControl>();
-        services.AddSingleton<AreaGate>();
-        services.AddSingleton<CampaignDirectory>();
-        services.AddSingleton<CampaignService>();
-        services.AddSingleton<RunIngestion>();
-        services.AddSingleton<PipelineMetrics>();
-        services.AddSingleton<StageReporter>();
         services.AddSingleton<IReadOnlyList<PipelineModule>>(modules);
+        // Every consumer obeys an operator's pause: the pauses are read before the bus starts, so the paused
+        // stages are known before the first message arrives.
+        services.AddStore<IControlStore>();
         services.AddSingleton<PauseState>();
-        // Registered before the bus, so the paused stages are known before the first message arrives.
         services.AddHostedService<PauseStateRefresher>();
-        services.AddHostedService<FlowControlRefresher>();
         services.AddHostedService<HeartbeatPublisher>();
         AddTelemetry(services, configuration, modules);
 
@@ -140,8 +132,8 @@ public static class PipelineHosting
     }
 
     /// <summary>
-    /// The storage areas, the archive library and the state store as configured, with the reconciliation sweep over them:
-    /// what a pipeline process has, and what a command-line tool needs to work on the same data without running a stage.
+    /// The storage areas and the state store as configured: what every pipeline process has. A service adds the
+    /// stores and shared pieces it uses (<see cref="StoreRegistration.AddStore{TStore}"/>, <see cref="ProductionServices"/>).
     /// </summary>
     public static void AddStorageAndState(IServiceCollection services, IConfiguration configuration, PipelineOptions options)
     {
@@ -154,9 +146,12 @@ public static class PipelineHosting
             configuration.GetSection(StorageOptions.Section).GetChildren().ToDictionary(c => c.Key, c => c.Value, StringComparer.Ordinal),
             options.DataDirectory,
             archives.Where(a => a.Value.Kind != ArchiveKind.Command).Select(a => a.Key)));
-        services.AddSingleton(sp => CreateArchiveLibrary(archives, sp));
-        AddStore(services, options);
-        services.AddSingleton<Audit.Reconciler>();
+        services.AddSingleton(_ => StoreBackend.Open(options));
+        if (options.Store == StoreKind.Mongo)
+        {
+            // Registered before the bus, so the collections and indexes exist before the first message is consumed.
+            services.AddHostedService<MongoInitialisation>();
+        }
     }
 
     /// <summary>The configured archive areas; "archive" is always one of them (a folder unless configured otherwise).</summary>
@@ -171,7 +166,7 @@ public static class PipelineHosting
         return archives;
     }
 
-    private static ArchiveLibrary CreateArchiveLibrary(IReadOnlyDictionary<string, ArchiveAreaOptions> archives, IServiceProvider services)
+    internal static ArchiveLibrary CreateArchiveLibrary(IReadOnlyDictionary<string, ArchiveAreaOptions> archives, IServiceProvider services)
     {
         var areas = services.GetRequiredService<StorageAreas>();
         var metrics = services.GetRequiredService<PipelineMetrics>();
@@ -182,23 +177,6 @@ public static class PipelineHosting
             ArchiveKind.Tape => new AreaArchive(areas[a.Key], new TapeDrives(a.Key, a.Value.Tape, () => metrics.TapeMounted(a.Key))),
             _ => new AreaArchive(areas[a.Key], null),
         }));
-    }
-
-    /// <summary>
-    /// The configured database, and the stores that the shared building blocks registered here use (pauses, flow
-    /// control, campaigns, runs, the activity log, the catalog and alerts for reconciliation, file sagas for the
-    /// saga repository); a service adds the other stores it uses with <see cref="StoreRegistration.AddStore{TStore}"/>.
-    /// </summary>
-    private static void AddStore(IServiceCollection services, PipelineOptions options)
-    {
-        services.AddSingleton(_ => StoreBackend.Open(options));
-        if (options.Store == StoreKind.Mongo)
-        {
-            // Registered before the bus, so the collections and indexes exist before the first message is consumed.
-            services.AddHostedService<MongoInitialisation>();
-        }
-        services.AddStore<IFileSagaStore>().AddStore<IRunRegistry>().AddStore<ICatalog>().AddStore<IActivityLog>()
-            .AddStore<IHealthStore>().AddStore<IControlStore>().AddStore<IFlowStore>().AddStore<ICampaignStore>();
     }
 
     private static void ConfigureLogging(LoggerConfiguration logger, IConfiguration configuration, PipelineOptions options)

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Merger;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Infrastructure;

@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace Pipeline.Infrastructure.Storage;
+namespace Pipeline.Merger;
 
 /// <summary>
 /// Gathers many small writes into large ones and hands each full buffer to the inner stream in the

@@ -1,0 +1,74 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Pipeline.Infrastructure.Archive;
+using Pipeline.Infrastructure.Storage;
+using Pipeline.Infrastructure.Telemetry;
+using Pipeline.Production.Audit;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Flow;
+using Pipeline.Production.Ingest;
+using Pipeline.Production.State;
+
+namespace Pipeline.Production.Hosting;
+
+/// <summary>
+/// The shared pieces a service adds when it uses them, each with the stores it needs. A module calls the ones its
+/// stage uses; the all-in-one host composes every module, and adding a piece twice adds it once.
+/// </summary>
+public static class ProductionServices
+{
+    /// <summary>Back-pressure on the bounded areas: the settings, the gate a filling stage waits at, the ledger.</summary>
+    public static IServiceCollection AddFlowControl(this IServiceCollection services)
+    {
+        services.AddOptions<FlowOptions>().BindConfiguration(FlowOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddStore<IFlowStore>();
+        services.TryAddSingleton<FlowControl>();
+        services.TryAddSingleton<AreaGate>();
+        services.AddHostedService<FlowControlRefresher>();
+        return services;
+    }
+
+    /// <summary>The campaigns: the configured default and those defined through the API.</summary>
+    public static IServiceCollection AddCampaignDirectory(this IServiceCollection services)
+    {
+        services.AddOptions<CampaignOptions>().BindConfiguration(CampaignOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddStore<ICampaignStore>();
+        services.TryAddSingleton<CampaignDirectory>();
+        return services;
+    }
+
+    /// <summary>Registering runs and their files, and defining campaigns: what the orchestrator and the API do.</summary>
+    public static IServiceCollection AddRunIngestion(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddCampaignDirectory().AddFlowControl().AddArchiveLibrary(configuration);
+        services.AddStore<IRunRegistry>().AddStore<ICatalog>().AddStore<IFileSagaStore>();
+        services.TryAddSingleton<RunIngestion>();
+        services.TryAddSingleton<CampaignService>();
+        return services;
+    }
+
+    /// <summary>The archive areas behind their drivers (folders, the simulated tape library, copy commands).</summary>
+    public static IServiceCollection AddArchiveLibrary(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.TryAddSingleton(sp => PipelineHosting.CreateArchiveLibrary(PipelineHosting.ArchiveAreas(configuration), sp));
+        return services;
+    }
+
+    /// <summary>The reconciliation of the catalog against the archive areas.</summary>
+    public static IServiceCollection AddReconciliation(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddArchiveLibrary(configuration);
+        services.AddStore<ICatalog>().AddStore<IHealthStore>();
+        services.TryAddSingleton<Reconciler>();
+        return services;
+    }
+
+    /// <summary>A stage's account of its work: to this process's metrics and to the shared hourly activity log.</summary>
+    public static IServiceCollection AddStageReporting(this IServiceCollection services)
+    {
+        services.AddStore<IActivityLog>();
+        services.TryAddSingleton<StageReporter>();
+        return services;
+    }
+}
