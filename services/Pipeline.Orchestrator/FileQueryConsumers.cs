@@ -1,5 +1,6 @@
 using MassTransit;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.State;
 
 namespace Pipeline.Orchestrator;
@@ -38,4 +39,15 @@ public sealed class OverdueFilesQueryConsumer(IFileSagaStore sagas) : IConsumer<
         var overdue = await sagas.FindStalledAsync(context.Message.DeadlineBefore, null, limit, context.CancellationToken);
         await context.RespondAsync(new OverdueFilesAnswer(overdue.Select(file => new OverdueFile(file.Id, file.Campaign, file.Run, file.State)).ToList()));
     }
+}
+
+// A question is retried briefly (its asker waits 10 to 30 s) and answered as soon as it is consumed: no outbox.
+public sealed class FileStatesQueryConsumerDefinition() : QueueConsumerDefinition<FileStatesQueryConsumer>(QueueName, [100, 500, 2000], outbox: false)
+{
+    public const string QueueName = "file-states-query";
+}
+
+public sealed class OverdueFilesQueryConsumerDefinition() : QueueConsumerDefinition<OverdueFilesQueryConsumer>(QueueName, [100, 500, 2000], outbox: false)
+{
+    public const string QueueName = "overdue-files-query";
 }

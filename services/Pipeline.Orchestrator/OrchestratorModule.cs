@@ -27,9 +27,9 @@ public static class OrchestratorModule
         {
             bus.AddSagaStateMachine<FileStateMachine, FileState, FileStateDefinition>().StoreRepository();
             bus.AddConsumer<RunRecordedConsumer, RunRecordedConsumerDefinition>();
-            bus.AddConsumer<CalibrationRegisteredConsumer>();
-            bus.AddConsumer<ResendRunFileProgressConsumer>();
-            bus.AddConsumer<FileStatesQueryConsumer>();
-            bus.AddConsumer<OverdueFilesQueryConsumer>();
+            bus.AddConsumer<CalibrationRegisteredConsumer, CalibrationRegisteredConsumerDefinition>();
+            bus.AddConsumer<ResendRunFileProgressConsumer, ResendRunFileProgressConsumerDefinition>();
+            bus.AddConsumer<FileStatesQueryConsumer, FileStatesQueryConsumerDefinition>();
+            bus.AddConsumer<OverdueFilesQueryConsumer, OverdueFilesQueryConsumerDefinition>();
         });
 }

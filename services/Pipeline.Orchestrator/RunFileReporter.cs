@@ -1,5 +1,6 @@
 using MassTransit;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.State;
 
 namespace Pipeline.Orchestrator;
@@ -51,4 +52,9 @@ public sealed class ResendRunFileProgressConsumer(IFileSagaStore sagas, ILogger<
         while (after is not null);
         logger.LogInformation("Run {Run} of {Campaign}: {Files} files reported their state to the merger again, as it asked", run, campaign, sent);
     }
+}
+
+public sealed class ResendRunFileProgressConsumerDefinition() : QueueConsumerDefinition<ResendRunFileProgressConsumer>(QueueName, [100, 500, 2000, 10000])
+{
+    public const string QueueName = "resend-run-file-progress";
 }

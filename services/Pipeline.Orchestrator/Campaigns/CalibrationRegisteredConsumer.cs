@@ -1,5 +1,6 @@
 using MassTransit;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;
 
@@ -43,4 +44,9 @@ public sealed class CalibrationRegisteredConsumer(ICampaignStore calibrations, I
         logger.LogInformation("Calibration {Tag} for runs {From}-{To} registered by {By}: {Files} held files told to start",
             calibration.Tag, calibration.RunFrom, calibration.RunTo, calibration.RegisteredBy, released);
     }
+}
+
+public sealed class CalibrationRegisteredConsumerDefinition() : QueueConsumerDefinition<CalibrationRegisteredConsumer>(QueueName, [100, 500, 2000, 10000])
+{
+    public const string QueueName = "calibration-registered";
 }

@@ -2,8 +2,10 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 using Pipeline.Host;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Production.Campaigns;
 using Pipeline.Tests.Support;
 using Pipeline.Production.Hosting;
 
@@ -37,5 +39,29 @@ public sealed class When_a_service_runs_on_its_own
         builder.AddPipeline(module);
 
         using var app = (IDisposable)builder.Build();
+    }
+}
+
+public sealed class When_every_module_runs_in_one_host
+{
+    [Fact]
+    public async Task Should_bind_a_shared_section_once_so_a_list_setting_is_not_repeated()
+    {
+        using var folder = new TempDirectory();
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production" });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Pipeline:DataDirectory"] = folder.Path,
+            ["Pipeline:Transport"] = "InMemory",
+            ["Pipeline:Campaign:Release:Arguments:0"] = "reconstruct",
+            ["Pipeline:Campaign:Release:Arguments:1"] = "--input",
+            ["Pipeline:Campaign:Release:Arguments:2"] = "{input}",
+        });
+        // Five modules use the campaign directory, and each asks for its settings.
+        builder.AddPipeline(PipelineApp.AllModules);
+        await using var app = builder.Build();
+
+        var campaign = app.Services.GetRequiredService<IOptions<CampaignOptions>>().Value;
+        Assert.Equal(["reconstruct", "--input", "{input}"], campaign.Release.Arguments);
     }
 }
