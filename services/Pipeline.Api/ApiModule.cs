@@ -2,9 +2,9 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.OpenApi;
 using Pipeline.Api.Security;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Production.State;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Hosting;
+using Pipeline.Production.State;
 
 namespace Pipeline.Api;
 

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
-using Pipeline.Production.Campaigns;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;
 
 namespace Pipeline.Api;

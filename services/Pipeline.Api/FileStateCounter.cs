@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Production.State;
 using Pipeline.Infrastructure.Telemetry;
+using Pipeline.Production.State;
 
 namespace Pipeline.Api;
 

@@ -1,12 +1,12 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Audit;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.Control;
 using Pipeline.Production.Flow;
 using Pipeline.Production.State;
-using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Api;
 

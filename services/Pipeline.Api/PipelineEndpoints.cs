@@ -3,15 +3,15 @@ using System.Text.Json.Nodes;
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.Extensions.Options;
 using Pipeline.Api.Security;
 using Pipeline.Contracts;
-using Pipeline.Production.Control;
-using Microsoft.Extensions.Options;
-using Pipeline.Production.Failures;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.Storage;
+using Pipeline.Production.Control;
+using Pipeline.Production.Failures;
 using Pipeline.Production.Ingest;
 using Pipeline.Production.State;
-using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Api;
 

@@ -1,16 +1,16 @@
-using Pipeline.Infrastructure.Hosting;
 using System.Diagnostics;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
-using Pipeline.Production.Campaigns;
 using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Production.Flow;
-using Pipeline.Production.State;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Flow;
 using Pipeline.Production.Hosting;
+using Pipeline.Production.State;
 
 namespace Pipeline.Archiver;
 

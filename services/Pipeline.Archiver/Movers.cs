@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Options;
-using Pipeline.Production.Flow;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Production.Flow;
 using Pipeline.Production.State;
 
 namespace Pipeline.Archiver;

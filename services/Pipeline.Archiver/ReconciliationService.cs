@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Options;
-using Pipeline.Production.Audit;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Production.Audit;
 
 namespace Pipeline.Archiver;
 

@@ -1,9 +1,9 @@
-using Pipeline.Infrastructure.Hosting;
 using System.Diagnostics;
 using MassTransit;
-using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Hosting;
 
 namespace Pipeline.Collector;

@@ -1,7 +1,7 @@
-using Pipeline.Api;
 using System.Text.Json;
-using Pipeline.Production.Audit;
+using Pipeline.Api;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Production.Audit;
 using Pipeline.Production.State;
 
 namespace Pipeline.Host;

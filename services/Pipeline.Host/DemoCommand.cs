@@ -1,17 +1,17 @@
-using Pipeline.Api;
-using Pipeline.Production.Audit;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.Options;
+using Pipeline.Api;
 using Pipeline.Archiver;
 using Pipeline.Infrastructure.Archive;
+using Pipeline.Infrastructure.Storage;
+using Pipeline.Production.Audit;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.Flow;
 using Pipeline.Production.Ingest;
 using Pipeline.Production.State;
-using Pipeline.Infrastructure.Storage;
 using Pipeline.SampleExperiment;
 
 namespace Pipeline.Host;

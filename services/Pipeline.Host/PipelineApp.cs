@@ -5,9 +5,9 @@ using Pipeline.Infrastructure.Hosting;
 using Pipeline.Merger;
 using Pipeline.Monitor;
 using Pipeline.Orchestrator;
+using Pipeline.Production.Hosting;
 using Pipeline.Reconstruction;
 using Pipeline.Stager;
-using Pipeline.Production.Hosting;
 
 namespace Pipeline.Host;
 

@@ -1,8 +1,8 @@
 using Pipeline.Contracts;
 using Pipeline.EventFormat;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Production.State;
 
 namespace Pipeline.Host;
 

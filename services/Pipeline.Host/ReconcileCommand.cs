@@ -1,6 +1,6 @@
 using System.Text.Json;
-using Pipeline.Production.Audit;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Production.Audit;
 using Pipeline.Production.Hosting;
 
 namespace Pipeline.Host;

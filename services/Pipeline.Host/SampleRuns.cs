@@ -1,8 +1,8 @@
 using System.Globalization;
 using MassTransit;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Ingest;
 using Pipeline.Production.State;
-using Pipeline.Infrastructure.Storage;
 using Pipeline.SampleExperiment;
 
 namespace Pipeline.Host;

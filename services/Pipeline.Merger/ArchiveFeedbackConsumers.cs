@@ -1,10 +1,10 @@
-using Pipeline.Infrastructure.Hosting;
 using MassTransit;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Flow;
 using Pipeline.Production.State;
-using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Merger;
 

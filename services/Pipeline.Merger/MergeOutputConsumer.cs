@@ -1,6 +1,6 @@
-using Pipeline.Infrastructure.Hosting;
 using MassTransit;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.State;
 
 namespace Pipeline.Merger;

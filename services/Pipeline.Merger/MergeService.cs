@@ -1,19 +1,19 @@
-using Pipeline.EventFormat;
-using Pipeline.Production.Audit;
 using System.Diagnostics;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
-using Pipeline.Production.Campaigns;
+using Pipeline.EventFormat;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Infrastructure.Hosting;
-using Pipeline.Production.State;
-using Pipeline.Infrastructure.Storage;
-using Pipeline.Production.Control;
 using Pipeline.Infrastructure.Faults;
-using Pipeline.Production.Flow;
+using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
+using Pipeline.Production.Audit;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Control;
+using Pipeline.Production.Flow;
 using Pipeline.Production.Hosting;
+using Pipeline.Production.State;
 
 namespace Pipeline.Merger;
 

@@ -1,7 +1,7 @@
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Production.State;
 using Pipeline.Production.Hosting;
+using Pipeline.Production.State;
 
 namespace Pipeline.Merger;
 

@@ -1,5 +1,4 @@
 using Pipeline.Merger;
-using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Hosting;
 
 var builder = WebApplication.CreateBuilder(args);

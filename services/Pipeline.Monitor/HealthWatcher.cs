@@ -2,9 +2,9 @@ using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
+using Pipeline.Production.State;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
 

@@ -1,8 +1,8 @@
 using MassTransit;
-using Pipeline.Production.Flow;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Production.State;
+using Pipeline.Production.Flow;
 using Pipeline.Production.Hosting;
+using Pipeline.Production.State;
 
 namespace Pipeline.Monitor;
 

@@ -1,4 +1,3 @@
-using Pipeline.Infrastructure.Hosting;
 using Pipeline.Monitor;
 using Pipeline.Production.Hosting;
 

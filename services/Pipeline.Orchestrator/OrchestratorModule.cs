@@ -1,8 +1,8 @@
 using MassTransit;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Production.State;
 using Pipeline.Orchestrator.Campaigns;
 using Pipeline.Production.Hosting;
+using Pipeline.Production.State;
 
 namespace Pipeline.Orchestrator;
 

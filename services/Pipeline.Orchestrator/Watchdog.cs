@@ -1,9 +1,9 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.Control;
-using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.State;
 
 namespace Pipeline.Orchestrator;

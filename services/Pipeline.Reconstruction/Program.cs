@@ -1,6 +1,5 @@
-using Pipeline.Reconstruction;
-using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Hosting;
+using Pipeline.Reconstruction;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddPipeline(ReconstructionModule.Module);

@@ -1,9 +1,9 @@
-using Microsoft.Extensions.Options;
-using Pipeline.Infrastructure.Telemetry;
 using MassTransit;
+using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Production.State;
+using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Hosting;
+using Pipeline.Production.State;
 
 namespace Pipeline.Reconstruction;
 

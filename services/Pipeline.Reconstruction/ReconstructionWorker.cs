@@ -1,4 +1,3 @@
-using Pipeline.Infrastructure.Processes;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
@@ -6,15 +5,16 @@ using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
-using Pipeline.Production.Campaigns;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Production.Flow;
-using Pipeline.Production.State;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.Processes;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
-using Pipeline.SampleExperiment;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Flow;
 using Pipeline.Production.Hosting;
+using Pipeline.Production.State;
+using Pipeline.SampleExperiment;
 
 namespace Pipeline.Reconstruction;
 

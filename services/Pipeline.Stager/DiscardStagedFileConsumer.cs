@@ -1,7 +1,7 @@
 using MassTransit;
 using Pipeline.Contracts;
-using Pipeline.Production.Flow;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Production.Flow;
 
 namespace Pipeline.Stager;
 

@@ -1,6 +1,5 @@
-using Pipeline.Stager;
-using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Hosting;
+using Pipeline.Stager;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddPipeline(StagerModule.Module);

@@ -2,12 +2,12 @@ using System.Diagnostics;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Faults;
 using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Production.Flow;
+using Pipeline.Infrastructure.Faults;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
+using Pipeline.Production.Flow;
 using Pipeline.Production.Hosting;
 
 namespace Pipeline.Stager;

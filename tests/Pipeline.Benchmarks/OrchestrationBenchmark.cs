@@ -6,9 +6,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Contracts;
 using Pipeline.EventFormat;
 using Pipeline.Host;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Ingest;
 using Pipeline.Production.State;
-using Pipeline.Infrastructure.Storage;
 using Pipeline.Reconstruction;
 using Pipeline.SampleExperiment;
 

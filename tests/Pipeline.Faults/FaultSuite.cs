@@ -1,15 +1,15 @@
-using Pipeline.Api;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Pipeline.Api;
 using Pipeline.Contracts;
 using Pipeline.Host;
+using Pipeline.Infrastructure.Faults;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Audit;
 using Pipeline.Production.Campaigns;
-using Pipeline.Infrastructure.Faults;
 using Pipeline.Production.State;
-using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Faults;
 

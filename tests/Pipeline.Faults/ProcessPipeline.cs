@@ -2,9 +2,9 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;
-using Pipeline.Infrastructure.Storage;
 using Pipeline.SampleExperiment;
 using RabbitMQ.Client;
 

@@ -2,9 +2,9 @@ using System.Globalization;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.Control;
-using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Ingest;
 using Pipeline.Production.State;
 

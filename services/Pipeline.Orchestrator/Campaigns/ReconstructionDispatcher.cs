@@ -1,11 +1,11 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.Control;
-using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.State;
-using Pipeline.Infrastructure.Telemetry;
 
 namespace Pipeline.Orchestrator.Campaigns;
 

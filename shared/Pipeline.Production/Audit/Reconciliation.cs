@@ -2,8 +2,8 @@ using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Production.State;
 
 namespace Pipeline.Production.Audit;
 

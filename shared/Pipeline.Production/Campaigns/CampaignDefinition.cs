@@ -4,8 +4,8 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
 using Pipeline.Contracts;
-using Pipeline.Production.Flow;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Production.Flow;
 
 namespace Pipeline.Production.Campaigns;
 

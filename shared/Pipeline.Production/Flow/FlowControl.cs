@@ -1,11 +1,11 @@
 using System.Text.Json;
-using Pipeline.Infrastructure.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Pipeline.Production.Control;
-using Pipeline.Production.State;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
+using Pipeline.Production.Control;
+using Pipeline.Production.State;
 
 namespace Pipeline.Production.Flow;
 

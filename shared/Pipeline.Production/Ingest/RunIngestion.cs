@@ -4,10 +4,10 @@ using System.Text;
 using System.Text.RegularExpressions;
 using MassTransit;
 using Pipeline.Contracts;
-using Pipeline.Production.Campaigns;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.State;
 
 namespace Pipeline.Production.Ingest;
 

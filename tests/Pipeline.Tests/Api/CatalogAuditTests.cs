@@ -1,9 +1,9 @@
-using Pipeline.Api;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
+using Pipeline.Api;
 using Pipeline.Production.Audit;
 using Pipeline.Production.State;
 using Pipeline.SampleExperiment;

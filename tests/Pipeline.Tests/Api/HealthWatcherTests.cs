@@ -4,8 +4,8 @@ using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Contracts;
-using Pipeline.Production.State;
 using Pipeline.Orchestrator;
+using Pipeline.Production.State;
 using Pipeline.Tests.Support;
 using RabbitMQ.Client;
 

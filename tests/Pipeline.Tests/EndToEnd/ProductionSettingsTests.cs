@@ -1,7 +1,7 @@
-using Microsoft.Extensions.DependencyInjection;
-using Pipeline.Production.State;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Orchestrator;
+using Pipeline.Production.State;
 using Pipeline.Reconstruction;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;

@@ -5,9 +5,9 @@ using System.Net.Sockets;
 using System.Text.Json;
 using Pipeline.Contracts;
 using Pipeline.Host;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;
-using Pipeline.Infrastructure.Storage;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.EndToEnd;

@@ -2,9 +2,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Pipeline.Archiver;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Flow;
 using Pipeline.Production.State;
-using Pipeline.Infrastructure.Storage;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
 

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
-using Pipeline.Production.Flow;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Production.Flow;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
 

@@ -1,10 +1,10 @@
 using System.Globalization;
 using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Infrastructure.Archive;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Control;
 using Pipeline.Production.Flow;
 using Pipeline.Production.State;
-using Pipeline.Infrastructure.Storage;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
 

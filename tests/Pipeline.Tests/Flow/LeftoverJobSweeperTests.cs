@@ -5,9 +5,9 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using Pipeline.Collector;
-using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Orchestrator;
+using Pipeline.Production.State;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Flow;

@@ -4,9 +4,9 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Pipeline.Collector;
-using Pipeline.Production.State;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Orchestrator;
+using Pipeline.Production.State;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Flow;

@@ -6,8 +6,8 @@ using Microsoft.Extensions.Options;
 using Pipeline.Host;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Campaigns;
-using Pipeline.Tests.Support;
 using Pipeline.Production.Hosting;
+using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Hosting;
 

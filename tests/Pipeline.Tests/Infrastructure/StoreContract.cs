@@ -1,6 +1,6 @@
-using MongoDB.Driver;
-using MongoDB.Bson.Serialization;
 using MongoDB.Bson;
+using MongoDB.Bson.Serialization;
+using MongoDB.Driver;
 using Pipeline.Contracts;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;

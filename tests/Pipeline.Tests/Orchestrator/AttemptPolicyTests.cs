@@ -1,6 +1,6 @@
+using Pipeline.Orchestrator;
 using Pipeline.Production.Failures;
 using Pipeline.Production.State;
-using Pipeline.Orchestrator;
 
 namespace Pipeline.Tests.Orchestrator;
 

@@ -1,14 +1,14 @@
-using Pipeline.Production.Control;
 using MassTransit;
 using MassTransit.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Pipeline.Contracts;
-using Pipeline.Production.Campaigns;
-using Pipeline.Production.Ingest;
-using Pipeline.Production.State;
 using Pipeline.Orchestrator;
 using Pipeline.Orchestrator.Campaigns;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.Control;
+using Pipeline.Production.Ingest;
+using Pipeline.Production.State;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Orchestrator;

@@ -5,11 +5,11 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
+using Pipeline.Orchestrator;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.Control;
-using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.State;
-using Pipeline.Orchestrator;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Orchestrator;

@@ -3,10 +3,10 @@ using FsCheck;
 using FsCheck.Fluent;
 using FsCheck.Xunit;
 using Pipeline.Contracts;
-using Pipeline.Production.Audit;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Production.Ingest;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Production.Audit;
+using Pipeline.Production.Ingest;
 
 namespace Pipeline.Tests.Security;
 

@@ -7,10 +7,10 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Host;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.Ingest;
 using Pipeline.Production.State;
-using Pipeline.Infrastructure.Storage;
 using Pipeline.SampleExperiment;
 
 namespace Pipeline.Tests.Support;
