@@ -10,6 +10,10 @@ fi
 # The dashboard test opens the page in Debian's Chromium; the short load run drives the API with Debian's hey.
 bash tests/ensure-debian-package.sh /usr/bin/chromium chromium
 bash tests/ensure-debian-package.sh /usr/bin/hey hey
+# The storage tests start a real XRootD server (root:// and HTTP/WebDAV) on free ports of their own.
+bash tests/ensure-debian-package.sh /usr/bin/xrootd xrootd-server
+bash tests/ensure-debian-package.sh /usr/bin/xrdcp xrootd-client
+bash tests/ensure-debian-package.sh "/usr/lib/$(uname -m)-linux-gnu/libXrdHttp-5.so" xrootd-server-plugins
 
 configuration="${CONFIGURATION:-Release}"
 dotnet build Pipeline.sln -c "$configuration" --nologo -v quiet
