@@ -1,0 +1,182 @@
+using System.Globalization;
+using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Processes;
+using Pipeline.Infrastructure.Storage.Http;
+
+namespace Pipeline.Infrastructure.Storage.Xrootd;
+
+/// <summary>
+/// Files on an XRootD server (<c>root://host:port//path</c>) through the XRootD client tools, run from argument
+/// lists and never through a shell. An upload goes to a temporary name with <c>xrdcp --cksum adler32:VALUE</c> (the
+/// tool compares the server's Adler-32 with the known one), is checked again with <c>xrdfs query checksum</c>, and
+/// only then is renamed with <c>xrdfs mv</c>; anything that fails removes the temporary file, because <c>xrdcp</c>
+/// leaves a copy whose checksum it refused in place.
+/// </summary>
+public sealed class XrootdClient(TimeSpan timeout)
+{
+    private const string Copy = "xrdcp";
+    private const string FileSystem = "xrdfs";
+    private const int NoSuchFile = 54;
+
+    /// <summary>Refuses a URL that is not root:// or carries a credential.</summary>
+    public static Uri CheckUrl(Uri url)
+    {
+        if (!url.IsAbsoluteUri || url.Scheme is not ("root" or "roots"))
+        {
+            throw new ArgumentException($"'{url.GetLeftPart(UriPartial.Authority)}' is not a root:// URL.", nameof(url));
+        }
+        if (!string.IsNullOrEmpty(url.UserInfo))
+        {
+            throw new ArgumentException(
+                $"A storage URL for {url.Host} carries user information; put credentials in a token file or certificate setting, not in the URL.",
+                nameof(url));
+        }
+        return url;
+    }
+
+    /// <summary>
+    /// Copies a local file to <paramref name="target"/>, whose Adler-32 is already known (it was computed when the
+    /// file was written), and returns the Adler-32 the server reports, equal to it.
+    /// </summary>
+    public async Task<string> UploadAsync(string localPath, string knownAdler32, Uri target, CancellationToken cancellationToken)
+    {
+        var temporary = new Uri(target.AbsoluteUri + WebDavClient.TemporaryMarker + Guid.NewGuid().ToString("N"));
+        try
+        {
+            await RunAsync([Copy, "--nopbar", "--path", "--force", "--cksum", $"adler32:{knownAdler32}", localPath, Full(temporary)], "copy to", temporary, cancellationToken);
+            var stored = await ChecksumAsync(temporary, cancellationToken)
+                ?? throw new RemoteStorageException($"xrdcp to {Describe(temporary)} succeeded but the file is not there.");
+            if (!Adler32Checksum.Same(stored, knownAdler32))
+            {
+                throw new RemoteChecksumMismatchException($"{Describe(target)}: the file's adler32 is {knownAdler32}, the server computed {stored}.");
+            }
+            await RunAsync([FileSystem, Server(target), "mv", PathOf(temporary), PathOf(target)], "rename to", target, cancellationToken);
+            return stored;
+        }
+        catch
+        {
+            await DeleteQuietlyAsync(temporary);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Streams <paramref name="source"/> into <paramref name="destination"/> (xrdcp to its standard output), computing
+    /// its Adler-32, and compares it with the server's and, when given, the catalog's.
+    /// </summary>
+    public async Task<string> DownloadAsync(Uri source, Stream destination, string? expectedAdler32, CancellationToken cancellationToken)
+    {
+        uint received = 0;
+        var outcome = await ExternalCommand.RunAsync([Copy, "--nopbar", Full(source), "-"], async (output, token) =>
+        {
+            await using var counted = new ChecksummingStream(destination, leaveOpen: true);
+            await output.CopyToAsync(counted, 1 << 20, token);
+            received = counted.Adler32;
+        }, timeout, cancellationToken);
+        Require(outcome, "copy from", source);
+        var got = Adler32Checksum.Format(received);
+        var reported = await ChecksumAsync(source, cancellationToken)
+            ?? throw new RemoteStorageException($"{Describe(source)} went away while it was read.");
+        if (!Adler32Checksum.Same(reported, got))
+        {
+            throw new RemoteChecksumMismatchException($"{Describe(source)}: received adler32 {got}, the server reports {reported}.");
+        }
+        if (expectedAdler32 is not null && !Adler32Checksum.Same(expectedAdler32, got))
+        {
+            throw new RemoteChecksumMismatchException($"{Describe(source)}: received adler32 {got}, the catalog has {expectedAdler32}.");
+        }
+        return got;
+    }
+
+    /// <summary>The server's Adler-32 of a file, or null when there is no such file.</summary>
+    public async Task<string?> ChecksumAsync(Uri file, CancellationToken cancellationToken)
+    {
+        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(file), "query", "checksum", PathOf(file)], null, timeout, cancellationToken);
+        if (outcome.ExitCode == NoSuchFile)
+        {
+            return null;
+        }
+        Require(outcome, "checksum of", file);
+        // "adler32 8320b823"
+        var parts = outcome.Output.Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var value = parts.Length == 2 && parts[0] == "adler32" ? parts[1].PadLeft(8, '0').ToLowerInvariant() : "";
+        return Adler32Checksum.IsWellFormed(value)
+            ? value
+            : throw new RemoteStorageException($"{Describe(file)}: the server's checksum answer is not an adler32: '{outcome.Output.Trim()}'.");
+    }
+
+    /// <summary>The file's size, or null when there is no such file.</summary>
+    public async Task<long?> SizeAsync(Uri file, CancellationToken cancellationToken)
+    {
+        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(file), "stat", PathOf(file)], null, timeout, cancellationToken);
+        if (outcome.ExitCode == NoSuchFile)
+        {
+            return null;
+        }
+        Require(outcome, "stat of", file);
+        var line = outcome.Output.Split('\n').Select(l => l.Trim()).FirstOrDefault(l => l.StartsWith("Size:", StringComparison.Ordinal));
+        return line is not null && long.TryParse(line["Size:".Length..].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var size)
+            ? size
+            : throw new RemoteStorageException($"{Describe(file)}: the server's stat answer has no size.");
+    }
+
+    /// <summary>Removes a file; false when it was not there.</summary>
+    public async Task<bool> DeleteAsync(Uri file, CancellationToken cancellationToken)
+    {
+        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(file), "rm", PathOf(file)], null, timeout, cancellationToken);
+        if (outcome.ExitCode == NoSuchFile)
+        {
+            return false;
+        }
+        Require(outcome, "removal of", file);
+        return true;
+    }
+
+    /// <summary>The names in a folder (one level), for the reconciliation sweep.</summary>
+    public async Task<IReadOnlyList<string>> ListAsync(Uri folder, CancellationToken cancellationToken)
+    {
+        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(folder), "ls", PathOf(folder)], null, timeout, cancellationToken);
+        if (outcome.ExitCode == NoSuchFile)
+        {
+            return [];
+        }
+        Require(outcome, "listing of", folder);
+        return [.. outcome.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(path => path[(path.LastIndexOf('/') + 1)..])];
+    }
+
+    private async Task RunAsync(IReadOnlyList<string> command, string what, Uri url, CancellationToken cancellationToken) =>
+        Require(await ExternalCommand.RunAsync(command, null, timeout, cancellationToken), what, url);
+
+    private async Task DeleteQuietlyAsync(Uri file)
+    {
+        try
+        {
+            // Not the caller's token: a cancelled upload still removes what it left.
+            using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await DeleteAsync(file, limit.Token);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException)
+        {
+            // The temporary name is never read as a file; it is left for a sweep.
+        }
+    }
+
+    private static void Require(CommandOutcome outcome, string what, Uri url)
+    {
+        if (!outcome.Succeeded)
+        {
+            throw new RemoteStorageException($"The {what} {Describe(url)} failed: {outcome.Describe()}");
+        }
+    }
+
+    // root://host:port//path: the server is root://host:port, the path what follows the double slash.
+    private static string Server(Uri url) => url.GetLeftPart(UriPartial.Authority);
+
+    private static string PathOf(Uri url) => "/" + url.AbsolutePath.TrimStart('/');
+
+    // XRootD reads a single slash after the port as a path relative to the server's; an area's paths are absolute.
+    private static string Full(Uri url) => $"{Server(url)}/{PathOf(url)}";
+
+    // The path only: opaque data after '?' may carry a token.
+    private static string Describe(Uri url) => url.GetLeftPart(UriPartial.Path);
+}
