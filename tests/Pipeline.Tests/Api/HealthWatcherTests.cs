@@ -4,6 +4,7 @@ using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Contracts;
+using Pipeline.Production.Control;
 using Pipeline.Orchestrator;
 using Pipeline.Production.State;
 using Pipeline.Tests.Support;
@@ -57,7 +58,6 @@ public sealed class When_the_health_watcher_looks_at_the_pipeline
         await using var webhook = await WebhookReceiver.StartAsync();
         var settings = Watching(webhook.Address, minFreeBytes: 0);
         settings["Pipeline:Monitor:StuckAfterSeconds"] = "1";
-        // The watchdog would move the file on; here it looks once, at start, before the file exists.
         settings["Pipeline:Orchestrator:WatchdogIntervalSeconds"] = "3600";
         OutageProxy<IFileSagaStore>? outage = null;
         await using var pipeline = await PipelineUnderTest.StartAsync(settings: settings, overrideServices: services =>
@@ -67,6 +67,11 @@ public sealed class When_the_health_watcher_looks_at_the_pipeline
                 outage = outageSwitch;
                 return store;
             }));
+        // The watchdog would move the file on, whenever its pass runs: its next stage is paused first, and a file
+        // waiting on a paused stage is not the watchdog's (the monitor's stuck-file check still sees it).
+        await pipeline.Services.GetRequiredService<IControlStore>().PauseAsync("stager", "test", DateTimeOffset.UtcNow, CancellationToken.None);
+        var pauses = pipeline.Services.GetRequiredService<PauseState>();
+        await Eventually.Until(() => Task.FromResult(pauses.IsPaused("stager")), paused => paused, TimeSpan.FromSeconds(30), "the stager paused in this instance");
         var sagas = pipeline.Services.GetRequiredService<IFileSagaStore>();
         var id = Guid.NewGuid();
         await sagas.InsertAsync(new FileState
