@@ -334,19 +334,21 @@ public static class PipelineEndpoints
         return TypedResults.Ok(await activity.ListActivityAsync(time.GetUtcNow().AddHours(-(hours ?? 24) + 1), ct));
     }
 
-    private static Results<FileStreamHttpResult, ProblemHttpResult> GetLog(string name, StorageAreas areas)
+    private static async Task<Results<FileStreamHttpResult, ProblemHttpResult>> GetLog(string name, StorageAreas areas, CancellationToken ct)
     {
         if (AreaNames.Problem(name) is { } problem)
         {
             return TypedResults.Problem($"'{name}' {problem}.", statusCode: StatusCodes.Status400BadRequest, title: "Bad log name");
         }
-        if (!areas.Logs.Exists(name))
+        if (!await areas.Logs.ExistsAsync(name, ct))
         {
             return NotFound($"No collected log named '{name}'.");
         }
         // Streamed from the area, never read whole: a histogram file can be large.
         var type = name.EndsWith(".json", StringComparison.Ordinal) ? "application/json" : "text/plain; charset=utf-8";
-        return TypedResults.File(areas.Logs.OpenRead(name), type, enableRangeProcessing: true);
+        var stream = areas.Logs is LocalArea folder ? folder.OpenRead(name) : await areas.Logs.OpenReadAsync(name, ct);
+        // A folder's file can be read from any byte; a remote area's stream only from the start.
+        return TypedResults.File(stream, type, enableRangeProcessing: stream.CanSeek);
     }
 
     private static async Task<IReadOnlyList<StageThroughput>> StageTotals(IActivityLog activity, TimeProvider time, CancellationToken ct)

@@ -85,7 +85,7 @@ public sealed class ArchiveMergedFileConsumer(
         var campaign = (await campaigns.GetAsync(file.Campaign, cancellationToken))?.Definition;
         foreach (var copy in flow.CopiesOf(file.Dataset, campaign?.Copies).Where(c => !catalogued.Contains(c)))
         {
-            if (!areas.Output.Exists(file.Name))
+            if (!await areas.Output.ExistsAsync(file.Name, cancellationToken))
             {
                 throw new FileNotFoundException($"Merged file {file.Name} is neither in the output area nor catalogued in archive area {copy}.");
             }
@@ -128,10 +128,7 @@ public sealed class ArchiveMergedFileConsumer(
             var first = group.First();
             await context.Publish(new OutputsArchived(group.Key, first.Run, first.Stream, campaign, mergedName, [.. group.Select(s => s.OutputId)]));
         }
-        if (areas.Output.Exists(mergedName))
-        {
-            areas.Output.Delete(mergedName);
-        }
+        await areas.Output.DeleteAsync(mergedName, CancellationToken.None);
         await gate.ReleaseAsync(StorageOptions.Output, mergedName);
     }
 }

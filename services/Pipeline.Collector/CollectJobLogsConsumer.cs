@@ -31,7 +31,7 @@ public sealed class CollectJobLogsConsumer(StorageAreas areas, StageReporter rep
             if (!areas.Scratch.Exists(source))
             {
                 // Already collected by an earlier delivery of this message.
-                if (areas.Logs.Exists(target))
+                if (await areas.Logs.ExistsAsync(target, context.CancellationToken))
                 {
                     collected.Add(target);
                 }

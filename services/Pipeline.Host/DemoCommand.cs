@@ -59,7 +59,7 @@ public static class DemoCommand
         {
             var areas = app.Services.GetRequiredService<StorageAreas>();
             var campaign = app.Services.GetRequiredService<IOptions<CampaignOptions>>().Value;
-            var generated = await SampleGenerator.GenerateAsync(areas.Archive.RootPath,
+            var generated = await SampleGenerator.GenerateAsync((name, body, token) => areas.Archive.WriteAsync(name, body, token),
                 new SampleSpec(Runs: runs, FilesPerStream: files, EventsPerFile: events));
             var ingestion = app.Services.GetRequiredService<RunIngestion>();
             var bus = app.Services.GetRequiredService<IBus>();

@@ -50,7 +50,7 @@ public static class ProductionAudit
         var rawFiles = runs.SelectMany(r => r.Files ?? []).ToList();
         foreach (var raw in rawFiles)
         {
-            await using var reader = await EventReader.OpenAsync(areas.Archive.OpenRead(raw.Name!), cancellationToken: cancellationToken);
+            await using var reader = await EventReader.OpenAsync(await areas.Archive.OpenReadAsync(raw.Name!, cancellationToken), cancellationToken: cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
             {
                 eventsIn++;
@@ -69,7 +69,7 @@ public static class ProductionAudit
         var counted = new HashSet<string>(StringComparer.Ordinal);
         foreach (var entry in merged.OrderBy(e => e.Area == StorageOptions.Archive ? 0 : 1))
         {
-            await using var file = new ChecksummingStream(areas[entry.Area].OpenRead(entry.Name));
+            await using var file = new ChecksummingStream(await areas[entry.Area].OpenReadAsync(entry.Name, cancellationToken));
             if (!counted.Add(entry.Name))
             {
                 await file.CopyToAsync(Stream.Null, cancellationToken);

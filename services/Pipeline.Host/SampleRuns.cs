@@ -34,7 +34,8 @@ public static class SampleRuns
         var known = await registry.ListRunsAsync(cancellationToken);
         var firstRun = known.Count > 0 ? known.Max(r => r.Run) + 1 : 1000;
         var areas = app.Services.GetRequiredService<StorageAreas>();
-        var runs = await SampleGenerator.GenerateAsync(areas.Archive.RootPath, SpecFrom(app.Configuration, count, firstRun), cancellationToken);
+        var runs = await SampleGenerator.GenerateAsync((name, body, token) => areas.Archive.WriteAsync(name, body, token),
+            SpecFrom(app.Configuration, count, firstRun), cancellationToken);
         var ingestion = app.Services.GetRequiredService<RunIngestion>();
         var bus = app.Services.GetRequiredService<IBus>();
         foreach (var run in runs)

@@ -57,7 +57,7 @@ public sealed class RemakeMergedFileConsumer(
         }
         var inputs = await merges.ListOutputsOfAsync(merged.Name, context.CancellationToken);
         // A repeated request (the archiver retries) finds the file made again already.
-        if (areas.Output.Exists(merged.Name))
+        if (await areas.Output.ExistsAsync(merged.Name, context.CancellationToken))
         {
             var (size, adler) = await areas.Output.ChecksumAsync(merged.Name, context.CancellationToken);
             if (size == merged.Size && Adler32Checksum.Same(Adler32Checksum.Format(adler), merged.Adler32))

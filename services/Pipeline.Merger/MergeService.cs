@@ -57,14 +57,18 @@ public sealed class MergeService(
     }
 
     /// <summary>Moves a committed file into place, unless another instance (starting up) just did.</summary>
-    private void PlaceIntoName(string uncommitted, string name)
+    private async Task PlaceIntoNameAsync(string uncommitted, string name, CancellationToken cancellationToken)
     {
         try
         {
-            areas.Output.Move(uncommitted, name);
+            await areas.Output.MoveAsync(uncommitted, name, cancellationToken);
         }
-        catch (IOException) when (areas.Output.Exists(name) && !areas.Output.Exists(uncommitted))
+        catch (IOException)
         {
+            if (!await areas.Output.ExistsAsync(name, cancellationToken) || await areas.Output.ExistsAsync(uncommitted, cancellationToken))
+            {
+                throw;
+            }
         }
     }
 
@@ -80,14 +84,14 @@ public sealed class MergeService(
         foreach (var merged in await merges.ListUnarchivedAsync(Time.GetUtcNow(), cancellationToken))
         {
             var uncommitted = UncommittedName(merged.Name);
-            if (areas.Output.Exists(merged.Name))
+            if (await areas.Output.ExistsAsync(merged.Name, cancellationToken))
             {
                 continue;
             }
-            if (areas.Output.Exists(uncommitted))
+            if (await areas.Output.ExistsAsync(uncommitted, cancellationToken))
             {
                 Logger.LogWarning("Merged file {MergedName} was committed but not moved into place (the merger stopped in between); moving it now", merged.Name);
-                PlaceIntoName(uncommitted, merged.Name);
+                await PlaceIntoNameAsync(uncommitted, merged.Name, cancellationToken);
                 continue;
             }
             Logger.LogWarning("Merged file {MergedName} was committed but its file is gone (the merger stopped before moving it into place); it is made again from its inputs", merged.Name);
@@ -299,21 +303,23 @@ public sealed class MergeService(
         }
         await gate.ReplaceAsync(StorageOptions.Output, name, [new AreaFile(name, size)], cancellationToken);
         // Before the commit, so that no archiver can have read the file yet.
-        var corrupted = FaultInjection.ShouldCorruptMerged();
-        if (corrupted)
+        // The fault suite flips a byte of a file on this host's disk; a remote output area is not corrupted from here.
+        var corrupted = false;
+        if (areas.Output is LocalArea outputFolder && FaultInjection.ShouldCorruptMerged())
         {
-            FaultInjection.FlipByte(areas.Output.PathOf(uncommitted));
+            corrupted = true;
+            FaultInjection.FlipByte(outputFolder.PathOf(uncommitted));
         }
         var manifest = await ManifestAsync(name, buffer, batch, ranges, size, Adler32Checksum.Format(adler), events, cancellationToken);
         var record = new MergedFileRecord(name, buffer.Campaign, buffer.Dataset, size, Adler32Checksum.Format(adler), events, false, createdAt, createdAt, manifest.ToJson());
         if (!await merges.CommitMergeAsync(record, [.. batch.Select(o => o.OutputId)], cancellationToken))
         {
             // Another merger took some of these outputs first; its file stands, this one goes.
-            areas.Output.Delete(uncommitted);
+            await areas.Output.DeleteAsync(uncommitted, CancellationToken.None);
             await gate.ReleaseAsync(StorageOptions.Output, name);
             return null;
         }
-        PlaceIntoName(uncommitted, name);
+        await PlaceIntoNameAsync(uncommitted, name, cancellationToken);
         await report.CompletedAsync(PipelineMetrics.Merge, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         Logger.LogInformation("Merged {Count} outputs of {Dataset} into {MergedName} ({Size} bytes, {Events} events)", batch.Count, buffer.Dataset, name, size, events);
         if (corrupted)

@@ -18,12 +18,12 @@ public static class MergedFileWriter
     private const int InputBufferSize = 256 << 10;
 
     public static async Task<(long Size, uint Adler32, long Events)> WriteAsync(
-        StorageArea inputArea, IReadOnlyList<MergeInput> inputs, StorageArea outputArea, string name, CancellationToken cancellationToken) =>
+        LocalArea inputArea, IReadOnlyList<MergeInput> inputs, StorageArea outputArea, string name, CancellationToken cancellationToken) =>
         await WriteAsync(inputArea, inputs, outputArea, name, null, cancellationToken);
 
     /// <param name="ranges">When given (one per input), receives the events each input contributed, for the merged file's manifest.</param>
     public static async Task<(long Size, uint Adler32, long Events)> WriteAsync(
-        StorageArea inputArea, IReadOnlyList<MergeInput> inputs, StorageArea outputArea, string name, EventRange[]? ranges, CancellationToken cancellationToken)
+        LocalArea inputArea, IReadOnlyList<MergeInput> inputs, StorageArea outputArea, string name, EventRange[]? ranges, CancellationToken cancellationToken)
     {
         long events = 0;
         var (size, adler) = await outputArea.WriteAsync(name, async (target, token) =>

@@ -119,7 +119,8 @@ public sealed class HealthWatcher(
 
     private IEnumerable<Finding> LowDisks()
     {
-        foreach (var area in areas.All)
+        // Folders on this host; a remote endpoint's space is its operators' to watch.
+        foreach (var area in areas.All.OfType<LocalArea>())
         {
             Directory.CreateDirectory(area.RootPath);
             var drive = new DriveInfo(area.RootPath);

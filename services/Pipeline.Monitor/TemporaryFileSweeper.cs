@@ -16,35 +16,30 @@ public sealed class TemporaryFileSweeper(StorageAreas areas, IOptions<MonitorOpt
 
     protected override string What => "Sweeping abandoned temporary files";
 
-    protected override Task RunOnceAsync(CancellationToken stoppingToken)
-    {
-        Sweep();
-        return Task.CompletedTask;
-    }
+    protected override async Task RunOnceAsync(CancellationToken stoppingToken) => await SweepAsync(stoppingToken);
 
-    /// <summary>Returns how many abandoned temporary files were deleted.</summary>
-    public int Sweep()
+    /// <summary>Returns how many abandoned temporary files were deleted, in folders and on remote endpoints alike.</summary>
+    public async Task<int> SweepAsync(CancellationToken cancellationToken)
     {
-        var before = Time.GetUtcNow().UtcDateTime - TimeSpan.FromSeconds(options.Value.AbandonedTemporarySeconds);
+        var before = Time.GetUtcNow() - TimeSpan.FromSeconds(options.Value.AbandonedTemporarySeconds);
         var deleted = 0;
-        foreach (var area in areas.All.Where(a => Directory.Exists(a.RootPath)))
+        foreach (var area in areas.All)
         {
-            foreach (var path in Directory.EnumerateFiles(area.RootPath, "*" + StorageArea.TemporaryMarker + "*", SearchOption.AllDirectories))
+            var abandoned = new List<AreaEntry>();
+            await foreach (var file in area.ListAsync("", cancellationToken))
             {
-                var file = new FileInfo(path);
-                if (!file.Exists || file.LastWriteTimeUtc > before)
+                if (file.Name.Contains(StorageArea.TemporaryMarker, StringComparison.Ordinal) && file.Modified <= before)
                 {
-                    continue;
+                    abandoned.Add(file);
                 }
-                try
+            }
+            foreach (var file in abandoned)
+            {
+                // False when it was renamed into place or removed meanwhile.
+                if (await area.DeleteAsync(file.Name, cancellationToken))
                 {
-                    file.Delete();
                     deleted++;
-                    Logger.LogWarning("Deleted abandoned temporary file {Path} in {Area} ({Bytes} bytes, last written {LastWrite:O})", path, area.Name, file.Length, file.LastWriteTimeUtc);
-                }
-                catch (FileNotFoundException)
-                {
-                    // Renamed into place or removed meanwhile.
+                    Logger.LogWarning("Deleted abandoned temporary file {Name} in {Area} ({Bytes} bytes, last written {LastWrite:O})", file.Name, area.Name, file.Size, file.Modified);
                 }
             }
         }

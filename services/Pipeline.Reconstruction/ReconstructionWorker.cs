@@ -79,7 +79,7 @@ public sealed class ReconstructionWorker(
             {
                 // The outputs go to scratch, where they wait for the merger: a job starts only when scratch has room,
                 // reserved by the size of its input until its real outputs are known.
-                var input = message.CachedName is { } cached && areas.Cache.Exists(cached) ? areas.Cache.SizeOf(cached) : 0;
+                var input = message.CachedName is { } cached ? (await areas.Cache.StatAsync(cached, cancellationToken))?.Size ?? 0 : 0;
                 await gate.AdmitAsync(StorageOptions.Scratch, AttemptFolder(message), input, cancellationToken);
                 var worker = pipeline.Value.EffectiveInstanceName;
                 var claim = await Claim(message, worker, renewal: false, cancellationToken);
@@ -182,6 +182,12 @@ public sealed class ReconstructionWorker(
         {
             await stopHeartbeat.CancelAsync();
             await heartbeat;
+            // A fetched input is the cache's copy, not the job's: it is not kept with the job's logs.
+            var fetched = Path.Combine(jobPath, FetchedInputFolder);
+            if (Directory.Exists(fetched))
+            {
+                Directory.Delete(fetched, recursive: true);
+            }
         }
 
         var logFiles = Directory.EnumerateFiles(jobPath).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();
@@ -221,8 +227,59 @@ public sealed class ReconstructionWorker(
         {
             return;
         }
-        areas.Cache.Delete(cached);
+        await areas.Cache.DeleteAsync(cached, CancellationToken.None);
         await gate.ReleaseAsync(StorageOptions.Cache, cached);
+    }
+
+    /// <summary>The folder in a job's folder where an input from a remote cache is fetched to; it goes when the release ends.</summary>
+    public const string FetchedInputFolder = "input";
+
+    /// <summary>
+    /// The path the release reads its input from, or why it cannot run. The copy was verified while it was staged;
+    /// bytes at rest can still change (a bad disk, a bad cable, a bad neighbour), and a release given a corrupt input
+    /// makes wrong outputs with good checksums, so the copy is checked once more before the release reads it; a bad
+    /// one fails the attempt, and the next is staged anew. A cache on a remote endpoint is fetched into the job's
+    /// folder (checked on the way in); a cache in a folder of this host is read where it is.
+    /// </summary>
+    private async Task<(string Path, string? Problem)> InputOfAsync(ReconstructFile message, string jobPath, CancellationToken cancellationToken)
+    {
+        if (message.CachedName is not { } cached)
+        {
+            return ("", null);
+        }
+        if (!await areas.Cache.ExistsAsync(cached, cancellationToken))
+        {
+            return ("", $"staged input {cached} is missing from the cache");
+        }
+        string path;
+        long size;
+        uint adler;
+        if (areas.Cache is LocalArea folder)
+        {
+            path = folder.PathOf(cached);
+            if (message.InputAdler32 is null || !options.Value.VerifyInput)
+            {
+                return (path, null);
+            }
+            (size, adler) = await folder.ChecksumAsync(cached, cancellationToken);
+        }
+        else
+        {
+            path = Path.Combine(jobPath, FetchedInputFolder, cached[(cached.LastIndexOf('/') + 1)..]);
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            await using var source = await areas.Cache.OpenReadAsync(cached, cancellationToken);
+            await using var target = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, StreamingCopy.FileBufferSize, FileOptions.Asynchronous);
+            await using var counted = new ChecksummingStream(target, leaveOpen: true);
+            await StreamingCopy.CopyOverlappedAsync(source, counted, cancellationToken);
+            (size, adler) = (counted.Length, counted.Adler32);
+            if (message.InputAdler32 is null)
+            {
+                return (path, null);
+            }
+        }
+        return size == message.InputSize && Adler32Checksum.Same(Adler32Checksum.Format(adler), message.InputAdler32)
+            ? (path, null)
+            : (path, $"staged input {cached} is corrupt: catalogued {message.InputSize} bytes adler32 {message.InputAdler32}, cache holds {size} bytes adler32 {Adler32Checksum.Format(adler)}");
     }
 
     private async Task<(ReleaseOutcome Outcome, string? Problem)> RunReleaseAsync(ReconstructFile message, string jobPath, string outputDirectory, string logPath, CancellationToken cancellationToken)
@@ -237,26 +294,15 @@ public sealed class ReconstructionWorker(
         {
             return (new ReleaseOutcome(null, false, "", null), $"release {message.ReleaseVersion} is not the approved release ({version}) of campaign {message.Campaign}");
         }
-        if (message.CachedName is not null && !areas.Cache.Exists(message.CachedName))
+        var (inputPath, inputProblem) = await InputOfAsync(message, jobPath, cancellationToken);
+        if (inputProblem is not null)
         {
-            return (new ReleaseOutcome(null, false, "", null), $"staged input {message.CachedName} is missing from the cache");
-        }
-        // The copy was verified while it was staged; bytes at rest can still change (a bad disk, a bad cable, a
-        // bad neighbour). A release given a corrupt input makes wrong outputs with good checksums, so the copy is
-        // checked once more before the release reads it; a bad one fails the attempt, and the next is staged anew.
-        if (message.CachedName is not null && message.InputAdler32 is not null && options.Value.VerifyInput)
-        {
-            var (size, adler) = await areas.Cache.ChecksumAsync(message.CachedName, cancellationToken);
-            if (size != message.InputSize || !Adler32Checksum.Same(Adler32Checksum.Format(adler), message.InputAdler32))
-            {
-                return (new ReleaseOutcome(null, false, "", null),
-                    $"staged input {message.CachedName} is corrupt: catalogued {message.InputSize} bytes adler32 {message.InputAdler32}, cache holds {size} bytes adler32 {Adler32Checksum.Format(adler)}");
-            }
+            return (new ReleaseOutcome(null, false, "", null), inputProblem);
         }
         var conditions = campaign.IsMonteCarlo ? message.RunConditions ?? "" : "";
         var values = new Dictionary<string, string>(StringComparer.Ordinal)
         {
-            ["input"] = message.CachedName is null ? "" : areas.Cache.PathOf(message.CachedName),
+            ["input"] = inputPath,
             ["outdir"] = areas.Scratch.PathOf(outputDirectory),
             ["jobdir"] = jobPath,
             ["run"] = message.Run.ToString(CultureInfo.InvariantCulture),

@@ -19,11 +19,7 @@ public sealed class DiscardStagedFileConsumer(StorageAreas areas, AreaGate gate,
             throw new ArgumentException($"Cannot discard '{name}': {problem}");
         }
         // After a reconstruction the worker has usually removed it already: then only its room is given back (again; harmless).
-        var present = areas.Cache.Exists(name);
-        if (present)
-        {
-            areas.Cache.Delete(name);
-        }
+        var present = await areas.Cache.DeleteAsync(name, context.CancellationToken);
         await gate.ReleaseAsync(StorageOptions.Cache, name);
         if (present)
         {

@@ -93,14 +93,15 @@ public sealed class StageFileConsumer(
         var read = Adler32Checksum.Format(adler);
         if (size != message.Size || !Adler32Checksum.Same(read, message.Adler32))
         {
-            areas.Cache.Delete(cachedName);
+            await areas.Cache.DeleteAsync(cachedName, CancellationToken.None);
             await gate.ReleaseAsync(StorageOptions.Cache, cachedName);
             await Fail(context, $"checksum mismatch staging {message.LogicalName}: catalogued {message.Size} bytes adler32 {message.Adler32}, read {size} bytes adler32 {read}");
             return;
         }
-        if (FaultInjection.ShouldCorruptStaged(message.Attempt))
+        // The fault suite flips a byte of a file on this host's disk; a remote cache is not corrupted from here.
+        if (areas.Cache is LocalArea cache && FaultInjection.ShouldCorruptStaged(message.Attempt))
         {
-            FaultInjection.FlipByte(areas.Cache.PathOf(cachedName));
+            FaultInjection.FlipByte(cache.PathOf(cachedName));
             logger.LogWarning(FaultInjection.CorruptedStagedMessage + " {CachedName} attempt {Attempt}", cachedName, message.Attempt);
         }
         await report.CompletedAsync(PipelineMetrics.Staging, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);

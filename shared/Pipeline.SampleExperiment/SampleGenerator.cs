@@ -26,7 +26,18 @@ public static class SampleGenerator
     public static string RawName(int run, string stream, int section) =>
         $"raw/run{run:D6}/{stream}/run{run:D6}_{stream}_{section:D4}.raw";
 
-    public static async Task<IReadOnlyList<RunRecorded>> GenerateAsync(string archiveRoot, SampleSpec spec, CancellationToken cancellationToken = default)
+    public static Task<IReadOnlyList<RunRecorded>> GenerateAsync(string archiveRoot, SampleSpec spec, CancellationToken cancellationToken = default) =>
+        GenerateAsync(async (name, body, token) =>
+        {
+            var path = Path.Combine(archiveRoot, name);
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            await using var file = File.Create(path);
+            await body(file, token);
+        }, spec, cancellationToken);
+
+    /// <param name="writeFile">Writes the file of a name (relative to the archive) with what the body writes into the stream it is given.</param>
+    public static async Task<IReadOnlyList<RunRecorded>> GenerateAsync(
+        Func<string, Func<Stream, CancellationToken, Task>, CancellationToken, Task> writeFile, SampleSpec spec, CancellationToken cancellationToken = default)
     {
         var random = new Random(spec.Seed);
         var runs = new List<RunRecorded>();
@@ -41,23 +52,21 @@ public static class SampleGenerator
                 foreach (var stream in spec.EffectiveStreams)
                 {
                     var name = RawName(run, stream, section);
-                    var path = Path.Combine(archiveRoot, name);
-                    Directory.CreateDirectory(Path.GetDirectoryName(path)!);
                     var adler = new Adler32();
-                    long size;
-                    await using (var file = File.Create(path))
+                    long size = 0;
+                    await writeFile(name, async (file, token) =>
                     {
                         var hashing = new HashingWriteStream(file, adler);
-                        await using (var writer = await EventWriter.CreateAsync(hashing, leaveOpen: true, cancellationToken))
+                        await using (var writer = await EventWriter.CreateAsync(hashing, leaveOpen: true, token))
                         {
                             for (var i = 0; i < spec.EventsPerFile; i++)
                             {
                                 random.NextBytes(payload);
-                                await writer.WriteAsync(new EventRecord(run, section, ++eventNumber, RandomTrigger(random), payload), cancellationToken);
+                                await writer.WriteAsync(new EventRecord(run, section, ++eventNumber, RandomTrigger(random), payload), token);
                             }
                         }
                         size = hashing.Written;
-                    }
+                    }, cancellationToken);
                     files.Add(new RawFileRecord
                     {
                         Name = name,

@@ -3,6 +3,7 @@ using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Merger;
 using Pipeline.SampleExperiment;
+using Pipeline.Tests.Support;
 
 namespace Pipeline.Benchmarks;
 

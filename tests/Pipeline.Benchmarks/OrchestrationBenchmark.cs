@@ -11,6 +11,7 @@ using Pipeline.Production.Ingest;
 using Pipeline.Production.State;
 using Pipeline.Reconstruction;
 using Pipeline.SampleExperiment;
+using Pipeline.Tests.Support;
 
 namespace Pipeline.Benchmarks.Chain
 {

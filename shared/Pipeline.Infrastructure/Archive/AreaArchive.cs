@@ -4,30 +4,43 @@ using Pipeline.Infrastructure.Storage;
 namespace Pipeline.Infrastructure.Archive;
 
 /// <summary>
-/// An archive held in a storage area (a folder): directly for a disk archive, or behind a simulated tape
-/// library whose drives add mounts, positioning and a sequential rate.
+/// An archive held in a storage area: directly for a disk archive (a folder, or an XRootD or WebDAV endpoint), or, for
+/// a folder, behind a simulated tape library whose drives add mounts, positioning and a sequential rate.
 /// </summary>
-public sealed class AreaArchive(StorageArea area, TapeDrives? tape) : IArchive
+public sealed class AreaArchive : IArchive
 {
-    public string Name => area.Name;
+    private readonly StorageArea _area;
+    private readonly TapeDrives? _tape;
 
-    public StorageArea Area => area;
+    public AreaArchive(StorageArea area, TapeDrives? tape)
+    {
+        if (tape is not null && area is not LocalArea)
+        {
+            throw new ArgumentException($"Archive '{area.Name}': the simulated tape library keeps its volumes in a folder; {area.Location.Scheme}:// is not one.");
+        }
+        _area = area;
+        _tape = tape;
+    }
 
-    public TapeDrives? Tape => tape;
+    public string Name => _area.Name;
 
-    public Task<bool> ExistsAsync(string name, CancellationToken cancellationToken) => Task.FromResult(area.Exists(name));
+    public StorageArea Area => _area;
+
+    public TapeDrives? Tape => _tape;
+
+    public Task<bool> ExistsAsync(string name, CancellationToken cancellationToken) => _area.ExistsAsync(name, cancellationToken);
 
     public TapeLocation? Locate(string name)
     {
-        if (tape is null)
+        if (_tape is null || _area is not LocalArea folder)
         {
             return null;
         }
         var slash = name.LastIndexOf('/');
         var volume = slash < 0 ? "" : name[..slash];
-        var folder = slash < 0 ? area.RootPath : area.PathOf(volume);
-        var position = Directory.Exists(folder)
-            ? Directory.EnumerateFiles(folder).Select(Path.GetFileName).OfType<string>()
+        var path = slash < 0 ? folder.RootPath : folder.PathOf(volume);
+        var position = Directory.Exists(path)
+            ? Directory.EnumerateFiles(path).Select(Path.GetFileName).OfType<string>()
                 .Where(f => !f.Contains(StorageArea.TemporaryMarker, StringComparison.Ordinal))
                 .Count(f => string.CompareOrdinal(f, name[(slash + 1)..]) < 0)
             : 0;
@@ -36,42 +49,54 @@ public sealed class AreaArchive(StorageArea area, TapeDrives? tape) : IArchive
 
     public Task<(long Size, uint Adler32)> ReadIntoAsync(string name, StorageArea target, string targetName, CancellationToken cancellationToken)
     {
-        if (tape is null)
+        if (_tape is null || _area is not LocalArea folder)
         {
-            return StreamingCopy.CopyAsync(area, name, target, targetName, cancellationToken);
+            return StreamingCopy.CopyAsync(_area, name, target, targetName, cancellationToken);
         }
-        return tape.ReadAsync(Locate(name)!, rate => StreamingCopy.CopyAsync(
-            () => new ThrottledStream(area.OpenReadOnce(name), rate), target, targetName, cancellationToken), cancellationToken);
+        var length = folder.SizeOf(name);
+        return _tape.ReadAsync(Locate(name)!, rate => StreamingCopy.CopyAsync(
+            _ => Task.FromResult<Stream>(new ThrottledStream(folder.OpenReadOnce(name), rate)), target, targetName, length, cancellationToken), cancellationToken);
     }
 
     public async Task WriteAsync(string name, StorageArea source, string sourceName, long size, string adler32, CancellationToken cancellationToken)
     {
         (long Size, uint Adler32) written;
-        if (tape is null)
+        if (_tape is null)
         {
-            written = await StreamingCopy.CopyAsync(source, sourceName, area, name, cancellationToken);
+            written = await StreamingCopy.CopyAsync(source, sourceName, _area, name, cancellationToken);
         }
         else
         {
             var location = Locate(name)!;
             // A new file goes after what the volume holds already.
-            written = await tape.WriteAsync(location, rate => StreamingCopy.CopyAsync(
-                () => new ThrottledStream(source.OpenReadOnce(sourceName), rate), area, name, cancellationToken), cancellationToken);
+            written = await _tape.WriteAsync(location, rate => StreamingCopy.CopyAsync(
+                async token => new ThrottledStream(await source.OpenReadAsync(sourceName, token), rate), _area, name, size, cancellationToken), cancellationToken);
         }
-        Verify(name, size, adler32, written, "while copying");
-        // Read back what the archive holds: the copy is trusted only once its own bytes check out, as read from
-        // the disk (the copy's pages in memory are let go first; reading those would check the copy against itself).
-        area.LetGoOfCachedPages(name);
-        Verify(name, size, adler32, await area.ChecksumAsync(name, cancellationToken), "reading it back");
+        await VerifyAsync(name, size, adler32, written, "while copying", cancellationToken);
+        if (_area is LocalArea folder)
+        {
+            // Read back what the archive holds: the copy is trusted only once its own bytes check out, as read from
+            // the disk (the copy's pages in memory are let go first; reading those would check the copy against itself).
+            folder.LetGoOfCachedPages(name);
+            await VerifyAsync(name, size, adler32, await folder.ChecksumAsync(name, cancellationToken), "reading it back", cancellationToken);
+        }
+        else
+        {
+            // A remote endpoint computes the checksum of what it holds itself: the upload compared it already, and
+            // it is asked once more for the file under its final name.
+            var stored = await _area.StatAsync(name, cancellationToken);
+            var reported = stored?.StoredAdler32 is { } digest && Adler32Checksum.TryParse(digest, out var value) ? value : 0;
+            await VerifyAsync(name, size, adler32, (stored?.Size ?? -1, reported), "as the endpoint reports it", cancellationToken);
+        }
     }
 
-    private void Verify(string name, long size, string adler32, (long Size, uint Adler32) found, string when)
+    private async Task VerifyAsync(string name, long size, string adler32, (long Size, uint Adler32) found, string when, CancellationToken cancellationToken)
     {
         if (found.Size != size || !Adler32Checksum.Same(Adler32Checksum.Format(found.Adler32), adler32))
         {
-            area.Delete(name);
+            await _area.DeleteAsync(name, cancellationToken);
             throw new ArchiveException(
-                $"Copy of {name} in {area.Name} failed verification {when}: expected {size} bytes adler32 {adler32}, found {found.Size} bytes adler32 {Adler32Checksum.Format(found.Adler32)}.");
+                $"Copy of {name} in {_area.Name} failed verification {when}: expected {size} bytes adler32 {adler32}, found {found.Size} bytes adler32 {Adler32Checksum.Format(found.Adler32)}.");
         }
     }
 }

@@ -82,7 +82,10 @@ public sealed partial class CommandArchive : IArchive
     {
         for (var attempt = 1; ; attempt++)
         {
-            var problem = await TryWriteAsync(name, source.PathOf(sourceName), adler32, cancellationToken);
+            var path = source is LocalArea folder
+                ? folder.PathOf(sourceName)
+                : throw new ArchiveException($"Archive '{Name}' runs a copy command on a file of this host; area '{source.Name}' is at {source.Location.Scheme}://, not a folder.");
+            var problem = await TryWriteAsync(name, path, adler32, cancellationToken);
             if (problem is null)
             {
                 return;

@@ -20,6 +20,9 @@ public static class Adler32Checksum
             && uint.TryParse(text, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out value);
     }
 
+    public static uint Parse(string text) =>
+        TryParse(text, out var value) ? value : throw new FormatException($"'{text}' is not an adler32 checksum (8 hexadecimal digits).");
+
     public static bool IsWellFormed(string? text) => TryParse(text, out _);
 
     /// <summary>Two textual checksums name the same value (case of the hex digits aside).</summary>

@@ -20,39 +20,33 @@ public static class ExternalCommand
     private const int ErrorTailChars = 500;
 
     /// <param name="readOutput">If given, receives standard output as a byte stream (a copy tool writing a file to stdout); otherwise it is captured as text.</param>
-    public static async Task<CommandOutcome> RunAsync(IReadOnlyList<string> command, Func<Stream, CancellationToken, Task>? readOutput, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <param name="writeInput">If given, writes the command's standard input (a copy tool reading a file from stdin), which is closed after it.</param>
+    public static async Task<CommandOutcome> RunAsync(
+        IReadOnlyList<string> command, Func<Stream, CancellationToken, Task>? readOutput, TimeSpan timeout, CancellationToken cancellationToken,
+        Func<Stream, CancellationToken, Task>? writeInput = null)
     {
-        if (command.Count == 0)
+        using var process = Start(command);
+        if (writeInput is null)
         {
-            throw new ArgumentException("The command is empty.", nameof(command));
+            process.StandardInput.Close();
         }
-        var start = new ProcessStartInfo(command[0])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        foreach (var argument in command.Skip(1))
-        {
-            start.ArgumentList.Add(argument);
-        }
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {command[0]}.");
-        process.StandardInput.Close();
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         limit.CancelAfter(timeout);
         var errors = ReadTailAsync(process.StandardError, ErrorTailChars);
         var output = Task.FromResult("");
         try
         {
-            if (readOutput is null)
+            var reading = readOutput is null
+                ? (output = ReadTailAsync(process.StandardOutput, MaxCapturedChars))
+                : readOutput(process.StandardOutput.BaseStream, limit.Token);
+            if (writeInput is not null)
             {
-                output = ReadTailAsync(process.StandardOutput, MaxCapturedChars);
+                await using (var input = process.StandardInput.BaseStream)
+                {
+                    await writeInput(input, limit.Token);
+                }
             }
-            else
-            {
-                await readOutput(process.StandardOutput.BaseStream, limit.Token);
-            }
+            await reading;
             await process.WaitForExitAsync(limit.Token);
         }
         catch (OperationCanceledException)
@@ -73,7 +67,39 @@ public static class ExternalCommand
         return new CommandOutcome(process.ExitCode, false, await output, (await errors).Trim());
     }
 
-    private static async Task<string> ReadTailAsync(StreamReader reader, int keep)
+    /// <summary>
+    /// Starts a command whose standard output is a file's bytes (a copy tool writing to stdout) and returns a stream of
+    /// them; at the end of the bytes the stream waits for the command, and throws what <paramref name="failure"/>
+    /// makes of its outcome when it did not succeed, so a reader never takes a cut-off copy for a whole one.
+    /// </summary>
+    public static Stream OpenOutput(IReadOnlyList<string> command, TimeSpan timeout, Func<CommandOutcome, Exception> failure)
+    {
+        var process = Start(command);
+        process.StandardInput.Close();
+        return new CommandOutputStream(process, ReadTailAsync(process.StandardError, ErrorTailChars), timeout, failure);
+    }
+
+    private static Process Start(IReadOnlyList<string> command)
+    {
+        if (command.Count == 0)
+        {
+            throw new ArgumentException("The command is empty.", nameof(command));
+        }
+        var start = new ProcessStartInfo(command[0])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in command.Skip(1))
+        {
+            start.ArgumentList.Add(argument);
+        }
+        return Process.Start(start) ?? throw new InvalidOperationException($"Could not start {command[0]}.");
+    }
+
+    internal static async Task<string> ReadTailAsync(StreamReader reader, int keep)
     {
         var text = new StringBuilder();
         var buffer = new char[4096];

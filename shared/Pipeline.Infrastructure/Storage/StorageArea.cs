@@ -2,231 +2,82 @@ using Pipeline.Infrastructure.Checksums;
 
 namespace Pipeline.Infrastructure.Storage;
 
+/// <summary>A file as its area describes it: its size, and the Adler-32 the storage itself computed when it keeps one.</summary>
+public sealed record StoredFile(long Size, string? StoredAdler32);
+
+/// <summary>A file found by listing an area: its name in the area, size and last change.</summary>
+public sealed record AreaEntry(string Name, long Size, DateTimeOffset Modified);
+
 /// <summary>
-/// A named storage area (archive, cache, scratch, output, logs) rooted at a file:// URI.
-/// Writes land in a temporary file beside the target and become visible by an atomic rename,
-/// so a reader never sees a half-written file.
+/// A named storage area (archive, cache, scratch, output, logs) at a URL whose scheme says what kind it is: a folder
+/// on this host (<c>file://</c>), an HTTP/WebDAV server (<c>https://</c>, <c>davs://</c>, <c>http://</c>) or an XRootD
+/// server (<c>root://</c>). Stages read and write areas only through this class; every kind writes under a temporary
+/// name and moves the file into place once it is complete and verified, so a reader never sees a half-written file
+/// under a real name.
 /// </summary>
-public sealed class StorageArea
+public abstract class StorageArea
 {
-    private readonly string _root;
+    /// <summary>What the name of a file being written carries until it is complete and moved into place.</summary>
+    public const string TemporaryMarker = ".part-";
 
-    // The area's folder may itself be reached through a link (a mounted volume): links into it are inside too.
-    private readonly Lazy<string> _realRoot;
-
-    public StorageArea(string name, Uri location)
+    protected StorageArea(string name, Uri location)
     {
-        if (!location.IsFile)
-        {
-            throw new ArgumentException($"Storage area '{name}' must be a file:// URI, got '{location}'.", nameof(location));
-        }
         Name = name;
-        _root = Path.GetFullPath(location.LocalPath);
-        Location = new Uri(_root.EndsWith('/') ? _root : _root + "/");
-        Directory.CreateDirectory(_root);
-        _realRoot = new Lazy<string>(() => new DirectoryInfo(_root).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? _root);
+        Location = location;
     }
 
     public string Name { get; }
 
+    /// <summary>Where the area is; never carries a credential.</summary>
     public Uri Location { get; }
 
-    public string RootPath => _root;
+    /// <summary>The area is a folder on this host (its files have paths: see <see cref="LocalArea"/>).</summary>
+    public virtual bool IsLocal => false;
 
-    /// <summary>The absolute path of a file in this area; throws if the name could escape it.</summary>
-    public string PathOf(string name)
-    {
-        var problem = AreaNames.Problem(name);
-        if (problem is not null)
-        {
-            throw new ArgumentException($"File name '{name}' in area '{Name}' {problem}.", nameof(name));
-        }
-        var full = Path.GetFullPath(Path.Combine(_root, name));
-        if (!full.StartsWith(_root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-        {
-            throw new ArgumentException($"File name '{name}' escapes area '{Name}'.", nameof(name));
-        }
-        return full;
-    }
+    /// <summary>The URL of a file in this area; throws if the name is not a safe name inside it.</summary>
+    public abstract Uri UriOf(string name);
 
-    public Uri UriOf(string name) => new(PathOf(name));
+    /// <summary>The file's size and stored checksum, or null when there is no such file.</summary>
+    public abstract Task<StoredFile?> StatAsync(string name, CancellationToken cancellationToken);
 
-    public bool Exists(string name) => File.Exists(PathOf(name));
+    public async Task<bool> ExistsAsync(string name, CancellationToken cancellationToken) =>
+        await StatAsync(name, cancellationToken) is not null;
 
-    /// <summary>A file or a folder of that name is in the area.</summary>
-    public bool Holds(string name) => File.Exists(PathOf(name)) || Directory.Exists(PathOf(name));
-
-    public long SizeOf(string name) => new FileInfo(PathOf(name)).Length;
-
-    public Stream OpenRead(string name) =>
-        new FileStream(PathInside(name), FileMode.Open, FileAccess.Read, FileShare.Read, StreamingCopy.FileBufferSize, FileOptions.SequentialScan | FileOptions.Asynchronous);
+    /// <summary>Opens a file to be read once, front to back. A remote read that fails part-way throws from the stream.</summary>
+    public abstract Task<Stream> OpenReadAsync(string name, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Lets go of a written and flushed file's pages in memory, so that the next read of it reads what the disk
-    /// holds, not what the writer left in the page cache.
+    /// Writes a file through <paramref name="write"/>, computing Adler-32 as the bytes go, and puts it in place only
+    /// once it is complete (and, for a remote area, once the server's own checksum matches). Returns the size and
+    /// checksum written.
     /// </summary>
-    public void LetGoOfCachedPages(string name) => PageCache.LetGo(PathInside(name));
+    public abstract Task<(long Size, uint Adler32)> WriteAsync(string name, Func<Stream, CancellationToken, Task> write, CancellationToken cancellationToken);
 
-    /// <summary>Opens a file a stage reads once, front to back, and not again: see <see cref="ReadOnceFileStream"/>.</summary>
-    public Stream OpenReadOnce(string name) => new ReadOnceFileStream(PathInside(name));
+    /// <summary>Copies a stream into this area as <see cref="WriteAsync"/> does; <paramref name="length"/>, when known, lets a remote upload stream.</summary>
+    public abstract Task<(long Size, uint Adler32)> WriteFromAsync(string name, Stream source, long? length, CancellationToken cancellationToken);
 
-    /// <summary>
-    /// The path of a file that is really in this area: besides the name's own check, no folder or file on the way
-    /// may be a symbolic link that leads out of the area (a link planted in an area must not let a read or a
-    /// write reach /etc or another area). Throws <see cref="AreaEscapeException"/> for one that does.
-    /// </summary>
-    public string PathInside(string name)
-    {
-        var full = PathOf(name);
-        var current = _root;
-        foreach (var segment in Path.GetRelativePath(_root, full).Split(Path.DirectorySeparatorChar))
-        {
-            current = Path.Combine(current, segment);
-            FileSystemInfo entry = Directory.Exists(current) ? new DirectoryInfo(current) : new FileInfo(current);
-            if (!entry.Exists && entry.LinkTarget is null)
-            {
-                break;
-            }
-            if (entry.LinkTarget is not null && (entry.ResolveLinkTarget(returnFinalTarget: true) is not { } target || !IsInside(target.FullName)))
-            {
-                throw new AreaEscapeException($"File name '{name}' in area '{Name}' leads out of the area through the link '{Path.GetRelativePath(_root, current)}' -> '{entry.LinkTarget}'.");
-            }
-        }
-        return full;
-    }
-
-    private bool IsInside(string path)
-    {
-        var root = _realRoot.Value;
-        return path == _root || path.StartsWith(_root + Path.DirectorySeparatorChar, StringComparison.Ordinal)
-            || path == root || path.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal);
-    }
-
-    /// <summary>What the name of a file being written carries until it is complete and renamed into place.</summary>
-    public const string TemporaryMarker = ".part-";
-
-    /// <summary>
-    /// Writes a file through <paramref name="write"/> into a temporary name, computing Adler-32 as the
-    /// bytes go, flushes it to disk and renames it into place. Returns the size and checksum written.
-    /// </summary>
-    public async Task<(long Size, uint Adler32)> WriteAsync(string name, Func<Stream, CancellationToken, Task> write, CancellationToken cancellationToken)
-    {
-        var target = PathInside(name);
-        var temporary = $"{target}{TemporaryMarker}{Guid.NewGuid():N}";
-        try
-        {
-            long size;
-            uint adler;
-            await using (var file = CreateBesideTarget(temporary))
-            {
-                await using (var hashing = new ChecksummingStream(file, leaveOpen: true))
-                {
-                    await write(hashing, cancellationToken);
-                    await hashing.FlushAsync(cancellationToken);
-                    size = hashing.Length;
-                    adler = hashing.Adler32;
-                }
-                file.Flush(flushToDisk: true);
-            }
-            File.Move(temporary, target, overwrite: true);
-            return (size, adler);
-        }
-        catch
-        {
-            TryDelete(temporary);
-            throw;
-        }
-    }
-
-    private static FileStream CreateBesideTarget(string temporary)
-    {
-        for (var attempt = 1; ; attempt++)
-        {
-            try
-            {
-                Directory.CreateDirectory(Path.GetDirectoryName(temporary)!);
-                return new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, StreamingCopy.FileBufferSize, FileOptions.Asynchronous);
-            }
-            catch (DirectoryNotFoundException) when (attempt < 3)
-            {
-                // A delete in this area removed the (then empty) folder between creating it and creating the file.
-            }
-        }
-    }
-
-    /// <summary>Copies a stream into this area, checksumming while the bytes move.</summary>
-    public Task<(long Size, uint Adler32)> WriteFromAsync(string name, Stream source, CancellationToken cancellationToken) =>
-        WriteAsync(name, (target, ct) => StreamingCopy.CopyOverlappedAsync(source, target, ct), cancellationToken);
-
+    /// <summary>Reads the file's bytes and returns their size and Adler-32 (what is there, not what was recorded).</summary>
     public async Task<(long Size, uint Adler32)> ChecksumAsync(string name, CancellationToken cancellationToken)
     {
-        await using var stream = OpenReadOnce(name);
+        await using var stream = await OpenReadAsync(name, cancellationToken);
         return await Adler32Checksum.OfStreamAsync(stream, cancellationToken);
     }
 
-    public void Delete(string name)
+    /// <summary>Removes a file; false when it was not there.</summary>
+    public abstract Task<bool> DeleteAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>Moves a file to another name in the same area (a rename on the storage, never a copy), refusing to overwrite.</summary>
+    public abstract Task MoveAsync(string name, string newName, CancellationToken cancellationToken);
+
+    /// <summary>Every file under <paramref name="folder"/> ("" for the whole area), temporary ones included, at any depth.</summary>
+    public abstract IAsyncEnumerable<AreaEntry> ListAsync(string folder, CancellationToken cancellationToken);
+
+    /// <summary>The name checked as a safe name inside an area: relative, no "..", no control characters.</summary>
+    protected string CheckedName(string name)
     {
-        var path = PathOf(name);
-        TryDelete(path);
-        RemoveEmptyParents(Path.GetDirectoryName(path));
+        var problem = AreaNames.Problem(name);
+        return problem is null ? name : throw new ArgumentException($"File name '{name}' in area '{Name}' {problem}.", nameof(name));
     }
 
-    /// <summary>Moves a file to another name in the same area (a rename: never a copy), refusing to overwrite.</summary>
-    public void Move(string name, string newName)
-    {
-        var from = PathOf(name);
-        var to = PathOf(newName);
-        Directory.CreateDirectory(Path.GetDirectoryName(to)!);
-        File.Move(from, to, overwrite: false);
-        RemoveEmptyParents(Path.GetDirectoryName(from));
-    }
-
-    public void DeleteDirectory(string name)
-    {
-        var path = PathOf(name);
-        if (Directory.Exists(path))
-        {
-            Directory.Delete(path, recursive: true);
-        }
-        RemoveEmptyParents(Path.GetDirectoryName(path));
-    }
-
-    private void RemoveEmptyParents(string? directory)
-    {
-        while (directory is not null && directory.Length > _root.Length && directory.StartsWith(_root, StringComparison.Ordinal))
-        {
-            try
-            {
-                if (Directory.EnumerateFileSystemEntries(directory).Any())
-                {
-                    return;
-                }
-                Directory.Delete(directory);
-            }
-            catch (IOException)
-            {
-                // Another writer just created something here: the directory is in use, keep it.
-                return;
-            }
-            directory = Path.GetDirectoryName(directory);
-        }
-    }
-
-    private static void TryDelete(string path)
-    {
-        try
-        {
-            File.Delete(path);
-        }
-        catch (IOException)
-        {
-            // Best effort: a leftover temporary file never becomes visible under the real name.
-        }
-        catch (UnauthorizedAccessException)
-        {
-        }
-    }
+    public override string ToString() => $"{Name} ({Location})";
 }
-
-/// <summary>A name that is well formed but reaches outside its area through a symbolic link.</summary>
-public sealed class AreaEscapeException(string message) : IOException(message);

@@ -1,8 +1,12 @@
+using Pipeline.Infrastructure.Storage.Http;
+using Pipeline.Infrastructure.Storage.Xrootd;
+
 namespace Pipeline.Infrastructure.Storage;
 
 /// <summary>
-/// Where the storage areas live. Each area is a file:// URI; an area not configured defaults to
-/// a folder of that name under the data directory.
+/// Where the storage areas live. Each area is a URL whose scheme gives its kind: file:// (a folder), root:// (XRootD),
+/// https:// or davs:// (HTTP/WebDAV; http:// and dav:// for a closed test bench). An area not configured defaults to
+/// a folder of that name under the data directory. Scratch holds the releases' job folders and is always a folder.
 /// </summary>
 public sealed class StorageOptions
 {
@@ -17,6 +21,26 @@ public sealed class StorageOptions
     public const string Logs = "logs";
 }
 
+/// <summary>How remote areas are reached (section <c>Pipeline:Storage</c>).</summary>
+public sealed class RemoteStorageOptions
+{
+    public const string Section = "Pipeline:Storage";
+
+    /// <summary>The longest one request or copy may take (a 2 GB file at 20 MB/s takes 100 s).</summary>
+    public int TimeoutSeconds { get; set; } = 900;
+
+    public int ConnectTimeoutSeconds { get; set; } = 15;
+
+    /// <summary>Connections kept open to one server: the transfers that run at once to it.</summary>
+    public int MaxConnectionsPerServer { get; set; } = 16;
+
+    /// <summary>
+    /// Where a write to an HTTP area whose length is not known beforehand (a merged file as it is made) is spooled
+    /// before its upload; defaults to "spool" under the data directory.
+    /// </summary>
+    public string? SpoolPath { get; set; }
+}
+
 /// <summary>The storage areas of this deployment, by name.</summary>
 public sealed class StorageAreas
 {
@@ -25,6 +49,11 @@ public sealed class StorageAreas
     public StorageAreas(IEnumerable<StorageArea> areas)
     {
         _areas = areas.ToDictionary(a => a.Name, StringComparer.Ordinal);
+        if (_areas.TryGetValue(StorageOptions.Scratch, out var scratch) && scratch is not LocalArea)
+        {
+            throw new ArgumentException(
+                $"The scratch area holds the releases' job folders on this host and must be a file:// folder, not {scratch.Location.Scheme}://.");
+        }
     }
 
     public StorageArea this[string name] =>
@@ -34,7 +63,7 @@ public sealed class StorageAreas
 
     public StorageArea Archive => this[StorageOptions.Archive];
     public StorageArea Cache => this[StorageOptions.Cache];
-    public StorageArea Scratch => this[StorageOptions.Scratch];
+    public LocalArea Scratch => (LocalArea)this[StorageOptions.Scratch];
     public StorageArea Output => this[StorageOptions.Output];
     public StorageArea Logs => this[StorageOptions.Logs];
 
@@ -43,16 +72,60 @@ public sealed class StorageAreas
     public bool TryGet(string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out StorageArea? area) => _areas.TryGetValue(name, out area);
 
     /// <param name="extra">Further areas that must exist (archive areas held in folders), defaulting like the known ones.</param>
-    public static StorageAreas FromConfiguration(IReadOnlyDictionary<string, string?> configured, string dataDirectory, IEnumerable<string>? extra = null)
+    public static StorageAreas FromConfiguration(
+        IReadOnlyDictionary<string, string?> configured, string dataDirectory, IEnumerable<string>? extra = null, RemoteStorageOptions? remote = null)
     {
+        remote ??= new RemoteStorageOptions();
+        var connections = new Lazy<StorageConnections>(() => new StorageConnections(remote, dataDirectory));
         var areas = new List<StorageArea>();
         foreach (var name in StorageOptions.KnownAreas.Concat(configured.Keys).Concat(extra ?? []).Distinct(StringComparer.Ordinal))
         {
             var location = configured.TryGetValue(name, out var uri) && !string.IsNullOrWhiteSpace(uri)
-                ? new Uri(uri, UriKind.Absolute)
+                ? ParseLocation(name, uri)
                 : new Uri(Path.GetFullPath(Path.Combine(dataDirectory, name)));
-            areas.Add(new StorageArea(name, location));
+            areas.Add(location.Scheme switch
+            {
+                "file" => new LocalArea(name, location),
+                "root" or "roots" => new XrootdArea(name, location, connections.Value.Xrootd),
+                "http" or "https" or "dav" or "davs" => new WebDavArea(name, location, connections.Value.WebDav, connections.Value.SpoolFolder),
+                _ => throw new ArgumentException($"Storage area '{name}': '{location.Scheme}://' is not a kind of area (file, root, https, davs, http)."),
+            });
         }
         return new StorageAreas(areas);
+    }
+
+    private static Uri ParseLocation(string name, string text)
+    {
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var location))
+        {
+            // A plain path is a folder.
+            return new Uri(Path.GetFullPath(text));
+        }
+        if (!string.IsNullOrEmpty(location.UserInfo))
+        {
+            throw new ArgumentException(
+                $"Storage area '{name}' at {location.Host} has user information in its URL; put credentials in a token file or certificate setting, not in the URL.");
+        }
+        return location;
+    }
+
+    /// <summary>The clients every remote area of a process shares: one pool of HTTP connections, one XRootD client.</summary>
+    private sealed class StorageConnections(RemoteStorageOptions options, string dataDirectory)
+    {
+        public WebDavClient WebDav { get; } = new(new HttpClient(new SocketsHttpHandler
+        {
+            ConnectTimeout = TimeSpan.FromSeconds(options.ConnectTimeoutSeconds),
+            MaxConnectionsPerServer = options.MaxConnectionsPerServer,
+            PooledConnectionLifetime = TimeSpan.FromMinutes(10),
+            // Redirects are followed only to hosts an area allows; until that list exists, none is followed.
+            AllowAutoRedirect = false,
+        })
+        {
+            Timeout = TimeSpan.FromSeconds(options.TimeoutSeconds),
+        });
+
+        public XrootdClient Xrootd { get; } = new(TimeSpan.FromSeconds(options.TimeoutSeconds));
+
+        public string SpoolFolder { get; } = Path.GetFullPath(options.SpoolPath ?? Path.Combine(dataDirectory, "spool"));
     }
 }

@@ -34,17 +34,22 @@ public static class StreamingCopy
 
     /// <summary>
     /// Copies a file from one area to another (atomically at the target), checksumming while the bytes
-    /// move, retrying transient I/O errors from the start.
+    /// move, retrying transient I/O errors from the start. The bytes pass through this process: a copy between
+    /// two remote areas streams from one server to the other without landing on this host's disk.
     /// </summary>
-    public static Task<(long Size, uint Adler32)> CopyAsync(StorageArea from, string fromName, StorageArea to, string toName, CancellationToken cancellationToken) =>
-        CopyAsync(() => from.OpenReadOnce(fromName), to, toName, cancellationToken);
+    public static async Task<(long Size, uint Adler32)> CopyAsync(StorageArea from, string fromName, StorageArea to, string toName, CancellationToken cancellationToken)
+    {
+        var length = (await from.StatAsync(fromName, cancellationToken))?.Size
+            ?? throw new FileNotFoundException($"'{fromName}' is not in area '{from.Name}'.");
+        return await CopyAsync(token => from.OpenReadAsync(fromName, token), to, toName, length, cancellationToken);
+    }
 
     /// <summary>Copies what <paramref name="open"/> opens (anew on every retry) into an area, checksumming while the bytes move.</summary>
-    public static Task<(long Size, uint Adler32)> CopyAsync(Func<Stream> open, StorageArea to, string toName, CancellationToken cancellationToken) =>
+    public static Task<(long Size, uint Adler32)> CopyAsync(Func<CancellationToken, Task<Stream>> open, StorageArea to, string toName, long? length, CancellationToken cancellationToken) =>
         TransientIo.ExecuteAsync(async token =>
         {
-            await using var source = open();
-            return await to.WriteFromAsync(toName, source, token);
+            await using var source = await open(token);
+            return await to.WriteFromAsync(toName, source, length, token);
         }, cancellationToken).AsTask();
 
     /// <summary>

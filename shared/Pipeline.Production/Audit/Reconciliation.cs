@@ -92,10 +92,10 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
                 continue;
             }
             await catalog.MarkBadAsync(entry.Name, entry.Area, problem, cancellationToken);
-            if (area.Exists(entry.Name))
+            if (await area.ExistsAsync(entry.Name, cancellationToken))
             {
                 var aside = QuarantineName(entry.Name, now);
-                area.Move(entry.Name, aside);
+                await area.MoveAsync(entry.Name, aside, cancellationToken);
                 logger.LogWarning("Moved the wrong copy of {Name} in {Area} to {Quarantined}", entry.Name, entry.Area, aside);
             }
             if (await RestoreAsync(entry, folders, byName[entry.Name], cancellationToken) is { } source)
@@ -119,27 +119,22 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
         foreach (var (areaName, area) in folders)
         {
             var catalogued = entries.Where(e => e.Area == areaName).Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
-            foreach (var name in Files(area))
+            foreach (var file in await FilesAsync(area, cancellationToken))
             {
-                if (catalogued.Contains(name))
-                {
-                    continue;
-                }
-                var info = new FileInfo(area.PathOf(name));
-                if (now - info.LastWriteTimeUtc < options.EffectiveDarkAfter)
+                if (catalogued.Contains(file.Name) || now - file.Modified < options.EffectiveDarkAfter)
                 {
                     continue;
                 }
                 string? moved = null;
                 if (!options.DryRun)
                 {
-                    moved = QuarantineName(name, now);
-                    area.Move(name, moved);
-                    var text = $"File {name} in {areaName} ({info.Length} bytes) is not in the catalog; moved to {moved} for an operator to look at.";
+                    moved = QuarantineName(file.Name, now);
+                    await area.MoveAsync(file.Name, moved, cancellationToken);
+                    var text = $"File {file.Name} in {areaName} ({file.Size} bytes) is not in the catalog; moved to {moved} for an operator to look at.";
                     logger.LogWarning("{Alert}", text);
-                    await health.RaiseAlertAsync(AlertKey(areaName, name), "catalog-dark", "warning", text, now, cancellationToken);
+                    await health.RaiseAlertAsync(AlertKey(areaName, file.Name), "catalog-dark", "warning", text, now, cancellationToken);
                 }
-                dark.Add(new DarkFile(areaName, name, info.Length, moved));
+                dark.Add(new DarkFile(areaName, file.Name, file.Size, moved));
             }
         }
         var report = new ReconciliationReport(now, options.DryRun, options.VerifyChecksums, checkedCopies, bad, restored, dark, notListed);
@@ -150,14 +145,18 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
 
     private static async Task<string?> ProblemOfAsync(StorageArea area, CatalogEntry entry, bool verify, CancellationToken cancellationToken)
     {
-        if (!area.Exists(entry.Name))
+        if (await area.StatAsync(entry.Name, cancellationToken) is not { } stored)
         {
             return "missing from storage";
         }
-        var size = area.SizeOf(entry.Name);
-        if (size != entry.Size)
+        if (stored.Size != entry.Size)
         {
-            return $"holds {size} bytes, catalogued {entry.Size}";
+            return $"holds {stored.Size} bytes, catalogued {entry.Size}";
+        }
+        // A remote endpoint keeps its own checksum of what it holds: a disagreement needs no read to be seen.
+        if (stored.StoredAdler32 is { } reported && !Adler32Checksum.Same(reported, entry.Adler32))
+        {
+            return $"the storage reports adler32 {reported}, catalogued {entry.Adler32}";
         }
         if (verify)
         {
@@ -186,7 +185,7 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
                 return other.Area;
             }
             // The bytes changed on the way: what was written is not kept under the catalogued name.
-            folders[entry.Area].Delete(entry.Name);
+            await folders[entry.Area].DeleteAsync(entry.Name, cancellationToken);
             logger.LogWarning("Restoring {Name} into {Area} from {Source} gave {Size} bytes adler32 {Adler32}; not kept", entry.Name, entry.Area, other.Area, size, Adler32Checksum.Format(adler));
         }
         return null;
@@ -195,13 +194,21 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
     private static string QuarantineName(string name, DateTimeOffset at) =>
         $"{QuarantineFolder}/{at.ToString("yyyyMMdd'T'HHmmss", CultureInfo.InvariantCulture)}/{name}";
 
-    /// <summary>Every file the area holds outside its quarantine, minus temporary files of writes in progress.</summary>
-    private static IEnumerable<string> Files(StorageArea area) =>
-        Directory.Exists(area.RootPath)
-            ? Directory.EnumerateFiles(area.RootPath, "*", SearchOption.AllDirectories)
-                .Select(path => Path.GetRelativePath(area.RootPath, path).Replace(Path.DirectorySeparatorChar, '/'))
-                .Where(name => !name.StartsWith(QuarantineFolder + "/", StringComparison.Ordinal) && !name.Contains(StorageArea.TemporaryMarker, StringComparison.Ordinal))
-                .Order(StringComparer.Ordinal)
-                .ToList()
-            : [];
+    /// <summary>
+    /// Every file the area holds outside its quarantine, minus temporary files of writes in progress: listed whole
+    /// before anything is moved (a folder's listing, a PROPFIND or an xrdfs ls), so a move never disturbs the listing.
+    /// </summary>
+    private static async Task<List<AreaEntry>> FilesAsync(StorageArea area, CancellationToken cancellationToken)
+    {
+        var files = new List<AreaEntry>();
+        await foreach (var file in area.ListAsync("", cancellationToken))
+        {
+            if (!file.Name.StartsWith(QuarantineFolder + "/", StringComparison.Ordinal) && !file.Name.Contains(StorageArea.TemporaryMarker, StringComparison.Ordinal))
+            {
+                files.Add(file);
+            }
+        }
+        files.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
+        return files;
+    }
 }

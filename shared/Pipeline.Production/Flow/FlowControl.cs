@@ -183,7 +183,8 @@ public sealed class AreaGate(IFlowStore store, FlowControl flow, StorageAreas ar
     private bool DiskHasRoom(string area, long bytes)
     {
         var reserve = flow.Configured.MinFreeBytes;
-        if (reserve <= 0 || !areas.TryGet(area, out var storage) || DiskSpace.AvailableBytes(storage.RootPath) is not { } available
+        if (reserve <= 0 || !areas.TryGet(area, out var storage) || storage is not LocalArea folder
+            || DiskSpace.AvailableBytes(folder.RootPath) is not { } available
             || available - bytes >= reserve)
         {
             return true;
@@ -243,7 +244,9 @@ public sealed class AreaLedgerSweeper(IFlowStore store, StorageAreas areas, IOpt
             }
             foreach (var reservation in await store.ListReservationsAsync(usage.Area, before, 1000, cancellationToken))
             {
-                if (!area.Holds(reservation.Name))
+                // A reservation may stand for a job's output folder: a folder of its name holds it too.
+                var held = area is LocalArea folder ? folder.Holds(reservation.Name) : await area.ExistsAsync(reservation.Name, cancellationToken);
+                if (!held)
                 {
                     await store.ReleaseAsync(reservation.Area, reservation.Name, cancellationToken);
                     Logger.LogWarning("Dropped the reservation of {Name} in {Area} ({Bytes} bytes): the file is gone", reservation.Name, reservation.Area, reservation.Bytes);

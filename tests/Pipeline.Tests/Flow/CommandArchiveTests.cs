@@ -42,7 +42,7 @@ public sealed class When_archiving_through_an_external_copy_tool : IDisposable
         File.WriteAllText(_tool, Script.Replace("\r\n", "\n"));
         File.SetUnixFileMode(_tool, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         _store = Path.Combine(_folder.Path, "store") + "/";
-        _output = new StorageArea("output", new Uri(Path.Combine(_folder.Path, "output")));
+        _output = new LocalArea("output", new Uri(Path.Combine(_folder.Path, "output")));
     }
 
     public void Dispose() => _folder.Dispose();
@@ -80,7 +80,7 @@ public sealed class When_archiving_through_an_external_copy_tool : IDisposable
 
         await archive.WriteAsync(name, _output, "m.evt", size, adler, CancellationToken.None);
         Assert.True(await archive.ExistsAsync(name, CancellationToken.None));
-        var cache = new StorageArea("cache", new Uri(Path.Combine(_folder.Path, "cache")));
+        var cache = new LocalArea("cache", new Uri(Path.Combine(_folder.Path, "cache")));
         var (readSize, readAdler) = await archive.ReadIntoAsync(name, cache, "back.evt", CancellationToken.None);
 
         Assert.Equal((size, adler), (readSize, Adler32Checksum.Format(readAdler)));
@@ -117,7 +117,7 @@ public sealed class When_archiving_through_an_external_copy_tool : IDisposable
     [Fact]
     public async Task Should_fail_a_read_whose_tool_fails_and_leave_nothing_in_the_target_area()
     {
-        var cache = new StorageArea("cache", new Uri(Path.Combine(_folder.Path, "cache")));
+        var cache = new LocalArea("cache", new Uri(Path.Combine(_folder.Path, "cache")));
 
         var failure = await Assert.ThrowsAsync<ArchiveException>(() => Archive().ReadIntoAsync("raw/missing.raw", cache, "x.raw", CancellationToken.None));
 

@@ -20,12 +20,12 @@ public class When_copying_with_the_next_read_under_way
     public async Task Should_write_every_byte_in_order_with_its_checksum(int length)
     {
         using var folder = new TempDirectory();
-        var area = new StorageArea("cache", new Uri(folder.Path));
+        var area = new LocalArea("cache", new Uri(folder.Path));
         var data = new byte[length];
         new Random(length).NextBytes(data);
 
         // Short, uneven reads, as from a pipe or a throttled archive.
-        var (size, adler) = await area.WriteFromAsync("f.bin", new UnevenReads(data, seed: 5), CancellationToken.None);
+        var (size, adler) = await area.WriteFromAsync("f.bin", new UnevenReads(data, seed: 5), null, CancellationToken.None);
 
         Assert.Equal(length, size);
         Assert.Equal(Adler32Checksum.Of(data), adler);
@@ -123,7 +123,7 @@ public class When_reading_a_file_once
     public async Task Should_read_the_same_bytes_as_a_plain_read()
     {
         using var folder = new TempDirectory();
-        var area = new StorageArea("scratch", new Uri(folder.Path));
+        var area = new LocalArea("scratch", new Uri(folder.Path));
         var data = new byte[(9 << 20) + 5];
         new Random(9).NextBytes(data);
         await File.WriteAllBytesAsync(area.PathOf("f.bin"), data);
@@ -173,7 +173,7 @@ public class When_reading_a_file_once
     {
         Skip.If(new DriveInfo(folder.Path).DriveFormat is "tmpfs" or "ramfs", "the temporary folder is in memory, where a file's pages are the file itself");
         Skip.If(!File.Exists("/usr/bin/fincore"), "fincore (util-linux) is not installed, so the page cache cannot be looked at");
-        var area = new StorageArea("scratch", new Uri(folder.Path));
+        var area = new LocalArea("scratch", new Uri(folder.Path));
         var data = new byte[16 << 20];
         new Random(2).NextBytes(data);
         await using var file = new FileStream(area.PathOf("f.bin"), FileMode.CreateNew);

@@ -31,7 +31,7 @@ public class When_naming_files_in_a_storage_area
     public void Should_refuse_to_resolve_a_path_outside_the_area()
     {
         using var folder = new TempDirectory();
-        var area = new StorageArea("cache", new Uri(folder.Path));
+        var area = new LocalArea("cache", new Uri(folder.Path));
         Assert.Throws<ArgumentException>(() => area.PathOf("../outside"));
         Assert.StartsWith(folder.Path, area.PathOf("inside/file"), StringComparison.Ordinal);
     }
@@ -39,7 +39,7 @@ public class When_naming_files_in_a_storage_area
     [Fact]
     public void Should_refuse_a_location_that_is_not_a_file_uri()
     {
-        Assert.Throws<ArgumentException>(() => new StorageArea("archive", new Uri("https://example.org/archive")));
+        Assert.Throws<ArgumentException>(() => new LocalArea("archive", new Uri("https://example.org/archive")));
     }
 }
 
@@ -49,11 +49,11 @@ public class When_writing_into_a_storage_area
     public async Task Should_return_the_checksum_of_the_bytes_written()
     {
         using var folder = new TempDirectory();
-        var area = new StorageArea("output", new Uri(folder.Path));
+        var area = new LocalArea("output", new Uri(folder.Path));
         var data = new byte[3_000_000];
         new Random(1).NextBytes(data);
 
-        var (size, adler) = await area.WriteFromAsync("d/file.bin", new MemoryStream(data), CancellationToken.None);
+        var (size, adler) = await area.WriteFromAsync("d/file.bin", new MemoryStream(data), null, CancellationToken.None);
 
         Assert.Equal(data.Length, size);
         Assert.Equal(Adler32Checksum.Of(data), adler);
@@ -65,7 +65,7 @@ public class When_writing_into_a_storage_area
     public async Task Should_leave_nothing_under_the_name_when_the_writer_fails_midway()
     {
         using var folder = new TempDirectory();
-        var area = new StorageArea("output", new Uri(folder.Path));
+        var area = new LocalArea("output", new Uri(folder.Path));
 
         await Assert.ThrowsAsync<IOException>(() => area.WriteAsync("d/file.bin", async (stream, ct) =>
         {
@@ -81,9 +81,9 @@ public class When_writing_into_a_storage_area
     public async Task Should_replace_an_existing_file_whole()
     {
         using var folder = new TempDirectory();
-        var area = new StorageArea("cache", new Uri(folder.Path));
-        await area.WriteFromAsync("f", new MemoryStream(new byte[10]), CancellationToken.None);
-        await area.WriteFromAsync("f", new MemoryStream(new byte[3]), CancellationToken.None);
+        var area = new LocalArea("cache", new Uri(folder.Path));
+        await area.WriteFromAsync("f", new MemoryStream(new byte[10]), null, CancellationToken.None);
+        await area.WriteFromAsync("f", new MemoryStream(new byte[3]), null, CancellationToken.None);
         Assert.Equal(3, area.SizeOf("f"));
     }
 }
@@ -94,7 +94,7 @@ public sealed class When_a_link_in_a_storage_area_leads_out_of_it : IDisposable
 
     public void Dispose() => _folder.Dispose();
 
-    private StorageArea Area() => new("archive", new Uri("file://" + Path.Combine(_folder.Path, "archive")));
+    private LocalArea Area() => new("archive", new Uri("file://" + Path.Combine(_folder.Path, "archive")));
 
     [Fact]
     public void Should_refuse_to_read_a_file_that_is_a_link_to_one_outside()

@@ -23,7 +23,7 @@ public sealed class When_inputs_are_generated_at_random
     public Property Should_never_accept_a_name_that_leaves_its_area() =>
         Prop.ForAll(PathLike, name =>
         {
-            var area = new StorageArea("archive", new Uri("file://" + Root));
+            var area = new LocalArea("archive", new Uri("file://" + Root));
             if (AreaNames.Problem(name) is not null)
             {
                 // Refused names are refused by the area too, with an argument error rather than anything worse.

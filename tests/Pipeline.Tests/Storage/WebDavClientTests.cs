@@ -25,7 +25,7 @@ public sealed class When_files_go_to_and_from_a_webdav_server(XrootdServer serve
         var bytes = RandomBytes(3 * (1 << 20) + 17);
         var target = new Uri(server.HttpUri, "archive/run000001/raw-1.raw");
 
-        var sent = await client.UploadAsync(new MemoryStream(bytes), target, CancellationToken.None);
+        var sent = (await client.UploadAsync(new MemoryStream(bytes), target, CancellationToken.None)).Adler32;
 
         Assert.Equal(Adler32Checksum.Format(Adler32Checksum.Of(bytes)), sent);
         Assert.Equal(bytes, await File.ReadAllBytesAsync(Path.Combine(server.DataPath, "archive/run000001/raw-1.raw")));
@@ -73,7 +73,7 @@ public sealed class When_files_go_to_and_from_a_webdav_server(XrootdServer serve
         var client = new WebDavClient(http);
         var bytes = RandomBytes(1 << 20);
         var target = new Uri(server.HttpUri, "archive/run000003/raw-3.raw");
-        var catalogued = await client.UploadAsync(new MemoryStream(bytes), target, CancellationToken.None);
+        var catalogued = (await client.UploadAsync(new MemoryStream(bytes), target, CancellationToken.None)).Adler32;
 
         var onDisk = Path.Combine(server.DataPath, "archive/run000003/raw-3.raw");
         await using (var file = new FileStream(onDisk, FileMode.Open, FileAccess.ReadWrite))
@@ -144,7 +144,7 @@ public sealed class When_a_webdav_server_misbehaves(XrootdServer server) : IClas
         using var http = new HttpClient(spoiler);
         var client = new WebDavClient(http);
 
-        var sent = await client.UploadAsync(new MemoryStream(Bytes(100_000)), target, CancellationToken.None);
+        var sent = (await client.UploadAsync(new MemoryStream(Bytes(100_000)), target, CancellationToken.None)).Adler32;
 
         Assert.Equal(2, spoiler.Seen.Count(s => s.StartsWith("HEAD ", StringComparison.Ordinal) && s.Contains(WebDavClient.TemporaryMarker, StringComparison.Ordinal)));
         Assert.Equal(sent, (await client.StatAsync(target, CancellationToken.None))!.Adler32);

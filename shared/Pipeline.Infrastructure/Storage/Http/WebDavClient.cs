@@ -55,6 +55,10 @@ public sealed class WebDavClient(HttpClient http)
     private const string DigestAlgorithm = "adler32";
     private static readonly HttpMethod Move = new("MOVE");
     private static readonly HttpMethod MakeCollection = new("MKCOL");
+    private static readonly HttpMethod FindProperties = new("PROPFIND");
+
+    private const string PropertiesWanted =
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><D:propfind xmlns:D=\"DAV:\"><D:prop><D:resourcetype/><D:getcontentlength/><D:getlastmodified/></D:prop></D:propfind>";
 
     /// <summary>Refuses a URL that carries a credential: credentials live in files and settings, never in URLs.</summary>
     public static Uri CheckUrl(Uri url)
@@ -79,12 +83,14 @@ public sealed class WebDavClient(HttpClient http)
     }
 
     /// <summary>
-    /// Streams <paramref name="source"/> to <paramref name="target"/> and returns its Adler-32, computed while the
-    /// bytes went out and matched by the server's own. On any failure the temporary copy is removed and the final
-    /// name is untouched.
+    /// Streams <paramref name="source"/> to <paramref name="target"/> and returns its size and Adler-32, computed while
+    /// the bytes went out and matched by the server's own. On any failure the temporary copy is removed and the final
+    /// name is untouched. The length, when the stream cannot tell it, must be given: servers such as XRootD's HTTP
+    /// interface do not take chunked uploads.
     /// </summary>
-    public async Task<string> UploadAsync(Stream source, Uri target, CancellationToken cancellationToken)
+    public async Task<RemoteFile> UploadAsync(Stream source, Uri target, CancellationToken cancellationToken, long? length = null)
     {
+        length ??= source.CanSeek ? source.Length - source.Position : null;
         await EnsureCollectionAsync(Parent(target), cancellationToken);
         var temporary = new Uri(target.AbsoluteUri + TemporaryMarker + Guid.NewGuid().ToString("N"));
         try
@@ -93,6 +99,7 @@ public sealed class WebDavClient(HttpClient http)
             using (var put = new HttpRequestMessage(HttpMethod.Put, temporary) { Content = new StreamContent(counted, 1 << 20) })
             {
                 put.Content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+                put.Content.Headers.ContentLength = length;
                 using var response = await http.SendAsync(put, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
                 Require(response, "PUT", temporary);
             }
@@ -119,18 +126,23 @@ public sealed class WebDavClient(HttpClient http)
                        return move;
                    }, cancellationToken))
             {
-                // A MOVE sent again after its answer was lost finds its source gone: the target says whether it took.
+                // The file is trusted where it is asked for, under its final name: a MOVE sent again after its answer
+                // was lost finds its source gone, and a server that takes the Destination header literally (XRootD's
+                // HTTP interface 5.5 does not unescape it) puts a name that needs escaping somewhere else.
+                var placed = await StatAsync(target, cancellationToken);
+                if (placed is not { Adler32: { } digest } || placed.Size != counted.Length || !Adler32Checksum.Same(digest, sent))
+                {
+                    Require(moved, "MOVE", temporary);
+                    throw new RemoteStorageException(
+                        $"MOVE to {Describe(target)} answered {(int)moved.StatusCode} but the file is not there: the server did not honour the Destination " +
+                        "(one that does not unescape it cannot take names with spaces or other characters that need escaping).");
+                }
                 if (!moved.IsSuccessStatusCode)
                 {
-                    var placed = await StatAsync(target, cancellationToken);
-                    if (placed is not { Adler32: { } digest } || placed.Size != counted.Length || !Adler32Checksum.Same(digest, sent))
-                    {
-                        Require(moved, "MOVE", temporary);
-                    }
                     await DeleteQuietlyAsync(temporary);
                 }
             }
-            return sent;
+            return new RemoteFile(counted.Length, sent);
         }
         catch
         {
@@ -171,6 +183,88 @@ public sealed class WebDavClient(HttpClient http)
             throw new RemoteChecksumMismatchException($"{Describe(source)}: received adler32 {received}, the catalog has {expectedAdler32}.");
         }
         return received;
+    }
+
+    /// <summary>
+    /// Opens a file for reading as the bytes arrive (nothing is buffered whole); the server's digest, when it sent
+    /// one, comes with it. Throws <see cref="FileNotFoundException"/> when there is no such file.
+    /// </summary>
+    public async Task<(Stream Body, long? Length, string? ServerAdler32)> OpenReadAsync(Uri source, CancellationToken cancellationToken)
+    {
+        var response = await SendAgainAsync(() =>
+        {
+            var get = new HttpRequestMessage(HttpMethod.Get, source);
+            get.Headers.Add("Want-Digest", DigestAlgorithm);
+            return get;
+        }, cancellationToken, HttpCompletionOption.ResponseHeadersRead);
+        try
+        {
+            if (response.StatusCode == HttpStatusCode.NotFound)
+            {
+                throw new FileNotFoundException($"{Describe(source)} is not on the server.");
+            }
+            Require(response, "GET", source);
+            var body = await response.Content.ReadAsStreamAsync(cancellationToken);
+            return (new ResponseStream(body, response), response.Content.Headers.ContentLength, DigestOf(response));
+        }
+        catch
+        {
+            response.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Moves a file to another name on the same server (WebDAV MOVE), making the target's collection first.</summary>
+    public async Task MoveAsync(Uri from, Uri to, CancellationToken cancellationToken)
+    {
+        await EnsureCollectionAsync(Parent(to), cancellationToken);
+        using var moved = await SendAgainAsync(() =>
+        {
+            var move = new HttpRequestMessage(Move, from);
+            move.Headers.Add("Destination", to.AbsoluteUri);
+            move.Headers.Add("Overwrite", "F");
+            return move;
+        }, cancellationToken);
+        if (moved.StatusCode == HttpStatusCode.NotFound)
+        {
+            throw new FileNotFoundException($"{Describe(from)} is not on the server.");
+        }
+        // A MOVE sent again after its answer was lost finds its source gone and its target there.
+        if (!moved.IsSuccessStatusCode && !(await StatAsync(from, cancellationToken) is null && await StatAsync(to, cancellationToken) is not null))
+        {
+            Require(moved, "MOVE", from);
+        }
+    }
+
+    /// <summary>
+    /// The members of a collection, one level (PROPFIND, Depth: 1), read from the answer as it arrives, so a
+    /// collection of a million files is never held whole.
+    /// </summary>
+    public async IAsyncEnumerable<RemoteEntry> ListAsync(Uri collection, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var folder = collection.AbsoluteUri.EndsWith('/') ? collection : new Uri(collection.AbsoluteUri + "/");
+        using var response = await SendAgainAsync(() =>
+        {
+            var find = new HttpRequestMessage(FindProperties, folder);
+            find.Headers.Add("Depth", "1");
+            find.Content = new StringContent(PropertiesWanted, System.Text.Encoding.UTF8, "application/xml");
+            return find;
+        }, cancellationToken, HttpCompletionOption.ResponseHeadersRead);
+        if (response.StatusCode == HttpStatusCode.NotFound)
+        {
+            yield break;
+        }
+        Require(response, "PROPFIND", folder);
+        await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
+        await foreach (var entry in WebDavListing.ReadAsync(body, cancellationToken))
+        {
+            var path = Uri.UnescapeDataString(entry.Href.StartsWith('/') ? entry.Href : new Uri(entry.Href).AbsolutePath);
+            if (path.TrimEnd('/') == Uri.UnescapeDataString(folder.AbsolutePath).TrimEnd('/'))
+            {
+                continue;
+            }
+            yield return entry with { Href = path.TrimEnd('/')[(path.TrimEnd('/').LastIndexOf('/') + 1)..] };
+        }
     }
 
     /// <summary>The file's size and server-side Adler-32, or null when there is no such file.</summary>
@@ -232,11 +326,12 @@ public sealed class WebDavClient(HttpClient http)
     }
 
     // A request message can be sent once only: each attempt makes its own.
-    private async Task<HttpResponseMessage> SendAgainAsync(Func<HttpRequestMessage> request, CancellationToken cancellationToken) =>
+    private async Task<HttpResponseMessage> SendAgainAsync(
+        Func<HttpRequestMessage> request, CancellationToken cancellationToken, HttpCompletionOption completion = HttpCompletionOption.ResponseContentRead) =>
         await Retrying.ExecuteAsync(async token =>
         {
             using var message = request();
-            return await http.SendAsync(message, token);
+            return await http.SendAsync(message, completion, token);
         }, cancellationToken);
 
     private static TimeSpan? RetryAfter(HttpResponseMessage? response) => response?.Headers.RetryAfter switch

@@ -50,7 +50,7 @@ public sealed class XrootdClient(TimeSpan timeout)
             {
                 throw new RemoteChecksumMismatchException($"{Describe(target)}: the file's adler32 is {knownAdler32}, the server computed {stored}.");
             }
-            await RunAsync([FileSystem, Server(target), "mv", PathOf(temporary), PathOf(target)], "rename to", target, cancellationToken);
+            await RenameAsync(temporary, target, cancellationToken);
             return stored;
         }
         catch
@@ -58,6 +58,113 @@ public sealed class XrootdClient(TimeSpan timeout)
             await DeleteQuietlyAsync(temporary);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Uploads what <paramref name="write"/> writes (into xrdcp's standard input, checksummed as the bytes go) to a
+    /// temporary name, compares the server's Adler-32 of it with the one sent, and only then renames it to
+    /// <paramref name="target"/>. Returns the size and Adler-32 written.
+    /// </summary>
+    public async Task<(long Size, uint Adler32)> UploadAsync(Func<Stream, CancellationToken, Task> write, Uri target, CancellationToken cancellationToken)
+    {
+        var temporary = new Uri(target.AbsoluteUri + WebDavClient.TemporaryMarker + Guid.NewGuid().ToString("N"));
+        try
+        {
+            long size = 0;
+            uint sent = 0;
+            var outcome = await ExternalCommand.RunAsync([Copy, "--nopbar", "--path", "--force", "-", Full(temporary)], null, timeout, cancellationToken,
+                async (input, token) =>
+                {
+                    await using var counted = new ChecksummingStream(input, leaveOpen: true);
+                    await write(counted, token);
+                    await counted.FlushAsync(token);
+                    (size, sent) = (counted.Length, counted.Adler32);
+                });
+            Require(outcome, "copy to", temporary);
+            var stored = await ChecksumAsync(temporary, cancellationToken)
+                ?? throw new RemoteStorageException($"xrdcp to {Describe(temporary)} succeeded but the file is not there.");
+            if (!Adler32Checksum.Same(stored, Adler32Checksum.Format(sent)))
+            {
+                throw new RemoteChecksumMismatchException($"{Describe(target)}: sent adler32 {Adler32Checksum.Format(sent)}, the server computed {stored}.");
+            }
+            var held = await SizeAsync(temporary, cancellationToken);
+            if (held != size)
+            {
+                throw new RemoteChecksumMismatchException($"{Describe(target)}: {size} bytes sent, the server holds {held}.");
+            }
+            await RenameAsync(temporary, target, cancellationToken);
+            return (size, sent);
+        }
+        catch
+        {
+            await DeleteQuietlyAsync(temporary);
+            throw;
+        }
+    }
+
+    /// <summary>Opens a file for reading as xrdcp writes it to its standard output; a copy that fails part-way throws at its end.</summary>
+    public Stream OpenRead(Uri source) =>
+        ExternalCommand.OpenOutput([Copy, "--nopbar", Full(source), "-"], timeout, outcome => outcome.ExitCode == NoSuchFile
+            ? new FileNotFoundException($"{Describe(source)} is not on the server.")
+            : new RemoteStorageException($"The copy from {Describe(source)} failed: {outcome.Describe()}"));
+
+    /// <summary>Renames a file on the server, making the target's folder when it is missing. XRootD's mv replaces an existing target.</summary>
+    public async Task RenameAsync(Uri from, Uri to, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<string> move = [FileSystem, Server(to), "mv", PathOf(from), PathOf(to)];
+        var outcome = await ExternalCommand.RunAsync(move, null, timeout, cancellationToken);
+        var folder = PathOf(to)[..PathOf(to).LastIndexOf('/')];
+        if (outcome.ExitCode == NoSuchFile && folder.Length > 0 && await SizeAsync(from, cancellationToken) is not null)
+        {
+            // The source is there, so the target's folder is not. mkdir -p answers "file exists" when another writer made it meanwhile.
+            var made = await ExternalCommand.RunAsync([FileSystem, Server(to), "mkdir", "-p", folder], null, timeout, cancellationToken);
+            if (!made.Succeeded && !made.ErrorTail.Contains("file exists", StringComparison.OrdinalIgnoreCase))
+            {
+                Require(made, "folder for", to);
+            }
+            outcome = await ExternalCommand.RunAsync(move, null, timeout, cancellationToken);
+        }
+        if (outcome.ExitCode == NoSuchFile)
+        {
+            throw new FileNotFoundException($"{Describe(from)} is not on the server.");
+        }
+        Require(outcome, "rename to", to);
+    }
+
+    /// <summary>The members of a folder, one level, with size and last change (xrdfs ls -l).</summary>
+    public async Task<IReadOnlyList<RemoteEntry>> ListDetailedAsync(Uri folder, CancellationToken cancellationToken)
+    {
+        var entries = new List<RemoteEntry>();
+        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(folder), "ls", "-l", PathOf(folder)], async (output, token) =>
+        {
+            using var lines = new StreamReader(output);
+            while (await lines.ReadLineAsync(token) is { } line)
+            {
+                if (ParseLongListing(line) is { } entry)
+                {
+                    entries.Add(entry);
+                }
+            }
+        }, timeout, cancellationToken);
+        if (outcome.ExitCode == NoSuchFile)
+        {
+            return [];
+        }
+        Require(outcome, "listing of", folder);
+        return entries;
+    }
+
+    // "-rw-r--r-- owner group 4 2026-12-03 01:37:23 /a/b/f1": the path is the rest of the line (it may hold spaces).
+    private static RemoteEntry? ParseLongListing(string line)
+    {
+        var fields = line.Split(' ', 7, StringSplitOptions.RemoveEmptyEntries);
+        if (fields.Length < 7 || !long.TryParse(fields[3], NumberStyles.None, CultureInfo.InvariantCulture, out var size))
+        {
+            return null;
+        }
+        DateTimeOffset.TryParse($"{fields[4]} {fields[5]}", CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var modified);
+        var path = fields[6];
+        return new RemoteEntry(path[(path.LastIndexOf('/') + 1)..], size, modified, fields[0].StartsWith('d'));
     }
 
     /// <summary>
@@ -172,7 +279,12 @@ public sealed class XrootdClient(TimeSpan timeout)
     // root://host:port//path: the server is root://host:port, the path what follows the double slash.
     private static string Server(Uri url) => url.GetLeftPart(UriPartial.Authority);
 
-    private static string PathOf(Uri url) => "/" + url.AbsolutePath.TrimStart('/');
+    // The tools take the path as it is on the server, not %-escaped; a '?' would begin XRootD's opaque data.
+    private static string PathOf(Uri url)
+    {
+        var path = "/" + Uri.UnescapeDataString(url.AbsolutePath).TrimStart('/');
+        return path.Contains('?') ? throw new ArgumentException($"An XRootD path cannot hold '?': {Describe(url)}.", nameof(url)) : path;
+    }
 
     // XRootD reads a single slash after the port as a path relative to the server's; an area's paths are absolute.
     private static string Full(Uri url) => $"{Server(url)}/{PathOf(url)}";

@@ -1,0 +1,78 @@
+using System.Runtime.CompilerServices;
+
+namespace Pipeline.Infrastructure.Storage.Xrootd;
+
+/// <summary>
+/// A storage area on an XRootD server (<c>root://host:port//path</c>: EOS, CTA's disk buffer, a plain XRootD cluster)
+/// through xrdcp and xrdfs. Writes stream into xrdcp's standard input under a temporary name and are renamed into
+/// place once the server's own Adler-32 matches what was sent; reads stream from xrdcp's standard output.
+/// </summary>
+public sealed class XrootdArea : StorageArea
+{
+    private readonly XrootdClient _client;
+
+    public XrootdArea(string name, Uri location, XrootdClient client)
+        : base(name, AsFolder(XrootdClient.CheckUrl(location)))
+    {
+        _client = client;
+    }
+
+    // root://host:port//path/: the double slash makes the path absolute on the server.
+    private static Uri AsFolder(Uri url)
+    {
+        var path = "/" + url.AbsolutePath.Trim('/');
+        return new Uri($"{url.GetLeftPart(UriPartial.Authority)}/{(path == "/" ? "/" : path + "/")}");
+    }
+
+    public override Uri UriOf(string name) =>
+        new(Location.AbsoluteUri + string.Join('/', CheckedName(name).Split('/').Select(Uri.EscapeDataString)));
+
+    public override async Task<StoredFile?> StatAsync(string name, CancellationToken cancellationToken)
+    {
+        var file = UriOf(name);
+        return await _client.SizeAsync(file, cancellationToken) is { } size
+            ? new StoredFile(size, await _client.ChecksumAsync(file, cancellationToken))
+            : null;
+    }
+
+    public override Task<Stream> OpenReadAsync(string name, CancellationToken cancellationToken) => Task.FromResult(_client.OpenRead(UriOf(name)));
+
+    public override Task<(long Size, uint Adler32)> WriteFromAsync(string name, Stream source, long? length, CancellationToken cancellationToken) =>
+        WriteAsync(name, (target, token) => StreamingCopy.CopyOverlappedAsync(source, target, token), cancellationToken);
+
+    public override Task<(long Size, uint Adler32)> WriteAsync(string name, Func<Stream, CancellationToken, Task> write, CancellationToken cancellationToken) =>
+        _client.UploadAsync(write, UriOf(name), cancellationToken);
+
+    public override Task<bool> DeleteAsync(string name, CancellationToken cancellationToken) => _client.DeleteAsync(UriOf(name), cancellationToken);
+
+    public override async Task MoveAsync(string name, string newName, CancellationToken cancellationToken)
+    {
+        // xrdfs mv replaces an existing target: look first (another writer could still race in).
+        if (await _client.SizeAsync(UriOf(newName), cancellationToken) is not null)
+        {
+            throw new IOException($"'{newName}' is already in area '{Name}'.");
+        }
+        await _client.RenameAsync(UriOf(name), UriOf(newName), cancellationToken);
+    }
+
+    public override async IAsyncEnumerable<AreaEntry> ListAsync(string folder, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var pending = new Stack<string>();
+        pending.Push(folder.Length == 0 ? "" : CheckedName(folder));
+        while (pending.TryPop(out var at))
+        {
+            foreach (var entry in await _client.ListDetailedAsync(at.Length == 0 ? Location : UriOf(at), cancellationToken))
+            {
+                var name = at.Length == 0 ? entry.Href : $"{at}/{entry.Href}";
+                if (entry.IsCollection)
+                {
+                    pending.Push(name);
+                }
+                else
+                {
+                    yield return new AreaEntry(name, entry.Size, entry.Modified);
+                }
+            }
+        }
+    }
+}
