@@ -98,9 +98,9 @@ public sealed class PipelineUnderTest : IAsyncDisposable
         return pipeline;
     }
 
-    /// <summary>Writes sample raw files into the archive and returns their run announcements (not yet published).</summary>
+    /// <summary>Writes sample raw files into the archive (a folder or a storage server) and returns their run announcements (not yet published).</summary>
     public Task<IReadOnlyList<RunRecorded>> GenerateAsync(SampleSpec spec) =>
-        SampleGenerator.GenerateAsync(Areas.Archive.RootPath, spec);
+        SampleGenerator.GenerateAsync((name, body, token) => Areas.Archive.WriteAsync(name, body, token), spec);
 
     public async Task IngestAsync(IEnumerable<RunRecorded> runs)
     {
