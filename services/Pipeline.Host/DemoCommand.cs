@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using Pipeline.Api;
 using Pipeline.Archiver;
 using Pipeline.Infrastructure.Archive;
+using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Audit;
 using Pipeline.Production.Campaigns;
@@ -42,16 +43,21 @@ public static class DemoCommand
             ["Pipeline:Campaign:MergeTargetBytes"] = (4L << 20).ToString(CultureInfo.InvariantCulture),
             ["Pipeline:Merger:FlushIdleSeconds"] = "1",
             ["Pipeline:Merger:PollSeconds"] = "0.2",
-            // The archive is a simulated tape library, and the cache holds a few raw files at most: the demo shows
-            // back-pressure and tape mounts as they happen, measured by the running system.
-            ["Pipeline:Archives:archive:Kind"] = "Tape",
-            ["Pipeline:Archives:archive:Tape:Drives"] = "2",
-            ["Pipeline:Archives:archive:Tape:MountSeconds"] = "0.2",
-            ["Pipeline:Archives:archive:Tape:PositionSeconds"] = "0.02",
-            ["Pipeline:Archives:archive:Tape:MegabytesPerSecond"] = "100",
+            // The cache holds a few raw files at most: the demo shows back-pressure as it happens, measured by the running system.
             ["Pipeline:Flow:Areas:cache:QuotaBytes"] = SampleRuns.Setting(configuration, "CACHE_QUOTA", 1 << 20).ToString(CultureInfo.InvariantCulture),
             ["Pipeline:Flow:Areas:output:QuotaBytes"] = (64L << 20).ToString(CultureInfo.InvariantCulture),
         };
+        // A folder archive is a simulated tape library, so the demo shows tape mounts too; an archive on a storage
+        // server (STORAGE=remote) is that server's.
+        var archiveUrl = configuration[$"{StorageOptions.Section}:{StorageOptions.Archive}"];
+        if (archiveUrl is null || !Uri.TryCreate(archiveUrl, UriKind.Absolute, out var archiveLocation) || archiveLocation.IsFile)
+        {
+            settings["Pipeline:Archives:archive:Kind"] = "Tape";
+            settings["Pipeline:Archives:archive:Tape:Drives"] = "2";
+            settings["Pipeline:Archives:archive:Tape:MountSeconds"] = "0.2";
+            settings["Pipeline:Archives:archive:Tape:PositionSeconds"] = "0.02";
+            settings["Pipeline:Archives:archive:Tape:MegabytesPerSecond"] = "100";
+        }
         var app = PipelineApp.Build([.. args.Where(a => a.StartsWith("--", StringComparison.Ordinal))], settings);
         var stopwatch = Stopwatch.StartNew();
         await app.StartAsync();
@@ -99,6 +105,8 @@ public static class DemoCommand
                 .FirstOrDefault(a => a.Area == StorageOptions.Cache);
             var tape = app.Services.GetRequiredService<ArchiveLibrary>().TapeLibraries.FirstOrDefault(t => t.Library == StorageOptions.Archive);
             var merged = await catalog.ListAsync(CatalogEntry.Merged, campaign.Name, CancellationToken.None);
+            var serverChecksums = await ServerChecksumsAsync(areas, catalog);
+            complete &= serverChecksums.Wrong == 0;
             var summary = new
             {
                 runs = report.Runs,
@@ -121,6 +129,15 @@ public static class DemoCommand
                 tapeMounts = tape?.Mounts ?? 0,
                 stageMounts = tape?.ReadMounts ?? 0,
                 datasetsOutOfOrder = ArchiveOrder.DatasetsOutOfOrder(merged.Where(e => e.Area == StorageOptions.Archive)).Count,
+                storage = new
+                {
+                    archive = areas.Archive.Location.AbsoluteUri,
+                    cache = areas.Cache.Location.AbsoluteUri,
+                    output = areas.Output.Location.AbsoluteUri,
+                    logs = areas.Logs.Location.AbsoluteUri,
+                },
+                serverChecksumsVerified = serverChecksums.Verified,
+                serverChecksumsWrong = serverChecksums.Wrong,
                 campaigns,
                 seconds = Math.Round(stopwatch.Elapsed.TotalSeconds, 2),
             };
@@ -136,6 +153,32 @@ public static class DemoCommand
         {
             await app.StopAsync();
         }
+    }
+
+    /// <summary>
+    /// Archived files on a storage server whose checksum the server itself reports and equals the catalog's, and those
+    /// whose does not (or that it does not report): folder archives keep no checksum of their own and count in neither.
+    /// </summary>
+    private static async Task<(int Verified, int Wrong)> ServerChecksumsAsync(StorageAreas areas, ICatalog catalog)
+    {
+        var (verified, wrong) = (0, 0);
+        foreach (var entry in await catalog.ListAsync(CatalogEntry.Merged, null, CancellationToken.None))
+        {
+            if (!areas.TryGet(entry.Area, out var area) || area.IsLocal)
+            {
+                continue;
+            }
+            var stored = await area.StatAsync(entry.Name, CancellationToken.None);
+            if (stored?.StoredAdler32 is not { } reported || stored.Size != entry.Size || !Adler32Checksum.Same(reported, entry.Adler32))
+            {
+                await Console.Error.WriteLineAsync(
+                    $"demo: {entry.Name} in {entry.Area}: the server reports {stored?.Size} bytes adler32 {stored?.StoredAdler32}, the catalog {entry.Size} bytes adler32 {entry.Adler32}");
+                wrong++;
+                continue;
+            }
+            verified++;
+        }
+        return (verified, wrong);
     }
 
     /// <summary>One campaign's line in the summary: its raw files, how many completed (all outputs archived) or failed, and events lost.</summary>

@@ -39,6 +39,9 @@ public sealed class RemoteStorageOptions
     /// before its upload; defaults to "spool" under the data directory.
     /// </summary>
     public string? SpoolPath { get; set; }
+
+    /// <summary>Per remote area: CAs, credentials (as file paths) and the hosts a redirect may go to.</summary>
+    public Dictionary<string, AreaAccessOptions> Access { get; set; } = new(StringComparer.Ordinal);
 }
 
 /// <summary>The storage areas of this deployment, by name.</summary>
@@ -87,7 +90,9 @@ public sealed class StorageAreas
             {
                 "file" => new LocalArea(name, location),
                 "root" or "roots" => new XrootdArea(name, location, connections.Value.Xrootd),
-                "http" or "https" or "dav" or "davs" => new WebDavArea(name, location, connections.Value.WebDav, connections.Value.SpoolFolder),
+                "http" or "https" or "dav" or "davs" => new WebDavArea(name, location,
+                    new WebDavClient(HttpAreaAccess.CreateClient(name, remote.Access.GetValueOrDefault(name) ?? new AreaAccessOptions(), remote)),
+                    connections.Value.SpoolFolder),
                 _ => throw new ArgumentException($"Storage area '{name}': '{location.Scheme}://' is not a kind of area (file, root, https, davs, http)."),
             });
         }
@@ -109,21 +114,9 @@ public sealed class StorageAreas
         return location;
     }
 
-    /// <summary>The clients every remote area of a process shares: one pool of HTTP connections, one XRootD client.</summary>
+    /// <summary>What every remote area of a process shares: one XRootD client, one spool folder (each HTTP area has its own connections).</summary>
     private sealed class StorageConnections(RemoteStorageOptions options, string dataDirectory)
     {
-        public WebDavClient WebDav { get; } = new(new HttpClient(new SocketsHttpHandler
-        {
-            ConnectTimeout = TimeSpan.FromSeconds(options.ConnectTimeoutSeconds),
-            MaxConnectionsPerServer = options.MaxConnectionsPerServer,
-            PooledConnectionLifetime = TimeSpan.FromMinutes(10),
-            // Redirects are followed only to hosts an area allows; until that list exists, none is followed.
-            AllowAutoRedirect = false,
-        })
-        {
-            Timeout = TimeSpan.FromSeconds(options.TimeoutSeconds),
-        });
-
         public XrootdClient Xrootd { get; } = new(TimeSpan.FromSeconds(options.TimeoutSeconds));
 
         public string SpoolFolder { get; } = Path.GetFullPath(options.SpoolPath ?? Path.Combine(dataDirectory, "spool"));

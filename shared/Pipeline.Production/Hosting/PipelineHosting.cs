@@ -145,7 +145,8 @@ public static class PipelineHosting
         services.AddSingleton(_ => StorageAreas.FromConfiguration(
             configuration.GetSection(StorageOptions.Section).GetChildren().ToDictionary(c => c.Key, c => c.Value, StringComparer.Ordinal),
             options.DataDirectory,
-            archives.Where(a => a.Value.Kind != ArchiveKind.Command).Select(a => a.Key)));
+            archives.Where(a => a.Value.Kind != ArchiveKind.Command).Select(a => a.Key),
+            configuration.GetSection(RemoteStorageOptions.Section).Get<RemoteStorageOptions>()));
         services.AddSingleton(_ => StoreBackend.Open(options));
         if (options.Store == StoreKind.Mongo)
         {

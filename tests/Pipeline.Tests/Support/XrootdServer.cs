@@ -1,18 +1,15 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 
 namespace Pipeline.Tests.Support;
 
 /// <summary>
 /// A real XRootD server for the storage tests, serving root:// and HTTP/WebDAV with server-side Adler-32 from a
-/// folder of its own, on free ports. `make test` installs it from Debian (xrootd-server, xrootd-client,
+/// folder of its own, on free loopback ports: started and stopped by tests/xrootd/local-server.sh, the same script
+/// `make demo STORAGE=remote` uses. `make test` installs the server from Debian (xrootd-server, xrootd-client,
 /// xrootd-server-plugins); where it cannot start, the tests that need it are skipped with the reason.
 /// </summary>
 public sealed class XrootdServer : IAsyncLifetime
 {
-    private const string Program = "/usr/bin/xrootd";
-    private Process? _process;
     private TempDirectory? _folder;
 
     public string? Unavailable { get; private set; }
@@ -24,90 +21,73 @@ public sealed class XrootdServer : IAsyncLifetime
 
     public Uri RootUri { get; private set; } = new("root://127.0.0.1/");
 
+    private static string Script => Path.Combine(RepositoryRoot, "tests", "xrootd", "local-server.sh");
+
+    private static string RepositoryRoot
+    {
+        get
+        {
+            for (var at = new DirectoryInfo(AppContext.BaseDirectory); at is not null; at = at.Parent)
+            {
+                if (File.Exists(Path.Combine(at.FullName, "Pipeline.sln")))
+                {
+                    return at.FullName;
+                }
+            }
+            throw new InvalidOperationException($"No Pipeline.sln above {AppContext.BaseDirectory}.");
+        }
+    }
+
     public async Task InitializeAsync()
     {
-        if (!File.Exists(Program))
+        if (!File.Exists("/usr/bin/xrootd"))
         {
-            Unavailable = $"No XRootD server here ({Program} is missing): `make test` installs xrootd-server from Debian.";
+            Unavailable = "No XRootD server here (/usr/bin/xrootd is missing): `make test` installs xrootd-server from Debian.";
             return;
         }
         _folder = new TempDirectory();
-        foreach (var sub in new[] { "data", "admin", "run" })
+        var started = await RunScriptAsync("start");
+        if (started is not null)
         {
-            Directory.CreateDirectory(Path.Combine(_folder.Path, sub));
+            Unavailable = $"The XRootD server did not start: {started}";
+            return;
         }
-        var (rootPort, httpPort) = (FreePort(), FreePort());
-        var config = Path.Combine(_folder.Path, "xrootd.cfg");
-        await File.WriteAllLinesAsync(config,
-        [
-            "all.export /",
-            $"oss.localroot {DataPath}",
-            $"all.adminpath {Path.Combine(_folder.Path, "admin")}",
-            $"all.pidpath {Path.Combine(_folder.Path, "run")}",
-            $"xrd.port {rootPort}",
-            $"xrd.protocol XrdHttp:{httpPort} libXrdHttp.so",
-            "xrootd.chksum adler32",
-            // XRootD listens on every interface; only loopback connections are accepted.
-            "xrd.allow host localhost",
-        ]);
-        var start = new ProcessStartInfo(Program) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var argument in new[] { "-c", config, "-l", Path.Combine(_folder.Path, "xrootd.log") })
+        var settings = (await File.ReadAllLinesAsync(Path.Combine(_folder.Path, "server.env")))
+            .Select(line => line.Split('=', 2)).ToDictionary(pair => pair[0], pair => pair[1], StringComparer.Ordinal);
+        RootUri = new Uri(settings["ROOT_URL"] + "/");
+        HttpUri = new Uri(settings["HTTP_URL"] + "/");
+    }
+
+    /// <summary>Runs the script; returns what it printed when it failed, or null.</summary>
+    private async Task<string?> RunScriptAsync(string command)
+    {
+        var start = new ProcessStartInfo("bash") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var argument in new[] { Script, command, _folder!.Path })
         {
             start.ArgumentList.Add(argument);
         }
-        if (Environment.UserName == "root")
-        {
-            // XRootD refuses to serve as root: it runs as nobody, so its folders must be open to it.
-            start.ArgumentList.Add("-R");
-            start.ArgumentList.Add("nobody");
-            foreach (var path in Directory.EnumerateDirectories(_folder.Path).Append(_folder.Path))
-            {
-                File.SetUnixFileMode(path, (UnixFileMode)0b111_111_111);
-            }
-        }
-        _process = Process.Start(start)!;
-        HttpUri = new Uri($"http://127.0.0.1:{httpPort}/");
-        RootUri = new Uri($"root://127.0.0.1:{rootPort}/");
-        using var probe = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (true)
-        {
-            if (_process.HasExited)
-            {
-                Unavailable = $"The XRootD server exited at start ({_process.ExitCode}): {await File.ReadAllTextAsync(Path.Combine(_folder.Path, "xrootd.log"))}";
-                return;
-            }
-            try
-            {
-                using var response = await probe.SendAsync(new HttpRequestMessage(HttpMethod.Head, HttpUri));
-                return;
-            }
-            catch (HttpRequestException) when (DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(100);
-            }
-        }
+        using var process = Process.Start(start)!;
+        var errors = process.StandardError.ReadToEndAsync();
+        var output = process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return process.ExitCode == 0 ? null : $"{await output}{await errors}".Trim();
     }
+
+    /// <summary>Kills the server at once, as a crash would; its files stay.</summary>
+    public async Task KillAsync() => Assert.Null(await RunScriptAsync("kill"));
+
+    /// <summary>Starts a killed or stopped server again, on the same ports and with the same files.</summary>
+    public async Task StartAgainAsync() => Assert.Null(await RunScriptAsync("start"));
 
     /// <summary>Skips the calling test, with the reason, when the server could not start.</summary>
     public void Require() => Skip.If(Unavailable is not null, Unavailable);
 
-    public Task DisposeAsync()
+    public async Task DisposeAsync()
     {
-        if (_process is { HasExited: false })
+        if (_folder is not null)
         {
-            _process.Kill(entireProcessTree: true);
-            _process.WaitForExit(10_000);
+            await RunScriptAsync("stop");
+            _folder.Dispose();
         }
-        _process?.Dispose();
-        _folder?.Dispose();
-        return Task.CompletedTask;
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# A local XRootD server for the tests and `make demo STORAGE=remote`: root:// and HTTP/WebDAV with server-side
+# Adler-32, serving DIR/data on free loopback ports. Installs the server from Debian when missing.
+#   local-server.sh start DIR   starts it and writes DIR/server.env (ROOT_URL, HTTP_URL, PID, DATA); started again
+#                               in the same DIR it keeps its files and its ports
+#   local-server.sh stop DIR    stops it (idempotent)
+#   local-server.sh kill DIR    kills it at once (SIGKILL), as a crash would
+set -euo pipefail
+
+command=${1:?usage: local-server.sh start|stop|kill DIR}
+dir=${2:?usage: local-server.sh start|stop|kill DIR}
+here=$(cd "$(dirname "$0")" && pwd)
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+case "$command" in
+  start)
+    bash "$here/../ensure-debian-package.sh" /usr/bin/xrootd xrootd-server
+    bash "$here/../ensure-debian-package.sh" /usr/bin/xrdcp xrootd-client
+    bash "$here/../ensure-debian-package.sh" "/usr/lib/$(uname -m)-linux-gnu/libXrdHttp-5.so" xrootd-server-plugins
+    mkdir -p "$dir/data" "$dir/admin" "$dir/run"
+    dir=$(cd "$dir" && pwd)
+    if [ -f "$dir/ports" ]; then
+      read -r root_port http_port < "$dir/ports"
+    else
+      root_port=$(free_port)
+      http_port=$(free_port)
+      echo "$root_port $http_port" > "$dir/ports"
+    fi
+    cat > "$dir/xrootd.cfg" <<CONFIG
+all.export /
+oss.localroot $dir/data
+all.adminpath $dir/admin
+all.pidpath $dir/run
+xrd.port $root_port
+xrd.protocol XrdHttp:$http_port libXrdHttp.so
+xrootd.chksum adler32
+# XRootD listens on every interface; only loopback connections are accepted.
+xrd.allow host localhost
+CONFIG
+    run_as=()
+    if [ "$(id -u)" -eq 0 ]; then
+      # XRootD refuses to serve as root: it runs as nobody, so its folders must be open to it.
+      chmod 0777 "$dir" "$dir/data" "$dir/admin" "$dir/run"
+      run_as=(-R nobody)
+    fi
+    setsid /usr/bin/xrootd -c "$dir/xrootd.cfg" -l "$dir/xrootd.log" "${run_as[@]}" </dev/null >"$dir/xrootd.out" 2>&1 &
+    pid=$!
+    deadline=$((SECONDS + 30))
+    until curl -s -o /dev/null -I "http://127.0.0.1:$http_port/"; do
+      if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+        echo "The XRootD server did not start; its log:" >&2
+        tail -n 30 "$dir"/xrootd.log* "$dir/xrootd.out" >&2 || true
+        exit 1
+      fi
+      sleep 0.1
+    done
+    cat > "$dir/server.env" <<ENV
+ROOT_URL=root://127.0.0.1:$root_port
+HTTP_URL=http://127.0.0.1:$http_port
+PID=$pid
+DATA=$dir/data
+ENV
+    echo "XRootD is serving $dir/data on root://127.0.0.1:$root_port and http://127.0.0.1:$http_port (pid $pid)." >&2
+    ;;
+  stop|kill)
+    if [ -f "$dir/server.env" ]; then
+      pid=$(sed -n 's/^PID=//p' "$dir/server.env")
+      signal=TERM
+      if [ "$command" = kill ]; then signal=KILL; fi
+      if kill -s "$signal" "$pid" 2>/dev/null; then
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+      fi
+      rm -f "$dir/server.env"
+    fi
+    ;;
+  *)
+    echo "usage: local-server.sh start|stop|kill DIR" >&2
+    exit 2
+    ;;
+esac
