@@ -23,9 +23,9 @@ public static class ExternalCommand
     /// <param name="writeInput">If given, writes the command's standard input (a copy tool reading a file from stdin), which is closed after it.</param>
     public static async Task<CommandOutcome> RunAsync(
         IReadOnlyList<string> command, Func<Stream, CancellationToken, Task>? readOutput, TimeSpan timeout, CancellationToken cancellationToken,
-        Func<Stream, CancellationToken, Task>? writeInput = null)
+        Func<Stream, CancellationToken, Task>? writeInput = null, IReadOnlyDictionary<string, string>? environment = null)
     {
-        using var process = Start(command);
+        using var process = Start(command, environment);
         if (writeInput is null)
         {
             process.StandardInput.Close();
@@ -72,14 +72,14 @@ public static class ExternalCommand
     /// them; at the end of the bytes the stream waits for the command, and throws what <paramref name="failure"/>
     /// makes of its outcome when it did not succeed, so a reader never takes a cut-off copy for a whole one.
     /// </summary>
-    public static Stream OpenOutput(IReadOnlyList<string> command, TimeSpan timeout, Func<CommandOutcome, Exception> failure)
+    public static Stream OpenOutput(IReadOnlyList<string> command, TimeSpan timeout, Func<CommandOutcome, Exception> failure, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var process = Start(command);
+        var process = Start(command, environment);
         process.StandardInput.Close();
         return new CommandOutputStream(process, ReadTailAsync(process.StandardError, ErrorTailChars), timeout, failure);
     }
 
-    private static Process Start(IReadOnlyList<string> command)
+    private static Process Start(IReadOnlyList<string> command, IReadOnlyDictionary<string, string>? environment)
     {
         if (command.Count == 0)
         {
@@ -95,6 +95,10 @@ public static class ExternalCommand
         foreach (var argument in command.Skip(1))
         {
             start.ArgumentList.Add(argument);
+        }
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
         }
         return Process.Start(start) ?? throw new InvalidOperationException($"Could not start {command[0]}.");
     }

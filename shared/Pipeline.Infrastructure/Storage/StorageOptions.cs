@@ -31,6 +31,9 @@ public sealed class RemoteStorageOptions
 
     public int ConnectTimeoutSeconds { get; set; } = 15;
 
+    /// <summary>The longest an XRootD server may leave one request (a piece of a file) unanswered before the copy fails.</summary>
+    public int RequestTimeoutSeconds { get; set; } = 60;
+
     /// <summary>Connections kept open to one server: the transfers that run at once to it.</summary>
     public int MaxConnectionsPerServer { get; set; } = 16;
 
@@ -117,7 +120,7 @@ public sealed class StorageAreas
     /// <summary>What every remote area of a process shares: one XRootD client, one spool folder (each HTTP area has its own connections).</summary>
     private sealed class StorageConnections(RemoteStorageOptions options, string dataDirectory)
     {
-        public XrootdClient Xrootd { get; } = new(TimeSpan.FromSeconds(options.TimeoutSeconds));
+        public XrootdClient Xrootd { get; } = new(TimeSpan.FromSeconds(options.TimeoutSeconds), options.ConnectTimeoutSeconds, options.RequestTimeoutSeconds);
 
         public string SpoolFolder { get; } = Path.GetFullPath(options.SpoolPath ?? Path.Combine(dataDirectory, "spool"));
     }

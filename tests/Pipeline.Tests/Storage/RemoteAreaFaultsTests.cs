@@ -45,7 +45,7 @@ public sealed class When_the_storage_server_fails(XrootdServer server) : IClassF
         var top = $"crash-{kind}-{Guid.NewGuid():N}";
         var location = kind == "root" ? $"{server.RootUri.GetLeftPart(UriPartial.Authority)}//{top}/" : new Uri(server.HttpUri, top + "/").AbsoluteUri;
         var area = StorageAreas.FromConfiguration(new Dictionary<string, string?> { ["output"] = location }, Path.Combine(Path.GetTempPath(), top),
-            remote: new RemoteStorageOptions { TimeoutSeconds = 60 }).Output;
+            remote: new RemoteStorageOptions { TimeoutSeconds = 60, ConnectTimeoutSeconds = 5, RequestTimeoutSeconds = 5 }).Output;
         var bytes = new byte[3 << 20];
         new Random(11).NextBytes(bytes);
         var halfway = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -55,14 +55,22 @@ public sealed class When_the_storage_server_fails(XrootdServer server) : IClassF
         await halfway.Task.WaitAsync(TimeSpan.FromSeconds(30));
         await server.KillAsync();
         goOn.SetResult();
-        await Assert.ThrowsAnyAsync<Exception>(() => upload);
+        // Back at once, as a restarted server is. Over HTTP the cut copy fails; XRootD's client may instead recover
+        // the write on the restarted server. Either way the file under its name, if any, is exactly what was sent
+        // (the server's checksum was compared before the rename), and no temporary file stays.
         await server.StartAgainAsync();
-
-        Assert.False(File.Exists(Path.Combine(server.DataPath, top, "merged.raw")));
-        Assert.Null(await area.StatAsync("merged.raw", CancellationToken.None));
-        var (size, _) = await area.WriteFromAsync("merged.raw", new MemoryStream(bytes), bytes.Length, CancellationToken.None);
-        Assert.Equal(bytes.Length, size);
-        Assert.Equal(bytes, await File.ReadAllBytesAsync(Path.Combine(server.DataPath, top, "merged.raw")));
+        var cut = await Record.ExceptionAsync(() => upload);
+        var final = Path.Combine(server.DataPath, top, "merged.raw");
+        if (cut is not null)
+        {
+            Assert.False(File.Exists(final));
+            Assert.Null(await area.StatAsync("merged.raw", CancellationToken.None));
+            var (size, _) = await area.WriteFromAsync("merged.raw", new MemoryStream(bytes), bytes.Length, CancellationToken.None);
+            Assert.Equal(bytes.Length, size);
+        }
+        Assert.Equal(bytes, await File.ReadAllBytesAsync(final));
+        await Eventually.Until(() => Task.FromResult(Directory.EnumerateFiles(Path.Combine(server.DataPath, top)).Where(f => f != final).ToList()), left => left.Count == 0,
+            TimeSpan.FromSeconds(30), "no temporary file left");
     }
 
     [SkippableFact]

@@ -12,8 +12,23 @@ namespace Pipeline.Infrastructure.Storage.Xrootd;
 /// only then is renamed with <c>xrdfs mv</c>; anything that fails removes the temporary file, because <c>xrdcp</c>
 /// leaves a copy whose checksum it refused in place.
 /// </summary>
-public sealed class XrootdClient(TimeSpan timeout)
+public sealed class XrootdClient(TimeSpan timeout, int connectSeconds = 15, int requestSeconds = 60)
 {
+    /// <summary>
+    /// The XRootD client's own patience, set for every tool it runs: left at its defaults it tries to reach a dead
+    /// server for minutes per call, waits half an hour to recover a stream cut by a crash, and as long for an answer
+    /// to one request. Here a server that cannot be reached for <c>connectSeconds</c>, twice, or that leaves one request
+    /// (a piece of a file, not the whole copy) unanswered for <c>requestSeconds</c>, fails the call, which the stage
+    /// then retries.
+    /// </summary>
+    private readonly IReadOnlyDictionary<string, string> _patience = new Dictionary<string, string>(StringComparer.Ordinal)
+    {
+        ["XRD_CONNECTIONWINDOW"] = connectSeconds.ToString(CultureInfo.InvariantCulture),
+        ["XRD_CONNECTIONRETRY"] = "2",
+        ["XRD_STREAMERRORWINDOW"] = "0",
+        ["XRD_REQUESTTIMEOUT"] = requestSeconds.ToString(CultureInfo.InvariantCulture),
+    };
+
     private const string Copy = "xrdcp";
     private const string FileSystem = "xrdfs";
     private const int NoSuchFile = 54;
@@ -73,7 +88,7 @@ public sealed class XrootdClient(TimeSpan timeout)
             long size = 0;
             uint sent = 0;
             var outcome = await ExternalCommand.RunAsync([Copy, "--nopbar", "--path", "--force", "-", Full(temporary)], null, timeout, cancellationToken,
-                async (input, token) =>
+                environment: _patience, writeInput: async (input, token) =>
                 {
                     await using var counted = new ChecksummingStream(input, leaveOpen: true);
                     await write(counted, token);
@@ -106,23 +121,23 @@ public sealed class XrootdClient(TimeSpan timeout)
     public Stream OpenRead(Uri source) =>
         ExternalCommand.OpenOutput([Copy, "--nopbar", Full(source), "-"], timeout, outcome => outcome.ExitCode == NoSuchFile
             ? new FileNotFoundException($"{Describe(source)} is not on the server.")
-            : new RemoteStorageException($"The copy from {Describe(source)} failed: {outcome.Describe()}"));
+            : new RemoteStorageException($"The copy from {Describe(source)} failed: {outcome.Describe()}"), _patience);
 
     /// <summary>Renames a file on the server, making the target's folder when it is missing. XRootD's mv replaces an existing target.</summary>
     public async Task RenameAsync(Uri from, Uri to, CancellationToken cancellationToken)
     {
         IReadOnlyList<string> move = [FileSystem, Server(to), "mv", PathOf(from), PathOf(to)];
-        var outcome = await ExternalCommand.RunAsync(move, null, timeout, cancellationToken);
+        var outcome = await ExternalCommand.RunAsync(move, null, timeout, cancellationToken, environment: _patience);
         var folder = PathOf(to)[..PathOf(to).LastIndexOf('/')];
         if (outcome.ExitCode == NoSuchFile && folder.Length > 0 && await SizeAsync(from, cancellationToken) is not null)
         {
             // The source is there, so the target's folder is not. mkdir -p answers "file exists" when another writer made it meanwhile.
-            var made = await ExternalCommand.RunAsync([FileSystem, Server(to), "mkdir", "-p", folder], null, timeout, cancellationToken);
+            var made = await ExternalCommand.RunAsync([FileSystem, Server(to), "mkdir", "-p", folder], null, timeout, cancellationToken, environment: _patience);
             if (!made.Succeeded && !made.ErrorTail.Contains("file exists", StringComparison.OrdinalIgnoreCase))
             {
                 Require(made, "folder for", to);
             }
-            outcome = await ExternalCommand.RunAsync(move, null, timeout, cancellationToken);
+            outcome = await ExternalCommand.RunAsync(move, null, timeout, cancellationToken, environment: _patience);
         }
         if (outcome.ExitCode == NoSuchFile)
         {
@@ -145,7 +160,7 @@ public sealed class XrootdClient(TimeSpan timeout)
                     entries.Add(entry);
                 }
             }
-        }, timeout, cancellationToken);
+        }, timeout, cancellationToken, environment: _patience);
         if (outcome.ExitCode == NoSuchFile)
         {
             return [];
@@ -179,7 +194,7 @@ public sealed class XrootdClient(TimeSpan timeout)
             await using var counted = new ChecksummingStream(destination, leaveOpen: true);
             await output.CopyToAsync(counted, 1 << 20, token);
             received = counted.Adler32;
-        }, timeout, cancellationToken);
+        }, timeout, cancellationToken, environment: _patience);
         Require(outcome, "copy from", source);
         var got = Adler32Checksum.Format(received);
         var reported = await ChecksumAsync(source, cancellationToken)
@@ -198,7 +213,7 @@ public sealed class XrootdClient(TimeSpan timeout)
     /// <summary>The server's Adler-32 of a file, or null when there is no such file.</summary>
     public async Task<string?> ChecksumAsync(Uri file, CancellationToken cancellationToken)
     {
-        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(file), "query", "checksum", PathOf(file)], null, timeout, cancellationToken);
+        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(file), "query", "checksum", PathOf(file)], null, timeout, cancellationToken, environment: _patience);
         if (outcome.ExitCode == NoSuchFile)
         {
             return null;
@@ -215,7 +230,7 @@ public sealed class XrootdClient(TimeSpan timeout)
     /// <summary>The file's size, or null when there is no such file.</summary>
     public async Task<long?> SizeAsync(Uri file, CancellationToken cancellationToken)
     {
-        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(file), "stat", PathOf(file)], null, timeout, cancellationToken);
+        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(file), "stat", PathOf(file)], null, timeout, cancellationToken, environment: _patience);
         if (outcome.ExitCode == NoSuchFile)
         {
             return null;
@@ -230,7 +245,7 @@ public sealed class XrootdClient(TimeSpan timeout)
     /// <summary>Removes a file; false when it was not there.</summary>
     public async Task<bool> DeleteAsync(Uri file, CancellationToken cancellationToken)
     {
-        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(file), "rm", PathOf(file)], null, timeout, cancellationToken);
+        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(file), "rm", PathOf(file)], null, timeout, cancellationToken, environment: _patience);
         if (outcome.ExitCode == NoSuchFile)
         {
             return false;
@@ -242,7 +257,7 @@ public sealed class XrootdClient(TimeSpan timeout)
     /// <summary>The names in a folder (one level), for the reconciliation sweep.</summary>
     public async Task<IReadOnlyList<string>> ListAsync(Uri folder, CancellationToken cancellationToken)
     {
-        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(folder), "ls", PathOf(folder)], null, timeout, cancellationToken);
+        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(folder), "ls", PathOf(folder)], null, timeout, cancellationToken, environment: _patience);
         if (outcome.ExitCode == NoSuchFile)
         {
             return [];
@@ -252,7 +267,7 @@ public sealed class XrootdClient(TimeSpan timeout)
     }
 
     private async Task RunAsync(IReadOnlyList<string> command, string what, Uri url, CancellationToken cancellationToken) =>
-        Require(await ExternalCommand.RunAsync(command, null, timeout, cancellationToken), what, url);
+        Require(await ExternalCommand.RunAsync(command, null, timeout, cancellationToken, environment: _patience), what, url);
 
     private async Task DeleteQuietlyAsync(Uri file)
     {
