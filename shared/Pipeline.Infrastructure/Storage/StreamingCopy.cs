@@ -39,6 +39,10 @@ public static class StreamingCopy
     /// </summary>
     public static async Task<(long Size, uint Adler32)> CopyAsync(StorageArea from, string fromName, StorageArea to, string toName, CancellationToken cancellationToken)
     {
+        if (from is LocalArea folder && to is Xrootd.XrootdArea xrootd)
+        {
+            return await TransientIo.ExecuteAsync(token => new ValueTask<(long, uint)>(xrootd.UploadFileAsync(toName, folder.PathInside(fromName), token)), cancellationToken);
+        }
         var length = (await from.StatAsync(fromName, cancellationToken))?.Size
             ?? throw new FileNotFoundException($"'{fromName}' is not in area '{from.Name}'.");
         return await CopyAsync(token => from.OpenReadAsync(fromName, token), to, toName, length, cancellationToken);
