@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Pipeline.Infrastructure.Checksums;
 
 namespace Pipeline.Infrastructure.Storage;
@@ -71,6 +72,38 @@ public abstract class StorageArea
 
     /// <summary>Every file under <paramref name="folder"/> ("" for the whole area), temporary ones included, at any depth.</summary>
     public abstract IAsyncEnumerable<AreaEntry> ListAsync(string folder, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Every file under <paramref name="folder"/> at any depth, for an endpoint that lists one level at a time
+    /// (PROPFIND Depth 1, xrdfs ls): <paramref name="listLevel"/> gives a level's members by the folder's name ("" for the top).
+    /// </summary>
+    protected async IAsyncEnumerable<AreaEntry> WalkAsync(
+        string folder, Func<string, CancellationToken, IAsyncEnumerable<Http.RemoteEntry>> listLevel, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var pending = new Stack<string>();
+        pending.Push(folder.Length == 0 ? "" : CheckedName(folder));
+        while (pending.TryPop(out var at))
+        {
+            await foreach (var entry in listLevel(at, cancellationToken))
+            {
+                var name = at.Length == 0 ? entry.Href : $"{at}/{entry.Href}";
+                if (entry.IsCollection)
+                {
+                    pending.Push(name);
+                }
+                else
+                {
+                    yield return new AreaEntry(name, entry.Size, entry.Modified);
+                }
+            }
+        }
+    }
+
+    /// <summary>Refuses a URL that carries user information: credentials live in files and settings, and the message never repeats them.</summary>
+    public static Uri WithoutCredentials(Uri url) => string.IsNullOrEmpty(url.UserInfo)
+        ? url
+        : throw new ArgumentException(
+            $"A storage URL for {url.Host} carries user information; put credentials in a token file or certificate setting, not in the URL.", nameof(url));
 
     /// <summary>The name checked as a safe name inside an area: relative, no "..", no control characters.</summary>
     protected string CheckedName(string name)

@@ -109,12 +109,7 @@ public sealed class StorageAreas
             // A plain path is a folder.
             return new Uri(Path.GetFullPath(text));
         }
-        if (!string.IsNullOrEmpty(location.UserInfo))
-        {
-            throw new ArgumentException(
-                $"Storage area '{name}' at {location.Host} has user information in its URL; put credentials in a token file or certificate setting, not in the URL.");
-        }
-        return location;
+        return StorageArea.WithoutCredentials(location);
     }
 
     /// <summary>What every remote area of a process shares: one XRootD client, one spool folder (each HTTP area has its own connections).</summary>

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Pipeline.Infrastructure.Checksums;
 
 namespace Pipeline.Infrastructure.Storage.Http;
@@ -68,25 +67,6 @@ public sealed class WebDavArea : StorageArea
         await _client.MoveAsync(UriOf(name), UriOf(newName), cancellationToken);
     }
 
-    public override async IAsyncEnumerable<AreaEntry> ListAsync(string folder, [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        var pending = new Stack<string>();
-        pending.Push(folder.Length == 0 ? "" : CheckedName(folder));
-        while (pending.TryPop(out var at))
-        {
-            var url = at.Length == 0 ? Location : UriOf(at);
-            await foreach (var entry in _client.ListAsync(url, cancellationToken))
-            {
-                var name = at.Length == 0 ? entry.Href : $"{at}/{entry.Href}";
-                if (entry.IsCollection)
-                {
-                    pending.Push(name);
-                }
-                else
-                {
-                    yield return new AreaEntry(name, entry.Size, entry.Modified);
-                }
-            }
-        }
-    }
+    public override IAsyncEnumerable<AreaEntry> ListAsync(string folder, CancellationToken cancellationToken) =>
+        WalkAsync(folder, (at, token) => _client.ListAsync(at.Length == 0 ? Location : UriOf(at), token), cancellationToken);
 }

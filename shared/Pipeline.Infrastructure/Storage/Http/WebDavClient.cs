@@ -67,12 +67,7 @@ public sealed class WebDavClient(HttpClient http)
         {
             throw new ArgumentException($"'{url.GetLeftPart(UriPartial.Authority)}' is not an http, https, dav or davs URL.", nameof(url));
         }
-        if (!string.IsNullOrEmpty(url.UserInfo))
-        {
-            throw new ArgumentException(
-                $"A storage URL for {url.Host} carries user information; put credentials in a token file or certificate setting, not in the URL.",
-                nameof(url));
-        }
+        StorageArea.WithoutCredentials(url);
         // davs:// and dav:// are the grid's names for WebDAV over https and http.
         return url.Scheme switch
         {

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Storage.Http;
 
 namespace Pipeline.Infrastructure.Storage.Xrootd;
 
@@ -67,24 +68,14 @@ public sealed class XrootdArea : StorageArea
         await _client.RenameAsync(UriOf(name), UriOf(newName), cancellationToken);
     }
 
-    public override async IAsyncEnumerable<AreaEntry> ListAsync(string folder, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public override IAsyncEnumerable<AreaEntry> ListAsync(string folder, CancellationToken cancellationToken) =>
+        WalkAsync(folder, (at, token) => ListLevelAsync(at.Length == 0 ? Location : UriOf(at), token), cancellationToken);
+
+    private async IAsyncEnumerable<RemoteEntry> ListLevelAsync(Uri folder, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var pending = new Stack<string>();
-        pending.Push(folder.Length == 0 ? "" : CheckedName(folder));
-        while (pending.TryPop(out var at))
+        foreach (var entry in await _client.ListDetailedAsync(folder, cancellationToken))
         {
-            foreach (var entry in await _client.ListDetailedAsync(at.Length == 0 ? Location : UriOf(at), cancellationToken))
-            {
-                var name = at.Length == 0 ? entry.Href : $"{at}/{entry.Href}";
-                if (entry.IsCollection)
-                {
-                    pending.Push(name);
-                }
-                else
-                {
-                    yield return new AreaEntry(name, entry.Size, entry.Modified);
-                }
-            }
+            yield return entry;
         }
     }
 }

@@ -40,13 +40,7 @@ public sealed class XrootdClient(TimeSpan timeout, int connectSeconds = 15, int 
         {
             throw new ArgumentException($"'{url.GetLeftPart(UriPartial.Authority)}' is not a root:// URL.", nameof(url));
         }
-        if (!string.IsNullOrEmpty(url.UserInfo))
-        {
-            throw new ArgumentException(
-                $"A storage URL for {url.Host} carries user information; put credentials in a token file or certificate setting, not in the URL.",
-                nameof(url));
-        }
-        return url;
+        return StorageArea.WithoutCredentials(url);
     }
 
     /// <summary>
