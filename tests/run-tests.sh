@@ -14,6 +14,12 @@ bash tests/ensure-debian-package.sh /usr/bin/hey hey
 bash tests/ensure-debian-package.sh /usr/bin/xrootd xrootd-server
 bash tests/ensure-debian-package.sh /usr/bin/xrdcp xrootd-client
 bash tests/ensure-debian-package.sh "/usr/lib/$(uname -m)-linux-gnu/libXrdHttp-5.so" xrootd-server-plugins
+# gfal2's tools drive the schemes the project does not speak itself; the tests point them at the same XRootD server.
+bash tests/ensure-debian-package.sh /usr/bin/python python-is-python3
+bash tests/ensure-debian-package.sh /usr/bin/gfal-copy gfal2-util-scripts
+bash tests/ensure-debian-package.sh "/usr/lib/$(uname -m)-linux-gnu/gfal2-plugins/libgfal_plugin_xrootd.so" gfal2-plugin-xrootd
+bash tests/ensure-debian-package.sh "/usr/lib/$(uname -m)-linux-gnu/gfal2-plugins/libgfal_plugin_http.so" gfal2-plugin-http
+bash tests/ensure-debian-package.sh "/usr/lib/$(uname -m)-linux-gnu/gfal2-plugins/libgfal_plugin_file.so" gfal2-plugin-file
 
 configuration="${CONFIGURATION:-Release}"
 dotnet build Pipeline.sln -c "$configuration" --nologo -v quiet

@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Storage.Gfal;
 using Pipeline.Infrastructure.Storage.Http;
 using Pipeline.Infrastructure.Storage.Xrootd;
 
@@ -96,7 +97,11 @@ public sealed class StorageAreas
                 "http" or "https" or "dav" or "davs" => new WebDavArea(name, location,
                     new WebDavClient(HttpAreaAccess.CreateClient(name, remote.Access.GetValueOrDefault(name) ?? new AreaAccessOptions(), remote)),
                     connections.Value.SpoolFolder),
-                _ => throw new ArgumentException($"Storage area '{name}': '{location.Scheme}://' is not a kind of area (file, root, https, davs, http)."),
+                "srm" or "gsiftp" or "s3" or "s3s" or "dcap" => new GfalArea(name, location, connections.Value.SpoolFolder, TimeSpan.FromSeconds(remote.TimeoutSeconds)),
+                var scheme when scheme.StartsWith("gfal+", StringComparison.Ordinal) =>
+                    new GfalArea(name, location, connections.Value.SpoolFolder, TimeSpan.FromSeconds(remote.TimeoutSeconds)),
+                _ => throw new ArgumentException(
+                    $"Storage area '{name}': '{location.Scheme}://' is not a kind of area (file, root, https, davs, http; srm, gsiftp, s3, dcap or gfal+<scheme> through gfal2)."),
             });
         }
         return new StorageAreas(areas);
