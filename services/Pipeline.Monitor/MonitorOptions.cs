@@ -42,6 +42,13 @@ public sealed class MonitorOptions
     [Range(0.1, 86_400)]
     public double TemporarySweepSeconds { get; set; } = 60;
 
+    /// <summary>
+    /// How often areas on storage servers are swept too: a sweep lists the whole area (PROPFIND, xrdfs ls), which for
+    /// a large remote archive is a load on its server, so they are swept less often than folders.
+    /// </summary>
+    [Range(1, 7 * 86_400)]
+    public double RemoteTemporarySweepSeconds { get; set; } = 3600;
+
     /// <summary>Queues whose error queues ("&lt;queue&gt;_error") are watched, on RabbitMQ.</summary>
     public List<string> Queues { get; set; } = ["run-events", "orchestrator", "stager", "reconstruction", "collector", "merger", "merger-ledger", "merger-archived", "merger-remake", "archiver",
         "calibration-registered", "resend-run-file-progress", "file-states-query", "overdue-files-query"];

@@ -18,12 +18,20 @@ public sealed class TemporaryFileSweeper(StorageAreas areas, IOptions<MonitorOpt
 
     protected override async Task RunOnceAsync(CancellationToken stoppingToken) => await SweepAsync(stoppingToken);
 
-    /// <summary>Returns how many abandoned temporary files were deleted, in folders and on remote endpoints alike.</summary>
+    private DateTimeOffset _remoteSweptAt = DateTimeOffset.MinValue;
+
+    /// <summary>Returns how many abandoned temporary files were deleted: in folders on every pass, on storage servers every <see cref="MonitorOptions.RemoteTemporarySweepSeconds"/>.</summary>
     public async Task<int> SweepAsync(CancellationToken cancellationToken)
     {
-        var before = Time.GetUtcNow() - TimeSpan.FromSeconds(options.Value.AbandonedTemporarySeconds);
+        var now = Time.GetUtcNow();
+        var before = now - TimeSpan.FromSeconds(options.Value.AbandonedTemporarySeconds);
+        var remoteToo = now - _remoteSweptAt >= TimeSpan.FromSeconds(options.Value.RemoteTemporarySweepSeconds);
+        if (remoteToo)
+        {
+            _remoteSweptAt = now;
+        }
         var deleted = 0;
-        foreach (var area in areas.All)
+        foreach (var area in areas.All.Where(a => a.IsLocal || remoteToo))
         {
             var abandoned = new List<AreaEntry>();
             await foreach (var file in area.ListAsync("", cancellationToken))

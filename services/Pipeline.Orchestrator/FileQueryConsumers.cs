@@ -24,7 +24,25 @@ public sealed class FileStatesQueryConsumer(IFileSagaStore sagas) : IConsumer<Fi
                 known.Add(new FileStatus(id, saga.Campaign, saga.Run, saga.Stream, saga.CurrentState, FileStates.Final.Contains(saga.CurrentState)));
             }
         }
-        await context.RespondAsync(new FileStatesAnswer(known));
+        await AnswerAsync(context, new FileStatesAnswer(known));
+    }
+
+    /// <summary>
+    /// Every asker gives up within 30 s, so an answer is not worth waiting for longer than that: an answer whose
+    /// sending hangs (its asker's reply queue went with a broker restart) is given up, so that it does not hold one
+    /// of this queue's consumers for ever and leave later questions unanswered.
+    /// </summary>
+    internal static async Task AnswerAsync<TAnswer>(ConsumeContext context, TAnswer answer)
+        where TAnswer : class
+    {
+        try
+        {
+            await context.RespondAsync(answer).WaitAsync(TimeSpan.FromSeconds(30), context.CancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            // The asker has timed out and will ask again.
+        }
     }
 }
 
@@ -37,7 +55,7 @@ public sealed class OverdueFilesQueryConsumer(IFileSagaStore sagas) : IConsumer<
     {
         var limit = Math.Clamp(context.Message.Limit, 1, MaxFiles);
         var overdue = await sagas.FindStalledAsync(context.Message.DeadlineBefore, null, limit, context.CancellationToken);
-        await context.RespondAsync(new OverdueFilesAnswer(overdue.Select(file => new OverdueFile(file.Id, file.Campaign, file.Run, file.State)).ToList()));
+        await FileStatesQueryConsumer.AnswerAsync(context, new OverdueFilesAnswer(overdue.Select(file => new OverdueFile(file.Id, file.Campaign, file.Run, file.State)).ToList()));
     }
 }
 
