@@ -35,7 +35,7 @@ public sealed class When_files_go_to_and_from_an_xrootd_server(XrootdServer serv
         Assert.Empty(Leftovers());
         Assert.Equal(bytes.Length, await _client.SizeAsync(target, CancellationToken.None));
         Assert.Equal(adler32, await _client.ChecksumAsync(target, CancellationToken.None));
-        Assert.Equal(["raw-1.raw"], await _client.ListAsync(new Uri(server.RootUri, "/archive/run000001"), CancellationToken.None));
+        Assert.Equal(["raw-1.raw"], (await _client.ListAsync(new Uri(server.RootUri, "/archive/run000001"), CancellationToken.None)).Select(e => e.Href));
         using var copy = new MemoryStream();
         Assert.Equal(adler32, await _client.DownloadAsync(target, copy, adler32, CancellationToken.None));
         Assert.Equal(bytes, copy.ToArray());

@@ -16,7 +16,24 @@ public sealed class RemoteStorageException(string message, HttpStatusCode? statu
 }
 
 /// <summary>The bytes the server holds are not the bytes sent or expected: the copy is not to be trusted.</summary>
-public sealed class RemoteChecksumMismatchException(string message) : IOException(message);
+public sealed class RemoteChecksumMismatchException(string message) : IOException(message)
+{
+    /// <summary>
+    /// A download is trusted when what arrived matches the server's checksum and, when given, the catalog's: a server
+    /// may recompute its checksum from bytes corrupted on its disk, so only the catalog's proves them.
+    /// </summary>
+    public static void ThrowUnlessSame(string file, string received, string reported, string? catalogued)
+    {
+        if (!Adler32Checksum.Same(reported, received))
+        {
+            throw new RemoteChecksumMismatchException($"{file}: received adler32 {received}, the server reports {reported}.");
+        }
+        if (catalogued is not null && !Adler32Checksum.Same(catalogued, received))
+        {
+            throw new RemoteChecksumMismatchException($"{file}: received adler32 {received}, the catalog has {catalogued}.");
+        }
+    }
+}
 
 /// <summary>
 /// Files on an HTTP/WebDAV storage server (XRootD's HTTP interface, dCache, EOS, StoRM), streamed both ways.
@@ -169,14 +186,7 @@ public sealed class WebDavClient(HttpClient http)
         {
             throw new RemoteStorageException($"{Describe(source)}: the server reports no adler32 digest, so the download cannot be verified.");
         }
-        if (!Adler32Checksum.Same(reported, received))
-        {
-            throw new RemoteChecksumMismatchException($"{Describe(source)}: received adler32 {received}, the server reports {reported}.");
-        }
-        if (expectedAdler32 is not null && !Adler32Checksum.Same(expectedAdler32, received))
-        {
-            throw new RemoteChecksumMismatchException($"{Describe(source)}: received adler32 {received}, the catalog has {expectedAdler32}.");
-        }
+        RemoteChecksumMismatchException.ThrowUnlessSame(Describe(source), received, reported, expectedAdler32);
         return received;
     }
 

@@ -73,7 +73,7 @@ public sealed class XrootdArea : StorageArea
 
     private async IAsyncEnumerable<RemoteEntry> ListLevelAsync(Uri folder, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        foreach (var entry in await _client.ListDetailedAsync(folder, cancellationToken))
+        foreach (var entry in await _client.ListAsync(folder, cancellationToken))
         {
             yield return entry;
         }

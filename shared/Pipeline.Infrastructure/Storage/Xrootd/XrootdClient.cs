@@ -148,7 +148,7 @@ public sealed class XrootdClient(TimeSpan timeout, int connectSeconds = 15, int 
     }
 
     /// <summary>The members of a folder, one level, with size and last change (xrdfs ls -l).</summary>
-    public async Task<IReadOnlyList<RemoteEntry>> ListDetailedAsync(Uri folder, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<RemoteEntry>> ListAsync(Uri folder, CancellationToken cancellationToken)
     {
         var entries = new List<RemoteEntry>();
         var outcome = await ExternalCommand.RunAsync([FileSystem, Server(folder), "ls", "-l", PathOf(folder)], async (output, token) =>
@@ -200,14 +200,7 @@ public sealed class XrootdClient(TimeSpan timeout, int connectSeconds = 15, int 
         var got = Adler32Checksum.Format(received);
         var reported = await ChecksumAsync(source, cancellationToken)
             ?? throw new RemoteStorageException($"{Describe(source)} went away while it was read.");
-        if (!Adler32Checksum.Same(reported, got))
-        {
-            throw new RemoteChecksumMismatchException($"{Describe(source)}: received adler32 {got}, the server reports {reported}.");
-        }
-        if (expectedAdler32 is not null && !Adler32Checksum.Same(expectedAdler32, got))
-        {
-            throw new RemoteChecksumMismatchException($"{Describe(source)}: received adler32 {got}, the catalog has {expectedAdler32}.");
-        }
+        RemoteChecksumMismatchException.ThrowUnlessSame(Describe(source), got, reported, expectedAdler32);
         return got;
     }
 
@@ -253,18 +246,6 @@ public sealed class XrootdClient(TimeSpan timeout, int connectSeconds = 15, int 
         }
         Require(outcome, "removal of", file);
         return true;
-    }
-
-    /// <summary>The names in a folder (one level), for the reconciliation sweep.</summary>
-    public async Task<IReadOnlyList<string>> ListAsync(Uri folder, CancellationToken cancellationToken)
-    {
-        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(folder), "ls", PathOf(folder)], null, timeout, cancellationToken, environment: _patience);
-        if (outcome.ExitCode == NoSuchFile)
-        {
-            return [];
-        }
-        Require(outcome, "listing of", folder);
-        return [.. outcome.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(path => path[(path.LastIndexOf('/') + 1)..])];
     }
 
     private async Task RunAsync(IReadOnlyList<string> command, string what, Uri url, CancellationToken cancellationToken) =>
