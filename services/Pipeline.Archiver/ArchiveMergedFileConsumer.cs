@@ -19,7 +19,8 @@ namespace Pipeline.Archiver;
 /// dataset), then writes the dataset's unarchived files in the order they were made, up to the one asked for — so a
 /// dataset reaches its volumes in run order whatever order the requests arrive in. Each file is written to every
 /// archive area the dataset asks copies on, each copy verified (size and Adler-32, read back) and catalogued; the file
-/// counts as archived only when all are. Then each raw file's saga (and the merger, which keeps the inputs until then)
+/// counts as archived only when all are, and on a nearline archive only once the endpoint reports the tape copy
+/// (<see cref="MigrationWatch"/> waits for that). Then each raw file's saga (and the merger, which keeps the inputs until then)
 /// is told and the output area's copy is removed. A merged file found corrupted at its source is sent back to the
 /// merger to be made again, and its archiving retried.
 /// Repeats are harmless: a file already archived is only reported again.
@@ -30,6 +31,7 @@ public sealed class ArchiveMergedFileConsumer(
     ICatalog catalog,
     IMergeStore merges,
     Movers movers,
+    MigrationWatch migrations,
     FlowControl flow,
     CampaignDirectory campaigns,
     AreaGate gate,
@@ -53,29 +55,40 @@ public sealed class ArchiveMergedFileConsumer(
         if (merged is null or { Archived: false })
         {
             await using var mover = await movers.AcquireAsync($"{message.Campaign}/{message.Dataset}", context.CancellationToken);
-            // Page by page until this file's turn: each page's files leave the unarchived list as they are written.
+            // Page by page until this file's turn: each page's files leave the unarchived list as they are written, or
+            // stay on it, skipped, while their tape copies are awaited.
+            var migrating = new HashSet<string>(StringComparer.Ordinal);
             IReadOnlyList<MergedFileRecord> page;
-            while ((page = await merges.ListUnarchivedOfDatasetAsync(message.Campaign, message.Dataset, FilesPerPage, mover.Token)).Count > 0)
+            while ((page = [.. (await merges.ListUnarchivedOfDatasetAsync(message.Campaign, message.Dataset, FilesPerPage + migrating.Count, mover.Token))
+                .Where(f => !migrating.Contains(f.Name))]).Count > 0)
             {
                 foreach (var file in page)
                 {
-                    await ArchiveAsync(context, file, mover.Token);
+                    if (!await ArchiveAsync(context, file, mover.Token))
+                    {
+                        migrating.Add(file.Name);
+                    }
                     if (file.Name == message.MergedName)
                     {
                         return;
                     }
                 }
             }
-            if ((await merges.GetMergedFileAsync(message.MergedName, context.CancellationToken)) is not { Archived: true })
+            if (!migrating.Contains(message.MergedName) && (await merges.GetMergedFileAsync(message.MergedName, context.CancellationToken)) is not { Archived: true })
             {
                 throw new InvalidOperationException($"Merged file {message.MergedName} is not recorded by the merger.");
+            }
+            if (migrating.Contains(message.MergedName))
+            {
+                return;
             }
         }
         // Archived already (by an earlier delivery, or by this dataset's mover on another file's turn): report it again.
         await ReportArchivedAsync(context, message.MergedName, message.Campaign, [.. message.Sources]);
     }
 
-    private async Task ArchiveAsync(ConsumeContext context, MergedFileRecord file, CancellationToken cancellationToken)
+    /// <summary>Writes the file's missing copies; true when it is archived, false while a tape copy is awaited.</summary>
+    private async Task<bool> ArchiveAsync(ConsumeContext context, MergedFileRecord file, CancellationToken cancellationToken)
     {
         var archiveName = ArchiveName(file.Name);
         var started = Stopwatch.GetTimestamp();
@@ -116,9 +129,51 @@ public sealed class ArchiveMergedFileConsumer(
             logger.LogInformation("Archived {ArchiveName} in {Area} ({Size} bytes, adler32 {Adler32}, {Events} events from {Sources} outputs)",
                 archiveName, copy, file.Size, file.Adler32, file.Events, sources.Count);
         }
+        if (!await OnTapeAsync(context, file, archiveName, campaign?.Copies, sources, cancellationToken))
+        {
+            return false;
+        }
         await merges.MarkArchivedAsync(file.Name, CancellationToken.None);
         await report.CompletedAsync(PipelineMetrics.Archive, file.Size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         await ReportArchivedAsync(context, file.Name, file.Campaign, sources);
+        return true;
+    }
+
+    /// <summary>
+    /// Whether every copy is on tape where its archive is nearline. A file still migrating is watched (and its raw files
+    /// told, once, that they wait for it): it counts as archived, and its output-area copy goes, only when all are.
+    /// </summary>
+    private async Task<bool> OnTapeAsync(ConsumeContext context, MergedFileRecord file, string archiveName, IReadOnlyList<string>? campaignCopies,
+        IReadOnlyList<MergedSource> sources, CancellationToken cancellationToken)
+    {
+        var copies = flow.CopiesOf(file.Dataset, campaignCopies).ToList();
+        var pending = new List<string>();
+        foreach (var copy in copies)
+        {
+            if (!(await archives[copy].MigrationOfAsync(archiveName, file.Size, file.Adler32, cancellationToken)).OnTape)
+            {
+                pending.Add(copy);
+            }
+        }
+        if (pending.Count == 0)
+        {
+            return true;
+        }
+        if (!migrations.IsWatching(file.Name))
+        {
+            foreach (var group in sources.GroupBy(s => s.FileId))
+            {
+                var first = group.First();
+                // No attempt: the file's outputs are past reconstruction, and any attempt's history takes the line.
+                await context.Publish(new FileWaiting(group.Key, first.Run, first.Stream, file.Campaign, 0,
+                    $"migrating: merged file {file.Name} is on {string.Join(", ", pending)}; waiting for the endpoint to report its tape copy", null));
+            }
+            logger.LogInformation("Merged file {MergedName} written to {Archives}; waiting for its tape copy", file.Name, string.Join(", ", pending));
+        }
+        var writtenAt = (await catalog.FindAsync(archiveName, cancellationToken)).Where(e => pending.Contains(e.Area)).Select(e => e.CreatedAt)
+            .DefaultIfEmpty(time.GetUtcNow()).Min();
+        migrations.Watch(new ArchiveMergedFile(file.Name, file.Dataset, file.Campaign, file.Size, file.Adler32, file.Events, sources), archiveName, pending, writtenAt);
+        return false;
     }
 
     private async Task ReportArchivedAsync(ConsumeContext context, string mergedName, string campaign, IReadOnlyList<MergedSource> sources)

@@ -18,6 +18,8 @@ public static class ArchiverModule
             services.AddStore<IMergeStore>().AddStore<ICatalog>().AddStore<IFlowStore>();
             services.AddOptions<ArchiverOptions>().BindConfiguration(ArchiverOptions.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddSingleton<Movers>();
+            services.AddSingleton<MigrationWatch>();
+            services.AddHostedService(sp => sp.GetRequiredService<MigrationWatch>());
             services.AddOptions<ReconciliationSettings>().BindConfiguration(ReconciliationSettings.Section).ValidateDataAnnotations().ValidateOnStart();
             services.AddHostedService<ReconciliationService>();
             services.AddSingleton(sp => new StageCapacity(PipelineMetrics.Archive, sp.GetRequiredService<IOptions<ArchiverOptions>>().Value.Writers));

@@ -4,6 +4,7 @@ using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Api;
+using Pipeline.Contracts;
 using Pipeline.Archiver;
 using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Checksums;
@@ -67,6 +68,12 @@ public static class DemoCommand
             var campaign = app.Services.GetRequiredService<IOptions<CampaignOptions>>().Value;
             var generated = await SampleGenerator.GenerateAsync((name, body, token) => areas.Archive.WriteAsync(name, body, token),
                 new SampleSpec(Runs: runs, FilesPerStream: files, EventsPerFile: events));
+            using var deadline = new CancellationTokenSource(timeout);
+            var nearline = app.Services.GetRequiredService<ArchiveLibrary>().Nearline.FirstOrDefault(a => a.Name == StorageOptions.Archive);
+            if (nearline is not null)
+            {
+                await LeaveOnTapeOnlyAsync(nearline, generated, deadline.Token);
+            }
             var ingestion = app.Services.GetRequiredService<RunIngestion>();
             var bus = app.Services.GetRequiredService<IBus>();
             foreach (var run in generated)
@@ -75,7 +82,6 @@ public static class DemoCommand
             }
             var total = generated.Sum(r => r.Files!.Count);
             var sagas = app.Services.GetRequiredService<IFileSagaStore>();
-            using var deadline = new CancellationTokenSource(timeout);
             await WaitForFinalStatesAsync(sagas, total, deadline.Token);
 
             var catalog = app.Services.GetRequiredService<ICatalog>();
@@ -107,6 +113,11 @@ public static class DemoCommand
             var merged = await catalog.ListAsync(CatalogEntry.Merged, campaign.Name, CancellationToken.None);
             var serverChecksums = await ServerChecksumsAsync(areas, catalog);
             complete &= serverChecksums.Wrong == 0;
+            var migrations = 0;
+            foreach (var entry in merged.Where(e => nearline is not null && e.Area == nearline.Name))
+            {
+                migrations += (await nearline!.MigrationOfAsync(entry.Name, entry.Size, entry.Adler32, CancellationToken.None)).OnTape ? 1 : 0;
+            }
             var summary = new
             {
                 runs = report.Runs,
@@ -138,6 +149,8 @@ public static class DemoCommand
                 },
                 serverChecksumsVerified = serverChecksums.Verified,
                 serverChecksumsWrong = serverChecksums.Wrong,
+                recalls = nearline?.RecallsCompleted ?? 0,
+                migrations,
                 campaigns,
                 seconds = Math.Round(stopwatch.Elapsed.TotalSeconds, 2),
             };
@@ -153,6 +166,34 @@ public static class DemoCommand
         {
             await app.StopAsync();
         }
+    }
+
+    /// <summary>
+    /// On a nearline archive the demo's raw files first go to tape and leave the endpoint's disk (as its purge would make
+    /// room), so that staging them is a real recall: the demo waits for their tape copies, then evicts them.
+    /// </summary>
+    private static async Task LeaveOnTapeOnlyAsync(NearlineArchive archive, IReadOnlyList<RunRecorded> runs, CancellationToken cancellationToken)
+    {
+        var files = runs.SelectMany(r => r.Files!).ToList();
+        var waiting = files.ToList();
+        while (waiting.Count > 0)
+        {
+            var still = new List<RawFileRecord>();
+            foreach (var file in waiting)
+            {
+                if (!(await archive.MigrationOfAsync(file.Name!, file.Size, file.Adler32!, cancellationToken)).OnTape)
+                {
+                    still.Add(file);
+                }
+            }
+            waiting = still;
+            if (waiting.Count > 0)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(archive.Options.PollSeconds), cancellationToken);
+            }
+        }
+        await ((INearlineArea)archive.Area).EvictAsync([.. files.Select(f => f.Name!)], cancellationToken);
+        await Console.Error.WriteLineAsync($"demo: {files.Count} raw files are on tape in {archive.Area.Location} and were evicted from its disk; staging recalls them");
     }
 
     /// <summary>

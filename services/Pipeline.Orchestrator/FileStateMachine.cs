@@ -36,6 +36,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
     public Event<FileRegistered> FileRegistered { get; private set; } = null!;
     public Event<FileStaged> FileStaged { get; private set; } = null!;
     public Event<StagingFailed> StagingFailed { get; private set; } = null!;
+    public Event<FileWaiting> FileWaiting { get; private set; } = null!;
     public Event<ClaimReconstruction> ClaimReconstruction { get; private set; } = null!;
     public Event<FileReconstructed> FileReconstructed { get; private set; } = null!;
     public Event<ReconstructionFailed> ReconstructionFailed { get; private set; } = null!;
@@ -68,6 +69,11 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         Event(() => FileRegistered, e => e.CorrelateById(c => c.Message.FileId));
         Event(() => FileStaged, e => e.CorrelateById(c => c.Message.FileId));
         Event(() => StagingFailed, e => e.CorrelateById(c => c.Message.FileId));
+        Event(() => FileWaiting, e =>
+        {
+            e.CorrelateById(c => c.Message.FileId);
+            e.OnMissingInstance(m => m.Discard());
+        });
         Event(() => ClaimReconstruction, e =>
         {
             e.CorrelateById(c => c.Message.FileId);
@@ -165,6 +171,17 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .IfElse(c => _policy.HasAttemptsLeft(c.Saga),
                     retry => retry.Because(c => $"retry after: {c.Message.Reason}").ThenAsync(IssueStaging).TransitionTo(Staging),
                     fail => fail.Because(c => AttemptPolicy.Fail(c.Saga, c.Message.Reason)).TransitionTo(Failed)));
+
+        // A recall from tape takes as long as the tape system's queue: the watchdog waits as long as the stager was told to.
+        During(Staging,
+            When(FileWaiting, c => IsCurrent(c.Saga, c.Message.Attempt))
+                .Then(c => ExtendDeadline(c.Saga, c.Message.Until, _options.StagingTimeoutSeconds))
+                .Because(c => c.Message.Reason));
+
+        During(Reconstructed, Merged,
+            When(FileWaiting)
+                .Then(c => ExtendDeadline(c.Saga, c.Message.Until, _options.MergeTimeoutSeconds))
+                .Because(c => c.Message.Reason));
 
         During(Queued, Reconstructing,
             When(ClaimReconstruction, c => CanGrant(c.Saga, c.Message))
@@ -288,6 +305,15 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
     }
 
     private static bool IsCurrent(FileState saga, int attempt) => saga.Attempt == attempt;
+
+    /// <summary>A step known to wait until <paramref name="until"/> is not stalled before then (and the step's own time after).</summary>
+    private static void ExtendDeadline(FileState saga, DateTimeOffset? until, double stepSeconds)
+    {
+        if (until is { } end && saga.Deadline is { } deadline && deadline < end.AddSeconds(stepSeconds))
+        {
+            saga.Deadline = end.AddSeconds(stepSeconds);
+        }
+    }
 
     private static string RetryNote(RetryFile retry) =>
         $"retried by {retry.RequestedBy}"

@@ -15,9 +15,10 @@ namespace Pipeline.Stager;
 /// <summary>
 /// Copies raw files from the archive into the cache, computing Adler-32 on the way, and reports each staged only
 /// if size and checksum match the catalogue. Requests are taken in batches and read volume by volume in position
-/// order, so a tape volume is mounted once per batch, not once per file. A file enters the cache only when the
-/// cache has room (the batch waits, unacknowledged, while it is full). A mismatch is reported as a failure (the
-/// saga decides whether to try again) and the bad copy is removed.
+/// order, so a tape volume is mounted once per batch, not once per file; a nearline archive is asked to bring the
+/// batch's files online first, in that order, and each file is staged once the endpoint has it on disk. A file enters
+/// the cache only when the cache has room (the batch waits, unacknowledged, while it is full). A mismatch is reported
+/// as a failure (the saga decides whether to try again) and the bad copy is removed.
 /// </summary>
 public sealed class StageFileConsumer(
     ArchiveLibrary archives,
@@ -43,16 +44,44 @@ public sealed class StageFileConsumer(
             MaxDegreeOfParallelism = onTape ? options.Value.Concurrency : options.Value.DiskConcurrency,
             CancellationToken = context.CancellationToken,
         };
+        // A nearline archive is asked once for the whole batch, volume by volume: its tape system then reads each volume once.
+        var recalls = (await RecallAsync(archive, [.. groups.SelectMany(g => g).Select(r => r.Message.LogicalName).Distinct(StringComparer.Ordinal)], context.CancellationToken))
+            .ToDictionary(r => r.Name, StringComparer.Ordinal);
+        foreach (var request in groups.SelectMany(g => g))
+        {
+            if (recalls.TryGetValue(request.Message.LogicalName, out var recall))
+            {
+                var message = request.Message;
+                var location = archive.Locate(message.LogicalName);
+                await request.Publish(new FileWaiting(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt,
+                    $"recalling from tape{(location is null ? "" : $" (volume {location.Volume})")}: asked with {recalls.Count} files, {recall.QueuedAhead} queued ahead; waiting until {recall.Deadline:u} at most",
+                    recall.Deadline));
+            }
+        }
         await Parallel.ForEachAsync(groups, parallel, async (group, token) =>
         {
             foreach (var request in group)
             {
-                await StageAsync(archive, request, token);
+                await StageAsync(archive, request, recalls.GetValueOrDefault(request.Message.LogicalName), token);
             }
         });
     }
 
-    private async Task StageAsync(IArchive archive, ConsumeContext<StageFile> context, CancellationToken cancellationToken)
+    private async Task<IReadOnlyList<Recall>> RecallAsync(IArchive archive, IReadOnlyList<string> names, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await archive.RecallAsync(names, cancellationToken);
+        }
+        catch (IOException ex)
+        {
+            // Each file's own read then fails or succeeds on its own, and a failure is the saga's to retry.
+            logger.LogWarning("Could not ask archive {Archive} to recall {Files} files from tape: {Reason}", archive.Name, names.Count, ex.Message);
+            return [];
+        }
+    }
+
+    private async Task StageAsync(IArchive archive, ConsumeContext<StageFile> context, Recall? recall, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
         var message = context.Message;
@@ -61,6 +90,19 @@ public sealed class StageFileConsumer(
         {
             await Fail(context, $"raw file {message.LogicalName} is not in the archive");
             return;
+        }
+        if (recall is not null)
+        {
+            try
+            {
+                await archive.WaitOnlineAsync(recall, cancellationToken);
+                logger.LogInformation("Recalled {LogicalName} from tape", message.LogicalName);
+            }
+            catch (ArchiveException ex)
+            {
+                await Fail(context, ex.Message);
+                return;
+            }
         }
 
         long size;

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # A local XRootD server for the tests and `make demo STORAGE=remote`: root:// and HTTP/WebDAV with server-side
 # Adler-32, serving DIR/data on free loopback ports. Installs the server from Debian when missing.
-#   local-server.sh start DIR   starts it and writes DIR/server.env (ROOT_URL, HTTP_URL, PID, DATA); started again
-#                               in the same DIR it keeps its files and its ports
+#   local-server.sh start DIR [--tape]
+#                               starts it and writes DIR/server.env (ROOT_URL, HTTP_URL, PID, DATA); started again
+#                               in the same DIR it keeps its files and its ports. With --tape the path /tape is
+#                               nearline: XRootD's file residency manager (frm_xfrd) migrates what is written there
+#                               to the simulated robot tape-library.sh (library in DIR/library) and stages files back
+#                               on `xrdfs prepare -s`; server.env gains TAPE_URL, TAPE_LIBRARY and FRM_PID
 #   local-server.sh stop DIR    stops it (idempotent)
 #   local-server.sh kill DIR    kills it at once (SIGKILL), as a crash would
 set -euo pipefail
 
 command=${1:?usage: local-server.sh start|stop|kill DIR}
 dir=${2:?usage: local-server.sh start|stop|kill DIR}
+tape=false
+if [ "${3:-}" = --tape ]; then tape=true; fi
 here=$(cd "$(dirname "$0")" && pwd)
 
 free_port() {
@@ -40,10 +46,30 @@ xrootd.chksum adler32
 # XRootD listens on every interface; only loopback connections are accepted.
 xrd.allow host localhost
 CONFIG
+    if $tape; then
+      mkdir -p "$dir/library" "$dir/data/tape"
+      printf '%s\n' "$dir/data" > "$dir/library/data-root"
+      # The prepare plugin runs one program without arguments of its own: this one names the library.
+      printf '#!/bin/sh\nexec %q %q prepare "$@"\n' "$here/tape-library.sh" "$dir/library" > "$dir/tape-prepare.sh"
+      chmod 0755 "$dir/tape-prepare.sh"
+      # The tape path first: the most specific export wins. Its files are migrated a second after their last change.
+      sed -i "1i all.export /tape stage mig" "$dir/xrootd.cfg"
+      cat >> "$dir/xrootd.cfg" <<CONFIG
+oss.msscmd $here/tape-library.sh $dir/library
+ofs.preplib libXrdOfsPrepGPI.so -admit stage,evict,query,cancel -run $dir/tape-prepare.sh
+frm.xfr.copycmd in $here/tape-library.sh $dir/library recall \$LFN \$PFN
+frm.xfr.copycmd out $here/tape-library.sh $dir/library migrate \$PFN \$LFN
+frm.xfr.copymax 2
+frm.xfr.migr.idlehold 1
+frm.xfr.migr.waittime ${TAPE_MIGRATION_SCAN_SECONDS:-2}
+CONFIG
+      printf 'all.adminpath %s\n' "$dir/admin" > "$dir/library/xfragent.cfg"
+    fi
     run_as=()
     if [ "$(id -u)" -eq 0 ]; then
       # XRootD refuses to serve as root: it runs as nobody, so its folders must be open to it.
       chmod 0777 "$dir" "$dir/data" "$dir/admin" "$dir/run"
+      if $tape; then chmod -R a+rwX "$dir/library" "$dir/data/tape"; fi
       run_as=(-R nobody)
     fi
     setsid /usr/bin/xrootd -c "$dir/xrootd.cfg" -l "$dir/xrootd.log" "${run_as[@]}" </dev/null >"$dir/xrootd.out" 2>&1 &
@@ -63,17 +89,38 @@ HTTP_URL=http://127.0.0.1:$http_port
 PID=$pid
 DATA=$dir/data
 ENV
+    if $tape; then
+      frm_as=()
+      if [ "$(id -u)" -eq 0 ]; then frm_as=(setpriv --reuid=nobody --regid=nogroup --clear-groups); fi
+      setsid "${frm_as[@]}" /usr/bin/frm_xfrd -c "$dir/xrootd.cfg" -l "$dir/frm.log" </dev/null >"$dir/frm.out" 2>&1 &
+      frm_pid=$!
+      deadline=$((SECONDS + 30))
+      until grep -q "initialization completed" "$dir/frm.log" 2>/dev/null; do
+        if ! kill -0 "$frm_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+          echo "The file residency manager did not start; its log:" >&2
+          tail -n 30 "$dir/frm.log" "$dir/frm.out" >&2 || true
+          exit 1
+        fi
+        sleep 0.1
+      done
+      cat >> "$dir/server.env" <<ENV
+TAPE_URL=root://127.0.0.1:$root_port//tape
+TAPE_LIBRARY=$dir/library
+FRM_PID=$frm_pid
+ENV
+    fi
     echo "XRootD is serving $dir/data on root://127.0.0.1:$root_port and http://127.0.0.1:$http_port (pid $pid)." >&2
     ;;
   stop|kill)
     if [ -f "$dir/server.env" ]; then
-      pid=$(sed -n 's/^PID=//p' "$dir/server.env")
       signal=TERM
       if [ "$command" = kill ]; then signal=KILL; fi
-      if kill -s "$signal" "$pid" 2>/dev/null; then
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-      fi
+      for pid in $(sed -n 's/^\(FRM_\)\{0,1\}PID=//p' "$dir/server.env"); do
+        if kill -s "$signal" "$pid" 2>/dev/null; then
+          for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+          kill -9 "$pid" 2>/dev/null || true
+        fi
+      done
       rm -f "$dir/server.env"
     fi
     ;;

@@ -4,8 +4,8 @@ namespace Pipeline.Infrastructure.Archive;
 
 /// <summary>
 /// How each archive area is reached (section <c>Pipeline:Archives:&lt;area&gt;</c>): a folder, a folder behind a
-/// simulated tape library, or an experiment's own mass storage through its copy tool. The area "archive" always
-/// exists (raw files are read from it); datasets may ask for copies on others.
+/// simulated tape library, an endpoint in front of tape, or an experiment's own mass storage through its copy tool.
+/// The area "archive" always exists (raw files are read from it); datasets may ask for copies on others.
 /// </summary>
 public sealed class ArchiveAreaOptions
 {
@@ -16,6 +16,8 @@ public sealed class ArchiveAreaOptions
     public TapeOptions Tape { get; set; } = new();
 
     public CommandArchiveOptions Command { get; set; } = new();
+
+    public NearlineOptions Nearline { get; set; } = new();
 }
 
 public enum ArchiveKind
@@ -28,6 +30,12 @@ public enum ArchiveKind
 
     /// <summary>An external copy tool (xrdcp, gfal-copy, encp...) given as argument-list templates.</summary>
     Command,
+
+    /// <summary>
+    /// The storage area of the same name on an endpoint in front of tape (root://): recalls through prepare requests,
+    /// archived only once the endpoint reports the tape copy.
+    /// </summary>
+    Nearline,
 }
 
 /// <summary>
@@ -78,4 +86,28 @@ public sealed class CommandArchiveOptions
 
     [Range(1, 7 * 24 * 3600)]
     public double TimeoutSeconds { get; set; } = 3600;
+}
+
+/// <summary>
+/// How a nearline archive waits (section <c>Pipeline:Archives:&lt;area&gt;:Nearline</c>). A recall is given
+/// <see cref="RecallFloorSeconds"/> plus <see cref="RecallSecondsPerFile"/> for every file queued in front of it and
+/// itself; a migration still pending after <see cref="MigrationAlertSeconds"/> raises an alert (the file keeps waiting).
+/// </summary>
+public sealed class NearlineOptions
+{
+    [Range(0.05, 3600)]
+    public double PollSeconds { get; set; } = 10;
+
+    [Range(1, 7 * 24 * 3600)]
+    public double RecallFloorSeconds { get; set; } = 900;
+
+    [Range(0, 24 * 3600)]
+    public double RecallSecondsPerFile { get; set; } = 60;
+
+    /// <summary>A file still offline this long after it was asked for is asked for again (a restarted endpoint may have lost the request).</summary>
+    [Range(1, 24 * 3600)]
+    public double RecallRepeatSeconds { get; set; } = 600;
+
+    [Range(1, 30 * 24 * 3600)]
+    public double MigrationAlertSeconds { get; set; } = 8 * 3600;
 }

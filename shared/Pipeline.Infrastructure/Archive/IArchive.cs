@@ -23,6 +23,28 @@ public interface IArchive
     /// <paramref name="size"/> bytes with checksum <paramref name="adler32"/>; a copy that does not verify is removed.
     /// </summary>
     Task WriteAsync(string name, StorageArea source, string sourceName, long size, string adler32, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Asks for those of the files that are on tape only to be brought online, in the order given, and returns them with
+    /// how long each may take. Nothing for an archive that is not nearline: its files are always online.
+    /// </summary>
+    Task<IReadOnlyList<Recall>> RecallAsync(IReadOnlyList<string> names, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<Recall>>([]);
+
+    /// <summary>Waits until a recalled file is online; <see cref="ArchiveException"/> once its deadline passes.</summary>
+    Task WaitOnlineAsync(Recall recall, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>Whether a file written is on tape, as the endpoint says. Always for an archive that is not nearline.</summary>
+    Task<Migration> MigrationOfAsync(string name, long size, string adler32, CancellationToken cancellationToken) => Task.FromResult(Migration.Done);
+}
+
+/// <summary>A file asked to be brought online from tape: by when it must be, and how many files were queued ahead of it.</summary>
+public sealed record Recall(string Name, DateTimeOffset Deadline, int QueuedAhead);
+
+/// <summary>Whether a file written to an archive is on tape; when it cannot become so as it stands, why.</summary>
+public sealed record Migration(bool OnTape, string? Problem)
+{
+    public static readonly Migration Done = new(true, null);
 }
 
 /// <summary>A file's place in a tape library: its volume, and its position on the volume.</summary>
@@ -50,4 +72,7 @@ public sealed class ArchiveLibrary(IEnumerable<IArchive> archives)
 
     /// <summary>The simulated tape libraries among them (for the demo's and the dashboard's tape figures).</summary>
     public IEnumerable<TapeDrives> TapeLibraries => _archives.Values.OfType<AreaArchive>().Select(a => a.Tape).OfType<TapeDrives>();
+
+    /// <summary>The archives in front of an endpoint's tape.</summary>
+    public IEnumerable<NearlineArchive> Nearline => _archives.Values.OfType<NearlineArchive>();
 }

@@ -176,6 +176,7 @@ public static class PipelineHosting
         {
             ArchiveKind.Command => (IArchive)new CommandArchive(a.Key, a.Value.Command, logger),
             ArchiveKind.Tape => new AreaArchive(areas[a.Key], new TapeDrives(a.Key, a.Value.Tape, () => metrics.TapeMounted(a.Key))),
+            ArchiveKind.Nearline => new NearlineArchive(areas[a.Key], a.Value.Nearline, services.GetRequiredService<TimeProvider>()),
             _ => new AreaArchive(areas[a.Key], null),
         }));
     }

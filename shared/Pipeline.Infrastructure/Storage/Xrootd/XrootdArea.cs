@@ -9,7 +9,7 @@ namespace Pipeline.Infrastructure.Storage.Xrootd;
 /// through xrdcp and xrdfs. Writes stream into xrdcp's standard input under a temporary name and are renamed into
 /// place once the server's own Adler-32 matches what was sent; reads stream from xrdcp's standard output.
 /// </summary>
-public sealed class XrootdArea : StorageArea
+public sealed class XrootdArea : StorageArea, INearlineArea
 {
     private readonly XrootdClient _client;
 
@@ -36,6 +36,23 @@ public sealed class XrootdArea : StorageArea
             ? new StoredFile(size, await _client.ChecksumAsync(file, cancellationToken))
             : null;
     }
+
+    public async Task<Residency?> ResidencyAsync(string name, CancellationToken cancellationToken)
+    {
+        var file = UriOf(name);
+        if (await _client.StatAsync(file, cancellationToken) is not { } stat)
+        {
+            return null;
+        }
+        var recorded = TapeCopy.Parse(await _client.AttributeAsync(file, TapeCopy.Attribute, cancellationToken));
+        return new Residency(stat.Size, !stat.Offline, recorded ?? (stat.BackupExists ? new TapeCopy(null, null, null) : null));
+    }
+
+    public Task RequestOnlineAsync(IReadOnlyList<string> names, CancellationToken cancellationToken) =>
+        _client.PrepareAsync([.. names.Select(UriOf)], evict: false, cancellationToken);
+
+    public Task EvictAsync(IReadOnlyList<string> names, CancellationToken cancellationToken) =>
+        _client.PrepareAsync([.. names.Select(UriOf)], evict: true, cancellationToken);
 
     public override Task<Stream> OpenReadAsync(string name, CancellationToken cancellationToken) => Task.FromResult(_client.OpenRead(UriOf(name)));
 

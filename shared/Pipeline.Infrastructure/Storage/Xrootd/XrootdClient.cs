@@ -222,7 +222,14 @@ public sealed class XrootdClient(TimeSpan timeout, int connectSeconds = 15, int 
     }
 
     /// <summary>The file's size, or null when there is no such file.</summary>
-    public async Task<long?> SizeAsync(Uri file, CancellationToken cancellationToken)
+    public async Task<long?> SizeAsync(Uri file, CancellationToken cancellationToken) => (await StatAsync(file, cancellationToken))?.Size;
+
+    /// <summary>
+    /// The server's stat of a file, or null when there is no such file: its size, whether it is offline (on tape
+    /// only, in a nearline path) and whether the server says a backup copy exists (CTA sets that flag once the file is
+    /// on tape).
+    /// </summary>
+    public async Task<XrootdStat?> StatAsync(Uri file, CancellationToken cancellationToken)
     {
         var outcome = await ExternalCommand.RunAsync([FileSystem, Server(file), "stat", PathOf(file)], null, timeout, cancellationToken, environment: _patience);
         if (outcome.ExitCode == NoSuchFile)
@@ -230,10 +237,56 @@ public sealed class XrootdClient(TimeSpan timeout, int connectSeconds = 15, int 
             return null;
         }
         Require(outcome, "stat of", file);
-        var line = outcome.Output.Split('\n').Select(l => l.Trim()).FirstOrDefault(l => l.StartsWith("Size:", StringComparison.Ordinal));
-        return line is not null && long.TryParse(line["Size:".Length..].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var size)
-            ? size
-            : throw new RemoteStorageException($"{Describe(file)}: the server's stat answer has no size.");
+        // "Size:   100000" and "Flags:  60 (Other|Offline|IsReadable|IsWritable)"
+        var fields = outcome.Output.Split('\n').Select(l => l.Trim().Split(':', 2)).Where(p => p.Length == 2)
+            .GroupBy(p => p[0], StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First()[1].Trim(), StringComparer.Ordinal);
+        if (!fields.TryGetValue("Size", out var sizeText) || !long.TryParse(sizeText, NumberStyles.None, CultureInfo.InvariantCulture, out var size))
+        {
+            throw new RemoteStorageException($"{Describe(file)}: the server's stat answer has no size.");
+        }
+        var flags = fields.TryGetValue("Flags", out var flagText) && flagText.IndexOf('(') is var open and >= 0
+            ? flagText[(open + 1)..].TrimEnd(')').Split('|', StringSplitOptions.RemoveEmptyEntries)
+            : [];
+        return new XrootdStat(size, flags.Contains("Offline", StringComparer.Ordinal), flags.Contains("BackUpExists", StringComparer.Ordinal));
+    }
+
+    /// <summary>
+    /// A user attribute of a file as the server keeps it (<c>xrdfs xattr PATH get NAME</c>), or null when the file or
+    /// the attribute is not there.
+    /// </summary>
+    public async Task<string?> AttributeAsync(Uri file, string name, CancellationToken cancellationToken)
+    {
+        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(file), "xattr", PathOf(file), "get", name], null, timeout, cancellationToken, environment: _patience);
+        if (outcome.ExitCode == NoSuchFile)
+        {
+            return null;
+        }
+        Require(outcome, "attribute of", file);
+        // "# file: /tape/a.dat" then 'tape.copy="volume=/tape/vol1 size=200000 adler32=6e49ede3"'
+        var prefix = name + "=";
+        var line = outcome.Output.Split('\n').Select(l => l.Trim()).FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal));
+        return line?[prefix.Length..].Trim('"');
+    }
+
+    /// <summary>The most files one prepare request names: XRootD's generic prepare plugin refuses more than 48.</summary>
+    public const int FilesPerPrepare = 40;
+
+    /// <summary>
+    /// Asks the server to bring files online from tape (<c>xrdfs prepare -s</c>), or to drop their disk copies
+    /// (<c>-e</c>, evict), in requests of at most <see cref="FilesPerPrepare"/> files, in the order given: a server's
+    /// residency manager recalls them first come, first served, so files given volume by volume are read that way.
+    /// </summary>
+    public async Task PrepareAsync(IReadOnlyList<Uri> files, bool evict, CancellationToken cancellationToken)
+    {
+        foreach (var server in files.GroupBy(Server, StringComparer.Ordinal))
+        {
+            foreach (var chunk in server.Chunk(FilesPerPrepare))
+            {
+                var outcome = await ExternalCommand.RunAsync([FileSystem, server.Key, "prepare", evict ? "-e" : "-s", .. chunk.Select(PathOf)], null, timeout, cancellationToken,
+                    environment: _patience);
+                Require(outcome, evict ? "eviction of" : "recall of", chunk[0]);
+            }
+        }
     }
 
     /// <summary>Removes a file; false when it was not there.</summary>
@@ -289,3 +342,6 @@ public sealed class XrootdClient(TimeSpan timeout, int connectSeconds = 15, int 
     // The path only: opaque data after '?' may carry a token.
     private static string Describe(Uri url) => url.GetLeftPart(UriPartial.Path);
 }
+
+/// <summary>What an XRootD server's stat says of a file.</summary>
+public sealed record XrootdStat(long Size, bool Offline, bool BackupExists);

@@ -1,0 +1,100 @@
+using System.Collections.Concurrent;
+using MassTransit;
+using Pipeline.Contracts;
+using Pipeline.Infrastructure.Archive;
+using Pipeline.Production.State;
+
+namespace Pipeline.Archiver;
+
+/// <summary>
+/// Merged files written to a nearline archive whose tape copy the endpoint has not reported yet. They are looked at
+/// every poll; once every copy is on tape the file is sent to the archiver again, which then counts it archived, tells
+/// its raw files and frees its place in the output area. A file still waiting after its archive's alert time, or whose
+/// tape copy does not match, raises an alert (resolved when the file makes it). The list lives in this process: after
+/// a restart the merger sends unarchived files again, and they are found waiting anew.
+/// </summary>
+public sealed class MigrationWatch(ArchiveLibrary archives, IHealthStore health, IBus bus, TimeProvider time, ILogger<MigrationWatch> logger) : BackgroundService
+{
+    private readonly ConcurrentDictionary<string, Waiting> _waiting = new(StringComparer.Ordinal);
+
+    public static string AlertKey(string mergedName) => $"migration-overdue:{mergedName}";
+
+    /// <summary>Merged files waiting for their tape copies.</summary>
+    public int Count => _waiting.Count;
+
+    public bool IsWatching(string mergedName) => _waiting.ContainsKey(mergedName);
+
+    public void Watch(ArchiveMergedFile request, string archiveName, IReadOnlyList<string> copies, DateTimeOffset writtenAt) =>
+        _waiting.AddOrUpdate(request.MergedName, _ => new Waiting(request, archiveName, copies, writtenAt, false),
+            (_, earlier) => earlier with { Request = request, Copies = copies });
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var nearline = archives.Nearline.ToList();
+        if (nearline.Count == 0)
+        {
+            return;
+        }
+        var poll = TimeSpan.FromSeconds(nearline.Min(a => a.Options.PollSeconds));
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            await Task.Delay(poll, time, stoppingToken);
+            foreach (var waiting in _waiting.Values)
+            {
+                try
+                {
+                    await LookAsync(waiting, stoppingToken);
+                }
+                catch (IOException ex)
+                {
+                    logger.LogInformation("Could not ask about the tape copy of {MergedName}; asking again at the next look: {Reason}", waiting.Request.MergedName, ex.Message);
+                }
+            }
+        }
+    }
+
+    private async Task LookAsync(Waiting waiting, CancellationToken cancellationToken)
+    {
+        var request = waiting.Request;
+        var pending = new List<string>();
+        var problems = new List<string>();
+        foreach (var copy in waiting.Copies)
+        {
+            var migration = await archives[copy].MigrationOfAsync(waiting.ArchiveName, request.Size, request.Adler32, cancellationToken);
+            if (!migration.OnTape)
+            {
+                pending.Add(copy);
+                if (migration.Problem is not null)
+                {
+                    problems.Add(migration.Problem);
+                }
+            }
+        }
+        var now = time.GetUtcNow();
+        if (pending.Count == 0)
+        {
+            _waiting.TryRemove(request.MergedName, out _);
+            logger.LogInformation("Merged file {MergedName} is on tape in {Archives} ({Seconds:F1} s after it was written)",
+                request.MergedName, string.Join(", ", waiting.Copies), (now - waiting.WrittenAt).TotalSeconds);
+            if (waiting.Alerted)
+            {
+                await health.ResolveAlertAsync(AlertKey(request.MergedName), now, cancellationToken);
+            }
+            await bus.Publish(request, cancellationToken);
+            return;
+        }
+        var alertAfter = TimeSpan.FromSeconds(pending.Select(c => archives[c]).OfType<NearlineArchive>().Select(a => a.Options.MigrationAlertSeconds).DefaultIfEmpty(0).Min());
+        if (!waiting.Alerted && (problems.Count > 0 || now - waiting.WrittenAt > alertAfter))
+        {
+            var text = $"Merged file {request.MergedName} of {request.Campaign}/{request.Dataset} was written to {string.Join(", ", pending)} "
+                + $"{(now - waiting.WrittenAt).TotalMinutes:F0} min ago and is not on tape yet"
+                + (problems.Count > 0 ? $": {string.Join("; ", problems)}" : "")
+                + ". Its disk copy and the output area's are kept; it counts as archived once the endpoint reports the tape copy.";
+            logger.LogWarning("{Alert}", text);
+            await health.RaiseAlertAsync(AlertKey(request.MergedName), "migration-overdue", "warning", text, now, cancellationToken);
+            _waiting.TryUpdate(request.MergedName, waiting with { Alerted = true }, waiting);
+        }
+    }
+
+    private sealed record Waiting(ArchiveMergedFile Request, string ArchiveName, IReadOnlyList<string> Copies, DateTimeOffset WrittenAt, bool Alerted);
+}
