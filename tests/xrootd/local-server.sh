@@ -47,12 +47,15 @@ xrootd.chksum adler32
 xrd.allow host localhost
 CONFIG
     if $tape; then
-      mkdir -p "$dir/library" "$dir/data/tape"
+      mkdir -p "$dir/library/waiting" "$dir/data/tape"
+      touch "$dir/library/calls" "$dir/library/mounts" "$dir/library/mounted" "$dir/library/drive.lock"
       printf '%s\n' "$dir/data" > "$dir/library/data-root"
       # The prepare plugin runs one program without arguments of its own: this one names the library.
       printf '#!/bin/sh\nexec %q %q prepare "$@"\n' "$here/tape-library.sh" "$dir/library" > "$dir/tape-prepare.sh"
       chmod 0755 "$dir/tape-prepare.sh"
-      # The tape path first: the most specific export wins. Its files are migrated a second after their last change.
+      # The tape path first: the most specific export wins. Its files are migrated a second after their last change, two
+      # transfers at a time (the robot's one drive takes them in turn, volume by volume), and a failed transfer is tried
+      # again after TAPE_FAIL_HOLD_SECONDS. (With one transfer at a time, frm_xfrd 5.5 took no stage request at all.)
       sed -i "1i all.export /tape stage mig" "$dir/xrootd.cfg"
       cat >> "$dir/xrootd.cfg" <<CONFIG
 oss.msscmd $here/tape-library.sh $dir/library
@@ -61,6 +64,7 @@ frm.xfr.copycmd in $here/tape-library.sh $dir/library recall \$LFN \$PFN
 frm.xfr.copycmd out $here/tape-library.sh $dir/library migrate \$PFN \$LFN
 frm.xfr.copymax 2
 frm.xfr.migr.idlehold 1
+oss.xfr deny ${TAPE_FAIL_HOLD_SECONDS:-10}
 frm.xfr.migr.waittime ${TAPE_MIGRATION_SCAN_SECONDS:-2}
 CONFIG
       printf 'all.adminpath %s\n' "$dir/admin" > "$dir/library/xfragent.cfg"

@@ -23,25 +23,55 @@ lib=${1:?usage: tape-library.sh LIB OPERATION ...}
 operation=${2:?usage: tape-library.sh LIB OPERATION ...}
 shift 2
 printf '%s %s\n' "$operation" "$*" >> "$lib/calls" 2>/dev/null || true
-mount_seconds=${TAPE_MOUNT_SECONDS:-0.2}
+# A mount takes LIB/mount-seconds when that file exists (a test slows the robot down mid-run), else TAPE_MOUNT_SECONDS.
+mount_seconds=$(cat "$lib/mount-seconds" 2>/dev/null || echo "${TAPE_MOUNT_SECONDS:-0.2}")
 
 tape_copy() { printf '%s/volumes%s' "$lib" "$1"; }
 
 volume_of() { dirname "$1"; }
 
-# One drive: a transfer holds it; reaching another volume costs a mount.
+# One drive: a transfer holds it; reaching another volume costs a mount. Like a tape system's scheduler, a transfer
+# that would take the drive from a volume another waiting transfer still needs lets that one go first.
 with_drive() {
-  local purpose=$1 volume=$2
+  local purpose=$1 volume=$2 mounted ticket
   shift 2
-  (
+  mkdir -p "$lib/waiting"
+  ticket="$lib/waiting/$$"
+  printf '%s\n' "$volume" > "$ticket"
+  while true; do
+    exec 9>>"$lib/drive.lock"
     flock 9
-    if [ "$(cat "$lib/mounted" 2>/dev/null)" != "$volume" ]; then
-      sleep "$mount_seconds"
-      printf '%s\n' "$volume" > "$lib/mounted"
-      printf '%s %s\n' "$purpose" "$volume" >> "$lib/mounts"
+    mounted=$(cat "$lib/mounted" 2>/dev/null || true)
+    if [ -n "$mounted" ] && [ "$mounted" != "$volume" ] && needed_elsewhere "$mounted" "$ticket"; then
+      flock -u 9
+      exec 9>&-
+      sleep 0.05
+      continue
     fi
-    "$@"
-  ) 9>>"$lib/drive.lock"
+    break
+  done
+  rm -f -- "$ticket"
+  if [ "$mounted" != "$volume" ]; then
+    sleep "$mount_seconds"
+    printf '%s\n' "$volume" > "$lib/mounted"
+    printf '%s %s\n' "$purpose" "$volume" >> "$lib/mounts"
+  fi
+  "$@"
+  local status=$?
+  flock -u 9
+  exec 9>&-
+  return "$status"
+}
+
+# Whether a live transfer other than this one waits for the volume.
+needed_elsewhere() {
+  local volume=$1 mine=$2 other
+  for other in "$lib"/waiting/*; do
+    [ -f "$other" ] && [ "$other" != "$mine" ] || continue
+    if ! kill -0 "$(basename "$other")" 2>/dev/null; then rm -f -- "$other"; continue; fi
+    if [ "$(cat "$other" 2>/dev/null)" = "$volume" ]; then return 0; fi
+  done
+  return 1
 }
 
 copy_to_tape() {

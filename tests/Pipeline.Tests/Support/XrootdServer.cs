@@ -8,9 +8,20 @@ namespace Pipeline.Tests.Support;
 /// `make demo STORAGE=remote` uses. `make test` installs the server from Debian (xrootd-server, xrootd-client,
 /// xrootd-server-plugins); where it cannot start, the tests that need it are skipped with the reason.
 /// </summary>
-public sealed class XrootdServer : IAsyncLifetime
+public class XrootdServer : IAsyncLifetime
 {
+    private readonly bool _tape;
     private TempDirectory? _folder;
+
+    public XrootdServer()
+        : this(tape: false)
+    {
+    }
+
+    protected XrootdServer(bool tape)
+    {
+        _tape = tape;
+    }
 
     public string? Unavailable { get; private set; }
 
@@ -20,6 +31,12 @@ public sealed class XrootdServer : IAsyncLifetime
     public Uri HttpUri { get; private set; } = new("http://127.0.0.1/");
 
     public Uri RootUri { get; private set; } = new("root://127.0.0.1/");
+
+    /// <summary>The nearline path (with --tape): root://host:port//tape/.</summary>
+    public Uri TapeUri { get; private set; } = new("root://127.0.0.1//tape/");
+
+    /// <summary>The simulated robot's folder (with --tape): its volumes, its mount log, its switches.</summary>
+    public string LibraryPath => Path.Combine(_folder!.Path, "library");
 
     private static string Script => Path.Combine(RepositoryRoot, "tests", "xrootd", "local-server.sh");
 
@@ -56,16 +73,24 @@ public sealed class XrootdServer : IAsyncLifetime
             .Select(line => line.Split('=', 2)).ToDictionary(pair => pair[0], pair => pair[1], StringComparer.Ordinal);
         RootUri = new Uri(settings["ROOT_URL"] + "/");
         HttpUri = new Uri(settings["HTTP_URL"] + "/");
+        if (_tape)
+        {
+            TapeUri = new Uri(settings["TAPE_URL"] + "/");
+        }
     }
 
     /// <summary>Runs the script; returns what it printed when it failed, or null.</summary>
     private async Task<string?> RunScriptAsync(string command)
     {
         var start = new ProcessStartInfo("bash") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var argument in new[] { Script, command, _folder!.Path })
+        foreach (var argument in new[] { Script, command, _folder!.Path }.Concat(_tape && command == "start" ? ["--tape"] : []))
         {
             start.ArgumentList.Add(argument);
         }
+        // A quick robot, and a failed migration tried again soon: the tests wait on both.
+        start.Environment["TAPE_MOUNT_SECONDS"] = "0.05";
+        start.Environment["TAPE_FAIL_HOLD_SECONDS"] = "2";
+        start.Environment["TAPE_MIGRATION_SCAN_SECONDS"] = "1";
         using var process = Process.Start(start)!;
         var errors = process.StandardError.ReadToEndAsync();
         var output = process.StandardOutput.ReadToEndAsync();
@@ -90,4 +115,38 @@ public sealed class XrootdServer : IAsyncLifetime
             _folder.Dispose();
         }
     }
+}
+
+/// <summary>
+/// The same server with its nearline path: /tape behind XRootD's file residency manager and the simulated robot
+/// (tests/xrootd/tape-library.sh), which records every mount in <c>mounts</c> and refuses migrations while a file
+/// <c>refuse-migration</c> is in its folder.
+/// </summary>
+public sealed class TapeXrootdServer() : XrootdServer(tape: true)
+{
+    /// <summary>The mounts the robot made to read, one volume per mount, in order.</summary>
+    public IReadOnlyList<string> ReadMounts => File.Exists(Path.Combine(LibraryPath, "mounts"))
+        ? [.. File.ReadAllLines(Path.Combine(LibraryPath, "mounts")).Where(l => l.StartsWith("read ", StringComparison.Ordinal)).Select(l => l["read ".Length..])]
+        : [];
+
+    /// <summary>Makes the robot refuse (or take again) every migration.</summary>
+    public void RefuseMigrations(bool refuse)
+    {
+        var flag = Path.Combine(LibraryPath, "refuse-migration");
+        if (refuse)
+        {
+            File.WriteAllText(flag, "");
+        }
+        else
+        {
+            File.Delete(flag);
+        }
+    }
+
+    /// <summary>Unloads the drive (as an idle drive is): the next transfer mounts whatever volume it needs.</summary>
+    public void UnloadDrive() => File.WriteAllText(Path.Combine(LibraryPath, "mounted"), "");
+
+    /// <summary>How long each mount takes from now on.</summary>
+    public void SetMountSeconds(double seconds) =>
+        File.WriteAllText(Path.Combine(LibraryPath, "mount-seconds"), seconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
 }
