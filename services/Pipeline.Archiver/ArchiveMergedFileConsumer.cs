@@ -96,6 +96,12 @@ public sealed class ArchiveMergedFileConsumer(
             .Select(o => new MergedSource(o.FileId, o.Run, o.Stream, o.RawName, o.OutputId, o.Section)).ToList();
         var catalogued = (await catalog.FindAsync(archiveName, cancellationToken)).Select(e => e.Area).ToHashSet(StringComparer.Ordinal);
         var campaign = (await campaigns.GetAsync(file.Campaign, cancellationToken))?.Definition;
+        // A further copy is made from a copy already verified on a storage server when there is one, so that two servers
+        // can copy between themselves (third-party) instead of through this host; otherwise from the output area.
+        var (source, sourceName) = flow.CopiesOf(file.Dataset, campaign?.Copies).Where(catalogued.Contains)
+            .Select(c => archives[c].Area).OfType<StorageArea>().FirstOrDefault(a => !a.IsLocal) is { } held
+            ? (held, archiveName)
+            : (areas.Output, file.Name);
         foreach (var copy in flow.CopiesOf(file.Dataset, campaign?.Copies).Where(c => !catalogued.Contains(c)))
         {
             if (!await areas.Output.ExistsAsync(file.Name, cancellationToken))
@@ -106,7 +112,7 @@ public sealed class ArchiveMergedFileConsumer(
             {
                 try
                 {
-                    await archives[copy].WriteAsync(archiveName, areas.Output, file.Name, file.Size, file.Adler32, cancellationToken);
+                    await archives[copy].WriteAsync(archiveName, source, sourceName, file.Size, file.Adler32, cancellationToken);
                 }
                 catch (ArchiveException ex)
                 {
@@ -126,8 +132,12 @@ public sealed class ArchiveMergedFileConsumer(
             }
             await catalog.AddAsync(new CatalogEntry(archiveName, copy, CatalogEntry.Merged, file.Campaign, file.Dataset,
                 file.Size, file.Adler32, file.Events, sources, time.GetUtcNow(), file.Manifest), CancellationToken.None);
-            logger.LogInformation("Archived {ArchiveName} in {Area} ({Size} bytes, adler32 {Adler32}, {Events} events from {Sources} outputs)",
-                archiveName, copy, file.Size, file.Adler32, file.Events, sources.Count);
+            logger.LogInformation("Archived {ArchiveName} in {Area} from {Source} ({Size} bytes, adler32 {Adler32}, {Events} events from {Sources} outputs)",
+                archiveName, copy, source.Name, file.Size, file.Adler32, file.Events, sources.Count);
+            if (source == areas.Output && archives[copy].Area is { IsLocal: false } written)
+            {
+                (source, sourceName) = (written, archiveName);
+            }
         }
         if (!await OnTapeAsync(context, file, archiveName, campaign?.Copies, sources, cancellationToken))
         {

@@ -43,6 +43,8 @@ all.pidpath $dir/run
 xrd.port $root_port
 xrd.protocol XrdHttp:$http_port libXrdHttp.so
 xrootd.chksum adler32
+# Third-party copies: a server asked to copy from another (xrdcp --tpc) pulls the file with xrdcp itself.
+ofs.tpc autorm pgm /usr/bin/xrdcp -f
 # XRootD listens on every interface; only loopback connections are accepted.
 xrd.allow host localhost
 CONFIG

@@ -1,5 +1,7 @@
 using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Infrastructure.Storage.Http;
+using Pipeline.Infrastructure.Storage.Xrootd;
 
 namespace Pipeline.Infrastructure.Archive;
 
@@ -11,6 +13,8 @@ public sealed class AreaArchive : IArchive
 {
     private readonly StorageArea _area;
     private readonly TapeDrives? _tape;
+    private long _thirdPartyCopies;
+    private long _thirdPartyFallbacks;
 
     public AreaArchive(StorageArea area, TapeDrives? tape)
     {
@@ -63,7 +67,7 @@ public sealed class AreaArchive : IArchive
         (long Size, uint Adler32) written;
         if (_tape is null)
         {
-            written = await StreamingCopy.CopyAsync(source, sourceName, _area, name, cancellationToken);
+            written = await CopyAsync(name, source, sourceName, adler32, cancellationToken);
         }
         else
         {
@@ -88,6 +92,35 @@ public sealed class AreaArchive : IArchive
             var reported = stored?.StoredAdler32 is { } digest && Adler32Checksum.TryParse(digest, out var value) ? value : 0;
             await VerifyAsync(name, size, adler32, (stored?.Size ?? -1, reported), "as the endpoint reports it", cancellationToken);
         }
+    }
+
+    /// <summary>Copies made server to server (third-party), and copies streamed through this host between two XRootD areas because that failed.</summary>
+    public long ThirdPartyCopies => Interlocked.Read(ref _thirdPartyCopies);
+
+    public long ThirdPartyFallbacks => Interlocked.Read(ref _thirdPartyFallbacks);
+
+    /// <summary>
+    /// Between two XRootD areas the copy goes server to server, so a second archive copy's bytes need not pass through
+    /// this host; where the servers cannot copy between themselves (no <c>ofs.tpc</c>), the bytes stream through here,
+    /// checksummed as they pass. Either way the destination's checksum is compared with the catalog's.
+    /// </summary>
+    private async Task<(long Size, uint Adler32)> CopyAsync(string name, StorageArea source, string sourceName, string adler32, CancellationToken cancellationToken)
+    {
+        if (source is XrootdArea from && _area is XrootdArea to)
+        {
+            try
+            {
+                var copied = await to.CopyFromAsync(from, sourceName, name, adler32, cancellationToken);
+                Interlocked.Increment(ref _thirdPartyCopies);
+                return copied;
+            }
+            catch (RemoteStorageException)
+            {
+                // A checksum that differs is not this (RemoteChecksumMismatchException): the stream below would copy the same bytes.
+                Interlocked.Increment(ref _thirdPartyFallbacks);
+            }
+        }
+        return await StreamingCopy.CopyAsync(source, sourceName, _area, name, cancellationToken);
     }
 
     private async Task VerifyAsync(string name, long size, string adler32, (long Size, uint Adler32) found, string when, CancellationToken cancellationToken)

@@ -10,6 +10,9 @@ public interface IArchive
 {
     string Name { get; }
 
+    /// <summary>The storage area the archive's files are in, when they are in one (not behind a copy tool).</summary>
+    StorageArea? Area => null;
+
     Task<bool> ExistsAsync(string name, CancellationToken cancellationToken);
 
     /// <summary>Where a file sits on tape (volume and position on it), or null when the area is not a tape library.</summary>

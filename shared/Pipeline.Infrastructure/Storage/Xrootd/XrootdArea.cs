@@ -73,6 +73,18 @@ public sealed class XrootdArea : StorageArea, INearlineArea
         return (size, Adler32Checksum.Parse(stored));
     }
 
+    /// <summary>
+    /// Copies a file of another XRootD area into this one server to server (<see cref="XrootdClient.ThirdPartyCopyAsync"/>),
+    /// checked against the Adler-32 the caller knows; returns the size the server holds and that checksum.
+    /// </summary>
+    public async Task<(long Size, uint Adler32)> CopyFromAsync(XrootdArea source, string sourceName, string name, string adler32, CancellationToken cancellationToken)
+    {
+        var stored = await _client.ThirdPartyCopyAsync(source.UriOf(sourceName), adler32, UriOf(name), cancellationToken);
+        var size = await _client.SizeAsync(UriOf(name), cancellationToken)
+            ?? throw new RemoteStorageException($"'{name}' went from area '{Name}' right after it was copied there.");
+        return (size, Adler32Checksum.Parse(stored));
+    }
+
     public override Task<bool> DeleteAsync(string name, CancellationToken cancellationToken) => _client.DeleteAsync(UriOf(name), cancellationToken);
 
     public override async Task MoveAsync(string name, string newName, CancellationToken cancellationToken)

@@ -49,13 +49,25 @@ public sealed class XrootdClient(TimeSpan timeout, int connectSeconds = 15, int 
     /// before the rename; without, xrdcp prints the server's checksum of what it wrote, and the caller compares it with
     /// what it expects (the catalog's). Faster than through standard input: xrdcp reads the file itself.
     /// </summary>
-    public async Task<string> UploadAsync(string localPath, string? knownAdler32, Uri target, CancellationToken cancellationToken)
+    public Task<string> UploadAsync(string localPath, string? knownAdler32, Uri target, CancellationToken cancellationToken) =>
+        CopyIntoPlaceAsync(localPath, knownAdler32, target, [], cancellationToken);
+
+    /// <summary>
+    /// Copies a file between XRootD servers (or within one) with the bytes going from server to server, never through
+    /// this host (<c>xrdcp --tpc only</c>: the destination pulls from the source, which needs <c>ofs.tpc</c> on it). The
+    /// destination's Adler-32 is compared with <paramref name="adler32"/> by xrdcp and once more before the rename into
+    /// place, as for an upload. Fails, leaving nothing, where the servers cannot copy between themselves.
+    /// </summary>
+    public Task<string> ThirdPartyCopyAsync(Uri source, string adler32, Uri target, CancellationToken cancellationToken) =>
+        CopyIntoPlaceAsync(Full(source), adler32, target, ["--tpc", "only"], cancellationToken);
+
+    private async Task<string> CopyIntoPlaceAsync(string from, string? knownAdler32, Uri target, IReadOnlyList<string> options, CancellationToken cancellationToken)
     {
         var temporary = new Uri(target.AbsoluteUri + WebDavClient.TemporaryMarker + Guid.NewGuid().ToString("N"));
         try
         {
             var check = knownAdler32 is null ? "adler32:print" : $"adler32:{knownAdler32}";
-            var copied = await ExternalCommand.RunAsync([Copy, "--nopbar", "--path", "--force", "--cksum", check, localPath, Full(temporary)], null, timeout, cancellationToken,
+            var copied = await ExternalCommand.RunAsync([Copy, "--nopbar", "--path", "--force", .. options, "--cksum", check, from, Full(temporary)], null, timeout, cancellationToken,
                 environment: _patience);
             Require(copied, "copy to", temporary);
             // "adler32: 0a1b2c3d root://host//path size"
