@@ -12,6 +12,11 @@ if (args.Length >= 1 && args[0] == "micro")
     BenchmarkDotNet.Running.BenchmarkSwitcher.FromAssembly(typeof(MicroBenchmarks).Assembly).Run(args[1..], MicroBenchmarks.Config);
     return 0;
 }
+if (args.Length == 5 && args[0] == "chain-child")
+{
+    return await StorageBenchmark.ChainChildAsync(args[1], args[2], args[3], args[4]);
+}
+
 if (args.Length == 3 && args[0] == "merge-child")
 {
     return await MergeMemoryBenchmark.ChildAsync(args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture));

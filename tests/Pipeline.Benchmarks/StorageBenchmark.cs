@@ -9,7 +9,8 @@ namespace Pipeline.Benchmarks;
 /// HTTP, against the tools doing the same copies in the same run: xrdcp with its Adler-32 check on both ends, and
 /// curl followed by what it takes to compare checksums on both ends (xrdadler32 of the local file, the server's
 /// digest by HEAD). The project checks the same: the Adler-32 computed while the bytes move against the server's.
-/// Each copy is timed twice and the faster kept, for every side alike.
+/// Each copy is timed twice and the faster kept, for every side alike. Then the whole data path with every area
+/// remote against the tools doing the same copies, and the peak memory of the project's copies for 1 and 2 GiB files.
 /// </summary>
 public static class StorageBenchmark
 {
@@ -52,9 +53,15 @@ public static class StorageBenchmark
                     await RunAsync("curl", ["-sSf", "-o", target, $"{httpUrl}/bench/tool/http-1.bin"]);
                     await SameChecksumAsync(target, $"{httpUrl}/bench/tool/http-1.bin");
                 });
-            File.Delete(source);
             File.Delete(target);
-            return new { megabytes, root, http };
+            var dataPath = await CompareChainAsync(workDirectory, rootUrl, httpUrl, source, bytes);
+            File.Delete(source);
+            var memory = new List<object>();
+            foreach (var gibibytes in new[] { 1, 2 })
+            {
+                memory.Add(await MeasureChainMemoryAsync(workDirectory, rootUrl, httpUrl, gibibytes));
+            }
+            return new { megabytes, root, http, dataPath, memory };
         }
         finally
         {
@@ -77,6 +84,104 @@ public static class StorageBenchmark
             toolDownloadMbps = Math.Round(toolDownloadMbps),
             downloadRatio = Math.Round(downloadMbps / toolDownloadMbps, 2),
         };
+    }
+
+    /// <summary>
+    /// The whole data path with every area remote, as a raw file and a merged file travel it: archive (root://) to cache
+    /// (HTTP) as the stager copies, cache to the job's folder as the worker fetches its input, the job's folder to the
+    /// output area (HTTP) as the merger writes, and the output area to the archive as the archiver copies. The tools do
+    /// the same four copies with what a script needs to check both ends: xrdcp with its Adler-32 check, and curl with
+    /// the local file's and the server's checksums compared (a tool cannot pipe root:// into an HTTP upload: XRootD's
+    /// HTTP refuses chunked uploads, so a script lands each copy on local disk first).
+    /// </summary>
+    private static async Task<object> CompareChainAsync(string workDirectory, string rootUrl, string httpUrl, string source, long bytes)
+    {
+        var areas = ChainAreas(workDirectory, rootUrl, httpUrl);
+        var folder = new LocalArea("source", new Uri(Path.GetDirectoryName(source)!));
+        await StreamingCopy.CopyAsync(folder, Path.GetFileName(source), areas.Archive, "chain/source.bin", CancellationToken.None);
+        var mine = bytes / 1e6 / await BestOfTwoAsync(round => RunChainAsync(areas, "chain/source.bin", round));
+        var landed = Path.Combine(workDirectory, "landed.bin");
+        var job = Path.Combine(workDirectory, "job.bin");
+        var tools = bytes / 1e6 / await BestOfTwoAsync(async round =>
+        {
+            await RunAsync("xrdcp", ["--nopbar", "--force", "--cksum", "adler32", $"{rootUrl}//bench/chain/archive/chain/source.bin", landed]);
+            await RunAsync("curl", ["-sSf", "-T", landed, $"{httpUrl}/bench/chain/tool-cache/{round}.bin"]);
+            await SameChecksumAsync(landed, $"{httpUrl}/bench/chain/tool-cache/{round}.bin");
+            await RunAsync("curl", ["-sSf", "-o", job, $"{httpUrl}/bench/chain/tool-cache/{round}.bin"]);
+            await SameChecksumAsync(job, $"{httpUrl}/bench/chain/tool-cache/{round}.bin");
+            await RunAsync("curl", ["-sSf", "-T", job, $"{httpUrl}/bench/chain/tool-output/{round}.bin"]);
+            await SameChecksumAsync(job, $"{httpUrl}/bench/chain/tool-output/{round}.bin");
+            await RunAsync("curl", ["-sSf", "-o", landed, $"{httpUrl}/bench/chain/tool-output/{round}.bin"]);
+            await SameChecksumAsync(landed, $"{httpUrl}/bench/chain/tool-output/{round}.bin");
+            await RunAsync("xrdcp", ["--nopbar", "--force", "--cksum", "adler32", landed, $"{rootUrl}//bench/chain/tool-archive/{round}.bin"]);
+        });
+        File.Delete(landed);
+        File.Delete(job);
+        return new { copies = 4, mbps = Math.Round(mine), toolMbps = Math.Round(tools), ratio = Math.Round(mine / tools, 2) };
+    }
+
+    private static StorageAreas ChainAreas(string workDirectory, string rootUrl, string httpUrl) => StorageAreas.FromConfiguration(new Dictionary<string, string?>
+    {
+        ["archive"] = $"{rootUrl}//bench/chain/archive/",
+        ["cache"] = $"{httpUrl}/bench/chain/cache/",
+        ["output"] = $"{httpUrl}/bench/chain/output/",
+    }, Path.Combine(workDirectory, "chain-data"));
+
+    /// <summary>The project's four copies of one file, each checked against the checksum the next server reports.</summary>
+    private static async Task RunChainAsync(StorageAreas areas, string name, int round)
+    {
+        var copy = $"chain/{round}.bin";
+        var first = await StreamingCopy.CopyAsync(areas.Archive, name, areas.Cache, copy, CancellationToken.None);
+        var fetched = await StreamingCopy.CopyAsync(areas.Cache, copy, areas.Scratch, copy, CancellationToken.None);
+        var written = await StreamingCopy.CopyAsync(areas.Scratch, copy, areas.Output, copy, CancellationToken.None);
+        var archived = await StreamingCopy.CopyAsync(areas.Output, copy, areas.Archive, $"chain/archived-{round}.bin", CancellationToken.None);
+        if (new[] { fetched, written, archived }.Any(c => c != first))
+        {
+            throw new InvalidOperationException($"The chain changed the file: {first}, {fetched}, {written}, {archived}.");
+        }
+        areas.Scratch.Delete(copy);
+        await areas.Cache.DeleteAsync(copy, CancellationToken.None);
+        await areas.Output.DeleteAsync(copy, CancellationToken.None);
+        await areas.Archive.DeleteAsync($"chain/archived-{round}.bin", CancellationToken.None);
+    }
+
+    /// <summary>Peak resident memory of a process that runs the project's four copies of a file of the given size.</summary>
+    private static async Task<object> MeasureChainMemoryAsync(string workDirectory, string rootUrl, string httpUrl, int gibibytes)
+    {
+        var source = Path.Combine(workDirectory, $"source-{gibibytes}g.bin");
+        await WriteRandomAsync(source, (long)gibibytes << 30);
+        var areas = ChainAreas(workDirectory, rootUrl, httpUrl);
+        var name = $"chain/source-{gibibytes}g.bin";
+        await StreamingCopy.CopyAsync(new LocalArea("source", new Uri(workDirectory)), Path.GetFileName(source), areas.Archive, name, CancellationToken.None);
+        File.Delete(source);
+        var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true };
+        foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "Pipeline.Benchmarks.dll"), "chain-child", workDirectory, rootUrl, httpUrl, name })
+        {
+            start.ArgumentList.Add(argument);
+        }
+        if (!Environment.ProcessPath!.EndsWith("dotnet", StringComparison.Ordinal))
+        {
+            start.ArgumentList.RemoveAt(0);
+        }
+        using var process = Process.Start(start)!;
+        var output = await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        await areas.Archive.DeleteAsync(name, CancellationToken.None);
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"chain child failed: {output}");
+        }
+        return new { fileGiB = gibibytes, peakRssMb = double.Parse(output.Trim().Split('\n')[^1], System.Globalization.CultureInfo.InvariantCulture) };
+    }
+
+    /// <summary>In the child: the four copies of one file, then the peak RSS in MB.</summary>
+    public static async Task<int> ChainChildAsync(string workDirectory, string rootUrl, string httpUrl, string name)
+    {
+        await RunChainAsync(ChainAreas(workDirectory, rootUrl, httpUrl), name, 0);
+        var peakKb = File.ReadAllLines("/proc/self/status").First(l => l.StartsWith("VmHWM:", StringComparison.Ordinal))
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1];
+        Console.WriteLine((long.Parse(peakKb, System.Globalization.CultureInfo.InvariantCulture) / 1024.0).ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
+        return 0;
     }
 
     private static async Task<double> BestOfTwoAsync(Func<int, Task> copy)
