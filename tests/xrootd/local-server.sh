@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # A local XRootD server for the tests and `make demo STORAGE=remote`: root:// and HTTP/WebDAV with server-side
 # Adler-32, serving DIR/data on free loopback ports. Installs the server from Debian when missing.
-#   local-server.sh start DIR [--tape]
+#   local-server.sh start DIR [--tape] [--keytab]
 #                               starts it and writes DIR/server.env (ROOT_URL, HTTP_URL, PID, DATA); started again
 #                               in the same DIR it keeps its files and its ports. With --tape the path /tape is
 #                               nearline: XRootD's file residency manager (frm_xfrd) migrates what is written there
 #                               to the simulated robot tape-library.sh (library in DIR/library) and stages files back
-#                               on `xrdfs prepare -s`; server.env gains TAPE_URL, TAPE_LIBRARY and FRM_PID
+#                               on `xrdfs prepare -s`; server.env gains TAPE_URL, TAPE_LIBRARY and FRM_PID. With
+#                               --keytab root:// asks every client for XRootD's simple shared secret (sss): the
+#                               client's keytab is DIR/client.keytab (KEYTAB in server.env)
 #   local-server.sh stop DIR    stops it (idempotent)
 #   local-server.sh kill DIR    kills it at once (SIGKILL), as a crash would
 set -euo pipefail
@@ -14,7 +16,14 @@ set -euo pipefail
 command=${1:?usage: local-server.sh start|stop|kill DIR}
 dir=${2:?usage: local-server.sh start|stop|kill DIR}
 tape=false
-if [ "${3:-}" = --tape ]; then tape=true; fi
+keytab=false
+for option in "${@:3}"; do
+  case "$option" in
+    --tape) tape=true ;;
+    --keytab) keytab=true ;;
+    *) echo "local-server.sh: unknown option $option" >&2; exit 2 ;;
+  esac
+done
 here=$(cd "$(dirname "$0")" && pwd)
 
 free_port() {
@@ -71,6 +80,19 @@ frm.xfr.migr.waittime ${TAPE_MIGRATION_SCAN_SECONDS:-2}
 CONFIG
       printf 'all.adminpath %s\n' "$dir/admin" > "$dir/library/xfragent.cfg"
     fi
+    if $keytab; then
+      if [ ! -f "$dir/server.keytab" ]; then
+        echo y | xrdsssadmin -k pipeline -u nobody -g nogroup add "$dir/server.keytab" >/dev/null 2>&1
+        cp "$dir/server.keytab" "$dir/client.keytab"
+        chmod 0600 "$dir/server.keytab" "$dir/client.keytab"
+        if [ "$(id -u)" -eq 0 ]; then chown nobody "$dir/server.keytab"; fi
+      fi
+      cat >> "$dir/xrootd.cfg" <<CONFIG
+xrootd.seclib libXrdSec.so
+sec.protocol sss -s $dir/server.keytab
+sec.protbind * only sss
+CONFIG
+    fi
     run_as=()
     if [ "$(id -u)" -eq 0 ]; then
       # XRootD refuses to serve as root: it runs as nobody, so its folders must be open to it.
@@ -95,6 +117,7 @@ HTTP_URL=http://127.0.0.1:$http_port
 PID=$pid
 DATA=$dir/data
 ENV
+    if $keytab; then echo "KEYTAB=$dir/client.keytab" >> "$dir/server.env"; fi
     if $tape; then
       frm_as=()
       if [ "$(id -u)" -eq 0 ]; then frm_as=(setpriv --reuid=nobody --regid=nogroup --clear-groups); fi

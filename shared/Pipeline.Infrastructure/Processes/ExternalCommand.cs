@@ -56,6 +56,12 @@ public static class ExternalCommand
             cancellationToken.ThrowIfCancellationRequested();
             return new CommandOutcome(null, true, await output, (await errors).Trim());
         }
+        catch (IOException) when (writeInput is not null && ExitedWithFailure(process))
+        {
+            // The tool stopped reading because it failed (refused, unreachable): its own message says why, the broken
+            // pipe does not. A source that failed leaves the tool waiting for input instead, and is rethrown below.
+            return new CommandOutcome(process.ExitCode, false, await output, (await errors).Trim());
+        }
         catch
         {
             if (!process.HasExited)
@@ -66,6 +72,9 @@ public static class ExternalCommand
         }
         return new CommandOutcome(process.ExitCode, false, await output, (await errors).Trim());
     }
+
+    // Blocks the catch filter for at most two seconds, only when a write into the tool failed.
+    private static bool ExitedWithFailure(Process process) => process.WaitForExit(TimeSpan.FromSeconds(2)) && process.ExitCode != 0;
 
     /// <summary>
     /// Starts a command whose standard output is a file's bytes (a copy tool writing to stdout) and returns a stream of

@@ -93,7 +93,9 @@ public sealed class StorageAreas
             areas.Add(location.Scheme switch
             {
                 "file" => new LocalArea(name, location),
-                "root" or "roots" => new XrootdArea(name, location, connections.Value.Xrootd),
+                "root" or "roots" => new XrootdArea(name, location, remote.Access.TryGetValue(name, out var access)
+                    ? connections.Value.XrootdWith(XrootdAccess.Environment(name, access))
+                    : connections.Value.Xrootd),
                 "http" or "https" or "dav" or "davs" => new WebDavArea(name, location,
                     new WebDavClient(HttpAreaAccess.CreateClient(name, remote.Access.GetValueOrDefault(name) ?? new AreaAccessOptions(), remote)),
                     connections.Value.SpoolFolder),
@@ -121,6 +123,10 @@ public sealed class StorageAreas
     private sealed class StorageConnections(RemoteStorageOptions options, string dataDirectory)
     {
         public XrootdClient Xrootd { get; } = new(TimeSpan.FromSeconds(options.TimeoutSeconds), options.ConnectTimeoutSeconds, options.RequestTimeoutSeconds);
+
+        /// <summary>A client of its own for an area with credentials: the tools find them in their environment.</summary>
+        public XrootdClient XrootdWith(IReadOnlyDictionary<string, string> credentials) =>
+            new(TimeSpan.FromSeconds(options.TimeoutSeconds), options.ConnectTimeoutSeconds, options.RequestTimeoutSeconds, credentials);
 
         public string SpoolFolder { get; } = Path.GetFullPath(options.SpoolPath ?? Path.Combine(dataDirectory, "spool"));
     }

@@ -11,17 +11,22 @@ namespace Pipeline.Tests.Support;
 public class XrootdServer : IAsyncLifetime
 {
     private readonly bool _tape;
+    private readonly bool _keytab;
     private TempDirectory? _folder;
 
     public XrootdServer()
-        : this(tape: false)
+        : this(tape: false, keytab: false)
     {
     }
 
-    protected XrootdServer(bool tape)
+    protected XrootdServer(bool tape, bool keytab)
     {
         _tape = tape;
+        _keytab = keytab;
     }
+
+    /// <summary>The client's keytab (with --keytab): root:// answers only a client that presents it.</summary>
+    public string KeytabPath => Path.Combine(_folder!.Path, "client.keytab");
 
     public string? Unavailable { get; private set; }
 
@@ -83,7 +88,8 @@ public class XrootdServer : IAsyncLifetime
     private async Task<string?> RunScriptAsync(string command)
     {
         var start = new ProcessStartInfo("bash") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var argument in new[] { Script, command, _folder!.Path }.Concat(_tape && command == "start" ? ["--tape"] : []))
+        var options = command != "start" ? [] : (_tape ? ["--tape"] : Array.Empty<string>()).Concat(_keytab ? ["--keytab"] : []);
+        foreach (var argument in new[] { Script, command, _folder!.Path }.Concat(options))
         {
             start.ArgumentList.Add(argument);
         }
@@ -122,7 +128,7 @@ public class XrootdServer : IAsyncLifetime
 /// (tests/xrootd/tape-library.sh), which records every mount in <c>mounts</c> and refuses migrations while a file
 /// <c>refuse-migration</c> is in its folder.
 /// </summary>
-public sealed class TapeXrootdServer() : XrootdServer(tape: true)
+public sealed class TapeXrootdServer() : XrootdServer(tape: true, keytab: false)
 {
     /// <summary>The mounts the robot made to read, one volume per mount, in order.</summary>
     public IReadOnlyList<string> ReadMounts => File.Exists(Path.Combine(LibraryPath, "mounts"))
@@ -150,3 +156,6 @@ public sealed class TapeXrootdServer() : XrootdServer(tape: true)
     public void SetMountSeconds(double seconds) =>
         File.WriteAllText(Path.Combine(LibraryPath, "mount-seconds"), seconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
 }
+
+/// <summary>The same server asking every root:// client for XRootD's simple shared secret (sss): the keytab is <see cref="XrootdServer.KeytabPath"/>.</summary>
+public sealed class KeytabXrootdServer() : XrootdServer(tape: false, keytab: true);

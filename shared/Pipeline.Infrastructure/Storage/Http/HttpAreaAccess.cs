@@ -24,6 +24,9 @@ public sealed class AreaAccessOptions
     /// <summary>The certificate's key, when it is not in the certificate's file.</summary>
     public string? ClientKey { get; set; }
 
+    /// <summary>An XRootD simple-shared-secret keytab (<c>sss</c>), for root:// areas whose server asks for it.</summary>
+    public string? KeytabFile { get; set; }
+
     /// <summary>Hosts a redirect may send a request to (dCache's pools, EOS's disk servers); a redirect elsewhere is refused.</summary>
     public string[] AllowedRedirectHosts { get; set; } = [];
 }

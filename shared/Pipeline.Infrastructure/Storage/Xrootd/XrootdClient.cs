@@ -12,7 +12,7 @@ namespace Pipeline.Infrastructure.Storage.Xrootd;
 /// only then is renamed with <c>xrdfs mv</c>; anything that fails removes the temporary file, because <c>xrdcp</c>
 /// leaves a copy whose checksum it refused in place.
 /// </summary>
-public sealed class XrootdClient(TimeSpan timeout, int connectSeconds = 15, int requestSeconds = 60)
+public sealed class XrootdClient(TimeSpan timeout, int connectSeconds = 15, int requestSeconds = 60, IReadOnlyDictionary<string, string>? credentials = null)
 {
     /// <summary>
     /// The XRootD client's own patience, set for every tool it runs: left at its defaults it tries to reach a dead
@@ -27,7 +27,7 @@ public sealed class XrootdClient(TimeSpan timeout, int connectSeconds = 15, int 
         ["XRD_CONNECTIONRETRY"] = "2",
         ["XRD_STREAMERRORWINDOW"] = "0",
         ["XRD_REQUESTTIMEOUT"] = requestSeconds.ToString(CultureInfo.InvariantCulture),
-    };
+    }.Concat(credentials ?? new Dictionary<string, string>()).ToDictionary(StringComparer.Ordinal);
 
     private const string Copy = "xrdcp";
     private const string FileSystem = "xrdfs";
