@@ -39,26 +39,8 @@ public static class MergeMemoryBenchmark
         };
     }
 
-    private static async Task<double> MeasureChildAsync(string workDirectory, int inputs)
-    {
-        var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true };
-        foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "Pipeline.Benchmarks.dll"), "merge-child", workDirectory, inputs.ToString(System.Globalization.CultureInfo.InvariantCulture) })
-        {
-            start.ArgumentList.Add(argument);
-        }
-        if (!Environment.ProcessPath!.EndsWith("dotnet", StringComparison.Ordinal))
-        {
-            start.ArgumentList.RemoveAt(0);
-        }
-        using var process = Process.Start(start)!;
-        var output = await process.StandardOutput.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"merge child failed: {output}");
-        }
-        return double.Parse(output.Trim().Split('\n')[^1], System.Globalization.CultureInfo.InvariantCulture);
-    }
+    private static Task<double> MeasureChildAsync(string workDirectory, int inputs) =>
+        PeakMemory.OfChildAsync("merge-child", workDirectory, inputs.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
     /// <summary>In the child: merge the first <paramref name="inputs"/> files and print the peak RSS in MB.</summary>
     public static async Task<int> ChildAsync(string workDirectory, int inputs)
@@ -80,9 +62,7 @@ public static class MergeMemoryBenchmark
             var group = described.Skip(batch * InputsPerMergedFile).Take(InputsPerMergedFile).ToList();
             await MergedFileWriter.WriteAsync(areas.Scratch, group, areas.Output, $"merged/m{batch:D3}.evt", CancellationToken.None);
         }
-        var peakKb = File.ReadAllLines("/proc/self/status").First(l => l.StartsWith("VmHWM:", StringComparison.Ordinal))
-            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1];
-        Console.WriteLine((long.Parse(peakKb, System.Globalization.CultureInfo.InvariantCulture) / 1024.0).ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
+        PeakMemory.PrintOwnPeak();
         return 0;
     }
 }

@@ -154,33 +154,16 @@ public static class StorageBenchmark
         var name = $"chain/source-{gibibytes}g.bin";
         await StreamingCopy.CopyAsync(new LocalArea("source", new Uri(workDirectory)), Path.GetFileName(source), areas.Archive, name, CancellationToken.None);
         File.Delete(source);
-        var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true };
-        foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "Pipeline.Benchmarks.dll"), "chain-child", workDirectory, rootUrl, httpUrl, name })
-        {
-            start.ArgumentList.Add(argument);
-        }
-        if (!Environment.ProcessPath!.EndsWith("dotnet", StringComparison.Ordinal))
-        {
-            start.ArgumentList.RemoveAt(0);
-        }
-        using var process = Process.Start(start)!;
-        var output = await process.StandardOutput.ReadToEndAsync();
-        await process.WaitForExitAsync();
+        var peak = await PeakMemory.OfChildAsync("chain-child", workDirectory, rootUrl, httpUrl, name);
         await areas.Archive.DeleteAsync(name, CancellationToken.None);
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"chain child failed: {output}");
-        }
-        return new { fileGiB = gibibytes, peakRssMb = double.Parse(output.Trim().Split('\n')[^1], System.Globalization.CultureInfo.InvariantCulture) };
+        return new { fileGiB = gibibytes, peakRssMb = peak };
     }
 
     /// <summary>In the child: the four copies of one file, then the peak RSS in MB.</summary>
     public static async Task<int> ChainChildAsync(string workDirectory, string rootUrl, string httpUrl, string name)
     {
         await RunChainAsync(ChainAreas(workDirectory, rootUrl, httpUrl), name, 0);
-        var peakKb = File.ReadAllLines("/proc/self/status").First(l => l.StartsWith("VmHWM:", StringComparison.Ordinal))
-            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1];
-        Console.WriteLine((long.Parse(peakKb, System.Globalization.CultureInfo.InvariantCulture) / 1024.0).ToString("F1", System.Globalization.CultureInfo.InvariantCulture));
+        PeakMemory.PrintOwnPeak();
         return 0;
     }
 
