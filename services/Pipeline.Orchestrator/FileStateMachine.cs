@@ -152,6 +152,13 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .Then(c => c.Saga.CampaignCancelled = true)
                 .Because(c => $"campaign cancelled by {c.Message.RequestedBy}: this reconstruction finishes, a failure is not retried"));
 
+        // A stage-in delivered again (its stager or the broker restarted) can finish after the file's reconstruction
+        // ended, re-creating the copy the worker removed: nobody will read it, so it is given back. (Not for a failed file:
+        // an operator's retry may be staging the same copy anew.)
+        During(Reconstructed, Merged, Archived,
+            When(FileStaged)
+                .ThenAsync(c => c.Publish(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, c.Message.CachedName))));
+
         // Staging finished after the campaign was cancelled: nobody will reconstruct the copy, so it is given back.
         During(Cancelled,
             When(FileStaged)

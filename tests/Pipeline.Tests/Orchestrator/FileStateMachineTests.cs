@@ -78,6 +78,21 @@ public sealed class When_a_file_goes_through_every_stage : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Should_give_back_a_copy_staged_again_after_its_reconstruction_ended()
+    {
+        var file = await _machine.Reconstructing(FileStateMachineHarness.Registration());
+        await _machine.Publish(new FileReconstructed(file.CorrelationId, 1000, "physics", "prompt", file.Attempt, "worker-1",
+            [FileStateMachineHarness.Output(file.CorrelationId, file.Attempt, "muon")], 1));
+        await _machine.WaitForState(file.CorrelationId, "Reconstructed");
+
+        // The same attempt's stage-in, delivered again after a stager restart, lands once the worker is done with the copy.
+        await _machine.Publish(new FileStaged(file.CorrelationId, 1000, "physics", "prompt", file.Attempt, "prompt/late.raw", 1234, "0a0b0c0d"));
+
+        Assert.True(await _machine.Harness.Published.Any<DiscardStagedFile>(x => x.Context.Message.FileId == file.CorrelationId && x.Context.Message.CachedName == "prompt/late.raw"));
+        Assert.Equal("Reconstructed", (await _machine.Store.LoadAsync(file.CorrelationId, CancellationToken.None))!.CurrentState);
+    }
+
+    [Fact]
     public async Task Should_archive_at_once_a_file_with_no_event_for_any_dataset()
     {
         var file = await _machine.Reconstructing(FileStateMachineHarness.Registration());
