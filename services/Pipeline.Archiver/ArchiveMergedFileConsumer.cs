@@ -74,13 +74,10 @@ public sealed class ArchiveMergedFileConsumer(
                     }
                 }
             }
-            if (!migrating.Contains(message.MergedName) && (await merges.GetMergedFileAsync(message.MergedName, context.CancellationToken)) is not { Archived: true })
+            // The loop returned on this file's turn, migrating or not: not reaching it means it is archived already, or unknown.
+            if ((await merges.GetMergedFileAsync(message.MergedName, context.CancellationToken)) is not { Archived: true })
             {
                 throw new InvalidOperationException($"Merged file {message.MergedName} is not recorded by the merger.");
-            }
-            if (migrating.Contains(message.MergedName))
-            {
-                return;
             }
         }
         // Archived already (by an earlier delivery, or by this dataset's mover on another file's turn): report it again.
@@ -98,11 +95,12 @@ public sealed class ArchiveMergedFileConsumer(
         var campaign = (await campaigns.GetAsync(file.Campaign, cancellationToken))?.Definition;
         // A further copy is made from a copy already verified on a storage server when there is one, so that two servers
         // can copy between themselves (third-party) instead of through this host; otherwise from the output area.
-        var (source, sourceName) = flow.CopiesOf(file.Dataset, campaign?.Copies).Where(catalogued.Contains)
+        var copies = flow.CopiesOf(file.Dataset, campaign?.Copies).ToList();
+        var (source, sourceName) = copies.Where(catalogued.Contains)
             .Select(c => archives[c].Area).OfType<StorageArea>().FirstOrDefault(a => !a.IsLocal) is { } held
             ? (held, archiveName)
             : (areas.Output, file.Name);
-        foreach (var copy in flow.CopiesOf(file.Dataset, campaign?.Copies).Where(c => !catalogued.Contains(c)))
+        foreach (var copy in copies.Where(c => !catalogued.Contains(c)))
         {
             if (!await areas.Output.ExistsAsync(file.Name, cancellationToken))
             {
@@ -139,7 +137,7 @@ public sealed class ArchiveMergedFileConsumer(
                 (source, sourceName) = (written, archiveName);
             }
         }
-        if (!await OnTapeAsync(context, file, archiveName, campaign?.Copies, sources, cancellationToken))
+        if (!await OnTapeAsync(context, file, archiveName, copies, sources, cancellationToken))
         {
             return false;
         }
@@ -153,10 +151,9 @@ public sealed class ArchiveMergedFileConsumer(
     /// Whether every copy is on tape where its archive is nearline. A file still migrating is watched (and its raw files
     /// told, once, that they wait for it): it counts as archived, and its output-area copy goes, only when all are.
     /// </summary>
-    private async Task<bool> OnTapeAsync(ConsumeContext context, MergedFileRecord file, string archiveName, IReadOnlyList<string>? campaignCopies,
+    private async Task<bool> OnTapeAsync(ConsumeContext context, MergedFileRecord file, string archiveName, IReadOnlyList<string> copies,
         IReadOnlyList<MergedSource> sources, CancellationToken cancellationToken)
     {
-        var copies = flow.CopiesOf(file.Dataset, campaignCopies).ToList();
         var pending = new List<string>();
         foreach (var copy in copies)
         {
