@@ -100,16 +100,34 @@ CONFIG
       if $tape; then chmod -R a+rwX "$dir/library" "$dir/data/tape"; fi
       run_as=(-R nobody)
     fi
-    setsid /usr/bin/xrootd -c "$dir/xrootd.cfg" -l "$dir/xrootd.log" "${run_as[@]}" </dev/null >"$dir/xrootd.out" 2>&1 &
-    pid=$!
-    deadline=$((SECONDS + 30))
-    until curl -s -o /dev/null -I "http://127.0.0.1:$http_port/"; do
-      if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-        echo "The XRootD server did not start; its log:" >&2
-        tail -n 30 "$dir"/xrootd.log* "$dir/xrootd.out" >&2 || true
-        exit 1
+    # Once in hundreds of starts under load, Debian's xrootd 5.5 died of SIGSEGV before writing a line of its log. Such
+    # a crash (a signal before serving) is kept in DIR/crashed-start.N and the start tried once more, saying so; a server
+    # that fails on its own (a bad setting, a port taken) is reported at once.
+    for attempt in 1 2; do
+      setsid /usr/bin/xrootd -c "$dir/xrootd.cfg" -l "$dir/xrootd.log" "${run_as[@]}" </dev/null >"$dir/xrootd.out" 2>&1 &
+      pid=$!
+      deadline=$((SECONDS + 30))
+      status=serving
+      until curl -s -o /dev/null -I "http://127.0.0.1:$http_port/"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+          status=0
+          wait "$pid" || status=$?
+          break
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then status=timeout; break; fi
+        sleep 0.1
+      done
+      if [ "$status" = serving ]; then break; fi
+      if [ "$attempt" = 1 ] && [ "$status" != timeout ] && [ "$status" -gt 128 ]; then
+        mkdir -p "$dir/crashed-start.$$"
+        cp "$dir"/xrootd.log* "$dir/xrootd.out" "$dir/crashed-start.$$/" 2>/dev/null || true
+        echo "The XRootD server died of signal $((status - 128)) while starting (kept in $dir/crashed-start.$$); starting it once more." >&2
+        continue
       fi
-      sleep 0.1
+      echo "The XRootD server did not start (exit status $status); its log:" >&2
+      tail -n 30 "$dir"/xrootd.log* "$dir/xrootd.out" >&2 || true
+      kill -9 "$pid" 2>/dev/null || true
+      exit 1
     done
     cat > "$dir/server.env" <<ENV
 ROOT_URL=root://127.0.0.1:$root_port
