@@ -10,21 +10,21 @@ namespace Pipeline.Infrastructure.Processes;
 internal sealed class CommandOutputStream(Process process, Task<string> errors, TimeSpan timeout, Func<CommandOutcome, Exception> failure)
     : ForwardReadStream(process.StandardOutput.BaseStream)
 {
-    private readonly long _started = Stopwatch.GetTimestamp();
+    // One deadline for the whole output, armed once: a timer per read cost measurably at pipe-sized reads.
+    private readonly CancellationTokenSource _deadline = StartDeadline(timeout);
 
     public override long Length => throw new NotSupportedException("A command's output has no length until it ends.");
 
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        var remaining = timeout - Stopwatch.GetElapsedTime(_started);
-        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        limit.CancelAfter(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero);
+        using var either = cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _deadline.Token) : null;
+        var token = either?.Token ?? _deadline.Token;
         try
         {
-            var read = await Inner.ReadAsync(buffer, limit.Token);
+            var read = await Inner.ReadAsync(buffer, token);
             if (read == 0)
             {
-                await process.WaitForExitAsync(limit.Token);
+                await process.WaitForExitAsync(token);
                 if (process.ExitCode != 0)
                 {
                     throw failure(new CommandOutcome(process.ExitCode, false, "", (await errors).Trim()));
@@ -37,6 +37,13 @@ internal sealed class CommandOutputStream(Process process, Task<string> errors, 
             Stop();
             throw failure(new CommandOutcome(null, true, "", ""));
         }
+    }
+
+    private static CancellationTokenSource StartDeadline(TimeSpan timeout)
+    {
+        var deadline = new CancellationTokenSource();
+        deadline.CancelAfter(timeout);
+        return deadline;
     }
 
     private void Stop()
@@ -65,6 +72,7 @@ internal sealed class CommandOutputStream(Process process, Task<string> errors, 
         if (disposing)
         {
             process.Dispose();
+            _deadline.Dispose();
         }
     }
 }

@@ -85,6 +85,7 @@ public static class ExternalCommand
     {
         var process = Start(command, environment);
         process.StandardInput.Close();
+        PipeCapacity.TryEnlarge(process.StandardOutput.BaseStream, PipeCapacity.OutputBytes);
         return new CommandOutputStream(process, ReadTailAsync(process.StandardError, ErrorTailChars), timeout, failure);
     }
 
