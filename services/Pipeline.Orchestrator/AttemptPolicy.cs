@@ -8,9 +8,9 @@ namespace Pipeline.Orchestrator;
 /// campaign's, plus what an operator granted), early when the same failure repeats (quarantine), or after too many
 /// stalls. Everything it decides is kept on the saga, so the state machine only asks.
 /// </summary>
-public sealed class AttemptPolicy(int maxStalls, int quarantineAfterRepeats)
+public sealed class AttemptPolicy(int maxStalls, int quarantineAfterRepeats, int freeSiteFailures = OrchestratorOptions.DefaultFreeSiteFailures)
 {
-    public static AttemptPolicy From(OrchestratorOptions options) => new(options.MaxStalls, options.QuarantineAfterRepeats);
+    public static AttemptPolicy From(OrchestratorOptions options) => new(options.MaxStalls, options.QuarantineAfterRepeats, options.FreeSiteFailures);
 
     /// <summary>Counts a failure reported by a stage and keeps its reason, its kind (signature) and the lease let go.</summary>
     public static void CountFailure(FileState saga, string stage, string reason, int? exitCode, string? logTail)
@@ -23,6 +23,29 @@ public sealed class AttemptPolicy(int maxStalls, int quarantineAfterRepeats)
         saga.FailureSignature = signature;
         saga.FailureRelease = saga.Release;
         saga.LastExitCode = exitCode;
+        saga.LastLogTail = logTail ?? saga.LastLogTail;
+        saga.Worker = null;
+        saga.LeaseExpiresAt = null;
+    }
+
+    /// <summary>
+    /// Counts a failure the site caused (a batch node lost, a job preempted or cancelled by the site): it is kept as any
+    /// failure is, but spends none of the file's attempts and does not make a failure repeat, up to the policy's free
+    /// site failures per file; past those it counts as any failure, so a file is not retried for ever on a broken site.
+    /// </summary>
+    public void CountSiteFailure(FileState saga, string stage, string reason, string? logTail)
+    {
+        if (saga.SiteFailures >= freeSiteFailures)
+        {
+            CountFailure(saga, stage, reason, null, logTail);
+            return;
+        }
+        saga.SiteFailures++;
+        saga.FailureReason = reason;
+        saga.FailureStage = stage;
+        saga.FailureSignature = FailureSignature.Describe(stage, null, reason, null);
+        saga.FailureRelease = saga.Release;
+        saga.LastExitCode = null;
         saga.LastLogTail = logTail ?? saga.LastLogTail;
         saga.Worker = null;
         saga.LeaseExpiresAt = null;
@@ -71,6 +94,7 @@ public sealed class AttemptPolicy(int maxStalls, int quarantineAfterRepeats)
     public static void Retry(FileState saga, int extraAttempts, int? timeoutSeconds)
     {
         saga.Failures = 0;
+        saga.SiteFailures = 0;
         saga.RepeatedFailures = 0;
         saga.Quarantined = false;
         saga.Stalls = 0;

@@ -207,7 +207,17 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .If(c => c.Saga.Outputs.Count == 0,
                     done => done.Then(Finish).Because(_ => "no event selected by any dataset").TransitionTo(Archived)),
             When(ReconstructionFailed, c => IsCurrent(c.Saga, c.Message.Attempt))
-                .Then(c => AttemptPolicy.CountFailure(c.Saga, FailureSignature.Reconstruction, c.Message.Reason, c.Message.ExitCode, c.Message.LogTail))
+                .Then(c =>
+                {
+                    if (c.Message.SiteFailure)
+                    {
+                        _policy.CountSiteFailure(c.Saga, FailureSignature.Reconstruction, c.Message.Reason, c.Message.LogTail);
+                    }
+                    else
+                    {
+                        AttemptPolicy.CountFailure(c.Saga, FailureSignature.Reconstruction, c.Message.Reason, c.Message.ExitCode, c.Message.LogTail);
+                    }
+                })
                 .IfElse(c => c.Saga.CampaignCancelled,
                     cancelled => cancelled.Then(Finish).Because(c => $"not retried, the campaign is cancelled: {c.Message.Reason}").TransitionTo(Cancelled),
                     open => open.IfElse(c => _policy.HasAttemptsLeft(c.Saga),

@@ -35,6 +35,15 @@ public sealed class OrchestratorOptions
     [Range(0, 1000)]
     public int QuarantineAfterRepeats { get; set; } = 2;
 
+    public const int DefaultFreeSiteFailures = 20;
+
+    /// <summary>
+    /// Failures the site causes (batch nodes lost, jobs preempted or cancelled by the site) that a file may have
+    /// without spending its attempts; past these they count as any failure.
+    /// </summary>
+    [Range(0, 1000)]
+    public int FreeSiteFailures { get; set; } = DefaultFreeSiteFailures;
+
     [Range(1, 3600)]
     public int WatchdogIntervalSeconds { get; set; } = 10;
 

@@ -4,6 +4,7 @@ using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Hosting;
 using Pipeline.Production.State;
+using Pipeline.Reconstruction.Batch;
 
 namespace Pipeline.Reconstruction;
 
@@ -11,12 +12,23 @@ public static class ReconstructionModule
 {
     public static PipelineModule Module { get; } = new(
         "reconstruction",
-        (services, _) =>
+        (services, configuration) =>
         {
             // The shared pieces this service uses; it keeps no store of its own.
             services.AddFlowControl().AddCampaignDirectory().AddStageReporting();
             services.AddOptions<ReconstructionOptions>().BindConfiguration(ReconstructionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-            services.AddSingleton<IReleaseRunner, ProcessReleaseRunner>();
+            services.AddOptions<SlurmOptions>().BindConfiguration(SlurmOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            if (configuration.GetValue<ReleaseExecutor>($"{ReconstructionOptions.Section}:{nameof(ReconstructionOptions.Executor)}") == ReleaseExecutor.Slurm)
+            {
+                services.AddSingleton<SlurmClient>();
+                services.AddSingleton<SlurmJobWatch>();
+                services.AddHostedService(sp => sp.GetRequiredService<SlurmJobWatch>());
+                services.AddSingleton<IReleaseRunner, SlurmReleaseRunner>();
+            }
+            else
+            {
+                services.AddSingleton<IReleaseRunner, ProcessReleaseRunner>();
+            }
             services.AddSingleton<ReconstructionWorker>();
             services.AddSingleton(sp => new StageCapacity(PipelineMetrics.Reconstruction, sp.GetRequiredService<IOptions<ReconstructionOptions>>().Value.EffectiveSlots));
         },

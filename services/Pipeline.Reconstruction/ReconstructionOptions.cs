@@ -2,15 +2,33 @@ using System.ComponentModel.DataAnnotations;
 
 namespace Pipeline.Reconstruction;
 
+/// <summary>Where a worker runs the release: as its own child processes, or as jobs of the site's batch system.</summary>
+public enum ReleaseExecutor
+{
+    /// <summary>Child processes of the worker, one per slot (the embedded default).</summary>
+    Local,
+
+    /// <summary>Slurm batch jobs, submitted with sbatch and followed with squeue (see <see cref="Batch.SlurmOptions"/>).</summary>
+    Slurm,
+}
+
 public sealed class ReconstructionOptions
 {
     public const string Section = "Pipeline:Reconstruction";
 
-    /// <summary>Jobs this process runs at once (one message each); 0 means one per core.</summary>
-    [Range(0, 1024)]
+    /// <summary>Batch jobs a Slurm worker keeps in flight when <see cref="Slots"/> is 0.</summary>
+    public const int DefaultBatchSlots = 100;
+
+    public ReleaseExecutor Executor { get; set; } = ReleaseExecutor.Local;
+
+    /// <summary>
+    /// Jobs this worker has in flight at once (one message each): child processes with the local executor (0: one per
+    /// core), batch jobs pending or running with Slurm (0: <see cref="DefaultBatchSlots"/>).
+    /// </summary>
+    [Range(0, 10000)]
     public int Slots { get; set; }
 
-    public int EffectiveSlots => Slots > 0 ? Slots : Environment.ProcessorCount;
+    public int EffectiveSlots => Slots > 0 ? Slots : Executor == ReleaseExecutor.Slurm ? DefaultBatchSlots : Environment.ProcessorCount;
 
     /// <summary>How often a running job renews its lease with the orchestrator.</summary>
     [Range(1, 3600)]

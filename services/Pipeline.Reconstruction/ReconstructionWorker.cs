@@ -218,7 +218,7 @@ public sealed class ReconstructionWorker(
         // A new attempt stages the file again; a file that failed for good must not hold cache room for ever.
         await RemoveInputAsync(message);
         await bus.Publish(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,
-            problem, outcome.ExitCode, outcome.LogTail), CancellationToken.None);
+            problem, outcome.ExitCode, outcome.LogTail, outcome.SiteFailure), CancellationToken.None);
     }
 
     private async Task RemoveInputAsync(ReconstructFile message)
@@ -328,7 +328,9 @@ public sealed class ReconstructionWorker(
                 [.. (release.Arguments ?? []).Select(a => ArgumentTemplate.Expand(a, values))],
                 jobPath,
                 logPath,
-                TimeSpan.FromSeconds(timeoutSeconds));
+                TimeSpan.FromSeconds(timeoutSeconds),
+                message.FileId,
+                message.Attempt);
         }
         catch (FormatException ex)
         {
@@ -337,6 +339,8 @@ public sealed class ReconstructionWorker(
         var outcome = await runner.RunAsync(job, cancellationToken);
         var problem = outcome switch
         {
+            { SiteFailure: true } => $"the site failed batch job {outcome.BatchJobId}: {outcome.BatchState} ({outcome.BatchReason ?? outcome.FirstErrorLine}) on {NodeOf(outcome)}",
+            { BatchState: "OUT_OF_MEMORY" } => $"batch job {outcome.BatchJobId} ran out of memory on {NodeOf(outcome)}",
             { TimedOut: true } => $"timed out after {timeoutSeconds}s",
             { ExitCode: 0 } => null,
             { ExitCode: null } => outcome.FirstErrorLine ?? "the release could not be started",
@@ -344,6 +348,8 @@ public sealed class ReconstructionWorker(
         };
         return (outcome, problem);
     }
+
+    private static string NodeOf(ReleaseOutcome outcome) => string.IsNullOrEmpty(outcome.BatchNode) ? "no node" : $"node {outcome.BatchNode}";
 
     /// <summary>
     /// The seed of a simulated file: the same for every attempt of it (a retry generates the same events), and

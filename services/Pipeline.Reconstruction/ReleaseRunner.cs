@@ -3,11 +3,16 @@ using System.Text;
 
 namespace Pipeline.Reconstruction;
 
-/// <summary>One run of a release: the executable, its final argument list, where it runs and logs.</summary>
-public sealed record ReleaseJob(string Executable, IReadOnlyList<string> Arguments, string WorkingDirectory, string LogPath, TimeSpan Timeout);
+/// <summary>One run of a release: the executable, its final argument list, where it runs and logs, and the file attempt it is.</summary>
+public sealed record ReleaseJob(string Executable, IReadOnlyList<string> Arguments, string WorkingDirectory, string LogPath, TimeSpan Timeout,
+    Guid FileId = default, int Attempt = 0);
 
-/// <summary>How a run ended. <see cref="ExitCode"/> is null when the process was killed.</summary>
-public sealed record ReleaseOutcome(int? ExitCode, bool TimedOut, string LogTail, string? FirstErrorLine);
+/// <summary>
+/// How a run ended. <see cref="ExitCode"/> is null when the process was killed. A batch job adds its id, its end state,
+/// Slurm's reason and node; <see cref="SiteFailure"/> says the site failed it (a node, a preemption), not the release.
+/// </summary>
+public sealed record ReleaseOutcome(int? ExitCode, bool TimedOut, string LogTail, string? FirstErrorLine,
+    long? BatchJobId = null, string? BatchState = null, string? BatchReason = null, string? BatchNode = null, bool SiteFailure = false);
 
 /// <summary>Runs a release job. The process implementation is the real one; tests may wrap it.</summary>
 public interface IReleaseRunner

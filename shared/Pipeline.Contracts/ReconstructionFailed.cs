@@ -1,5 +1,9 @@
 namespace Pipeline.Contracts;
 
+/// <summary>
+/// A reconstruction attempt failed. <see cref="SiteFailure"/>: the site failed it (a batch node lost, a job preempted or
+/// cancelled by the site), not the release, so it is retried without spending the file's attempts.
+/// </summary>
 public sealed record ReconstructionFailed(
     Guid FileId,
     int Run,
@@ -9,4 +13,5 @@ public sealed record ReconstructionFailed(
     string Worker,
     string Reason,
     int? ExitCode,
-    string LogTail) : IFileMessage;
+    string LogTail,
+    bool SiteFailure = false) : IFileMessage;

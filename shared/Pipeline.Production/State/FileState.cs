@@ -30,6 +30,9 @@ public sealed class FileState : SagaStateMachineInstance, ISagaVersion
     /// <summary>Failures reported by the stages, counted against the campaign's attempt budget.</summary>
     public int Failures { get; set; }
 
+    /// <summary>Failures the site caused (a batch node lost, a job preempted): they spend none of the attempt budget, up to a limit.</summary>
+    public int SiteFailures { get; set; }
+
     /// <summary>Failures in a row with the same signature as the last one: a repeating failure is quarantined early.</summary>
     public int RepeatedFailures { get; set; }
 

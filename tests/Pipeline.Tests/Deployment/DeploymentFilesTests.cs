@@ -9,6 +9,7 @@ using Pipeline.Merger;
 using Pipeline.Orchestrator;
 using Pipeline.Production.Campaigns;
 using Pipeline.Reconstruction;
+using Pipeline.Tests.Support;
 using YamlDotNet.Core;
 using YamlDotNet.Core.Events;
 using YamlDotNet.Serialization;
@@ -22,7 +23,7 @@ namespace Pipeline.Tests.Deployment;
 /// </summary>
 public sealed class When_deploying_as_containers
 {
-    private static readonly string Root = FindRoot();
+    private static readonly string Root = Platform.RepositoryRoot;
 
     /// <summary>The storage areas each stage reads or writes (see the stages' consumers).</summary>
     private static readonly Dictionary<string, string[]> AreasOf = new()
@@ -39,19 +40,8 @@ public sealed class When_deploying_as_containers
 
     private static readonly Type[] OptionTypes =
         [typeof(PipelineOptions), typeof(CampaignOptions), typeof(OrchestratorOptions), typeof(ReconstructionOptions), typeof(MergerOptions), typeof(ArchiverOptions), typeof(ApiSecurityOptions), typeof(Monitor.MonitorOptions),
-         typeof(Pipeline.Production.Flow.FlowOptions), typeof(Stager.StagerOptions)];
+         typeof(Pipeline.Production.Flow.FlowOptions), typeof(Stager.StagerOptions), typeof(Reconstruction.Batch.SlurmOptions)];
 
-    private static string FindRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Pipeline.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-        throw new InvalidOperationException("Pipeline.sln not found above the test binaries.");
-    }
 
     private static IEnumerable<string> ServiceNames() =>
         Directory.GetDirectories(Path.Combine(Root, "services"), "Pipeline.*")

@@ -10,5 +10,21 @@ namespace Pipeline.Tests.Support
             (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
                 .Select(folder => Path.Combine(folder, program))
                 .FirstOrDefault(File.Exists);
+
+        /// <summary>The repository's top folder: the first above the test binaries that holds Pipeline.sln.</summary>
+        public static string RepositoryRoot
+        {
+            get
+            {
+                for (var at = new DirectoryInfo(AppContext.BaseDirectory); at is not null; at = at.Parent)
+                {
+                    if (File.Exists(Path.Combine(at.FullName, "Pipeline.sln")))
+                    {
+                        return at.FullName;
+                    }
+                }
+                throw new InvalidOperationException($"No Pipeline.sln above {AppContext.BaseDirectory}.");
+            }
+        }
     }
 }

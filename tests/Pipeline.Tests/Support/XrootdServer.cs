@@ -43,22 +43,7 @@ public class XrootdServer : IAsyncLifetime
     /// <summary>The simulated robot's folder (with --tape): its volumes, its mount log, its switches.</summary>
     public string LibraryPath => Path.Combine(_folder!.Path, "library");
 
-    private static string Script => Path.Combine(RepositoryRoot, "tests", "xrootd", "local-server.sh");
-
-    private static string RepositoryRoot
-    {
-        get
-        {
-            for (var at = new DirectoryInfo(AppContext.BaseDirectory); at is not null; at = at.Parent)
-            {
-                if (File.Exists(Path.Combine(at.FullName, "Pipeline.sln")))
-                {
-                    return at.FullName;
-                }
-            }
-            throw new InvalidOperationException($"No Pipeline.sln above {AppContext.BaseDirectory}.");
-        }
-    }
+    private static string Script => Path.Combine(Platform.RepositoryRoot, "tests", "xrootd", "local-server.sh");
 
     public async Task InitializeAsync()
     {

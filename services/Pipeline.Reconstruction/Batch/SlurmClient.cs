@@ -1,0 +1,135 @@
+using System.Globalization;
+using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.Processes;
+
+namespace Pipeline.Reconstruction.Batch;
+
+/// <summary>What a submission asks of Slurm: the job's name, its script, where it runs and writes its output, its time limit.</summary>
+public sealed record SlurmSubmission(string Name, string ScriptPath, string WorkingDirectory, string OutputPath, string ErrorPath, TimeSpan TimeLimit);
+
+/// <summary>One job as Slurm lists it. <see cref="ExitCode"/> and <see cref="Signal"/> are the job script's.</summary>
+public sealed record SlurmJob(long Id, string Name, string State, string Reason, int ExitCode, int Signal, DateTimeOffset? Started, DateTimeOffset? Ended, string Node)
+{
+    private static readonly HashSet<string> EndStates = new(StringComparer.Ordinal)
+    {
+        "COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "CANCELLED", "DEADLINE", "SPECIAL_EXIT", "REVOKED",
+    };
+
+    public bool HasEnded => EndStates.Contains(State);
+}
+
+/// <summary>A Slurm command that failed (the cluster unreachable, a submission refused), with the command's own message.</summary>
+public sealed class SlurmException(string message) : Exception(message);
+
+/// <summary>
+/// Slurm's command-line tools as argument lists (never a shell): sbatch to submit, one squeue call for every job of this
+/// user, scancel. Each command gets the configured slurm.conf and a time limit.
+/// </summary>
+public sealed class SlurmClient(IOptions<SlurmOptions> options)
+{
+    // squeue's fields, '|' after each: a job name cannot hold one (the prefix and a file id), the other fields never do.
+    private const string ListFormat = "JobID:|,Name:|,State:|,Reason:|,exit_code:|,StartTime:|,EndTime:|,NodeList:|";
+
+    private SlurmOptions Settings => options.Value;
+
+    private TimeSpan CommandTimeout => TimeSpan.FromSeconds(Settings.CommandTimeoutSeconds);
+
+    private IReadOnlyDictionary<string, string>? Environment =>
+        string.IsNullOrEmpty(Settings.ConfigFile) ? null : new Dictionary<string, string> { ["SLURM_CONF"] = Settings.ConfigFile };
+
+    /// <summary>Submits the job; returns its id.</summary>
+    public async Task<long> SubmitAsync(SlurmSubmission job, CancellationToken cancellationToken)
+    {
+        var minutes = Math.Max(1, (int)Math.Ceiling(job.TimeLimit.TotalMinutes));
+        var command = new List<string>
+        {
+            "sbatch", "--parsable",
+            // Pipeline retries a job itself, as a new attempt under a new lease: Slurm must not run it again on its own.
+            "--no-requeue",
+            $"--job-name={job.Name}",
+            $"--chdir={job.WorkingDirectory}",
+            $"--output={job.OutputPath}",
+            $"--error={job.ErrorPath}",
+            "--open-mode=append",
+            $"--time={minutes}",
+            $"--cpus-per-task={Settings.CpusPerJob}",
+        };
+        if (Settings.MemoryMegabytes > 0)
+        {
+            command.Add($"--mem={Settings.MemoryMegabytes}");
+        }
+        foreach (var (option, value) in new[] { ("--partition", Settings.Partition), ("--account", Settings.Account), ("--qos", Settings.Qos) })
+        {
+            if (!string.IsNullOrEmpty(value))
+            {
+                command.Add($"{option}={value}");
+            }
+        }
+        command.Add(job.ScriptPath);
+        var outcome = await ExternalCommand.RunAsync(command, null, CommandTimeout, cancellationToken, environment: Environment);
+        // --parsable prints "id" or "id;cluster".
+        var printed = outcome.Output.Trim().Split(';', 2)[0];
+        if (!outcome.Succeeded || !long.TryParse(printed, NumberStyles.None, CultureInfo.InvariantCulture, out var id))
+        {
+            throw new SlurmException($"sbatch refused job {job.Name}: {outcome.Describe()}");
+        }
+        return id;
+    }
+
+    /// <summary>Every job of this user whose name starts with the configured prefix, pending, running or recently ended, in one call.</summary>
+    public async Task<IReadOnlyList<SlurmJob>> ListAsync(CancellationToken cancellationToken)
+    {
+        var outcome = await ExternalCommand.RunAsync(["squeue", "--me", "--states=all", "--noheader", $"--Format={ListFormat}"], null, CommandTimeout, cancellationToken, environment: Environment);
+        if (!outcome.Succeeded)
+        {
+            throw new SlurmException($"squeue failed: {outcome.Describe()}");
+        }
+        var prefix = Settings.JobNamePrefix + "-";
+        return [.. outcome.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(Parse).OfType<SlurmJob>().Where(j => j.Name.StartsWith(prefix, StringComparison.Ordinal))];
+    }
+
+    /// <summary>Cancels jobs (ids that already ended are ignored by Slurm).</summary>
+    public async Task CancelAsync(IReadOnlyCollection<long> ids, CancellationToken cancellationToken)
+    {
+        if (ids.Count == 0)
+        {
+            return;
+        }
+        var outcome = await ExternalCommand.RunAsync(["scancel", .. ids.Select(i => i.ToString(CultureInfo.InvariantCulture))], null, CommandTimeout, cancellationToken, environment: Environment);
+        if (!outcome.Succeeded && !outcome.ErrorTail.Contains("already completing or completed", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new SlurmException($"scancel failed: {outcome.Describe()}");
+        }
+    }
+
+    /// <summary>The name of a job: prefix, file id, attempt.</summary>
+    public string JobName(Guid fileId, int attempt) => $"{Settings.JobNamePrefix}-{fileId:N}-a{attempt}";
+
+    /// <summary>The file and attempt a job of this prefix runs, or null for a name this system did not give.</summary>
+    public (Guid FileId, int Attempt)? Owner(string name)
+    {
+        var prefix = Settings.JobNamePrefix + "-";
+        var rest = name.StartsWith(prefix, StringComparison.Ordinal) ? name[prefix.Length..] : "";
+        var parts = rest.Split("-a", 2);
+        return parts.Length == 2 && Guid.TryParseExact(parts[0], "N", out var file) && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var attempt)
+            ? (file, attempt)
+            : null;
+    }
+
+    internal static SlurmJob? Parse(string line)
+    {
+        var fields = line.Split('|');
+        if (fields.Length < 8 || !long.TryParse(fields[0], NumberStyles.None, CultureInfo.InvariantCulture, out var id))
+        {
+            return null;
+        }
+        // exit_code is the job script's wait status: the exit code above 8 bits, the signal below.
+        var status = int.TryParse(fields[4], NumberStyles.None, CultureInfo.InvariantCulture, out var raw) ? raw : 0;
+        return new SlurmJob(id, fields[1], fields[2], fields[3], status >> 8, status & 0x7f, Time(fields[5]), Time(fields[6]), fields[7]);
+    }
+
+    // squeue prints the controller's local time without a zone, or N/A / Unknown / None.
+    private static DateTimeOffset? Time(string text) =>
+        DateTime.TryParseExact(text, "yyyy-MM-dd'T'HH:mm:ss", CultureInfo.InvariantCulture, DateTimeStyles.AssumeLocal, out var time) ? new DateTimeOffset(time) : null;
+}

@@ -1,0 +1,105 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.Extensions.Options;
+
+namespace Pipeline.Reconstruction.Batch;
+
+/// <summary>
+/// Follows every batch job this worker has in flight with one squeue call per poll, however many there are, and tells
+/// each waiting job its end as Slurm reports it. A job Slurm no longer lists, and that was never seen ending, is looked
+/// for during <see cref="SlurmOptions.MissingSeconds"/> and then reported <see cref="LostState"/>: the site lost it.
+/// </summary>
+public sealed class SlurmJobWatch(SlurmClient slurm, IOptions<SlurmOptions> options, ILogger<SlurmJobWatch> logger) : BackgroundService
+{
+    /// <summary>The state given to a job the cluster stopped listing before it was seen ending.</summary>
+    public const string LostState = "LOST";
+
+    private readonly ConcurrentDictionary<long, Watched> _jobs = new();
+    private readonly SemaphoreSlim _added = new(0);
+
+    /// <summary>The jobs followed now.</summary>
+    public int Count => _jobs.Count;
+
+    /// <summary>The last state Slurm reported for each job followed (PENDING, RUNNING, ...), by id.</summary>
+    public IReadOnlyDictionary<long, string> States => _jobs.ToDictionary(p => p.Key, p => p.Value.LastState);
+
+    /// <summary>Waits for the job's end as Slurm reports it.</summary>
+    public async Task<SlurmJob> WaitAsync(long id, string name, CancellationToken cancellationToken)
+    {
+        var watched = _jobs.GetOrAdd(id, _ => new Watched(name));
+        _added.Release();
+        try
+        {
+            return await watched.End.Task.WaitAsync(cancellationToken);
+        }
+        finally
+        {
+            _jobs.TryRemove(id, out _);
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var interval = TimeSpan.FromSeconds(options.Value.PollSeconds);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            if (_jobs.IsEmpty)
+            {
+                await _added.WaitAsync(stoppingToken);
+                continue;
+            }
+            try
+            {
+                Update(await slurm.ListAsync(stoppingToken));
+            }
+            catch (Exception ex) when (ex is SlurmException or IOException or System.ComponentModel.Win32Exception)
+            {
+                // The jobs keep running; their leases are renewed by the worker meanwhile. Looked at again next poll.
+                logger.LogWarning("Could not list the batch jobs: {Reason}", ex.Message);
+            }
+            await Task.Delay(interval, stoppingToken);
+        }
+    }
+
+    private void Update(IReadOnlyList<SlurmJob> listed)
+    {
+        var byId = listed.ToDictionary(j => j.Id);
+        foreach (var (id, watched) in _jobs)
+        {
+            if (byId.TryGetValue(id, out var job))
+            {
+                watched.LastState = job.State;
+                watched.Missing.Reset();
+                if (job.HasEnded)
+                {
+                    watched.End.TrySetResult(job);
+                }
+            }
+            else if (!watched.Missing.IsRunning)
+            {
+                watched.Missing.Start();
+            }
+            else if (watched.Missing.Elapsed > TimeSpan.FromSeconds(options.Value.MissingSeconds))
+            {
+                watched.End.TrySetResult(new SlurmJob(id, watched.Name, LostState, $"not listed by Slurm for {options.Value.MissingSeconds}s", 0, 0, null, null, ""));
+            }
+        }
+    }
+
+    public override void Dispose()
+    {
+        _added.Dispose();
+        base.Dispose();
+    }
+
+    private sealed class Watched(string name)
+    {
+        public string Name { get; } = name;
+
+        public TaskCompletionSource<SlurmJob> End { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Stopwatch Missing { get; } = new();
+
+        public string LastState { get; set; } = "SUBMITTED";
+    }
+}

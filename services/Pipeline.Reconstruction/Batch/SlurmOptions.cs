@@ -1,0 +1,48 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Pipeline.Reconstruction.Batch;
+
+/// <summary>How a worker with <c>Executor = Slurm</c> reaches the cluster and what every job asks of it.</summary>
+public sealed class SlurmOptions
+{
+    public const string Section = "Pipeline:Reconstruction:Slurm";
+
+    /// <summary>The cluster's slurm.conf when it is not the system's (given to every Slurm command as SLURM_CONF).</summary>
+    public string? ConfigFile { get; set; }
+
+    /// <summary>The partition, account and quality of service of every job; left out of the submission when empty.</summary>
+    public string? Partition { get; set; }
+
+    public string? Account { get; set; }
+
+    public string? Qos { get; set; }
+
+    [Range(1, 1024)]
+    public int CpusPerJob { get; set; } = 1;
+
+    /// <summary>Memory per job (sbatch --mem); 0 leaves it to the partition's default.</summary>
+    [Range(0, 4 << 20)]
+    public int MemoryMegabytes { get; set; } = 2048;
+
+    /// <summary>
+    /// Every job's name starts with this, then the file id and the attempt (<c>pipeline-FILEID-aN</c>): a restarted
+    /// worker finds its jobs again by name. Distinct per system sharing one cluster account.
+    /// </summary>
+    [RegularExpression("^[A-Za-z][A-Za-z0-9_.]{0,31}$")]
+    public string JobNamePrefix { get; set; } = "pipeline";
+
+    /// <summary>How often the jobs in flight are looked at, all in one squeue call.</summary>
+    [Range(0.2, 600)]
+    public double PollSeconds { get; set; } = 15;
+
+    /// <summary>How long a Slurm command may take before it counts as failed.</summary>
+    [Range(1, 600)]
+    public int CommandTimeoutSeconds { get; set; } = 60;
+
+    /// <summary>
+    /// How long a job the cluster no longer lists, and that this worker never saw end, is looked for before it counts
+    /// as lost (a controller restarting, or a job purged before the worker looked).
+    /// </summary>
+    [Range(1, 86400)]
+    public int MissingSeconds { get; set; } = 120;
+}

@@ -1,0 +1,91 @@
+using System.Text;
+
+namespace Pipeline.Reconstruction.Batch;
+
+/// <summary>
+/// Runs a release as a Slurm batch job. The job script holds the release's command with every value single-quoted, so
+/// nothing from a run, a file name or a campaign reaches a shell unquoted; the job runs in the attempt's folder and
+/// writes its output there (job.log, job.err), where the worker collects it as from a local run. The job's end comes
+/// from Slurm's own state: COMPLETED and FAILED are the release's outcome, TIMEOUT its time limit, OUT_OF_MEMORY its
+/// memory; a node failure, a preemption, a boot failure, a cancellation by the site or a job the cluster lost are the
+/// site's failures (<see cref="ReleaseOutcome.SiteFailure"/>), which the orchestrator retries without spending the
+/// file's attempts. A job whose lease is lost is cancelled; one left at shutdown keeps running.
+/// </summary>
+public sealed class SlurmReleaseRunner(
+    SlurmClient slurm, SlurmJobWatch watch, IHostApplicationLifetime lifetime, ILogger<SlurmReleaseRunner> logger) : IReleaseRunner
+{
+    public const string ScriptName = "job.sh";
+    public const string ErrorLogName = "job.err";
+    private const int TailLines = 20;
+
+    private static readonly HashSet<string> SiteStates = new(StringComparer.Ordinal)
+    {
+        "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "CANCELLED", "DEADLINE", "REVOKED", SlurmJobWatch.LostState,
+    };
+
+    public async Task<ReleaseOutcome> RunAsync(ReleaseJob job, CancellationToken cancellationToken)
+    {
+        var name = slurm.JobName(job.FileId, job.Attempt);
+        var script = Path.Combine(job.WorkingDirectory, ScriptName);
+        await File.WriteAllTextAsync(script, Script(job, name), cancellationToken);
+        long id;
+        try
+        {
+            id = await slurm.SubmitAsync(new SlurmSubmission(name, script, job.WorkingDirectory, job.LogPath, Path.Combine(job.WorkingDirectory, ErrorLogName), job.Timeout), cancellationToken);
+        }
+        catch (SlurmException ex)
+        {
+            return new ReleaseOutcome(null, false, "", ex.Message, BatchState: "NOT_SUBMITTED", SiteFailure: true);
+        }
+        logger.LogInformation("Submitted {FileId} attempt {Attempt} as Slurm job {JobId}", job.FileId, job.Attempt, id);
+        SlurmJob ended;
+        try
+        {
+            ended = await watch.WaitAsync(id, name, cancellationToken);
+        }
+        catch (OperationCanceledException) when (!lifetime.ApplicationStopping.IsCancellationRequested)
+        {
+            // The lease is lost: another attempt owns the file, so this job's work would be thrown away.
+            await slurm.CancelAsync([id], CancellationToken.None);
+            throw;
+        }
+        var (tail, firstError) = await ReadLogsAsync(job);
+        var outcome = ended.State switch
+        {
+            "COMPLETED" => new ReleaseOutcome(0, false, tail, firstError),
+            "FAILED" when ended.Signal > 0 => new ReleaseOutcome(null, false, tail, $"the job was killed by signal {ended.Signal}"),
+            "FAILED" => new ReleaseOutcome(ended.ExitCode, false, tail, firstError),
+            "TIMEOUT" => new ReleaseOutcome(null, true, tail, firstError),
+            _ => new ReleaseOutcome(null, false, tail, firstError, SiteFailure: SiteStates.Contains(ended.State)),
+        };
+        return outcome with { BatchJobId = id, BatchState = ended.State, BatchReason = ended.Reason, BatchNode = ended.Node };
+    }
+
+    /// <summary>
+    /// The job script: the release's executable and arguments, each in single quotes (a quote inside becomes '\''), so
+    /// the shell takes every value as one word, verbatim, whatever it holds.
+    /// </summary>
+    public static string Script(ReleaseJob job, string name)
+    {
+        var text = new StringBuilder();
+        text.Append("#!/bin/bash\n");
+        text.Append("# Job ").Append(Quote(name)).Append(", written by Pipeline. Every value below is single-quoted: the shell runs it verbatim.\n");
+        text.Append("exec ").Append(Quote(job.Executable));
+        foreach (var argument in job.Arguments)
+        {
+            text.Append(' ').Append(Quote(argument));
+        }
+        return text.Append('\n').ToString();
+    }
+
+    public static string Quote(string value) => "'" + value.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+
+    private static async Task<(string Tail, string? FirstError)> ReadLogsAsync(ReleaseJob job)
+    {
+        var output = File.Exists(job.LogPath) ? await File.ReadAllLinesAsync(job.LogPath) : [];
+        var errorPath = Path.Combine(job.WorkingDirectory, ErrorLogName);
+        var errors = File.Exists(errorPath) ? await File.ReadAllLinesAsync(errorPath) : [];
+        var firstError = errors.FirstOrDefault(l => l.Length > 0) ?? output.FirstOrDefault(l => l.Contains("error", StringComparison.OrdinalIgnoreCase));
+        return (string.Join('\n', output.Concat(errors).TakeLast(TailLines)), firstError);
+    }
+}

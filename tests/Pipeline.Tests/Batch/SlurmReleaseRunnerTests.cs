@@ -1,0 +1,152 @@
+using System.Text;
+using Microsoft.Extensions.Hosting.Internal;
+using Microsoft.Extensions.Logging.Abstractions;
+using Pipeline.Reconstruction;
+using Pipeline.Reconstruction.Batch;
+using Pipeline.Tests.Support;
+
+namespace Pipeline.Tests.Batch;
+
+/// <summary>Releases run as jobs of a real one-node Slurm cluster, and their ends as Slurm reports them.</summary>
+public sealed class When_a_release_runs_as_a_slurm_job(SlurmCluster cluster) : IClassFixture<SlurmCluster>, IAsyncLifetime
+{
+    private readonly TempDirectory _folder = new();
+    private SlurmClient _slurm = null!;
+    private SlurmJobWatch _watch = null!;
+    private SlurmReleaseRunner _runner = null!;
+
+    public async Task InitializeAsync()
+    {
+        if (cluster.Unavailable is not null)
+        {
+            return;
+        }
+        _slurm = cluster.Client();
+        _watch = await cluster.WatchAsync(_slurm);
+        _runner = new SlurmReleaseRunner(_slurm, _watch, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance), NullLogger<SlurmReleaseRunner>.Instance);
+    }
+
+    [SkippableFact]
+    public async Task Should_pass_every_argument_verbatim_with_no_shell_reading_it_and_report_completed()
+    {
+        cluster.Require();
+        var canaries = Path.Combine(_folder.Path, "canaries");
+        Directory.CreateDirectory(canaries);
+        string[] arguments =
+        [
+            $"a;touch {canaries}/semicolon", $"$(touch {canaries}/dollar)", $"`touch {canaries}/backtick`", $"one\ntouch {canaries}/newline",
+            $"it's \"quoted\" '; touch {canaries}/quote; '", "$HOME", "*", "", $"x && touch {canaries}/and | cat",
+        ];
+        var job = Job(Release("printf '%s\\0' \"$@\" > args.bin\necho \"hello from job $SLURM_JOB_ID\""), arguments, attempt: 3);
+
+        var outcome = await _runner.RunAsync(job, CancellationToken.None);
+
+        Assert.Equal((0, "COMPLETED", false), (outcome.ExitCode, outcome.BatchState, outcome.SiteFailure));
+        var received = (await File.ReadAllTextAsync(Path.Combine(job.WorkingDirectory, "args.bin"), Encoding.UTF8)).Split('\0')[..^1];
+        Assert.Equal(arguments, received);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(canaries));
+        Assert.Contains($"hello from job {outcome.BatchJobId}", await File.ReadAllTextAsync(job.LogPath), StringComparison.Ordinal);
+        // Slurm knows the job by the file and attempt it runs.
+        var listed = (await _slurm.ListAsync(CancellationToken.None)).Single(j => j.Id == outcome.BatchJobId);
+        Assert.Equal(_slurm.JobName(job.FileId, 3), listed.Name);
+        Assert.Equal((job.FileId, 3), _slurm.Owner(listed.Name));
+    }
+
+    [SkippableFact]
+    public async Task Should_report_a_failed_job_with_the_releases_exit_code_and_first_error_line()
+    {
+        cluster.Require();
+        var job = Job(Release("echo 'reading input'\necho 'ERROR bad record 7 at offset 0x10' >&2\nexit 3"));
+
+        var outcome = await _runner.RunAsync(job, CancellationToken.None);
+
+        Assert.Equal((3, "FAILED", false), (outcome.ExitCode, outcome.BatchState, outcome.SiteFailure));
+        Assert.Equal("ERROR bad record 7 at offset 0x10", outcome.FirstErrorLine);
+        Assert.Contains("reading input", outcome.LogTail, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task Should_report_a_job_the_site_cancelled_as_the_sites_failure()
+    {
+        cluster.Require();
+        var job = Job(Release("sleep 300"));
+        var running = _runner.RunAsync(job, CancellationToken.None);
+        var id = await RunningJobAsync(job);
+
+        await cluster.RunAsync("scancel", id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var outcome = await running;
+
+        Assert.Equal(("CANCELLED", true), (outcome.BatchState, outcome.SiteFailure));
+    }
+
+    [SkippableFact]
+    public async Task Should_report_a_job_on_a_failed_node_as_the_sites_failure()
+    {
+        cluster.Require();
+        var job = Job(Release("sleep 300"));
+        var running = _runner.RunAsync(job, CancellationToken.None);
+        await RunningJobAsync(job);
+
+        await cluster.FailNodeAsync();
+        try
+        {
+            var outcome = await running;
+
+            Assert.Equal(("NODE_FAIL", true, "localhost"), (outcome.BatchState, outcome.SiteFailure, outcome.BatchNode));
+        }
+        finally
+        {
+            await cluster.ResumeNodeAsync();
+        }
+    }
+
+    [SkippableFact]
+    public async Task Should_cancel_the_job_when_its_lease_is_lost()
+    {
+        cluster.Require();
+        var job = Job(Release("sleep 300"));
+        using var leaseLost = new CancellationTokenSource();
+        var running = _runner.RunAsync(job, leaseLost.Token);
+        var id = await RunningJobAsync(job);
+
+        await leaseLost.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running);
+        await Eventually.Until(() => _slurm.ListAsync(CancellationToken.None), jobs => jobs.Single(j => j.Id == id).State == "CANCELLED",
+            TimeSpan.FromSeconds(30), $"job {id} cancelled", jobs => jobs.Single(j => j.Id == id).State);
+    }
+
+    private async Task<long> RunningJobAsync(ReleaseJob job)
+    {
+        var name = _slurm.JobName(job.FileId, job.Attempt);
+        var jobs = await Eventually.Until(() => _slurm.ListAsync(CancellationToken.None), jobs => jobs.Any(j => j.Name == name && j.State == "RUNNING"),
+            TimeSpan.FromSeconds(60), $"job {name} running", jobs => string.Join(", ", jobs.Select(j => $"{j.Name}={j.State}")));
+        return jobs.Single(j => j.Name == name).Id;
+    }
+
+    /// <summary>A release: a bash script in the test's folder.</summary>
+    private string Release(string body)
+    {
+        var path = Path.Combine(_folder.Path, $"release-{Guid.NewGuid():N}.sh");
+        File.WriteAllText(path, $"#!/bin/bash\n{body}\n");
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        return path;
+    }
+
+    private ReleaseJob Job(string executable, string[]? arguments = null, int attempt = 1)
+    {
+        var folder = Path.Combine(_folder.Path, Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(folder);
+        return new ReleaseJob(executable, arguments ?? [], folder, Path.Combine(folder, ReconstructionWorker.JobLogName), TimeSpan.FromMinutes(5), Guid.NewGuid(), attempt);
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_watch is not null)
+        {
+            await _watch.StopAsync(CancellationToken.None);
+            _watch.Dispose();
+        }
+        _folder.Dispose();
+    }
+}

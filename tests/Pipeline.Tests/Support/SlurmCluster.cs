@@ -1,0 +1,113 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Pipeline.Reconstruction.Batch;
+
+namespace Pipeline.Tests.Support;
+
+/// <summary>
+/// A real one-node Slurm cluster for the batch tests (munged, slurmctld and slurmd of its own, on loopback, every file
+/// in a folder of its own), started and stopped by tests/slurm/local-cluster.sh, the same script `make demo
+/// EXECUTOR=slurm` uses; the script installs Slurm and munge from Debian when missing. Where the cluster cannot start,
+/// the tests that need it are skipped with the reason.
+/// </summary>
+public sealed class SlurmCluster : IAsyncLifetime
+{
+    private TempDirectory? _folder;
+
+    public string? Unavailable { get; private set; }
+
+    /// <summary>The cluster's slurm.conf: Pipeline's Slurm:ConfigFile, and SLURM_CONF for the tools.</summary>
+    public string ConfigFile => Path.Combine(_folder!.Path, "slurm.conf");
+
+    public static string Script => Path.Combine(Platform.RepositoryRoot, "tests", "slurm", "local-cluster.sh");
+
+    /// <summary>Settings for a Slurm client of this cluster, quick to poll.</summary>
+    public SlurmOptions Options(string prefix = "pipeline") => new() { ConfigFile = ConfigFile, PollSeconds = 0.3, JobNamePrefix = prefix, MemoryMegabytes = 100, MissingSeconds = 10 };
+
+    public SlurmClient Client(string prefix = "pipeline") => new(Microsoft.Extensions.Options.Options.Create(Options(prefix)));
+
+    public async Task InitializeAsync()
+    {
+        _folder = new TempDirectory();
+        var started = await RunScriptAsync("start");
+        if (started is not null)
+        {
+            Unavailable = $"The Slurm cluster did not start: {started}";
+        }
+    }
+
+    /// <summary>Skips the calling test, with the reason, when the cluster could not start.</summary>
+    public void Require() => Skip.If(Unavailable is not null, Unavailable);
+
+    /// <summary>Runs one of Slurm's tools against this cluster; returns its output, failing the test if it fails.</summary>
+    public async Task<string> RunAsync(string tool, params string[] arguments)
+    {
+        var (exitCode, output) = await TryRunAsync(tool, arguments);
+        Assert.True(exitCode == 0, $"{tool} {string.Join(' ', arguments)}: {output}");
+        return output;
+    }
+
+    /// <summary>Takes the node down as the site would after a hardware fault: Slurm fails the jobs running on it (NODE_FAIL).</summary>
+    public Task FailNodeAsync() => RunAsync("scontrol", "update", "NodeName=localhost", "State=DOWN", "Reason=test node failure");
+
+    /// <summary>Brings the node back, and waits until it takes jobs again.</summary>
+    public async Task ResumeNodeAsync() =>
+        await Eventually.Until(async () =>
+        {
+            var state = (await RunAsync("sinfo", "-h", "-n", "localhost", "-o", "%t")).Trim();
+            if (state.StartsWith("down", StringComparison.Ordinal) || state.StartsWith("drain", StringComparison.Ordinal))
+            {
+                // Refused while the node's jobs are still being cleaned up: asked again on the next look.
+                await TryRunAsync("scontrol", "update", "NodeName=localhost", "State=RESUME");
+            }
+            return state;
+        }, state => state is "idle" or "mix" or "alloc", TimeSpan.FromSeconds(60), "the node back up", state => state);
+
+    /// <summary>Runs one of Slurm's tools against this cluster; returns its exit code and what it printed.</summary>
+    public async Task<(int ExitCode, string Output)> TryRunAsync(string tool, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(tool) { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        start.Environment["SLURM_CONF"] = ConfigFile;
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var errors = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (process.ExitCode, $"{await output}{await errors}");
+    }
+
+    private async Task<string?> RunScriptAsync(string command)
+    {
+        var start = new ProcessStartInfo("bash") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var argument in new[] { Script, command, _folder!.Path })
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using var process = Process.Start(start)!;
+        var errors = process.StandardError.ReadToEndAsync();
+        var output = process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return process.ExitCode == 0 ? null : $"{await output}{await errors}".Trim();
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_folder is not null)
+        {
+            await RunScriptAsync("stop");
+            _folder.Dispose();
+        }
+    }
+
+    /// <summary>A watch on this cluster's jobs, started; dispose it to stop it.</summary>
+    public async Task<SlurmJobWatch> WatchAsync(SlurmClient client, string prefix = "pipeline")
+    {
+        var watch = new SlurmJobWatch(client, Microsoft.Extensions.Options.Options.Create(Options(prefix)), NullLogger<SlurmJobWatch>.Instance);
+        await watch.StartAsync(CancellationToken.None);
+        return watch;
+    }
+}
