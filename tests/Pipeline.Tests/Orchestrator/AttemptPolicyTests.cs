@@ -25,6 +25,26 @@ public sealed class When_the_attempt_policy_judges_a_failing_file
     }
 
     [Fact]
+    public void Should_retry_the_sites_failures_without_spending_attempts_until_its_free_ones_are_used_up()
+    {
+        var policy = new AttemptPolicy(maxStalls: 10, quarantineAfterRepeats: 2, freeSiteFailures: 3);
+        var file = File(maxAttempts: 1);
+
+        for (var lost = 0; lost < 3; lost++)
+        {
+            policy.CountSiteFailure(file, FailureSignature.Reconstruction, $"the site failed batch job {40 + lost}: NODE_FAIL (None) on node n{lost}", null);
+            Assert.True(policy.HasAttemptsLeft(file));
+        }
+        Assert.Equal((0, 3, 0), (file.Failures, file.SiteFailures, file.RepeatedFailures));
+        Assert.Contains("NODE_FAIL", file.FailureReason, StringComparison.Ordinal);
+
+        // A site that keeps failing the file: past its free failures they count, and the budget of one is spent.
+        policy.CountSiteFailure(file, FailureSignature.Reconstruction, "the site failed batch job 43: NODE_FAIL (None) on node n3", null);
+        Assert.Equal((1, 3), (file.Failures, file.SiteFailures));
+        Assert.False(policy.HasAttemptsLeft(file));
+    }
+
+    [Fact]
     public void Should_quarantine_a_failure_that_repeats_before_the_budget_is_spent()
     {
         var policy = new AttemptPolicy(maxStalls: 10, quarantineAfterRepeats: 2);

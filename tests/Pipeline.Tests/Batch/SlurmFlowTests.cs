@@ -1,0 +1,49 @@
+using Pipeline.Production.State;
+using Pipeline.SampleExperiment;
+using Pipeline.Tests.Support;
+
+namespace Pipeline.Tests.Batch;
+
+/// <summary>The whole pipeline with every reconstruction a job of a real one-node Slurm cluster.</summary>
+public sealed class When_reconstruction_runs_on_slurm(SlurmCluster cluster) : IClassFixture<SlurmCluster>
+{
+    [SkippableFact]
+    public async Task Should_reconstruct_every_file_once_by_a_slurm_job_and_retry_one_the_site_cancelled_without_spending_its_attempts()
+    {
+        cluster.Require();
+        var prefix = $"e2e{Guid.NewGuid():N}"[..11];
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: new Dictionary<string, string?>
+        {
+            ["Pipeline:Reconstruction:Executor"] = "Slurm",
+            ["Pipeline:Reconstruction:Slurm:ConfigFile"] = cluster.ConfigFile,
+            ["Pipeline:Reconstruction:Slurm:PollSeconds"] = "0.3",
+            ["Pipeline:Reconstruction:Slurm:JobNamePrefix"] = prefix,
+            ["Pipeline:Reconstruction:Slurm:MemoryMegabytes"] = "100",
+            ["Pipeline:Reconstruction:Slots"] = "4",
+        });
+        var slurm = cluster.Client(prefix);
+        // The node is down while the files arrive, so their jobs wait in the queue, where the site cancels one.
+        await cluster.FailNodeAsync();
+        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 200));
+        await pipeline.IngestAsync(runs);
+        var pending = await Eventually.Until(() => slurm.ListAsync(CancellationToken.None), jobs => jobs.Count(j => j.State == "PENDING") >= 2,
+            TimeSpan.FromSeconds(60), "jobs waiting in the queue", jobs => string.Join(", ", jobs.Select(j => $"{j.Name}={j.State}")));
+        var cancelled = pending.First(j => j.State == "PENDING");
+        await cluster.RunAsync("scancel", cancelled.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await cluster.ResumeNodeAsync();
+
+        await pipeline.WaitForFinalAsync(4);
+
+        var audit = await pipeline.AuditAsync(runs);
+        Assert.True(audit.Complete, $"lost {audit.EventsLost}, duplicated {audit.EventsDuplicated}, failed {audit.FailedFiles}");
+        var files = await pipeline.AllFilesAsync();
+        Assert.All(files, f => Assert.Equal(FileStates.Archived, f.CurrentState));
+        // Slurm's own list: one completed job per file, and the one the site cancelled.
+        var jobs = await slurm.ListAsync(CancellationToken.None);
+        Assert.Equal(files.Select(f => f.CorrelationId).Order(), jobs.Where(j => j.State == "COMPLETED").Select(j => slurm.Owner(j.Name)!.Value.FileId).Order());
+        Assert.Equal([cancelled.Id], jobs.Where(j => j.State != "COMPLETED").Select(j => j.Id));
+        var retried = files.Single(f => f.CorrelationId == slurm.Owner(cancelled.Name)!.Value.FileId);
+        Assert.Equal((0, 1), (retried.Failures, retried.SiteFailures));
+        Assert.Contains(retried.History, h => h.Detail?.Contains("the site failed batch job", StringComparison.Ordinal) == true);
+    }
+}
