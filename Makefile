@@ -20,12 +20,12 @@ build: ## Build every project
 run: build ## The whole pipeline in one process on embedded defaults; API on http://127.0.0.1:8080 (SAMPLE_RUNS=N adds N sample runs)
 	@dotnet $(HOST_DLL) run
 
-demo: build ## Sample data end to end through every stage; last line is a JSON summary (RUNS=, FILES=, EVENTS=, REPROCESS=1, STORAGE=remote)
-ifeq ($(STORAGE),remote)
-	@RUNS=$(RUNS) FILES=$(FILES) EVENTS=$(EVENTS) REPROCESS=$(REPROCESS) bash tests/xrootd/remote-demo.sh $(HOST_DLL)
-else
-	@RUNS=$(RUNS) FILES=$(FILES) EVENTS=$(EVENTS) REPROCESS=$(REPROCESS) dotnet $(HOST_DLL) demo
-endif
+# The demo's command: on remote storage (STORAGE=remote), and inside a Slurm cluster of its own (EXECUTOR=slurm).
+DEMO_COMMAND := $(if $(filter remote,$(STORAGE)),bash tests/xrootd/remote-demo.sh $(HOST_DLL),dotnet $(HOST_DLL) demo)
+DEMO_COMMAND := $(if $(filter slurm,$(EXECUTOR)),bash tests/slurm/slurm-demo.sh $(DEMO_COMMAND),$(DEMO_COMMAND))
+
+demo: build ## Sample data end to end through every stage; last line is a JSON summary (RUNS=, FILES=, EVENTS=, REPROCESS=1, STORAGE=remote, EXECUTOR=slurm)
+	@RUNS=$(RUNS) FILES=$(FILES) EVENTS=$(EVENTS) REPROCESS=$(REPROCESS) $(DEMO_COMMAND)
 
 audit: build ## Audit a campaign from the catalog alone (CAMPAIGN=prompt, DATA=./data); prints JSON, exits 0 when complete
 	@dotnet $(HOST_DLL) audit $(or $(CAMPAIGN),prompt) --Pipeline:DataDirectory=$(or $(DATA),./data)

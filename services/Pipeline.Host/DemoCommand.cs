@@ -14,6 +14,8 @@ using Pipeline.Production.Campaigns;
 using Pipeline.Production.Flow;
 using Pipeline.Production.Ingest;
 using Pipeline.Production.State;
+using Pipeline.Reconstruction;
+using Pipeline.Reconstruction.Batch;
 using Pipeline.SampleExperiment;
 
 namespace Pipeline.Host;
@@ -118,6 +120,7 @@ public static class DemoCommand
             {
                 migrations += (await nearline!.MigrationOfAsync(entry.Name, entry.Size, entry.Adler32, CancellationToken.None)).OnTape ? 1 : 0;
             }
+            var batch = await BatchJobsAsync(app.Services, sagas);
             var summary = new
             {
                 runs = report.Runs,
@@ -151,6 +154,9 @@ public static class DemoCommand
                 serverChecksumsWrong = serverChecksums.Wrong,
                 recalls = nearline?.RecallsCompleted ?? 0,
                 migrations,
+                executor = app.Services.GetRequiredService<IOptions<ReconstructionOptions>>().Value.Executor.ToString().ToLowerInvariant(),
+                batchJobs = batch?.Jobs,
+                batchJobsPerFile = batch?.PerFile,
                 campaigns,
                 seconds = Math.Round(stopwatch.Elapsed.TotalSeconds, 2),
             };
@@ -194,6 +200,22 @@ public static class DemoCommand
         }
         await ((INearlineArea)archive.Area).EvictAsync([.. files.Select(f => f.Name!)], cancellationToken);
         await Console.Error.WriteLineAsync($"demo: {files.Count} raw files are on tape in {archive.Area.Location} and were evicted from its disk; staging recalls them");
+    }
+
+    /// <summary>
+    /// With the Slurm executor: the jobs Slurm ran for this system (started, whatever their end), read from Slurm itself,
+    /// and how many there were per file reconstructed (1.0 when nothing was run twice). Null with the local executor.
+    /// </summary>
+    private static async Task<(int Jobs, double PerFile)?> BatchJobsAsync(IServiceProvider services, IFileSagaStore sagas)
+    {
+        if (services.GetService<SlurmClient>() is not { } slurm)
+        {
+            return null;
+        }
+        var ran = (await slurm.ListAsync(CancellationToken.None)).Count(j => j.Started is not null);
+        var files = (await sagas.CountByStateAsync(CancellationToken.None))
+            .Where(c => c.State is FileStates.Reconstructed or FileStates.Merged or FileStates.Archived).Sum(c => c.Files);
+        return (ran, files == 0 ? 0 : Math.Round((double)ran / files, 2));
     }
 
     /// <summary>
