@@ -31,6 +31,12 @@ public sealed record CampaignView(
     string? Stale,
     CampaignDefinition? Definition);
 
+/// <summary>A campaign's measured run times and the time limit its next jobs get.</summary>
+public sealed record CampaignRunTimes(string Campaign, long Files, double? MedianSeconds, double? P90Seconds, double? P99Seconds,
+    int LimitSeconds, string LimitBasis, IReadOnlyList<RunTimeBucket> Buckets);
+
+public sealed record RunTimeBucket(double UpToSeconds, long Files);
+
 public sealed record PriorityRequest(int? Priority);
 
 public sealed record CampaignCancelled(CampaignView Campaign, int FilesCancelled);
@@ -68,6 +74,11 @@ public static class CampaignEndpoints
             .WithName("AuditCampaign")
             .WithSummary("Prove from the catalog alone that every raw file of the campaign is in each dataset that selects it exactly once, or list what is missing, doubled or unexpected")
             .WithDescription("Reads the file records (which outputs each raw file gave each dataset) and every archived merged file's manifest (its sources, their raw files' checksums and event counts, sealed by a digest); no archived byte is read. Complete when every raw file is archived, every manifest is sound and every output is in exactly one archived file.")
+            .ProducesProblem(StatusCodes.Status404NotFound);
+        api.MapGet("/campaigns/{campaign}/run-times", RunTimes)
+            .WithName("CampaignRunTimes")
+            .WithSummary("How long the campaign's reconstructions ran (a histogram with its median and 90th and 99th percentiles) and the time limit its next jobs get")
+            .WithDescription("The limit follows the measured run times: the configured quantile (Pipeline:WallTime:Quantile, 0.99) times a factor (1.5), no less than a floor and no more than the release's own limit; with fewer files measured than Pipeline:WallTime:MinimumFiles, the release's limit. A file whose job timed out is retried once with twice the limit it had. Each bucket's upToSeconds is its upper edge; percentiles are read as bucket edges, at most 19% above the true value.")
             .ProducesProblem(StatusCodes.Status404NotFound);
         act.MapPost("/campaigns", CreateCampaign)
             .WithName("CreateCampaign")
@@ -150,6 +161,20 @@ public static class CampaignEndpoints
             return PipelineEndpoints.NotFound($"No campaign '{campaign}'.");
         }
         return TypedResults.Ok(await ViewAsync(campaign, stored, await PausedCampaignsAsync(control, ct), await service.SupersessionsAsync(ct), sampler, ct));
+    }
+
+    private static async Task<Results<Ok<CampaignRunTimes>, ProblemHttpResult>> RunTimes(
+        string campaign, ICampaignStore store, IRunTimeStore runTimes, CampaignWallTimes wallTimes, CancellationToken ct)
+    {
+        if (await store.GetCampaignAsync(campaign, ct) is not { Definition.Release: var release })
+        {
+            return PipelineEndpoints.NotFound($"No campaign '{campaign}'.");
+        }
+        var measured = await runTimes.GetAsync(campaign, ct);
+        var limit = await wallTimes.LimitAsync(campaign, release?.EffectiveTimeoutSeconds ?? ReleaseSpec.DefaultTimeoutSeconds, ct);
+        return TypedResults.Ok(new CampaignRunTimes(campaign, measured.Files, measured.Quantile(0.5), measured.Quantile(0.9), measured.Quantile(0.99),
+            limit.Seconds, limit.Basis,
+            [.. measured.Buckets.Where(b => b.Value > 0).OrderBy(b => b.Key).Select(b => new RunTimeBucket(Math.Round(RunTimeHistogram.UpperEdge(b.Key), 1), b.Value))]));
     }
 
     private static async Task<Results<Ok<CatalogAuditReport>, ProblemHttpResult>> Audit(

@@ -51,6 +51,30 @@ public sealed class AttemptPolicy(int maxStalls, int quarantineAfterRepeats, int
         saga.LeaseExpiresAt = null;
     }
 
+    /// <summary>
+    /// A job that reached its time limit for the first time: it is given twice that limit for its next attempt, and the
+    /// time-out spends none of its attempts (a limit derived from other files' run times can be too short for this
+    /// one). Returns false, changing nothing, when the file's limit was already raised once: that time-out counts.
+    /// </summary>
+    public static bool ExtendTimeLimit(FileState saga, int timedOutAfterSeconds, string stage, string reason, string? logTail)
+    {
+        if (saga.TimeLimitExtended)
+        {
+            return false;
+        }
+        saga.TimeLimitExtended = true;
+        saga.TimeoutSeconds = Math.Max(saga.TimeoutSeconds ?? 0, 2 * timedOutAfterSeconds);
+        saga.FailureReason = reason;
+        saga.FailureStage = stage;
+        saga.FailureSignature = FailureSignature.Describe(stage, null, reason, null);
+        saga.FailureRelease = saga.Release;
+        saga.LastExitCode = null;
+        saga.LastLogTail = logTail ?? saga.LastLogTail;
+        saga.Worker = null;
+        saga.LeaseExpiresAt = null;
+        return true;
+    }
+
     /// <summary>Whether the file may be tried again after its last failure.</summary>
     public bool HasAttemptsLeft(FileState saga) =>
         !BudgetSpent(saga) && (quarantineAfterRepeats == 0 || saga.RepeatedFailures < quarantineAfterRepeats);
@@ -95,6 +119,7 @@ public sealed class AttemptPolicy(int maxStalls, int quarantineAfterRepeats, int
     {
         saga.Failures = 0;
         saga.SiteFailures = 0;
+        saga.TimeLimitExtended = false;
         saga.RepeatedFailures = 0;
         saga.Quarantined = false;
         saga.Stalls = 0;

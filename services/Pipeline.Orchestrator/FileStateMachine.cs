@@ -213,6 +213,11 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                     {
                         _policy.CountSiteFailure(c.Saga, FailureSignature.Reconstruction, c.Message.Reason, c.Message.LogTail);
                     }
+                    else if (c.Message.TimedOutAfterSeconds is { } limit
+                        && AttemptPolicy.ExtendTimeLimit(c.Saga, limit, FailureSignature.Reconstruction, c.Message.Reason, c.Message.LogTail))
+                    {
+                        // Retried below with the longer limit, at no cost to the file's attempts.
+                    }
                     else
                     {
                         AttemptPolicy.CountFailure(c.Saga, FailureSignature.Reconstruction, c.Message.Reason, c.Message.ExitCode, c.Message.LogTail);
@@ -221,7 +226,8 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .IfElse(c => c.Saga.CampaignCancelled,
                     cancelled => cancelled.Then(Finish).Because(c => $"not retried, the campaign is cancelled: {c.Message.Reason}").TransitionTo(Cancelled),
                     open => open.IfElse(c => _policy.HasAttemptsLeft(c.Saga),
-                        retry => Begin(retry, c => $"retry after: {c.Message.Reason}"),
+                        retry => Begin(retry, c => $"retry after: {c.Message.Reason}"
+                            + (c.Message.TimedOutAfterSeconds is not null && c.Saga.TimeoutSeconds is { } longer ? $" (time limit now {longer}s)" : "")),
                         fail => fail.Because(c => AttemptPolicy.Fail(c.Saga, c.Message.Reason)).TransitionTo(Failed))));
 
         During(new[] { Registered, AwaitingCalibration, Staging, Staged, Reconstructed, Merged, Archived, Failed, Cancelled },

@@ -31,5 +31,6 @@ public static class OrchestratorModule
             bus.AddConsumer<ResendRunFileProgressConsumer, ResendRunFileProgressConsumerDefinition>();
             bus.AddConsumer<FileStatesQueryConsumer, FileStatesQueryConsumerDefinition>();
             bus.AddConsumer<OverdueFilesQueryConsumer, OverdueFilesQueryConsumerDefinition>();
+            bus.AddConsumer<RunTimeRecorder, RunTimeRecorderDefinition>();
         });
 }

@@ -46,6 +46,7 @@ public sealed class ReconstructionWorker(
     IReleaseRunner runner,
     IBus bus,
     CampaignDirectory campaigns,
+    CampaignWallTimes wallTimes,
     IOptions<ReconstructionOptions> options,
     IOptions<PipelineOptions> pipeline,
     IHostApplicationLifetime lifetime,
@@ -167,9 +168,10 @@ public sealed class ReconstructionWorker(
         var heartbeat = KeepLeaseAsync(message, worker, leaseSeconds, leaseLost, stopHeartbeat.Token);
         ReleaseOutcome outcome;
         string? problem;
+        int timeLimitSeconds;
         try
         {
-            (outcome, problem) = await RunReleaseAsync(message, jobPath, outputDirectory, logPath, leaseLost.Token);
+            (outcome, problem, timeLimitSeconds) = await RunReleaseAsync(message, jobPath, outputDirectory, logPath, leaseLost.Token);
         }
         catch (OperationCanceledException) when (leaseLost.IsCancellationRequested && !stopping.IsCancellationRequested)
         {
@@ -218,7 +220,7 @@ public sealed class ReconstructionWorker(
         // A new attempt stages the file again; a file that failed for good must not hold cache room for ever.
         await RemoveInputAsync(message);
         await bus.Publish(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,
-            problem, outcome.ExitCode, outcome.LogTail, outcome.SiteFailure), CancellationToken.None);
+            problem, outcome.ExitCode, outcome.LogTail, outcome.SiteFailure, outcome.TimedOut ? timeLimitSeconds : null), CancellationToken.None);
     }
 
     private async Task RemoveInputAsync(ReconstructFile message)
@@ -282,22 +284,22 @@ public sealed class ReconstructionWorker(
             : (path, $"staged input {cached} is corrupt: catalogued {message.InputSize} bytes adler32 {message.InputAdler32}, cache holds {size} bytes adler32 {Adler32Checksum.Format(adler)}");
     }
 
-    private async Task<(ReleaseOutcome Outcome, string? Problem)> RunReleaseAsync(ReconstructFile message, string jobPath, string outputDirectory, string logPath, CancellationToken cancellationToken)
+    private async Task<(ReleaseOutcome Outcome, string? Problem, int TimeLimitSeconds)> RunReleaseAsync(ReconstructFile message, string jobPath, string outputDirectory, string logPath, CancellationToken cancellationToken)
     {
         // The release comes from the campaign as stored, never from the request: a request names it only to be checked.
         var campaign = (await campaigns.GetAsync(message.Campaign, cancellationToken))?.Definition;
         if (campaign?.Release is not { Version: { } version, Executable: { } executable } release)
         {
-            return (new ReleaseOutcome(null, false, "", null), $"campaign {message.Campaign} is not known");
+            return (new ReleaseOutcome(null, false, "", null), $"campaign {message.Campaign} is not known", 0);
         }
         if (message.ReleaseVersion != version)
         {
-            return (new ReleaseOutcome(null, false, "", null), $"release {message.ReleaseVersion} is not the approved release ({version}) of campaign {message.Campaign}");
+            return (new ReleaseOutcome(null, false, "", null), $"release {message.ReleaseVersion} is not the approved release ({version}) of campaign {message.Campaign}", 0);
         }
         var (inputPath, inputProblem) = await InputOfAsync(message, jobPath, cancellationToken);
         if (inputProblem is not null)
         {
-            return (new ReleaseOutcome(null, false, "", null), inputProblem);
+            return (new ReleaseOutcome(null, false, "", null), inputProblem, 0);
         }
         var conditions = campaign.IsMonteCarlo ? message.RunConditions ?? "" : "";
         var values = new Dictionary<string, string>(StringComparer.Ordinal)
@@ -318,8 +320,9 @@ public sealed class ReconstructionWorker(
             ["seed"] = SimulationSeed(message).ToString(CultureInfo.InvariantCulture),
             ["conditions"] = conditions,
         };
-        // An operator may give one file a longer limit when retrying it (a file with unusually many events).
-        var timeoutSeconds = message.TimeoutSeconds ?? release.EffectiveTimeoutSeconds;
+        // The campaign's limit follows its measured run times; a file retried after a time-out, or given a limit by an
+        // operator (a file with unusually many events), carries its own.
+        var timeoutSeconds = message.TimeoutSeconds ?? (await wallTimes.LimitAsync(message.Campaign, release.EffectiveTimeoutSeconds, cancellationToken)).Seconds;
         ReleaseJob job;
         try
         {
@@ -334,7 +337,7 @@ public sealed class ReconstructionWorker(
         }
         catch (FormatException ex)
         {
-            return (new ReleaseOutcome(null, false, "", null), ex.Message);
+            return (new ReleaseOutcome(null, false, "", null), ex.Message, 0);
         }
         var outcome = await runner.RunAsync(job, cancellationToken);
         var problem = outcome switch
@@ -346,7 +349,7 @@ public sealed class ReconstructionWorker(
             { ExitCode: null } => outcome.FirstErrorLine ?? "the release could not be started",
             _ => $"exit code {outcome.ExitCode}" + (outcome.FirstErrorLine is { } line ? $": {line}" : ""),
         };
-        return (outcome, problem);
+        return (outcome, problem, timeoutSeconds);
     }
 
     private static string NodeOf(ReleaseOutcome outcome) => string.IsNullOrEmpty(outcome.BatchNode) ? "no node" : $"node {outcome.BatchNode}";

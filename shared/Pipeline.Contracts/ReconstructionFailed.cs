@@ -3,6 +3,7 @@ namespace Pipeline.Contracts;
 /// <summary>
 /// A reconstruction attempt failed. <see cref="SiteFailure"/>: the site failed it (a batch node lost, a job preempted or
 /// cancelled by the site), not the release, so it is retried without spending the file's attempts.
+/// <see cref="TimedOutAfterSeconds"/>: the job reached its time limit, this one; it is retried once with a longer one.
 /// </summary>
 public sealed record ReconstructionFailed(
     Guid FileId,
@@ -14,4 +15,5 @@ public sealed record ReconstructionFailed(
     string Reason,
     int? ExitCode,
     string LogTail,
-    bool SiteFailure = false) : IFileMessage;
+    bool SiteFailure = false,
+    int? TimedOutAfterSeconds = null) : IFileMessage;

@@ -98,7 +98,9 @@ public sealed record ReleaseSpec
     public IReadOnlyList<string>? Arguments { get; init; }
     public int? TimeoutSeconds { get; init; }
 
-    public int EffectiveTimeoutSeconds => TimeoutSeconds ?? 6 * 3600;
+    public const int DefaultTimeoutSeconds = 6 * 3600;
+
+    public int EffectiveTimeoutSeconds => TimeoutSeconds ?? DefaultTimeoutSeconds;
 
     public static ReleaseSpec From(ReleaseOptions options) => new()
     {

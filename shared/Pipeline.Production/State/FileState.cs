@@ -97,8 +97,14 @@ public sealed class FileState : SagaStateMachineInstance, ISagaVersion
     /// <summary>Attempts an operator granted on top of the campaign's budget when retrying.</summary>
     public int ExtraAttempts { get; set; }
 
-    /// <summary>A reconstruction time limit an operator set for this file when retrying, in place of the release's.</summary>
+    /// <summary>
+    /// This file's reconstruction time limit, in place of its campaign's: set by an operator retrying it, or doubled
+    /// after a job of it timed out.
+    /// </summary>
     public int? TimeoutSeconds { get; set; }
+
+    /// <summary>The file's time limit was doubled once after a job of it timed out (see <see cref="TimeoutSeconds"/>).</summary>
+    public bool TimeLimitExtended { get; set; }
     public int? LastExitCode { get; set; }
     public string? LastLogTail { get; set; }
 

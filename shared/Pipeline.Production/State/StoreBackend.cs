@@ -48,6 +48,7 @@ public sealed class StoreBackend : IDisposable
     public IHealthStore Health => Get<IHealthStore>();
     public IActivityLog Activity => Get<IActivityLog>();
     public IControlStore Control => Get<IControlStore>();
+    public IRunTimeStore RunTimes => Get<IRunTimeStore>();
 
     /// <summary>The store of one concern, made on first use and shared after that.</summary>
     public TStore Get<TStore>() where TStore : class => (TStore)_stores.GetOrAdd(typeof(TStore), _ => Create(typeof(TStore)));
@@ -76,6 +77,7 @@ public sealed class StoreBackend : IDisposable
         [typeof(IHealthStore)] = db => new SqliteHealthStore(db),
         [typeof(IActivityLog)] = db => new SqliteActivityLog(db),
         [typeof(IControlStore)] = db => new SqliteControlStore(db),
+        [typeof(IRunTimeStore)] = db => new SqliteRunTimeStore(db),
     };
 
     private static readonly Dictionary<Type, Func<MongoStoreContext, object>> MongoStores = new()
@@ -88,6 +90,7 @@ public sealed class StoreBackend : IDisposable
         [typeof(IHealthStore)] = db => new MongoHealthStore(db),
         [typeof(IActivityLog)] = db => new MongoActivityLog(db),
         [typeof(IControlStore)] = db => new MongoControlStore(db),
+        [typeof(IRunTimeStore)] = db => new MongoRunTimeStore(db),
     };
 
     /// <summary>Answers when the database does: for the readiness check.</summary>

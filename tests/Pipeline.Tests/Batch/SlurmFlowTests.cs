@@ -1,3 +1,5 @@
+using System.Net.Http.Json;
+using Pipeline.Api;
 using Pipeline.Production.State;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
@@ -45,5 +47,13 @@ public sealed class When_reconstruction_runs_on_slurm(SlurmCluster cluster) : IC
         var retried = files.Single(f => f.CorrelationId == slurm.Owner(cancelled.Name)!.Value.FileId);
         Assert.Equal((0, 1), (retried.Failures, retried.SiteFailures));
         Assert.Contains(retried.History, h => h.Detail?.Contains("the site failed batch job", StringComparison.Ordinal) == true);
+
+        // The campaign's run times are measured, and until enough are its jobs get the release's limit.
+        var runTimes = await Eventually.Until(
+            () => pipeline.Http.GetFromJsonAsync<CampaignRunTimes>(new Uri($"api/campaigns/{pipeline.Campaign.Name}/run-times", UriKind.Relative))!,
+            r => r!.Files == files.Count, TimeSpan.FromSeconds(30), "every run time recorded", r => $"{r?.Files} files");
+        Assert.Equal(pipeline.Campaign.Release.TimeoutSeconds, runTimes!.LimitSeconds);
+        Assert.Equal(files.Count, runTimes.Buckets.Sum(b => b.Files));
+        Assert.NotNull(runTimes.MedianSeconds);
     }
 }

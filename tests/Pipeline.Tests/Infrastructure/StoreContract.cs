@@ -185,6 +185,18 @@ public abstract class StoreContract : IAsyncLifetime
     }
 
     [SkippableFact]
+    public async Task Should_add_run_times_to_a_campaigns_buckets_in_place()
+    {
+        await Store.RunTimes.AddAsync("prompt", new Dictionary<int, long> { [40] = 3, [44] = 1 }, CancellationToken.None);
+        await Store.RunTimes.AddAsync("prompt", new Dictionary<int, long> { [40] = 2 }, CancellationToken.None);
+        await Store.RunTimes.AddAsync("reprocessing-2", new Dictionary<int, long> { [12] = 7 }, CancellationToken.None);
+
+        var prompt = await Store.RunTimes.GetAsync("prompt", CancellationToken.None);
+        Assert.Equal([(40, 5L), (44, 1L)], prompt.Buckets.OrderBy(b => b.Key).Select(b => (b.Key, b.Value)));
+        Assert.Equal(0, (await Store.RunTimes.GetAsync("unknown", CancellationToken.None)).Files);
+    }
+
+    [SkippableFact]
     public async Task Should_pause_a_stage_once_and_resume_it()
     {
         var at = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);

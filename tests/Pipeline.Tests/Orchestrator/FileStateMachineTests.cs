@@ -180,6 +180,27 @@ public sealed class When_a_file_fails : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Should_retry_a_first_time_out_with_twice_the_limit_at_no_cost_and_count_a_second()
+    {
+        var file = await _machine.Reconstructing(FileStateMachineHarness.Registration());
+        var id = file.CorrelationId;
+
+        await _machine.Publish(new ReconstructionFailed(id, 1000, "physics", "prompt", 1, "worker-1", "timed out after 900s", null, "", TimedOutAfterSeconds: 900));
+        var retried = await _machine.WaitFor(id, s => s.Attempt == 2 && s.CurrentState == "Staging", "attempt 2");
+        Assert.Equal((0, 1_800, true), (retried.Failures, retried.TimeoutSeconds, retried.TimeLimitExtended));
+        Assert.Contains(retried.History, h => h.Detail == "retry after: timed out after 900s (time limit now 1800s)");
+        await _machine.Publish(new FileStaged(id, 1000, "physics", "prompt", 2, "prompt/x.raw", 1, "00000001"));
+        await _machine.WaitForState(id, "Staged");
+        await _machine.Dispatch(id);
+        Assert.True(await _machine.Harness.Published.Any<ReconstructFile>(x => x.Context.Message.FileId == id && x.Context.Message.Attempt == 2 && x.Context.Message.TimeoutSeconds == 1_800));
+
+        // The longer limit was not enough either: this time-out counts.
+        await _machine.Publish(new ReconstructionFailed(id, 1000, "physics", "prompt", 2, "worker-1", "timed out after 1800s", null, "", TimedOutAfterSeconds: 1_800));
+        var counted = await _machine.WaitFor(id, s => s.Attempt == 3, "attempt 3");
+        Assert.Equal((1, 1_800), (counted.Failures, counted.TimeoutSeconds));
+    }
+
+    [Fact]
     public async Task Should_give_an_operator_retry_its_extra_attempts_and_time_limit()
     {
         var file = await _machine.Reconstructing(FileStateMachineHarness.Registration());

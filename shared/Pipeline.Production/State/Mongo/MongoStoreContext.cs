@@ -32,13 +32,14 @@ public sealed class MongoStoreContext
     public const string AnnouncementsCollection = "run_announcements";
     public const string MigrationsCollection = "migrations";
     public const string RunFilesCollection = "run_files";
+    public const string RunTimesCollection = "run_times";
 
     /// <summary>Every collection of the stores, created at start-up (never implicitly inside a transaction).</summary>
     public static IReadOnlyList<string> Collections { get; } =
     [
         FileSagas, RunsCollection, CatalogCollection, MergeOutputs, MergedFiles, ActivityCollection, InstancesCollection, AlertsCollection,
         PausedCollection, AreaFilesCollection, AreasCollection, MoversCollection, SettingsCollection, CampaignsCollection,
-        CalibrationsCollection, StateCountsCollection, AnnouncementsCollection, MigrationsCollection, RunFilesCollection,
+        CalibrationsCollection, StateCountsCollection, AnnouncementsCollection, MigrationsCollection, RunFilesCollection, RunTimesCollection,
     ];
 
     /// <summary>The oldest server the stores run on: transactions that create nothing implicitly, and majority reads in them.</summary>
@@ -93,6 +94,7 @@ public sealed class MongoStoreContext
         StateCounts = Database.GetCollection<BsonDocument>(StateCountsCollection);
         Announcements = Database.GetCollection<BsonDocument>(AnnouncementsCollection);
         RunFiles = Database.GetCollection<BsonDocument>(RunFilesCollection);
+        RunTimes = Database.GetCollection<BsonDocument>(RunTimesCollection);
     }
 
     public IMongoClient Client { get; }
@@ -115,6 +117,7 @@ public sealed class MongoStoreContext
     public IMongoCollection<BsonDocument> StateCounts { get; }
     public IMongoCollection<BsonDocument> Announcements { get; }
     public IMongoCollection<BsonDocument> RunFiles { get; }
+    public IMongoCollection<BsonDocument> RunTimes { get; }
 
     /// <summary>
     /// A client whose writes wait for a majority of the replica set and its journal (for at most
