@@ -321,6 +321,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         {
             saga.Attempt++;
             saga.Worker = null;
+            saga.BatchJob = null;
             saga.LeaseExpiresAt = null;
         }
         // Waiting for a slot is not a stall: the dispatcher decides when (woken by DispatchWakeUp), and nothing is lost meanwhile.
@@ -374,6 +375,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         saga.Attempt++;
         saga.CachedName = null;
         saga.Worker = null;
+        saga.BatchJob = null;
         saga.LeaseExpiresAt = null;
         saga.Deadline = _time.GetUtcNow().AddSeconds(_options.StagingTimeoutSeconds);
         return context.Publish(new StageFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
@@ -389,6 +391,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         }
         context.Saga.Attempt++;
         context.Saga.Worker = null;
+        context.Saga.BatchJob = null;
         context.Saga.LeaseExpiresAt = null;
         return PublishReconstruction(context);
     }
@@ -427,8 +430,14 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
             saga.Because = $"claimed by {claim.Worker}";
         }
         saga.Worker = claim.Worker;
+        // A renewal naming only the executor (the job is submitted but not yet known by id) keeps the id known before.
+        saga.BatchJob = claim.BatchJob is { } named && (named.Contains(':', StringComparison.Ordinal) || saga.BatchJob is null || !claim.IsRenewal)
+            ? named
+            : claim.IsRenewal ? saga.BatchJob : null;
         saga.LeaseExpiresAt = now.AddSeconds(_options.LeaseSeconds);
-        saga.Deadline = saga.LeaseExpiresAt;
+        // A batch job runs on without its worker: past its lease, another worker may adopt it (a claim is granted once
+        // the lease ran out) until the grace is over too; only then does the watchdog give the file a new attempt.
+        saga.Deadline = saga.BatchJob is null ? saga.LeaseExpiresAt : saga.LeaseExpiresAt.Value.AddSeconds(_options.BatchAdoptionSeconds);
         saga.UpdatedAt = now;
         return context.RespondAsync(new ReconstructionClaimed(saga.CorrelationId, claim.Attempt, true, _options.LeaseSeconds, null));
     }

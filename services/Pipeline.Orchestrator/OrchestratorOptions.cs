@@ -35,6 +35,13 @@ public sealed class OrchestratorOptions
     [Range(0, 1000)]
     public int QuarantineAfterRepeats { get; set; } = 2;
 
+    /// <summary>
+    /// How long past its lease a batch job's file waits for another worker to adopt the job (a restarted or surviving
+    /// worker finds it in the batch system) before it is given a new attempt.
+    /// </summary>
+    [Range(0, 24 * 3600)]
+    public int BatchAdoptionSeconds { get; set; } = 300;
+
     public const int DefaultFreeSiteFailures = 20;
 
     /// <summary>

@@ -24,6 +24,7 @@ public static class ReconstructionModule
                 services.AddSingleton<SlurmJobWatch>();
                 services.AddHostedService(sp => sp.GetRequiredService<SlurmJobWatch>());
                 services.AddSingleton<IReleaseRunner, SlurmReleaseRunner>();
+                services.AddHostedService<SlurmAdoption>();
             }
             else
             {

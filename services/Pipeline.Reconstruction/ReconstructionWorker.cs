@@ -18,6 +18,29 @@ using Pipeline.SampleExperiment;
 
 namespace Pipeline.Reconstruction;
 
+/// <summary>What a job's folder keeps of the request it was run for.</summary>
+public sealed record JobRequest(ReconstructFile Message, int TimeLimitSeconds);
+
+/// <summary>A batch job taken over from the batch system: its folder in scratch, its id, its time limit.</summary>
+public sealed record AdoptedJob(string JobDirectory, long BatchJobId, int TimeLimitSeconds);
+
+public enum AdoptionOutcome
+{
+    Adopted,
+
+    /// <summary>This process follows the attempt already.</summary>
+    AlreadyFollowed,
+
+    /// <summary>Every slot is busy: tried again later.</summary>
+    NoFreeSlot,
+
+    /// <summary>A live worker holds the lease: tried again later, in case it dies.</summary>
+    HeldElsewhere,
+
+    /// <summary>The attempt is stale or the file moved on: the job's result would be ignored.</summary>
+    Superseded,
+}
+
 public enum DispatchOutcome
 {
     /// <summary>The lease was granted and the job runs in the background.</summary>
@@ -111,12 +134,65 @@ public sealed class ReconstructionWorker(
         }
     }
 
-    private async Task RunJobAsync(ReconstructFile message, string worker, int leaseSeconds, (Guid, int) key)
+    /// <summary>
+    /// Takes over a batch job found in the batch system that no worker of this process follows: one submitted before
+    /// this worker restarted, or by a worker that died. It is claimed like a new attempt (granted once the holder's
+    /// lease ran out, or at once to the same worker name), then followed to its end and reported as any job.
+    /// </summary>
+    public async Task<AdoptionOutcome> AdoptAsync(JobRequest request, string jobDirectory, long batchJobId, CancellationToken cancellationToken)
+    {
+        var message = request.Message;
+        var key = (message.FileId, message.Attempt);
+        if (!_running.TryAdd(key, 0))
+        {
+            return AdoptionOutcome.AlreadyFollowed;
+        }
+        var started = false;
+        try
+        {
+            if (!await _slots.WaitAsync(TimeSpan.Zero, cancellationToken))
+            {
+                return AdoptionOutcome.NoFreeSlot;
+            }
+            try
+            {
+                var worker = pipeline.Value.EffectiveInstanceName;
+                var claim = await Claim(message, worker, renewal: false, cancellationToken, batchJobId);
+                if (!claim.Granted)
+                {
+                    // Held by a live worker: looked at again later. Anything else (a stale attempt, a file already done)
+                    // is for good: the job's result would be ignored.
+                    return claim.Reason?.StartsWith("lease held by", StringComparison.Ordinal) == true ? AdoptionOutcome.HeldElsewhere : AdoptionOutcome.Superseded;
+                }
+                logger.LogInformation("Adopted batch job {JobId} running {FileId} attempt {Attempt}", batchJobId, message.FileId, message.Attempt);
+                await gate.AdmitAsync(StorageOptions.Scratch, AttemptFolder(message), 0, cancellationToken);
+                started = true;
+                _ = Task.Run(() => RunJobAsync(message, worker, claim.LeaseSeconds, key, new AdoptedJob(jobDirectory, batchJobId, request.TimeLimitSeconds)), CancellationToken.None);
+                return AdoptionOutcome.Adopted;
+            }
+            finally
+            {
+                if (!started)
+                {
+                    _slots.Release();
+                }
+            }
+        }
+        finally
+        {
+            if (!started)
+            {
+                _running.TryRemove(key, out _);
+            }
+        }
+    }
+
+    private async Task RunJobAsync(ReconstructFile message, string worker, int leaseSeconds, (Guid, int) key, AdoptedJob? adopted = null)
     {
         using var busy = report.Busy(PipelineMetrics.Reconstruction);
         try
         {
-            await RunAttemptAsync(message, worker, leaseSeconds, lifetime.ApplicationStopping);
+            await RunAttemptAsync(message, worker, leaseSeconds, lifetime.ApplicationStopping, adopted);
         }
         catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested)
         {
@@ -153,10 +229,11 @@ public sealed class ReconstructionWorker(
     /// <summary>The scratch folder of one attempt; each execution of it gets a fresh folder inside, and the attempt's room in scratch is reserved under this name.</summary>
     public static string AttemptFolder(ReconstructFile message) => $"jobs/{message.Campaign}/run{message.Run:D6}/{message.FileId:N}/attempt-{message.Attempt}";
 
-    private async Task RunAttemptAsync(ReconstructFile message, string worker, int leaseSeconds, CancellationToken stopping)
+    private async Task RunAttemptAsync(ReconstructFile message, string worker, int leaseSeconds, CancellationToken stopping, AdoptedJob? adopted = null)
     {
-        // A fresh folder per execution: a repeated attempt never writes over what an earlier execution left.
-        var jobDirectory = $"{AttemptFolder(message)}/{Guid.NewGuid().ToString("N")[..8]}";
+        // A fresh folder per execution: a repeated attempt never writes over what an earlier execution left. An adopted
+        // batch job goes on in the folder it was submitted from.
+        var jobDirectory = adopted?.JobDirectory ?? $"{AttemptFolder(message)}/{Guid.NewGuid().ToString("N")[..8]}";
         var jobPath = areas.Scratch.PathOf(jobDirectory);
         var outputDirectory = $"{jobDirectory}/out";
         Directory.CreateDirectory(areas.Scratch.PathOf(outputDirectory));
@@ -171,7 +248,9 @@ public sealed class ReconstructionWorker(
         int timeLimitSeconds;
         try
         {
-            (outcome, problem, timeLimitSeconds) = await RunReleaseAsync(message, jobPath, outputDirectory, logPath, leaseLost.Token);
+            (outcome, problem, timeLimitSeconds) = adopted is null
+                ? await RunReleaseAsync(message, jobPath, outputDirectory, logPath, leaseLost.Token)
+                : await FollowAdoptedAsync(message, adopted, jobPath, logPath, leaseLost.Token);
         }
         catch (OperationCanceledException) when (leaseLost.IsCancellationRequested && !stopping.IsCancellationRequested)
         {
@@ -184,9 +263,10 @@ public sealed class ReconstructionWorker(
         {
             await stopHeartbeat.CancelAsync();
             await heartbeat;
-            // A fetched input is the cache's copy, not the job's: it is not kept with the job's logs.
+            // A fetched input is the cache's copy, not the job's: it is not kept with the job's logs. A batch job left
+            // running at shutdown still reads it, and whoever adopts the job removes it.
             var fetched = Path.Combine(jobPath, FetchedInputFolder);
-            if (Directory.Exists(fetched))
+            if (Directory.Exists(fetched) && !(runner.JobsOutliveWorker && stopping.IsCancellationRequested))
             {
                 Directory.Delete(fetched, recursive: true);
             }
@@ -232,6 +312,9 @@ public sealed class ReconstructionWorker(
         await areas.Cache.DeleteAsync(cached, CancellationToken.None);
         await gate.ReleaseAsync(StorageOptions.Cache, cached);
     }
+
+    /// <summary>The request a job was run for, kept in its folder (what a restarted worker adopts a batch job from).</summary>
+    public const string RequestName = "request.json";
 
     /// <summary>The folder in a job's folder where an input from a remote cache is fetched to; it goes when the release ends.</summary>
     public const string FetchedInputFolder = "input";
@@ -339,18 +422,30 @@ public sealed class ReconstructionWorker(
         {
             return (new ReleaseOutcome(null, false, "", null), ex.Message, 0);
         }
+        // What was asked, kept with the job: a worker that restarts while the batch system still runs the job adopts it from this.
+        await File.WriteAllTextAsync(Path.Combine(jobPath, RequestName), JsonSerializer.Serialize(new JobRequest(message, timeoutSeconds)), cancellationToken);
         var outcome = await runner.RunAsync(job, cancellationToken);
-        var problem = outcome switch
-        {
-            { SiteFailure: true } => $"the site failed batch job {outcome.BatchJobId}: {outcome.BatchState} ({outcome.BatchReason ?? outcome.FirstErrorLine}) on {NodeOf(outcome)}",
-            { BatchState: "OUT_OF_MEMORY" } => $"batch job {outcome.BatchJobId} ran out of memory on {NodeOf(outcome)}",
-            { TimedOut: true } => $"timed out after {timeoutSeconds}s",
-            { ExitCode: 0 } => null,
-            { ExitCode: null } => outcome.FirstErrorLine ?? "the release could not be started",
-            _ => $"exit code {outcome.ExitCode}" + (outcome.FirstErrorLine is { } line ? $": {line}" : ""),
-        };
-        return (outcome, problem, timeoutSeconds);
+        return (outcome, ProblemOf(outcome, timeoutSeconds), timeoutSeconds);
     }
+
+    /// <summary>Follows a batch job another worker (or this one before a restart) submitted, to its end.</summary>
+    private async Task<(ReleaseOutcome Outcome, string? Problem, int TimeLimitSeconds)> FollowAdoptedAsync(
+        ReconstructFile message, AdoptedJob adopted, string jobPath, string logPath, CancellationToken cancellationToken)
+    {
+        var job = new ReleaseJob("", [], jobPath, logPath, TimeSpan.FromSeconds(adopted.TimeLimitSeconds), message.FileId, message.Attempt);
+        var outcome = await runner.FollowAsync(job, adopted.BatchJobId, cancellationToken);
+        return (outcome, ProblemOf(outcome, adopted.TimeLimitSeconds), adopted.TimeLimitSeconds);
+    }
+
+    private static string? ProblemOf(ReleaseOutcome outcome, int timeoutSeconds) => outcome switch
+    {
+        { SiteFailure: true } => $"the site failed batch job {outcome.BatchJobId}: {outcome.BatchState} ({outcome.BatchReason ?? outcome.FirstErrorLine}) on {NodeOf(outcome)}",
+        { BatchState: "OUT_OF_MEMORY" } => $"batch job {outcome.BatchJobId} ran out of memory on {NodeOf(outcome)}",
+        { TimedOut: true } => $"timed out after {timeoutSeconds}s",
+        { ExitCode: 0 } => null,
+        { ExitCode: null } => outcome.FirstErrorLine ?? "the release could not be started",
+        _ => $"exit code {outcome.ExitCode}" + (outcome.FirstErrorLine is { } line ? $": {line}" : ""),
+    };
 
     private static string NodeOf(ReleaseOutcome outcome) => string.IsNullOrEmpty(outcome.BatchNode) ? "no node" : $"node {outcome.BatchNode}";
 
@@ -398,11 +493,12 @@ public sealed class ReconstructionWorker(
         return (files, null);
     }
 
-    private async Task<ReconstructionClaimed> Claim(ReconstructFile message, string worker, bool renewal, CancellationToken cancellationToken)
+    private async Task<ReconstructionClaimed> Claim(ReconstructFile message, string worker, bool renewal, CancellationToken cancellationToken, long? batchJobId = null)
     {
         var claims = bus.CreateRequestClient<ClaimReconstruction>(RequestTimeout.After(s: options.Value.ClaimTimeoutSeconds));
+        var batchJob = batchJobId is { } id ? runner.BatchJobName(id) : runner.BatchJobOf(message.FileId, message.Attempt);
         var response = await claims.GetResponse<ReconstructionClaimed>(
-            new ClaimReconstruction(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, renewal),
+            new ClaimReconstruction(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, renewal, batchJob),
             cancellationToken);
         return response.Message;
     }

@@ -18,6 +18,19 @@ public sealed record ReleaseOutcome(int? ExitCode, bool TimedOut, string LogTail
 public interface IReleaseRunner
 {
     Task<ReleaseOutcome> RunAsync(ReleaseJob job, CancellationToken cancellationToken);
+
+    /// <summary>Whether a job goes on when its worker stops (a batch job does; a child process does not).</summary>
+    bool JobsOutliveWorker => false;
+
+    /// <summary>Follows a batch job submitted earlier (by this worker before a restart, or another) to its end.</summary>
+    Task<ReleaseOutcome> FollowAsync(ReleaseJob job, long batchJobId, CancellationToken cancellationToken) =>
+        throw new NotSupportedException("This executor runs no batch jobs to follow.");
+
+    /// <summary>The batch job running a file's attempt, as the orchestrator records it (e.g. slurm:1234), or null.</summary>
+    string? BatchJobOf(Guid fileId, int attempt) => null;
+
+    /// <summary>How the orchestrator records a batch job of this executor.</summary>
+    string? BatchJobName(long batchJobId) => null;
 }
 
 /// <summary>

@@ -8,7 +8,7 @@ namespace Pipeline.Reconstruction.Batch;
 public sealed record SlurmSubmission(string Name, string ScriptPath, string WorkingDirectory, string OutputPath, string ErrorPath, TimeSpan TimeLimit);
 
 /// <summary>One job as Slurm lists it. <see cref="ExitCode"/> and <see cref="Signal"/> are the job script's.</summary>
-public sealed record SlurmJob(long Id, string Name, string State, string Reason, int ExitCode, int Signal, DateTimeOffset? Started, DateTimeOffset? Ended, string Node)
+public sealed record SlurmJob(long Id, string Name, string State, string Reason, int ExitCode, int Signal, DateTimeOffset? Started, DateTimeOffset? Ended, string Node, string WorkDirectory = "")
 {
     private static readonly HashSet<string> EndStates = new(StringComparer.Ordinal)
     {
@@ -28,7 +28,7 @@ public sealed class SlurmException(string message) : Exception(message);
 public sealed class SlurmClient(IOptions<SlurmOptions> options)
 {
     // squeue's fields, '|' after each: a job name cannot hold one (the prefix and a file id), the other fields never do.
-    private const string ListFormat = "JobID:|,Name:|,State:|,Reason:|,exit_code:|,StartTime:|,EndTime:|,NodeList:|";
+    private const string ListFormat = "JobID:|,Name:|,State:|,Reason:|,exit_code:|,StartTime:|,EndTime:|,NodeList:|,WorkDir:|";
 
     private SlurmOptions Settings => options.Value;
 
@@ -120,13 +120,13 @@ public sealed class SlurmClient(IOptions<SlurmOptions> options)
     internal static SlurmJob? Parse(string line)
     {
         var fields = line.Split('|');
-        if (fields.Length < 8 || !long.TryParse(fields[0], NumberStyles.None, CultureInfo.InvariantCulture, out var id))
+        if (fields.Length < 9 || !long.TryParse(fields[0], NumberStyles.None, CultureInfo.InvariantCulture, out var id))
         {
             return null;
         }
         // exit_code is the job script's wait status: the exit code above 8 bits, the signal below.
         var status = int.TryParse(fields[4], NumberStyles.None, CultureInfo.InvariantCulture, out var raw) ? raw : 0;
-        return new SlurmJob(id, fields[1], fields[2], fields[3], status >> 8, status & 0x7f, Time(fields[5]), Time(fields[6]), fields[7]);
+        return new SlurmJob(id, fields[1], fields[2], fields[3], status >> 8, status & 0x7f, Time(fields[5]), Time(fields[6]), fields[7], fields[8]);
     }
 
     // squeue prints the controller's local time without a zone, or N/A / Unknown / None.

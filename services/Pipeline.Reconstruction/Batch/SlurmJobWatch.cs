@@ -15,6 +15,7 @@ public sealed class SlurmJobWatch(SlurmClient slurm, IOptions<SlurmOptions> opti
     public const string LostState = "LOST";
 
     private readonly ConcurrentDictionary<long, Watched> _jobs = new();
+    private readonly ConcurrentDictionary<long, byte> _seen = new();
     private readonly SemaphoreSlim _added = new(0);
 
     /// <summary>The jobs followed now.</summary>
@@ -23,10 +24,27 @@ public sealed class SlurmJobWatch(SlurmClient slurm, IOptions<SlurmOptions> opti
     /// <summary>The last state Slurm reported for each job followed (PENDING, RUNNING, ...), by id.</summary>
     public IReadOnlyDictionary<long, string> States => _jobs.ToDictionary(p => p.Key, p => p.Value.LastState);
 
+    /// <summary>Whether this process follows or followed the job (a job it need not adopt).</summary>
+    public bool Knows(long id) => _seen.ContainsKey(id);
+
+    /// <summary>Forgets the jobs Slurm no longer lists that this process is done with.</summary>
+    public void ForgetAllBut(IReadOnlyCollection<long> listed)
+    {
+        var keep = listed.ToHashSet();
+        foreach (var id in _seen.Keys.Where(id => !keep.Contains(id) && !_jobs.ContainsKey(id)))
+        {
+            _seen.TryRemove(id, out _);
+        }
+    }
+
+    /// <summary>The id of the job of this name that this process follows, or null.</summary>
+    public long? IdOf(string name) => _jobs.FirstOrDefault(p => p.Value.Name == name) is { Value: not null } found ? found.Key : null;
+
     /// <summary>Waits for the job's end as Slurm reports it.</summary>
     public async Task<SlurmJob> WaitAsync(long id, string name, CancellationToken cancellationToken)
     {
         var watched = _jobs.GetOrAdd(id, _ => new Watched(name));
+        _seen.TryAdd(id, 0);
         _added.Release();
         try
         {
@@ -56,6 +74,10 @@ public sealed class SlurmJobWatch(SlurmClient slurm, IOptions<SlurmOptions> opti
             {
                 // The jobs keep running; their leases are renewed by the worker meanwhile. Looked at again next poll.
                 logger.LogWarning("Could not list the batch jobs: {Reason}", ex.Message);
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                logger.LogError(ex, "Following the batch jobs failed; trying again next poll");
             }
             await Task.Delay(interval, stoppingToken);
         }

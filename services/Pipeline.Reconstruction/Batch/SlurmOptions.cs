@@ -35,6 +35,10 @@ public sealed class SlurmOptions
     [Range(0.2, 600)]
     public double PollSeconds { get; set; } = 15;
 
+    /// <summary>How often the cluster is searched for this system's jobs that no worker follows (see SlurmAdoption).</summary>
+    [Range(0.2, 3600)]
+    public double AdoptSeconds { get; set; } = 30;
+
     /// <summary>How long a Slurm command may take before it counts as failed.</summary>
     [Range(1, 600)]
     public int CommandTimeoutSeconds { get; set; } = 60;

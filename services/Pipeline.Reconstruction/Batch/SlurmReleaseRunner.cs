@@ -38,10 +38,27 @@ public sealed class SlurmReleaseRunner(
             return new ReleaseOutcome(null, false, "", ex.Message, BatchState: "NOT_SUBMITTED", SiteFailure: true);
         }
         logger.LogInformation("Submitted {FileId} attempt {Attempt} as Slurm job {JobId}", job.FileId, job.Attempt, id);
+        return await FollowAsync(job, id, cancellationToken);
+    }
+
+    /// <summary>
+    /// The job's id once submitted; before that (the first claim) just "slurm", so that the orchestrator gives the file
+    /// the adoption grace from the start: a worker that dies right after sbatch leaves a job to be adopted.
+    /// </summary>
+    public string? BatchJobOf(Guid fileId, int attempt) => watch.IdOf(slurm.JobName(fileId, attempt)) is { } id ? BatchJobName(id) : Executor;
+
+    private const string Executor = "slurm";
+
+    public string BatchJobName(long batchJobId) => $"{Executor}:{batchJobId}";
+
+    public bool JobsOutliveWorker => true;
+
+    public async Task<ReleaseOutcome> FollowAsync(ReleaseJob job, long id, CancellationToken cancellationToken)
+    {
         SlurmJob ended;
         try
         {
-            ended = await watch.WaitAsync(id, name, cancellationToken);
+            ended = await watch.WaitAsync(id, slurm.JobName(job.FileId, job.Attempt), cancellationToken);
         }
         catch (OperationCanceledException) when (!lifetime.ApplicationStopping.IsCancellationRequested)
         {

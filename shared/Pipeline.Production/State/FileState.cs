@@ -30,6 +30,9 @@ public sealed class FileState : SagaStateMachineInstance, ISagaVersion
     /// <summary>Failures reported by the stages, counted against the campaign's attempt budget.</summary>
     public int Failures { get; set; }
 
+    /// <summary>The batch job running the current attempt, as its worker last reported it (e.g. slurm:1234), or null.</summary>
+    public string? BatchJob { get; set; }
+
     /// <summary>Failures the site caused (a batch node lost, a job preempted): they spend none of the attempt budget, up to a limit.</summary>
     public int SiteFailures { get; set; }
 

@@ -132,7 +132,10 @@ public interface IFileSagaStore
     /// <summary>Failed files grouped by campaign, stage, failure signature and release, the largest group first.</summary>
     Task<IReadOnlyList<FailureGroup>> CountFailuresAsync(string? campaign, CancellationToken cancellationToken);
 
-    /// <summary>Files in a non-final state whose deadline passed, or that were last written before <paramref name="updatedBefore"/>.</summary>
+    /// <summary>
+    /// Files in a non-final state whose deadline passed, or that were last written before <paramref name="updatedBefore"/>
+    /// (except files reconstructing in a batch job, which wait for their deadline).
+    /// </summary>
     Task<IReadOnlyList<StalledFile>> FindStalledAsync(DateTimeOffset now, DateTimeOffset? updatedBefore, int limit, CancellationToken cancellationToken);
 }
 

@@ -1,7 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Http.Json;
-using System.Net.Sockets;
 using System.Text.Json;
 using Pipeline.Contracts;
 using Pipeline.Host;
@@ -19,90 +16,44 @@ namespace Pipeline.Tests.EndToEnd;
 public sealed class When_the_all_in_one_pipeline_is_killed_and_restarted : IDisposable
 {
     private readonly TempDirectory _data = new();
-    private readonly int _port = FreePort();
+    private readonly PipelineProcess _host;
+
+    public When_the_all_in_one_pipeline_is_killed_and_restarted() => _host = new PipelineProcess(_data.Path);
 
     public void Dispose() => _data.Dispose();
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
     private Process StartPipeline(bool withSampleRuns)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var environment = new Dictionary<string, string>
         {
-            WorkingDirectory = _data.Path,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
+            ["Pipeline__Transport"] = "InMemory",
+            ["Pipeline__Campaign__MergeTargetBytes"] = "1048576",
+            ["Pipeline__Merger__FlushIdleSeconds"] = "0.5",
+            ["Pipeline__Merger__PollSeconds"] = "0.1",
+            ["Pipeline__Reconstruction__Slots"] = "2",
         };
-        foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "Pipeline.Host.dll"), "run", "--urls", $"http://127.0.0.1:{_port}" })
-        {
-            start.ArgumentList.Add(argument);
-        }
-        start.Environment["Pipeline__DataDirectory"] = _data.Path;
-        start.Environment["Pipeline__Transport"] = "InMemory";
-        start.Environment["Pipeline__Campaign__MergeTargetBytes"] = "1048576";
-        start.Environment["Pipeline__Merger__FlushIdleSeconds"] = "0.5";
-        start.Environment["Pipeline__Merger__PollSeconds"] = "0.1";
-        start.Environment["Pipeline__Reconstruction__Slots"] = "2";
         // Each job takes a while, so that the kill finds work in every stage.
         string[] arguments = ["reconstruct", "--input", "{input}", "--outdir", "{outdir}", "--datasets", "{datasets}", "--cpu-ms-per-event", "1"];
         for (var i = 0; i < arguments.Length; i++)
         {
-            start.Environment[$"Pipeline__Campaign__Release__Arguments__{i}"] = arguments[i];
+            environment[$"Pipeline__Campaign__Release__Arguments__{i}"] = arguments[i];
         }
         if (withSampleRuns)
         {
-            start.Environment["SAMPLE_RUNS"] = "2";
-            start.Environment["SAMPLE_FILES"] = "4";
-            start.Environment["SAMPLE_EVENTS"] = "400";
+            environment["SAMPLE_RUNS"] = "2";
+            environment["SAMPLE_FILES"] = "4";
+            environment["SAMPLE_EVENTS"] = "400";
         }
-        var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
+        return _host.Start(environment);
     }
 
-    /// <summary>The viewer key the host generated under its data directory at first start (no keys are configured).</summary>
-    private string? GeneratedViewerKey()
-    {
-        var file = Path.Combine(_data.Path, "api-keys.json");
-        if (!File.Exists(file))
-        {
-            return null;
-        }
-        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
-        using var keys = JsonDocument.Parse(File.ReadAllText(file));
-        return keys.RootElement.GetProperty("generated-viewer").GetProperty("key").GetString();
-    }
-
-    private async Task<Dictionary<string, long>> Totals(HttpClient http)
-    {
-        try
-        {
-            using var request = new HttpRequestMessage(HttpMethod.Get, "/api/summary");
-            request.Headers.Add("X-Api-Key", GeneratedViewerKey());
-            using var response = await http.SendAsync(request);
-            response.EnsureSuccessStatusCode();
-            var summary = await response.Content.ReadFromJsonAsync<JsonElement>();
-            return summary.GetProperty("totals").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetInt64());
-        }
-        catch (HttpRequestException)
-        {
-            return [];
-        }
-    }
+    private Task<Dictionary<string, long>> Totals(HttpClient http) => _host.TotalsAsync(http);
 
     [Fact]
     public async Task Should_finish_every_file_with_no_event_lost_or_doubled()
     {
         const int files = 16;
-        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}") };
+        using var http = _host.Http();
 
         using (var first = StartPipeline(withSampleRuns: true))
         {

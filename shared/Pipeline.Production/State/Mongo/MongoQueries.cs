@@ -47,7 +47,9 @@ public static class MongoQueries
     public static FilterDefinition<FileState> Stalled(DateTimeOffset now, DateTimeOffset? updatedBefore)
     {
         var late = SagaFilter.Lt(s => s.Deadline, now);
-        var due = updatedBefore is null ? late : SagaFilter.Or(late, SagaFilter.Lt(s => s.UpdatedAt, updatedBefore.Value));
+        // A batch job outlives the transport's messages: its file waits for adoption or its deadline, not for recovery.
+        var inBatch = SagaFilter.And(SagaFilter.Eq(s => s.CurrentState, FileStates.Reconstructing), SagaFilter.Ne(s => s.BatchJob, null));
+        var due = updatedBefore is null ? late : SagaFilter.Or(late, SagaFilter.And(SagaFilter.Lt(s => s.UpdatedAt, updatedBefore.Value), SagaFilter.Not(inBatch)));
         return SagaFilter.And(SagaFilter.Nin(s => s.CurrentState, FileStates.Final), due);
     }
 

@@ -200,7 +200,10 @@ public sealed class SqliteFileSagaStore : IFileSagaStore
         _database.RowsAsync($"""
             SELECT id, version, state, campaign, run, stream FROM file_sagas
             WHERE state NOT IN ({string.Join(", ", FileStates.Final.Order(StringComparer.Ordinal).Select(s => $"'{s}'"))})
-              AND ((deadline IS NOT NULL AND deadline < $now) OR ($before IS NOT NULL AND updated_at < $before))
+              AND ((deadline IS NOT NULL AND deadline < $now)
+                OR ($before IS NOT NULL AND updated_at < $before
+                    -- A batch job outlives the transport's messages: its file waits for adoption or its deadline, not for recovery.
+                    AND NOT (state = '{FileStates.Reconstructing}' AND json_extract(document, '$.batchJob') IS NOT NULL)))
             ORDER BY updated_at LIMIT $limit
             """,
             r => new StalledFile(Guid.Parse(r.GetString(0)), r.GetInt32(1), r.GetString(2), r.GetString(3), r.GetInt32(4), r.GetString(5)),
