@@ -25,6 +25,7 @@ public static class ReconstructionModule
                 services.AddHostedService(sp => sp.GetRequiredService<SlurmJobWatch>());
                 services.AddSingleton<IReleaseRunner, SlurmReleaseRunner>();
                 services.AddHostedService<SlurmAdoption>();
+                services.AddHostedService<SlurmQueueKeeper>();
             }
             else
             {

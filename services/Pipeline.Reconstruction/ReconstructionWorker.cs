@@ -14,6 +14,7 @@ using Pipeline.Production.Campaigns;
 using Pipeline.Production.Flow;
 using Pipeline.Production.Hosting;
 using Pipeline.Production.State;
+using Pipeline.Reconstruction.Batch;
 using Pipeline.SampleExperiment;
 
 namespace Pipeline.Reconstruction;
@@ -416,7 +417,8 @@ public sealed class ReconstructionWorker(
                 logPath,
                 TimeSpan.FromSeconds(timeoutSeconds),
                 message.FileId,
-                message.Attempt);
+                message.Attempt,
+                message.Campaign);
         }
         catch (FormatException ex)
         {
@@ -432,13 +434,15 @@ public sealed class ReconstructionWorker(
     private async Task<(ReleaseOutcome Outcome, string? Problem, int TimeLimitSeconds)> FollowAdoptedAsync(
         ReconstructFile message, AdoptedJob adopted, string jobPath, string logPath, CancellationToken cancellationToken)
     {
-        var job = new ReleaseJob("", [], jobPath, logPath, TimeSpan.FromSeconds(adopted.TimeLimitSeconds), message.FileId, message.Attempt);
+        var job = new ReleaseJob("", [], jobPath, logPath, TimeSpan.FromSeconds(adopted.TimeLimitSeconds), message.FileId, message.Attempt, message.Campaign);
         var outcome = await runner.FollowAsync(job, adopted.BatchJobId, cancellationToken);
         return (outcome, ProblemOf(outcome, adopted.TimeLimitSeconds), adopted.TimeLimitSeconds);
     }
 
     private static string? ProblemOf(ReleaseOutcome outcome, int timeoutSeconds) => outcome switch
     {
+        { SiteFailure: true, BatchState: "CANCELLED", BatchReason: { } reason } when reason.StartsWith(SlurmQueueKeeper.CancelledBecause, StringComparison.Ordinal) =>
+            $"batch job {outcome.BatchJobId} {reason}",
         { SiteFailure: true } => $"the site failed batch job {outcome.BatchJobId}: {outcome.BatchState} ({outcome.BatchReason ?? outcome.FirstErrorLine}) on {NodeOf(outcome)}",
         { BatchState: "OUT_OF_MEMORY" } => $"batch job {outcome.BatchJobId} ran out of memory on {NodeOf(outcome)}",
         { TimedOut: true } => $"timed out after {timeoutSeconds}s",

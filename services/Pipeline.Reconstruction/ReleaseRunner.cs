@@ -5,7 +5,7 @@ namespace Pipeline.Reconstruction;
 
 /// <summary>One run of a release: the executable, its final argument list, where it runs and logs, and the file attempt it is.</summary>
 public sealed record ReleaseJob(string Executable, IReadOnlyList<string> Arguments, string WorkingDirectory, string LogPath, TimeSpan Timeout,
-    Guid FileId = default, int Attempt = 0);
+    Guid FileId = default, int Attempt = 0, string Campaign = "");
 
 /// <summary>
 /// How a run ended. <see cref="ExitCode"/> is null when the process was killed. A batch job adds its id, its end state,

@@ -40,10 +40,23 @@ public sealed class SlurmJobWatch(SlurmClient slurm, IOptions<SlurmOptions> opti
     /// <summary>The id of the job of this name that this process follows, or null.</summary>
     public long? IdOf(string name) => _jobs.FirstOrDefault(p => p.Value.Name == name) is { Value: not null } found ? found.Key : null;
 
-    /// <summary>Waits for the job's end as Slurm reports it.</summary>
-    public async Task<SlurmJob> WaitAsync(long id, string name, CancellationToken cancellationToken)
+    /// <summary>The jobs followed now that Slurm last reported waiting in its queue, with their campaigns.</summary>
+    public IReadOnlyList<(long Id, string Campaign)> Pending =>
+        [.. _jobs.Where(p => p.Value.LastState == "PENDING").Select(p => (p.Key, p.Value.Campaign))];
+
+    /// <summary>Notes why this system cancelled a job, for the reason of its end.</summary>
+    public void NoteCancelled(long id, string why)
     {
-        var watched = _jobs.GetOrAdd(id, _ => new Watched(name));
+        if (_jobs.TryGetValue(id, out var watched))
+        {
+            watched.CancelledBecause = why;
+        }
+    }
+
+    /// <summary>Waits for the job's end as Slurm reports it.</summary>
+    public async Task<SlurmJob> WaitAsync(long id, string name, CancellationToken cancellationToken, string campaign = "")
+    {
+        var watched = _jobs.GetOrAdd(id, _ => new Watched(name, campaign));
         _seen.TryAdd(id, 0);
         _added.Release();
         try
@@ -94,7 +107,7 @@ public sealed class SlurmJobWatch(SlurmClient slurm, IOptions<SlurmOptions> opti
                 watched.Missing.Reset();
                 if (job.HasEnded)
                 {
-                    watched.End.TrySetResult(job);
+                    watched.End.TrySetResult(watched.CancelledBecause is { } why && job.State == "CANCELLED" ? job with { Reason = why } : job);
                 }
             }
             else if (!watched.Missing.IsRunning)
@@ -114,9 +127,13 @@ public sealed class SlurmJobWatch(SlurmClient slurm, IOptions<SlurmOptions> opti
         base.Dispose();
     }
 
-    private sealed class Watched(string name)
+    private sealed class Watched(string name, string campaign)
     {
         public string Name { get; } = name;
+
+        public string Campaign { get; } = campaign;
+
+        public string? CancelledBecause { get; set; }
 
         public TaskCompletionSource<SlurmJob> End { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 

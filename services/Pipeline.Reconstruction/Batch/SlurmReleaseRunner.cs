@@ -58,7 +58,7 @@ public sealed class SlurmReleaseRunner(
         SlurmJob ended;
         try
         {
-            ended = await watch.WaitAsync(id, slurm.JobName(job.FileId, job.Attempt), cancellationToken);
+            ended = await watch.WaitAsync(id, slurm.JobName(job.FileId, job.Attempt), cancellationToken, job.Campaign);
         }
         catch (OperationCanceledException) when (!lifetime.ApplicationStopping.IsCancellationRequested)
         {

@@ -9,20 +9,60 @@ namespace Pipeline.Tests.Batch;
 /// <summary>The whole pipeline with every reconstruction a job of a real one-node Slurm cluster.</summary>
 public sealed class When_reconstruction_runs_on_slurm(SlurmCluster cluster) : IClassFixture<SlurmCluster>
 {
+    private static Dictionary<string, string?> Settings(SlurmCluster cluster, string prefix) => new()
+    {
+        ["Pipeline:Reconstruction:Executor"] = "Slurm",
+        ["Pipeline:Reconstruction:Slurm:ConfigFile"] = cluster.ConfigFile,
+        ["Pipeline:Reconstruction:Slurm:PollSeconds"] = "0.3",
+        ["Pipeline:Reconstruction:Slurm:JobNamePrefix"] = prefix,
+        ["Pipeline:Reconstruction:Slurm:MemoryMegabytes"] = "100",
+        ["Pipeline:Reconstruction:Slots"] = "4",
+    };
+
+    [SkippableFact]
+    public async Task Should_take_a_paused_campaigns_queued_jobs_out_of_the_queue_and_submit_them_again_after_it_resumes()
+    {
+        cluster.Require();
+        var prefix = $"ps{Guid.NewGuid():N}"[..10];
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: Settings(cluster, prefix));
+        var slurm = cluster.Client(prefix);
+        await cluster.FailNodeAsync();
+        try
+        {
+            var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 200));
+            await pipeline.IngestAsync(runs);
+            await Eventually.Until(() => slurm.ListAsync(CancellationToken.None), jobs => jobs.Count(j => j.State == "PENDING") >= 2,
+                TimeSpan.FromSeconds(60), "jobs waiting in the queue", jobs => string.Join(", ", jobs.Select(j => $"{j.Name}={j.State}")));
+
+            (await pipeline.Http.PostAsync(new Uri($"api/campaigns/{pipeline.Campaign.Name}/pause", UriKind.Relative), null)).EnsureSuccessStatusCode();
+            var cancelled = await Eventually.Until(() => slurm.ListAsync(CancellationToken.None),
+                jobs => jobs.Count > 0 && jobs.All(j => j.State == "CANCELLED"), TimeSpan.FromSeconds(60), "the queued jobs cancelled",
+                jobs => string.Join(", ", jobs.Select(j => $"{j.Name}={j.State}")));
+            (await pipeline.Http.PostAsync(new Uri($"api/campaigns/{pipeline.Campaign.Name}/resume", UriKind.Relative), null)).EnsureSuccessStatusCode();
+            await cluster.ResumeNodeAsync();
+
+            await pipeline.WaitForFinalAsync(4);
+            var files = await pipeline.AllFilesAsync();
+            Assert.All(files, f => Assert.Equal((FileStates.Archived, 0), (f.CurrentState, f.Failures)));
+            var jobs = await slurm.ListAsync(CancellationToken.None);
+            Assert.Equal(files.Select(f => f.CorrelationId).Order(), jobs.Where(j => j.State == "COMPLETED").Select(j => slurm.Owner(j.Name)!.Value.FileId).Order());
+            var one = files.First(f => f.CorrelationId == slurm.Owner(cancelled[0].Name)!.Value.FileId);
+            // Its cancelled job spent none of its attempts; it waited for the campaign and was submitted again.
+            Assert.Equal(1, one.SiteFailures);
+            Assert.Contains(one.History, h => h.Event == "ReconstructionFailed" && h.Detail == $"held: campaign {pipeline.Campaign.Name} is paused");
+        }
+        finally
+        {
+            await cluster.ResumeNodeAsync();
+        }
+    }
+
     [SkippableFact]
     public async Task Should_reconstruct_every_file_once_by_a_slurm_job_and_retry_one_the_site_cancelled_without_spending_its_attempts()
     {
         cluster.Require();
         var prefix = $"e2e{Guid.NewGuid():N}"[..11];
-        await using var pipeline = await PipelineUnderTest.StartAsync(settings: new Dictionary<string, string?>
-        {
-            ["Pipeline:Reconstruction:Executor"] = "Slurm",
-            ["Pipeline:Reconstruction:Slurm:ConfigFile"] = cluster.ConfigFile,
-            ["Pipeline:Reconstruction:Slurm:PollSeconds"] = "0.3",
-            ["Pipeline:Reconstruction:Slurm:JobNamePrefix"] = prefix,
-            ["Pipeline:Reconstruction:Slurm:MemoryMegabytes"] = "100",
-            ["Pipeline:Reconstruction:Slots"] = "4",
-        });
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: Settings(cluster, prefix));
         var slurm = cluster.Client(prefix);
         // The node is down while the files arrive, so their jobs wait in the queue, where the site cancels one.
         await cluster.FailNodeAsync();
