@@ -14,6 +14,11 @@ bash tests/ensure-debian-package.sh /usr/bin/hey hey
 bash tests/ensure-debian-package.sh /usr/bin/xrootd xrootd-server
 bash tests/ensure-debian-package.sh /usr/bin/xrdcp xrootd-client
 bash tests/ensure-debian-package.sh "/usr/lib/$(uname -m)-linux-gnu/libXrdHttp-5.so" xrootd-server-plugins
+# The batch tests start one-node Slurm clusters of their own (munged, slurmctld, slurmd on loopback).
+bash tests/ensure-debian-package.sh /usr/sbin/munged munge
+bash tests/ensure-debian-package.sh /usr/sbin/slurmctld slurmctld
+bash tests/ensure-debian-package.sh /usr/sbin/slurmd slurmd
+bash tests/ensure-debian-package.sh /usr/bin/sbatch slurm-client
 # gfal2's tools drive the schemes the project does not speak itself; the tests point them at the same XRootD server.
 bash tests/ensure-debian-package.sh /usr/bin/python python-is-python3
 bash tests/ensure-debian-package.sh /usr/bin/gfal-copy gfal2-util-scripts
