@@ -18,6 +18,12 @@ public sealed class AttemptPolicy(int maxStalls, int quarantineAfterRepeats, int
         var signature = FailureSignature.Describe(stage, exitCode, reason, logTail);
         saga.Failures++;
         saga.RepeatedFailures = signature == saga.FailureSignature ? saga.RepeatedFailures + 1 : 1;
+        Keep(saga, stage, reason, exitCode, logTail, signature);
+    }
+
+    /// <summary>Keeps a failure's reason, kind and log on the file, and lets its lease go; counts nothing.</summary>
+    private static void Keep(FileState saga, string stage, string reason, int? exitCode, string? logTail, string signature)
+    {
         saga.FailureReason = reason;
         saga.FailureStage = stage;
         saga.FailureSignature = signature;
@@ -41,14 +47,7 @@ public sealed class AttemptPolicy(int maxStalls, int quarantineAfterRepeats, int
             return;
         }
         saga.SiteFailures++;
-        saga.FailureReason = reason;
-        saga.FailureStage = stage;
-        saga.FailureSignature = FailureSignature.Describe(stage, null, reason, null);
-        saga.FailureRelease = saga.Release;
-        saga.LastExitCode = null;
-        saga.LastLogTail = logTail ?? saga.LastLogTail;
-        saga.Worker = null;
-        saga.LeaseExpiresAt = null;
+        Keep(saga, stage, reason, null, logTail, FailureSignature.Describe(stage, null, reason, null));
     }
 
     /// <summary>
@@ -64,14 +63,7 @@ public sealed class AttemptPolicy(int maxStalls, int quarantineAfterRepeats, int
         }
         saga.TimeLimitExtended = true;
         saga.TimeoutSeconds = Math.Max(saga.TimeoutSeconds ?? 0, 2 * timedOutAfterSeconds);
-        saga.FailureReason = reason;
-        saga.FailureStage = stage;
-        saga.FailureSignature = FailureSignature.Describe(stage, null, reason, null);
-        saga.FailureRelease = saga.Release;
-        saga.LastExitCode = null;
-        saga.LastLogTail = logTail ?? saga.LastLogTail;
-        saga.Worker = null;
-        saga.LeaseExpiresAt = null;
+        Keep(saga, stage, reason, null, logTail, FailureSignature.Describe(stage, null, reason, null));
         return true;
     }
 

@@ -86,90 +86,76 @@ public sealed class ReconstructionWorker(
     /// <summary>Jobs running now in this process.</summary>
     public int Busy => options.Value.EffectiveSlots - _slots.CurrentCount;
 
-    public async Task<DispatchOutcome> DispatchAsync(ReconstructFile message, CancellationToken cancellationToken)
-    {
-        var key = (message.FileId, message.Attempt);
-        if (!_running.TryAdd(key, 0))
+    public Task<DispatchOutcome> DispatchAsync(ReconstructFile message, CancellationToken cancellationToken) =>
+        InSlotAsync((message.FileId, message.Attempt), TimeSpan.FromSeconds(options.Value.SlotWaitSeconds), DispatchOutcome.AlreadyRunning, DispatchOutcome.NoFreeSlot, async () =>
         {
-            return DispatchOutcome.AlreadyRunning;
-        }
-        var started = false;
-        try
-        {
-            if (!await _slots.WaitAsync(TimeSpan.FromSeconds(options.Value.SlotWaitSeconds), cancellationToken))
+            // The outputs go to scratch, where they wait for the merger: a job starts only when scratch has room,
+            // reserved by the size of its input until its real outputs are known.
+            var input = message.CachedName is { } cached ? (await areas.Cache.StatAsync(cached, cancellationToken))?.Size ?? 0 : 0;
+            await gate.AdmitAsync(StorageOptions.Scratch, AttemptFolder(message), input, cancellationToken);
+            var worker = pipeline.Value.EffectiveInstanceName;
+            var claim = await Claim(message, worker, renewal: false, cancellationToken);
+            if (!claim.Granted)
             {
-                return DispatchOutcome.NoFreeSlot;
+                logger.LogInformation("Not running {FileId} attempt {Attempt}: {Reason}", message.FileId, message.Attempt, claim.Reason);
+                await gate.ReleaseAsync(StorageOptions.Scratch, AttemptFolder(message));
+                return (DispatchOutcome.Refused, null);
             }
-            try
-            {
-                // The outputs go to scratch, where they wait for the merger: a job starts only when scratch has room,
-                // reserved by the size of its input until its real outputs are known.
-                var input = message.CachedName is { } cached ? (await areas.Cache.StatAsync(cached, cancellationToken))?.Size ?? 0 : 0;
-                await gate.AdmitAsync(StorageOptions.Scratch, AttemptFolder(message), input, cancellationToken);
-                var worker = pipeline.Value.EffectiveInstanceName;
-                var claim = await Claim(message, worker, renewal: false, cancellationToken);
-                if (!claim.Granted)
-                {
-                    logger.LogInformation("Not running {FileId} attempt {Attempt}: {Reason}", message.FileId, message.Attempt, claim.Reason);
-                    await gate.ReleaseAsync(StorageOptions.Scratch, AttemptFolder(message));
-                    return DispatchOutcome.Refused;
-                }
-                started = true;
-                _ = Task.Run(() => RunJobAsync(message, worker, claim.LeaseSeconds, key), CancellationToken.None);
-                return DispatchOutcome.Started;
-            }
-            finally
-            {
-                if (!started)
-                {
-                    _slots.Release();
-                }
-            }
-        }
-        finally
-        {
-            if (!started)
-            {
-                _running.TryRemove(key, out _);
-            }
-        }
-    }
+            return (DispatchOutcome.Started, () => RunJobAsync(message, worker, claim.LeaseSeconds, (message.FileId, message.Attempt)));
+        }, cancellationToken);
 
     /// <summary>
     /// Takes over a batch job found in the batch system that no worker of this process follows: one submitted before
     /// this worker restarted, or by a worker that died. It is claimed like a new attempt (granted once the holder's
     /// lease ran out, or at once to the same worker name), then followed to its end and reported as any job.
     /// </summary>
-    public async Task<AdoptionOutcome> AdoptAsync(JobRequest request, string jobDirectory, long batchJobId, CancellationToken cancellationToken)
+    public Task<AdoptionOutcome> AdoptAsync(JobRequest request, string jobDirectory, long batchJobId, CancellationToken cancellationToken)
     {
         var message = request.Message;
-        var key = (message.FileId, message.Attempt);
+        return InSlotAsync((message.FileId, message.Attempt), TimeSpan.Zero, AdoptionOutcome.AlreadyFollowed, AdoptionOutcome.NoFreeSlot, async () =>
+        {
+            var worker = pipeline.Value.EffectiveInstanceName;
+            var claim = await Claim(message, worker, renewal: false, cancellationToken, batchJobId);
+            if (!claim.Granted)
+            {
+                // Held by a live worker: looked at again later. Anything else (a stale attempt, a file already done)
+                // is for good: the job's result would be ignored.
+                return (claim.Reason?.StartsWith("lease held by", StringComparison.Ordinal) == true ? AdoptionOutcome.HeldElsewhere : AdoptionOutcome.Superseded, null);
+            }
+            logger.LogInformation("Adopted batch job {JobId} running {FileId} attempt {Attempt}", batchJobId, message.FileId, message.Attempt);
+            await gate.AdmitAsync(StorageOptions.Scratch, AttemptFolder(message), 0, cancellationToken);
+            var adopted = new AdoptedJob(jobDirectory, batchJobId, request.TimeLimitSeconds);
+            return (AdoptionOutcome.Adopted, () => RunJobAsync(message, worker, claim.LeaseSeconds, (message.FileId, message.Attempt), adopted));
+        }, cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="start"/> holding the attempt's key (no second run of one attempt in this process) and a slot.
+    /// When it returns a job, the job runs in the background and keeps both until it ends; otherwise both are let go.
+    /// </summary>
+    private async Task<T> InSlotAsync<T>((Guid FileId, int Attempt) key, TimeSpan slotWait, T alreadyRunning, T noFreeSlot,
+        Func<Task<(T Outcome, Func<Task>? Job)>> start, CancellationToken cancellationToken)
+    {
         if (!_running.TryAdd(key, 0))
         {
-            return AdoptionOutcome.AlreadyFollowed;
+            return alreadyRunning;
         }
         var started = false;
         try
         {
-            if (!await _slots.WaitAsync(TimeSpan.Zero, cancellationToken))
+            if (!await _slots.WaitAsync(slotWait, cancellationToken))
             {
-                return AdoptionOutcome.NoFreeSlot;
+                return noFreeSlot;
             }
             try
             {
-                var worker = pipeline.Value.EffectiveInstanceName;
-                var claim = await Claim(message, worker, renewal: false, cancellationToken, batchJobId);
-                if (!claim.Granted)
+                var (outcome, job) = await start();
+                if (job is not null)
                 {
-                    // Held by a live worker: looked at again later. Anything else (a stale attempt, a file already done)
-                    // is for good: the job's result would be ignored.
-                    return claim.Reason?.StartsWith("lease held by", StringComparison.Ordinal) == true ? AdoptionOutcome.HeldElsewhere : AdoptionOutcome.Superseded;
+                    started = true;
+                    _ = Task.Run(job, CancellationToken.None);
                 }
-                logger.LogInformation("Adopted batch job {JobId} running {FileId} attempt {Attempt}", batchJobId, message.FileId, message.Attempt);
-                await gate.AdmitAsync(StorageOptions.Scratch, AttemptFolder(message), 0, cancellationToken);
-                started = true;
-                _ = Task.Run(() => RunJobAsync(message, worker, claim.LeaseSeconds, key, new AdoptedJob(jobDirectory, batchJobId, request.TimeLimitSeconds)), CancellationToken.None);
-                return AdoptionOutcome.Adopted;
+                return outcome;
             }
             finally
             {
