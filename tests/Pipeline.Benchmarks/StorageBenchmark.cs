@@ -244,7 +244,7 @@ public static class StorageBenchmark
         return file.Length;
     }
 
-    private static async Task<string> RunAsync(string program, IReadOnlyList<string> arguments)
+    internal static async Task<string> RunAsync(string program, IReadOnlyList<string> arguments)
     {
         var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var argument in arguments)
