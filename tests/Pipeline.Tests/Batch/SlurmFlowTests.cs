@@ -20,6 +20,51 @@ public sealed class When_reconstruction_runs_on_slurm(SlurmCluster cluster) : IC
     };
 
     [SkippableFact]
+    public async Task Should_retry_the_jobs_of_a_failed_node_when_it_returns_without_spending_their_files_attempts()
+    {
+        cluster.Require();
+        var prefix = $"nf{Guid.NewGuid():N}"[..10];
+        var settings = Settings(cluster, prefix);
+        // Jobs that run a few seconds, so that the node fails under them.
+        string[] arguments = ["reconstruct", "--input", "{input}", "--outdir", "{outdir}", "--datasets", "{datasets}", "--cpu-ms-per-event", "20"];
+        for (var i = 0; i < arguments.Length; i++)
+        {
+            settings[$"Pipeline:Campaign:Release:Arguments:{i}"] = arguments[i];
+        }
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: settings);
+        var slurm = cluster.Client(prefix);
+        try
+        {
+            var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 400));
+            await pipeline.IngestAsync(runs);
+            await Eventually.Until(() => slurm.ListAsync(CancellationToken.None), jobs => jobs.Any(j => j.State == "RUNNING"),
+                TimeSpan.FromSeconds(60), "a job running", jobs => string.Join(", ", jobs.Select(j => $"{j.Name}={j.State}")));
+
+            await cluster.FailNodeAsync();
+            await Eventually.Until(() => slurm.ListAsync(CancellationToken.None), jobs => jobs.Any(j => j.State == "NODE_FAIL"),
+                TimeSpan.FromSeconds(60), "a job failed with its node", jobs => string.Join(", ", jobs.Select(j => $"{j.Name}={j.State}")));
+            await cluster.ResumeNodeAsync();
+            await pipeline.WaitForFinalAsync(4);
+
+            var files = await pipeline.AllFilesAsync();
+            Assert.All(files, f => Assert.Equal((FileStates.Archived, 0), (f.CurrentState, f.Failures)));
+            var jobs = await slurm.ListAsync(CancellationToken.None);
+            var lost = jobs.Where(j => j.State == "NODE_FAIL").ToList();
+            Assert.NotEmpty(lost);
+            foreach (var job in lost)
+            {
+                var file = files.Single(f => f.CorrelationId == slurm.Owner(job.Name)!.Value.FileId);
+                Assert.True(file.SiteFailures >= 1, $"{file.LogicalName}: the node failure was not counted as the site's");
+                Assert.Contains(jobs, j => j.State == "COMPLETED" && slurm.Owner(j.Name)!.Value.FileId == file.CorrelationId);
+            }
+        }
+        finally
+        {
+            await cluster.ResumeNodeAsync();
+        }
+    }
+
+    [SkippableFact]
     public async Task Should_take_a_paused_campaigns_queued_jobs_out_of_the_queue_and_submit_them_again_after_it_resumes()
     {
         cluster.Require();
