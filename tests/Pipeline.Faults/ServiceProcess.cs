@@ -97,7 +97,8 @@ public sealed partial class ServiceProcess : IAsyncDisposable
             try
             {
                 using var response = await http.GetAsync("/health/ready", cancellationToken);
-                if (response.IsSuccessStatusCode)
+                // Ready, and still running: a process that could not listen exits, and whatever answered was not it.
+                if (response.IsSuccessStatusCode && !_process.HasExited)
                 {
                     return;
                 }
@@ -158,10 +159,21 @@ public sealed partial class ServiceProcess : IAsyncDisposable
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int SendSignal(int pid, int signal);
 
+    // Ports handed to the suite's services: the kernel may give a port it just gave again, and two services told to
+    // listen on one port leave the second one's readiness check answered by the first.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, byte> HandedOut = new();
+
     private static int FreePort()
     {
-        using var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        while (true)
+        {
+            using var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);
+            listener.Start();
+            var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+            if (HandedOut.TryAdd(port, 0))
+            {
+                return port;
+            }
+        }
     }
 }
