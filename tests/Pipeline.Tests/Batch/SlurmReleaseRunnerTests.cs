@@ -1,6 +1,4 @@
 using System.Text;
-using Microsoft.Extensions.Hosting.Internal;
-using Microsoft.Extensions.Logging.Abstractions;
 using Pipeline.Reconstruction;
 using Pipeline.Reconstruction.Batch;
 using Pipeline.Tests.Support;
@@ -23,7 +21,7 @@ public sealed class When_a_release_runs_as_a_slurm_job(SlurmCluster cluster) : I
         }
         _slurm = cluster.Client();
         _watch = await cluster.WatchAsync(_slurm);
-        _runner = new SlurmReleaseRunner(_slurm, _watch, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance), NullLogger<SlurmReleaseRunner>.Instance);
+        _runner = SlurmCluster.Runner(_slurm, _watch);
     }
 
     [SkippableFact]

@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Hosting.Internal;
-using Microsoft.Extensions.Logging.Abstractions;
 using Pipeline.Reconstruction;
 using Pipeline.Reconstruction.Batch;
 using Pipeline.Tests.Support;
@@ -24,7 +22,7 @@ public sealed class When_a_slurm_job_runs_past_its_time_limit(SlurmCluster clust
         var watch = await cluster.WatchAsync(slurm);
         try
         {
-            var runner = new SlurmReleaseRunner(slurm, watch, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance), NullLogger<SlurmReleaseRunner>.Instance);
+            var runner = SlurmCluster.Runner(slurm, watch);
             var job = new ReleaseJob("/bin/sleep", ["600"], _folder.Path, Path.Combine(_folder.Path, ReconstructionWorker.JobLogName), TimeSpan.FromSeconds(30), Guid.NewGuid(), 1);
 
             var outcome = await runner.RunAsync(job, CancellationToken.None);

@@ -82,16 +82,8 @@ public sealed class SlurmCluster : IAsyncLifetime
 
     private async Task<string?> RunScriptAsync(string command)
     {
-        var start = new ProcessStartInfo("bash") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var argument in new[] { Script, command, _folder!.Path })
-        {
-            start.ArgumentList.Add(argument);
-        }
-        using var process = Process.Start(start)!;
-        var errors = process.StandardError.ReadToEndAsync();
-        var output = process.StandardOutput.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        return process.ExitCode == 0 ? null : $"{await output}{await errors}".Trim();
+        var (exitCode, output) = await TryRunAsync("bash", Script, command, _folder!.Path);
+        return exitCode == 0 ? null : output.Trim();
     }
 
     public async Task DisposeAsync()
@@ -102,6 +94,10 @@ public sealed class SlurmCluster : IAsyncLifetime
             _folder.Dispose();
         }
     }
+
+    /// <summary>A runner of releases as this cluster's jobs, through the given client and watch.</summary>
+    public static SlurmReleaseRunner Runner(SlurmClient client, SlurmJobWatch watch) =>
+        new(client, watch, new Microsoft.Extensions.Hosting.Internal.ApplicationLifetime(NullLogger<Microsoft.Extensions.Hosting.Internal.ApplicationLifetime>.Instance), NullLogger<SlurmReleaseRunner>.Instance);
 
     /// <summary>A watch on this cluster's jobs, started; dispose it to stop it.</summary>
     public async Task<SlurmJobWatch> WatchAsync(SlurmClient client, string prefix = "pipeline")
