@@ -6,7 +6,8 @@
 #                                      whatever the machine has: the jobs of the tests mostly wait. Started again in the
 #                                      same DIR it keeps its ports, its job ids and its queue.
 #   local-cluster.sh stop DIR          stops it (idempotent)
-#   local-cluster.sh stop-node DIR     stops slurmd alone, as a node that fails; start-node DIR starts it again
+#   local-cluster.sh stop-node DIR     stops slurmd alone, as a node that stops answering; start-node DIR starts it
+#                                      again (nothing when it runs)
 #   local-cluster.sh start-node DIR
 set -euo pipefail
 
@@ -142,6 +143,9 @@ ENV
     ;;
   start-node)
     dir=$(cd "$dir" && pwd)
+    if [ -f "$dir/slurmd.pid" ] && kill -0 "$(cat "$dir/slurmd.pid")" 2>/dev/null; then
+      exit 0
+    fi
     start_node
     ;;
   *)

@@ -37,10 +37,21 @@ public sealed class SlurmClient(IOptions<SlurmOptions> options)
     private IReadOnlyDictionary<string, string>? Environment =>
         string.IsNullOrEmpty(Settings.ConfigFile) ? null : new Dictionary<string, string> { ["SLURM_CONF"] = Settings.ConfigFile };
 
-    /// <summary>Submits the job; returns its id.</summary>
+    private static readonly TimeSpan PartitionLimitAge = TimeSpan.FromMinutes(5);
+    private (TimeSpan? Limit, DateTimeOffset ReadAt)? _partitionLimit;
+
+    /// <summary>
+    /// Submits the job; returns its id. Its time limit is held to the partition's maximum: a job asking for more would
+    /// wait in the queue for ever (PartitionTimeLimit).
+    /// </summary>
     public async Task<long> SubmitAsync(SlurmSubmission job, CancellationToken cancellationToken)
     {
-        var minutes = Math.Max(1, (int)Math.Ceiling(job.TimeLimit.TotalMinutes));
+        var minutes = (int)Math.Ceiling(job.TimeLimit.TotalMinutes);
+        if (await PartitionTimeLimitAsync(cancellationToken) is { } ceiling)
+        {
+            minutes = Math.Min(minutes, (int)Math.Floor(ceiling.TotalMinutes));
+        }
+        minutes = Math.Max(1, minutes);
         var command = new List<string>
         {
             "sbatch", "--parsable",
@@ -74,6 +85,70 @@ public sealed class SlurmClient(IOptions<SlurmOptions> options)
             throw new SlurmException($"sbatch refused job {job.Name}: {outcome.Describe()}");
         }
         return id;
+    }
+
+    /// <summary>
+    /// The longest time limit the configured partition (or the cluster's default one) allows, null when it has none,
+    /// read with sinfo at most every five minutes; null too while sinfo cannot tell, leaving the limit to sbatch.
+    /// </summary>
+    public async Task<TimeSpan?> PartitionTimeLimitAsync(CancellationToken cancellationToken)
+    {
+        if (_partitionLimit is { } known && DateTimeOffset.UtcNow - known.ReadAt < PartitionLimitAge)
+        {
+            return known.Limit;
+        }
+        var outcome = await ExternalCommand.RunAsync(["sinfo", "--noheader", "--format=%P|%l"], null, CommandTimeout, cancellationToken, environment: Environment);
+        if (!outcome.Succeeded)
+        {
+            return null;
+        }
+        // One line per partition (and node state); the default partition's name ends with '*'.
+        var limit = outcome.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(line => line.Split('|', 2))
+            .Where(fields => fields.Length == 2 && (string.IsNullOrEmpty(Settings.Partition) ? fields[0].EndsWith('*') : fields[0].TrimEnd('*') == Settings.Partition))
+            .Select(fields => ParseTimeLimit(fields[1]))
+            .FirstOrDefault();
+        _partitionLimit = (limit, DateTimeOffset.UtcNow);
+        return limit;
+    }
+
+    /// <summary>
+    /// A time limit as Slurm prints it: [days-]hours:minutes:seconds, minutes:seconds, or minutes alone; null for
+    /// "infinite", "UNLIMITED" or anything else it cannot read.
+    /// </summary>
+    public static TimeSpan? ParseTimeLimit(string text)
+    {
+        var days = 0;
+        var clock = text.Trim();
+        if (clock.Split('-', 2) is [var dayText, var rest])
+        {
+            if (!int.TryParse(dayText, NumberStyles.None, CultureInfo.InvariantCulture, out days))
+            {
+                return null;
+            }
+            clock = rest;
+        }
+        var fields = clock.Split(':');
+        var numbers = new int[fields.Length];
+        for (var i = 0; i < fields.Length; i++)
+        {
+            if (!int.TryParse(fields[i], NumberStyles.None, CultureInfo.InvariantCulture, out numbers[i]))
+            {
+                return null;
+            }
+        }
+        // After days the first field is hours; without days one field is minutes, two are minutes:seconds.
+        var withDays = clock.Length != text.Trim().Length;
+        (int Hours, int Minutes, int Seconds)? time = (withDays, numbers.Length) switch
+        {
+            (_, 3) => (numbers[0], numbers[1], numbers[2]),
+            (true, 2) => (numbers[0], numbers[1], 0),
+            (true, 1) => (numbers[0], 0, 0),
+            (false, 2) => (0, numbers[0], numbers[1]),
+            (false, 1) => (0, numbers[0], 0),
+            _ => null,
+        };
+        return time is { } t ? new TimeSpan(days, t.Hours, t.Minutes, t.Seconds) : null;
     }
 
     /// <summary>Every job of this user whose name starts with the configured prefix, pending, running or recently ended, in one call.</summary>

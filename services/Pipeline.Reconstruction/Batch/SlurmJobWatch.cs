@@ -18,12 +18,6 @@ public sealed class SlurmJobWatch(SlurmClient slurm, IOptions<SlurmOptions> opti
     private readonly ConcurrentDictionary<long, byte> _seen = new();
     private readonly SemaphoreSlim _added = new(0);
 
-    /// <summary>The jobs followed now.</summary>
-    public int Count => _jobs.Count;
-
-    /// <summary>The last state Slurm reported for each job followed (PENDING, RUNNING, ...), by id.</summary>
-    public IReadOnlyDictionary<long, string> States => _jobs.ToDictionary(p => p.Key, p => p.Value.LastState);
-
     /// <summary>Whether this process follows or followed the job (a job it need not adopt).</summary>
     public bool Knows(long id) => _seen.ContainsKey(id);
 

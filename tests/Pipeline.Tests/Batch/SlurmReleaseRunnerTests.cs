@@ -114,6 +114,44 @@ public sealed class When_a_release_runs_as_a_slurm_job(SlurmCluster cluster) : I
             TimeSpan.FromSeconds(30), $"job {id} cancelled", jobs => jobs.Single(j => j.Id == id).State);
     }
 
+    [SkippableFact]
+    public async Task Should_hold_a_jobs_time_limit_to_the_partitions_maximum_so_that_it_does_not_wait_for_ever()
+    {
+        cluster.Require();
+        await cluster.RunAsync("scontrol", "update", "PartitionName=test", "MaxTime=30");
+        try
+        {
+            // A client of its own: the partition's maximum is read once and kept for minutes.
+            var slurm = cluster.Client();
+            var job = Job(Release("sleep 300")) with { Timeout = TimeSpan.FromHours(2) };
+            using var stop = new CancellationTokenSource();
+            var running = SlurmCluster.Runner(slurm, _watch).RunAsync(job, stop.Token);
+            var id = await RunningJobAsync(job);
+
+            Assert.Equal("30:00", (await cluster.RunAsync("squeue", "--noheader", $"--jobs={id}", "--format=%l")).Trim());
+            await stop.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running);
+        }
+        finally
+        {
+            await cluster.RunAsync("scontrol", "update", "PartitionName=test", "MaxTime=INFINITE");
+        }
+    }
+
+    [Theory]
+    [InlineData("infinite", null)]
+    [InlineData("UNLIMITED", null)]
+    [InlineData("30", "00:30:00")]
+    [InlineData("30:00", "00:30:00")]
+    [InlineData("4:00:00", "04:00:00")]
+    [InlineData("2-00:00:00", "2.00:00:00")]
+    [InlineData("1-12", "1.12:00:00")]
+    [InlineData("1-12:30", "1.12:30:00")]
+    [InlineData("n/a", null)]
+    [InlineData("1:2:3:4", null)]
+    public void Should_read_a_time_limit_as_slurm_prints_it(string printed, string? expected) =>
+        Assert.Equal(expected is null ? null : TimeSpan.Parse(expected, System.Globalization.CultureInfo.InvariantCulture), SlurmClient.ParseTimeLimit(printed));
+
     private async Task<long> RunningJobAsync(ReleaseJob job)
     {
         var name = _slurm.JobName(job.FileId, job.Attempt);

@@ -51,6 +51,19 @@ public sealed class SlurmCluster : IAsyncLifetime
     /// <summary>Takes the node down as the site would after a hardware fault: Slurm fails the jobs running on it (NODE_FAIL).</summary>
     public Task FailNodeAsync() => RunAsync("scontrol", "update", "NodeName=localhost", "State=DOWN", "Reason=test node failure");
 
+    /// <summary>
+    /// Stops the node's slurmd, as a machine that stops answering: its jobs' processes go on, but once the controller has
+    /// heard nothing for SlurmdTimeout it declares the node down and fails its jobs (NODE_FAIL).
+    /// </summary>
+    public async Task StopNodeAsync() => Assert.Null(await RunScriptAsync("stop-node"));
+
+    /// <summary>Starts the node's slurmd again, and waits until it takes jobs (the cluster's ReturnToService=2).</summary>
+    public async Task StartNodeAsync()
+    {
+        Assert.Null(await RunScriptAsync("start-node"));
+        await ResumeNodeAsync();
+    }
+
     /// <summary>Brings the node back, and waits until it takes jobs again.</summary>
     public async Task ResumeNodeAsync() =>
         await Eventually.Until(async () =>
