@@ -404,7 +404,8 @@ public sealed class ReconstructionWorker(
                 TimeSpan.FromSeconds(timeoutSeconds),
                 message.FileId,
                 message.Attempt,
-                message.Campaign);
+                message.Campaign,
+                campaign.Batch);
         }
         catch (FormatException ex)
         {

@@ -1,11 +1,15 @@
 using System.Diagnostics;
 using System.Text;
+using Pipeline.Production.Campaigns;
 
 namespace Pipeline.Reconstruction;
 
-/// <summary>One run of a release: the executable, its final argument list, where it runs and logs, and the file attempt it is.</summary>
+/// <summary>
+/// One run of a release: the executable, its final argument list, where it runs and logs, the file attempt it is, and
+/// what its campaign asks of a batch farm (ignored by a local run).
+/// </summary>
 public sealed record ReleaseJob(string Executable, IReadOnlyList<string> Arguments, string WorkingDirectory, string LogPath, TimeSpan Timeout,
-    Guid FileId = default, int Attempt = 0, string Campaign = "");
+    Guid FileId = default, int Attempt = 0, string Campaign = "", BatchResources? Resources = null);
 
 /// <summary>
 /// How a run ended. <see cref="ExitCode"/> is null when the process was killed. A batch job adds its id, its end state,

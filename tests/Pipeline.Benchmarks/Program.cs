@@ -52,7 +52,7 @@ async Task Section(string name, Func<Task<object>> measure)
 await Section("adler32", () => Task.FromResult(Adler32Benchmark.Run()));
 await Section("dataPath", () => DataPathBenchmark.RunAsync(Path.Combine(work, "datapath"), Number("BENCH_DATA_MB", 512)));
 await Section("storage", () => StorageBenchmark.RunAsync(Path.Combine(work, "storage"), Number("BENCH_STORAGE_MB", 512)));
-await Section("batch", () => BatchBenchmark.RunAsync(Path.Combine(work, "batch"), Number("BENCH_BATCH_CPUS", 4), Number("BENCH_BATCH_FILES", 32), Number("BENCH_BATCH_JOB_SECONDS", 10)));
+await Section("batch", () => BatchBenchmark.RunAsync(Path.Combine(work, "batch"), Number("BENCH_BATCH_CPUS", 4), Number("BENCH_BATCH_FILES", 24), Number("BENCH_BATCH_JOB_SECONDS", 30)));
 await Section("orchestration", () => OrchestrationBenchmark.RunAsync(
     new Uri(Setting("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5672/")), Path.Combine(work, "orchestration"), Number("BENCH_FILES", 2000)));
 await Section("state", () => StateBenchmark.RunAsync(work, Number("BENCH_RECORDS", 1_000_000), Environment.GetEnvironmentVariable("MONGODB_URI") is { Length: > 0 } mongo ? mongo : null));

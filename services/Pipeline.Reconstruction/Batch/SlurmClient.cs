@@ -1,11 +1,17 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Processes;
+using Pipeline.Production.Campaigns;
 
 namespace Pipeline.Reconstruction.Batch;
 
-/// <summary>What a submission asks of Slurm: the job's name, its script, where it runs and writes its output, its time limit.</summary>
-public sealed record SlurmSubmission(string Name, string ScriptPath, string WorkingDirectory, string OutputPath, string ErrorPath, TimeSpan TimeLimit);
+/// <summary>
+/// What a submission asks of Slurm: the job's name, its script, where it runs and writes its output, its time limit, and
+/// its campaign's resources where they differ from the worker's settings.
+/// </summary>
+public sealed record SlurmSubmission(string Name, string ScriptPath, string WorkingDirectory, string OutputPath, string ErrorPath, TimeSpan TimeLimit,
+    BatchResources? Resources = null);
 
 /// <summary>One job as Slurm lists it. <see cref="ExitCode"/> and <see cref="Signal"/> are the job script's.</summary>
 public sealed record SlurmJob(long Id, string Name, string State, string Reason, int ExitCode, int Signal, DateTimeOffset? Started, DateTimeOffset? Ended, string Node, string WorkDirectory = "")
@@ -38,7 +44,7 @@ public sealed class SlurmClient(IOptions<SlurmOptions> options)
         string.IsNullOrEmpty(Settings.ConfigFile) ? null : new Dictionary<string, string> { ["SLURM_CONF"] = Settings.ConfigFile };
 
     private static readonly TimeSpan PartitionLimitAge = TimeSpan.FromMinutes(5);
-    private (TimeSpan? Limit, DateTimeOffset ReadAt)? _partitionLimit;
+    private readonly ConcurrentDictionary<string, (TimeSpan? Limit, DateTimeOffset ReadAt)> _partitionLimits = new(StringComparer.Ordinal);
 
     /// <summary>
     /// Submits the job; returns its id. Its time limit is held to the partition's maximum: a job asking for more would
@@ -46,8 +52,9 @@ public sealed class SlurmClient(IOptions<SlurmOptions> options)
     /// </summary>
     public async Task<long> SubmitAsync(SlurmSubmission job, CancellationToken cancellationToken)
     {
+        var partition = job.Resources?.Partition ?? Settings.Partition;
         var minutes = (int)Math.Ceiling(job.TimeLimit.TotalMinutes);
-        if (await PartitionTimeLimitAsync(cancellationToken) is { } ceiling)
+        if (await PartitionTimeLimitAsync(partition, cancellationToken) is { } ceiling)
         {
             minutes = Math.Min(minutes, (int)Math.Floor(ceiling.TotalMinutes));
         }
@@ -63,13 +70,18 @@ public sealed class SlurmClient(IOptions<SlurmOptions> options)
             $"--error={job.ErrorPath}",
             "--open-mode=append",
             $"--time={minutes}",
-            $"--cpus-per-task={Settings.CpusPerJob}",
+            $"--cpus-per-task={job.Resources?.CpusPerJob ?? Settings.CpusPerJob}",
         };
-        if (Settings.MemoryMegabytes > 0)
+        if ((job.Resources?.MemoryMegabytes ?? Settings.MemoryMegabytes) is var memory and > 0)
         {
-            command.Add($"--mem={Settings.MemoryMegabytes}");
+            command.Add($"--mem={memory}");
         }
-        foreach (var (option, value) in new[] { ("--partition", Settings.Partition), ("--account", Settings.Account), ("--qos", Settings.Qos) })
+        foreach (var (option, value) in new[]
+        {
+            ("--partition", partition),
+            ("--account", job.Resources?.Account ?? Settings.Account),
+            ("--qos", job.Resources?.Qos ?? Settings.Qos),
+        })
         {
             if (!string.IsNullOrEmpty(value))
             {
@@ -88,12 +100,13 @@ public sealed class SlurmClient(IOptions<SlurmOptions> options)
     }
 
     /// <summary>
-    /// The longest time limit the configured partition (or the cluster's default one) allows, null when it has none,
+    /// The longest time limit a partition (the cluster's default one when none is named) allows, null when it has none,
     /// read with sinfo at most every five minutes; null too while sinfo cannot tell, leaving the limit to sbatch.
     /// </summary>
-    public async Task<TimeSpan?> PartitionTimeLimitAsync(CancellationToken cancellationToken)
+    public async Task<TimeSpan?> PartitionTimeLimitAsync(string? partition, CancellationToken cancellationToken)
     {
-        if (_partitionLimit is { } known && DateTimeOffset.UtcNow - known.ReadAt < PartitionLimitAge)
+        partition ??= "";
+        if (_partitionLimits.TryGetValue(partition, out var known) && DateTimeOffset.UtcNow - known.ReadAt < PartitionLimitAge)
         {
             return known.Limit;
         }
@@ -105,10 +118,10 @@ public sealed class SlurmClient(IOptions<SlurmOptions> options)
         // One line per partition (and node state); the default partition's name ends with '*'.
         var limit = outcome.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(line => line.Split('|', 2))
-            .Where(fields => fields.Length == 2 && (string.IsNullOrEmpty(Settings.Partition) ? fields[0].EndsWith('*') : fields[0].TrimEnd('*') == Settings.Partition))
+            .Where(fields => fields.Length == 2 && (partition.Length == 0 ? fields[0].EndsWith('*') : fields[0].TrimEnd('*') == partition))
             .Select(fields => ParseTimeLimit(fields[1]))
             .FirstOrDefault();
-        _partitionLimit = (limit, DateTimeOffset.UtcNow);
+        _partitionLimits[partition] = (limit, DateTimeOffset.UtcNow);
         return limit;
     }
 

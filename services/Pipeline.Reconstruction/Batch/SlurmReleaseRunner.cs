@@ -31,7 +31,7 @@ public sealed class SlurmReleaseRunner(
         long id;
         try
         {
-            id = await slurm.SubmitAsync(new SlurmSubmission(name, script, job.WorkingDirectory, job.LogPath, Path.Combine(job.WorkingDirectory, ErrorLogName), job.Timeout), cancellationToken);
+            id = await slurm.SubmitAsync(new SlurmSubmission(name, script, job.WorkingDirectory, job.LogPath, Path.Combine(job.WorkingDirectory, ErrorLogName), job.Timeout, job.Resources), cancellationToken);
         }
         catch (SlurmException ex)
         {

@@ -62,6 +62,9 @@ public sealed record CampaignDefinition
     /// <summary>Monte Carlo: events generated per recorded event of the run.</summary>
     public double? EventsMultiple { get; init; }
 
+    /// <summary>What each of the campaign's jobs asks of a batch farm; each field left out takes the worker's setting.</summary>
+    public BatchResources? Batch { get; init; }
+
     public const long DefaultMergeTargetBytes = 1L << 30;
     public const int DefaultPriority = 1;
     public const int DefaultMaxAttempts = 3;
@@ -109,6 +112,22 @@ public sealed record ReleaseSpec
         Arguments = [.. options.EffectiveArguments],
         TimeoutSeconds = options.TimeoutSeconds,
     };
+}
+
+/// <summary>
+/// A campaign's batch jobs' resources (Slurm's partition, account, QOS, CPUs and memory per job). The time limit is not
+/// here: it follows the campaign's measured run times, within its release's <see cref="ReleaseSpec.TimeoutSeconds"/>.
+/// </summary>
+public sealed record BatchResources
+{
+    public string? Partition { get; init; }
+    public string? Account { get; init; }
+    public string? Qos { get; init; }
+    public int? CpusPerJob { get; init; }
+    public int? MemoryMegabytes { get; init; }
+
+    public const int MaxCpusPerJob = 1024;
+    public const int MaxMemoryMegabytes = 4 << 20;
 }
 
 /// <summary>Which raw files a campaign takes: by stream and run range, or an explicit list of raw files.</summary>
@@ -197,6 +216,24 @@ public static partial class CampaignValidation
             if (release.TimeoutSeconds is < 1 or > 7 * 24 * 3600)
             {
                 Add("release.timeoutSeconds", "must be between 1 and 604800");
+            }
+        }
+        if (definition.Batch is { } batch)
+        {
+            foreach (var (field, value) in new[] { ("partition", batch.Partition), ("account", batch.Account), ("qos", batch.Qos) })
+            {
+                if (value is not null && !IsName(value))
+                {
+                    Add($"batch.{field}", "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit");
+                }
+            }
+            if (batch.CpusPerJob is < 1 or > BatchResources.MaxCpusPerJob)
+            {
+                Add("batch.cpusPerJob", $"must be between 1 and {BatchResources.MaxCpusPerJob}");
+            }
+            if (batch.MemoryMegabytes is < 1 or > BatchResources.MaxMemoryMegabytes)
+            {
+                Add("batch.memoryMegabytes", $"must be between 1 and {BatchResources.MaxMemoryMegabytes}");
             }
         }
         if (definition.CalibrationTag is not null && !IsName(definition.CalibrationTag))

@@ -1,4 +1,5 @@
 using System.Text;
+using Pipeline.Production.Campaigns;
 using Pipeline.Reconstruction;
 using Pipeline.Reconstruction.Batch;
 using Pipeline.Tests.Support;
@@ -115,7 +116,7 @@ public sealed class When_a_release_runs_as_a_slurm_job(SlurmCluster cluster) : I
     }
 
     [SkippableFact]
-    public async Task Should_hold_a_jobs_time_limit_to_the_partitions_maximum_so_that_it_does_not_wait_for_ever()
+    public async Task Should_ask_for_the_campaigns_resources_and_hold_the_time_limit_to_the_partitions_maximum_so_that_it_does_not_wait_for_ever()
     {
         cluster.Require();
         await cluster.RunAsync("scontrol", "update", "PartitionName=test", "MaxTime=30");
@@ -123,12 +124,13 @@ public sealed class When_a_release_runs_as_a_slurm_job(SlurmCluster cluster) : I
         {
             // A client of its own: the partition's maximum is read once and kept for minutes.
             var slurm = cluster.Client();
-            var job = Job(Release("sleep 300")) with { Timeout = TimeSpan.FromHours(2) };
+            var resources = new BatchResources { Partition = "test", CpusPerJob = 2, MemoryMegabytes = 200 };
+            var job = Job(Release("sleep 300")) with { Timeout = TimeSpan.FromHours(2), Resources = resources };
             using var stop = new CancellationTokenSource();
             var running = SlurmCluster.Runner(slurm, _watch).RunAsync(job, stop.Token);
             var id = await RunningJobAsync(job);
 
-            Assert.Equal("30:00", (await cluster.RunAsync("squeue", "--noheader", $"--jobs={id}", "--format=%l")).Trim());
+            Assert.Equal("30:00|2|200M|test", (await cluster.RunAsync("squeue", "--noheader", $"--jobs={id}", "--format=%l|%C|%m|%P")).Trim());
             await stop.CancelAsync();
             await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running);
         }

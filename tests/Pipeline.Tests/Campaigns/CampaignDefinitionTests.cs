@@ -18,6 +18,7 @@ public sealed class When_a_campaign_is_defined
         Datasets = new Dictionary<string, uint> { ["muon"] = 3, ["jet"] = 24 },
         Copies = ["archive", "archive-copy"],
         Priority = 3,
+        Batch = new BatchResources { Partition = "long", Account = "reco", CpusPerJob = 4, MemoryMegabytes = 8000 },
     };
 
     [Fact]
@@ -42,12 +43,13 @@ public sealed class When_a_campaign_is_defined
             Priority = 0,
             MaxAttempts = 101,
             EventsMultiple = 2,
+            Batch = new BatchResources { Partition = "long;rm", Qos = "", CpusPerJob = 0, MemoryMegabytes = int.MaxValue },
         };
 
         var errors = CampaignValidation.Validate(bad, Archives);
 
         Assert.Equal(
-            ["copies", "datasets.muon", "eventsMultiple", "kind", "maxAttempts", "mergeTargetBytes", "name", "priority", "release.arguments[2]",
+            ["batch.cpusPerJob", "batch.memoryMegabytes", "batch.partition", "batch.qos", "copies", "datasets.muon", "eventsMultiple", "kind", "maxAttempts", "mergeTargetBytes", "name", "priority", "release.arguments[2]",
              "release.executable", "release.timeoutSeconds", "release.version", "requireCalibration", "selection.runTo", "selection.streams"],
             errors.Keys.Order(StringComparer.Ordinal));
         Assert.Equal(2, errors["copies"].Length);
@@ -61,6 +63,7 @@ public sealed class When_a_campaign_is_defined
         var again = Valid() with { Priority = 1, Datasets = new Dictionary<string, uint> { ["jet"] = 24, ["muon"] = 3 } };
         Assert.Equal(Valid().Digest(), again.Digest());
         Assert.NotEqual(Valid().Digest(), (Valid() with { CalibrationTag = "align-v3" }).Digest());
+        Assert.NotEqual(Valid().Digest(), (Valid() with { Batch = Valid().Batch! with { MemoryMegabytes = 16000 } }).Digest());
     }
 
     [Fact]
