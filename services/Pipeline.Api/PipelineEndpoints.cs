@@ -52,6 +52,12 @@ public sealed record ProductionSummary(
     IReadOnlyList<StageThroughput> Stages,
     IReadOnlyList<StageUtilisation> Utilisation);
 
+/// <summary>
+/// Who holds a singleton's lease and until when; <paramref name="Held"/> is false once it ran out (its holder gone, and
+/// no other instance has asked yet).
+/// </summary>
+public sealed record SingletonHolder(string Name, string Holder, long Token, DateTimeOffset ExpiresAt, bool Held);
+
 /// <summary>Slots of a stage in use across the live instances (heard within three heartbeats): reconstruction slots, archive writers.</summary>
 public sealed record StageUtilisation(string Stage, int Busy, int Capacity, int Instances);
 
@@ -108,6 +114,10 @@ public static class PipelineEndpoints
             .ProducesProblem(StatusCodes.Status400BadRequest);
         api.MapGet("/instances", async (IHealthStore health, CancellationToken ct) => TypedResults.Ok(await health.ListInstancesAsync(ct)))
             .WithName("ListInstances").WithSummary("Every service instance that has sent a heartbeat, with the stages it hosts and when it was last heard");
+        api.MapGet("/singletons", async (ISingletonLeaseStore leases, TimeProvider time, CancellationToken ct) =>
+                TypedResults.Ok((await leases.ListAsync(ct)).Select(l => new SingletonHolder(l.Name, l.Holder, l.Token, l.ExpiresAt, l.ExpiresAt > time.GetUtcNow()))))
+            .WithName("ListSingletons")
+            .WithSummary("The work that runs on one instance at a time (dispatcher, feeder, sweeps): who holds each lease, its fencing token, until when");
         api.MapGet("/stages", Stages)
             .WithName("ListStages").WithSummary("The worker stages and which of them are paused");
         act.MapPost("/stages/{stage}/pause", PauseStage)

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Audit;
+using Pipeline.Production.Control;
 
 namespace Pipeline.Archiver;
 
@@ -8,9 +9,12 @@ namespace Pipeline.Archiver;
 /// Runs the reconciliation sweep every <see cref="ReconciliationSettings.IntervalMinutes"/>, in the service that
 /// owns the archive areas. What it finds is raised as alerts (one per bad or dark file) and logged.
 /// </summary>
-public sealed class ReconciliationService(Reconciler reconciler, IOptions<ReconciliationSettings> options, TimeProvider time, ILogger<ReconciliationService> logger)
+public sealed class ReconciliationService(
+    Reconciler reconciler, IOptions<ReconciliationSettings> options, SingletonLeases singletons, TimeProvider time, ILogger<ReconciliationService> logger)
     : PeriodicWork(time, logger)
 {
+    protected override ISingletonGate Singleton { get; } = singletons.For(Singletons.Reconciliation);
+
     protected override TimeSpan Interval => TimeSpan.FromMinutes(options.Value.IntervalMinutes);
 
     protected override string What => "The reconciliation sweep";

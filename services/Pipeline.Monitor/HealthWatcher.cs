@@ -4,6 +4,7 @@ using Pipeline.Contracts;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
+using Pipeline.Production.Control;
 using Pipeline.Production.State;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
@@ -26,9 +27,12 @@ public sealed class HealthWatcher(
     PipelineMetrics metrics,
     IOptions<MonitorOptions> options,
     IOptions<PipelineOptions> pipeline,
+    SingletonLeases singletons,
     TimeProvider time,
     ILogger<HealthWatcher> logger) : PeriodicWork(time, logger)
 {
+    protected override ISingletonGate Singleton { get; } = singletons.For(Singletons.HealthWatch);
+
     private AlertRecord? _storeDown;
     private int _unansweredInARow;
 

@@ -20,6 +20,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
     private readonly OrchestratorOptions _options;
     private readonly AttemptPolicy _policy;
     private readonly TimeProvider _time;
+    private readonly ISingletonLeaseStore _singletons;
 
     public State Registered { get; private set; } = null!;
     public State AwaitingCalibration { get; private set; } = null!;
@@ -49,8 +50,9 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
     public Event<DispatchReconstruction> DispatchReconstruction { get; private set; } = null!;
     public Event<CancelFile> CancelFile { get; private set; } = null!;
 
-    public FileStateMachine(IOptions<OrchestratorOptions> options, TimeProvider time)
+    public FileStateMachine(IOptions<OrchestratorOptions> options, ISingletonLeaseStore singletons, TimeProvider time)
     {
+        _singletons = singletons;
         _options = options.Value;
         _policy = AttemptPolicy.From(_options);
         _time = time;
@@ -131,11 +133,17 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
             When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
                 .Then(WaitForCalibration));
 
+        // Only the dispatcher holding the lease gives slots: one deposed since (its lease ran out, another took over)
+        // may still have dispatches on their way, which would break the global bound and the campaigns' shares.
         During(Staged,
             When(DispatchReconstruction)
-                .Because(_ => "reconstruction slot given")
-                .ThenAsync(PublishReconstruction)
-                .TransitionTo(Queued));
+                .IfElseAsync(c => FromCurrentDispatcherAsync(c.Message),
+                    given => given
+                        .Because(_ => "reconstruction slot given")
+                        .ThenAsync(PublishReconstruction)
+                        .TransitionTo(Queued),
+                    refused => refused
+                        .Because(c => $"slot refused: dispatched under lease token {c.Message.Fence}, since taken over by another dispatcher")));
 
         During(Registered, AwaitingCalibration, Staging, Staged,
             When(CancelFile)
@@ -410,6 +418,11 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
             saga.CalibrationTag, saga.Simulated ? saga.Events : 0,
             saga.Simulated ? 0 : saga.Size, saga.Simulated ? null : saga.Adler32, saga.RunConditions));
     }
+
+    private async Task<bool> FromCurrentDispatcherAsync(DispatchReconstruction dispatch) =>
+        dispatch.Fence is not { } fence
+        || (await _singletons.GetAsync(Production.Control.Singletons.Dispatcher, CancellationToken.None))?.Token is not { } current
+        || fence >= current;
 
     private bool CanGrant(FileState saga, ClaimReconstruction claim) =>
         IsCurrent(saga, claim.Attempt)

@@ -21,9 +21,12 @@ public sealed class Watchdog(
     IOptions<PipelineOptions> pipeline,
     PauseState pause,
     CampaignDirectory campaigns,
+    SingletonLeases singletons,
     TimeProvider time,
     ILogger<Watchdog> logger) : PeriodicWork(time, logger)
 {
+    protected override ISingletonGate Singleton { get; } = singletons.For(Singletons.Watchdog);
+
     private const int BatchSize = 500;
 
     /// <summary>How long one stalled file's message may take to leave before the sweep gives up until the next.</summary>

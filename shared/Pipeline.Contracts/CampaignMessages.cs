@@ -9,8 +9,11 @@ public sealed record CalibrationRegistered(string Tag, int RunFrom, int RunTo, s
 /// <summary>The calibration a held file waits for may be there now: check again and start if it is.</summary>
 public sealed record CheckCalibration(Guid FileId, int Run, string Stream, string Campaign) : IFileMessage;
 
-/// <summary>A reconstruction slot is the file's, by its campaign's share: issue its reconstruction now.</summary>
-public sealed record DispatchReconstruction(Guid FileId, int Run, string Stream, string Campaign) : IFileMessage;
+/// <summary>
+/// A reconstruction slot is the file's, by its campaign's share: issue its reconstruction now. <paramref name="Fence"/> is
+/// the dispatcher's lease token: a dispatch from a dispatcher since deposed (an older token) is refused.
+/// </summary>
+public sealed record DispatchReconstruction(Guid FileId, int Run, string Stream, string Campaign, long? Fence = null) : IFileMessage;
 
 /// <summary>
 /// The file's campaign was cancelled: a file not yet reconstructing ends here (its staged copy is given

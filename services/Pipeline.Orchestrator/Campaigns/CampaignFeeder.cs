@@ -24,9 +24,12 @@ public sealed class CampaignFeeder(
     PauseState pause,
     IBus bus,
     IOptions<OrchestratorOptions> options,
+    SingletonLeases singletons,
     TimeProvider time,
     ILogger<CampaignFeeder> logger) : PeriodicWork(time, logger)
 {
+    protected override ISingletonGate Singleton { get; } = singletons.For(Singletons.CampaignFeeder);
+
     protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.FeedIntervalSeconds);
 
     protected override string What => "Feeding campaigns";

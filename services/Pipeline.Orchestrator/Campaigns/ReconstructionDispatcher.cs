@@ -25,9 +25,12 @@ public sealed class ReconstructionDispatcher(
     PauseState pause,
     IBus bus,
     IOptions<OrchestratorOptions> options,
+    SingletonLeases singletons,
     TimeProvider time,
     ILogger<ReconstructionDispatcher> logger) : PeriodicWork(time, logger)
 {
+    protected override ISingletonGate Singleton { get; } = singletons.For(Singletons.Dispatcher);
+
     public static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(250);
 
     /// <summary>A dispatch whose file still shows as staged after this long is taken as lost and may be made again.</summary>
@@ -130,7 +133,13 @@ public sealed class ReconstructionDispatcher(
                 eligible.Remove(next);
                 continue;
             }
-            await bus.Publish(new DispatchReconstruction(file.Id, file.Run, file.Stream, file.Campaign), cancellationToken);
+            // The lease ran out during the pass (the store was slow to renew it): another instance may dispatch now.
+            if (Singleton.Token is not { } fence)
+            {
+                Logger.LogWarning("Dispatching stopped: this instance no longer holds the {Singleton} lease", Singleton.Name);
+                break;
+            }
+            await bus.Publish(new DispatchReconstruction(file.Id, file.Run, file.Stream, file.Campaign, fence), cancellationToken);
             _pending.Add(file.Id);
             _recent[file.Id] = now;
             _pass[next] += 1.0 / eligible[next];

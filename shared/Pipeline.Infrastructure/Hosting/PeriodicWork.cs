@@ -32,6 +32,12 @@ public abstract class PeriodicWork(TimeProvider time, ILogger logger) : Backgrou
     /// <summary>What a pass does, in words, for the log (e.g. "the watchdog sweep").</summary>
     protected abstract string What { get; }
 
+    /// <summary>
+    /// For work that must run on one instance of the whole system at a time: the gate whose lease a pass needs. An
+    /// instance that does not hold it skips its passes (asking again at each); null for work every instance does.
+    /// </summary>
+    protected virtual ISingletonGate? Singleton => null;
+
     /// <summary>Whether the first pass runs as soon as the service starts, or only after the first interval.</summary>
     protected virtual bool PassAtStart => true;
 
@@ -81,12 +87,38 @@ public abstract class PeriodicWork(TimeProvider time, ILogger logger) : Backgrou
         {
             // The service is stopping: the only way out.
         }
+        finally
+        {
+            await ReleaseSingletonAsync();
+        }
+    }
+
+    // A clean stop hands the work over at once instead of after the lease runs out.
+    private async Task ReleaseSingletonAsync()
+    {
+        if (Singleton is not { Token: not null } gate)
+        {
+            return;
+        }
+        try
+        {
+            using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await gate.ReleaseAsync(limit.Token);
+        }
+        catch (Exception ex)
+        {
+            Logger.LogWarning("Could not give up singleton {Singleton} ({Reason}); another instance takes it when its lease runs out", gate.Name, ex.Message);
+        }
     }
 
     private async Task RunGuardedAsync(CancellationToken stoppingToken)
     {
         try
         {
+            if (Singleton is { } gate && !await gate.HoldAsync(stoppingToken))
+            {
+                return;
+            }
             await RunOnceAsync(stoppingToken);
             PassesCompleted++;
             if (FailuresInARow > 0)

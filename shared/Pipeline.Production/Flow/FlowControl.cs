@@ -219,9 +219,12 @@ public sealed class AreaGate(IFlowStore store, FlowControl flow, StorageAreas ar
 /// Drops reservations whose file left its area without giving its room back (a process killed between deleting
 /// a file and releasing it): otherwise a bounded area would slowly fill with ghosts and stop the flow.
 /// </summary>
-public sealed class AreaLedgerSweeper(IFlowStore store, StorageAreas areas, IOptions<FlowOptions> options, TimeProvider time, ILogger<AreaLedgerSweeper> logger)
+public sealed class AreaLedgerSweeper(
+    IFlowStore store, StorageAreas areas, IOptions<FlowOptions> options, Control.SingletonLeases singletons, TimeProvider time, ILogger<AreaLedgerSweeper> logger)
     : PeriodicWork(time, logger)
 {
+    protected override ISingletonGate Singleton { get; } = singletons.For(Control.Singletons.AreaLedgerSweep);
+
     protected override TimeSpan Interval => TimeSpan.FromMinutes(1);
 
     protected override string What => "The ledger sweep";

@@ -55,6 +55,10 @@ public static class PipelineHosting
         services.AddSingleton<PauseState>();
         services.AddHostedService<PauseStateRefresher>();
         services.AddHostedService<HeartbeatPublisher>();
+        // Work that runs once per system (the dispatcher, the feeder, the sweeps) under leases in the store.
+        services.AddStore<ISingletonLeaseStore>();
+        services.AddOptions<SingletonOptions>().BindConfiguration(SingletonOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<SingletonLeases>();
         AddTelemetry(services, configuration, modules);
 
         foreach (var module in modules)

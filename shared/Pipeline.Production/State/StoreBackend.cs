@@ -49,6 +49,7 @@ public sealed class StoreBackend : IDisposable
     public IActivityLog Activity => Get<IActivityLog>();
     public IControlStore Control => Get<IControlStore>();
     public IRunTimeStore RunTimes => Get<IRunTimeStore>();
+    public ISingletonLeaseStore SingletonLeases => Get<ISingletonLeaseStore>();
 
     /// <summary>The store of one concern, made on first use and shared after that.</summary>
     public TStore Get<TStore>() where TStore : class => (TStore)_stores.GetOrAdd(typeof(TStore), _ => Create(typeof(TStore)));
@@ -78,6 +79,7 @@ public sealed class StoreBackend : IDisposable
         [typeof(IActivityLog)] = db => new SqliteActivityLog(db),
         [typeof(IControlStore)] = db => new SqliteControlStore(db),
         [typeof(IRunTimeStore)] = db => new SqliteRunTimeStore(db),
+        [typeof(ISingletonLeaseStore)] = db => new SqliteSingletonLeaseStore(db),
     };
 
     private static readonly Dictionary<Type, Func<MongoStoreContext, object>> MongoStores = new()
@@ -91,6 +93,7 @@ public sealed class StoreBackend : IDisposable
         [typeof(IActivityLog)] = db => new MongoActivityLog(db),
         [typeof(IControlStore)] = db => new MongoControlStore(db),
         [typeof(IRunTimeStore)] = db => new MongoRunTimeStore(db),
+        [typeof(ISingletonLeaseStore)] = db => new MongoSingletonLeaseStore(db),
     };
 
     /// <summary>Answers when the database does: for the readiness check.</summary>

@@ -58,8 +58,8 @@ public sealed class When_the_ledger_holds_a_file_that_left_its_area : IDisposabl
         await store.Flow.TryReserveAsync("cache", "present.raw", 10, limits, old, CancellationToken.None);
         await store.Flow.TryReserveAsync("cache", "gone.raw", 20, limits, old, CancellationToken.None);
         await store.Flow.TryReserveAsync("cache", "just-reserved.raw", 30, limits, DateTimeOffset.UtcNow, CancellationToken.None);
-        var sweeper = new AreaLedgerSweeper(store.Flow, areas, Options.Create(new FlowOptions { StaleReservationSeconds = 3600 }), TimeProvider.System,
-            NullLogger<AreaLedgerSweeper>.Instance);
+        var sweeper = new AreaLedgerSweeper(store.Flow, areas, Options.Create(new FlowOptions { StaleReservationSeconds = 3600 }), TestSingletons.Over(store),
+            TimeProvider.System, NullLogger<AreaLedgerSweeper>.Instance);
 
         Assert.Equal(1, await sweeper.SweepAsync(CancellationToken.None));
 

@@ -197,6 +197,39 @@ public abstract class StoreContract : IAsyncLifetime
     }
 
     [SkippableFact]
+    public async Task Should_give_a_singleton_lease_to_one_holder_at_a_time_with_a_token_that_grows_with_each_new_holder()
+    {
+        var leases = Store.SingletonLeases;
+        var minute = TimeSpan.FromMinutes(1);
+        // MongoDB measures expiry on its own clock; the times passed matter to SQLite only, and move forward as real time does.
+        Task<SingletonLease> Acquire(string holder, TimeSpan duration) => leases.AcquireAsync("dispatcher", holder, duration, DateTimeOffset.UtcNow, CancellationToken.None);
+
+        Assert.Null(await leases.GetAsync("dispatcher", CancellationToken.None));
+        Assert.Equal(("a", 1L), Holder(await Acquire("a", minute)));
+        Assert.Equal(("a", 1L), Holder(await Acquire("b", minute)));
+        Assert.Equal(("a", 1L), Holder(await Acquire("a", minute)));
+
+        // Given up with a token it no longer has: nothing; with its own: free at once.
+        await leases.ReleaseAsync("dispatcher", "a", 7, DateTimeOffset.UtcNow, CancellationToken.None);
+        Assert.Equal(("a", 1L), Holder(await Acquire("b", minute)));
+        await leases.ReleaseAsync("dispatcher", "a", 1, DateTimeOffset.UtcNow, CancellationToken.None);
+        Assert.Equal(("b", 2L), Holder(await Acquire("b", minute)));
+
+        // A lease that runs out passes to the next who asks, with the next token; its old holder asking again is a new term.
+        Assert.Equal(("b", 2L), Holder(await Acquire("b", TimeSpan.Zero)));
+        await Eventually.Until(() => Acquire("c", minute), lease => lease.Holder == "c", TimeSpan.FromSeconds(10), "the lease passed to c", lease => lease.Holder);
+        Assert.Equal(("c", 3L), Holder((await leases.GetAsync("dispatcher", CancellationToken.None))!));
+        await Acquire("c", TimeSpan.Zero);
+        await Eventually.Until(() => Acquire("c", minute), lease => lease.Token == 4, TimeSpan.FromSeconds(10), "c's new term", lease => $"{lease.Holder} {lease.Token}");
+
+        await leases.AcquireAsync("watchdog", "a", minute, DateTimeOffset.UtcNow, CancellationToken.None);
+        Assert.Equal([("dispatcher", "c"), ("watchdog", "a")], (await leases.ListAsync(CancellationToken.None)).Select(l => (l.Name, l.Holder)));
+        Assert.True((await leases.GetAsync("watchdog", CancellationToken.None))!.ExpiresAt > DateTimeOffset.UtcNow.AddSeconds(30));
+
+        static (string, long) Holder(SingletonLease lease) => (lease.Holder, lease.Token);
+    }
+
+    [SkippableFact]
     public async Task Should_pause_a_stage_once_and_resume_it()
     {
         var at = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);

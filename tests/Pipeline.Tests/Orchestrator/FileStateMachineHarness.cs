@@ -36,6 +36,8 @@ public sealed class FileStateMachineHarness : IAsyncDisposable
 
     public FileStateMachine Machine => _provider.GetRequiredService<FileStateMachine>();
 
+    public ISingletonLeaseStore Singletons => _provider.GetRequiredService<ISingletonLeaseStore>();
+
     public const int MaxAttempts = 2;
 
     public static async Task<FileStateMachineHarness> StartAsync()
@@ -49,6 +51,7 @@ public sealed class FileStateMachineHarness : IAsyncDisposable
         services.AddOptions<OrchestratorOptions>().Configure(o => o.MaxStalls = 2);
         services.AddSingleton(StoreBackend.Sqlite(Path.Combine(folder.Path, "pipeline.db")));
         services.AddStore<IFileSagaStore>();
+        services.AddStore<ISingletonLeaseStore>();
         services.AddMassTransitTestHarness(bus =>
             bus.AddSagaStateMachine<FileStateMachine, FileState, FileStateDefinition>().StoreRepository());
         var provider = services.BuildServiceProvider(validateScopes: true);

@@ -355,3 +355,37 @@ public sealed class When_a_file_stalls : IAsyncLifetime
         Assert.Equal(2, _machine.Harness.Published.Select<MergeOutput>().Count(x => x.Context.Message.Output.OutputId == output.OutputId));
     }
 }
+
+public sealed class When_a_dispatch_comes_from_a_deposed_dispatcher : IAsyncLifetime
+{
+    private FileStateMachineHarness _machine = null!;
+
+    public async Task InitializeAsync() => _machine = await FileStateMachineHarness.StartAsync();
+
+    public async Task DisposeAsync() => await _machine.DisposeAsync();
+
+    [Fact]
+    public async Task Should_refuse_it_and_take_the_current_dispatchers()
+    {
+        // The first dispatcher's lease (token 1) ran out and another took over (token 2).
+        var now = DateTimeOffset.UtcNow;
+        await _machine.Singletons.AcquireAsync(Production.Control.Singletons.Dispatcher, "orchestrator-1", TimeSpan.Zero, now, CancellationToken.None);
+        var current = await _machine.Singletons.AcquireAsync(Production.Control.Singletons.Dispatcher, "orchestrator-2", TimeSpan.FromMinutes(1), now, CancellationToken.None);
+        Assert.Equal(("orchestrator-2", 2L), (current.Holder, current.Token));
+        var registration = FileStateMachineHarness.Registration();
+        await _machine.Publish(registration);
+        var staging = await _machine.WaitForState(registration.FileId, "Staging");
+        await _machine.Publish(new FileStaged(registration.FileId, 1000, "physics", "prompt", staging.Attempt, "prompt/" + registration.LogicalName, 1234, "0a0b0c0d"));
+        await _machine.WaitForState(registration.FileId, "Staged");
+
+        await _machine.Publish(new DispatchReconstruction(registration.FileId, 1000, "physics", "prompt", Fence: 1));
+        var refused = await _machine.WaitFor(registration.FileId, f => f.History.Any(h => h.Event == "DispatchReconstruction"), "the dispatch handled");
+        Assert.Equal("Staged", refused.CurrentState);
+        Assert.Contains("since taken over by another dispatcher", refused.History[^1].Detail, StringComparison.Ordinal);
+
+        await _machine.Publish(new DispatchReconstruction(registration.FileId, 1000, "physics", "prompt", Fence: 2));
+        var queued = await _machine.WaitForState(registration.FileId, "Queued");
+        Assert.Equal("reconstruction slot given", queued.History[^1].Detail);
+    }
+}
+

@@ -36,7 +36,7 @@ public sealed class When_the_watchdog_finds_files_waiting_on_a_paused_stage
         var pause = new PauseState();
         pause.Set(["reconstruction"]);
         var watchdog = new Watchdog(store.Sagas, provider.GetRequiredService<IBus>(), Options.Create(new OrchestratorOptions()), Options.Create(new PipelineOptions()),
-            pause, new CampaignDirectory(store.Campaigns, Options.Create(new CampaignOptions()), time, NullLogger<CampaignDirectory>.Instance), time, NullLogger<Watchdog>.Instance);
+            pause, new CampaignDirectory(store.Campaigns, Options.Create(new CampaignOptions()), time, NullLogger<CampaignDirectory>.Instance), TestSingletons.Over(store, time), time, NullLogger<Watchdog>.Instance);
 
         Assert.Equal(1, await watchdog.SweepAsync(null, CancellationToken.None));
         Assert.True(await harness.Published.Any<FileStalled>());
@@ -67,7 +67,7 @@ public sealed class When_the_watchdog_looks_at_files_awaiting_their_calibration
         var campaigns = new CampaignDirectory(store.Campaigns, Options.Create(new CampaignOptions { CalibrationTag = "align-7", RequireCalibration = true }),
             time, NullLogger<CampaignDirectory>.Instance);
         var watchdog = new Watchdog(store.Sagas, provider.GetRequiredService<IBus>(), Options.Create(new OrchestratorOptions()), Options.Create(new PipelineOptions()),
-            new PauseState(), campaigns, time, NullLogger<Watchdog>.Instance);
+            new PauseState(), campaigns, TestSingletons.Over(store, time), time, NullLogger<Watchdog>.Instance);
 
         Assert.Equal(1, await watchdog.SweepAsync(null, CancellationToken.None));
         Assert.True(await harness.Published.Any<FileStalled>(m => m.Context.Message.FileId == file.CorrelationId));

@@ -33,6 +33,7 @@ public sealed class MongoStoreContext
     public const string MigrationsCollection = "migrations";
     public const string RunFilesCollection = "run_files";
     public const string RunTimesCollection = "run_times";
+    public const string SingletonLeasesCollection = "singleton_leases";
 
     /// <summary>Every collection of the stores, created at start-up (never implicitly inside a transaction).</summary>
     public static IReadOnlyList<string> Collections { get; } =
@@ -40,6 +41,7 @@ public sealed class MongoStoreContext
         FileSagas, RunsCollection, CatalogCollection, MergeOutputs, MergedFiles, ActivityCollection, InstancesCollection, AlertsCollection,
         PausedCollection, AreaFilesCollection, AreasCollection, MoversCollection, SettingsCollection, CampaignsCollection,
         CalibrationsCollection, StateCountsCollection, AnnouncementsCollection, MigrationsCollection, RunFilesCollection, RunTimesCollection,
+        SingletonLeasesCollection,
     ];
 
     /// <summary>The oldest server the stores run on: transactions that create nothing implicitly, and majority reads in them.</summary>
@@ -95,6 +97,7 @@ public sealed class MongoStoreContext
         Announcements = Database.GetCollection<BsonDocument>(AnnouncementsCollection);
         RunFiles = Database.GetCollection<BsonDocument>(RunFilesCollection);
         RunTimes = Database.GetCollection<BsonDocument>(RunTimesCollection);
+        SingletonLeases = Database.GetCollection<BsonDocument>(SingletonLeasesCollection);
     }
 
     public IMongoClient Client { get; }
@@ -117,6 +120,7 @@ public sealed class MongoStoreContext
     public IMongoCollection<BsonDocument> StateCounts { get; }
     public IMongoCollection<BsonDocument> Announcements { get; }
     public IMongoCollection<BsonDocument> RunFiles { get; }
+    public IMongoCollection<BsonDocument> SingletonLeases { get; }
     public IMongoCollection<BsonDocument> RunTimes { get; }
 
     /// <summary>
