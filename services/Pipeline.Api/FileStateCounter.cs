@@ -6,15 +6,23 @@ using Pipeline.Production.State;
 namespace Pipeline.Api;
 
 /// <summary>
-/// Reads the files per campaign and state from the store every few seconds for the pipeline.files gauge.
-/// Counted from the store, not from transitions, so a transition retried after a lost race counts once.
+/// Reads the files per campaign and state from the store every few seconds for the pipeline.files gauge, and each
+/// scalable stage's backlog for pipeline.backlog (every campaign and stage from the first pass, at 0 where nothing
+/// waits). Counted from the store, not from transitions, so a transition retried after a lost race counts once.
 /// </summary>
-public sealed class FileStateCounter(IFileSagaStore store, PipelineMetrics metrics, TimeProvider time, ILogger<FileStateCounter> logger) : PeriodicWork(time, logger)
+public sealed class FileStateCounter(
+    IFileSagaStore store, ICampaignStore campaigns, IMergeStore merges, PipelineMetrics metrics, TimeProvider time, ILogger<FileStateCounter> logger)
+    : PeriodicWork(time, logger)
 {
     protected override TimeSpan Interval => TimeSpan.FromSeconds(5);
 
     protected override string What => "Counting the files per state for the metrics";
 
-    protected override async Task RunOnceAsync(CancellationToken stoppingToken) =>
-        metrics.SetFileCounts([.. (await store.CountByStateAsync(stoppingToken)).Select(c => new FileCount(c.Campaign, c.State, c.Files))]);
+    protected override async Task RunOnceAsync(CancellationToken stoppingToken)
+    {
+        var counts = await store.CountByStateAsync(stoppingToken);
+        metrics.SetFileCounts([.. counts.Select(c => new FileCount(c.Campaign, c.State, c.Files))]);
+        var known = (await campaigns.ListCampaignsAsync(stoppingToken)).Select(c => c.Name);
+        metrics.SetBacklog(Backlog.Of(known, counts, await merges.ListUnarchivedAsync(Time.GetUtcNow().AddDays(1), stoppingToken)));
+    }
 }

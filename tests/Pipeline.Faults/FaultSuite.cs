@@ -9,6 +9,7 @@ using Pipeline.Infrastructure.Faults;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Audit;
 using Pipeline.Production.Campaigns;
+using Pipeline.Production.Control;
 using Pipeline.Production.State;
 
 namespace Pipeline.Faults;
@@ -20,6 +21,7 @@ public sealed record FaultOptions(
     int WorkerKills = 20,
     int BrokerRestarts = 2,
     int DiskAlarms = 1,
+    int SingletonKills = 1,
     bool CrashOrchestrator = true,
     int Seed = 1,
     int BrokerPort = 5673,
@@ -58,12 +60,17 @@ public sealed record FaultReport(
     int MoversMax,
     int MoverSamples,
     int MoverSamplesBusy,
+    int SingletonFailovers,
+    int SingletonFailoversLate,
+    double SingletonFailoverMaxSeconds,
+    int FencedDispatches,
     double Seconds,
     [property: System.Text.Json.Serialization.JsonIgnore] IReadOnlyList<string> Problems)
 {
     public bool Passed => Lost == 0 && Duplicated == 0 && Unexpected == 0 && Orphans == 0 && NonFinal == 0 && FailedFiles == 0
         && ChecksumsBad == 0 && CatalogAuditComplete && ReconciliationClean && SecretsInLogs == 0 && LongJobsDone == LongJobs && MoversMax <= MoversLimit && MoverSamplesBusy > 0 && CorruptionsCaught + CorruptionsReplaced == CorruptionsInjected
-        && MergedCorruptionsCaught == MergedCorruptionsInjected && MergedFilesRemade == MergedCorruptionsInjected;
+        && MergedCorruptionsCaught == MergedCorruptionsInjected && MergedFilesRemade == MergedCorruptionsInjected
+        && SingletonFailoversLate == 0;
 }
 
 /// <summary>
@@ -123,6 +130,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         var runs = await pipeline.GenerateAsync(options.Files, options.Seed);
         var files = runs.Sum(r => r.Files!.Count);
         var kills = 0;
+        var (failovers, failoversLate, failoverMaxSeconds) = (0, 0, 0.0);
         var brokerRestarts = 0;
         var diskAlarms = 0;
         log.WriteLine($"faults: announcing {runs.Count} runs of {files} files; the orchestrator dies after saga save {crashAfter}");
@@ -192,6 +200,24 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                         log.WriteLine($"faults: kill -9 of the broker with {final} of {files} final");
                         await pipeline.Broker.KillAndStartAsync(cancellationToken);
                         brokerRestarts++;
+                        break;
+                    case "singleton-kill":
+                        var (holder, seconds) = await KillDispatcherHolderAsync(pipeline, store, final, files, problems, cancellationToken);
+                        if (holder is null)
+                        {
+                            break;
+                        }
+                        kills++;
+                        orchestratorRestarted |= holder == "orchestrator";
+                        if (seconds is { } took)
+                        {
+                            failovers++;
+                            failoverMaxSeconds = Math.Max(failoverMaxSeconds, took);
+                        }
+                        else
+                        {
+                            failoversLate++;
+                        }
                         break;
                     case var worker:
                         var victim = pipeline[worker];
@@ -268,6 +294,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         // A corrupted copy can also be overwritten before anything reads it: its staging was issued again (a stall,
         // a killed stager) and a later attempt's fresh copy is the one the file went on with.
         var replaced = new HashSet<string>(StringComparer.Ordinal);
+        var fenced = 0;
         string? after = null;
         do
         {
@@ -282,6 +309,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                 {
                     caught.Add($"prompt/{saga.LogicalName}");
                 }
+                fenced += saga.History.Count(h => h.Detail?.StartsWith("slot refused: dispatched under lease token", StringComparison.Ordinal) == true);
                 // Only first attempts are corrupted: a file first staged by a later attempt never used that copy.
                 if (saga.History.FirstOrDefault(h => h.State == "Staged") is { Attempt: > 1 })
                 {
@@ -312,7 +340,8 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         problems.AddRange(leaks);
         var report = new FaultReport(files, kills, brokerRestarts, diskAlarms, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
             injected.Count, injected.Count(caught.Contains), injected.Count(c => !caught.Contains(c) && replaced.Contains(c)),
-            mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, reconciliation.Clean, leaks.Count, longJobs, longJobsDone, MoversLimit, moversMax, moverSamples, moverSamplesBusy, Math.Round(watch.Elapsed.TotalSeconds, 1),
+            mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, reconciliation.Clean, leaks.Count, longJobs, longJobsDone, MoversLimit, moversMax, moverSamples, moverSamplesBusy,
+            failovers, failoversLate, Math.Round(failoverMaxSeconds, 1), fenced, Math.Round(watch.Elapsed.TotalSeconds, 1),
             [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
         pipeline.KeepWork = !report.Passed;
         if (pipeline.KeepWork)
@@ -411,6 +440,47 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         return names;
     }
 
+    /// <summary>How long the dispatcher may be without a holder after its holder dies: its lease, a standby poll, and some slack.</summary>
+    public static readonly TimeSpan FailoverLimit = TimeSpan.FromSeconds(new SingletonOptions().LeaseSeconds + new SingletonOptions().StandbySeconds + 3);
+
+    /// <summary>
+    /// Kills the orchestrator holding the dispatcher's lease with SIGKILL and waits for the other to take the lease (a
+    /// higher token); then starts the killed one again. Returns the killed one's name (null if none held the lease)
+    /// and the seconds until the takeover (null if it did not come within <see cref="FailoverLimit"/>).
+    /// </summary>
+    private async Task<(string? Holder, double? Seconds)> KillDispatcherHolderAsync(
+        ProcessPipeline pipeline, StoreBackend store, int final, int files, List<string> problems, CancellationToken cancellationToken)
+    {
+        var lease = await store.SingletonLeases.GetAsync(Singletons.Dispatcher, cancellationToken);
+        if (lease is null || lease.ExpiresAt < DateTimeOffset.UtcNow)
+        {
+            problems.Add("no orchestrator held the dispatcher's lease when its holder was to be killed");
+            return (null, null);
+        }
+        var name = lease.Holder.Split('/')[0];
+        var holder = pipeline[name];
+        log.WriteLine($"faults: kill -9 of {name}, holding the dispatcher's lease (token {lease.Token}), with {final} of {files} final");
+        await holder.KillAsync();
+        var since = Stopwatch.StartNew();
+        double? seconds = null;
+        while (since.Elapsed < FailoverLimit)
+        {
+            if (await store.SingletonLeases.GetAsync(Singletons.Dispatcher, cancellationToken) is { } now && now.Token > lease.Token)
+            {
+                seconds = since.Elapsed.TotalSeconds;
+                log.WriteLine($"faults: {now.Holder} took the dispatcher's lease (token {now.Token}) {seconds:F1}s after the kill");
+                break;
+            }
+            await Task.Delay(100, cancellationToken);
+        }
+        if (seconds is null)
+        {
+            problems.Add($"nobody took the dispatcher's lease within {FailoverLimit.TotalSeconds:F0}s of its holder's death");
+        }
+        await holder.StartAsync(cancellationToken);
+        return (name, seconds);
+    }
+
     /// <summary>The faults in the order they come: worker kills round the stages in a shuffled order, broker restarts among them.</summary>
     private List<string> Schedule(Random random)
     {
@@ -423,6 +493,10 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         {
             var at = (i + 1) * (schedule.Count + 1) / (options.BrokerRestarts + 1);
             schedule.Insert(Math.Min(at, schedule.Count), i % 2 == 0 ? "broker-restart" : "broker-kill");
+        }
+        for (var i = 0; i < options.SingletonKills; i++)
+        {
+            schedule.Insert(random.Next(schedule.Count + 1), "singleton-kill");
         }
         for (var i = 0; i < options.DiskAlarms; i++)
         {

@@ -20,6 +20,9 @@ public sealed class ProcessPipeline : IAsyncDisposable
     public static readonly (string Name, string Project)[] Services =
     [
         ("orchestrator", "Pipeline.Orchestrator"),
+        // A second orchestrator: the sagas' messages are shared between the two, and the singletons (dispatcher,
+        // feeder, watchdog) run on whichever holds their leases.
+        ("orchestrator-2", "Pipeline.Orchestrator"),
         ("stager", "Pipeline.Stager"),
         ("reconstruction-1", "Pipeline.Reconstruction"),
         ("reconstruction-2", "Pipeline.Reconstruction"),

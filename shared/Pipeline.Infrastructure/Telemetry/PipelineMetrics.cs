@@ -26,6 +26,7 @@ public sealed class PipelineMetrics
     private IReadOnlyList<FileCount> _fileCounts = [];
     private IReadOnlyDictionary<string, long> _queueDepths = new Dictionary<string, long>();
     private IReadOnlyList<AreaFill> _areas = [];
+    private IReadOnlyList<StageBacklog> _backlog = [];
     private readonly Counter<long> _tapeMounts;
 
     public PipelineMetrics(IMeterFactory meters)
@@ -43,6 +44,9 @@ public sealed class PipelineMetrics
             new Measurement<long>(a.Bytes, new KeyValuePair<string, object?>("area", a.Area))), "By", "Bytes each bounded area holds, as its ledger last read");
         meter.CreateObservableGauge("pipeline.area.blocked", () => Volatile.Read(ref _areas).Select(a =>
             new Measurement<int>(a.Blocked ? 1 : 0, new KeyValuePair<string, object?>("area", a.Area))), null, "1 while an area is above its high-water mark and its filling stage waits");
+        meter.CreateObservableGauge("pipeline.backlog", () => Volatile.Read(ref _backlog).Select(b => new Measurement<long>(b.Files,
+                new KeyValuePair<string, object?>("stage", b.Stage), new KeyValuePair<string, object?>("campaign", b.Campaign))),
+            "{file}", "Work waiting for a scalable stage or in its hands, per campaign, as the state store last counted it: what autoscaling reads");
         meter.CreateObservableGauge("pipeline.queue.depth", ObserveQueues, "{message}", "Messages ready in each service queue and its error queue, as the health watcher last read them");
     }
 
@@ -83,6 +87,9 @@ public sealed class PipelineMetrics
     }
 
     public void TapeMounted(string library) => _tapeMounts.Add(1, new KeyValuePair<string, object?>("library", library));
+
+    /// <summary>The latest backlog of each scalable stage and campaign (the API's file counter reads the store).</summary>
+    public void SetBacklog(IReadOnlyList<StageBacklog> backlog) => Volatile.Write(ref _backlog, backlog);
 
     /// <summary>The latest usage of the bounded areas (the flow-control refresher reads the ledger).</summary>
     public void SetAreaUsage(IReadOnlyList<AreaFill> areas) => Volatile.Write(ref _areas, areas);
@@ -129,6 +136,12 @@ public sealed record StageCapacity(string Stage, int Capacity);
 
 /// <summary>How many files of a campaign are in a state, as the file counter last read it.</summary>
 public sealed record FileCount(string Campaign, string State, long Files);
+
+/// <summary>
+/// The work a scalable stage has waiting or in hand for one campaign: raw files for staging, reconstruction and
+/// merging, merged files for the archive.
+/// </summary>
+public sealed record StageBacklog(string Stage, string Campaign, long Files);
 
 /// <summary>What a bounded area holds and whether its filling stage waits, as its ledger last said.</summary>
 public sealed record AreaFill(string Area, long Bytes, bool Blocked);

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Pipeline.SampleExperiment;
@@ -28,6 +29,9 @@ public sealed partial class When_prometheus_scrapes_the_pipeline
         return null;
     }
 
+    private static string Backlogs(string text) =>
+        string.Join('\n', text.Split('\n').Where(l => l.StartsWith("pipeline_backlog", StringComparison.Ordinal) || l.StartsWith("pipeline_files", StringComparison.Ordinal)));
+
     [GeneratedRegex(@"\}\s+([0-9.eE+-]+)")]
     private static partial Regex SeriesValue();
 
@@ -54,5 +58,33 @@ public sealed partial class When_prometheus_scrapes_the_pipeline
         Assert.Equal(4, Value(text, "pipeline_stage_duration_seconds_count", "stage=\"staging\""));
         Assert.Equal(0, Value(text, "pipeline_stage_busy", "stage=\"reconstruction\"") ?? 0);
         Assert.Contains("# TYPE pipeline_stage_duration_seconds histogram", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Should_export_each_scalable_stages_backlog_from_the_start_at_zero_and_the_files_waiting_for_it()
+    {
+        await using var pipeline = await PipelineUnderTest.StartAsync();
+        using var anonymous = pipeline.Client(null);
+        string[] stages = ["staging", "reconstruction", "merge", "archive"];
+        var campaign = $"campaign=\"{pipeline.Campaign.Name}\"";
+
+        // Before any file: every stage's series exists, at 0, so that a rate or an autoscaler reads 0, not "absent".
+        await Eventually.Until(() => anonymous.GetStringAsync("/metrics"), t => stages.All(s => Value(t, "pipeline_backlog", $"stage=\"{s}\"", campaign) == 0),
+            TimeSpan.FromSeconds(30), "every stage's backlog at 0", Backlogs);
+
+        // Files that reach reconstruction while it is paused wait there: its backlog is theirs.
+        Assert.Equal(System.Net.HttpStatusCode.Accepted, (await pipeline.Http.PostAsync("/api/stages/reconstruction/pause", null)).StatusCode);
+        var pause = pipeline.Services.GetRequiredService<Pipeline.Production.Control.PauseState>();
+        await Eventually.Until(() => Task.FromResult(pause.IsPaused("reconstruction")), p => p, TimeSpan.FromSeconds(30), "the pause to reach this instance");
+        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 50));
+        await pipeline.IngestAsync(runs);
+        await Eventually.Until(() => anonymous.GetStringAsync("/metrics"),
+            t => Value(t, "pipeline_backlog", "stage=\"reconstruction\"", campaign) == 4 && Value(t, "pipeline_backlog", "stage=\"staging\"", campaign) == 0,
+            TimeSpan.FromSeconds(60), "four files waiting for reconstruction", Backlogs);
+
+        Assert.Equal(System.Net.HttpStatusCode.Accepted, (await pipeline.Http.PostAsync("/api/stages/reconstruction/resume", null)).StatusCode);
+        await pipeline.WaitForFinalAsync(4);
+        await Eventually.Until(() => anonymous.GetStringAsync("/metrics"), t => stages.All(s => Value(t, "pipeline_backlog", $"stage=\"{s}\"", campaign) == 0),
+            TimeSpan.FromSeconds(30), "every stage's backlog back at 0", Backlogs);
     }
 }

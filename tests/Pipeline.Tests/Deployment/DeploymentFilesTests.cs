@@ -8,6 +8,7 @@ using Pipeline.Infrastructure.Storage;
 using Pipeline.Merger;
 using Pipeline.Orchestrator;
 using Pipeline.Production.Campaigns;
+using Pipeline.Production.State;
 using Pipeline.Reconstruction;
 using Pipeline.Tests.Support;
 using YamlDotNet.Core;
@@ -21,7 +22,7 @@ namespace Pipeline.Tests.Deployment;
 /// cluster: every service has a container built from its own Dockerfile, every setting a container is given
 /// is one the services read and binds, the areas a stage uses are mounted, and KEDA watches queues that exist.
 /// </summary>
-public sealed class When_deploying_as_containers
+public sealed partial class When_deploying_as_containers
 {
     private static readonly string Root = Platform.RepositoryRoot;
 
@@ -242,13 +243,30 @@ public sealed class When_deploying_as_containers
             Assert.True(deployments.ContainsKey((string)At(scaledObject, "spec", "scaleTargetRef", "name")!));
             foreach (var trigger in List(At(scaledObject, "spec", "triggers")))
             {
+                if ((string)At(trigger, "type")! == "prometheus")
+                {
+                    // A backlog the API exports, for a stage it counts, taken once however many API pods export it.
+                    var query = (string)At(trigger, "metadata", "query")!;
+                    var stage = BacklogQuery().Match(query);
+                    Assert.True(stage.Success, $"KEDA's query '{query}' is not the backlog of one stage, taken once per campaign");
+                    Assert.Contains(stage.Groups[1].Value, Backlog.StatesOf.Keys.Append(global::Pipeline.Infrastructure.Telemetry.PipelineMetrics.Archive));
+                    Assert.True(int.Parse((string)At(trigger, "metadata", "threshold")!, System.Globalization.CultureInfo.InvariantCulture) > 0);
+                    continue;
+                }
                 var queue = (string)At(trigger, "metadata", "queueName")!;
                 Assert.True(queues.Contains(queue), $"KEDA watches '{queue}', a queue no service declares");
             }
         }
+        // Each reconstruction pod is asked to take as many files as it has slots.
+        var reconstruction = Map(Assert.Single(List(At(deployments["reconstruction"], "spec", "template", "spec", "containers"))));
+        var slots = List(At(reconstruction, "env")).Single(v => (string)At(v, "name")! == "Pipeline__Reconstruction__Slots");
+        Assert.Equal(At(slots, "value"), At(Assert.Single(List(At(scaled.Single(s => (string)At(s, "metadata", "name")! == "reconstruction"), "spec", "triggers"))), "metadata", "threshold"));
         var configMap = Map(manifests.Single(m => (string)m["kind"] == "ConfigMap")["data"]);
         Assert.All(configMap.Keys.Cast<string>(), key => Assert.True(IsReadByTheServices(key.Replace("__", ":", StringComparison.Ordinal)), key));
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^sum\(max by \(campaign\) \(pipeline_backlog\{stage=""(\w+)""\}\)\)$")]
+    private static partial System.Text.RegularExpressions.Regex BacklogQuery();
 
     [Fact]
     public void Should_list_every_manifest_in_the_kustomization()

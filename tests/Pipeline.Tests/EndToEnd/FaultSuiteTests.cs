@@ -4,7 +4,8 @@ namespace Pipeline.Tests.EndToEnd;
 
 /// <summary>
 /// The short version of `make faults`: the services as processes on a broker of their own, with workers of every
-/// stage killed, the orchestrator killed between saving a file's state and publishing its next step, the broker
+/// stage killed, the orchestrator killed between saving a file's state and publishing its next step, the
+/// orchestrator holding the dispatcher's lease killed (the other of the two takes over), the broker
 /// restarted and killed, staged copies and merged files corrupted and two jobs outlasting the broker's consumer timeout, while
 /// files flow. Nothing may be lost, doubled, unexpected or left behind, and no secret may reach a log.
 /// </summary>
@@ -29,6 +30,9 @@ public sealed class When_processes_and_the_broker_die_while_files_flow
         Assert.True(report.Kills >= 4, context);
         Assert.True(report.BrokerRestarts >= 1, context);
         Assert.Equal(1, report.DiskAlarms);
+        // The orchestrator holding the dispatcher's lease was killed, and the other took the dispatcher over in time.
+        Assert.Equal((1, 0), (report.SingletonFailovers, report.SingletonFailoversLate));
+        Assert.InRange(report.SingletonFailoverMaxSeconds, 0, FaultSuite.FailoverLimit.TotalSeconds);
         Assert.True(report.CorruptionsInjected >= 2 && report.CorruptionsCaught >= 1 && report.CorruptionsCaught + report.CorruptionsReplaced == report.CorruptionsInjected, context);
         Assert.True(report.MergedCorruptionsInjected >= 1 && report.MergedCorruptionsCaught == report.MergedCorruptionsInjected
             && report.MergedFilesRemade == report.MergedCorruptionsInjected, context);
