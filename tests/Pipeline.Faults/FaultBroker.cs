@@ -24,11 +24,14 @@ public sealed class FaultBroker : IAsyncDisposable
 
     public string Password { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
 
-    public Uri Uri => new($"amqp://{User}:{Password}@127.0.0.1:{Port.ToString(CultureInfo.InvariantCulture)}/");
+    public Uri Uri => UriAt("127.0.0.1");
+
+    /// <summary>The broker as a host on the tests' network reaches it (<see cref="StartAsync"/>'s bridge address).</summary>
+    public Uri UriAt(string address) => new($"amqp://{User}:{Password}@{address}:{Port.ToString(CultureInfo.InvariantCulture)}/");
 
     public static bool Installed => File.Exists(ServerScript) && File.Exists(Control);
 
-    private FaultBroker(string baseDirectory, int port, TimeSpan consumerTimeout)
+    private FaultBroker(string baseDirectory, int port, TimeSpan consumerTimeout, string? bridgeAddress)
     {
         _base = baseDirectory;
         Port = port;
@@ -37,6 +40,8 @@ public sealed class FaultBroker : IAsyncDisposable
         File.WriteAllText(Path.Combine(_base, "enabled_plugins"), "[].\n");
         File.WriteAllText(Path.Combine(_base, "rabbitmq.conf"), string.Join('\n',
             $"listeners.tcp.default = 127.0.0.1:{port.ToString(CultureInfo.InvariantCulture)}",
+            // Also on the tests' network bridge, for services on hosts of their own (network namespaces).
+            bridgeAddress is null ? "" : $"listeners.tcp.bridge = {bridgeAddress}:{port.ToString(CultureInfo.InvariantCulture)}",
             "loopback_users.guest = true",
             // Low, so that a job outlasting it is part of what the suite survives.
             $"consumer_timeout = {((long)consumerTimeout.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)}",
@@ -46,8 +51,6 @@ public sealed class FaultBroker : IAsyncDisposable
         _environment = new Dictionary<string, string>(StringComparer.Ordinal)
         {
             ["RABBITMQ_NODENAME"] = Node,
-            ["RABBITMQ_NODE_IP_ADDRESS"] = "127.0.0.1",
-            ["RABBITMQ_NODE_PORT"] = port.ToString(CultureInfo.InvariantCulture),
             ["RABBITMQ_DIST_PORT"] = (port + 20000).ToString(CultureInfo.InvariantCulture),
             ["RABBITMQ_BASE"] = _base,
             ["RABBITMQ_MNESIA_BASE"] = Path.Combine(_base, "mnesia"),
@@ -59,9 +62,10 @@ public sealed class FaultBroker : IAsyncDisposable
         };
     }
 
-    public static async Task<FaultBroker> StartAsync(string baseDirectory, int port, TimeSpan consumerTimeout, CancellationToken cancellationToken)
+    /// <param name="bridgeAddress">An address of this machine on the tests' network bridge to listen on as well, or null.</param>
+    public static async Task<FaultBroker> StartAsync(string baseDirectory, int port, TimeSpan consumerTimeout, CancellationToken cancellationToken, string? bridgeAddress = null)
     {
-        var broker = new FaultBroker(baseDirectory, port, consumerTimeout);
+        var broker = new FaultBroker(baseDirectory, port, consumerTimeout, bridgeAddress);
         // A node of this name still running is a leftover of a run that was killed: it holds the port and the name.
         if (await TryAsync(Control, ["-n", broker.Node, "-q", "ping", "--timeout", "5"], cancellationToken))
         {

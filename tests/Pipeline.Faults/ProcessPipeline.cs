@@ -61,8 +61,14 @@ public sealed class ProcessPipeline : IAsyncDisposable
     /// Starts the broker, then every service (each ready before the next starts); <paramref name="once"/> gives settings for a
     /// service's first life, <paramref name="serviceSettings"/> settings for all its lives.
     /// </summary>
+    /// <param name="network">
+    /// Services placed on hosts of the tests' network (network namespaces): each reaches the broker at the bridge's
+    /// address; the services not named stay on this machine's loopback. <paramref name="services"/> replaces the usual
+    /// set of services when given.
+    /// </param>
     public static async Task<ProcessPipeline> StartAsync(string? work, int brokerPort, TextWriter log, Func<string, IReadOnlyDictionary<string, string>?> once,
-        int releaseSleepMsMax, CancellationToken cancellationToken, SlowJob? slowJob = null, IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>>? serviceSettings = null)
+        int releaseSleepMsMax, CancellationToken cancellationToken, SlowJob? slowJob = null, IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>>? serviceSettings = null,
+        IReadOnlyList<(string Name, string Project)>? services = null, NetworkPlacement? network = null)
     {
         var pipeline = new ProcessPipeline(work ?? Path.Combine(Path.GetTempPath(), $"pipeline-faults-{Guid.NewGuid():N}"[..30]));
         Directory.CreateDirectory(pipeline.Data);
@@ -70,10 +76,18 @@ public sealed class ProcessPipeline : IAsyncDisposable
         log.WriteLine($"faults: working in {pipeline.Work}");
         try
         {
-            pipeline.Broker = await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken);
+            pipeline.Broker = await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken, network?.BridgeAddress);
             var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax, slowJob);
-            pipeline.Processes = Services.ToDictionary(s => s.Name, s => new ServiceProcess(s.Name, ServiceDll(s.Project),
-                serviceSettings?.GetValueOrDefault(s.Name) is { } settings ? new Dictionary<string, string>(environment.Concat(settings)) : environment, pipeline.Logs), StringComparer.Ordinal);
+            pipeline.Processes = (services ?? Services).ToDictionary(s => s.Name, s =>
+            {
+                var host = network?.Hosts.GetValueOrDefault(s.Name);
+                var settings = new Dictionary<string, string>(environment.Concat(serviceSettings?.GetValueOrDefault(s.Name) ?? new Dictionary<string, string>()));
+                if (host is not null)
+                {
+                    settings["Pipeline__RabbitMq__Uri"] = pipeline.Broker.UriAt(network!.BridgeAddress).ToString();
+                }
+                return new ServiceProcess(s.Name, ServiceDll(s.Project), settings, pipeline.Logs, host);
+            }, StringComparer.Ordinal);
             foreach (var process in pipeline.Processes.Values)
             {
                 await process.StartAsync(cancellationToken, once(process.Name));
@@ -283,3 +297,7 @@ public sealed class ProcessPipeline : IAsyncDisposable
         return File.Exists(dll) ? dll : throw new FileNotFoundException($"{dll} is not built: run `dotnet build Pipeline.sln -c {configuration}` first", dll);
     }
 }
+
+/// <summary>Which services run on which host of the tests' network, and this machine's address on its bridge.</summary>
+public sealed record NetworkPlacement(string BridgeAddress, IReadOnlyDictionary<string, NetworkHost> Hosts);
+

@@ -24,18 +24,25 @@ public sealed partial class ServiceProcess : IAsyncDisposable
 
     public string LogPath => _logPath;
 
-    public ServiceProcess(string name, string dll, IReadOnlyDictionary<string, string> environment, string logDirectory)
+    /// <param name="host">The network namespace the process runs in, and its address there; null for this machine's loopback.</param>
+    public ServiceProcess(string name, string dll, IReadOnlyDictionary<string, string> environment, string logDirectory, NetworkHost? host = null)
     {
         Name = name;
         _dll = dll;
+        Host = host;
         Port = FreePort();
         _environment = new Dictionary<string, string>(environment, StringComparer.Ordinal)
         {
-            ["urls"] = $"http://127.0.0.1:{Port.ToString(CultureInfo.InvariantCulture)}",
+            ["urls"] = $"http://{Address}:{Port.ToString(CultureInfo.InvariantCulture)}",
             ["Pipeline__InstanceName"] = name,
         };
         _logPath = Path.Combine(logDirectory, $"{name}.log");
     }
+
+    public NetworkHost? Host { get; }
+
+    /// <summary>Where its HTTP endpoints listen: its host's address, or loopback.</summary>
+    public string Address => Host?.Address ?? "127.0.0.1";
 
     public bool Running => _process is { HasExited: false };
 
@@ -45,7 +52,15 @@ public sealed partial class ServiceProcess : IAsyncDisposable
     /// <param name="once">Settings for this start only (a crash point for one life of the process).</param>
     public async Task StartAsync(CancellationToken cancellationToken, IReadOnlyDictionary<string, string>? once = null)
     {
-        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetDirectoryName(_dll)! };
+        var start = new ProcessStartInfo(Host is null ? "dotnet" : "ip") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetDirectoryName(_dll)! };
+        if (Host is not null)
+        {
+            // ip netns exec enters the namespace and then execs dotnet: the process is dotnet itself, as without it.
+            foreach (var argument in new[] { "netns", "exec", Host.Namespace, "dotnet" })
+            {
+                start.ArgumentList.Add(argument);
+            }
+        }
         start.ArgumentList.Add(_dll);
         foreach (var (key, value) in _environment.Concat(once ?? new Dictionary<string, string>()))
         {
@@ -86,7 +101,7 @@ public sealed partial class ServiceProcess : IAsyncDisposable
     /// <summary>Ready once its store and bus are (its /health/ready answers 200).</summary>
     private async Task WaitUntilReadyAsync(CancellationToken cancellationToken)
     {
-        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{Port.ToString(CultureInfo.InvariantCulture)}"), Timeout = TimeSpan.FromSeconds(5) };
+        using var http = new HttpClient { BaseAddress = new Uri($"http://{Address}:{Port.ToString(CultureInfo.InvariantCulture)}"), Timeout = TimeSpan.FromSeconds(5) };
         var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
         while (true)
         {
@@ -177,3 +192,7 @@ public sealed partial class ServiceProcess : IAsyncDisposable
         }
     }
 }
+
+/// <summary>A host of the tests' network: a network namespace and this host's address on the bridge.</summary>
+public sealed record NetworkHost(string Name, string Namespace, string Address);
+

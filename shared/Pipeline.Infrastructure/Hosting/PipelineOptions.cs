@@ -76,6 +76,14 @@ public sealed class RabbitMqOptions
     /// production brokers. A queue keeps its type once declared, so switch this on for a new broker or vhost.
     /// </summary>
     public bool QuorumQueues { get; set; }
+
+    /// <summary>
+    /// The AMQP heartbeat asked of the broker: a peer silent for about this long is taken as gone. The broker then
+    /// hands a dead consumer's unacknowledged messages to another (a worker host cut off the network), and this
+    /// process notices a broker it can no longer reach and reconnects.
+    /// </summary>
+    [System.ComponentModel.DataAnnotations.Range(1, 600)]
+    public int HeartbeatSeconds { get; set; } = 10;
 }
 
 public sealed class SqliteOptions

@@ -88,7 +88,7 @@ public static class PipelineHosting
                 case TransportKind.RabbitMq:
                     bus.UsingRabbitMq((context, rabbit) =>
                     {
-                        rabbit.Host(new Uri(options.RabbitMq.Uri));
+                        rabbit.Host(new Uri(options.RabbitMq.Uri), host => host.Heartbeat(TimeSpan.FromSeconds(options.RabbitMq.HeartbeatSeconds)));
                         rabbit.PrefetchCount = options.Prefetch;
                         rabbit.UseConsumeFilter(typeof(FileLogContextFilter<>), context);
                         rabbit.UseConsumeFilter(typeof(PauseFilter<>), context);
