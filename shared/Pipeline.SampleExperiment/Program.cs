@@ -8,6 +8,7 @@ using Pipeline.SampleExperiment;
 //   reconstruct --input FILE --outdir DIR --datasets name:mask,... [--histograms FILE] [--cpu-ms-per-event X]
 //               [--attempt N --fail-attempts K]   (attempts up to K exit with code 3: a stand-in for a broken job)
 //               [--sleep-ms-max N]   (first sleeps a random 0..N ms: jobs of uneven length; the output stays deterministic)
+//               [--sleep-ms N]       (first sleeps exactly N ms: jobs of one length, for scaling measurements)
 //               [--run R --section N --slow-run R --slow-section S --slow-ms M]   (the file of run R, section S sleeps M ms: a job longer than a broker's patience)
 //   simulate    --run N --events N --seed N --outdir DIR --datasets name:mask,... [--conditions k=v,...] [--payload BYTES]
 //               generates Monte Carlo events under the run's conditions and reconstructs them (one job, as a production would)
@@ -111,6 +112,10 @@ internal static class SampleCommand
         {
             await Console.Error.WriteLineAsync($"ERROR simulated failure on attempt {attempt} (fails up to attempt {failAttempts})");
             return 3;
+        }
+        if (Int(options, "sleep-ms", 0) is > 0 and var sleep)
+        {
+            await Task.Delay(sleep);
         }
         if (Int(options, "sleep-ms-max", 0) is > 0 and var sleepMax)
         {

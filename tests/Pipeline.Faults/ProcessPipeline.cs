@@ -68,7 +68,7 @@ public sealed class ProcessPipeline : IAsyncDisposable
     /// </param>
     public static async Task<ProcessPipeline> StartAsync(string? work, int brokerPort, TextWriter log, Func<string, IReadOnlyDictionary<string, string>?> once,
         int releaseSleepMsMax, CancellationToken cancellationToken, SlowJob? slowJob = null, IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>>? serviceSettings = null,
-        IReadOnlyList<(string Name, string Project)>? services = null, NetworkPlacement? network = null)
+        IReadOnlyList<(string Name, string Project)>? services = null, NetworkPlacement? network = null, int releaseSleepMs = 0)
     {
         var pipeline = new ProcessPipeline(work ?? Path.Combine(Path.GetTempPath(), $"pipeline-faults-{Guid.NewGuid():N}"[..30]));
         Directory.CreateDirectory(pipeline.Data);
@@ -77,11 +77,16 @@ public sealed class ProcessPipeline : IAsyncDisposable
         try
         {
             pipeline.Broker = await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken, network?.BridgeAddress);
-            var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax, slowJob);
+            var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax, slowJob, releaseSleepMs);
             pipeline.Processes = (services ?? Services).ToDictionary(s => s.Name, s =>
             {
                 var host = network?.Hosts.GetValueOrDefault(s.Name);
-                var settings = new Dictionary<string, string>(environment.Concat(serviceSettings?.GetValueOrDefault(s.Name) ?? new Dictionary<string, string>()));
+                // A service's own settings win over the common ones.
+                var settings = new Dictionary<string, string>(environment);
+                foreach (var (key, value) in serviceSettings?.GetValueOrDefault(s.Name) ?? new Dictionary<string, string>())
+                {
+                    settings[key] = value;
+                }
                 if (host is not null)
                 {
                     settings["Pipeline__RabbitMq__Uri"] = pipeline.Broker.UriAt(network!.BridgeAddress).ToString();
@@ -161,7 +166,7 @@ public sealed class ProcessPipeline : IAsyncDisposable
         return trimmed;
     }
 
-    private Dictionary<string, string> Environment(Uri broker, string data, int releaseSleepMsMax, SlowJob? slowJob)
+    private Dictionary<string, string> Environment(Uri broker, string data, int releaseSleepMsMax, SlowJob? slowJob, int releaseSleepMs)
     {
         var environment = new Dictionary<string, string>(StringComparer.Ordinal)
         {
@@ -196,6 +201,10 @@ public sealed class ProcessPipeline : IAsyncDisposable
         };
         // The sample release, sleeping a random time before writing its (deterministic) output.
         var arguments = ReleaseOptions.SampleArguments.Concat(["--sleep-ms-max", releaseSleepMsMax.ToString(CultureInfo.InvariantCulture), "--section", "{section}"]).ToList();
+        if (releaseSleepMs > 0)
+        {
+            arguments.AddRange(["--sleep-ms", releaseSleepMs.ToString(CultureInfo.InvariantCulture)]);
+        }
         if (slowJob is not null)
         {
             arguments.AddRange(["--slow-run", slowJob.Run.ToString(CultureInfo.InvariantCulture), "--slow-section", slowJob.Section.ToString(CultureInfo.InvariantCulture),

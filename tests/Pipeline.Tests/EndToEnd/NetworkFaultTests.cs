@@ -43,7 +43,7 @@ public sealed class When_a_worker_hosts_link_is_cut_mid_job(ITestOutputHelper te
             [
                 ("orchestrator", "Pipeline.Orchestrator"), ("stager", "Pipeline.Stager"), ("reconstruction-1", "Pipeline.Reconstruction"),
                 ("reconstruction-2", "Pipeline.Reconstruction"), ("collector", "Pipeline.Collector"), ("merger", "Pipeline.Merger"),
-                ("archiver", "Pipeline.Archiver"), ("api", "Pipeline.Api"),
+                ("archiver", "Pipeline.Archiver"), ("monitor", "Pipeline.Monitor"), ("api", "Pipeline.Api"),
             ];
             // Jobs of up to 8 s, so that the cut falls while the worker runs some.
             await using var pipeline = await ProcessPipeline.StartAsync(null, 5693, output, _ => null, releaseSleepMsMax: 8000, CancellationToken.None,
