@@ -110,18 +110,10 @@ public sealed class When_a_worker_hosts_link_is_cut_mid_job(ITestOutputHelper te
         return held;
     }
 
-    private static async Task<string> RunAsync(string command, params string[] arguments)
+    private static async Task<string> RunAsync(params string[] command)
     {
-        var start = new ProcessStartInfo(command) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var errors = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        Assert.True(process.ExitCode == 0, $"{command} {string.Join(' ', arguments)}: {await errors}");
-        return await output;
+        var outcome = await Pipeline.Infrastructure.Processes.ExternalCommand.RunAsync(command, null, TimeSpan.FromMinutes(2), CancellationToken.None);
+        Assert.True(outcome.Succeeded, $"{string.Join(' ', command)}: {outcome.Describe()}");
+        return outcome.Output;
     }
 }
