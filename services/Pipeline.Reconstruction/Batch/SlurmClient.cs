@@ -133,13 +133,14 @@ public sealed class SlurmClient(IOptions<SlurmOptions> options)
     {
         var days = 0;
         var clock = text.Trim();
+        var withDays = false;
         if (clock.Split('-', 2) is [var dayText, var rest])
         {
             if (!int.TryParse(dayText, NumberStyles.None, CultureInfo.InvariantCulture, out days))
             {
                 return null;
             }
-            clock = rest;
+            (clock, withDays) = (rest, true);
         }
         var fields = clock.Split(':');
         var numbers = new int[fields.Length];
@@ -151,17 +152,15 @@ public sealed class SlurmClient(IOptions<SlurmOptions> options)
             }
         }
         // After days the first field is hours; without days one field is minutes, two are minutes:seconds.
-        var withDays = clock.Length != text.Trim().Length;
-        (int Hours, int Minutes, int Seconds)? time = (withDays, numbers.Length) switch
+        return (withDays, numbers) switch
         {
-            (_, 3) => (numbers[0], numbers[1], numbers[2]),
-            (true, 2) => (numbers[0], numbers[1], 0),
-            (true, 1) => (numbers[0], 0, 0),
-            (false, 2) => (0, numbers[0], numbers[1]),
-            (false, 1) => (0, numbers[0], 0),
+            (_, [var h, var m, var s]) => new TimeSpan(days, h, m, s),
+            (true, [var h, var m]) => new TimeSpan(days, h, m, 0),
+            (true, [var h]) => new TimeSpan(days, h, 0, 0),
+            (false, [var m, var s]) => new TimeSpan(0, m, s),
+            (false, [var m]) => TimeSpan.FromMinutes(m),
             _ => null,
         };
-        return time is { } t ? new TimeSpan(days, t.Hours, t.Minutes, t.Seconds) : null;
     }
 
     /// <summary>Every job of this user whose name starts with the configured prefix, pending, running or recently ended, in one call.</summary>
