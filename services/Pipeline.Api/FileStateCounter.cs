@@ -23,6 +23,6 @@ public sealed class FileStateCounter(
         var counts = await store.CountByStateAsync(stoppingToken);
         metrics.SetFileCounts([.. counts.Select(c => new FileCount(c.Campaign, c.State, c.Files))]);
         var known = (await campaigns.ListCampaignsAsync(stoppingToken)).Select(c => c.Name);
-        metrics.SetBacklog(Backlog.Of(known, counts, await merges.ListUnarchivedAsync(Time.GetUtcNow().AddDays(1), stoppingToken)));
+        metrics.SetBacklog(Backlog.Of(known, counts, await merges.CountUnarchivedAsync(stoppingToken)));
     }
 }

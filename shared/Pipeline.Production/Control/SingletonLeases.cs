@@ -32,9 +32,6 @@ public sealed class SingletonLeases(
 
     public ISingletonGate For(string name) =>
         _gates.GetOrAdd(name, n => new StoreSingletonGate(n, Holder, store, options.Value, time, loggers.CreateLogger<SingletonLeases>()));
-
-    /// <summary>The names of the singletons this instance holds now.</summary>
-    public IReadOnlyList<string> Held => [.. _gates.Values.Where(g => g.Token is not null).Select(g => g.Name).Order(StringComparer.Ordinal)];
 }
 
 /// <summary>

@@ -21,9 +21,9 @@ public static class Backlog
     };
 
     /// <summary>Every scalable stage's backlog for every campaign named, 0 where it has none.</summary>
-    public static IReadOnlyList<StageBacklog> Of(IEnumerable<string> campaigns, IReadOnlyList<StateCount> counts, IReadOnlyList<MergedFileRecord> unarchived)
+    public static IReadOnlyList<StageBacklog> Of(IEnumerable<string> campaigns, IReadOnlyList<StateCount> counts, IReadOnlyDictionary<string, int> unarchived)
     {
-        var names = campaigns.Concat(counts.Select(c => c.Campaign)).Concat(unarchived.Select(m => m.Campaign)).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal);
+        var names = campaigns.Concat(counts.Select(c => c.Campaign)).Concat(unarchived.Keys).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal);
         var backlog = new List<StageBacklog>();
         foreach (var campaign in names)
         {
@@ -31,7 +31,7 @@ public static class Backlog
             {
                 backlog.Add(new StageBacklog(stage, campaign, counts.Where(c => c.Campaign == campaign && states.Contains(c.State)).Sum(c => c.Files)));
             }
-            backlog.Add(new StageBacklog(PipelineMetrics.Archive, campaign, unarchived.Count(m => m.Campaign == campaign)));
+            backlog.Add(new StageBacklog(PipelineMetrics.Archive, campaign, unarchived.GetValueOrDefault(campaign)));
         }
         return backlog;
     }

@@ -260,6 +260,9 @@ public interface IMergeStore
     /// <summary>Merged files not yet archived that were last touched before <paramref name="updatedBefore"/>.</summary>
     Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedAsync(DateTimeOffset updatedBefore, CancellationToken cancellationToken);
 
+    /// <summary>Merged files not yet archived, per campaign (campaigns with none are left out).</summary>
+    Task<IReadOnlyDictionary<string, int>> CountUnarchivedAsync(CancellationToken cancellationToken);
+
     Task MarkArchivedAsync(string mergedName, CancellationToken cancellationToken);
 
     /// <summary>A dataset's merged files not yet archived, in the order they were made (the order they must reach the archive).</summary>

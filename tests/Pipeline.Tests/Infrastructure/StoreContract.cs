@@ -458,7 +458,9 @@ public abstract class StoreContract : IAsyncLifetime
 
         Assert.Equal(["o1", "o2"], (await Store.Merges.ListOutputsOfAsync("m1", CancellationToken.None)).Select(o => o.OutputId));
         Assert.Equal(["m1"], (await Store.Merges.ListUnarchivedAsync(DateTimeOffset.UtcNow.AddMinutes(1), CancellationToken.None)).Select(m => m.Name));
+        Assert.Equal(new Dictionary<string, int> { ["prompt"] = 1 }, await Store.Merges.CountUnarchivedAsync(CancellationToken.None));
         await Store.Merges.MarkArchivedAsync("m1", CancellationToken.None);
+        Assert.Empty(await Store.Merges.CountUnarchivedAsync(CancellationToken.None));
         Assert.True((await Store.Merges.GetMergedFileAsync("m1", CancellationToken.None))!.Archived);
         Assert.Empty(await Store.Merges.ListUnarchivedAsync(DateTimeOffset.UtcNow.AddMinutes(1), CancellationToken.None));
     }

@@ -69,6 +69,10 @@ public sealed class MongoMergeStore(MongoStoreContext db) : IMergeStore
     public async Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedAsync(DateTimeOffset updatedBefore, CancellationToken cancellationToken) =>
         await Retry(token => db.Merged.Find(MongoQueries.Unarchived & Builders<MergedFileRecord>.Filter.Lt(m => m.UpdatedAt, updatedBefore)).SortBy(m => m.CreatedAt).ToListAsync(token), cancellationToken);
 
+    public async Task<IReadOnlyDictionary<string, int>> CountUnarchivedAsync(CancellationToken cancellationToken) =>
+        (await Retry(token => db.Merged.Aggregate().Match(MongoQueries.Unarchived).Group(m => m.Campaign, g => new { Campaign = g.Key, Count = g.Count() }).ToListAsync(token), cancellationToken))
+            .ToDictionary(c => c.Campaign, c => c.Count, StringComparer.Ordinal);
+
     public async Task MarkArchivedAsync(string mergedName, CancellationToken cancellationToken) =>
         await Retry(token => db.Merged.UpdateOneAsync(m => m.Name == mergedName,
             Builders<MergedFileRecord>.Update.Set(m => m.Archived, true).Set(m => m.UpdatedAt, DateTimeOffset.UtcNow),

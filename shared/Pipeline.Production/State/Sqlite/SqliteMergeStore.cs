@@ -112,6 +112,10 @@ public sealed class SqliteMergeStore : IMergeStore
         _database.RowsAsync($"SELECT {MergedColumns} FROM merged_files WHERE archived = 0 AND updated_at < $before ORDER BY created_at",
             ReadMerged, ("$before", Millis(updatedBefore)));
 
+    public async Task<IReadOnlyDictionary<string, int>> CountUnarchivedAsync(CancellationToken cancellationToken) =>
+        (await _database.RowsAsync("SELECT campaign, COUNT(*) FROM merged_files WHERE archived = 0 GROUP BY campaign",
+            r => (Campaign: r.GetString(0), Count: r.GetInt32(1)))).ToDictionary(c => c.Campaign, c => c.Count, StringComparer.Ordinal);
+
     public Task MarkArchivedAsync(string mergedName, CancellationToken cancellationToken) =>
         _database.WriteAsync(session => session.Run("UPDATE merged_files SET archived = 1, updated_at = $now WHERE name = $name",
             ("$now", Millis(DateTimeOffset.UtcNow)), ("$name", mergedName)), cancellationToken);
