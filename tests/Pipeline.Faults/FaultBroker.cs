@@ -15,6 +15,9 @@ public sealed class FaultBroker : IAsyncDisposable
     private readonly string _base;
     private readonly Dictionary<string, string> _environment;
 
+    /// <summary>The host of the tests' network the node runs on, or null for this machine.</summary>
+    public NetworkHost? Host { get; }
+
     public string Node { get; }
 
     public int Port { get; }
@@ -24,22 +27,24 @@ public sealed class FaultBroker : IAsyncDisposable
 
     public string Password { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
 
-    public Uri Uri => UriAt("127.0.0.1");
+    /// <summary>The broker as this machine reaches it: on loopback, or at its host's address.</summary>
+    public Uri Uri => UriAt(Host?.Address ?? "127.0.0.1");
 
-    /// <summary>The broker as a host on the tests' network reaches it (<see cref="StartAsync"/>'s bridge address).</summary>
+    /// <summary>The broker at one of its addresses (for a node on this machine, <see cref="StartAsync"/>'s bridge address as the tests' hosts reach it).</summary>
     public Uri UriAt(string address) => new($"amqp://{User}:{Password}@{address}:{Port.ToString(CultureInfo.InvariantCulture)}/");
 
     public static bool Installed => File.Exists(ServerScript) && File.Exists(Control);
 
-    private FaultBroker(string baseDirectory, int port, TimeSpan consumerTimeout, string? bridgeAddress)
+    private FaultBroker(string baseDirectory, int port, TimeSpan consumerTimeout, string? bridgeAddress, NetworkHost? host)
     {
         _base = baseDirectory;
         Port = port;
+        Host = host;
         Node = $"pipeline-faults-{port.ToString(CultureInfo.InvariantCulture)}@localhost";
         Directory.CreateDirectory(_base);
         File.WriteAllText(Path.Combine(_base, "enabled_plugins"), "[].\n");
         File.WriteAllText(Path.Combine(_base, "rabbitmq.conf"), string.Join('\n',
-            $"listeners.tcp.default = 127.0.0.1:{port.ToString(CultureInfo.InvariantCulture)}",
+            $"listeners.tcp.default = {host?.Address ?? "127.0.0.1"}:{port.ToString(CultureInfo.InvariantCulture)}",
             // Also on the tests' network bridge, for services on hosts of their own (network namespaces).
             bridgeAddress is null ? "" : $"listeners.tcp.bridge = {bridgeAddress}:{port.ToString(CultureInfo.InvariantCulture)}",
             "loopback_users.guest = true",
@@ -63,19 +68,24 @@ public sealed class FaultBroker : IAsyncDisposable
     }
 
     /// <param name="bridgeAddress">An address of this machine on the tests' network bridge to listen on as well, or null.</param>
-    public static async Task<FaultBroker> StartAsync(string baseDirectory, int port, TimeSpan consumerTimeout, CancellationToken cancellationToken, string? bridgeAddress = null)
+    /// <param name="host">
+    /// A host of the tests' network to run the node on, listening at its address only; its control commands run there
+    /// too (the Erlang distribution they speak stays on that host's loopback).
+    /// </param>
+    public static async Task<FaultBroker> StartAsync(string baseDirectory, int port, TimeSpan consumerTimeout, CancellationToken cancellationToken,
+        string? bridgeAddress = null, NetworkHost? host = null)
     {
-        var broker = new FaultBroker(baseDirectory, port, consumerTimeout, bridgeAddress);
+        var broker = new FaultBroker(baseDirectory, port, consumerTimeout, bridgeAddress, host);
         // A node of this name still running is a leftover of a run that was killed: it holds the port and the name.
-        if (await TryAsync(Control, ["-n", broker.Node, "-q", "ping", "--timeout", "5"], cancellationToken))
+        if (await broker.TryAsync(Control, ["-n", broker.Node, "-q", "ping", "--timeout", "5"], cancellationToken))
         {
-            await TryAsync(Control, ["-n", broker.Node, "-q", "stop"], cancellationToken);
+            await broker.TryAsync(Control, ["-n", broker.Node, "-q", "stop"], cancellationToken);
         }
         // The node runs as the rabbitmq user (the Debian script switches to it), which must own its folder.
-        await RunAsync("chown", ["-R", "rabbitmq:rabbitmq", baseDirectory], null, cancellationToken);
+        await broker.RunAsync("chown", ["-R", "rabbitmq:rabbitmq", baseDirectory], null, cancellationToken);
         await broker.StartNodeAsync(cancellationToken);
-        await RunAsync(Control, ["-n", broker.Node, "-q", "add_user", broker.User, broker.Password], null, cancellationToken);
-        await RunAsync(Control, ["-n", broker.Node, "-q", "set_permissions", "-p", "/", broker.User, ".*", ".*", ".*"], null, cancellationToken);
+        await broker.RunAsync(Control, ["-n", broker.Node, "-q", "add_user", broker.User, broker.Password], null, cancellationToken);
+        await broker.RunAsync(Control, ["-n", broker.Node, "-q", "set_permissions", "-p", "/", broker.User, ".*", ".*", ".*"], null, cancellationToken);
         return broker;
     }
 
@@ -183,7 +193,7 @@ public sealed class FaultBroker : IAsyncDisposable
         return depths;
     }
 
-    private static async Task<bool> TryAsync(string program, IReadOnlyList<string> arguments, CancellationToken cancellationToken)
+    private async Task<bool> TryAsync(string program, IReadOnlyList<string> arguments, CancellationToken cancellationToken)
     {
         try
         {
@@ -196,10 +206,11 @@ public sealed class FaultBroker : IAsyncDisposable
         }
     }
 
-    private static async Task<string> RunAsync(string program, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment, CancellationToken cancellationToken)
+    /// <summary>Runs a command on the node's host: through `ip netns exec` when it has a host of the tests' network.</summary>
+    private async Task<string> RunAsync(string program, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment, CancellationToken cancellationToken)
     {
-        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in arguments)
+        var start = new ProcessStartInfo(Host is null ? program : "ip") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var argument in Host is null ? arguments : ["netns", "exec", Host.Namespace, program, .. arguments])
         {
             start.ArgumentList.Add(argument);
         }

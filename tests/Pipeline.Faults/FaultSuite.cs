@@ -30,7 +30,11 @@ public sealed record FaultOptions(
     int CorruptMergedEvery = 4,
     double FaultWindow = 0.75,
     TimeSpan? FinalWithin = null,
-    string? WorkDirectory = null);
+    string? WorkDirectory = null,
+    bool Network = false,
+    int LinkCuts = 0,
+    int BrokerPartitions = 0,
+    int StorageRestarts = 0);
 
 /// <summary>What the checker found, from the catalog and the archived bytes alone. Its JSON is `make faults`' last line.</summary>
 public sealed record FaultReport(
@@ -64,6 +68,9 @@ public sealed record FaultReport(
     int SingletonFailoversLate,
     double SingletonFailoverMaxSeconds,
     int FencedDispatches,
+    int LinkCuts,
+    int BrokerPartitions,
+    int StorageRestarts,
     double Seconds,
     [property: System.Text.Json.Serialization.JsonIgnore] IReadOnlyList<string> Problems)
 {
@@ -77,7 +84,10 @@ public sealed record FaultReport(
 /// The fault suite: every service a process of its own on a broker of its own, files flowing through them while
 /// workers of every stage are killed with SIGKILL (and started again), the orchestrator dies between saving a
 /// file's state and publishing its next step, and the broker is restarted (orderly, then killed). A checker in the
-/// spirit of Jepsen's reads the catalog and every archived byte at the end.
+/// spirit of Jepsen's reads the catalog and every archived byte at the end. With <see cref="FaultOptions.Network"/>
+/// every service, the broker and a storage server holding the areas run on hosts of their own (network namespaces),
+/// and the faults include a worker host's link cut, the broker host's link cut and the storage server killed and
+/// started again.
 /// </summary>
 public sealed class FaultSuite(FaultOptions options, TextWriter log)
 {
@@ -90,7 +100,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
     /// <summary>The archive writers allowed at once across the deployment, and the archiver's own wish (more).</summary>
     public const int MoversLimit = 2;
 
-    /// <summary>A second copy of every merged file on a slow simulated tape library, written by an archiver that would run more writers than the limit allows.</summary>
+    /// <summary>A second copy of every merged file on a slow simulated tape library (a disk on the storage server in a network run), written by an archiver that would run more writers than the limit allows.</summary>
     private static readonly Dictionary<string, string> SlowSecondCopy = new Dictionary<string, string>
     {
         ["Pipeline__Archives__vault__Kind"] = "Tape",
@@ -108,12 +118,38 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
 
     private static readonly string[] Workers = ["stager", "reconstruction-1", "reconstruction-2", "collector", "merger", "archiver"];
 
+    /// <summary>The hosts of a network run: the broker's, the storage server's, one per orchestrator, and three for the workers.</summary>
+    private static readonly string[] HostNames = ["mq", "st", "o1", "o2", "w1", "w2", "w3"];
+
+    private static readonly string[] WorkerHosts = ["w1", "w2", "w3"];
+
+    /// <summary>Which service runs on which host in a network run: each worker host has a reconstruction worker or the stager, and one more stage.</summary>
+    private static readonly Dictionary<string, string> HostOf = new(StringComparer.Ordinal)
+    {
+        ["orchestrator"] = "o1", ["monitor"] = "o1", ["orchestrator-2"] = "o2", ["api"] = "o2",
+        ["stager"] = "w1", ["collector"] = "w1", ["reconstruction-1"] = "w2", ["archiver"] = "w2", ["reconstruction-2"] = "w3", ["merger"] = "w3",
+    };
+
+    /// <summary>How long a worker host's link stays cut: beyond the reconstruction lease (10 s) and two of the broker's heartbeats (10 s each), so that its work moves on.</summary>
+    private static readonly TimeSpan LinkCutDuration = TimeSpan.FromSeconds(25);
+
+    /// <summary>How long the broker host's link stays cut.</summary>
+    private static readonly TimeSpan BrokerPartitionDuration = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long the storage server stays down between its kill and its start.</summary>
+    private static readonly TimeSpan StorageDowntime = TimeSpan.FromSeconds(3);
+
     public async Task<FaultReport> RunAsync(CancellationToken cancellationToken)
     {
         var watch = Stopwatch.StartNew();
         var random = new Random(options.Seed);
         var crashAfter = 0;
         var problems = new List<string>();
+        // The simulated tape library keeps its volumes in a folder: on the network the second copy is a disk on the storage server.
+        var secondCopy = options.Network ? new Dictionary<string, string>(SlowSecondCopy) { [$"Pipeline__Archives__{Vault}__Kind"] = "Disk" } : SlowSecondCopy;
+        await using var network = options.Network ? await TestNetwork.UpAsync(HostNames, cancellationToken) : null;
+        var placement = network is null ? null
+            : new NetworkPlacement(network.BridgeAddress, HostOf.ToDictionary(p => p.Key, p => network[p.Value]), network["mq"], network["st"], [Vault]);
         // The orchestrator's first life ends at the crash point, somewhere in the middle of the run.
         await using var pipeline = await ProcessPipeline.StartAsync(options.WorkDirectory, options.BrokerPort, log,
             name => options.CrashOrchestrator && name == "orchestrator"
@@ -124,15 +160,16 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             {
                 ["stager"] = new Dictionary<string, string> { [FaultInjection.CorruptStagedVariable] = options.CorruptStagedEvery.ToString(CultureInfo.InvariantCulture) },
                 ["merger"] = new Dictionary<string, string> { [FaultInjection.CorruptMergedVariable] = options.CorruptMergedEvery.ToString(CultureInfo.InvariantCulture) },
-                ["archiver"] = SlowSecondCopy,
-                ["api"] = SlowSecondCopy,
-            });
+                ["archiver"] = secondCopy,
+                ["api"] = secondCopy,
+            }, network: placement);
         var runs = await pipeline.GenerateAsync(options.Files, options.Seed);
         var files = runs.Sum(r => r.Files!.Count);
         var kills = 0;
         var (failovers, failoversLate, failoverMaxSeconds) = (0, 0, 0.0);
         var brokerRestarts = 0;
         var diskAlarms = 0;
+        var (linkCuts, brokerPartitions, storageRestarts) = (0, 0, 0);
         log.WriteLine($"faults: announcing {runs.Count} runs of {files} files; the orchestrator dies after saga save {crashAfter}");
         await pipeline.AnnounceAsync(runs, cancellationToken);
         // Keys in use, refused and unknown: what an API might be tempted to log.
@@ -218,6 +255,24 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                         {
                             failoversLate++;
                         }
+                        break;
+                    case "link-cut":
+                        var cut = WorkerHosts[random.Next(WorkerHosts.Length)];
+                        log.WriteLine($"faults: link of worker host {cut} ({string.Join(", ", HostOf.Where(h => h.Value == cut).Select(h => h.Key))}) cut for {LinkCutDuration.TotalSeconds:F0}s with {final} of {files} final");
+                        await CutLinkAsync(network!, cut, LinkCutDuration, cancellationToken);
+                        linkCuts++;
+                        break;
+                    case "broker-partition":
+                        log.WriteLine($"faults: link of the broker's host cut for {BrokerPartitionDuration.TotalSeconds:F0}s with {final} of {files} final");
+                        await CutLinkAsync(network!, "mq", BrokerPartitionDuration, cancellationToken);
+                        brokerPartitions++;
+                        break;
+                    case "storage-restart":
+                        log.WriteLine($"faults: kill -9 of the storage server, started again after {StorageDowntime.TotalSeconds:F0}s, with {final} of {files} final");
+                        await pipeline.Storage!.KillAsync(cancellationToken);
+                        await Task.Delay(StorageDowntime, cancellationToken);
+                        await pipeline.Storage.StartAgainAsync(cancellationToken);
+                        storageRestarts++;
                         break;
                     case var worker:
                         var victim = pipeline[worker];
@@ -341,7 +396,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         var report = new FaultReport(files, kills, brokerRestarts, diskAlarms, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
             injected.Count, injected.Count(caught.Contains), injected.Count(c => !caught.Contains(c) && replaced.Contains(c)),
             mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, reconciliation.Clean, leaks.Count, longJobs, longJobsDone, MoversLimit, moversMax, moverSamples, moverSamplesBusy,
-            failovers, failoversLate, Math.Round(failoverMaxSeconds, 1), fenced, Math.Round(watch.Elapsed.TotalSeconds, 1),
+            failovers, failoversLate, Math.Round(failoverMaxSeconds, 1), fenced, linkCuts, brokerPartitions, storageRestarts, Math.Round(watch.Elapsed.TotalSeconds, 1),
             [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
         pipeline.KeepWork = !report.Passed;
         if (pipeline.KeepWork)
@@ -481,6 +536,20 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         return (name, seconds);
     }
 
+    /// <summary>Cuts a host's link for a while: the fault lasts that long, whatever happens meanwhile; the link comes back even when the run is cancelled.</summary>
+    private static async Task CutLinkAsync(TestNetwork network, string host, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        await network.CutAsync(host, cancellationToken);
+        try
+        {
+            await Task.Delay(duration, cancellationToken);
+        }
+        finally
+        {
+            await network.RestoreAsync(host, CancellationToken.None);
+        }
+    }
+
     /// <summary>The faults in the order they come: worker kills round the stages in a shuffled order, broker restarts among them.</summary>
     private List<string> Schedule(Random random)
     {
@@ -494,9 +563,13 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             var at = (i + 1) * (schedule.Count + 1) / (options.BrokerRestarts + 1);
             schedule.Insert(Math.Min(at, schedule.Count), i % 2 == 0 ? "broker-restart" : "broker-kill");
         }
-        for (var i = 0; i < options.SingletonKills; i++)
+        foreach (var (fault, times) in new[] { ("singleton-kill", options.SingletonKills), ("link-cut", options.Network ? options.LinkCuts : 0),
+            ("broker-partition", options.Network ? options.BrokerPartitions : 0), ("storage-restart", options.Network ? options.StorageRestarts : 0) })
         {
-            schedule.Insert(random.Next(schedule.Count + 1), "singleton-kill");
+            for (var i = 0; i < times; i++)
+            {
+                schedule.Insert(random.Next(schedule.Count + 1), fault);
+            }
         }
         for (var i = 0; i < options.DiskAlarms; i++)
         {

@@ -45,6 +45,9 @@ public sealed class ProcessPipeline : IAsyncDisposable
 
     public FaultBroker Broker { get; private set; } = null!;
 
+    /// <summary>The storage server holding the areas, when they are on a host of the tests' network; null when they are folders here.</summary>
+    public StorageServer? Storage { get; private set; }
+
     public IReadOnlyDictionary<string, ServiceProcess> Processes { get; private set; } = new Dictionary<string, ServiceProcess>();
 
     public ServiceProcess this[string name] => Processes[name];
@@ -62,9 +65,9 @@ public sealed class ProcessPipeline : IAsyncDisposable
     /// service's first life, <paramref name="serviceSettings"/> settings for all its lives.
     /// </summary>
     /// <param name="network">
-    /// Services placed on hosts of the tests' network (network namespaces): each reaches the broker at the bridge's
-    /// address; the services not named stay on this machine's loopback. <paramref name="services"/> replaces the usual
-    /// set of services when given.
+    /// Services placed on hosts of the tests' network (network namespaces), and the broker and the areas' storage
+    /// server when it gives them hosts; the services not named stay on this machine. <paramref name="services"/>
+    /// replaces the usual set of services when given.
     /// </param>
     public static async Task<ProcessPipeline> StartAsync(string? work, int brokerPort, TextWriter log, Func<string, IReadOnlyDictionary<string, string>?> once,
         int releaseSleepMsMax, CancellationToken cancellationToken, SlowJob? slowJob = null, IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>>? serviceSettings = null,
@@ -76,8 +79,27 @@ public sealed class ProcessPipeline : IAsyncDisposable
         log.WriteLine($"faults: working in {pipeline.Work}");
         try
         {
-            pipeline.Broker = await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken, network?.BridgeAddress);
+            pipeline.Broker = await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken,
+                network?.Broker is null ? network?.BridgeAddress : null, network?.Broker);
             var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax, slowJob, releaseSleepMs);
+            if (network?.Storage is { } storageHost)
+            {
+                // The server serves the data folder: the areas in it are open to the server's own user, and the services
+                // reach them only through it.
+                foreach (var area in StorageOptions.KnownAreas.Where(a => a != StorageOptions.Scratch).Concat(network.ExtraAreas ?? []))
+                {
+                    var folder = Directory.CreateDirectory(Path.Combine(pipeline.Data, area));
+                    if (!OperatingSystem.IsWindows())
+                    {
+                        folder.UnixFileMode = (UnixFileMode)0x1FF;
+                    }
+                }
+                pipeline.Storage = await StorageServer.StartAsync(pipeline.Work, storageHost, cancellationToken);
+                foreach (var (key, value) in pipeline.Storage.AreaSettings([StorageOptions.Archive, .. network.ExtraAreas ?? []]))
+                {
+                    environment[key] = value;
+                }
+            }
             pipeline.Processes = (services ?? Services).ToDictionary(s => s.Name, s =>
             {
                 var host = network?.Hosts.GetValueOrDefault(s.Name);
@@ -87,7 +109,7 @@ public sealed class ProcessPipeline : IAsyncDisposable
                 {
                     settings[key] = value;
                 }
-                if (host is not null)
+                if (host is not null && pipeline.Broker.Host is null)
                 {
                     settings["Pipeline__RabbitMq__Uri"] = pipeline.Broker.UriAt(network!.BridgeAddress).ToString();
                 }
@@ -112,7 +134,7 @@ public sealed class ProcessPipeline : IAsyncDisposable
     /// <summary>A client of the API process, sending the given key.</summary>
     public HttpClient Api(string key)
     {
-        var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{this["api"].Port.ToString(CultureInfo.InvariantCulture)}") };
+        var client = new HttpClient { BaseAddress = new Uri($"http://{this["api"].Address}:{this["api"].Port.ToString(CultureInfo.InvariantCulture)}") };
         client.DefaultRequestHeaders.Add("X-Api-Key", key);
         return client;
     }
@@ -137,6 +159,10 @@ public sealed class ProcessPipeline : IAsyncDisposable
         if (Broker is not null)
         {
             await Broker.DisposeAsync();
+        }
+        if (Storage is not null)
+        {
+            await Storage.DisposeAsync();
         }
         if (!KeepWork && Directory.Exists(Work))
         {
@@ -288,25 +314,36 @@ public sealed class ProcessPipeline : IAsyncDisposable
     private static IEnumerable<string> Enumerate(string folder) =>
         Directory.Exists(folder) ? Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories) : [];
 
+    /// <summary>The repository this program was built in: the folder above it holding Pipeline.sln.</summary>
+    public static string RepositoryRoot
+    {
+        get
+        {
+            for (var at = new DirectoryInfo(AppContext.BaseDirectory); at is not null; at = at.Parent)
+            {
+                if (File.Exists(Path.Combine(at.FullName, "Pipeline.sln")))
+                {
+                    return at.FullName;
+                }
+            }
+            throw new InvalidOperationException($"no Pipeline.sln above {AppContext.BaseDirectory}");
+        }
+    }
+
     /// <summary>A service's program as built beside this one (same configuration).</summary>
     private static string ServiceDll(string project)
     {
-        var here = new DirectoryInfo(AppContext.BaseDirectory);
-        var root = here;
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Pipeline.sln")))
-        {
-            root = root.Parent;
-        }
-        if (root is null)
-        {
-            throw new InvalidOperationException($"no Pipeline.sln above {here.FullName}");
-        }
-        var configuration = here.Parent?.Name ?? "Release";
-        var dll = Path.Combine(root.FullName, "services", project, "bin", configuration, "net10.0", project + ".dll");
+        var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent?.Name ?? "Release";
+        var dll = Path.Combine(RepositoryRoot, "services", project, "bin", configuration, "net10.0", project + ".dll");
         return File.Exists(dll) ? dll : throw new FileNotFoundException($"{dll} is not built: run `dotnet build Pipeline.sln -c {configuration}` first", dll);
     }
 }
 
-/// <summary>Which services run on which host of the tests' network, and this machine's address on its bridge.</summary>
-public sealed record NetworkPlacement(string BridgeAddress, IReadOnlyDictionary<string, NetworkHost> Hosts);
+/// <summary>
+/// Which services run on which host of the tests' network, and this machine's address on its bridge; the broker's
+/// host, and the host of a storage server holding every area but scratch (with <paramref name="ExtraAreas"/>, served
+/// over root:// beside the archive), when they are not on this machine.
+/// </summary>
+public sealed record NetworkPlacement(string BridgeAddress, IReadOnlyDictionary<string, NetworkHost> Hosts, NetworkHost? Broker = null, NetworkHost? Storage = null,
+    IReadOnlyList<string>? ExtraAreas = null);
 

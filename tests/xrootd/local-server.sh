@@ -9,6 +9,8 @@
 #                               on `xrdfs prepare -s`; server.env gains TAPE_URL, TAPE_LIBRARY and FRM_PID. With
 #                               --keytab root:// asks every client for XRootD's simple shared secret (sss): the
 #                               client's keytab is DIR/client.keytab (KEYTAB in server.env)
+#                               With --netns NS ADDRESS it runs on a host of the tests' network (tests/network/hosts.sh):
+#                               in network namespace NS, serving at ADDRESS to any host of that private network
 #   local-server.sh stop DIR    stops it (idempotent)
 #   local-server.sh kill DIR    kills it at once (SIGKILL), as a crash would
 set -euo pipefail
@@ -17,13 +19,25 @@ command=${1:?usage: local-server.sh start|stop|kill DIR}
 dir=${2:?usage: local-server.sh start|stop|kill DIR}
 tape=false
 keytab=false
-for option in "${@:3}"; do
-  case "$option" in
+namespace=
+address=127.0.0.1
+set -- "${@:3}"
+while [ $# -gt 0 ]; do
+  case "$1" in
     --tape) tape=true ;;
     --keytab) keytab=true ;;
-    *) echo "local-server.sh: unknown option $option" >&2; exit 2 ;;
+    --netns)
+      namespace=${2:?usage: --netns NS ADDRESS}
+      address=${3:?usage: --netns NS ADDRESS}
+      shift 2
+      ;;
+    *) echo "local-server.sh: unknown option $1" >&2; exit 2 ;;
   esac
+  shift
 done
+# On a host of the tests' network the server runs inside its namespace; on this machine, as it is.
+on_host=()
+if [ -n "$namespace" ]; then on_host=(ip netns exec "$namespace"); fi
 here=$(cd "$(dirname "$0")" && pwd)
 
 free_port() {
@@ -54,9 +68,12 @@ xrd.protocol XrdHttp:$http_port libXrdHttp.so
 xrootd.chksum adler32
 # Third-party copies: a server asked to copy from another (xrdcp --tpc) pulls the file with xrdcp itself.
 ofs.tpc autorm pgm /usr/bin/xrdcp -f
-# XRootD listens on every interface; only loopback connections are accepted.
-xrd.allow host localhost
 CONFIG
+    if [ -z "$namespace" ]; then
+      # XRootD listens on every interface; on this machine only loopback connections are accepted (a host of the tests'
+      # network has none but its private network's).
+      echo "xrd.allow host localhost" >> "$dir/xrootd.cfg"
+    fi
     if $tape; then
       mkdir -p "$dir/library/waiting" "$dir/data/tape"
       touch "$dir/library/calls" "$dir/library/mounts" "$dir/library/mounted" "$dir/library/drive.lock"
@@ -104,11 +121,11 @@ CONFIG
     # a crash (a signal before serving) is kept in DIR/crashed-start.N and the start tried once more, saying so; a server
     # that fails on its own (a bad setting, a port taken) is reported at once.
     for attempt in 1 2; do
-      setsid /usr/bin/xrootd -c "$dir/xrootd.cfg" -l "$dir/xrootd.log" "${run_as[@]}" </dev/null >"$dir/xrootd.out" 2>&1 &
+      "${on_host[@]}" setsid /usr/bin/xrootd -c "$dir/xrootd.cfg" -l "$dir/xrootd.log" "${run_as[@]}" </dev/null >"$dir/xrootd.out" 2>&1 &
       pid=$!
       deadline=$((SECONDS + 30))
       status=serving
-      until curl -s -o /dev/null -I "http://127.0.0.1:$http_port/"; do
+      until curl -s -o /dev/null -I "http://$address:$http_port/"; do
         if ! kill -0 "$pid" 2>/dev/null; then
           status=0
           wait "$pid" || status=$?
@@ -130,8 +147,8 @@ CONFIG
       exit 1
     done
     cat > "$dir/server.env" <<ENV
-ROOT_URL=root://127.0.0.1:$root_port
-HTTP_URL=http://127.0.0.1:$http_port
+ROOT_URL=root://$address:$root_port
+HTTP_URL=http://$address:$http_port
 PID=$pid
 DATA=$dir/data
 ENV
@@ -139,7 +156,7 @@ ENV
     if $tape; then
       frm_as=()
       if [ "$(id -u)" -eq 0 ]; then frm_as=(setpriv --reuid=nobody --regid=nogroup --clear-groups); fi
-      setsid "${frm_as[@]}" /usr/bin/frm_xfrd -c "$dir/xrootd.cfg" -l "$dir/frm.log" </dev/null >"$dir/frm.out" 2>&1 &
+      "${on_host[@]}" setsid "${frm_as[@]}" /usr/bin/frm_xfrd -c "$dir/xrootd.cfg" -l "$dir/frm.log" </dev/null >"$dir/frm.out" 2>&1 &
       frm_pid=$!
       deadline=$((SECONDS + 30))
       until grep -q "initialization completed" "$dir/frm.log" 2>/dev/null; do
@@ -151,12 +168,12 @@ ENV
         sleep 0.1
       done
       cat >> "$dir/server.env" <<ENV
-TAPE_URL=root://127.0.0.1:$root_port//tape
+TAPE_URL=root://$address:$root_port//tape
 TAPE_LIBRARY=$dir/library
 FRM_PID=$frm_pid
 ENV
     fi
-    echo "XRootD is serving $dir/data on root://127.0.0.1:$root_port and http://127.0.0.1:$http_port (pid $pid)." >&2
+    echo "XRootD is serving $dir/data on root://$address:$root_port and http://$address:$http_port (pid $pid)." >&2
     ;;
   stop|kill)
     if [ -f "$dir/server.env" ]; then

@@ -41,6 +41,37 @@ public sealed class When_processes_and_the_broker_die_while_files_flow
     }
 }
 
+/// <summary>
+/// The short version of `make faults NETWORK=1`: every service, the broker and a storage server holding the areas on
+/// hosts of their own (network namespaces), while a worker host's link is cut, the broker host's link is cut for 30 s,
+/// the storage server is killed and started again, and the orchestrator holding the dispatcher's lease is killed.
+/// </summary>
+[Collection(FaultSuiteCollection.Name)]
+public sealed class When_hosts_lose_their_links_and_the_storage_server_restarts_while_files_flow
+{
+    [SkippableFact]
+    public async Task Should_archive_every_event_exactly_once_and_leave_nothing_behind()
+    {
+        Skip.IfNot(FaultBroker.Installed, $"The fault suite runs a RabbitMQ node of its own and needs Debian's rabbitmq-server ({FaultBroker.ServerScript}), which is not installed here.");
+        Skip.If(TestNetwork.Unavailable is not null, TestNetwork.Unavailable);
+        using var output = new StringWriter();
+
+        // Early in the run: the two long jobs keep it going past the last fault, whatever the machine's speed.
+        var report = await new FaultSuite(new FaultOptions(Files: 60, WorkerKills: 0, BrokerRestarts: 0, DiskAlarms: 0, SingletonKills: 1, CrashOrchestrator: false,
+            Seed: 5, BrokerPort: 5685, FaultWindow: 0.3, Network: true, LinkCuts: 1, BrokerPartitions: 1, StorageRestarts: 1), output)
+            .RunAsync(CancellationToken.None);
+
+        var context = $"{System.Text.Json.JsonSerializer.Serialize(report)}\n{string.Join('\n', report.Problems)}\n{output}";
+        Assert.True(report.Passed, context);
+        Assert.Equal((60, 0, 0, 0, 0, 0), (report.Files, report.Lost, report.Duplicated, report.Unexpected, report.Orphans, report.NonFinal));
+        Assert.Equal((1, 1, 1), (report.LinkCuts, report.BrokerPartitions, report.StorageRestarts));
+        Assert.Equal((1, 0), (report.SingletonFailovers, report.SingletonFailoversLate));
+        Assert.Equal((2, 2), (report.LongJobs, report.LongJobsDone));
+        Assert.True(report.CatalogAuditComplete && report.ReconciliationClean, context);
+        Assert.Equal(0, report.SecretsInLogs);
+    }
+}
+
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class FaultSuiteCollection
 {

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using Pipeline.Contracts;
 using Pipeline.Faults;
 using Pipeline.Host;
@@ -18,26 +17,19 @@ namespace Pipeline.Tests.EndToEnd;
 [Collection(FaultSuiteCollection.Name)]
 public sealed class When_a_worker_hosts_link_is_cut_mid_job(ITestOutputHelper testOutput)
 {
-    private static readonly string Hosts = Path.Combine(Platform.RepositoryRoot, "tests", "network", "hosts.sh");
-
     [SkippableFact]
     public async Task Should_do_its_files_on_the_other_host_and_ignore_its_late_results_when_the_link_returns()
     {
         Skip.IfNot(FaultBroker.Installed, $"The network tests run a RabbitMQ node of their own and need Debian's rabbitmq-server ({FaultBroker.ServerScript}), which is not installed here.");
-        Skip.IfNot(Environment.UserName == "root", "Hosts as network namespaces need root, which this run is not.");
-        var bridge = $"plt{Random.Shared.Next(0x10000):x4}";
-        var subnet = $"10.231.{Random.Shared.Next(10, 250).ToString(CultureInfo.InvariantCulture)}";
-        var placed = (await RunAsync("bash", Hosts, "up", bridge, subnet, "w1", "w2"))
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(line => line.Split(' '))
-            .ToDictionary(f => f[0], f => new NetworkHost(f[0], f[1], f[2]));
+        Skip.If(TestNetwork.Unavailable is not null, TestNetwork.Unavailable);
+        await using var hosts = await TestNetwork.UpAsync(["w1", "w2"], CancellationToken.None);
         using var output = new StringWriter();
         try
         {
-            var network = new NetworkPlacement($"{subnet}.1", new Dictionary<string, NetworkHost>
+            var network = new NetworkPlacement(hosts.BridgeAddress, new Dictionary<string, NetworkHost>
             {
-                ["reconstruction-1"] = placed["w1"],
-                ["reconstruction-2"] = placed["w2"],
+                ["reconstruction-1"] = hosts["w1"],
+                ["reconstruction-2"] = hosts["w2"],
             });
             (string, string)[] services =
             [
@@ -55,7 +47,7 @@ public sealed class When_a_worker_hosts_link_is_cut_mid_job(ITestOutputHelper te
             // The first host's link is cut while it runs jobs: its leases can no longer be renewed.
             var held = await Eventually.Until(() => HeldByAsync(store, "reconstruction-1"), files => files.Count > 0, TimeSpan.FromMinutes(2), "a job running on w1",
                 files => $"{files.Count}");
-            await RunAsync("bash", Hosts, "cut", bridge, "w1");
+            await hosts.CutAsync("w1", CancellationToken.None);
             var cut = Stopwatch.StartNew();
             output.WriteLine($"cut w1 with {held.Count} files on it: {string.Join(", ", held.Select(f => $"{f.CorrelationId} attempt {f.Attempt}"))}");
 
@@ -68,7 +60,7 @@ public sealed class When_a_worker_hosts_link_is_cut_mid_job(ITestOutputHelper te
             output.WriteLine($"w2 took over every file of w1 {cut.Elapsed.TotalSeconds:F1}s after the cut");
 
             // The link returns: the worker on w1 reconnects, and whatever it reports of its old attempts changes nothing.
-            await RunAsync("bash", Hosts, "restore", bridge, "w1");
+            await hosts.RestoreAsync("w1", CancellationToken.None);
             await Eventually.Until(() => ProcessPipeline.ProgressAsync(store.Sagas, CancellationToken.None), p => p.Final == 24, TimeSpan.FromMinutes(4), "every file final",
                 p => $"{p.Final} of 24");
 
@@ -91,7 +83,6 @@ public sealed class When_a_worker_hosts_link_is_cut_mid_job(ITestOutputHelper te
         finally
         {
             testOutput.WriteLine(output.ToString());
-            await RunAsync("bash", Hosts, "down", bridge, "w1", "w2");
         }
     }
 
@@ -108,12 +99,5 @@ public sealed class When_a_worker_hosts_link_is_cut_mid_job(ITestOutputHelper te
             }
         }
         return held;
-    }
-
-    private static async Task<string> RunAsync(params string[] command)
-    {
-        var outcome = await Pipeline.Infrastructure.Processes.ExternalCommand.RunAsync(command, null, TimeSpan.FromMinutes(2), CancellationToken.None);
-        Assert.True(outcome.Succeeded, $"{string.Join(' ', command)}: {outcome.Describe()}");
-        return outcome.Output;
     }
 }
