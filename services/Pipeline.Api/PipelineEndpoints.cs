@@ -245,7 +245,7 @@ public static class PipelineEndpoints
             return TypedResults.Problem($"File {id} is {file.CurrentState}; only failed files can be retried.",
                 statusCode: StatusCodes.Status409Conflict, title: "File is not failed");
         }
-        await publisher.Publish(new RetryFile(id, file.Run, file.Stream, file.Campaign, Holder(http), options.ExtraAttempts, options.TimeoutSeconds), ct);
+        await publisher.PublishBoundedAsync(new RetryFile(id, file.Run, file.Stream, file.Campaign, Holder(http), options.ExtraAttempts, options.TimeoutSeconds), ct);
         return TypedResults.Accepted($"/api/files/{id}", new ActionAccepted(id, "retry", file.CurrentState));
     }
 
@@ -271,7 +271,7 @@ public static class PipelineEndpoints
             var page = await store.ListAsync(new FileQuery(request.Campaign, FileStates.Failed, request.RunFrom, request.RunTo, request.Stream, after, 1000, pattern), ct);
             foreach (var file in page.Files)
             {
-                await publisher.Publish(new RetryFile(file.Id, file.Run, file.Stream, file.Campaign, Holder(http), request.ExtraAttempts, request.TimeoutSeconds), ct);
+                await publisher.PublishBoundedAsync(new RetryFile(file.Id, file.Run, file.Stream, file.Campaign, Holder(http), request.ExtraAttempts, request.TimeoutSeconds), ct);
                 retried++;
             }
             after = page.Next;

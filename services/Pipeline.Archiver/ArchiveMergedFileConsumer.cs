@@ -123,7 +123,7 @@ public sealed class ArchiveMergedFileConsumer(
                         var reason = $"the output area holds {size} bytes adler32 {Adler32Checksum.Format(adler)}, the merger recorded {file.Size} bytes adler32 {file.Adler32}";
                         logger.LogWarning(CorruptSourceMessage + " {MergedName}: {Reason}; asking the merger to make it again", file.Name, reason);
                         // Through the bus, not the consume context: its outbox would drop the request with the failed delivery.
-                        await bus.Publish(new RemakeMergedFile(file.Name, file.Campaign, file.Dataset, reason), CancellationToken.None);
+                        await bus.PublishBoundedAsync(new RemakeMergedFile(file.Name, file.Campaign, file.Dataset, reason), CancellationToken.None);
                     }
                     throw;
                 }
@@ -172,7 +172,7 @@ public sealed class ArchiveMergedFileConsumer(
             {
                 var first = group.First();
                 // No attempt: the file's outputs are past reconstruction, and any attempt's history takes the line.
-                await context.Publish(new FileWaiting(group.Key, first.Run, first.Stream, file.Campaign, 0,
+                await context.PublishBoundedAsync(new FileWaiting(group.Key, first.Run, first.Stream, file.Campaign, 0,
                     $"migrating: merged file {file.Name} is on {string.Join(", ", pending)}; waiting for the endpoint to report its tape copy", null));
             }
             logger.LogInformation("Merged file {MergedName} written to {Archives}; waiting for its tape copy", file.Name, string.Join(", ", pending));
@@ -188,7 +188,7 @@ public sealed class ArchiveMergedFileConsumer(
         foreach (var group in sources.GroupBy(s => s.FileId))
         {
             var first = group.First();
-            await context.Publish(new OutputsArchived(group.Key, first.Run, first.Stream, campaign, mergedName, [.. group.Select(s => s.OutputId)]));
+            await context.PublishBoundedAsync(new OutputsArchived(group.Key, first.Run, first.Stream, campaign, mergedName, [.. group.Select(s => s.OutputId)]));
         }
         await areas.Output.DeleteAsync(mergedName, CancellationToken.None);
         await gate.ReleaseAsync(StorageOptions.Output, mergedName);

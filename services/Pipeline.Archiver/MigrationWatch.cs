@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using MassTransit;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Archive;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.State;
 
 namespace Pipeline.Archiver;
@@ -80,7 +81,7 @@ public sealed class MigrationWatch(ArchiveLibrary archives, IHealthStore health,
             {
                 await health.ResolveAlertAsync(AlertKey(request.MergedName), now, cancellationToken);
             }
-            await bus.Publish(request, cancellationToken);
+            await bus.PublishBoundedAsync(request, cancellationToken);
             return;
         }
         var alertAfter = TimeSpan.FromSeconds(pending.Select(c => archives[c]).OfType<NearlineArchive>().Select(a => a.Options.MigrationAlertSeconds).DefaultIfEmpty(0).Min());

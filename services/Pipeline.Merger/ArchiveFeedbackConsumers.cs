@@ -62,7 +62,7 @@ public sealed class RemakeMergedFileConsumer(
             var (size, adler) = await areas.Output.ChecksumAsync(merged.Name, context.CancellationToken);
             if (size == merged.Size && Adler32Checksum.Same(Adler32Checksum.Format(adler), merged.Adler32))
             {
-                await context.Publish(MergeService.ToArchiveRequest(merged, inputs));
+                await context.PublishBoundedAsync(MergeService.ToArchiveRequest(merged, inputs));
                 return;
             }
         }
@@ -90,7 +90,7 @@ public sealed class RemakeMergedFileConsumer(
         }
         logger.LogWarning(RemadeMessage + " {MergedName} ({Inputs} inputs, {Size} bytes, adler32 {Adler32}): {Reason}",
             merged.Name, inputs.Count, made.Size, merged.Adler32, message.Reason);
-        await context.Publish(MergeService.ToArchiveRequest(merged, inputs));
+        await context.PublishBoundedAsync(MergeService.ToArchiveRequest(merged, inputs));
     }
 
     private async Task CannotRemakeAsync(MergedFileRecord merged, string why, CancellationToken cancellationToken)

@@ -22,11 +22,11 @@ public sealed class MergeOutputConsumer(IMergeStore merges, TimeProvider time) :
         {
             return;
         }
-        await context.Publish(new OutputsMerged(message.FileId, message.Run, message.Stream, message.Campaign, stored.MergedName, [stored.OutputId]));
+        await context.PublishBoundedAsync(new OutputsMerged(message.FileId, message.Run, message.Stream, message.Campaign, stored.MergedName, [stored.OutputId]));
         var merged = await merges.GetMergedFileAsync(stored.MergedName, context.CancellationToken);
         if (merged is { Archived: true })
         {
-            await context.Publish(new OutputsArchived(message.FileId, message.Run, message.Stream, message.Campaign, stored.MergedName, [stored.OutputId]));
+            await context.PublishBoundedAsync(new OutputsArchived(message.FileId, message.Run, message.Stream, message.Campaign, stored.MergedName, [stored.OutputId]));
         }
     }
 }

@@ -95,7 +95,7 @@ public sealed class MergeService(
                 continue;
             }
             Logger.LogWarning("Merged file {MergedName} was committed but its file is gone (the merger stopped before moving it into place); it is made again from its inputs", merged.Name);
-            await bus.Publish(new RemakeMergedFile(merged.Name, merged.Campaign, merged.Dataset, "committed but never moved into place"), cancellationToken);
+            await bus.PublishBoundedAsync(new RemakeMergedFile(merged.Name, merged.Campaign, merged.Dataset, "committed but never moved into place"), cancellationToken);
         }
     }
 
@@ -226,7 +226,7 @@ public sealed class MergeService(
             _resendAsked.Remove(old);
         }
         Logger.LogInformation("Outputs of {Campaign} have waited on run {Run} for a while: its files are asked to report again", campaign, run);
-        await bus.Publish(new ResendRunFileProgress(campaign, run), cancellationToken);
+        await bus.PublishBoundedAsync(new ResendRunFileProgress(campaign, run), cancellationToken);
     }
 
     private async Task ResolveAsync(string key, DateTimeOffset now, CancellationToken cancellationToken)
@@ -327,11 +327,11 @@ public sealed class MergeService(
             Logger.LogWarning(FaultInjection.CorruptedMergedMessage + " {MergedName}", name);
         }
 
-        await bus.Publish(ToArchiveRequest(record, batch), cancellationToken);
+        await bus.PublishBoundedAsync(ToArchiveRequest(record, batch), cancellationToken);
         foreach (var group in batch.GroupBy(o => o.FileId))
         {
             var first = group.First();
-            await bus.Publish(new OutputsMerged(group.Key, first.Run, first.Stream, first.Campaign, name, [.. group.Select(o => o.OutputId)]), cancellationToken);
+            await bus.PublishBoundedAsync(new OutputsMerged(group.Key, first.Run, first.Stream, first.Campaign, name, [.. group.Select(o => o.OutputId)]), cancellationToken);
         }
         // The inputs stay in scratch until the merged file is archived (see OutputsArchivedConsumer): a merged file
         // corrupted before its copies verify is made again from them.
@@ -356,7 +356,7 @@ public sealed class MergeService(
         {
             var outputs = await merges.ListOutputsOfAsync(merged.Name, cancellationToken);
             Logger.LogWarning("Merged file {MergedName} is not archived yet; sending it to the archiver again", merged.Name);
-            await bus.Publish(ToArchiveRequest(merged, outputs), cancellationToken);
+            await bus.PublishBoundedAsync(ToArchiveRequest(merged, outputs), cancellationToken);
         }
     }
 

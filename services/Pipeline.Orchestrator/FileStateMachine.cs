@@ -1,6 +1,7 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Failures;
 using Pipeline.Production.State;
 
@@ -148,7 +149,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         During(Registered, AwaitingCalibration, Staging, Staged,
             When(CancelFile)
                 .ThenAsync(c => c.Saga.CachedName is { } cached
-                    ? c.Publish(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, cached))
+                    ? c.PublishBoundedAsync(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, cached))
                     : Task.CompletedTask)
                 .Then(Finish)
                 .Because(c => $"campaign cancelled by {c.Message.RequestedBy}")
@@ -165,12 +166,12 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         // an operator's retry may be staging the same copy anew.)
         During(Reconstructed, Merged, Archived,
             When(FileStaged)
-                .ThenAsync(c => c.Publish(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, c.Message.CachedName))));
+                .ThenAsync(c => c.PublishBoundedAsync(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, c.Message.CachedName))));
 
         // Staging finished after the campaign was cancelled: nobody will reconstruct the copy, so it is given back.
         During(Cancelled,
             When(FileStaged)
-                .ThenAsync(c => c.Publish(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, c.Message.CachedName))));
+                .ThenAsync(c => c.PublishBoundedAsync(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, c.Message.CachedName))));
 
         During(Staging,
             When(FileStaged, c => IsCurrent(c.Saga, c.Message.Attempt))
@@ -208,7 +209,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .ThenAsync(AcceptReconstruction)
                 // The worker removes its input after reporting; one killed in between would leave it in the cache.
                 .ThenAsync(c => c.Saga.CachedName is { } cached
-                    ? c.Publish(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, cached))
+                    ? c.PublishBoundedAsync(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, cached))
                     : Task.CompletedTask)
                 .Because(c => $"{c.Message.Outputs.Count} outputs in {c.Message.Seconds:F1}s on {c.Message.Worker}")
                 .TransitionTo(Reconstructed)
@@ -386,7 +387,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         saga.BatchJob = null;
         saga.LeaseExpiresAt = null;
         saga.Deadline = _time.GetUtcNow().AddSeconds(_options.StagingTimeoutSeconds);
-        return context.Publish(new StageFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
+        return context.PublishBoundedAsync(new StageFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
             saga.LogicalName, saga.Size, saga.Adler32));
     }
 
@@ -413,7 +414,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
             return Task.CompletedTask;
         }
         saga.Deadline = _time.GetUtcNow().AddSeconds(_options.QueuedTimeoutSeconds);
-        return context.Publish(new ReconstructFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
+        return context.PublishBoundedAsync(new ReconstructFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
             saga.Section, saga.CachedName, saga.Release, saga.Datasets, saga.TimeoutSeconds,
             saga.CalibrationTag, saga.Simulated ? saga.Events : 0,
             saga.Simulated ? 0 : saga.Size, saga.Simulated ? null : saga.Adler32, saga.RunConditions));
@@ -476,7 +477,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         saga.Deadline = _time.GetUtcNow().AddSeconds(_options.MergeTimeoutSeconds);
         foreach (var tracked in saga.Outputs.Where(o => !o.Archived))
         {
-            await context.Publish(new MergeOutput(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.LogicalName, tracked.Output, saga.Adler32));
+            await context.PublishBoundedAsync(new MergeOutput(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.LogicalName, tracked.Output, saga.Adler32));
         }
     }
 

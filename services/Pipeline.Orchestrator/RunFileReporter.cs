@@ -13,7 +13,7 @@ namespace Pipeline.Orchestrator;
 public sealed class RunFileReporter : IStateObserver<FileState>
 {
     public Task StateChanged(BehaviorContext<FileState> context, State currentState, State previousState) =>
-        IsOpen(currentState.Name) == IsOpen(previousState.Name) ? Task.CompletedTask : context.Publish(Report(context.Saga));
+        IsOpen(currentState.Name) == IsOpen(previousState.Name) ? Task.CompletedTask : context.PublishBoundedAsync(Report(context.Saga));
 
     /// <summary>What the file is now, as the merger's ledger keeps it.</summary>
     public static RunFileProgress Report(FileState saga)
@@ -43,7 +43,7 @@ public sealed class ResendRunFileProgressConsumer(IFileSagaStore sagas, ILogger<
             {
                 if (await sagas.LoadAsync(file.Id, context.CancellationToken) is { } saga)
                 {
-                    await context.Publish(RunFileReporter.Report(saga), context.CancellationToken);
+                    await context.PublishBoundedAsync(RunFileReporter.Report(saga), context.CancellationToken);
                     sent++;
                 }
             }

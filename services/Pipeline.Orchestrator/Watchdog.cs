@@ -60,8 +60,8 @@ public sealed class Watchdog(
             // A publish can wait without end on a connection the broker dropped: a watchdog stuck there would
             // rescue nothing again. Give up on this sweep instead; the files are still stalled at the next one.
             var publish = await IsCalibratedAsync(file, cancellationToken)
-                ? bus.Publish(new CheckCalibration(file.Id, file.Run, file.Stream, file.Campaign), cancellationToken)
-                : bus.Publish(new FileStalled(file.Id, file.Run, file.Stream, file.Campaign, file.Version), cancellationToken);
+                ? bus.PublishBoundedAsync(new CheckCalibration(file.Id, file.Run, file.Stream, file.Campaign), cancellationToken)
+                : bus.PublishBoundedAsync(new FileStalled(file.Id, file.Run, file.Stream, file.Campaign, file.Version), cancellationToken);
             try
             {
                 await publish.WaitAsync(PublishTimeout, Time, cancellationToken);

@@ -204,7 +204,7 @@ public sealed class ReconstructionWorker(
     {
         try
         {
-            await bus.Publish(message, CancellationToken.None);
+            await bus.PublishBoundedAsync(message, CancellationToken.None);
         }
         catch (Exception ex)
         {
@@ -260,7 +260,7 @@ public sealed class ReconstructionWorker(
         }
 
         var logFiles = Directory.EnumerateFiles(jobPath).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();
-        await bus.Publish(new CollectJobLogs(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, jobDirectory, logFiles), CancellationToken.None);
+        await bus.PublishBoundedAsync(new CollectJobLogs(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, jobDirectory, logFiles), CancellationToken.None);
 
         if (problem is null)
         {
@@ -273,7 +273,7 @@ public sealed class ReconstructionWorker(
                 await report.CompletedAsync(PipelineMetrics.Reconstruction, outputs.Files.Sum(f => f.Size), stopwatch.Elapsed, CancellationToken.None);
                 // The outputs take over the attempt's reservation before anyone is told of them, so the merger's release finds them.
                 await gate.ReplaceAsync(StorageOptions.Scratch, AttemptFolder(message), [.. outputs.Files.Select(f => new AreaFile(f.Name, f.Size))], CancellationToken.None);
-                await bus.Publish(new FileReconstructed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, outputs.Files, stopwatch.Elapsed.TotalSeconds), CancellationToken.None);
+                await bus.PublishBoundedAsync(new FileReconstructed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, outputs.Files, stopwatch.Elapsed.TotalSeconds), CancellationToken.None);
                 await RemoveInputAsync(message);
                 return;
             }
@@ -286,7 +286,7 @@ public sealed class ReconstructionWorker(
         await gate.ReleaseAsync(StorageOptions.Scratch, AttemptFolder(message));
         // A new attempt stages the file again; a file that failed for good must not hold cache room for ever.
         await RemoveInputAsync(message);
-        await bus.Publish(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,
+        await bus.PublishBoundedAsync(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,
             problem, outcome.ExitCode, outcome.LogTail, outcome.SiteFailure, outcome.TimedOut ? timeLimitSeconds : null), CancellationToken.None);
     }
 

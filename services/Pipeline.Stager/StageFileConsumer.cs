@@ -5,6 +5,7 @@ using Pipeline.Contracts;
 using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Faults;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Flow;
@@ -53,7 +54,7 @@ public sealed class StageFileConsumer(
             {
                 var message = request.Message;
                 var location = archive.Locate(message.LogicalName);
-                await request.Publish(new FileWaiting(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt,
+                await request.PublishBoundedAsync(new FileWaiting(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt,
                     $"recalling from tape{(location is null ? "" : $" (volume {location.Volume})")}: asked with {recalls.Count} files, {recall.QueuedAhead} queued ahead; waiting until {recall.Deadline:u} at most",
                     recall.Deadline));
             }
@@ -148,7 +149,7 @@ public sealed class StageFileConsumer(
         }
         await report.CompletedAsync(PipelineMetrics.Staging, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         logger.LogInformation("Staged {LogicalName} ({Size} bytes, adler32 {Adler32}) attempt {Attempt}", message.LogicalName, size, read, message.Attempt);
-        await context.Publish(new FileStaged(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, cachedName, size, read));
+        await context.PublishBoundedAsync(new FileStaged(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, cachedName, size, read));
     }
 
     private async Task Fail(ConsumeContext<StageFile> context, string reason)
@@ -156,7 +157,7 @@ public sealed class StageFileConsumer(
         var message = context.Message;
         report.Failed(PipelineMetrics.Staging, reason);
         logger.LogWarning("Staging {LogicalName} attempt {Attempt} failed: {Reason}", message.LogicalName, message.Attempt, reason);
-        await context.Publish(new StagingFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, reason));
+        await context.PublishBoundedAsync(new StagingFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, reason));
     }
 }
 

@@ -4,7 +4,7 @@ using System.Text.Json.Nodes;
 using Pipeline.Benchmarks;
 
 // make bench: every hot path against a baseline measured in this run, on the same bytes.
-//   Pipeline.Benchmarks [OUT=path] [BENCH_ONLY=adler32,dataPath,storage,batch,scaleOut,orchestration,state,memory]
+//   Pipeline.Benchmarks [OUT=path] [BENCH_ONLY=adler32,dataPath,storage,batch,scaleOut,orchestrators,orchestration,state,memory]
 //   Pipeline.Benchmarks merge-child DIR INPUTS      (used by the memory benchmark)
 //   Pipeline.Benchmarks micro [--filter *]          BenchmarkDotNet micro-benchmarks of the inner loops
 if (args.Length >= 1 && args[0] == "micro")
@@ -26,7 +26,7 @@ string Setting(string name, string fallback) => Environment.GetEnvironmentVariab
 int Number(string name, int fallback) => int.Parse(Setting(name, fallback.ToString(System.Globalization.CultureInfo.InvariantCulture)), System.Globalization.CultureInfo.InvariantCulture);
 
 var output = Path.GetFullPath(Setting("OUT", "bench/results.json"));
-var only = Setting("BENCH_ONLY", "adler32,dataPath,storage,batch,scaleOut,orchestration,state,memory").Split(',', StringSplitOptions.TrimEntries);
+var only = Setting("BENCH_ONLY", "adler32,dataPath,storage,batch,scaleOut,orchestrators,orchestration,state,memory").Split(',', StringSplitOptions.TrimEntries);
 var work = Path.GetFullPath(Setting("BENCH_WORK", "bench/work"));
 if (Directory.Exists(work))
 {
@@ -54,6 +54,7 @@ await Section("dataPath", () => DataPathBenchmark.RunAsync(Path.Combine(work, "d
 await Section("storage", () => StorageBenchmark.RunAsync(Path.Combine(work, "storage"), Number("BENCH_STORAGE_MB", 512)));
 await Section("batch", () => BatchBenchmark.RunAsync(Path.Combine(work, "batch"), Number("BENCH_BATCH_CPUS", 4), Number("BENCH_BATCH_FILES", 24), Number("BENCH_BATCH_JOB_SECONDS", 30)));
 await Section("scaleOut", () => ScaleOutBenchmark.RunAsync(Number("BENCH_SCALE_SLOTS", 4), Number("BENCH_SCALE_JOB_SECONDS", 20), Number("BENCH_SCALE_WAVES", 3), [1, 2, 4]));
+await Section("orchestrators", () => OrchestratorsBenchmark.RunAsync(Number("BENCH_ORCHESTRATORS_FILES", 300)));
 await Section("orchestration", () => OrchestrationBenchmark.RunAsync(
     new Uri(Setting("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5672/")), Path.Combine(work, "orchestration"), Number("BENCH_FILES", 2000)));
 await Section("state", () => StateBenchmark.RunAsync(work, Number("BENCH_RECORDS", 1_000_000), Environment.GetEnvironmentVariable("MONGODB_URI") is { Length: > 0 } mongo ? mongo : null));

@@ -14,17 +14,15 @@ namespace Pipeline.Benchmarks;
 /// </summary>
 public static class ScaleOutBenchmark
 {
-    private static readonly string Hosts = Path.Combine("tests", "network", "hosts.sh");
-
     public static async Task<object> RunAsync(int slots, int jobSeconds, int waves, IReadOnlyList<int> hostCounts)
     {
         if (!FaultBroker.Installed)
         {
             return new { skipped = $"needs Debian's rabbitmq-server ({FaultBroker.ServerScript})" };
         }
-        if (Environment.UserName != "root")
+        if (TestNetwork.Unavailable is { } reason)
         {
-            return new { skipped = "hosts as network namespaces need root" };
+            return new { skipped = reason };
         }
         var points = new List<ScalePoint>();
         foreach (var hosts in hostCounts)
@@ -37,67 +35,57 @@ public static class ScaleOutBenchmark
 
     private static async Task<ScalePoint> PointAsync(int hosts, int slots, int jobSeconds, int waves)
     {
-        var bridge = $"plb{Random.Shared.Next(0x10000):x4}";
-        var subnet = $"10.232.{Random.Shared.Next(10, 250).ToString(CultureInfo.InvariantCulture)}";
         var names = Enumerable.Range(1, hosts).Select(i => $"w{i.ToString(CultureInfo.InvariantCulture)}").ToList();
-        var placed = (await StorageBenchmark.RunAsync("bash", [Hosts, "up", bridge, subnet, .. names]))
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ')).ToDictionary(f => f[0], f => new NetworkHost(f[0], f[1], f[2]));
-        try
+        await using var placed = await TestNetwork.UpAsync(names, CancellationToken.None);
+        var workers = names.Select(n => $"reconstruction-{n}").ToList();
+        (string, string)[] services =
+        [
+            ("orchestrator", "Pipeline.Orchestrator"), ("stager", "Pipeline.Stager"), ("collector", "Pipeline.Collector"),
+            // The monitor records the workers' heartbeats, whose slots the dispatcher counts.
+            ("merger", "Pipeline.Merger"), ("archiver", "Pipeline.Archiver"), ("monitor", "Pipeline.Monitor"), .. workers.Select(w => (w, "Pipeline.Reconstruction")),
+        ];
+        var network = new NetworkPlacement(placed.BridgeAddress, names.ToDictionary(n => $"reconstruction-{n}", n => placed[n]));
+        var settings = workers.ToDictionary(w => w, _ => (IReadOnlyDictionary<string, string>)new Dictionary<string, string>
         {
-            var workers = names.Select(n => $"reconstruction-{n}").ToList();
-            (string, string)[] services =
-            [
-                ("orchestrator", "Pipeline.Orchestrator"), ("stager", "Pipeline.Stager"), ("collector", "Pipeline.Collector"),
-                // The monitor records the workers' heartbeats, whose slots the dispatcher counts.
-                ("merger", "Pipeline.Merger"), ("archiver", "Pipeline.Archiver"), ("monitor", "Pipeline.Monitor"), .. workers.Select(w => (w, "Pipeline.Reconstruction")),
-            ];
-            var network = new NetworkPlacement($"{subnet}.1", names.ToDictionary(n => $"reconstruction-{n}", n => placed[n]));
-            var settings = workers.ToDictionary(w => w, _ => (IReadOnlyDictionary<string, string>)new Dictionary<string, string>
+            ["Pipeline__Reconstruction__Slots"] = slots.ToString(CultureInfo.InvariantCulture),
+            ["Serilog__MinimumLevel__Default"] = "Warning",
+        });
+        await using var pipeline = await ProcessPipeline.StartAsync(null, 5703, Console.Error, _ => null, releaseSleepMsMax: 0, CancellationToken.None,
+            serviceSettings: settings, services: services, network: network, releaseSleepMs: jobSeconds * 1000);
+        var files = hosts * slots * waves;
+        var runs = await pipeline.GenerateAsync(files, seed: 5);
+        await pipeline.AnnounceAsync(runs, CancellationToken.None);
+        using var store = StoreBackend.Sqlite(Path.Combine(pipeline.Data, "pipeline.db"));
+        var deadline = Stopwatch.StartNew();
+        while ((await ProcessPipeline.ProgressAsync(store.Sagas, CancellationToken.None)).Final < files)
+        {
+            if (deadline.Elapsed > TimeSpan.FromSeconds(120 + (4.0 * waves * jobSeconds)))
             {
-                ["Pipeline__Reconstruction__Slots"] = slots.ToString(CultureInfo.InvariantCulture),
-                ["Serilog__MinimumLevel__Default"] = "Warning",
-            });
-            await using var pipeline = await ProcessPipeline.StartAsync(null, 5703, Console.Error, _ => null, releaseSleepMsMax: 0, CancellationToken.None,
-                serviceSettings: settings, services: services, network: network, releaseSleepMs: jobSeconds * 1000);
-            var files = hosts * slots * waves;
-            var runs = await pipeline.GenerateAsync(files, seed: 5);
-            await pipeline.AnnounceAsync(runs, CancellationToken.None);
-            using var store = StoreBackend.Sqlite(Path.Combine(pipeline.Data, "pipeline.db"));
-            var deadline = Stopwatch.StartNew();
-            while ((await ProcessPipeline.ProgressAsync(store.Sagas, CancellationToken.None)).Final < files)
-            {
-                if (deadline.Elapsed > TimeSpan.FromSeconds(120 + (4.0 * waves * jobSeconds)))
-                {
-                    throw new TimeoutException($"scaleOut with {hosts} hosts: not every file final in time");
-                }
-                await Task.Delay(500);
+                throw new TimeoutException($"scaleOut with {hosts} hosts: not every file final in time");
             }
-            var (first, last) = (DateTimeOffset.MaxValue, DateTimeOffset.MinValue);
-            var page = await store.Sagas.ListAsync(new FileQuery(Campaign: "prompt", Limit: 10_000), CancellationToken.None);
-            foreach (var summary in page.Files)
+            await Task.Delay(500);
+        }
+        var (first, last) = (DateTimeOffset.MaxValue, DateTimeOffset.MinValue);
+        var page = await store.Sagas.ListAsync(new FileQuery(Campaign: "prompt", Limit: 10_000), CancellationToken.None);
+        foreach (var summary in page.Files)
+        {
+            var saga = (await store.Sagas.LoadAsync(summary.Id, CancellationToken.None))!;
+            foreach (var entry in saga.History)
             {
-                var saga = (await store.Sagas.LoadAsync(summary.Id, CancellationToken.None))!;
-                foreach (var entry in saga.History)
+                if (entry.State == FileStates.Reconstructing && entry.At < first)
                 {
-                    if (entry.State == FileStates.Reconstructing && entry.At < first)
-                    {
-                        first = entry.At;
-                    }
-                    if (entry.State == FileStates.Reconstructed && entry.At > last)
-                    {
-                        last = entry.At;
-                    }
+                    first = entry.At;
+                }
+                if (entry.State == FileStates.Reconstructed && entry.At > last)
+                {
+                    last = entry.At;
                 }
             }
-            var seconds = (last - first).TotalSeconds;
-            var rate = files / seconds;
-            var ideal = hosts * slots / (double)jobSeconds;
-            return new ScalePoint(hosts, files, Math.Round(seconds, 1), Math.Round(rate, 3), Math.Round(ideal, 3), Math.Round(rate / ideal, 3));
         }
-        finally
-        {
-            await StorageBenchmark.RunAsync("bash", [Hosts, "down", bridge, .. names]);
-        }
+        var seconds = (last - first).TotalSeconds;
+        var rate = files / seconds;
+        var ideal = hosts * slots / (double)jobSeconds;
+        return new ScalePoint(hosts, files, Math.Round(seconds, 1), Math.Round(rate, 3), Math.Round(ideal, 3), Math.Round(rate / ideal, 3));
     }
 
     /// <summary>One point of the curve.</summary>

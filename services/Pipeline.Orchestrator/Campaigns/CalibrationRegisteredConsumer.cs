@@ -34,7 +34,7 @@ public sealed class CalibrationRegisteredConsumer(ICampaignStore calibrations, I
                     context.CancellationToken);
                 foreach (var file in page.Files)
                 {
-                    await context.Publish(new CheckCalibration(file.Id, file.Run, file.Stream, file.Campaign), context.CancellationToken);
+                    await context.PublishBoundedAsync(new CheckCalibration(file.Id, file.Run, file.Stream, file.Campaign), context.CancellationToken);
                     released++;
                 }
                 after = page.Next;

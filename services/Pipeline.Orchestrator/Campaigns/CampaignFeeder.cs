@@ -89,7 +89,7 @@ public sealed class CampaignFeeder(
                 var awaited = start < files.Count ? await campaigns.AwaitedCalibrationAsync(campaign.Name, run.Run, cancellationToken) : null;
                 for (; index < files.Count && registered < room; index++)
                 {
-                    await bus.Publish(Registration(campaign, run, files[index], awaited), cancellationToken);
+                    await bus.PublishBoundedAsync(Registration(campaign, run, files[index], awaited), cancellationToken);
                     registered++;
                 }
                 feed = feed with { Run = run.Run, Index = index - 1, Registered = feed.Registered + (index - start) };

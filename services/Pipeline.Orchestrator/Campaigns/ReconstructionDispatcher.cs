@@ -139,7 +139,7 @@ public sealed class ReconstructionDispatcher(
                 Logger.LogWarning("Dispatching stopped: this instance no longer holds the {Singleton} lease", Singleton.Name);
                 break;
             }
-            await bus.Publish(new DispatchReconstruction(file.Id, file.Run, file.Stream, file.Campaign, fence), cancellationToken);
+            await bus.PublishBoundedAsync(new DispatchReconstruction(file.Id, file.Run, file.Stream, file.Campaign, fence), cancellationToken);
             _pending.Add(file.Id);
             _recent[file.Id] = now;
             _pass[next] += 1.0 / eligible[next];

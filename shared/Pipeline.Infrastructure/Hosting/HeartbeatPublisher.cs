@@ -41,6 +41,6 @@ public sealed class HeartbeatPublisher(
     {
         var load = capacities.Select(c => new StageLoad(c.Stage, metrics.BusyNow(c.Stage), c.Capacity)).ToList();
         var services = string.Join(",", modules.Select(m => m.Name));
-        return bus.Publish(new InstanceHeartbeat(options.Value.EffectiveInstanceName, services, Environment.MachineName, _upSince, Time.GetUtcNow(), load), stoppingToken);
+        return bus.PublishBoundedAsync(new InstanceHeartbeat(options.Value.EffectiveInstanceName, services, Environment.MachineName, _upSince, Time.GetUtcNow(), load), stoppingToken);
     }
 }

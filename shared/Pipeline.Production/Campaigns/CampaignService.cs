@@ -1,6 +1,7 @@
 using MassTransit;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Archive;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.State;
 
 namespace Pipeline.Production.Campaigns;
@@ -119,7 +120,7 @@ public sealed class CampaignService(
                 var page = await sagas.ListAsync(new FileQuery(Campaign: name, State: state, After: after, Limit: 1000), cancellationToken);
                 foreach (var file in page.Files)
                 {
-                    await publisher.Publish(new CancelFile(file.Id, file.Run, file.Stream, file.Campaign, by), cancellationToken);
+                    await publisher.PublishBoundedAsync(new CancelFile(file.Id, file.Run, file.Stream, file.Campaign, by), cancellationToken);
                     count += FileStates.NotStarted.Contains(state) ? 1 : 0;
                 }
                 after = page.Next;
@@ -153,7 +154,7 @@ public sealed class CampaignService(
         var added = await campaigns.AddCalibrationAsync(
             new CalibrationRecord(calibration.Tag, calibration.RunFrom, calibration.RunTo, calibration.RegisteredBy, time.GetUtcNow()), cancellationToken);
         // Published even when known: files held meanwhile are checked again, which is harmless.
-        await publisher.Publish(calibration, cancellationToken);
+        await publisher.PublishBoundedAsync(calibration, cancellationToken);
         return added;
     }
 

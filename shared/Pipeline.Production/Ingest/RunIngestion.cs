@@ -5,6 +5,7 @@ using System.Text.RegularExpressions;
 using MassTransit;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;
@@ -171,7 +172,7 @@ public sealed partial class RunIngestion(IRunRegistry runs, CampaignDirectory ca
             {
                 var registered = Registered(campaign, run.Run, file, awaited);
                 ids.Add(registered.FileId);
-                await publisher.Publish(registered, cancellationToken);
+                await publisher.PublishBoundedAsync(registered, cancellationToken);
             }
         }
         return new IngestResult(run.Run, taken, files.Count, registration == RunRegistration.AlreadyRegistered, ids);
