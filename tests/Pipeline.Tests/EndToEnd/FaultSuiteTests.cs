@@ -58,7 +58,7 @@ public sealed class When_hosts_lose_their_links_and_the_storage_server_restarts_
 
         // Early in the run: the two long jobs keep it going past the last fault, whatever the machine's speed.
         var report = await new FaultSuite(new FaultOptions(Files: 60, WorkerKills: 0, BrokerRestarts: 0, DiskAlarms: 0, SingletonKills: 1, CrashOrchestrator: false,
-            Seed: 5, BrokerPort: 5685, FaultWindow: 0.3, Network: true, LinkCuts: 1, BrokerPartitions: 1, StorageRestarts: 1), output)
+            Seed: 5, BrokerPort: 5687, FaultWindow: 0.3, Network: true, LinkCuts: 1, BrokerPartitions: 1, StorageRestarts: 1), output)
             .RunAsync(CancellationToken.None);
 
         var context = $"{System.Text.Json.JsonSerializer.Serialize(report)}\n{string.Join('\n', report.Problems)}\n{output}";
