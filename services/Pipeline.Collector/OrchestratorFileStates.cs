@@ -1,5 +1,6 @@
 using MassTransit;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 
 namespace Pipeline.Collector;
 
@@ -23,7 +24,7 @@ public sealed class OrchestratorFileStates(IClientFactory clients) : IFileStates
         var found = new List<FileStatus>(fileIds.Count);
         foreach (var part in fileIds.Chunk(FileStatesQuery.MaxFiles))
         {
-            var answer = await _client.GetResponse<FileStatesAnswer>(new FileStatesQuery(part), cancellationToken);
+            var answer = await _client.GetResponseBoundedAsync<FileStatesQuery, FileStatesAnswer>(new FileStatesQuery(part), AnswerTimeout, cancellationToken);
             found.AddRange(answer.Message.Files);
         }
         return found;

@@ -144,16 +144,16 @@ public sealed class HealthWatcher(
         IReadOnlyList<OverdueFile> stuck;
         try
         {
-            stuck = (await _overdue.GetResponse<OverdueFilesAnswer>(new OverdueFilesQuery(now.AddSeconds(-options.Value.StuckAfterSeconds), limit), cancellationToken)).Message.Files;
+            stuck = (await _overdue.GetResponseBoundedAsync<OverdueFilesQuery, OverdueFilesAnswer>(new OverdueFilesQuery(now.AddSeconds(-options.Value.StuckAfterSeconds), limit), AnswerTimeout, cancellationToken)).Message.Files;
         }
-        catch (Exception ex) when (ex is RequestTimeoutException or RequestFaultException && !cancellationToken.IsCancellationRequested)
+        catch (Exception ex) when (ex is RequestTimeoutException or TimeoutException or RequestFaultException && !cancellationToken.IsCancellationRequested)
         {
             // Once may be an orchestrator still starting or restarting; twice in a row is worth an operator's look.
             if (++_unansweredInARow < 2)
             {
                 return ([], false);
             }
-            var why = ex is RequestTimeoutException
+            var why = ex is RequestTimeoutException or TimeoutException
                 ? $"no answer within {AnswerTimeout.TotalSeconds:F0}s: no orchestrator consumes its queue, or it is overloaded"
                 : $"it failed to answer: {ex.Message}";
             return ([new Finding(OrchestratorUnanswered, OrchestratorUnanswered, "critical", $"The orchestrator was asked which files are stuck and {why}")], false);

@@ -1,5 +1,6 @@
 using MassTransit;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Flow;
 
@@ -26,4 +27,13 @@ public sealed class DiscardStagedFileConsumer(StorageAreas areas, AreaGate gate,
             logger.LogInformation("Discarded the staged copy {CachedName} of {FileId} (campaign {Campaign}): nobody will read it again", name, context.Message.FileId, context.Message.Campaign);
         }
     }
+}
+
+/// <summary>
+/// Tried again for about two minutes: a cache on a storage server that is restarting refuses the delete for a while,
+/// and a discard that gave up would leave the copy in the cache for good.
+/// </summary>
+public sealed class DiscardStagedFileConsumerDefinition() : QueueConsumerDefinition<DiscardStagedFileConsumer>(QueueName, [1000, 5000, 15000, 30000, 60000], outbox: false)
+{
+    public const string QueueName = "discard-staged-file";
 }

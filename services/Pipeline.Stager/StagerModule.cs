@@ -17,6 +17,6 @@ public static class StagerModule
         bus =>
         {
             bus.AddConsumer<StageFileConsumer, StageFileConsumerDefinition>();
-            bus.AddConsumer<DiscardStagedFileConsumer>();
+            bus.AddConsumer<DiscardStagedFileConsumer, DiscardStagedFileConsumerDefinition>();
         });
 }

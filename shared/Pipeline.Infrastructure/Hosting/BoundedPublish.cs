@@ -21,19 +21,57 @@ public static class BoundedPublish
     /// when the broker has not confirmed it within <see cref="ConfirmWithin"/>; from a consumer, also when the
     /// consumption is cancelled.
     /// </summary>
-    public static async Task PublishBoundedAsync<T>(this IPublishEndpoint endpoint, T message, CancellationToken cancellationToken = default)
+    public static Task PublishBoundedAsync<T>(this IPublishEndpoint endpoint, T message, CancellationToken cancellationToken = default)
+        where T : class =>
+        PublishBoundedAsync(endpoint, message, ConfirmWithin, cancellationToken);
+
+    internal static async Task PublishBoundedAsync<T>(IPublishEndpoint endpoint, T message, TimeSpan within, CancellationToken cancellationToken)
         where T : class
     {
         var consumption = endpoint is ConsumeContext consumed ? consumed.CancellationToken : CancellationToken.None;
-        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, consumption);
-        limit.CancelAfter(ConfirmWithin);
+        var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, consumption);
+        limit.CancelAfter(within);
         try
         {
-            await endpoint.Publish(message, limit.Token);
+            // The token asks the client to give up; the wait's own bound holds even where a step of the send does not
+            // heed it (waiting for a connection being made again, say), leaving that send to end on its own.
+            await endpoint.Publish(message, limit.Token).WaitAsync(within + within, cancellationToken);
         }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && !consumption.IsCancellationRequested)
+        catch (Exception ex) when (ex is OperationCanceledException or TimeoutException && !cancellationToken.IsCancellationRequested && !consumption.IsCancellationRequested)
         {
-            throw new TimeoutException($"The broker did not confirm {typeof(T).Name} within {ConfirmWithin.TotalSeconds:F0} s; the publish failed and is tried again.");
+            throw new TimeoutException($"The broker did not confirm {typeof(T).Name} within {within.TotalSeconds:F1} s; the publish failed and is tried again.");
+        }
+        finally
+        {
+            // From a consumer behind an outbox the publish is only recorded here and sent, with this token, once the
+            // consumer is done: the bound must outlive this call. It goes with the message's own consumption (and its
+            // timer); anywhere else the publish is over and the bound is given back now.
+            if (endpoint is not ConsumeContext)
+            {
+                limit.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// A request's answer, failing with <see cref="TimeoutException"/> when the request is not confirmed and answered
+    /// within <see cref="ConfirmWithin"/> and <paramref name="answerWithin"/>: the request client's own timeout starts
+    /// only once the request has left, which it may never do on a lost connection.
+    /// </summary>
+    public static async Task<Response<TAnswer>> GetResponseBoundedAsync<TRequest, TAnswer>(
+        this IRequestClient<TRequest> client, TRequest request, TimeSpan answerWithin, CancellationToken cancellationToken)
+        where TRequest : class
+        where TAnswer : class
+    {
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(ConfirmWithin + answerWithin);
+        try
+        {
+            return await client.GetResponse<TAnswer>(request, limit.Token).WaitAsync(ConfirmWithin + answerWithin + ConfirmWithin, cancellationToken);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or TimeoutException && !cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"No answer to {typeof(TRequest).Name} within {(ConfirmWithin + answerWithin).TotalSeconds:F0} s; asked again later.");
         }
     }
 }

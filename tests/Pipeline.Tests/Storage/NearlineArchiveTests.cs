@@ -26,8 +26,9 @@ public sealed class When_the_archive_is_an_endpoint_in_front_of_tape(TapeXrootdS
         ["Pipeline:Archives:archive:Nearline:RecallFloorSeconds"] = "60",
         ["Pipeline:Archives:archive:Nearline:RecallSecondsPerFile"] = "5",
         ["Pipeline:Archives:archive:Nearline:MigrationAlertSeconds"] = alertSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        // Every file of the ingested runs in one batch, so the whole recall is one request.
-        ["Pipeline:Stager:BatchWindowMilliseconds"] = "2000",
+        // Every file of the ingested runs in one batch, so the whole recall is one request: a window far longer than
+        // the registration of twelve files takes, even on a machine busy with other tests (2 s once split them in two).
+        ["Pipeline:Stager:BatchWindowMilliseconds"] = "10000",
     };
 
     [SkippableFact]

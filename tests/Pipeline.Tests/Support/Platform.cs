@@ -11,20 +11,7 @@ namespace Pipeline.Tests.Support
                 .Select(folder => Path.Combine(folder, program))
                 .FirstOrDefault(File.Exists);
 
-        /// <summary>The repository's top folder: the first above the test binaries that holds Pipeline.sln.</summary>
-        public static string RepositoryRoot
-        {
-            get
-            {
-                for (var at = new DirectoryInfo(AppContext.BaseDirectory); at is not null; at = at.Parent)
-                {
-                    if (File.Exists(Path.Combine(at.FullName, "Pipeline.sln")))
-                    {
-                        return at.FullName;
-                    }
-                }
-                throw new InvalidOperationException($"No Pipeline.sln above {AppContext.BaseDirectory}.");
-            }
-        }
+        /// <summary>The repository's top folder: the first above the test binaries that holds Pipeline.sln (found as the fault harness finds it).</summary>
+        public static string RepositoryRoot => Pipeline.Faults.ProcessPipeline.RepositoryRoot;
     }
 }
