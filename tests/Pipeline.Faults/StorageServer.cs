@@ -5,7 +5,7 @@ namespace Pipeline.Faults;
 
 /// <summary>
 /// A real XRootD server on a host of the tests' network, serving a run's areas over root:// (the archive, and the
-/// second copy's simulated library) and HTTP/WebDAV (cache, output, logs) from the run's data folder: the services
+/// second copy's disk) and HTTP/WebDAV (cache, output, logs) from the run's data folder: the services
 /// reach them only over the network, while the checker reads the server's disk. Started, killed and started again by
 /// tests/xrootd/local-server.sh, on the same ports and files. Needs Debian's xrootd-server (the script installs it).
 /// </summary>
