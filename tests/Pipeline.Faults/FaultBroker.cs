@@ -5,7 +5,8 @@ namespace Pipeline.Faults;
 
 /// <summary>
 /// A RabbitMQ node of the fault suite's own, on its own port and folder, so that stopping and killing it
-/// disturbs nothing else on the machine (the tests' shared broker in particular). Needs Debian's rabbitmq-server.
+/// disturbs nothing else on the machine (the tests' shared broker in particular); or one node of a cluster of them,
+/// each on a host of the tests' network (<see cref="StartClusterAsync"/>). Needs Debian's rabbitmq-server.
 /// </summary>
 public sealed class FaultBroker : IAsyncDisposable
 {
@@ -25,7 +26,7 @@ public sealed class FaultBroker : IAsyncDisposable
     /// <summary>A user of the suite's own with a fresh random password: what must never show in a log.</summary>
     public string User { get; } = "pipeline-faults";
 
-    public string Password { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+    public string Password { get; private set; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
 
     /// <summary>The broker as this machine reaches it: on loopback, or at its host's address.</summary>
     public Uri Uri => UriAt(Host?.Address ?? "127.0.0.1");
@@ -35,12 +36,17 @@ public sealed class FaultBroker : IAsyncDisposable
 
     public static bool Installed => File.Exists(ServerScript) && File.Exists(Control);
 
-    private FaultBroker(string baseDirectory, int port, TimeSpan consumerTimeout, string? bridgeAddress, NetworkHost? host)
+    /// <summary>The node's address as the services reach it: host:port, for a list of cluster nodes.</summary>
+    public string Address => $"{Host?.Address ?? "127.0.0.1"}:{Port.ToString(CultureInfo.InvariantCulture)}";
+
+    private FaultBroker(string baseDirectory, int port, TimeSpan consumerTimeout, string? bridgeAddress, NetworkHost? host, bool clustered = false)
     {
         _base = baseDirectory;
         Port = port;
         Host = host;
-        Node = $"pipeline-faults-{port.ToString(CultureInfo.InvariantCulture)}@localhost";
+        // A node alone speaks Erlang's distribution on loopback only; the nodes of a cluster speak it to each other
+        // between their hosts, by the host names every host of the tests' network resolves.
+        Node = $"pipeline-faults-{port.ToString(CultureInfo.InvariantCulture)}@{(clustered ? host!.Namespace : "localhost")}";
         Directory.CreateDirectory(_base);
         File.WriteAllText(Path.Combine(_base, "enabled_plugins"), "[].\n");
         File.WriteAllText(Path.Combine(_base, "rabbitmq.conf"), string.Join('\n',
@@ -48,6 +54,9 @@ public sealed class FaultBroker : IAsyncDisposable
             // Also on the tests' network bridge, for services on hosts of their own (network namespaces).
             bridgeAddress is null ? "" : $"listeners.tcp.bridge = {bridgeAddress}:{port.ToString(CultureInfo.InvariantCulture)}",
             "loopback_users.guest = true",
+            // A node cut off from the others stops serving until it sees a majority again, so that a partition
+            // cannot leave two halves each taking messages; the others go on (quorum queues keep a majority).
+            clustered ? "cluster_partition_handling = pause_minority" : "",
             // Low, so that a job outlasting it is part of what the suite survives.
             $"consumer_timeout = {((long)consumerTimeout.TotalMilliseconds).ToString(CultureInfo.InvariantCulture)}",
             // Explicit, so that the disk alarm the suite raises is cleared by putting exactly this back.
@@ -63,8 +72,11 @@ public sealed class FaultBroker : IAsyncDisposable
             ["RABBITMQ_ENABLED_PLUGINS_FILE"] = Path.Combine(_base, "enabled_plugins"),
             ["RABBITMQ_CONFIG_FILE"] = Path.Combine(_base, "rabbitmq"),
             ["RABBITMQ_PID_FILE"] = Path.Combine(_base, "pid"),
-            ["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] = "-kernel inet_dist_use_interface {127,0,0,1}",
         };
+        if (!clustered)
+        {
+            _environment["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] = "-kernel inet_dist_use_interface {127,0,0,1}";
+        }
     }
 
     /// <param name="bridgeAddress">An address of this machine on the tests' network bridge to listen on as well, or null.</param>
@@ -87,6 +99,74 @@ public sealed class FaultBroker : IAsyncDisposable
         await broker.RunAsync(Control, ["-n", broker.Node, "-q", "add_user", broker.User, broker.Password], null, cancellationToken);
         await broker.RunAsync(Control, ["-n", broker.Node, "-q", "set_permissions", "-p", "/", broker.User, ".*", ".*", ".*"], null, cancellationToken);
         return broker;
+    }
+
+    /// <summary>
+    /// A cluster of RabbitMQ nodes, one on each host given (in subfolders of <paramref name="baseDirectory"/>), all on
+    /// the same port: the first started with the suite's user, the others joined to it. The user is the cluster's.
+    /// </summary>
+    public static async Task<IReadOnlyList<FaultBroker>> StartClusterAsync(string baseDirectory, int port, TimeSpan consumerTimeout, IReadOnlyList<NetworkHost> hosts,
+        CancellationToken cancellationToken)
+    {
+        var nodes = new List<FaultBroker>();
+        try
+        {
+            foreach (var host in hosts)
+            {
+                var node = new FaultBroker(Path.Combine(baseDirectory, host.Name), port, consumerTimeout, null, host, clustered: true);
+                nodes.Add(node);
+                await node.RunAsync("chown", ["-R", "rabbitmq:rabbitmq", node._base], null, cancellationToken);
+                // One at a time: the first start writes the Erlang cookie the nodes share.
+                await node.StartNodeAsync(cancellationToken);
+            }
+            var first = nodes[0];
+            foreach (var node in nodes.Skip(1))
+            {
+                await node.RunAsync(Control, ["-n", node.Node, "-q", "stop_app"], null, cancellationToken);
+                await node.RunAsync(Control, ["-n", node.Node, "-q", "join_cluster", first.Node], null, cancellationToken);
+                await node.RunAsync(Control, ["-n", node.Node, "-q", "start_app"], null, cancellationToken);
+                await node.RunAsync(Control, ["-n", node.Node, "-q", "await_startup", "--timeout", "180"], null, cancellationToken);
+            }
+            await first.RunAsync(Control, ["-n", first.Node, "-q", "add_user", first.User, first.Password], null, cancellationToken);
+            await first.RunAsync(Control, ["-n", first.Node, "-q", "set_permissions", "-p", "/", first.User, ".*", ".*", ".*"], null, cancellationToken);
+            // The user is the cluster's: every node shares it.
+            foreach (var node in nodes.Skip(1))
+            {
+                node.Password = first.Password;
+            }
+            return nodes;
+        }
+        catch
+        {
+            foreach (var node in nodes)
+            {
+                await node.DisposeAsync();
+            }
+            throw;
+        }
+    }
+
+    /// <summary>The nodes of the cluster this node is in that it sees running; 0 when it does not answer.</summary>
+    public async Task<int> TryRunningNodesAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var status = await RunAsync(Control, ["-n", Node, "-q", "cluster_status", "--formatter", "json"], null, cancellationToken);
+            using var json = System.Text.Json.JsonDocument.Parse(status);
+            return json.RootElement.GetProperty("running_nodes").GetArrayLength();
+        }
+        catch (Exception e) when (e is InvalidOperationException or System.Text.Json.JsonException or KeyNotFoundException)
+        {
+            return 0;
+        }
+    }
+
+    /// <summary>The client connections this node holds (in a cluster, not those of the other nodes).</summary>
+    public async Task<int> ConnectionsAsync(CancellationToken cancellationToken)
+    {
+        // Counted by the node itself: list_connections asks every node of the cluster and was seen to wait for ever on one.
+        var output = await RunAsync(Control, ["-n", Node, "-q", "eval", "length(rabbit_networking:connections_local())."], null, cancellationToken);
+        return int.Parse(output.Trim(), CultureInfo.InvariantCulture);
     }
 
     private async Task StartNodeAsync(CancellationToken cancellationToken)
@@ -206,6 +286,9 @@ public sealed class FaultBroker : IAsyncDisposable
         }
     }
 
+    /// <summary>The longest a control command may take: await_startup's own limit (180 s) and a margin.</summary>
+    private static readonly TimeSpan CommandTimeout = TimeSpan.FromMinutes(4);
+
     /// <summary>Runs a command on the node's host: through `ip netns exec` when it has a host of the tests' network.</summary>
     private async Task<string> RunAsync(string program, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment, CancellationToken cancellationToken)
     {
@@ -221,7 +304,18 @@ public sealed class FaultBroker : IAsyncDisposable
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"cannot start {program}");
         var output = process.StandardOutput.ReadToEndAsync(cancellationToken);
         var error = process.StandardError.ReadToEndAsync(cancellationToken);
-        await process.WaitForExitAsync(cancellationToken);
+        // A control command that hangs (a node waiting on another) must not hold the run: past the bound it failed.
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        bound.CancelAfter(CommandTimeout);
+        try
+        {
+            await process.WaitForExitAsync(bound.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new InvalidOperationException($"{program} {string.Join(' ', arguments)} did not finish within {CommandTimeout.TotalMinutes:F0} minutes");
+        }
         if (process.ExitCode != 0)
         {
             throw new InvalidOperationException($"{program} {string.Join(' ', arguments)} exited {process.ExitCode}: {await error}{await output}");

@@ -34,7 +34,8 @@ public sealed record FaultOptions(
     bool Network = false,
     int LinkCuts = 0,
     int BrokerPartitions = 0,
-    int StorageRestarts = 0);
+    int StorageRestarts = 0,
+    int BrokerNodes = 1);
 
 /// <summary>What the checker found, from the catalog and the archived bytes alone. Its JSON is `make faults`' last line.</summary>
 public sealed record FaultReport(
@@ -71,13 +72,16 @@ public sealed record FaultReport(
     int LinkCuts,
     int BrokerPartitions,
     int StorageRestarts,
+    int BrokerNodes,
+    int BrokerConnectionsMoved,
+    int BrokerNodesRejoinedLate,
     double Seconds,
     [property: System.Text.Json.Serialization.JsonIgnore] IReadOnlyList<string> Problems)
 {
     public bool Passed => Lost == 0 && Duplicated == 0 && Unexpected == 0 && Orphans == 0 && NonFinal == 0 && FailedFiles == 0
         && ChecksumsBad == 0 && CatalogAuditComplete && ReconciliationClean && SecretsInLogs == 0 && LongJobsDone == LongJobs && MoversMax <= MoversLimit && MoverSamplesBusy > 0 && CorruptionsCaught + CorruptionsReplaced == CorruptionsInjected
         && MergedCorruptionsCaught == MergedCorruptionsInjected && MergedFilesRemade == MergedCorruptionsInjected
-        && SingletonFailoversLate == 0;
+        && SingletonFailoversLate == 0 && BrokerNodesRejoinedLate == 0;
 }
 
 /// <summary>
@@ -87,7 +91,8 @@ public sealed record FaultReport(
 /// spirit of Jepsen's reads the catalog and every archived byte at the end. With <see cref="FaultOptions.Network"/>
 /// every service, the broker and a storage server holding the areas run on hosts of their own (network namespaces),
 /// and the faults include a worker host's link cut, the broker host's link cut and the storage server killed and
-/// started again.
+/// started again. With <see cref="FaultOptions.BrokerNodes"/> above one the broker is a cluster of that many nodes on
+/// hosts of their own, its queues quorum queues, and each broker fault falls on the node holding the most connections.
 /// </summary>
 public sealed class FaultSuite(FaultOptions options, TextWriter log)
 {
@@ -118,8 +123,16 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
 
     private static readonly string[] Workers = ["stager", "reconstruction-1", "reconstruction-2", "collector", "merger", "archiver"];
 
-    /// <summary>The hosts of a network run: the broker's, the storage server's, one per orchestrator, and three for the workers.</summary>
-    private static readonly string[] HostNames = ["mq", "st", "o1", "o2", "w1", "w2", "w3"];
+    /// <summary>The hosts of a network run but the broker's: the storage server's, one per orchestrator, and three for the workers.</summary>
+    private static readonly string[] HostNames = ["st", "o1", "o2", "w1", "w2", "w3"];
+
+    /// <summary>The broker's hosts: one, or one per node of a cluster.</summary>
+    private string[] BrokerHostNames => options.BrokerNodes > 1
+        ? [.. Enumerable.Range(1, options.BrokerNodes).Select(n => $"mq{n.ToString(CultureInfo.InvariantCulture)}")]
+        : ["mq"];
+
+    /// <summary>How long a broker node restarted or killed may take to be running in its cluster again.</summary>
+    private static readonly TimeSpan RejoinLimit = TimeSpan.FromMinutes(2);
 
     private static readonly string[] WorkerHosts = ["w1", "w2", "w3"];
 
@@ -147,9 +160,13 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         var problems = new List<string>();
         // The simulated tape library keeps its volumes in a folder: on the network the second copy is a disk on the storage server.
         var secondCopy = options.Network ? new Dictionary<string, string>(SlowSecondCopy) { [$"Pipeline__Archives__{Vault}__Kind"] = "Disk" } : SlowSecondCopy;
-        await using var network = options.Network ? await TestNetwork.UpAsync(HostNames, cancellationToken) : null;
+        // A cluster's nodes have hosts of their own even when the services run on this machine.
+        await using var network = options.Network ? await TestNetwork.UpAsync([.. BrokerHostNames, .. HostNames], cancellationToken)
+            : options.BrokerNodes > 1 ? await TestNetwork.UpAsync(BrokerHostNames, cancellationToken) : null;
+        var brokerHosts = network is null ? null : BrokerHostNames.Select(name => network[name]).ToList();
         var placement = network is null ? null
-            : new NetworkPlacement(network.BridgeAddress, HostOf.ToDictionary(p => p.Key, p => network[p.Value]), network["mq"], network["st"], [Vault]);
+            : options.Network ? new NetworkPlacement(network.BridgeAddress, HostOf.ToDictionary(p => p.Key, p => network[p.Value]), brokerHosts, network["st"], [Vault])
+            : new NetworkPlacement(network.BridgeAddress, new Dictionary<string, NetworkHost>(), brokerHosts);
         // The orchestrator's first life ends at the crash point, somewhere in the middle of the run.
         await using var pipeline = await ProcessPipeline.StartAsync(options.WorkDirectory, options.BrokerPort, log,
             name => options.CrashOrchestrator && name == "orchestrator"
@@ -170,6 +187,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         var brokerRestarts = 0;
         var diskAlarms = 0;
         var (linkCuts, brokerPartitions, storageRestarts) = (0, 0, 0);
+        var (connectionsMoved, rejoinedLate) = (0, 0);
         log.WriteLine($"faults: announcing {runs.Count} runs of {files} files; the orchestrator dies after saga save {crashAfter}");
         await pipeline.AnnounceAsync(runs, cancellationToken);
         // Keys in use, refused and unknown: what an API might be tempted to log.
@@ -218,9 +236,9 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                 switch (schedule[step++])
                 {
                     case "broker-restart":
-                        log.WriteLine($"faults: broker stop_app/start_app with {final} of {files} final");
-                        await pipeline.Broker.RestartApplicationAsync(cancellationToken);
-                        brokerRestarts++;
+                        var restart = await BrokerNodeFaultAsync(pipeline, $"stop_app/start_app with {final} of {files} final", node => node.RestartApplicationAsync(cancellationToken),
+                            problems, cancellationToken);
+                        (brokerRestarts, connectionsMoved, rejoinedLate) = (brokerRestarts + 1, connectionsMoved + restart.Moved, rejoinedLate + restart.Late);
                         break;
                     case "disk-alarm":
                         log.WriteLine($"faults: RabbitMQ disk alarm for {DiskAlarmDuration.TotalSeconds:F0}s with {final} of {files} final");
@@ -234,9 +252,9 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                         }
                         break;
                     case "broker-kill":
-                        log.WriteLine($"faults: kill -9 of the broker with {final} of {files} final");
-                        await pipeline.Broker.KillAndStartAsync(cancellationToken);
-                        brokerRestarts++;
+                        var kill = await BrokerNodeFaultAsync(pipeline, $"kill -9 and start with {final} of {files} final", node => node.KillAndStartAsync(cancellationToken),
+                            problems, cancellationToken);
+                        (brokerRestarts, connectionsMoved, rejoinedLate) = (brokerRestarts + 1, connectionsMoved + kill.Moved, rejoinedLate + kill.Late);
                         break;
                     case "singleton-kill":
                         var (holder, seconds) = await KillDispatcherHolderAsync(pipeline, store, final, files, problems, cancellationToken);
@@ -263,9 +281,9 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                         linkCuts++;
                         break;
                     case "broker-partition":
-                        log.WriteLine($"faults: link of the broker's host cut for {BrokerPartitionDuration.TotalSeconds:F0}s with {final} of {files} final");
-                        await CutLinkAsync(network!, "mq", BrokerPartitionDuration, cancellationToken);
-                        brokerPartitions++;
+                        var partition = await BrokerNodeFaultAsync(pipeline, $"its host's link cut for {BrokerPartitionDuration.TotalSeconds:F0}s with {final} of {files} final",
+                            node => CutLinkAsync(network!, node.Host!.Name, BrokerPartitionDuration, cancellationToken), problems, cancellationToken);
+                        (brokerPartitions, connectionsMoved, rejoinedLate) = (brokerPartitions + 1, connectionsMoved + partition.Moved, rejoinedLate + partition.Late);
                         break;
                     case "storage-restart":
                         log.WriteLine($"faults: kill -9 of the storage server, started again after {StorageDowntime.TotalSeconds:F0}s, with {final} of {files} final");
@@ -396,7 +414,8 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         var report = new FaultReport(files, kills, brokerRestarts, diskAlarms, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
             injected.Count, injected.Count(caught.Contains), injected.Count(c => !caught.Contains(c) && replaced.Contains(c)),
             mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, reconciliation.Clean, leaks.Count, longJobs, longJobsDone, MoversLimit, moversMax, moverSamples, moverSamplesBusy,
-            failovers, failoversLate, Math.Round(failoverMaxSeconds, 1), fenced, linkCuts, brokerPartitions, storageRestarts, Math.Round(watch.Elapsed.TotalSeconds, 1),
+            failovers, failoversLate, Math.Round(failoverMaxSeconds, 1), fenced, linkCuts, brokerPartitions, storageRestarts,
+            pipeline.BrokerNodes.Count, connectionsMoved, rejoinedLate, Math.Round(watch.Elapsed.TotalSeconds, 1),
             [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
         pipeline.KeepWork = !report.Passed;
         if (pipeline.KeepWork)
@@ -537,6 +556,60 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
     }
 
     /// <summary>Cuts a host's link for a while: the fault lasts that long, whatever happens meanwhile; the link comes back even when the run is cancelled.</summary>
+    /// <summary>
+    /// A fault of the broker's node holding the most client connections (its only node, or one of a cluster). In a
+    /// cluster, then waits until every node sees them all running again (late past <see cref="RejoinLimit"/>: 1, and a
+    /// problem said) and counts the connections the other nodes gained meanwhile: services that moved to them.
+    /// </summary>
+    private async Task<(int Moved, int Late)> BrokerNodeFaultAsync(ProcessPipeline pipeline, string what, Func<FaultBroker, Task> fault, List<string> problems,
+        CancellationToken cancellationToken)
+    {
+        var before = await ConnectionsAsync(pipeline, cancellationToken);
+        var node = before.MaxBy(c => c.Connections).Node;
+        log.WriteLine($"faults: broker node {node.Node} ({before.Single(c => c.Node == node).Connections} connections): {what}");
+        await fault(node);
+        if (pipeline.BrokerNodes.Count == 1)
+        {
+            return (0, 0);
+        }
+        var watch = Stopwatch.StartNew();
+        while (!await ClusterWholeAsync(pipeline, cancellationToken))
+        {
+            if (watch.Elapsed > RejoinLimit)
+            {
+                problems.Add($"broker node {node.Node} was not running in its cluster again within {RejoinLimit.TotalSeconds:F0}s");
+                return (0, 1);
+            }
+            await Task.Delay(500, cancellationToken);
+        }
+        var after = await ConnectionsAsync(pipeline, cancellationToken);
+        var moved = Math.Max(0, after.Where(c => c.Node != node).Sum(c => c.Connections) - before.Where(c => c.Node != node).Sum(c => c.Connections));
+        log.WriteLine($"faults: the broker's {pipeline.BrokerNodes.Count} nodes all running again {watch.Elapsed.TotalSeconds:F1}s later; {moved} connections moved to the other nodes");
+        return (moved, 0);
+    }
+
+    private static async Task<List<(FaultBroker Node, int Connections)>> ConnectionsAsync(ProcessPipeline pipeline, CancellationToken cancellationToken)
+    {
+        var counts = new List<(FaultBroker Node, int Connections)>();
+        foreach (var node in pipeline.BrokerNodes)
+        {
+            counts.Add((node, await node.ConnectionsAsync(cancellationToken)));
+        }
+        return counts;
+    }
+
+    private static async Task<bool> ClusterWholeAsync(ProcessPipeline pipeline, CancellationToken cancellationToken)
+    {
+        foreach (var node in pipeline.BrokerNodes)
+        {
+            if (await node.TryRunningNodesAsync(cancellationToken) != pipeline.BrokerNodes.Count)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
     private static async Task CutLinkAsync(TestNetwork network, string host, TimeSpan duration, CancellationToken cancellationToken)
     {
         await network.CutAsync(host, cancellationToken);

@@ -43,7 +43,11 @@ public sealed class ProcessPipeline : IAsyncDisposable
 
     public string Logs => Path.Combine(Work, "logs");
 
-    public FaultBroker Broker { get; private set; } = null!;
+    /// <summary>The broker: its only node, or the first node of a cluster (where the run's announcements go).</summary>
+    public FaultBroker Broker => BrokerNodes[0];
+
+    /// <summary>Every node of the broker: one, or the nodes of a cluster the services know by <c>Pipeline:RabbitMq:ClusterNodes</c>.</summary>
+    public IReadOnlyList<FaultBroker> BrokerNodes { get; private set; } = [];
 
     /// <summary>The storage server holding the areas, when they are on a host of the tests' network; null when they are folders here.</summary>
     public StorageServer? Storage { get; private set; }
@@ -79,9 +83,21 @@ public sealed class ProcessPipeline : IAsyncDisposable
         log.WriteLine($"faults: working in {pipeline.Work}");
         try
         {
-            pipeline.Broker = await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken,
-                network?.Broker is null ? network?.BridgeAddress : null, network?.Broker);
+            var brokerHosts = network?.Brokers ?? [];
+            pipeline.BrokerNodes = brokerHosts.Count > 1
+                ? await FaultBroker.StartClusterAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, brokerHosts, cancellationToken)
+                : [await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken,
+                    brokerHosts.Count == 0 ? network?.BridgeAddress : null, brokerHosts.FirstOrDefault())];
             var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax, slowJob, releaseSleepMs);
+            if (pipeline.BrokerNodes.Count > 1)
+            {
+                // A cluster: every queue replicated on its nodes, and every service able to move to another node.
+                environment["Pipeline__RabbitMq__QuorumQueues"] = "true";
+                for (var i = 0; i < pipeline.BrokerNodes.Count; i++)
+                {
+                    environment[$"Pipeline__RabbitMq__ClusterNodes__{i.ToString(CultureInfo.InvariantCulture)}"] = pipeline.BrokerNodes[i].Address;
+                }
+            }
             if (network?.Storage is { } storageHost)
             {
                 // The server serves the data folder: the areas in it are open to the server's own user, and the services
@@ -156,9 +172,9 @@ public sealed class ProcessPipeline : IAsyncDisposable
         {
             await process.DisposeAsync();
         }
-        if (Broker is not null)
+        foreach (var node in BrokerNodes)
         {
-            await Broker.DisposeAsync();
+            await node.DisposeAsync();
         }
         if (Storage is not null)
         {
@@ -341,9 +357,9 @@ public sealed class ProcessPipeline : IAsyncDisposable
 
 /// <summary>
 /// Which services run on which host of the tests' network, and this machine's address on its bridge; the broker's
-/// host, and the host of a storage server holding every area but scratch (with <paramref name="ExtraAreas"/>, served
-/// over root:// beside the archive), when they are not on this machine.
+/// host (several: a cluster, a node on each), and the host of a storage server holding every area but scratch (with
+/// <paramref name="ExtraAreas"/>, served over root:// beside the archive), when they are not on this machine.
 /// </summary>
-public sealed record NetworkPlacement(string BridgeAddress, IReadOnlyDictionary<string, NetworkHost> Hosts, NetworkHost? Broker = null, NetworkHost? Storage = null,
+public sealed record NetworkPlacement(string BridgeAddress, IReadOnlyDictionary<string, NetworkHost> Hosts, IReadOnlyList<NetworkHost>? Brokers = null, NetworkHost? Storage = null,
     IReadOnlyList<string>? ExtraAreas = null);
 

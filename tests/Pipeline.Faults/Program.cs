@@ -5,7 +5,8 @@ using Pipeline.Faults;
 // make load [LOAD_SECONDS=60 LOAD_CONNECTIONS=20 FILES=3000]: hey on the read endpoints while files flow; last line JSON.
 // make soak [SOAK_MINUTES=30 SOAK_RUN_SECONDS=10 SOAK_RUN_FILES=40]: a run every few seconds; memory, descriptors, queues; last line JSON.
 // make faults [FILES=1000 KILLS=20 BROKER_RESTARTS=2 DISK_ALARMS=1 SINGLETON_KILLS=1 SEED=1 FAULT_WINDOW_PERCENT=75]: the fault suite; its last stdout line is the report as JSON,
-// with NETWORK=1 [LINK_CUTS=3 BROKER_PARTITIONS=1 STORAGE_RESTARTS=2] every service, the broker and a storage server on hosts of their own, and it exits 0 only when nothing was lost, doubled, unexpected or orphaned and every file reached a final state.
+// with NETWORK=1 [LINK_CUTS=3 BROKER_PARTITIONS=1 STORAGE_RESTARTS=2] every service, the broker and a storage server on hosts of their own,
+// with BROKER_NODES=3 the broker a cluster of three nodes on hosts of their own with quorum queues, and it exits 0 only when nothing was lost, doubled, unexpected or orphaned and every file reached a final state.
 int Number(string name, int fallback) =>
     Environment.GetEnvironmentVariable(name) is { Length: > 0 } text ? int.Parse(text, CultureInfo.InvariantCulture) : fallback;
 
@@ -40,11 +41,11 @@ if (args.FirstOrDefault() == "soak")
 }
 var options = new FaultOptions(Files: Number("FILES", 1000), WorkerKills: Number("KILLS", 20), BrokerRestarts: Number("BROKER_RESTARTS", 2), DiskAlarms: Number("DISK_ALARMS", 1),
     SingletonKills: Number("SINGLETON_KILLS", 1), Seed: Number("SEED", 1), Network: Number("NETWORK", 0) == 1, LinkCuts: Number("LINK_CUTS", 3),
-    BrokerPartitions: Number("BROKER_PARTITIONS", 1), StorageRestarts: Number("STORAGE_RESTARTS", 2),
+    BrokerPartitions: Number("BROKER_PARTITIONS", 1), StorageRestarts: Number("STORAGE_RESTARTS", 2), BrokerNodes: Number("BROKER_NODES", 1),
     FaultWindow: Number("FAULT_WINDOW_PERCENT", 75) / 100.0);
-if (options.Network && TestNetwork.Unavailable is { } reason)
+if ((options.Network || options.BrokerNodes > 1) && TestNetwork.Unavailable is { } reason)
 {
-    Console.Error.WriteLine($"faults: NETWORK=1 puts every service on a host of its own: {reason}");
+    Console.Error.WriteLine($"faults: NETWORK=1 and BROKER_NODES put services and broker nodes on hosts of their own: {reason}");
     return 2;
 }
 using var cancel = new CancellationTokenSource();

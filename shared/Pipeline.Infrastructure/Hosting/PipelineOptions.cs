@@ -78,6 +78,13 @@ public sealed class RabbitMqOptions
     public bool QuorumQueues { get; set; }
 
     /// <summary>
+    /// The nodes of a RabbitMQ cluster as host or host:port: connections go to the first that answers, and move to
+    /// the next when theirs is lost. Empty: the host in <see cref="Uri"/> alone. The user, password and virtual host
+    /// are still <see cref="Uri"/>'s.
+    /// </summary>
+    public IList<string> ClusterNodes { get; } = [];
+
+    /// <summary>
     /// The AMQP heartbeat asked of the broker: a peer silent for about this long is taken as gone. The broker then
     /// hands a dead consumer's unacknowledged messages to another (a worker host cut off the network), and this
     /// process notices a broker it can no longer reach and reconnects.

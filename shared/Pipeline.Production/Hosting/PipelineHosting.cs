@@ -88,7 +88,20 @@ public static class PipelineHosting
                 case TransportKind.RabbitMq:
                     bus.UsingRabbitMq((context, rabbit) =>
                     {
-                        rabbit.Host(new Uri(options.RabbitMq.Uri), host => host.Heartbeat(TimeSpan.FromSeconds(options.RabbitMq.HeartbeatSeconds)));
+                        rabbit.Host(new Uri(options.RabbitMq.Uri), host =>
+                        {
+                            host.Heartbeat(TimeSpan.FromSeconds(options.RabbitMq.HeartbeatSeconds));
+                            if (options.RabbitMq.ClusterNodes.Count > 0)
+                            {
+                                host.UseCluster(cluster =>
+                                {
+                                    foreach (var node in options.RabbitMq.ClusterNodes)
+                                    {
+                                        cluster.Node(node);
+                                    }
+                                });
+                            }
+                        });
                         rabbit.PrefetchCount = options.Prefetch;
                         rabbit.UseConsumeFilter(typeof(FileLogContextFilter<>), context);
                         rabbit.UseConsumeFilter(typeof(PauseFilter<>), context);

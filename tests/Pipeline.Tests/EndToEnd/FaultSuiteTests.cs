@@ -72,6 +72,37 @@ public sealed class When_hosts_lose_their_links_and_the_storage_server_restarts_
     }
 }
 
+/// <summary>
+/// The broker as a cluster of three RabbitMQ nodes on hosts of their own, every queue a quorum queue, the services
+/// given the three nodes: the node holding the most connections is restarted, then killed (kill -9) and started
+/// again, while files flow. Each time its services move to another node, and the node joins its cluster again.
+/// </summary>
+[Collection(FaultSuiteCollection.Name)]
+public sealed class When_a_node_of_a_three_node_broker_cluster_dies_while_files_flow
+{
+    [SkippableFact]
+    public async Task Should_move_the_services_to_the_other_nodes_and_archive_every_event_exactly_once()
+    {
+        Skip.IfNot(FaultBroker.Installed, $"The fault suite runs RabbitMQ nodes of its own and needs Debian's rabbitmq-server ({FaultBroker.ServerScript}), which is not installed here.");
+        Skip.If(TestNetwork.Unavailable is not null, TestNetwork.Unavailable);
+        using var output = new StringWriter();
+
+        var report = await new FaultSuite(new FaultOptions(Files: 60, WorkerKills: 0, BrokerRestarts: 2, DiskAlarms: 0, SingletonKills: 0, CrashOrchestrator: false,
+            Seed: 9, BrokerPort: 5689, CorruptStagedEvery: 0, CorruptMergedEvery: 0, FaultWindow: 0.4, BrokerNodes: 3), output)
+            .RunAsync(CancellationToken.None);
+
+        var context = $"{System.Text.Json.JsonSerializer.Serialize(report)}\n{string.Join('\n', report.Problems)}\n{output}";
+        Assert.True(report.Passed, context);
+        Assert.Equal((60, 0, 0, 0, 0, 0), (report.Files, report.Lost, report.Duplicated, report.Unexpected, report.Orphans, report.NonFinal));
+        Assert.Equal((3, 2, 0), (report.BrokerNodes, report.BrokerRestarts, report.BrokerNodesRejoinedLate));
+        // Services were on the nodes that went down: they had to reconnect to the others, and publish and consume there.
+        Assert.True(report.BrokerConnectionsMoved >= 10, context);
+        Assert.Equal((2, 2), (report.LongJobs, report.LongJobsDone));
+        Assert.True(report.CatalogAuditComplete && report.ReconciliationClean, context);
+        Assert.Equal(0, report.SecretsInLogs);
+    }
+}
+
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class FaultSuiteCollection
 {
