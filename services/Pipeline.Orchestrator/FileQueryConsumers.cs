@@ -37,7 +37,7 @@ public sealed class FileStatesQueryConsumer(IFileSagaStore sagas) : IConsumer<Fi
     {
         try
         {
-            await context.RespondAsync(answer).WaitAsync(TimeSpan.FromSeconds(30), context.CancellationToken);
+            await context.RespondBoundedAsync(answer);
         }
         catch (TimeoutException)
         {

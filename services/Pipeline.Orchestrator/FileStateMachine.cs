@@ -80,7 +80,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         Event(() => ClaimReconstruction, e =>
         {
             e.CorrelateById(c => c.Message.FileId);
-            e.OnMissingInstance(m => m.ExecuteAsync(c => c.RespondAsync(
+            e.OnMissingInstance(m => m.ExecuteAsync(c => c.RespondBoundedAsync(
                 new ReconstructionClaimed(c.Message.FileId, c.Message.Attempt, false, 0, "unknown file"))));
         });
         Event(() => FileReconstructed, e => e.CorrelateById(c => c.Message.FileId));
@@ -453,11 +453,11 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         // the lease ran out) until the grace is over too; only then does the watchdog give the file a new attempt.
         saga.Deadline = saga.BatchJob is null ? saga.LeaseExpiresAt : saga.LeaseExpiresAt.Value.AddSeconds(_options.BatchAdoptionSeconds);
         saga.UpdatedAt = now;
-        return context.RespondAsync(new ReconstructionClaimed(saga.CorrelationId, claim.Attempt, true, _options.LeaseSeconds, null));
+        return context.RespondBoundedAsync(new ReconstructionClaimed(saga.CorrelationId, claim.Attempt, true, _options.LeaseSeconds, null));
     }
 
     private static Task Refuse(BehaviorContext<FileState, ClaimReconstruction> context, string reason) =>
-        context.RespondAsync(new ReconstructionClaimed(context.Message.FileId, context.Message.Attempt, false, 0, reason));
+        context.RespondBoundedAsync(new ReconstructionClaimed(context.Message.FileId, context.Message.Attempt, false, 0, reason));
 
     private Task AcceptReconstruction(BehaviorContext<FileState, FileReconstructed> context)
     {

@@ -486,11 +486,12 @@ public sealed class ReconstructionWorker(
 
     private async Task<ReconstructionClaimed> Claim(ReconstructFile message, string worker, bool renewal, CancellationToken cancellationToken, long? batchJobId = null)
     {
+        var answerWithin = TimeSpan.FromSeconds(options.Value.ClaimTimeoutSeconds);
         var claims = bus.CreateRequestClient<ClaimReconstruction>(RequestTimeout.After(s: options.Value.ClaimTimeoutSeconds));
         var batchJob = batchJobId is { } id ? runner.BatchJobName(id) : runner.BatchJobOf(message.FileId, message.Attempt);
-        var response = await claims.GetResponse<ReconstructionClaimed>(
+        var response = await claims.GetResponseBoundedAsync<ClaimReconstruction, ReconstructionClaimed>(
             new ClaimReconstruction(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, renewal, batchJob),
-            cancellationToken);
+            answerWithin, cancellationToken);
         return response.Message;
     }
 
@@ -515,7 +516,10 @@ public sealed class ReconstructionWorker(
             }
             try
             {
-                var renewed = await Claim(message, worker, renewal: true, stop);
+                // Bounded by what is left of the patience: a renewal whose request never leaves (a lost connection)
+                // must not hold this loop past the point where the job has to stop.
+                var patience = TimeSpan.FromTicks(Math.Max(1, (giveUpAfter - lastRenewed.Elapsed).Ticks));
+                var renewed = await Claim(message, worker, renewal: true, stop).WaitAsync(patience, stop);
                 if (!renewed.Granted)
                 {
                     logger.LogWarning("Lease on {FileId} attempt {Attempt} refused: {Reason}", message.FileId, message.Attempt, renewed.Reason);
@@ -524,7 +528,7 @@ public sealed class ReconstructionWorker(
                 }
                 lastRenewed.Restart();
             }
-            catch (Exception ex) when (ex is RequestTimeoutException or RequestException)
+            catch (Exception ex) when (ex is RequestTimeoutException or RequestException or TimeoutException)
             {
                 logger.LogWarning("Could not renew the lease on {FileId} attempt {Attempt}: {Error}", message.FileId, message.Attempt, ex.Message);
             }
@@ -557,7 +561,7 @@ public sealed class ReconstructFileConsumer(ReconstructionWorker worker, ILogger
         if (outcome == DispatchOutcome.NoFreeSlot)
         {
             logger.LogInformation("All slots busy: {FileId} attempt {Attempt} goes back to the queue", context.Message.FileId, context.Message.Attempt);
-            await context.Send(context.ReceiveContext.InputAddress, context.Message);
+            await context.SendBoundedAsync(context.ReceiveContext.InputAddress, context.Message);
         }
     }
 }

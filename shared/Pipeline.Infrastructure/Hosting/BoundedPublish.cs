@@ -25,28 +25,41 @@ public static class BoundedPublish
         where T : class =>
         PublishBoundedAsync(endpoint, message, ConfirmWithin, cancellationToken);
 
-    internal static async Task PublishBoundedAsync<T>(IPublishEndpoint endpoint, T message, TimeSpan within, CancellationToken cancellationToken)
-        where T : class
+    internal static Task PublishBoundedAsync<T>(IPublishEndpoint endpoint, T message, TimeSpan within, CancellationToken cancellationToken)
+        where T : class =>
+        ConfirmedWithinAsync(endpoint as ConsumeContext, token => endpoint.Publish(message, token), typeof(T).Name, within, cancellationToken);
+
+    /// <summary>Sends <paramref name="message"/> to <paramref name="destination"/> from a consumer, bounded as a publish is.</summary>
+    public static Task SendBoundedAsync<T>(this ConsumeContext context, Uri destination, T message)
+        where T : class =>
+        ConfirmedWithinAsync(context, async token => await (await context.GetSendEndpoint(destination)).Send(message, token), typeof(T).Name, ConfirmWithin, CancellationToken.None);
+
+    /// <summary>Answers the request being consumed, bounded as a publish is.</summary>
+    public static Task RespondBoundedAsync<T>(this ConsumeContext context, T message)
+        where T : class =>
+        ConfirmedWithinAsync(context, _ => context.RespondAsync(message), typeof(T).Name, ConfirmWithin, CancellationToken.None);
+
+    private static async Task ConfirmedWithinAsync(ConsumeContext? consumed, Func<CancellationToken, Task> send, string what, TimeSpan within, CancellationToken cancellationToken)
     {
-        var consumption = endpoint is ConsumeContext consumed ? consumed.CancellationToken : CancellationToken.None;
+        var consumption = consumed?.CancellationToken ?? CancellationToken.None;
         var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, consumption);
         limit.CancelAfter(within);
         try
         {
             // The token asks the client to give up; the wait's own bound holds even where a step of the send does not
             // heed it (waiting for a connection being made again, say), leaving that send to end on its own.
-            await endpoint.Publish(message, limit.Token).WaitAsync(within + within, cancellationToken);
+            await send(limit.Token).WaitAsync(within + within, cancellationToken);
         }
         catch (Exception ex) when (ex is OperationCanceledException or TimeoutException && !cancellationToken.IsCancellationRequested && !consumption.IsCancellationRequested)
         {
-            throw new TimeoutException($"The broker did not confirm {typeof(T).Name} within {within.TotalSeconds:F1} s; the publish failed and is tried again.");
+            throw new TimeoutException($"The broker did not confirm {what} within {within.TotalSeconds:F1} s; the send failed and is tried again.");
         }
         finally
         {
-            // From a consumer behind an outbox the publish is only recorded here and sent, with this token, once the
+            // From a consumer behind an outbox the send is only recorded here and made, with this token, once the
             // consumer is done: the bound must outlive this call. It goes with the message's own consumption (and its
-            // timer); anywhere else the publish is over and the bound is given back now.
-            if (endpoint is not ConsumeContext)
+            // timer); anywhere else the send is over and the bound is given back now.
+            if (consumed is null)
             {
                 limit.Dispose();
             }

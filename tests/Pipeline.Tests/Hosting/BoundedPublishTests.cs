@@ -72,3 +72,37 @@ public sealed class When_the_broker_never_confirms_a_publish
         }
     }
 }
+
+/// <summary>
+/// Every message the services put on the broker goes through <see cref="BoundedPublish"/>: a publish, send, answer
+/// or request made directly would wait for ever for a confirmation lost with its connection, and hold its consumer
+/// and endpoint with it. A new one written directly is caught here.
+/// </summary>
+public sealed class When_the_services_put_a_message_on_the_broker
+{
+    /// <summary>Calls that wait for the broker's confirmation; a filter's <c>next.Send(context)</c> passes a message along a pipe and is not one.</summary>
+    private static readonly System.Text.RegularExpressions.Regex Unbounded = new(
+        @"(?<!next)\.(Publish|Send|RespondAsync|GetResponse)\s*(<[^>]*>)?\s*\(", System.Text.RegularExpressions.RegexOptions.Compiled);
+
+    [Fact]
+    public void Should_go_through_the_bounded_publish()
+    {
+        var root = Support.Platform.RepositoryRoot;
+        var bounded = Path.Combine(root, "shared", "Pipeline.Infrastructure", "Hosting", "BoundedPublish.cs");
+        var sources = new[] { "services", "shared" }
+            .SelectMany(folder => Directory.EnumerateFiles(Path.Combine(root, folder), "*.cs", SearchOption.AllDirectories))
+            .Where(file => !file.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal)
+                && !file.Contains($"{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}", StringComparison.Ordinal))
+            .ToList();
+
+        var direct = sources.Where(file => file != bounded)
+            .SelectMany(file => File.ReadLines(file).Select((line, index) => (file, line, number: index + 1)))
+            .Where(l => Unbounded.IsMatch(l.line))
+            .Select(l => $"{Path.GetRelativePath(root, l.file)}:{l.number}: {l.line.Trim()}")
+            .ToList();
+
+        Assert.True(sources.Count > 100, $"only {sources.Count} sources found under {root}");
+        Assert.Contains(sources, file => file == bounded);
+        Assert.Empty(direct);
+    }
+}
