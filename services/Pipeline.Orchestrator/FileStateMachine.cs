@@ -266,7 +266,8 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                     c.Saga.UpdatedAt = _time.GetUtcNow();
                 }));
 
-        ReissueWhenStalled([Registered, Staging], IssueStaging, Staging, "no progress: stage-in issued again");
+        ReissueWhenStalled([Registered], IssueStaging, Staging, "no progress: stage-in issued again");
+        ReissueWhenStalled([Staging], ReissueStaging, Staging, "no progress: stage-in asked for again");
         ReissueWhenStalled([Queued, Reconstructing], IssueReconstruction, Queued, "no progress or lease expired: reconstruction issued again");
 
         During(Reconstructed, Merged,
@@ -390,6 +391,37 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
         return context.PublishBoundedAsync(new StageFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
             saga.LogicalName, saga.Size, saga.Adler32));
     }
+
+    /// <summary>
+    /// A stage-in that made no progress in time is asked for again under the same attempt, so that whichever request
+    /// finishes first moves the file on. A new attempt would make the earlier request's result stale: behind a stager
+    /// queue longer than the deadline, every request would be superseded before the stager reached it, and no file
+    /// would ever be staged. Each stall doubles the wait for the next, up to <see cref="StallBackoffLimit"/> times the
+    /// timeout, so that a long queue is not flooded with copies of requests it already holds.
+    /// </summary>
+    private Task ReissueStaging(BehaviorContext<FileState, FileStalled> context)
+    {
+        var saga = context.Saga;
+        if (saga.Attempt == 0)
+        {
+            // Held for a paused campaign before its first request left: this is its first.
+            return IssueStaging(context);
+        }
+        if (HoldForPausedCampaign(context))
+        {
+            return Task.CompletedTask;
+        }
+        var backoff = 1 << Math.Clamp(saga.Stalls, 0, StallBackoffDoublings);
+        saga.Deadline = _time.GetUtcNow().AddSeconds((double)_options.StagingTimeoutSeconds * backoff);
+        return context.PublishBoundedAsync(new StageFile(saga.CorrelationId, saga.Run, saga.Stream, saga.Campaign, saga.Attempt,
+            saga.LogicalName, saga.Size, saga.Adler32));
+    }
+
+    /// <summary>How many times a stalled stage-in's wait doubles at most: 4 times the timeout, not more, as a request that was really lost waits that long.</summary>
+    private const int StallBackoffDoublings = 2;
+
+    /// <summary>The longest wait for a stalled stage-in, in staging timeouts.</summary>
+    public const int StallBackoffLimit = 1 << StallBackoffDoublings;
 
     private Task IssueReconstruction<T>(BehaviorContext<FileState, T> context)
         where T : class

@@ -26,7 +26,7 @@ public sealed class FaultBroker : IAsyncDisposable
     /// <summary>A user of the suite's own with a fresh random password: what must never show in a log.</summary>
     public string User { get; } = "pipeline-faults";
 
-    public string Password { get; private set; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+    public string Password { get; }
 
     /// <summary>The broker as this machine reaches it: on loopback, or at its host's address.</summary>
     public Uri Uri => UriAt(Host?.Address ?? "127.0.0.1");
@@ -34,14 +34,18 @@ public sealed class FaultBroker : IAsyncDisposable
     /// <summary>The broker at one of its addresses (for a node on this machine, <see cref="StartAsync"/>'s bridge address as the tests' hosts reach it).</summary>
     public Uri UriAt(string address) => new($"amqp://{User}:{Password}@{address}:{Port.ToString(CultureInfo.InvariantCulture)}/");
 
+    private static string NewPassword() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+
     public static bool Installed => File.Exists(ServerScript) && File.Exists(Control);
 
     /// <summary>The node's address as the services reach it: host:port, for a list of cluster nodes.</summary>
     public string Address => $"{Host?.Address ?? "127.0.0.1"}:{Port.ToString(CultureInfo.InvariantCulture)}";
 
-    private FaultBroker(string baseDirectory, int port, TimeSpan consumerTimeout, string? bridgeAddress, NetworkHost? host, bool clustered = false)
+    /// <param name="password">The password of the suite's user: the cluster's, shared by its nodes; a fresh one for a node alone.</param>
+    private FaultBroker(string baseDirectory, int port, TimeSpan consumerTimeout, string? bridgeAddress, NetworkHost? host, bool clustered = false, string? password = null)
     {
         _base = baseDirectory;
+        Password = password ?? NewPassword();
         Port = port;
         Host = host;
         // A node alone speaks Erlang's distribution on loopback only; the nodes of a cluster speak it to each other
@@ -109,11 +113,12 @@ public sealed class FaultBroker : IAsyncDisposable
         CancellationToken cancellationToken)
     {
         var nodes = new List<FaultBroker>();
+        var password = NewPassword();
         try
         {
             foreach (var host in hosts)
             {
-                var node = new FaultBroker(Path.Combine(baseDirectory, host.Name), port, consumerTimeout, null, host, clustered: true);
+                var node = new FaultBroker(Path.Combine(baseDirectory, host.Name), port, consumerTimeout, null, host, clustered: true, password);
                 nodes.Add(node);
                 await node.RunAsync("chown", ["-R", "rabbitmq:rabbitmq", node._base], null, cancellationToken);
                 // One at a time: the first start writes the Erlang cookie the nodes share.
@@ -129,11 +134,6 @@ public sealed class FaultBroker : IAsyncDisposable
             }
             await first.RunAsync(Control, ["-n", first.Node, "-q", "add_user", first.User, first.Password], null, cancellationToken);
             await first.RunAsync(Control, ["-n", first.Node, "-q", "set_permissions", "-p", "/", first.User, ".*", ".*", ".*"], null, cancellationToken);
-            // The user is the cluster's: every node shares it.
-            foreach (var node in nodes.Skip(1))
-            {
-                node.Password = first.Password;
-            }
             return nodes;
         }
         catch

@@ -1,4 +1,5 @@
 using Pipeline.Contracts;
+using Pipeline.Orchestrator;
 
 namespace Pipeline.Tests.Orchestrator;
 
@@ -305,13 +306,39 @@ public sealed class When_a_file_stalls : IAsyncLifetime
         var seen = await _machine.WaitForState(registration.FileId, "Staging");
 
         await _machine.Publish(new FileStalled(registration.FileId, 1000, "physics", "prompt", seen.Version));
-        var reissued = await _machine.WaitFor(registration.FileId, s => s.Attempt == 2, "a re-issued stage-in");
-        Assert.Equal(1, reissued.Stalls);
+        var reissued = await _machine.WaitFor(registration.FileId, s => s.Stalls == 1, "a stage-in asked for again");
+        // The same attempt, asked for again: whichever of the two requests finishes first is current.
+        Assert.Equal((1, "Staging"), (reissued.Attempt, reissued.CurrentState));
+        Assert.Equal(2, _machine.Harness.Published.Select<StageFile>().Count(x => x.Context.Message.FileId == registration.FileId && x.Context.Message.Attempt == 1));
 
         // A report about an older version is out of date: the file moved meanwhile.
         await _machine.Publish(new FileStalled(registration.FileId, 1000, "physics", "prompt", seen.Version));
         await _machine.Harness.InactivityTask;
-        Assert.Equal(2, (await _machine.Store.LoadAsync(registration.FileId, CancellationToken.None))!.Attempt);
+        Assert.Equal(1, (await _machine.Store.LoadAsync(registration.FileId, CancellationToken.None))!.Stalls);
+        Assert.Equal(2, _machine.Harness.Published.Select<StageFile>().Count(x => x.Context.Message.FileId == registration.FileId));
+    }
+
+    [Fact]
+    public async Task Should_take_the_stage_in_that_finishes_first_and_wait_longer_after_each_stall()
+    {
+        var registration = FileStateMachineHarness.Registration();
+        await _machine.Publish(registration);
+        var first = await _machine.WaitForState(registration.FileId, "Staging");
+        var timeout = new OrchestratorOptions().StagingTimeoutSeconds;
+        Assert.Equal(_machine.Time.GetUtcNow().AddSeconds(timeout), first.Deadline);
+
+        // The stager's queue is longer than the deadline: the stall's request waits behind the first one.
+        await _machine.Publish(new FileStalled(registration.FileId, 1000, "physics", "prompt", first.Version));
+        var second = await _machine.WaitFor(registration.FileId, s => s.Stalls == 1, "the first stall");
+        Assert.Equal(_machine.Time.GetUtcNow().AddSeconds(timeout * 2), second.Deadline);
+        await _machine.Publish(new FileStalled(registration.FileId, 1000, "physics", "prompt", second.Version));
+        var third = await _machine.WaitFor(registration.FileId, s => s.Stalls == 2, "the second stall");
+        Assert.Equal(_machine.Time.GetUtcNow().AddSeconds(timeout * FileStateMachine.StallBackoffLimit), third.Deadline);
+
+        // The first request, reached at last, stages the file: it is current.
+        await _machine.Publish(new FileStaged(registration.FileId, 1000, "physics", "prompt", first.Attempt, "prompt/" + registration.LogicalName, 1234, "0a0b0c0d"));
+        var staged = await _machine.WaitFor(registration.FileId, s => s.CurrentState is "Staged" or "Queued", "staged by the first request");
+        Assert.Equal(1, staged.Attempt);
     }
 
     [Fact]
