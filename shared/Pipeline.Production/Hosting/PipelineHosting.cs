@@ -68,6 +68,9 @@ public static class PipelineHosting
 
         services.AddMassTransit(bus =>
         {
+            // MassTransit would report its usage to a server outside the experiment, by default: nothing of a
+            // production leaves the site unasked, and on a farm without outside access each attempt logged a warning.
+            bus.DisableUsageTelemetry();
             bus.SetKebabCaseEndpointNameFormatter();
             if (options.Transport == TransportKind.RabbitMq && options.RabbitMq.QuorumQueues)
             {

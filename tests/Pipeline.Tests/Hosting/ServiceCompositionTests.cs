@@ -40,6 +40,25 @@ public sealed class When_a_service_runs_on_its_own
 
         using var app = (IDisposable)builder.Build();
     }
+
+    /// <summary>MassTransit reports its usage to a server of its makers unless told not to: a production reports nothing outside the site.</summary>
+    [Theory]
+    [MemberData(nameof(Modules))]
+    public void Should_report_no_usage_to_a_server_outside(string name)
+    {
+        using var folder = new TempDirectory();
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production" });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Pipeline:DataDirectory"] = folder.Path,
+            ["Pipeline:Transport"] = "InMemory",
+        });
+        builder.AddPipeline(PipelineApp.AllModules.Single(m => m.Name == name));
+
+        using var app = builder.Build();
+
+        Assert.False(app.Services.GetRequiredService<IOptions<MassTransit.UsageTelemetryOptions>>().Value.Enabled);
+    }
 }
 
 public sealed class When_every_module_runs_in_one_host
