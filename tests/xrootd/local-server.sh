@@ -49,6 +49,10 @@ case "$command" in
     bash "$here/../ensure-debian-package.sh" /usr/bin/xrootd xrootd-server
     bash "$here/../ensure-debian-package.sh" /usr/bin/xrdcp xrootd-client
     bash "$here/../ensure-debian-package.sh" "/usr/lib/$(uname -m)-linux-gnu/libXrdHttp-5.so" xrootd-server-plugins
+    if [ "$tape" = true ]; then
+      # The simulated robot records each tape copy in an extended attribute of the file (setfattr).
+      bash "$here/../ensure-debian-package.sh" /usr/bin/setfattr attr
+    fi
     mkdir -p "$dir/data" "$dir/admin" "$dir/run"
     dir=$(cd "$dir" && pwd)
     if [ -f "$dir/ports" ]; then
