@@ -9,7 +9,7 @@ FILES ?= 4
 EVENTS ?= 500
 REPROCESS ?= 0
 
-.PHONY: help build run demo audit reconcile test faults load soak bench microbench up down clean
+.PHONY: help build run cli demo audit reconcile test faults load soak bench microbench up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
@@ -19,6 +19,16 @@ build: ## Build every project
 
 run: build ## The whole pipeline in one process on embedded defaults; API on http://127.0.0.1:8080 (SAMPLE_RUNS=N adds N sample runs)
 	@dotnet $(HOST_DLL) run
+
+CLI_PACKAGE := services/Pipeline.Cli/bin/$(CONFIGURATION)/package
+
+# Installed from a packages folder of its own: the user's NuGet cache may hold an older build under the same version.
+cli: ## Install the `pipeline` command line as a .NET tool (~/.dotnet/tools), from this build and without a network
+	@dotnet build services/Pipeline.Cli -c $(CONFIGURATION) --nologo -v quiet
+	@dotnet tool uninstall --global Pipeline.Cli >/dev/null 2>&1 || true
+	@cache=$$(mktemp -d) && NUGET_PACKAGES=$$cache dotnet tool install --global --add-source $(CLI_PACKAGE) --ignore-failed-sources Pipeline.Cli; \
+	  status=$$?; rm -rf $$cache; exit $$status
+	@case ":$$PATH:" in *":$$HOME/.dotnet/tools:"*) ;; *) echo "Add ~/.dotnet/tools to PATH to run it: export PATH=\"\$$PATH:\$$HOME/.dotnet/tools\"";; esac
 
 # The demo's command: on remote storage (STORAGE=remote), and inside a Slurm cluster of its own (EXECUTOR=slurm).
 DEMO_COMMAND := $(if $(filter remote,$(STORAGE)),bash tests/xrootd/remote-demo.sh $(HOST_DLL),dotnet $(HOST_DLL) demo)

@@ -39,6 +39,9 @@ public sealed record RunTimeBucket(double UpToSeconds, long Files);
 
 public sealed record PriorityRequest(int? Priority);
 
+/// <summary>Whether a campaign is paused, by whom and since when: the answer to a pause or a resume.</summary>
+public sealed record CampaignPause(string Campaign, bool Paused, string? By, DateTimeOffset? Since);
+
 public sealed record CampaignCancelled(CampaignView Campaign, int FilesCancelled);
 
 public sealed record CalibrationRequest(string? Tag, int? RunFrom, int? RunTo);
@@ -258,24 +261,25 @@ public static class CampaignEndpoints
             ? null
             : TypedResults.Problem("A campaign name is 1-64 letters, digits, '-', '_' or '.'.", statusCode: StatusCodes.Status400BadRequest, title: "Bad campaign name");
 
-    private static async Task<Results<Accepted<PausedStage>, ProblemHttpResult>> PauseCampaign(
+    private static async Task<Results<Accepted<CampaignPause>, ProblemHttpResult>> PauseCampaign(
         string campaign, IControlStore control, TimeProvider time, HttpContext http, CancellationToken ct)
     {
         if (BadCampaignName(campaign) is { } problem)
         {
             return problem;
         }
-        return TypedResults.Accepted("/api/campaigns", await PipelineEndpoints.PauseAsync(PauseState.CampaignTarget(campaign), control, time, http, ct));
+        var paused = await PipelineEndpoints.PauseAsync(PauseState.CampaignTarget(campaign), control, time, http, ct);
+        return TypedResults.Accepted("/api/campaigns", new CampaignPause(campaign, true, paused.By, paused.Since));
     }
 
-    private static async Task<Results<Accepted, ProblemHttpResult>> ResumeCampaign(string campaign, IControlStore control, CancellationToken ct)
+    private static async Task<Results<Accepted<CampaignPause>, ProblemHttpResult>> ResumeCampaign(string campaign, IControlStore control, CancellationToken ct)
     {
         if (BadCampaignName(campaign) is { } problem)
         {
             return problem;
         }
         await control.ResumeAsync(PauseState.CampaignTarget(campaign), ct);
-        return TypedResults.Accepted("/api/campaigns");
+        return TypedResults.Accepted("/api/campaigns", new CampaignPause(campaign, false, null, null));
     }
 
     private static async Task<Results<Accepted<CalibrationAccepted>, ValidationProblem>> RegisterCalibration(

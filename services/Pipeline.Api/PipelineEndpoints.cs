@@ -23,7 +23,11 @@ public sealed record ActionAccepted(Guid FileId, string Action, string From);
 /// <summary>How to retry: more attempts than the campaign grants, a longer reconstruction time limit.</summary>
 public sealed record RetryOptions(int ExtraAttempts = 0, int? TimeoutSeconds = null);
 
-/// <summary>Which failed files to retry, and how. Every filter is optional; only failed files are ever matched.</summary>
+/// <summary>
+/// Which failed files to retry, and how. Every filter is optional; only failed files are ever matched.
+/// <paramref name="DryRun"/> counts the matching files and retries none (the preview before a bulk action);
+/// <paramref name="Limit"/> retries at most that many, so a retry confirmed for N files never touches more.
+/// </summary>
 public sealed record BulkRetryRequest(
     string? Campaign = null,
     string? Signature = null,
@@ -31,9 +35,12 @@ public sealed record BulkRetryRequest(
     int? RunTo = null,
     string? Stream = null,
     int ExtraAttempts = 0,
-    int? TimeoutSeconds = null);
+    int? TimeoutSeconds = null,
+    bool DryRun = false,
+    int? Limit = null);
 
-public sealed record BulkRetryAccepted(int Retried, BulkRetryRequest Filter);
+/// <summary>How many files were retried; on a dry run none, and <paramref name="Matched"/> says how many would be.</summary>
+public sealed record BulkRetryAccepted(int Retried, BulkRetryRequest Filter, int? Matched = null);
 
 /// <summary>A worker stage and whether operators have paused it.</summary>
 public sealed record StageControl(string Stage, bool Paused, string? By, DateTimeOffset? Since);
@@ -97,7 +104,7 @@ public static class PipelineEndpoints
         act.MapPost("/files/retry", RetryFailedFiles)
             .WithName("RetryFailedFiles")
             .WithSummary("Retry every failed file that matches a filter (campaign, failure signature, run range, stream)")
-            .WithDescription("Answers 202 with how many files were sent back to stage-in. Files that are not failed are never touched, so the same request again retries nothing twice.")
+            .WithDescription("Answers 202 with how many files were sent back to stage-in. Files that are not failed are never touched, so the same request again retries nothing twice. dryRun=true counts the matching files (matched) and retries none; limit retries at most that many.")
             .Accepts<BulkRetryRequest>("application/json")
             .ProducesProblem(StatusCodes.Status400BadRequest);
         api.MapGet("/failures", Failures)
@@ -255,29 +262,35 @@ public static class PipelineEndpoints
         [FromBody] BulkRetryRequest? request, IFileSagaStore store, IPublishEndpoint publisher, HttpContext http, CancellationToken ct)
     {
         request ??= new BulkRetryRequest();
-        if (CheckRetryOptions(request.ExtraAttempts, request.TimeoutSeconds) is { } problem)
+        if ((CheckRetryOptions(request.ExtraAttempts, request.TimeoutSeconds)
+            ?? (request.Limit is < 1 or > 1_000_000 ? "limit must be between 1 and 1000000." : null)) is { } problem)
         {
             return TypedResults.Problem(problem, statusCode: StatusCodes.Status400BadRequest, title: "Bad retry options");
         }
         string? pattern = null;
         if (request.Signature is not null && (pattern = await SignatureOf(store, request.Signature, request.Campaign, ct)) is null)
         {
-            return TypedResults.Accepted("/api/failures", new BulkRetryAccepted(0, request));
+            return TypedResults.Accepted("/api/failures", new BulkRetryAccepted(0, request, request.DryRun ? 0 : null));
         }
-        var retried = 0;
+        var matched = 0;
+        var limit = request.Limit ?? int.MaxValue;
         string? after = null;
         do
         {
             var page = await store.ListAsync(new FileQuery(request.Campaign, FileStates.Failed, request.RunFrom, request.RunTo, request.Stream, after, 1000, pattern), ct);
-            foreach (var file in page.Files)
+            foreach (var file in page.Files.Take(limit - matched))
             {
-                await publisher.PublishBoundedAsync(new RetryFile(file.Id, file.Run, file.Stream, file.Campaign, Holder(http), request.ExtraAttempts, request.TimeoutSeconds), ct);
-                retried++;
+                if (!request.DryRun)
+                {
+                    await publisher.PublishBoundedAsync(new RetryFile(file.Id, file.Run, file.Stream, file.Campaign, Holder(http), request.ExtraAttempts, request.TimeoutSeconds), ct);
+                }
+                matched++;
             }
-            after = page.Next;
+            after = matched < limit ? page.Next : null;
         }
         while (after is not null);
-        return TypedResults.Accepted("/api/files?state=Failed", new BulkRetryAccepted(retried, request));
+        return TypedResults.Accepted("/api/files?state=Failed",
+            request.DryRun ? new BulkRetryAccepted(0, request, matched) : new BulkRetryAccepted(matched, request));
     }
 
     private static async Task<IReadOnlyList<FailureRow>> FailureRows(IFileSagaStore store, string? campaign, CancellationToken ct) =>

@@ -39,9 +39,20 @@ public sealed class When_a_release_fails_systematically
         var badOptions = await pipeline.Http.PostAsJsonAsync("/api/files/retry", new { signature, extraAttempts = -1 });
         Assert.Equal(HttpStatusCode.BadRequest, badOptions.StatusCode);
 
+        Assert.Equal(HttpStatusCode.BadRequest, (await pipeline.Http.PostAsJsonAsync("/api/files/retry", new { signature, limit = 0 })).StatusCode);
+
+        // The preview counts and touches nothing; a limit retries no more than it says.
+        var preview = await (await pipeline.Http.PostAsJsonAsync("/api/files/retry", new { signature, dryRun = true })).Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal((4, 0), (preview.GetProperty("matched").GetInt32(), preview.GetProperty("retried").GetInt32()));
+        Assert.Equal(4, (await pipeline.Http.GetFromJsonAsync<JsonElement>("/api/files?state=Failed")).GetProperty("files").GetArrayLength());
+        var first = await pipeline.Http.PostAsJsonAsync("/api/files/retry", new { signature, extraAttempts = 1, limit = 1 });
+        Assert.Equal(1, (await first.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("retried").GetInt32());
+        await Eventually.Until(pipeline.AllFilesAsync, files => files.Count(f => f.CurrentState == "Failed") == 3, TimeSpan.FromMinutes(1),
+            "the one file retried to leave Failed", files => string.Join(", ", files.Select(f => f.CurrentState)));
+
         var retry = await pipeline.Http.PostAsJsonAsync("/api/files/retry", new { signature, extraAttempts = 1 });
         Assert.Equal(HttpStatusCode.Accepted, retry.StatusCode);
-        Assert.Equal(4, (await retry.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("retried").GetInt32());
+        Assert.Equal(3, (await retry.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("retried").GetInt32());
 
         await Eventually.Until(pipeline.AllFilesAsync, files => files.All(f => f.CurrentState == "Archived"), TimeSpan.FromMinutes(2),
             "every retried file to be archived", files => string.Join(", ", files.Select(f => f.CurrentState)));

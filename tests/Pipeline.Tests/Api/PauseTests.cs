@@ -51,6 +51,8 @@ public sealed class When_an_operator_pauses_a_campaign
 
         var paused = await pipeline.Http.PostAsync("/api/campaigns/prompt/pause", null);
         Assert.Equal(HttpStatusCode.Accepted, paused.StatusCode);
+        var pausedBy = await paused.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(("prompt", true), (pausedBy.GetProperty("campaign").GetString(), pausedBy.GetProperty("paused").GetBoolean()));
         await Eventually.Until(() => Task.FromResult(pause.IsCampaignPaused("prompt")), p => p, TimeSpan.FromSeconds(30), "the pause to reach this instance");
         var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 40));
         await pipeline.IngestAsync(runs);
@@ -63,7 +65,9 @@ public sealed class When_an_operator_pauses_a_campaign
         Assert.True(campaigns!.Single(c => c.GetProperty("campaign").GetString() == "prompt").GetProperty("paused").GetBoolean());
         Assert.Equal(HttpStatusCode.BadRequest, (await pipeline.Http.PostAsync("/api/campaigns/bad%20name/pause", null)).StatusCode);
 
-        Assert.Equal(HttpStatusCode.Accepted, (await pipeline.Http.PostAsync("/api/campaigns/prompt/resume", null)).StatusCode);
+        var resumed = await pipeline.Http.PostAsync("/api/campaigns/prompt/resume", null);
+        Assert.Equal(HttpStatusCode.Accepted, resumed.StatusCode);
+        Assert.False((await resumed.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("paused").GetBoolean());
 
         await pipeline.WaitForFinalAsync(4);
         Assert.True((await pipeline.AuditAsync(runs)).Complete);

@@ -1,0 +1,224 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Spectre.Console;
+
+namespace Pipeline.Cli.Commands;
+
+/// <summary>`campaigns`, `campaign …`, and `pause`, `resume`, `drain` of stages and campaigns.</summary>
+public static class CampaignCommands
+{
+    public static IEnumerable<Command> Build() => [Campaigns(), Campaign(), Pause(), Resume(), Drain()];
+
+    private static Command Campaigns()
+    {
+        var command = new Command("campaigns", "Every campaign: status, pause, priority, release, progress and forecast");
+        command.Runs(async (run, _, ct) =>
+        {
+            var campaigns = await run.Api.GetAsync("/api/campaigns", ct);
+            if (run.Json)
+            {
+                run.WriteJson(campaigns);
+                return ExitCodes.Ok;
+            }
+            var table = Show.Table(null, "Campaign", "Kind", "Status", "Paused", "Priority", "Release", "Done", "Failed", "Remaining", "Bottleneck", "Estimated end", "Stale");
+            foreach (var campaign in campaigns.Items())
+            {
+                var forecast = campaign.GetProperty("forecast");
+                table.Row(campaign.Text("campaign"), campaign.Text("kind"), campaign.Text("status"), campaign.GetProperty("paused").GetBoolean() ? $"by {campaign.Text("by")}" : "",
+                    campaign.Number("priority"), campaign.Text("release"), $"{forecast.Number("done")}/{forecast.Number("files")}", forecast.Number("failed"),
+                    forecast.Number("remaining"), forecast.Text("bottleneck"), Show.Time(forecast.GetProperty("estimatedCompletion")), campaign.Text("stale"));
+            }
+            run.Out.Write(table);
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Argument<string> CampaignName() => new("name") { Description = "The campaign's name" };
+
+    private static Command Campaign()
+    {
+        var show = new Command("show", "One campaign with its definition and forecast (as JSON)") { CampaignName() };
+        show.Runs(async (run, parsed, ct) =>
+        {
+            run.WriteJson(await run.Api.GetAsync($"/api/campaigns/{Escaped(parsed, show)}", ct));
+            return ExitCodes.Ok;
+        });
+
+        var file = new Option<FileInfo>("--file", "-f") { Description = "The campaign definition, a JSON file (see docs/operations.md)", Required = true };
+        var create = new Command("create", "Create a campaign from a definition file; every problem in it is listed") { file };
+        create.Runs(async (run, parsed, ct) =>
+        {
+            var path = parsed.GetValue(file)!;
+            if (!path.Exists)
+            {
+                throw new UsageException($"No campaign definition at {path.FullName}.");
+            }
+            string definition;
+            try
+            {
+                using var document = JsonDocument.Parse(await System.IO.File.ReadAllTextAsync(path.FullName, ct));
+                definition = document.RootElement.GetRawText();
+            }
+            catch (JsonException ex)
+            {
+                throw new CommandFailedException($"{path.Name} is not valid JSON: {ex.Message}");
+            }
+            var campaign = await run.Api.SendAsync(HttpMethod.Post, "/api/campaigns", definition, ct);
+            if (run.Json)
+            {
+                run.WriteJson(campaign);
+            }
+            else
+            {
+                run.Out.WriteLine($"Campaign {campaign.Text("campaign")} ({campaign.Text("kind")}, release {campaign.Text("release")}, version {campaign.Number("version")}) is defined; "
+                    + "the same definition again changes nothing.");
+            }
+            return ExitCodes.Ok;
+        });
+
+        var priority = new Argument<int>("priority") { Description = "Its share of reconstruction slots against the other busy campaigns (1-1000)" };
+        var setPriority = new Command("priority", "Set a campaign's share of the reconstruction slots") { CampaignName(), priority };
+        setPriority.Runs(async (run, parsed, ct) =>
+        {
+            var answer = await run.Api.SendAsync(HttpMethod.Put, $"/api/campaigns/{Escaped(parsed, setPriority)}/priority",
+                JsonSerializer.Serialize(new { priority = parsed.GetValue(priority) }), ct);
+            Say(run, answer, $"Campaign {answer.Text("campaign")} now has priority {answer.Number("priority")}.");
+            return ExitCodes.Ok;
+        });
+
+        var yes = new Option<bool>("--yes", "-y") { Description = "Cancel without asking" };
+        var cancel = new Command("cancel", "Cancel a campaign: files not yet reconstructing end as cancelled, the rest finish") { CampaignName(), yes };
+        cancel.Runs(async (run, parsed, ct) =>
+        {
+            var name = parsed.GetValue((Argument<string>)cancel.Arguments[0])!;
+            var campaign = await run.Api.GetAsync($"/api/campaigns/{Uri.EscapeDataString(name)}", ct);
+            var remaining = campaign.GetProperty("forecast").Number("remaining");
+            if (!parsed.GetValue(yes))
+            {
+                if (run.Json || !Invocation.CanAsk)
+                {
+                    throw new UsageException($"Campaign {name} has {remaining} files not yet final; add --yes to cancel it (there is no terminal to ask).");
+                }
+                if (!await run.Out.ConfirmAsync(Markup.Escape($"Cancel campaign {name}, with {remaining} files not yet final?"), defaultValue: false, ct))
+                {
+                    run.Out.WriteLine("Nothing cancelled.");
+                    return ExitCodes.Failed;
+                }
+            }
+            var answer = await run.Api.PostAsync($"/api/campaigns/{Uri.EscapeDataString(name)}/cancel", null, ct);
+            Say(run, answer, $"Campaign {name} cancelled: {answer.Number("filesCancelled")} files cancelled, those reconstructing finish.");
+            return ExitCodes.Ok;
+        });
+        return new Command("campaign", "One campaign: show, create, priority, cancel") { show, create, setPriority, cancel };
+    }
+
+    private static string Escaped(ParseResult parsed, Command command) => Uri.EscapeDataString(parsed.GetValue((Argument<string>)command.Arguments[0])!);
+
+    private static Argument<string> Kind() => new("kind")
+    {
+        Description = "stage or campaign",
+        Validators = { r => { if (r.GetValueOrDefault<string>() is not ("stage" or "campaign")) { r.AddError("Say `stage` or `campaign`."); } } },
+    };
+
+    private static Argument<string> Target() => new("name") { Description = "The stage (`pipeline stages`) or the campaign" };
+
+    private static string Route(ParseResult parsed, Command command, string action) =>
+        parsed.GetValue((Argument<string>)command.Arguments[0]) == "stage"
+            ? $"/api/stages/{Uri.EscapeDataString(parsed.GetValue((Argument<string>)command.Arguments[1])!)}/{action}"
+            : $"/api/campaigns/{Uri.EscapeDataString(parsed.GetValue((Argument<string>)command.Arguments[1])!)}/{action}";
+
+    private static Command Pause()
+    {
+        var command = new Command("pause", "Pause a stage everywhere (its messages wait in the broker) or a campaign (no new stage-in or reconstruction for its files)")
+        {
+            Kind(), Target(),
+        };
+        command.Runs(async (run, parsed, ct) =>
+        {
+            var answer = await run.Api.PostAsync(Route(parsed, command, "pause"), null, ct);
+            Say(run, answer, $"{Name(answer)} is paused (by {answer.Text("by")}, since {Show.Time(answer.GetProperty("since"))}).");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Resume()
+    {
+        var command = new Command("resume", "Resume a paused stage or campaign") { Kind(), Target() };
+        command.Runs(async (run, parsed, ct) =>
+        {
+            var answer = await run.Api.PostAsync(Route(parsed, command, "resume"), null, ct);
+            Say(run, answer, $"{Name(answer)} is running.");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Drain()
+    {
+        var stage = new Argument<string>("stage") { Description = "The stage to drain (`pipeline stages`)" };
+        var wait = new Option<bool>("--wait") { Description = "Wait, with a bar, until no slot of the stage is busy" };
+        var command = new Command("drain", "Drain a stage: work in flight finishes, nothing new is taken (resume it to take work again)") { stage, wait };
+        command.Runs(async (run, parsed, ct) =>
+        {
+            var name = parsed.GetValue(stage)!;
+            var answer = await run.Api.PostAsync($"/api/stages/{Uri.EscapeDataString(name)}/drain", null, ct);
+            if (!parsed.GetValue(wait))
+            {
+                Say(run, answer, $"Stage {name} is draining: nothing new is taken. `pipeline drain stage {name} --wait` waits for its busy slots to reach 0.");
+                return ExitCodes.Ok;
+            }
+            async Task<long> BusyAsync() => (await run.Api.GetAsync("/api/summary", ct)).Items("utilisation").Where(u => u.Text("stage") == name).Sum(u => u.Number("busy"));
+            var busy = await BusyAsync();
+            var atStart = Math.Max(busy, 1);
+            async Task WaitAsync(Action<long>? report)
+            {
+                while (busy > 0)
+                {
+                    report?.Invoke(busy);
+                    await Task.Delay(TimeSpan.FromSeconds(1), ct);
+                    busy = await BusyAsync();
+                }
+            }
+            if (run.Json || !run.Errors.Profile.Capabilities.Interactive)
+            {
+                await WaitAsync(null);
+            }
+            else
+            {
+                await run.Errors.Progress().AutoClear(true)
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn())
+                    .StartAsync(async progress =>
+                    {
+                        var task = progress.AddTask(Markup.Escape($"Draining {name}: {busy} slots busy"), maxValue: atStart);
+                        await WaitAsync(now =>
+                        {
+                            task.Value = atStart - now;
+                            task.Description = Markup.Escape($"Draining {name}: {now} slots busy");
+                        });
+                        task.Value = atStart;
+                    });
+            }
+            Say(run, answer, $"Stage {name} is drained: no slot busy, nothing new taken until `pipeline resume stage {name}`.");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static string Name(JsonElement answer) =>
+        answer.Text("stage") is { Length: > 0 } stage ? $"Stage {stage}" : $"Campaign {answer.Text("campaign")}";
+
+    private static void Say(Invocation run, JsonElement answer, string sentence)
+    {
+        if (run.Json)
+        {
+            run.WriteJson(answer);
+        }
+        else
+        {
+            run.Out.WriteLine(sentence);
+        }
+    }
+}

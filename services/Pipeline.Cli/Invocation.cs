@@ -1,0 +1,128 @@
+using System.Globalization;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using Spectre.Console;
+using Spectre.Console.Rendering;
+
+namespace Pipeline.Cli;
+
+/// <summary>What every command works with: the API, and where and how to print.</summary>
+public sealed class Invocation(AdminApi api, bool json, IAnsiConsole output, IAnsiConsole errors)
+{
+    public AdminApi Api { get; } = api;
+
+    /// <summary>Print the API's JSON, as it answered, instead of tables: for scripts.</summary>
+    public bool Json { get; } = json;
+
+    public IAnsiConsole Out { get; } = output;
+
+    /// <summary>Progress and warnings go here, so that what a script reads on stdout stays clean.</summary>
+    public IAnsiConsole Errors { get; } = errors;
+
+    /// <summary>A person is at a terminal who can answer a question.</summary>
+    public static bool CanAsk => !Console.IsInputRedirected && !Console.IsOutputRedirected;
+
+    // Written as a person reads it ("+00:00", not "\u002B00:00"): the output goes to a terminal or a script, never into HTML.
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private static readonly JsonSerializerOptions OneLine = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public void WriteJson(JsonElement value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, Indented));
+
+    public void WriteJsonLine(JsonElement value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, OneLine));
+
+    /// <summary>
+    /// Runs a call that may take minutes (an audit, a reconciliation) under a live bar on stderr with the time it has
+    /// taken; the API answers only at the end, so the bar shows that work goes on, not how much is left.
+    /// </summary>
+    public async Task<T> WithProgressAsync<T>(string description, Func<Task<T>> work)
+    {
+        if (Json || !Errors.Profile.Capabilities.Interactive)
+        {
+            return await work();
+        }
+        var result = default(T)!;
+        await Errors.Progress()
+            .AutoClear(true)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
+            .StartAsync(async progress =>
+            {
+                var task = progress.AddTask(Markup.Escape(description)).IsIndeterminate();
+                result = await work();
+                task.Value = task.MaxValue;
+                task.StopTask();
+            });
+        return result;
+    }
+
+    public static IAnsiConsole ConsoleFor(TextWriter writer, bool redirected)
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(writer) });
+        if (redirected)
+        {
+            // Piped into a file or a pager: no terminal width to fit, so tables are not wrapped at 80 columns.
+            console.Profile.Width = 240;
+        }
+        return console;
+    }
+}
+
+/// <summary>How values read in tables.</summary>
+public static class Show
+{
+    public static IRenderable Cell(object? value) => new Text(value switch
+    {
+        null => "",
+        JsonElement { ValueKind: JsonValueKind.Null or JsonValueKind.Undefined } => "",
+        JsonElement { ValueKind: JsonValueKind.String } e => e.GetString() ?? "",
+        JsonElement e => e.GetRawText(),
+        IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? "",
+    });
+
+    public static Table Table(string? title, params string[] columns)
+    {
+        var table = new Table().Border(TableBorder.Rounded);
+        if (title is not null)
+        {
+            table.Title(Markup.Escape(title));
+        }
+        foreach (var column in columns)
+        {
+            table.AddColumn(Markup.Escape(column));
+        }
+        return table;
+    }
+
+    public static Table Row(this Table table, params object?[] cells) => table.AddRow([.. cells.Select(Cell)]);
+
+    public static string Bytes(long bytes)
+    {
+        string[] units = ["B", "kB", "MB", "GB", "TB", "PB"];
+        double value = bytes;
+        var unit = 0;
+        while (value >= 1000 && unit < units.Length - 1)
+        {
+            value /= 1000;
+            unit++;
+        }
+        return unit == 0 ? $"{bytes} B" : string.Create(CultureInfo.InvariantCulture, $"{value:0.0} {units[unit]}");
+    }
+
+    public static string Time(JsonElement value) =>
+        value.ValueKind == JsonValueKind.String && DateTimeOffset.TryParse(value.GetString(), CultureInfo.InvariantCulture, DateTimeStyles.None, out var at)
+            ? at.ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss'Z'", CultureInfo.InvariantCulture)
+            : "";
+
+    public static string Text(this JsonElement element, string property) =>
+        element.ValueKind == JsonValueKind.Object && element.TryGetProperty(property, out var value) && value.ValueKind != JsonValueKind.Null
+            ? (value.ValueKind == JsonValueKind.String ? value.GetString() ?? "" : value.GetRawText())
+            : "";
+
+    public static long Number(this JsonElement element, string property) =>
+        element.ValueKind == JsonValueKind.Object && element.TryGetProperty(property, out var value) && value.ValueKind == JsonValueKind.Number ? value.GetInt64() : 0;
+
+    public static IEnumerable<JsonElement> Items(this JsonElement element, string? property = null) =>
+        (property is null ? element : element.ValueKind == JsonValueKind.Object && element.TryGetProperty(property, out var list) ? list : default) is { ValueKind: JsonValueKind.Array } array
+            ? array.EnumerateArray()
+            : [];
+}

@@ -1,0 +1,4 @@
+using Pipeline.Cli;
+
+// pipeline COMMAND [options]: the operators' command line, a client of the admin API (`pipeline --help`).
+return await PipelineCommandLine.RunAsync(args);
