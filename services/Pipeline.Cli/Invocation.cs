@@ -30,6 +30,32 @@ public sealed class Invocation(AdminApi api, bool json, IAnsiConsole output, IAn
 
     public void WriteJsonLine(JsonElement value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, OneLine));
 
+    /// <summary>The API's answer as JSON, or the sentence that says what it means.</summary>
+    public void Say(JsonElement answer, string sentence)
+    {
+        if (Json)
+        {
+            WriteJson(answer);
+        }
+        else
+        {
+            Out.WriteLine(sentence);
+        }
+    }
+
+    /// <summary>The API's answer as JSON, or drawn (a table, mostly).</summary>
+    public void Present(JsonElement answer, Func<JsonElement, IRenderable> draw)
+    {
+        if (Json)
+        {
+            WriteJson(answer);
+        }
+        else
+        {
+            Out.Write(draw(answer));
+        }
+    }
+
     /// <summary>
     /// Runs a call that may take minutes (an audit, a reconciliation) under a live bar on stderr with the time it has
     /// taken; the API answers only at the end, so the bar shows that work goes on, not how much is left.

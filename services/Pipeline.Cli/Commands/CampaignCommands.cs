@@ -15,24 +15,23 @@ public static class CampaignCommands
         var command = new Command("campaigns", "Every campaign: status, pause, priority, release, progress and forecast");
         command.Runs(async (run, _, ct) =>
         {
-            var campaigns = await run.Api.GetAsync("/api/campaigns", ct);
-            if (run.Json)
-            {
-                run.WriteJson(campaigns);
-                return ExitCodes.Ok;
-            }
-            var table = Show.Table(null, "Campaign", "Kind", "Status", "Paused", "Priority", "Release", "Done", "Failed", "Remaining", "Bottleneck", "Estimated end", "Stale");
-            foreach (var campaign in campaigns.Items())
-            {
-                var forecast = campaign.GetProperty("forecast");
-                table.Row(campaign.Text("campaign"), campaign.Text("kind"), campaign.Text("status"), campaign.GetProperty("paused").GetBoolean() ? $"by {campaign.Text("by")}" : "",
-                    campaign.Number("priority"), campaign.Text("release"), $"{forecast.Number("done")}/{forecast.Number("files")}", forecast.Number("failed"),
-                    forecast.Number("remaining"), forecast.Text("bottleneck"), Show.Time(forecast.GetProperty("estimatedCompletion")), campaign.Text("stale"));
-            }
-            run.Out.Write(table);
+            run.Present(await run.Api.GetAsync("/api/campaigns", ct), CampaignTable);
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    private static Table CampaignTable(JsonElement campaigns)
+    {
+        var table = Show.Table(null, "Campaign", "Kind", "Status", "Paused", "Priority", "Release", "Done", "Failed", "Remaining", "Bottleneck", "Estimated end", "Stale");
+        foreach (var campaign in campaigns.Items())
+        {
+            var forecast = campaign.GetProperty("forecast");
+            table.Row(campaign.Text("campaign"), campaign.Text("kind"), campaign.Text("status"), campaign.GetProperty("paused").GetBoolean() ? $"by {campaign.Text("by")}" : "",
+                campaign.Number("priority"), campaign.Text("release"), $"{forecast.Number("done")}/{forecast.Number("files")}", forecast.Number("failed"),
+                forecast.Number("remaining"), forecast.Text("bottleneck"), Show.Time(forecast.GetProperty("estimatedCompletion")), campaign.Text("stale"));
+        }
+        return table;
     }
 
     private static Argument<string> CampaignName() => new("name") { Description = "The campaign's name" };
@@ -66,15 +65,8 @@ public static class CampaignCommands
                 throw new CommandFailedException($"{path.Name} is not valid JSON: {ex.Message}");
             }
             var campaign = await run.Api.SendAsync(HttpMethod.Post, "/api/campaigns", definition, ct);
-            if (run.Json)
-            {
-                run.WriteJson(campaign);
-            }
-            else
-            {
-                run.Out.WriteLine($"Campaign {campaign.Text("campaign")} ({campaign.Text("kind")}, release {campaign.Text("release")}, version {campaign.Number("version")}) is defined; "
-                    + "the same definition again changes nothing.");
-            }
+            run.Say(campaign, $"Campaign {campaign.Text("campaign")} ({campaign.Text("kind")}, release {campaign.Text("release")}, version {campaign.Number("version")}) is defined; "
+                + "the same definition again changes nothing.");
             return ExitCodes.Ok;
         });
 
@@ -84,7 +76,7 @@ public static class CampaignCommands
         {
             var answer = await run.Api.SendAsync(HttpMethod.Put, $"/api/campaigns/{Escaped(parsed, setPriority)}/priority",
                 JsonSerializer.Serialize(new { priority = parsed.GetValue(priority) }), ct);
-            Say(run, answer, $"Campaign {answer.Text("campaign")} now has priority {answer.Number("priority")}.");
+            run.Say(answer, $"Campaign {answer.Text("campaign")} now has priority {answer.Number("priority")}.");
             return ExitCodes.Ok;
         });
 
@@ -108,7 +100,7 @@ public static class CampaignCommands
                 }
             }
             var answer = await run.Api.PostAsync($"/api/campaigns/{Uri.EscapeDataString(name)}/cancel", null, ct);
-            Say(run, answer, $"Campaign {name} cancelled: {answer.Number("filesCancelled")} files cancelled, those reconstructing finish.");
+            run.Say(answer, $"Campaign {name} cancelled: {answer.Number("filesCancelled")} files cancelled, those reconstructing finish.");
             return ExitCodes.Ok;
         });
         return new Command("campaign", "One campaign: show, create, priority, cancel") { show, create, setPriority, cancel };
@@ -138,7 +130,7 @@ public static class CampaignCommands
         command.Runs(async (run, parsed, ct) =>
         {
             var answer = await run.Api.PostAsync(Route(parsed, command, "pause"), null, ct);
-            Say(run, answer, $"{Name(answer)} is paused (by {answer.Text("by")}, since {Show.Time(answer.GetProperty("since"))}).");
+            run.Say(answer, $"{Name(answer)} is paused (by {answer.Text("by")}, since {Show.Time(answer.GetProperty("since"))}).");
             return ExitCodes.Ok;
         });
         return command;
@@ -150,7 +142,7 @@ public static class CampaignCommands
         command.Runs(async (run, parsed, ct) =>
         {
             var answer = await run.Api.PostAsync(Route(parsed, command, "resume"), null, ct);
-            Say(run, answer, $"{Name(answer)} is running.");
+            run.Say(answer, $"{Name(answer)} is running.");
             return ExitCodes.Ok;
         });
         return command;
@@ -167,7 +159,7 @@ public static class CampaignCommands
             var answer = await run.Api.PostAsync($"/api/stages/{Uri.EscapeDataString(name)}/drain", null, ct);
             if (!parsed.GetValue(wait))
             {
-                Say(run, answer, $"Stage {name} is draining: nothing new is taken. `pipeline drain stage {name} --wait` waits for its busy slots to reach 0.");
+                run.Say(answer, $"Stage {name} is draining: nothing new is taken. `pipeline drain stage {name} --wait` waits for its busy slots to reach 0.");
                 return ExitCodes.Ok;
             }
             async Task<long> BusyAsync() => (await run.Api.GetAsync("/api/summary", ct)).Items("utilisation").Where(u => u.Text("stage") == name).Sum(u => u.Number("busy"));
@@ -201,7 +193,7 @@ public static class CampaignCommands
                         task.Value = atStart;
                     });
             }
-            Say(run, answer, $"Stage {name} is drained: no slot busy, nothing new taken until `pipeline resume stage {name}`.");
+            run.Say(answer, $"Stage {name} is drained: no slot busy, nothing new taken until `pipeline resume stage {name}`.");
             return ExitCodes.Ok;
         });
         return command;
@@ -210,15 +202,4 @@ public static class CampaignCommands
     private static string Name(JsonElement answer) =>
         answer.Text("stage") is { Length: > 0 } stage ? $"Stage {stage}" : $"Campaign {answer.Text("campaign")}";
 
-    private static void Say(Invocation run, JsonElement answer, string sentence)
-    {
-        if (run.Json)
-        {
-            run.WriteJson(answer);
-        }
-        else
-        {
-            run.Out.WriteLine(sentence);
-        }
-    }
 }

@@ -15,18 +15,15 @@ public static class FileCommands
         var command = new Command("runs", "Registered runs, with their raw files");
         command.Runs(async (run, _, ct) =>
         {
-            var runs = await run.Api.GetAsync("/api/runs", ct);
-            if (run.Json)
+            run.Present(await run.Api.GetAsync("/api/runs", ct), runs =>
             {
-                run.WriteJson(runs);
-                return ExitCodes.Ok;
-            }
-            var table = Show.Table(null, "Run", "Files", "Registered");
-            foreach (var entry in runs.Items())
-            {
-                table.Row(entry.Number("run"), entry.Number("files"), Show.Time(entry.GetProperty("registeredAt")));
-            }
-            run.Out.Write(table);
+                var table = Show.Table(null, "Run", "Files", "Registered");
+                foreach (var entry in runs.Items())
+                {
+                    table.Row(entry.Number("run"), entry.Number("files"), Show.Time(entry.GetProperty("registeredAt")));
+                }
+                return table;
+            });
             return ExitCodes.Ok;
         });
         return command;
@@ -179,18 +176,7 @@ public static class FileCommands
             if (Guid.TryParse(name, out var id))
             {
                 var file = await run.Api.GetAsync($"/api/files/{id}", ct);
-                var names = file.GetProperty("logNames");
-                if (run.Json)
-                {
-                    run.WriteJson(names);
-                }
-                else
-                {
-                    foreach (var log in names.EnumerateArray())
-                    {
-                        run.Out.WriteLine(log.GetString() ?? "");
-                    }
-                }
+                run.Present(file.GetProperty("logNames"), names => new Text(string.Concat(names.Items().Select(n => n.GetString() + "\n"))));
                 return ExitCodes.Ok;
             }
             // Copied through as it arrives: a log can be large, and is never held whole.
@@ -236,7 +222,7 @@ public static class FileCommands
                     throw new UsageException("Give a file's id or filters, not both.");
                 }
                 var accepted = await run.Api.PostAsync($"/api/files/{one}/retry", options, ct);
-                Print(run, accepted, $"File {one} retried: it starts again from stage-in.");
+                run.Say(accepted, $"File {one} retried: it starts again from stage-in.");
                 return ExitCodes.Ok;
             }
             if (filters.Count == 0)
@@ -255,7 +241,7 @@ public static class FileCommands
             var matched = (int)preview.Number("matched");
             if (parsed.GetValue(dryRun) || matched == 0)
             {
-                Print(run, preview, $"{matched} failed files match ({described}); none retried.");
+                run.Say(preview, $"{matched} failed files match ({described}); none retried.");
                 return ExitCodes.Ok;
             }
             if (matched > parsed.GetValue(max))
@@ -278,23 +264,12 @@ public static class FileCommands
             request["dryRun"] = false;
             request["limit"] = matched;
             var done = await run.Api.PostAsync("/api/files/retry", request, ct);
-            Print(run, done, $"{done.Number("retried")} failed files retried ({described}): they start again from stage-in.");
+            run.Say(done, $"{done.Number("retried")} failed files retried ({described}): they start again from stage-in.");
             return ExitCodes.Ok;
         });
         return command;
     }
 
-    private static void Print(Invocation run, JsonElement answer, string sentence)
-    {
-        if (run.Json)
-        {
-            run.WriteJson(answer);
-        }
-        else
-        {
-            run.Out.WriteLine(sentence);
-        }
-    }
 
     /// <summary>A path with its query, every value escaped.</summary>
     public static string Path(string path, IEnumerable<(string Name, object Value)> query)

@@ -18,15 +18,7 @@ public static class StatusCommands
         var status = new Command("status", "Files per campaign and state, throughput and slots per stage, active alerts, the largest failure groups");
         status.Runs(async (run, _, ct) =>
         {
-            var snapshot = await SnapshotAsync(run.Api, ct);
-            if (run.Json)
-            {
-                run.WriteJson(snapshot);
-            }
-            else
-            {
-                run.Out.Write(Render(snapshot));
-            }
+            run.Present(await SnapshotAsync(run.Api, ct), Render);
             return ExitCodes.Ok;
         });
 
@@ -80,18 +72,15 @@ public static class StatusCommands
         var stages = new Command("stages", "The worker stages, and which are paused since when and by whom");
         stages.Runs(async (run, _, ct) =>
         {
-            var list = await run.Api.GetAsync("/api/stages", ct);
-            if (run.Json)
+            run.Present(await run.Api.GetAsync("/api/stages", ct), list =>
             {
-                run.WriteJson(list);
-                return ExitCodes.Ok;
-            }
-            var table = Show.Table(null, "Stage", "Paused", "By", "Since");
-            foreach (var stage in list.Items())
-            {
-                table.Row(stage.Text("stage"), stage.GetProperty("paused").GetBoolean() ? "paused" : "running", stage.Text("by"), Show.Time(stage.GetProperty("since")));
-            }
-            run.Out.Write(table);
+                var table = Show.Table(null, "Stage", "Paused", "By", "Since");
+                foreach (var stage in list.Items())
+                {
+                    table.Row(stage.Text("stage"), stage.GetProperty("paused").GetBoolean() ? "paused" : "running", stage.Text("by"), Show.Time(stage.GetProperty("since")));
+                }
+                return table;
+            });
             return ExitCodes.Ok;
         });
         return [status, watch, stages];

@@ -11,12 +11,7 @@ public sealed class When_a_release_fails_systematically
     [Fact]
     public async Task Should_show_one_failure_row_and_retry_its_files_with_one_request()
     {
-        // Every first attempt fails the same way, and the campaign allows one attempt: all files fail.
-        string[] arguments = ["reconstruct", "--input", "{input}", "--outdir", "{outdir}", "--datasets", "{datasets}",
-            "--attempt", "{attempt}", "--fail-attempts", "1"];
-        var settings = arguments.Select((a, i) => KeyValuePair.Create($"Pipeline:Campaign:Release:Arguments:{i}", (string?)a)).ToDictionary();
-        settings["Pipeline:Campaign:MaxAttempts"] = "1";
-        await using var pipeline = await PipelineUnderTest.StartAsync(settings: settings);
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: PipelineUnderTest.EveryFileFailsItsOneAttempt());
         var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 2, FilesPerStream: 1, EventsPerFile: 30));
         await pipeline.IngestAsync(runs);
         await pipeline.WaitForFinalAsync(4);

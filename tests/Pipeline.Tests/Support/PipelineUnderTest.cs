@@ -57,6 +57,18 @@ public sealed class PipelineUnderTest : IAsyncDisposable
 
     public CampaignOptions Campaign => Services.GetRequiredService<IOptions<CampaignOptions>>().Value;
 
+    /// <summary>
+    /// Settings under which every file fails: the release fails each first attempt the same way, and the campaign
+    /// allows one. A retry with one extra attempt then succeeds.
+    /// </summary>
+    public static Dictionary<string, string?> EveryFileFailsItsOneAttempt()
+    {
+        string[] arguments = ["reconstruct", "--input", "{input}", "--outdir", "{outdir}", "--datasets", "{datasets}", "--attempt", "{attempt}", "--fail-attempts", "1"];
+        var settings = arguments.Select((a, i) => KeyValuePair.Create($"Pipeline:Campaign:Release:Arguments:{i}", (string?)a)).ToDictionary();
+        settings["Pipeline:Campaign:MaxAttempts"] = "1";
+        return settings;
+    }
+
     public static async Task<PipelineUnderTest> StartAsync(Uri? rabbitMq = null, IReadOnlyDictionary<string, string?>? settings = null, Action<IServiceCollection>? overrideServices = null)
     {
         var directory = new TempDirectory();
