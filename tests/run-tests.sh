@@ -10,6 +10,8 @@ fi
 # The dashboard test opens the page in Debian's Chromium; the short load run drives the API with Debian's hey.
 bash tests/ensure-debian-package.sh /usr/bin/chromium chromium
 bash tests/ensure-debian-package.sh /usr/bin/hey hey
+# The alert rules and the dashboard's queries are checked with promtool, from Debian's prometheus package.
+bash tests/ensure-debian-package.sh /usr/bin/promtool prometheus
 # The storage tests start a real XRootD server (root:// and HTTP/WebDAV) on free ports of their own.
 bash tests/ensure-debian-package.sh /usr/bin/xrootd xrootd-server
 bash tests/ensure-debian-package.sh /usr/bin/xrdcp xrootd-client

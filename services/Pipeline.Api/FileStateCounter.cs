@@ -6,7 +6,8 @@ using Pipeline.Production.State;
 namespace Pipeline.Api;
 
 /// <summary>
-/// Reads the files per campaign and state from the store every few seconds for the pipeline.files gauge, and each
+/// Reads the files per campaign and state from the store every few seconds for the pipeline.files gauge (every known
+/// campaign in every state, at 0 where no file is), and each
 /// scalable stage's backlog for pipeline.backlog (every campaign and stage from the first pass, at 0 where nothing
 /// waits). Counted from the store, not from transitions, so a transition retried after a lost race counts once.
 /// </summary>
@@ -21,8 +22,11 @@ public sealed class FileStateCounter(
     protected override async Task RunOnceAsync(CancellationToken stoppingToken)
     {
         var counts = await store.CountByStateAsync(stoppingToken);
-        metrics.SetFileCounts([.. counts.Select(c => new FileCount(c.Campaign, c.State, c.Files))]);
-        var known = (await campaigns.ListCampaignsAsync(stoppingToken)).Select(c => c.Name);
+        var known = (await campaigns.ListCampaignsAsync(stoppingToken)).Select(c => c.Name).ToList();
+        // Every campaign in every state, at 0 where no file is: a rate or an alert on a state reads 0, not "absent".
+        var files = counts.ToDictionary(c => (c.Campaign, c.State), c => c.Files);
+        metrics.SetFileCounts([.. known.Union(counts.Select(c => c.Campaign), StringComparer.Ordinal)
+            .SelectMany(campaign => FileStates.All.Order(StringComparer.Ordinal).Select(state => new FileCount(campaign, state, files.GetValueOrDefault((campaign, state)))))]);
         metrics.SetBacklog(Backlog.Of(known, counts, await merges.CountUnarchivedAsync(stoppingToken)));
     }
 }

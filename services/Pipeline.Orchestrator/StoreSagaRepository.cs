@@ -3,6 +3,7 @@ using MassTransit.Configuration;
 using MassTransit.Context;
 using MassTransit.Middleware;
 using MassTransit.Saga;
+using Microsoft.Extensions.Logging;
 using Pipeline.Infrastructure.Faults;
 using Pipeline.Production.State;
 
@@ -15,14 +16,15 @@ namespace Pipeline.Orchestrator;
 /// </summary>
 public sealed class StoreSagaRepositoryContextFactory(
     IFileSagaStore store,
-    ISagaConsumeContextFactory<IFileSagaStore, FileState> factory)
+    ISagaConsumeContextFactory<IFileSagaStore, FileState> factory,
+    ILogger<StoreSagaRepositoryContextFactory> logger)
     : ISagaRepositoryContextFactory<FileState>, ILoadSagaRepositoryContextFactory<FileState>
 {
     public void Probe(ProbeContext context) => context.Add("persistence", store.GetType().Name);
 
     public Task Send<T>(ConsumeContext<T> context, IPipe<SagaRepositoryContext<FileState, T>> next)
         where T : class =>
-        next.Send(new StoreSagaRepositoryContext<T>(store, context, factory));
+        next.Send(new StoreSagaRepositoryContext<T>(store, context, factory, logger));
 
     public Task SendQuery<T>(ConsumeContext<T> context, ISagaQuery<FileState> query, IPipe<SagaRepositoryQueryContext<FileState, T>> next)
         where T : class =>
@@ -46,13 +48,15 @@ public sealed class StoreSagaRepositoryContext<TMessage> : ConsumeContextScope<T
     private readonly IFileSagaStore store;
     private readonly ConsumeContext<TMessage> consumeContext;
     private readonly ISagaConsumeContextFactory<IFileSagaStore, FileState> factory;
+    private readonly ILogger logger;
 
-    public StoreSagaRepositoryContext(IFileSagaStore store, ConsumeContext<TMessage> consumeContext, ISagaConsumeContextFactory<IFileSagaStore, FileState> factory)
+    public StoreSagaRepositoryContext(IFileSagaStore store, ConsumeContext<TMessage> consumeContext, ISagaConsumeContextFactory<IFileSagaStore, FileState> factory, ILogger logger)
         : base(consumeContext)
     {
         this.store = store;
         this.consumeContext = consumeContext;
         this.factory = factory;
+        this.logger = logger;
     }
 
     // The version each saga had when this message loaded it: the compare in compare-and-set.
@@ -96,7 +100,19 @@ public sealed class StoreSagaRepositoryContext<TMessage> : ConsumeContextScope<T
     public async Task Update(SagaConsumeContext<FileState> context)
     {
         var expected = _loadedVersions.TryGetValue(context.Saga.CorrelationId, out var loaded) ? loaded : context.Saga.Version;
-        await store.UpdateAsync(context.Saga, expected, CancellationToken);
+        try
+        {
+            await store.UpdateAsync(context.Saga, expected, CancellationToken);
+        }
+        catch (ConcurrencyConflictException)
+        {
+            // An expected race: another message about the same file was saved first. The retry handles this one
+            // again on the fresh state, so one brief line at debug says so; the retry's own warning is filtered
+            // out of the logs (PipelineHosting), and only a retry that gives up is logged with its stack.
+            logger.LogDebug("File {FileId} changed since version {Version} was read: {MessageType} is handled again on the new state",
+                context.Saga.CorrelationId, expected, typeof(TMessage).Name);
+            throw;
+        }
         FaultInjection.SagaSaved();
     }
 

@@ -95,7 +95,8 @@ public sealed class ApiKeyRing
         {
             GeneratedFile = Path.GetFullPath(settings.KeysFile ?? Path.Combine(pipeline.Value.DataDirectory, GeneratedFileName));
             keys = LoadOrGenerate(GeneratedFile);
-            logger.LogWarning("No API keys are configured: the keys of this installation are in {KeysFile} (owner-only); send one as the {Header} header", GeneratedFile, HeaderName);
+            // Information, not a warning: it is what every first start of `make run` does, and it says where to look.
+            logger.LogInformation("No API keys are configured: the keys of this installation are in {KeysFile} (owner-only); send one as the {Header} header", GeneratedFile, HeaderName);
         }
         foreach (var (holder, key) in keys)
         {

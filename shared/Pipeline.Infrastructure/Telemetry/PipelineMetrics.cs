@@ -48,7 +48,24 @@ public sealed class PipelineMetrics
                 new KeyValuePair<string, object?>("stage", b.Stage), new KeyValuePair<string, object?>("campaign", b.Campaign))),
             "{file}", "Work waiting for a scalable stage or in its hands, per campaign, as the state store last counted it: what autoscaling reads");
         meter.CreateObservableGauge("pipeline.queue.depth", ObserveQueues, "{message}", "Messages ready in each service queue and its error queue, as the health watcher last read them");
+
+        // Every stage's series exist from start-up at 0, so that a rate or an alert on them reads 0 before the first
+        // file, not "absent". (A histogram has no series until its first step: there is no 0 to record.)
+        foreach (var stage in Stages)
+        {
+            var tag = new KeyValuePair<string, object?>("stage", stage);
+            _files.Add(0, tag);
+            _bytes.Add(0, tag);
+            _failures.Add(0, tag);
+        }
+        foreach (var stage in new[] { Reconstruction, Archive })
+        {
+            _busy.Add(0, new KeyValuePair<string, object?>("stage", stage));
+        }
     }
+
+    /// <summary>The stages whose work is counted, in the order a file meets them.</summary>
+    public static readonly IReadOnlyList<string> Stages = [Staging, Reconstruction, Collection, Merge, Archive];
 
     public void Completed(string stage, long bytes, TimeSpan took)
     {
@@ -87,6 +104,9 @@ public sealed class PipelineMetrics
     }
 
     public void TapeMounted(string library) => _tapeMounts.Add(1, new KeyValuePair<string, object?>("library", library));
+
+    /// <summary>A tape library this process drives: its mount count exists from now on, at 0 until the first mount.</summary>
+    public void TapeLibrary(string library) => _tapeMounts.Add(0, new KeyValuePair<string, object?>("library", library));
 
     /// <summary>The latest backlog of each scalable stage and campaign (the API's file counter reads the store).</summary>
     public void SetBacklog(IReadOnlyList<StageBacklog> backlog) => Volatile.Write(ref _backlog, backlog);

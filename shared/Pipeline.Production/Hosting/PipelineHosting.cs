@@ -191,6 +191,12 @@ public static class PipelineHosting
         return archives;
     }
 
+    private static AreaArchive TapeArchive(StorageArea area, string library, TapeOptions tape, PipelineMetrics metrics)
+    {
+        metrics.TapeLibrary(library);
+        return new AreaArchive(area, new TapeDrives(library, tape, () => metrics.TapeMounted(library)));
+    }
+
     internal static ArchiveLibrary CreateArchiveLibrary(IReadOnlyDictionary<string, ArchiveAreaOptions> archives, IServiceProvider services)
     {
         var areas = services.GetRequiredService<StorageAreas>();
@@ -199,11 +205,24 @@ public static class PipelineHosting
         return new ArchiveLibrary(archives.Select(a => a.Value.Kind switch
         {
             ArchiveKind.Command => (IArchive)new CommandArchive(a.Key, a.Value.Command, logger),
-            ArchiveKind.Tape => new AreaArchive(areas[a.Key], new TapeDrives(a.Key, a.Value.Tape, () => metrics.TapeMounted(a.Key))),
+            ArchiveKind.Tape => TapeArchive(areas[a.Key], a.Key, a.Value.Tape, metrics),
             ArchiveKind.Nearline => new NearlineArchive(areas[a.Key], a.Value.Nearline, services.GetRequiredService<TimeProvider>()),
             _ => new AreaArchive(areas[a.Key], null),
         }));
     }
+
+    /// <summary>
+    /// MassTransit's warning, with its stack, that it retries a message after a saga version conflict: two messages
+    /// about one file saved at once, the expected race of optimistic concurrency. The saga repository logs each at
+    /// debug instead; a retry that gives up is still logged, as an error, by MassTransit.
+    /// </summary>
+    public static bool IsRetriedSagaRace(LogEvent logEvent) =>
+        logEvent.Level == LogEventLevel.Warning
+        && logEvent.MessageTemplate.Text.StartsWith("R-RETRY", StringComparison.Ordinal)
+        && IsSagaRace(logEvent.Exception);
+
+    private static bool IsSagaRace(Exception? exception) =>
+        exception is ConcurrencyConflictException || (exception?.InnerException is { } inner && IsSagaRace(inner));
 
     private static void ConfigureLogging(LoggerConfiguration logger, IConfiguration configuration, PipelineOptions options)
     {
@@ -213,7 +232,8 @@ public static class PipelineHosting
             .MinimumLevel.Override("MassTransit", LogEventLevel.Warning)
             .ReadFrom.Configuration(configuration)
             .Enrich.FromLogContext()
-            .Enrich.WithProperty("Instance", options.EffectiveInstanceName);
+            .Enrich.WithProperty("Instance", options.EffectiveInstanceName)
+            .Filter.ByExcluding(IsRetriedSagaRace);
         // Logs go to stderr so that a command's stdout carries only its result (make demo's JSON line).
         if (options.LogFormat == "json")
         {

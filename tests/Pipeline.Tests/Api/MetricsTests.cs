@@ -1,6 +1,8 @@
 using Microsoft.Extensions.DependencyInjection;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Pipeline.Infrastructure.Telemetry;
+using Pipeline.Production.State;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
 
@@ -61,16 +63,27 @@ public sealed partial class When_prometheus_scrapes_the_pipeline
     }
 
     [Fact]
-    public async Task Should_export_each_scalable_stages_backlog_from_the_start_at_zero_and_the_files_waiting_for_it()
+    public async Task Should_export_every_series_from_the_start_at_zero_and_the_files_waiting_for_each_scalable_stage()
     {
         await using var pipeline = await PipelineUnderTest.StartAsync();
         using var anonymous = pipeline.Client(null);
         string[] stages = ["staging", "reconstruction", "merge", "archive"];
         var campaign = $"campaign=\"{pipeline.Campaign.Name}\"";
 
-        // Before any file: every stage's series exists, at 0, so that a rate or an autoscaler reads 0, not "absent".
-        await Eventually.Until(() => anonymous.GetStringAsync("/metrics"), t => stages.All(s => Value(t, "pipeline_backlog", $"stage=\"{s}\"", campaign) == 0),
+        // Before any file: every stage's series exists, at 0, so that a rate, an alert or an autoscaler reads 0, not "absent".
+        var start = await Eventually.Until(() => anonymous.GetStringAsync("/metrics"), t => stages.All(s => Value(t, "pipeline_backlog", $"stage=\"{s}\"", campaign) == 0)
+                && Value(t, "pipeline_files", campaign, "state=\"Archived\"") == 0,
             TimeSpan.FromSeconds(30), "every stage's backlog at 0", Backlogs);
+        foreach (var stage in PipelineMetrics.Stages)
+        {
+            foreach (var counter in new[] { "pipeline_stage_files_total", "pipeline_stage_bytes_total", "pipeline_stage_failures_total" })
+            {
+                Assert.True(Value(start, counter, $"stage=\"{stage}\"") == 0, $"{counter} of {stage} is not at 0 from the start");
+            }
+        }
+        Assert.Equal(0, Value(start, "pipeline_stage_busy", "stage=\"reconstruction\""));
+        Assert.Equal(0, Value(start, "pipeline_stage_busy", "stage=\"archive\""));
+        Assert.All(FileStates.All, state => Assert.Equal(0, Value(start, "pipeline_files", campaign, $"state=\"{state}\"")));
 
         // Files that reach reconstruction while it is paused wait there: its backlog is theirs.
         Assert.Equal(System.Net.HttpStatusCode.Accepted, (await pipeline.Http.PostAsync("/api/stages/reconstruction/pause", null)).StatusCode);

@@ -48,7 +48,8 @@ public sealed partial class When_deploying_as_containers
         Directory.GetDirectories(Path.Combine(Root, "services"), "Pipeline.*")
             .Select(Path.GetFileName)
             .OfType<string>()
-            .Where(project => project != "Pipeline.Host")
+            // The all-in-one host and the operators' command line are not containers of the deployment.
+            .Where(project => project is not ("Pipeline.Host" or "Pipeline.Cli"))
             .Select(project => project["Pipeline.".Length..].ToLowerInvariant());
 
     private static Dictionary<object, object> Compose()

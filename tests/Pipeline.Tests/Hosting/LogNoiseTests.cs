@@ -1,0 +1,64 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using Pipeline.Production.Hosting;
+using Pipeline.Production.State;
+using Pipeline.Tests.Support;
+using Serilog.Events;
+using Serilog.Parsing;
+
+namespace Pipeline.Tests.Hosting;
+
+/// <summary>
+/// What an operator reads in the logs: warnings for what needs a look, not for the races optimistic concurrency
+/// expects and retries.
+/// </summary>
+public sealed partial class When_production_runs_without_a_fault
+{
+    private static LogEvent Warning(string template, Exception exception) =>
+        new(DateTimeOffset.UtcNow, LogEventLevel.Warning, exception, new MessageTemplateParser().Parse(template), []);
+
+    [Fact]
+    public void Should_leave_out_the_retry_warning_of_a_saga_version_conflict_and_nothing_else()
+    {
+        var conflict = new ConcurrencyConflictException("File saga 1 changed since version 3 was read.");
+        Assert.True(PipelineHosting.IsRetriedSagaRace(Warning("R-RETRY {InputAddress} {MessageId} {MessageType}", conflict)));
+        Assert.True(PipelineHosting.IsRetriedSagaRace(Warning("R-RETRY {InputAddress} {MessageId} {MessageType}", new InvalidOperationException("wrapped", conflict))));
+
+        // Any other retried failure, and the conflict anywhere but a retry, are kept.
+        Assert.False(PipelineHosting.IsRetriedSagaRace(Warning("R-RETRY {InputAddress} {MessageId} {MessageType}", new IOException("disk"))));
+        Assert.False(PipelineHosting.IsRetriedSagaRace(Warning("R-FAULT {InputAddress} {MessageId} {MessageType}", conflict)));
+        Assert.False(PipelineHosting.IsRetriedSagaRace(new LogEvent(DateTimeOffset.UtcNow, LogEventLevel.Error, conflict,
+            new MessageTemplateParser().Parse("R-RETRY {InputAddress}"), [])));
+    }
+
+    [GeneratedRegex(@"^\[\d\d:\d\d:\d\d (WRN|ERR|FTL)\] ")]
+    private static partial Regex WarningOrWorse();
+
+    [Fact]
+    public async Task Should_log_no_warning_and_no_stack_trace_in_a_demo()
+    {
+        using var data = new TempDirectory();
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = data.Path };
+        foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "Pipeline.Host.dll"), "demo" })
+        {
+            start.ArgumentList.Add(argument);
+        }
+        // Three runs of several files each, so that messages about one file meet in the orchestrator and race.
+        start.Environment["DEMO_DIR"] = Path.Combine(data.Path, "demo");
+        start.Environment["RUNS"] = "3";
+        start.Environment["FILES"] = "4";
+        start.Environment["EVENTS"] = "300";
+        using var demo = Process.Start(start)!;
+        var output = demo.StandardOutput.ReadToEndAsync();
+        var errors = demo.StandardError.ReadToEndAsync();
+        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        await demo.WaitForExitAsync(limit.Token);
+        var lines = (await errors).Split('\n');
+
+        Assert.True(demo.ExitCode == 0, $"the demo failed:\n{await output}\n{string.Join('\n', lines.TakeLast(40))}");
+        var warnings = lines.Where(l => WarningOrWorse().IsMatch(l)).ToList();
+        Assert.True(warnings.Count == 0, $"{warnings.Count} warnings or errors in a clean demo:\n{string.Join('\n', warnings)}");
+        var frames = lines.Count(l => l.TrimStart().StartsWith("at ", StringComparison.Ordinal));
+        Assert.True(frames == 0, $"{frames} stack frames in a clean demo's log");
+    }
+}
