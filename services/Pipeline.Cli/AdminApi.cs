@@ -28,6 +28,13 @@ public sealed class AdminApi(HttpClient http, ConnectionSettings settings)
 
     public Uri Url => settings.Url;
 
+    /// <summary>A path with its query, every value escaped.</summary>
+    public static string WithQuery(string path, IEnumerable<(string Name, object Value)> query)
+    {
+        var parts = query.Select(q => $"{q.Name}={Uri.EscapeDataString(Convert.ToString(q.Value, CultureInfo.InvariantCulture) ?? "")}").ToList();
+        return parts.Count == 0 ? path : $"{path}?{string.Join('&', parts)}";
+    }
+
     public Task<JsonElement> GetAsync(string path, CancellationToken ct) => SendAsync(HttpMethod.Get, path, null, ct);
 
     public Task<JsonElement> PostAsync(string path, object? body, CancellationToken ct) =>
@@ -41,6 +48,11 @@ public sealed class AdminApi(HttpClient http, ConnectionSettings settings)
             request.Content = new StringContent(jsonBody, Encoding.UTF8, "application/json");
         }
         using var response = await CallAsync(request, HttpCompletionOption.ResponseContentRead, ct);
+        if (response.Content.Headers.ContentLength == 0)
+        {
+            // An answer with no body (a 202 with nothing to say) is an empty object, not a parse error.
+            return JsonSerializer.SerializeToElement(new { });
+        }
         await using var body = await response.Content.ReadAsStreamAsync(ct);
         using var document = await JsonDocument.ParseAsync(body, cancellationToken: ct);
         return document.RootElement.Clone();

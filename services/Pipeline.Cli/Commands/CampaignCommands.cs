@@ -8,7 +8,15 @@ namespace Pipeline.Cli.Commands;
 /// <summary>`campaigns`, `campaign …`, and `pause`, `resume`, `drain` of stages and campaigns.</summary>
 public static class CampaignCommands
 {
-    public static IEnumerable<Command> Build() => [Campaigns(), Campaign(), Pause(), Resume(), Drain()];
+    public static IEnumerable<Command> Build() =>
+    [
+        Campaigns(),
+        Campaign(),
+        Control("pause", "Pause a stage everywhere (its messages wait in the broker) or a campaign (no new stage-in or reconstruction for its files)",
+            answer => $"{Name(answer)} is paused (by {answer.Text("by")}, since {Show.Time(answer.GetProperty("since"))})."),
+        Control("resume", "Resume a paused stage or campaign", answer => $"{Name(answer)} is running."),
+        Drain(),
+    ];
 
     private static Command Campaigns()
     {
@@ -36,12 +44,16 @@ public static class CampaignCommands
 
     private static Argument<string> CampaignName() => new("name") { Description = "The campaign's name" };
 
+    /// <summary>The campaign's address in the API, its name escaped.</summary>
+    private static string CampaignPath(ParseResult parsed, Argument<string> name) => $"/api/campaigns/{Uri.EscapeDataString(parsed.GetValue(name)!)}";
+
     private static Command Campaign()
     {
-        var show = new Command("show", "One campaign with its definition and forecast (as JSON)") { CampaignName() };
+        var showName = CampaignName();
+        var show = new Command("show", "One campaign with its definition and forecast (as JSON)") { showName };
         show.Runs(async (run, parsed, ct) =>
         {
-            run.WriteJson(await run.Api.GetAsync($"/api/campaigns/{Escaped(parsed, show)}", ct));
+            run.WriteJson(await run.Api.GetAsync(CampaignPath(parsed, showName), ct));
             return ExitCodes.Ok;
         });
 
@@ -71,21 +83,23 @@ public static class CampaignCommands
         });
 
         var priority = new Argument<int>("priority") { Description = "Its share of reconstruction slots against the other busy campaigns (1-1000)" };
-        var setPriority = new Command("priority", "Set a campaign's share of the reconstruction slots") { CampaignName(), priority };
+        var priorityName = CampaignName();
+        var setPriority = new Command("priority", "Set a campaign's share of the reconstruction slots") { priorityName, priority };
         setPriority.Runs(async (run, parsed, ct) =>
         {
-            var answer = await run.Api.SendAsync(HttpMethod.Put, $"/api/campaigns/{Escaped(parsed, setPriority)}/priority",
+            var answer = await run.Api.SendAsync(HttpMethod.Put, CampaignPath(parsed, priorityName) + "/priority",
                 JsonSerializer.Serialize(new { priority = parsed.GetValue(priority) }), ct);
             run.Say(answer, $"Campaign {answer.Text("campaign")} now has priority {answer.Number("priority")}.");
             return ExitCodes.Ok;
         });
 
         var yes = new Option<bool>("--yes", "-y") { Description = "Cancel without asking" };
-        var cancel = new Command("cancel", "Cancel a campaign: files not yet reconstructing end as cancelled, the rest finish") { CampaignName(), yes };
+        var cancelName = CampaignName();
+        var cancel = new Command("cancel", "Cancel a campaign: files not yet reconstructing end as cancelled, the rest finish") { cancelName, yes };
         cancel.Runs(async (run, parsed, ct) =>
         {
-            var name = parsed.GetValue((Argument<string>)cancel.Arguments[0])!;
-            var campaign = await run.Api.GetAsync($"/api/campaigns/{Uri.EscapeDataString(name)}", ct);
+            var name = parsed.GetValue(cancelName)!;
+            var campaign = await run.Api.GetAsync(CampaignPath(parsed, cancelName), ct);
             var remaining = campaign.GetProperty("forecast").Number("remaining");
             if (!parsed.GetValue(yes))
             {
@@ -99,50 +113,29 @@ public static class CampaignCommands
                     return ExitCodes.Failed;
                 }
             }
-            var answer = await run.Api.PostAsync($"/api/campaigns/{Uri.EscapeDataString(name)}/cancel", null, ct);
+            var answer = await run.Api.PostAsync(CampaignPath(parsed, cancelName) + "/cancel", null, ct);
             run.Say(answer, $"Campaign {name} cancelled: {answer.Number("filesCancelled")} files cancelled, those reconstructing finish.");
             return ExitCodes.Ok;
         });
         return new Command("campaign", "One campaign: show, create, priority, cancel") { show, create, setPriority, cancel };
     }
 
-    private static string Escaped(ParseResult parsed, Command command) => Uri.EscapeDataString(parsed.GetValue((Argument<string>)command.Arguments[0])!);
-
-    private static Argument<string> Kind() => new("kind")
+    /// <summary>`pause` or `resume` of a stage or a campaign: the same two arguments, and the API's route for each.</summary>
+    private static Command Control(string action, string description, Func<JsonElement, string> sentence)
     {
-        Description = "stage or campaign",
-        Validators = { r => { if (r.GetValueOrDefault<string>() is not ("stage" or "campaign")) { r.AddError("Say `stage` or `campaign`."); } } },
-    };
-
-    private static Argument<string> Target() => new("name") { Description = "The stage (`pipeline stages`) or the campaign" };
-
-    private static string Route(ParseResult parsed, Command command, string action) =>
-        parsed.GetValue((Argument<string>)command.Arguments[0]) == "stage"
-            ? $"/api/stages/{Uri.EscapeDataString(parsed.GetValue((Argument<string>)command.Arguments[1])!)}/{action}"
-            : $"/api/campaigns/{Uri.EscapeDataString(parsed.GetValue((Argument<string>)command.Arguments[1])!)}/{action}";
-
-    private static Command Pause()
-    {
-        var command = new Command("pause", "Pause a stage everywhere (its messages wait in the broker) or a campaign (no new stage-in or reconstruction for its files)")
+        var kind = new Argument<string>("kind")
         {
-            Kind(), Target(),
+            Description = "stage or campaign",
+            Validators = { r => { if (r.GetValueOrDefault<string>() is not ("stage" or "campaign")) { r.AddError("Say `stage` or `campaign`."); } } },
         };
+        var name = new Argument<string>("name") { Description = "The stage (`pipeline stages`) or the campaign" };
+        var command = new Command(action, description) { kind, name };
         command.Runs(async (run, parsed, ct) =>
         {
-            var answer = await run.Api.PostAsync(Route(parsed, command, "pause"), null, ct);
-            run.Say(answer, $"{Name(answer)} is paused (by {answer.Text("by")}, since {Show.Time(answer.GetProperty("since"))}).");
-            return ExitCodes.Ok;
-        });
-        return command;
-    }
-
-    private static Command Resume()
-    {
-        var command = new Command("resume", "Resume a paused stage or campaign") { Kind(), Target() };
-        command.Runs(async (run, parsed, ct) =>
-        {
-            var answer = await run.Api.PostAsync(Route(parsed, command, "resume"), null, ct);
-            run.Say(answer, $"{Name(answer)} is running.");
+            var target = Uri.EscapeDataString(parsed.GetValue(name)!);
+            var path = parsed.GetValue(kind) == "stage" ? $"/api/stages/{target}/{action}" : $"/api/campaigns/{target}/{action}";
+            var answer = await run.Api.PostAsync(path, null, ct);
+            run.Say(answer, sentence(answer));
             return ExitCodes.Ok;
         });
         return command;

@@ -72,7 +72,7 @@ public static class CheckCommands
                 query.Add(("darkAfterMinutes", minutes.ToString(CultureInfo.InvariantCulture)));
             }
             var report = await run.WithProgressAsync(parsed.GetValue(verify) ? "Reconciling, every byte re-read" : "Reconciling",
-                () => run.Api.PostAsync(FileCommands.Path("/api/reconciliation", query), null, ct));
+                () => run.Api.PostAsync(AdminApi.WithQuery("/api/reconciliation", query), null, ct));
             var clean = report.GetProperty("clean").GetBoolean();
             if (run.Json)
             {

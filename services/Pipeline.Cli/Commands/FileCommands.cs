@@ -79,7 +79,7 @@ public static class FileCommands
             string? next;
             do
             {
-                var page = await run.Api.GetAsync(Path("/api/files", cursor is null ? query : [.. query, ("after", cursor)]), ct);
+                var page = await run.Api.GetAsync(AdminApi.WithQuery("/api/files", cursor is null ? query : [.. query, ("after", cursor)]), ct);
                 foreach (var file in page.Items("files"))
                 {
                     files.Add(JsonNode.Parse(file.GetRawText()));
@@ -214,14 +214,14 @@ public static class FileCommands
         command.Runs(async (run, parsed, ct) =>
         {
             var filters = filter.Values(parsed).ToList();
-            var options = new JsonObject { ["extraAttempts"] = parsed.GetValue(extraAttempts), ["timeoutSeconds"] = parsed.GetValue(timeout) };
+            var request = new JsonObject { ["extraAttempts"] = parsed.GetValue(extraAttempts), ["timeoutSeconds"] = parsed.GetValue(timeout) };
             if (parsed.GetValue(id) is { } one)
             {
                 if (filters.Count > 0)
                 {
                     throw new UsageException("Give a file's id or filters, not both.");
                 }
-                var accepted = await run.Api.PostAsync($"/api/files/{one}/retry", options, ct);
+                var accepted = await run.Api.PostAsync($"/api/files/{one}/retry", request, ct);
                 run.Say(accepted, $"File {one} retried: it starts again from stage-in.");
                 return ExitCodes.Ok;
             }
@@ -230,11 +230,10 @@ public static class FileCommands
                 throw new UsageException("Say which failed files to retry: an id, or at least one of --campaign, --signature, --run-from, --run-to, --stream.");
             }
 
-            var request = new JsonObject(filters.Select(f => KeyValuePair.Create(f.Name, JsonSerializer.SerializeToNode(f.Value))))
+            foreach (var (name, value) in filters)
             {
-                ["extraAttempts"] = parsed.GetValue(extraAttempts),
-                ["timeoutSeconds"] = parsed.GetValue(timeout),
-            };
+                request[name] = JsonSerializer.SerializeToNode(value);
+            }
             var described = string.Join(", ", filters.Select(f => $"{f.Name} {f.Value}"));
             request["dryRun"] = true;
             var preview = await run.Api.PostAsync("/api/files/retry", request, ct);
@@ -268,13 +267,5 @@ public static class FileCommands
             return ExitCodes.Ok;
         });
         return command;
-    }
-
-
-    /// <summary>A path with its query, every value escaped.</summary>
-    public static string Path(string path, IEnumerable<(string Name, object Value)> query)
-    {
-        var parts = query.Select(q => $"{q.Name}={Uri.EscapeDataString(Convert.ToString(q.Value, System.Globalization.CultureInfo.InvariantCulture) ?? "")}").ToList();
-        return parts.Count == 0 ? path : $"{path}?{string.Join('&', parts)}";
     }
 }

@@ -34,39 +34,40 @@ public static class StatusCommands
         watch.Runs(async (run, parsed, ct) =>
         {
             var every = TimeSpan.FromSeconds(parsed.GetValue(interval));
-            try
+            async Task RefreshAsync(Action<JsonElement> show)
             {
-                if (!run.Json && run.Out.Profile.Capabilities.Interactive)
-                {
-                    await run.Out.Live(new Text("Asking the API…")).StartAsync(async live =>
-                    {
-                        while (true)
-                        {
-                            live.UpdateTarget(new Rows(Render(await SnapshotAsync(run.Api, ct)), new Text($"{DateTimeOffset.Now:HH:mm:ss} · every {every.TotalSeconds:0.#} s · Ctrl+C to stop")));
-                            await Task.Delay(every, ct);
-                        }
-                    });
-                }
                 while (true)
                 {
-                    var snapshot = await SnapshotAsync(run.Api, ct);
-                    if (run.Json)
-                    {
-                        run.WriteJsonLine(snapshot);
-                    }
-                    else
+                    show(await SnapshotAsync(run.Api, ct));
+                    await Task.Delay(every, ct);
+                }
+            }
+            try
+            {
+                if (run.Json)
+                {
+                    await RefreshAsync(run.WriteJsonLine);
+                }
+                else if (run.Out.Profile.Capabilities.Interactive)
+                {
+                    // Redrawn in place on a terminal; one status after another into a pipe or a file.
+                    await run.Out.Live(new Text("Asking the API…")).StartAsync(live => RefreshAsync(snapshot =>
+                        live.UpdateTarget(new Rows(Render(snapshot), new Text($"{DateTimeOffset.Now:HH:mm:ss} · every {every.TotalSeconds:0.#} s · Ctrl+C to stop")))));
+                }
+                else
+                {
+                    await RefreshAsync(snapshot =>
                     {
                         run.Out.Write(Render(snapshot));
                         run.Out.WriteLine();
-                    }
-                    await Task.Delay(every, ct);
+                    });
                 }
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
                 // Ctrl+C is how a watch ends: not a failure.
-                return ExitCodes.Ok;
             }
+            return ExitCodes.Ok;
         });
 
         var stages = new Command("stages", "The worker stages, and which are paused since when and by whom");

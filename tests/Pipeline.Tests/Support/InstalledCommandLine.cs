@@ -16,7 +16,7 @@ public sealed class InstalledCommandLine : IAsyncLifetime
 {
     private readonly TempDirectory _folder = new();
 
-    /// <summary>Where the tool is installed; also the HOME of every run, so that no config file of the machine's user is read.</summary>
+    /// <summary>Where the tool is installed, and the HOME of every run.</summary>
     public string Folder => _folder.Path;
 
     public string Program => Path.Combine(Folder, "tools", "pipeline");
@@ -50,7 +50,22 @@ public sealed class InstalledCommandLine : IAsyncLifetime
     /// <summary>Runs `pipeline` with these arguments and environment (PIPELINE_URL, PIPELINE_API_KEY, …), stdin closed.</summary>
     public Task<CommandLineRun> RunAsync(IReadOnlyDictionary<string, string> environment, params string[] arguments)
     {
-        var start = new ProcessStartInfo(Program) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        var start = StartInfo(environment, arguments);
+        start.RedirectStandardInput = true;
+        return RunAsync(start, stdin: "");
+    }
+
+    /// <summary>Starts `pipeline` and leaves it running (a watch), its output read line by line by the caller.</summary>
+    public Process Start(IReadOnlyDictionary<string, string> environment, params string[] arguments) =>
+        Process.Start(StartInfo(environment, arguments))!;
+
+    /// <summary>
+    /// The program with these arguments and only the given settings: none of the machine's PIPELINE_* variables, and
+    /// this folder as HOME, so that no config file of the machine's user is read.
+    /// </summary>
+    private ProcessStartInfo StartInfo(IReadOnlyDictionary<string, string> environment, string[] arguments)
+    {
+        var start = new ProcessStartInfo(Program) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
@@ -64,23 +79,7 @@ public sealed class InstalledCommandLine : IAsyncLifetime
         {
             start.Environment[name] = value;
         }
-        return RunAsync(start, stdin: "");
-    }
-
-    /// <summary>Starts `pipeline` and leaves it running (a watch), its output read line by line by the caller.</summary>
-    public Process Start(IReadOnlyDictionary<string, string> environment, params string[] arguments)
-    {
-        var start = new ProcessStartInfo(Program) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-        start.Environment["HOME"] = Folder;
-        foreach (var (name, value) in environment)
-        {
-            start.Environment[name] = value;
-        }
-        return Process.Start(start)!;
+        return start;
     }
 
     private static async Task<CommandLineRun> RunAsync(ProcessStartInfo start, string? stdin)
