@@ -57,27 +57,63 @@ public sealed class Invocation(AdminApi api, bool json, IAnsiConsole output, IAn
     }
 
     /// <summary>
+    /// Asks before a change that touches many files, unless --yes was given. Under --json or with no terminal to ask,
+    /// it refuses (exit 2) with what to add; a "no" ends the command with <paramref name="declined"/> and exit 1.
+    /// </summary>
+    public async Task ConfirmAsync(bool yes, string question, string howToSkip, string declined, CancellationToken ct)
+    {
+        if (yes)
+        {
+            return;
+        }
+        if (Json || !CanAsk)
+        {
+            throw new UsageException($"{howToSkip} (there is no terminal to ask).");
+        }
+        if (!await Out.ConfirmAsync(Markup.Escape(question), defaultValue: false, ct))
+        {
+            throw new CommandFailedException(declined);
+        }
+    }
+
+    /// <summary>
     /// Runs a call that may take minutes (an audit, a reconciliation) under a live bar on stderr with the time it has
     /// taken; the API answers only at the end, so the bar shows that work goes on, not how much is left.
     /// </summary>
     public async Task<T> WithProgressAsync<T>(string description, Func<Task<T>> work)
     {
+        var result = default(T)!;
+        await WithProgressAsync(description, maxValue: null, async _ => result = await work());
+        return result;
+    }
+
+    /// <summary>
+    /// Runs work under a live bar on stderr (not under --json, nor when stderr is not a terminal). With a
+    /// <paramref name="maxValue"/> the work reports how far it has got, as (value, description); without one the bar
+    /// only shows that work goes on.
+    /// </summary>
+    public async Task WithProgressAsync(string description, double? maxValue, Func<Action<double, string>, Task> work)
+    {
         if (Json || !Errors.Profile.Capabilities.Interactive)
         {
-            return await work();
+            await work((_, _) => { });
+            return;
         }
-        var result = default(T)!;
         await Errors.Progress()
             .AutoClear(true)
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
             .StartAsync(async progress =>
             {
-                var task = progress.AddTask(Markup.Escape(description)).IsIndeterminate();
-                result = await work();
+                var task = progress.AddTask(Markup.Escape(description), maxValue: maxValue ?? 100);
+                task.IsIndeterminate = maxValue is null;
+                await work((value, now) =>
+                {
+                    task.Value = value;
+                    task.Description = Markup.Escape(now);
+                });
                 task.Value = task.MaxValue;
                 task.StopTask();
             });
-        return result;
     }
 
     public static IAnsiConsole ConsoleFor(TextWriter writer, bool redirected)

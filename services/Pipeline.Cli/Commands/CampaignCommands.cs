@@ -101,18 +101,8 @@ public static class CampaignCommands
             var name = parsed.GetValue(cancelName)!;
             var campaign = await run.Api.GetAsync(CampaignPath(parsed, cancelName), ct);
             var remaining = campaign.GetProperty("forecast").Number("remaining");
-            if (!parsed.GetValue(yes))
-            {
-                if (run.Json || !Invocation.CanAsk)
-                {
-                    throw new UsageException($"Campaign {name} has {remaining} files not yet final; add --yes to cancel it (there is no terminal to ask).");
-                }
-                if (!await run.Out.ConfirmAsync(Markup.Escape($"Cancel campaign {name}, with {remaining} files not yet final?"), defaultValue: false, ct))
-                {
-                    run.Out.WriteLine("Nothing cancelled.");
-                    return ExitCodes.Failed;
-                }
-            }
+            await run.ConfirmAsync(parsed.GetValue(yes), $"Cancel campaign {name}, with {remaining} files not yet final?",
+                $"Campaign {name} has {remaining} files not yet final; add --yes to cancel it", "Nothing cancelled.", ct);
             var answer = await run.Api.PostAsync(CampaignPath(parsed, cancelName) + "/cancel", null, ct);
             run.Say(answer, $"Campaign {name} cancelled: {answer.Number("filesCancelled")} files cancelled, those reconstructing finish.");
             return ExitCodes.Ok;
@@ -158,34 +148,15 @@ public static class CampaignCommands
             async Task<long> BusyAsync() => (await run.Api.GetAsync("/api/summary", ct)).Items("utilisation").Where(u => u.Text("stage") == name).Sum(u => u.Number("busy"));
             var busy = await BusyAsync();
             var atStart = Math.Max(busy, 1);
-            async Task WaitAsync(Action<long>? report)
+            await run.WithProgressAsync($"Draining {name}: {busy} slots busy", atStart, async report =>
             {
                 while (busy > 0)
                 {
-                    report?.Invoke(busy);
+                    report(atStart - busy, $"Draining {name}: {busy} slots busy");
                     await Task.Delay(TimeSpan.FromSeconds(1), ct);
                     busy = await BusyAsync();
                 }
-            }
-            if (run.Json || !run.Errors.Profile.Capabilities.Interactive)
-            {
-                await WaitAsync(null);
-            }
-            else
-            {
-                await run.Errors.Progress().AutoClear(true)
-                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn())
-                    .StartAsync(async progress =>
-                    {
-                        var task = progress.AddTask(Markup.Escape($"Draining {name}: {busy} slots busy"), maxValue: atStart);
-                        await WaitAsync(now =>
-                        {
-                            task.Value = atStart - now;
-                            task.Description = Markup.Escape($"Draining {name}: {now} slots busy");
-                        });
-                        task.Value = atStart;
-                    });
-            }
+            });
             run.Say(answer, $"Stage {name} is drained: no slot busy, nothing new taken until `pipeline resume stage {name}`.");
             return ExitCodes.Ok;
         });

@@ -75,15 +75,12 @@ public static class FileCommands
             }
             query.Add(("limit", parsed.GetValue(limit)));
             var cursor = parsed.GetValue(after);
-            var files = new JsonArray();
+            var files = new List<JsonElement>();
             string? next;
             do
             {
                 var page = await run.Api.GetAsync(AdminApi.WithQuery("/api/files", cursor is null ? query : [.. query, ("after", cursor)]), ct);
-                foreach (var file in page.Items("files"))
-                {
-                    files.Add(JsonNode.Parse(file.GetRawText()));
-                }
+                files.AddRange(page.Items("files"));
                 next = page.Text("next") is { Length: > 0 } n ? n : null;
                 cursor = next;
             }
@@ -91,11 +88,11 @@ public static class FileCommands
 
             if (run.Json)
             {
-                run.WriteJson(JsonSerializer.SerializeToElement(new JsonObject { ["files"] = files, ["next"] = next }));
+                run.WriteJson(JsonSerializer.SerializeToElement(new { files, next }));
                 return ExitCodes.Ok;
             }
             var table = Show.Table(null, "Id", "Campaign", "Run", "Stream", "Name", "State", "Attempt", "Updated", "Failure");
-            foreach (var file in JsonSerializer.SerializeToElement(files).Items())
+            foreach (var file in files)
             {
                 table.Row(file.Text("id"), file.Text("campaign"), file.Number("run"), file.Text("stream"), file.Text("logicalName"),
                     file.Text("state"), file.Number("attempt"), Show.Time(file.GetProperty("updatedAt")), file.Text("failureReason"));
@@ -247,18 +244,8 @@ public static class FileCommands
             {
                 throw new CommandFailedException($"{matched} failed files match ({described}), more than --max {parsed.GetValue(max)}: narrow the filters, or raise --max to retry them all.");
             }
-            if (!parsed.GetValue(yes))
-            {
-                if (run.Json || !Invocation.CanAsk)
-                {
-                    throw new UsageException($"{matched} failed files match ({described}); add --yes to retry them (there is no terminal to ask).");
-                }
-                if (!await run.Out.ConfirmAsync(Markup.Escape($"Retry {matched} failed files ({described})?"), defaultValue: false, ct))
-                {
-                    run.Out.WriteLine("Nothing retried.");
-                    return ExitCodes.Failed;
-                }
-            }
+            await run.ConfirmAsync(parsed.GetValue(yes), $"Retry {matched} failed files ({described})?",
+                $"{matched} failed files match ({described}); add --yes to retry them", "Nothing retried.", ct);
             // No more than were shown: a file that failed since the preview waits for the next retry.
             request["dryRun"] = false;
             request["limit"] = matched;
