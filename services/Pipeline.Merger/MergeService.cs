@@ -273,6 +273,8 @@ public sealed class MergeService(
             return null;
         }
 
+        // The merged file's own trace, linked to each of its files' traces: its archive follows in it.
+        using var span = FileTracing.StartShared($"merge {buffer.Campaign}/{buffer.Dataset}", batch.Select(o => o.FileId));
         var started = Stopwatch.GetTimestamp();
         var createdAt = Time.GetUtcNow();
         var name = $"{buffer.Campaign}/{buffer.Dataset}/{buffer.Dataset}_run{batch.Min(o => o.Run):D6}-{batch.Max(o => o.Run):D6}_{createdAt:yyyyMMddHHmmssfff}_{Guid.NewGuid().ToString("N")[..6]}.evt";

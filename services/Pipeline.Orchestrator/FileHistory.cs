@@ -1,4 +1,5 @@
 using MassTransit;
+using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.State;
 
 namespace Pipeline.Orchestrator;
@@ -53,7 +54,9 @@ public sealed class FileHistory(TimeProvider time) : IStateObserver<FileState>, 
     {
         var now = time.GetUtcNow();
         saga.UpdatedAt = now;
-        saga.Record(now, state, @event, saga.Because ?? (state == FileStates.Failed ? saga.FailureReason : null));
+        var because = saga.Because ?? (state == FileStates.Failed ? saga.FailureReason : null);
+        saga.Record(now, state, @event, because);
+        FileTracing.Outcome(because is null ? state : $"{state}: {because}");
         saga.Because = null;
     }
 }

@@ -177,6 +177,8 @@ public sealed class ReconstructionWorker(
     private async Task RunJobAsync(ReconstructFile message, string worker, int leaseSeconds, (Guid, int) key, AdoptedJob? adopted = null)
     {
         using var busy = report.Busy(PipelineMetrics.Reconstruction);
+        // The job outlives the consumption of its message: it is a step of the file's trace of its own.
+        using var span = FileTracing.StartStep("reconstruction job", "reconstruction", message);
         try
         {
             await RunAttemptAsync(message, worker, leaseSeconds, lifetime.ApplicationStopping, adopted);
@@ -189,6 +191,7 @@ public sealed class ReconstructionWorker(
         catch (Exception ex)
         {
             logger.LogError(ex, "Reconstruction of {FileId} attempt {Attempt} broke down on this worker", message.FileId, message.Attempt);
+            FileTracing.Outcome($"error: {ex.GetType().Name}");
             await PublishSafely(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,
                 $"worker error: {ex.Message}", null, ""));
         }
@@ -273,6 +276,7 @@ public sealed class ReconstructionWorker(
                 await report.CompletedAsync(PipelineMetrics.Reconstruction, outputs.Files.Sum(f => f.Size), stopwatch.Elapsed, CancellationToken.None);
                 // The outputs take over the attempt's reservation before anyone is told of them, so the merger's release finds them.
                 await gate.ReplaceAsync(StorageOptions.Scratch, AttemptFolder(message), [.. outputs.Files.Select(f => new AreaFile(f.Name, f.Size))], CancellationToken.None);
+                FileTracing.Outcome($"reconstructed: {outputs.Files.Count} outputs");
                 await bus.PublishBoundedAsync(new FileReconstructed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, outputs.Files, stopwatch.Elapsed.TotalSeconds), CancellationToken.None);
                 await RemoveInputAsync(message);
                 return;
@@ -282,6 +286,7 @@ public sealed class ReconstructionWorker(
 
         report.Failed(PipelineMetrics.Reconstruction, problem);
         logger.LogWarning("Reconstruction of {FileId} attempt {Attempt} failed: {Reason}", message.FileId, message.Attempt, problem);
+        FileTracing.Outcome($"failed: {problem}");
         areas.Scratch.DeleteDirectory(outputDirectory);
         await gate.ReleaseAsync(StorageOptions.Scratch, AttemptFolder(message));
         // A new attempt stages the file again; a file that failed for good must not hold cache room for ever.

@@ -63,7 +63,8 @@ public sealed class StageFileConsumer(
         {
             foreach (var request in group)
             {
-                await StageAsync(archive, request, recalls.GetValueOrDefault(request.Message.LogicalName), token);
+                await FileContext.RunAsync(StageFileConsumerDefinition.QueueName, nameof(StageFile), request.Message,
+                    () => StageAsync(archive, request, recalls.GetValueOrDefault(request.Message.LogicalName), token));
             }
         });
     }
@@ -149,6 +150,7 @@ public sealed class StageFileConsumer(
         }
         await report.CompletedAsync(PipelineMetrics.Staging, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         logger.LogInformation("Staged {LogicalName} ({Size} bytes, adler32 {Adler32}) attempt {Attempt}", message.LogicalName, size, read, message.Attempt);
+        FileTracing.Outcome($"staged as {cachedName}");
         await context.PublishBoundedAsync(new FileStaged(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, cachedName, size, read));
     }
 
@@ -157,6 +159,7 @@ public sealed class StageFileConsumer(
         var message = context.Message;
         report.Failed(PipelineMetrics.Staging, reason);
         logger.LogWarning("Staging {LogicalName} attempt {Attempt} failed: {Reason}", message.LogicalName, message.Attempt, reason);
+        FileTracing.Outcome($"failed: {reason}");
         await context.PublishBoundedAsync(new StagingFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, reason));
     }
 }

@@ -15,7 +15,7 @@ public sealed record ClaimReconstruction(
     int Attempt,
     string Worker,
     bool IsRenewal,
-    string? BatchJob = null) : IFileMessage;
+    string? BatchJob = null) : IFileAttemptMessage;
 
 /// <summary>
 /// The answer to a claim. A worker that is refused, or cannot renew before its lease runs out,

@@ -8,4 +8,4 @@ public sealed record CollectJobLogs(
     string Campaign,
     int Attempt,
     string JobDirectory,
-    IReadOnlyList<string> Files) : IFileMessage;
+    IReadOnlyList<string> Files) : IFileAttemptMessage;

@@ -8,3 +8,9 @@ public interface IFileMessage
     string Stream { get; }
     string Campaign { get; }
 }
+
+/// <summary>A per-file message about one attempt of the file's processing: traces and logs name the attempt.</summary>
+public interface IFileAttemptMessage : IFileMessage
+{
+    int Attempt { get; }
+}

@@ -8,7 +8,7 @@ public sealed record FileReconstructed(
     int Attempt,
     string Worker,
     IReadOnlyList<OutputFile> Outputs,
-    double Seconds) : IFileMessage;
+    double Seconds) : IFileAttemptMessage;
 
 /// <summary>One dataset's output of one reconstruction attempt, waiting in the scratch area.</summary>
 public sealed record OutputFile(

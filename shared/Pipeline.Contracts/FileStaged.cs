@@ -8,4 +8,4 @@ public sealed record FileStaged(
     int Attempt,
     string CachedName,
     long Size,
-    string Adler32) : IFileMessage;
+    string Adler32) : IFileAttemptMessage;

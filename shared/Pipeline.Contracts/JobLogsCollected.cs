@@ -6,4 +6,4 @@ public sealed record JobLogsCollected(
     string Stream,
     string Campaign,
     int Attempt,
-    IReadOnlyList<string> LogNames) : IFileMessage;
+    IReadOnlyList<string> LogNames) : IFileAttemptMessage;

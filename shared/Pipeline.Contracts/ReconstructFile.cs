@@ -22,7 +22,7 @@ public sealed record ReconstructFile(
     long Events = 0,
     long InputSize = 0,
     string? InputAdler32 = null,
-    string? RunConditions = null) : IFileMessage;
+    string? RunConditions = null) : IFileAttemptMessage;
 
 /// <summary>An output dataset and the trigger bits that select events into it.</summary>
 public sealed record DatasetSelection(string Name, uint TriggerMask);

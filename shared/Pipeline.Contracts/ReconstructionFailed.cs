@@ -16,4 +16,4 @@ public sealed record ReconstructionFailed(
     int? ExitCode,
     string LogTail,
     bool SiteFailure = false,
-    int? TimedOutAfterSeconds = null) : IFileMessage;
+    int? TimedOutAfterSeconds = null) : IFileAttemptMessage;

@@ -9,4 +9,4 @@ public sealed record StageFile(
     int Attempt,
     string LogicalName,
     long Size,
-    string Adler32) : IFileMessage;
+    string Adler32) : IFileAttemptMessage;

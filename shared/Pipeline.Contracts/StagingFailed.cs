@@ -6,4 +6,4 @@ public sealed record StagingFailed(
     string Stream,
     string Campaign,
     int Attempt,
-    string Reason) : IFileMessage;
+    string Reason) : IFileAttemptMessage;

@@ -106,7 +106,7 @@ public static class PipelineHosting
                             }
                         });
                         rabbit.PrefetchCount = options.Prefetch;
-                        rabbit.UseConsumeFilter(typeof(FileLogContextFilter<>), context);
+                        rabbit.UseConsumeFilter(typeof(FileContextFilter<>), context);
                         rabbit.UseConsumeFilter(typeof(PauseFilter<>), context);
                         rabbit.ConfigureEndpoints(context);
                     });
@@ -114,7 +114,7 @@ public static class PipelineHosting
                 default:
                     bus.UsingInMemory((context, memory) =>
                     {
-                        memory.UseConsumeFilter(typeof(FileLogContextFilter<>), context);
+                        memory.UseConsumeFilter(typeof(FileContextFilter<>), context);
                         memory.UseConsumeFilter(typeof(PauseFilter<>), context);
                         memory.ConfigureEndpoints(context);
                     });
@@ -147,7 +147,7 @@ public static class PipelineHosting
                 .AddAspNetCoreInstrumentation()
                 .AddPrometheusExporter())
             .WithTracing(tracing => tracing
-                .AddSource("MassTransit")
+                .AddSource("MassTransit", FileTracing.SourceName)
                 .AddAspNetCoreInstrumentation(aspnet => aspnet.Filter = http => !http.Request.Path.StartsWithSegments("/health") && !http.Request.Path.StartsWithSegments("/metrics")));
         if (!string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {
@@ -233,6 +233,7 @@ public static class PipelineHosting
             .ReadFrom.Configuration(configuration)
             .Enrich.FromLogContext()
             .Enrich.WithProperty("Instance", options.EffectiveInstanceName)
+            .Enrich.With<LogIdsEnricher>()
             .Filter.ByExcluding(IsRetriedSagaRace);
         // Logs go to stderr so that a command's stdout carries only its result (make demo's JSON line).
         if (options.LogFormat == "json")
@@ -242,7 +243,7 @@ public static class PipelineHosting
         else
         {
             logger.WriteTo.Console(
-                outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext:l}: {Message:lj}{NewLine}{Exception}",
+                outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext:l}: {Message:lj}{" + LogIdsEnricher.PropertyName + ":l}{NewLine}{Exception}",
                 standardErrorFromLevel: LogEventLevel.Verbose);
         }
     }

@@ -7,6 +7,7 @@ using Pipeline.Contracts;
 using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;
 
@@ -144,6 +145,9 @@ public sealed partial class RunIngestion(IRunRegistry runs, CampaignDirectory ca
             throw new InvalidRunException(errors);
         }
         var files = run.Files!;
+        // The run's registration is a trace of its own (or a step of the trace that announced it): each file's trace links to it.
+        using var span = FileTracing.Source.StartActivity($"register run {run.Run}");
+        span?.SetTag(FileTracing.RunTag, run.Run);
         var now = time.GetUtcNow();
         var rawEntries = files
             .Select(f => new CatalogEntry(f.Name!, StorageOptions.Archive, CatalogEntry.Raw, null, null, f.Size,

@@ -60,5 +60,17 @@ public sealed partial class When_production_runs_without_a_fault
         Assert.True(warnings.Count == 0, $"{warnings.Count} warnings or errors in a clean demo:\n{string.Join('\n', warnings)}");
         var frames = lines.Count(l => l.TrimStart().StartsWith("at ", StringComparison.Ordinal));
         Assert.True(frames == 0, $"{frames} stack frames in a clean demo's log");
+        // A line written while a stage works on a file names the file, its run, campaign and attempt, and the file's trace.
+        var staged = lines.Where(l => l.Contains("] Pipeline.Stager.StageFileConsumer: Staged ", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(staged);
+        Assert.All(staged, line =>
+        {
+            var ids = FileIds().Match(line);
+            Assert.True(ids.Success, $"no ids on: {line}");
+            Assert.Equal(Guid.Parse(ids.Groups["file"].Value).ToString("N"), ids.Groups["trace"].Value);
+        });
     }
+
+    [GeneratedRegex(@" \{ file=(?<file>[0-9a-f-]{36}) run=\d+ campaign=\S+ attempt=\d+ trace=(?<trace>[0-9a-f]{32}) \}$")]
+    private static partial Regex FileIds();
 }

@@ -1,0 +1,74 @@
+using Pipeline.Infrastructure.Telemetry;
+using Pipeline.SampleExperiment;
+using Pipeline.Tests.Support;
+
+namespace Pipeline.Tests.Hosting;
+
+[Collection(RabbitMqCollection.Name)]
+public sealed class When_a_file_is_traced(RabbitMqBroker broker)
+{
+    private static readonly string[] StagesInOrder = ["registration", "staging", "reconstruction", "merge", "archive"];
+
+    [Fact]
+    public async Task Should_export_one_trace_per_file_with_every_stage_in_order_and_nothing_of_another_file()
+    {
+        await using var collector = await OtlpReceiver.StartAsync();
+        await using var pipeline = await PipelineUnderTest.StartAsync(await broker.IsolatedUriAsync(), new Dictionary<string, string?>
+        {
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.Endpoint.ToString(),
+            ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
+            ["OTEL_BSP_SCHEDULE_DELAY"] = "200",
+        });
+        var run = (await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 50)))[0];
+        await pipeline.IngestAsync([run]);
+        await pipeline.WaitForFinalAsync(4);
+        var files = await pipeline.AllFilesAsync();
+        Assert.All(files, f => Assert.Equal("Archived", f.CurrentState));
+
+        var traces = new Dictionary<Guid, IReadOnlyList<ReceivedSpan>>();
+        foreach (var file in files)
+        {
+            var traceId = FileTracing.TraceIdOf(file.CorrelationId);
+            // The last step (the file's archive recorded by the orchestrator) is exported a moment after the file is final.
+            traces[file.CorrelationId] = await Eventually.Until(() => Task.FromResult(collector.Trace(traceId)),
+                spans => spans.Any(s => s[FileTracing.StageTag] == "archive" && s[FileTracing.OutcomeTag] is { } outcome && outcome.StartsWith("Archived", StringComparison.Ordinal)),
+                TimeSpan.FromSeconds(30), $"the archive step in trace {traceId}",
+                spans => string.Join(", ", spans.Where(s => s.Scope == FileTracing.SourceName).Select(s => $"{s.Name} ({s[FileTracing.OutcomeTag]})")));
+        }
+
+        foreach (var (fileId, spans) in traces)
+        {
+            var steps = spans.Where(s => s.Scope == FileTracing.SourceName).ToList();
+            // Only this file: every span of the trace that names a file names this one.
+            Assert.All(spans.Where(s => s[FileTracing.FileIdTag] is not null), s => Assert.Equal(fileId.ToString(), s[FileTracing.FileIdTag]));
+            // Every stage, in the pipeline's order (log collection runs beside the merge, after the reconstruction).
+            var firstOf = StagesInOrder.Append("collection").ToDictionary(stage => stage,
+                stage => steps.FirstOrDefault(s => s[FileTracing.StageTag] == stage)?.StartNanos ?? throw new Xunit.Sdk.XunitException(
+                    $"no {stage} step in the trace of {fileId}: {string.Join(", ", steps.Select(s => s.Name))}"));
+            for (var i = 1; i < StagesInOrder.Length; i++)
+            {
+                Assert.True(firstOf[StagesInOrder[i - 1]] <= firstOf[StagesInOrder[i]], $"{StagesInOrder[i - 1]} before {StagesInOrder[i]} in {string.Join(", ", steps.Select(s => s.Name))}");
+            }
+            Assert.True(firstOf["reconstruction"] <= firstOf["collection"]);
+            // Each service's step says which attempt and how it ended.
+            var staging = steps.SingleOrDefault(s => s.Name == "stager StageFile") ?? throw new Xunit.Sdk.XunitException(string.Join("\n", steps.Select(s => $"{s.Name} {s[FileTracing.StageTag]} {s[FileTracing.OutcomeTag]}")));
+            Assert.Equal("1", staging[FileTracing.AttemptTag]);
+            Assert.StartsWith("staged as ", staging[FileTracing.OutcomeTag], StringComparison.Ordinal);
+            var job = steps.SingleOrDefault(s => s.Name == "reconstruction job") ?? throw new Xunit.Sdk.XunitException(string.Join("\n", steps.Select(s => $"{s.Name} {s[FileTracing.StageTag]} {s[FileTracing.OutcomeTag]}")));
+            Assert.StartsWith("reconstructed: ", job[FileTracing.OutcomeTag], StringComparison.Ordinal);
+            Assert.Contains(steps, s => s.Name == "merger MergeOutput" && s[FileTracing.OutcomeTag] == "completed");
+            Assert.Contains(steps, s => s.Name == "collector CollectJobLogs");
+            Assert.All(steps, s => Assert.NotNull(s[FileTracing.OutcomeTag]));
+        }
+
+        // Every file's registration is linked to the one trace its run was registered in, which is none of the files'.
+        var runTraces = traces.Values.Select(spans => Assert.Single(Assert.Single(spans, s => s.Scope == FileTracing.SourceName && s.Name == "orchestrator FileRegistered").LinkedTraceIds)).Distinct().ToList();
+        var runTrace = Assert.Single(runTraces);
+        Assert.DoesNotContain(runTrace, traces.Keys.Select(FileTracing.TraceIdOf));
+        // A merged file has a trace of its own, linked to the trace of each file in it.
+        var merges = collector.Spans.Where(s => s.Name.StartsWith("merge ", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(merges);
+        Assert.All(merges, m => Assert.DoesNotContain(m.TraceId, traces.Keys.Select(FileTracing.TraceIdOf)));
+        Assert.All(traces.Keys, id => Assert.Contains(merges, m => m.LinkedTraceIds.Contains(FileTracing.TraceIdOf(id))));
+    }
+}
