@@ -70,6 +70,7 @@ public static class ApiModule
         app.UseSwaggerUI();
         app.MapPipelineDefaults();
         app.MapPipelineEndpoints();
+        app.MapBrowseEndpoints();
         app.MapFlowEndpoints();
         app.MapCampaignEndpoints();
         app.MapDashboard();

@@ -8,6 +8,7 @@ using Pipeline.Api.Security;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Control;
 using Pipeline.Production.Failures;
 using Pipeline.Production.Ingest;
@@ -110,7 +111,7 @@ public static class PipelineEndpoints
         api.MapGet("/failures", Failures)
             .WithName("ListFailures").WithSummary("Failed files grouped by campaign, stage, failure signature and release, the largest group first");
         api.MapGet("/throughput", Throughput)
-            .WithName("GetThroughput").WithSummary("Files and bytes each stage finished per hour, over the last hours (default 24, at most 720)")
+            .WithName("GetThroughput").WithSummary("Files and bytes each stage finished for each campaign per minute (kept 6 hours) or per hour (kept 35 days), over the last hours (default 24, or 6 per minute), optionally for one campaign or stage")
             .ProducesProblem(StatusCodes.Status400BadRequest);
         api.MapGet("/logs/{**name}", GetLog)
             .WithName("GetLog").WithSummary("One collected job log or histogram file, by its name in the logs area (as listed in a file's logNames)")
@@ -220,6 +221,8 @@ public static class PipelineEndpoints
         var detail = JsonSerializer.SerializeToNode(file, Json)!.AsObject();
         detail["catalog"] = JsonSerializer.SerializeToNode(entries, Json);
         detail["logLinks"] = new JsonArray([.. file.LogNames.Select(n => JsonValue.Create($"/api/logs/{n}"))]);
+        // The file's own trace (see FileTracing): its id is the file id's 32 hex digits.
+        detail["traceId"] = FileTracing.TraceIdOf(file.CorrelationId);
         return TypedResults.Json(detail, Json);
     }
 
@@ -348,13 +351,23 @@ public static class PipelineEndpoints
         return TypedResults.Ok(await health.ListAlertsAsync(activeOnly: all != true, limit ?? 100, ct));
     }
 
-    private static async Task<Results<Ok<IReadOnlyList<StageActivity>>, ProblemHttpResult>> Throughput(IActivityLog activity, TimeProvider time, int? hours, CancellationToken ct)
+    private static async Task<Results<Ok<IReadOnlyList<StageActivity>>, ProblemHttpResult>> Throughput(
+        IActivityLog activity, TimeProvider time, string? resolution, int? hours, string? campaign, string? stage, CancellationToken ct)
     {
-        if (hours is < 1 or > 720)
+        if (!Enum.TryParse<ThroughputResolution>(resolution ?? nameof(ThroughputResolution.Hour), ignoreCase: true, out var step) || !Enum.IsDefined(step))
         {
-            return TypedResults.Problem("hours must be between 1 and 720.", statusCode: StatusCodes.Status400BadRequest, title: "Bad time range");
+            return TypedResults.Problem("resolution must be minute or hour.", statusCode: StatusCodes.Status400BadRequest, title: "Bad resolution");
         }
-        return TypedResults.Ok(await activity.ListActivityAsync(time.GetUtcNow().AddHours(-(hours ?? 24) + 1), ct));
+        var kept = (int)ThroughputWindow.Kept(step).TotalHours;
+        if (hours is { } h && (h < 1 || h > kept))
+        {
+            return TypedResults.Problem($"hours must be between 1 and {kept}: {step.ToString().ToLowerInvariant()} buckets are kept for {kept} hours.",
+                statusCode: StatusCodes.Status400BadRequest, title: "Bad time range");
+        }
+        var now = time.GetUtcNow();
+        var since = now - TimeSpan.FromHours(hours ?? Math.Min(kept, 24)) + ThroughputWindow.Step(step);
+        return TypedResults.Ok<IReadOnlyList<StageActivity>>([.. (await activity.ListActivityAsync(step, since, ct))
+            .Where(a => (campaign is null || a.Campaign == campaign) && (stage is null || a.Stage == stage))]);
     }
 
     private static async Task<Results<FileStreamHttpResult, ProblemHttpResult>> GetLog(string name, StorageAreas areas, CancellationToken ct)
@@ -377,12 +390,12 @@ public static class PipelineEndpoints
     private static async Task<IReadOnlyList<StageThroughput>> StageTotals(IActivityLog activity, TimeProvider time, CancellationToken ct)
     {
         var now = time.GetUtcNow();
-        var lastHour = StageActivity.HourOf(now);
-        var day = await activity.ListActivityAsync(now.AddHours(-23), ct);
+        var lastHour = ThroughputWindow.BucketOf(ThroughputResolution.Hour, now);
+        var day = await activity.ListActivityAsync(ThroughputResolution.Hour, now.AddHours(-23), ct);
         return [.. day.GroupBy(a => a.Stage, StringComparer.Ordinal)
             .OrderBy(g => g.Key, StringComparer.Ordinal)
             .Select(g => new StageThroughput(g.Key,
-                g.Where(a => a.Hour == lastHour).Sum(a => a.Files), g.Where(a => a.Hour == lastHour).Sum(a => a.Bytes),
+                g.Where(a => a.At == lastHour).Sum(a => a.Files), g.Where(a => a.At == lastHour).Sum(a => a.Bytes),
                 g.Sum(a => a.Files), g.Sum(a => a.Bytes)))];
     }
 

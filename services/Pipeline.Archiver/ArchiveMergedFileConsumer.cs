@@ -142,7 +142,7 @@ public sealed class ArchiveMergedFileConsumer(
             return false;
         }
         await merges.MarkArchivedAsync(file.Name, CancellationToken.None);
-        await report.CompletedAsync(PipelineMetrics.Archive, file.Size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
+        await report.CompletedAsync(PipelineMetrics.Archive, file.Campaign, file.Size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         await ReportArchivedAsync(context, file.Name, file.Campaign, sources);
         return true;
     }

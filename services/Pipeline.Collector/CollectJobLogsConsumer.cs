@@ -41,7 +41,7 @@ public sealed class CollectJobLogsConsumer(StorageAreas areas, StageReporter rep
             areas.Scratch.Delete(source);
             collected.Add(target);
         }
-        await report.CompletedAsync(PipelineMetrics.Collection, bytes, Stopwatch.GetElapsedTime(started), CancellationToken.None);
+        await report.CompletedAsync(PipelineMetrics.Collection, message.Campaign, bytes, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         logger.LogInformation("Collected {Count} log files of {FileId} attempt {Attempt} into {Folder}", collected.Count, message.FileId, message.Attempt, folder);
         await context.PublishBoundedAsync(new JobLogsCollected(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, collected));
     }

@@ -322,7 +322,7 @@ public sealed class MergeService(
             return null;
         }
         await PlaceIntoNameAsync(uncommitted, name, cancellationToken);
-        await report.CompletedAsync(PipelineMetrics.Merge, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
+        await report.CompletedAsync(PipelineMetrics.Merge, buffer.Campaign, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         Logger.LogInformation("Merged {Count} outputs of {Dataset} into {MergedName} ({Size} bytes, {Events} events)", batch.Count, buffer.Dataset, name, size, events);
         if (corrupted)
         {

@@ -273,7 +273,7 @@ public sealed class ReconstructionWorker(
                 // The release's manifest has been read into the outputs' description; left behind, it would stay in scratch for ever.
                 areas.Scratch.Delete($"{outputDirectory}/{SampleReconstruction.ManifestName}");
                 logger.LogInformation("Reconstructed {FileId} attempt {Attempt}: {Outputs} outputs in {Seconds:F1}s", message.FileId, message.Attempt, outputs.Files.Count, stopwatch.Elapsed.TotalSeconds);
-                await report.CompletedAsync(PipelineMetrics.Reconstruction, outputs.Files.Sum(f => f.Size), stopwatch.Elapsed, CancellationToken.None);
+                await report.CompletedAsync(PipelineMetrics.Reconstruction, message.Campaign, outputs.Files.Sum(f => f.Size), stopwatch.Elapsed, CancellationToken.None);
                 // The outputs take over the attempt's reservation before anyone is told of them, so the merger's release finds them.
                 await gate.ReplaceAsync(StorageOptions.Scratch, AttemptFolder(message), [.. outputs.Files.Select(f => new AreaFile(f.Name, f.Size))], CancellationToken.None);
                 FileTracing.Outcome($"reconstructed: {outputs.Files.Count} outputs");

@@ -148,7 +148,7 @@ public sealed class StageFileConsumer(
             FaultInjection.FlipByte(cache.PathOf(cachedName));
             logger.LogWarning(FaultInjection.CorruptedStagedMessage + " {CachedName} attempt {Attempt}", cachedName, message.Attempt);
         }
-        await report.CompletedAsync(PipelineMetrics.Staging, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
+        await report.CompletedAsync(PipelineMetrics.Staging, message.Campaign, size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
         logger.LogInformation("Staged {LogicalName} ({Size} bytes, adler32 {Adler32}) attempt {Attempt}", message.LogicalName, size, read, message.Attempt);
         FileTracing.Outcome($"staged as {cachedName}");
         await context.PublishBoundedAsync(new FileStaged(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, cachedName, size, read));

@@ -1,5 +1,7 @@
 // The production dashboard: reads the admin API with the viewer's key and redraws itself every few seconds.
 // The key comes from the form, or once from the address (#key=...), and is kept for this browser tab only.
+// The rest of the address says what is looked at: #run=N (a run), #file=ID (a file), #q=TEXT (a search),
+// #range=minute:6 and #campaign=NAME (the throughput charts); each view can so be linked to.
 "use strict";
 
 const refreshSeconds = 10;
@@ -9,11 +11,29 @@ const stageColours = {
 };
 const charts = {};
 
+function address() {
+  return new URLSearchParams(location.hash.slice(1));
+}
+
+function setAddress(changes) {
+  const params = address();
+  for (const [name, value] of Object.entries(changes)) {
+    if (value === null || value === "") {
+      params.delete(name);
+    } else {
+      params.set(name, value);
+    }
+  }
+  location.hash = params.toString();
+}
+
 function takeKeyFromAddress() {
-  const match = /(?:^#|&)key=([^&]+)/.exec(location.hash);
-  if (match) {
-    sessionStorage.setItem(keyName, decodeURIComponent(match[1]));
-    history.replaceState(null, "", location.pathname + location.search);
+  const params = address();
+  if (params.has("key")) {
+    sessionStorage.setItem(keyName, params.get("key"));
+    params.delete("key");
+    // The key leaves the address (and the history) at once; what is looked at stays.
+    history.replaceState(null, "", location.pathname + location.search + (params.size > 0 ? `#${params}` : ""));
   }
 }
 
@@ -215,17 +235,11 @@ async function drawFailedFiles() {
   for (const file of files) {
     const row = body.insertRow();
     cell(row, String(file.run));
-    cell(row, file.logicalName).classList.add("mono");
+    row.insertCell().append(fileLink(file.correlationId, file.logicalName));
+    row.cells[1].classList.add("mono");
     cell(row, String(file.attempt));
     cell(row, file.failureReason ?? "");
-    const logs = cell(row, "");
-    for (const name of file.logNames.filter(n => n.endsWith(".log"))) {
-      const link = document.createElement("a");
-      link.textContent = name.split("/").slice(-2).join("/");
-      link.href = "#";
-      link.addEventListener("click", event => { event.preventDefault(); openLog(name); });
-      logs.append(link, " ");
-    }
+    logLinks(cell(row, ""), file.logNames.filter(n => n.endsWith(".log")));
   }
 }
 
@@ -241,33 +255,69 @@ async function openLog(name) {
   }
 }
 
-function hourLabels(hours) {
-  return hours.map(h => new Date(h).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+function stepLabel(time, resolution) {
+  const at = new Date(time);
+  return resolution === "minute"
+    ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : at.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit" });
 }
 
-function drawThroughput(activity) {
+// The throughput as stored (per minute or per hour, per stage and campaign): every step of the range is plotted,
+// a step with nothing done as 0.
+async function drawThroughput() {
+  const [resolution, hours] = (address().get("range") ?? "minute:6").split(":");
+  const campaign = address().get("campaign") ?? "";
+  document.getElementById("throughput-range").value = `${resolution}:${hours}`;
+  document.getElementById("throughput-campaign").value = campaign;
+  const query = new URLSearchParams({ resolution, hours });
+  if (campaign) {
+    query.set("campaign", campaign);
+  }
+  const activity = await api(`/api/throughput?${query}`);
+  const step = resolution === "minute" ? 60_000 : 3600_000;
+  const last = Math.floor(Date.now() / step) * step;
+  const count = Number(hours) * 3600_000 / step;
+  const times = Array.from({ length: count }, (_, i) => last - (count - 1 - i) * step);
+  const stages = Object.keys(stageColours).filter(stage => activity.some(a => a.stage === stage));
+  const totals = document.getElementById("throughput-totals");
+  totals.replaceChildren();
+  for (const stage of stages) {
+    const files = activity.filter(a => a.stage === stage).reduce((sum, a) => sum + a.files, 0);
+    const total = document.createElement("span");
+    total.textContent = `${stage}: ${files} files `;
+    total.dataset.metric = `plotted-files:${stage}`;
+    total.dataset.value = String(files);
+    totals.append(total);
+  }
+  document.getElementById("files-caption").textContent = `files per ${resolution}`;
+  document.getElementById("bytes-caption").textContent = `bytes per ${resolution}`;
   if (typeof Chart === "undefined") {
     return;
   }
-  const now = new Date();
-  now.setUTCMinutes(0, 0, 0);
-  const hours = Array.from({ length: 24 }, (_, i) => now.getTime() - (23 - i) * 3600_000);
-  const stages = [...new Set(activity.map(a => a.stage))].sort();
   for (const [id, field] of [["files-chart", "files"], ["bytes-chart", "bytes"]]) {
-    const datasets = stages.map(stage => ({
-      label: stage,
-      borderColor: stageColours[stage] ?? "#555",
-      backgroundColor: stageColours[stage] ?? "#555",
-      data: hours.map(h => activity.find(a => a.stage === stage && new Date(a.hour).getTime() === h)?.[field] ?? 0),
-    }));
+    const datasets = stages.map(stage => {
+      const byTime = new Map();
+      for (const a of activity.filter(a => a.stage === stage)) {
+        const at = new Date(a.at).getTime();
+        byTime.set(at, (byTime.get(at) ?? 0) + a[field]);
+      }
+      return {
+        label: stage,
+        borderColor: stageColours[stage],
+        backgroundColor: stageColours[stage],
+        pointRadius: 0,
+        data: times.map(t => byTime.get(t) ?? 0),
+      };
+    });
+    const labels = times.map(t => stepLabel(t, resolution));
     if (charts[id]) {
-      charts[id].data.labels = hourLabels(hours);
+      charts[id].data.labels = labels;
       charts[id].data.datasets = datasets;
       charts[id].update("none");
     } else {
       charts[id] = new Chart(document.getElementById(id), {
         type: "line",
-        data: { labels: hourLabels(hours), datasets },
+        data: { labels, datasets },
         options: { animation: false, responsive: true, scales: { y: { beginAtZero: true } } },
       });
     }
@@ -275,20 +325,196 @@ function drawThroughput(activity) {
   document.getElementById("board").dataset.charts = "drawn";
 }
 
+function fillCampaigns(campaigns) {
+  const select = document.getElementById("throughput-campaign");
+  const chosen = address().get("campaign") ?? "";
+  const names = campaigns.map(c => c.campaign);
+  if ([...select.options].slice(1).map(o => o.value).join() !== names.join()) {
+    select.replaceChildren(new Option("all campaigns", ""), ...names.map(name => new Option(name, name)));
+  }
+  select.value = chosen;
+}
+
+// A link to a file's page that keeps the rest of what is looked at (the run, the charts' range).
+function fileLink(id, text) {
+  const params = address();
+  params.set("file", id);
+  params.delete("q");
+  const link = document.createElement("a");
+  link.href = `#${params}`;
+  link.textContent = text;
+  return link;
+}
+
+async function drawRunView(runs) {
+  const select = document.getElementById("run-select");
+  const numbers = runs.map(r => r.run).sort((a, b) => b - a);
+  if ([...select.options].map(o => o.value).join() !== numbers.join()) {
+    select.replaceChildren(...numbers.map(run => new Option(String(run), String(run))));
+  }
+  const chosen = address().get("run") ?? (numbers.length > 0 ? String(numbers[0]) : null);
+  const section = document.getElementById("runs-section");
+  section.classList.toggle("asked", address().has("run"));
+  if (chosen === null) {
+    section.dataset.state = "empty";
+    return;
+  }
+  select.value = chosen;
+  const run = await api(`/api/runs/${encodeURIComponent(chosen)}`);
+  document.getElementById("run-title").textContent =
+    `${run.announcedFiles} raw files announced${run.registeredAt ? ` ${new Date(run.registeredAt).toLocaleString()}` : ""}${run.truncated ? "; only the first files are shown" : ""}`;
+  const states = document.querySelector("#run-states tbody");
+  const failures = document.querySelector("#run-failures tbody");
+  states.replaceChildren();
+  failures.replaceChildren();
+  for (const campaign of run.campaigns) {
+    for (const state of campaign.states) {
+      const row = states.insertRow();
+      cell(row, campaign.campaign);
+      cell(row, state.state);
+      cell(row, String(state.files), `run-files:${campaign.campaign}:${state.state}`).dataset.value = String(state.files);
+      cell(row, String(state.events), `run-events:${campaign.campaign}:${state.state}`).dataset.value = String(state.events);
+      cell(row, bytes(state.bytes), `run-bytes:${campaign.campaign}:${state.state}`).dataset.value = String(state.bytes);
+    }
+    campaign.failures.forEach((failure, i) => {
+      const row = failures.insertRow();
+      cell(row, campaign.campaign);
+      cell(row, String(failure.files), `run-failure:${campaign.campaign}:${i}`).dataset.value = String(failure.files);
+      cell(row, failure.reason);
+    });
+  }
+  if (failures.rows.length === 0) {
+    nothing(failures, 3, "No failed file in this run.");
+  }
+  const files = document.querySelector("#run-files tbody");
+  files.replaceChildren();
+  for (const file of run.files) {
+    const row = files.insertRow();
+    cell(row, file.campaign);
+    cell(row, file.stream);
+    row.insertCell().append(fileLink(file.id, file.logicalName));
+    row.cells[2].classList.add("mono");
+    cell(row, file.state, `run-file-state:${file.id}`);
+    cell(row, String(file.attempt));
+    cell(row, String(file.events));
+    cell(row, bytes(file.size));
+    cell(row, file.failureReason ?? "");
+  }
+  section.dataset.state = "ready";
+  section.dataset.run = String(run.run);
+}
+
+function fact(body, name, value, metric) {
+  const row = body.insertRow();
+  const th = document.createElement("th");
+  th.textContent = name;
+  row.append(th);
+  return cell(row, value, metric);
+}
+
+function logLinks(target, names) {
+  target.replaceChildren();
+  for (const name of names) {
+    const link = document.createElement("a");
+    link.textContent = name.split("/").slice(-2).join("/");
+    link.href = `/api/logs/${name}`;
+    link.dataset.log = name;
+    link.addEventListener("click", event => { event.preventDefault(); openLog(name); });
+    target.append(link, " ");
+  }
+}
+
+async function drawFilePage() {
+  const section = document.getElementById("file-section");
+  const results = document.getElementById("search-results");
+  const query = address().get("q");
+  let id = address().get("file");
+  if (!id && query) {
+    document.getElementById("search-input").value = query;
+    const found = await api(`/api/search?q=${encodeURIComponent(query)}`);
+    results.replaceChildren(`${found.length} file${found.length === 1 ? "" : "s"} found for "${query}"${found.length > 0 ? ": " : "."}`);
+    for (const file of found) {
+      const link = fileLink(file.id, `${file.logicalName} (${file.campaign}, ${file.state})`);
+      link.dataset.found = file.id;
+      results.append(link, " ");
+    }
+    section.dataset.found = String(found.length);
+    id = found.length === 1 ? found[0].id : null;
+  }
+  const page = document.getElementById("file-page");
+  // The view asked for comes first on the page.
+  section.classList.toggle("asked", Boolean(id || query));
+  if (!id) {
+    page.hidden = true;
+    return;
+  }
+  const file = await api(`/api/files/${encodeURIComponent(id)}`);
+  document.getElementById("file-title").textContent = file.logicalName;
+  const facts = document.querySelector("#file-facts tbody");
+  facts.replaceChildren();
+  fact(facts, "Id", file.correlationId, "file-id").classList.add("mono");
+  fact(facts, "Campaign", file.campaign, "file-campaign");
+  fact(facts, "Run / stream", `${file.run} / ${file.stream}`, "file-run").dataset.value = String(file.run);
+  fact(facts, "State", file.currentState, "file-state");
+  fact(facts, "Attempt", `${file.attempt} of ${file.maxAttempts + file.extraAttempts}`, "file-attempt").dataset.value = String(file.attempt);
+  fact(facts, "Size", bytes(file.size), "file-size").dataset.value = String(file.size);
+  fact(facts, "Events", String(file.events), "file-events");
+  fact(facts, "Adler-32", file.adler32).classList.add("mono");
+  fact(facts, "Trace id", file.traceId, "file-trace").classList.add("mono");
+  if (file.failureReason) {
+    fact(facts, "Failure", file.failureReason, "file-failure");
+  }
+  const history = document.querySelector("#file-history tbody");
+  history.replaceChildren();
+  file.history.forEach((entry, i) => {
+    const row = history.insertRow();
+    cell(row, new Date(entry.at).toLocaleString());
+    cell(row, String(entry.attempt));
+    cell(row, entry.state, `file-history:${i}`);
+    cell(row, entry.event);
+    cell(row, entry.detail ?? "");
+  });
+  const attempts = document.querySelector("#file-attempts tbody");
+  attempts.replaceChildren();
+  for (const attempt of [...new Set(file.history.map(h => h.attempt))]) {
+    const lines = file.history.filter(h => h.attempt === attempt);
+    const lastLine = lines[lines.length - 1];
+    const row = attempts.insertRow();
+    cell(row, String(attempt), `file-attempt-row:${attempt}`);
+    cell(row, new Date(lines[0].at).toLocaleString());
+    cell(row, new Date(lastLine.at).toLocaleString());
+    cell(row, lastLine.state, `file-attempt-state:${attempt}`);
+    cell(row, lastLine.detail ?? "");
+  }
+  const catalog = document.querySelector("#file-catalog tbody");
+  catalog.replaceChildren();
+  for (const entry of file.catalog) {
+    const row = catalog.insertRow();
+    cell(row, entry.kind);
+    cell(row, entry.area);
+    cell(row, entry.name, `file-catalog:${entry.kind}:${entry.name}`).classList.add("mono");
+    cell(row, bytes(entry.size));
+    cell(row, entry.adler32 ?? "").classList.add("mono");
+  }
+  logLinks(document.getElementById("file-logs"), file.logNames);
+  page.hidden = false;
+  section.dataset.file = file.correlationId;
+}
+
 async function refresh() {
   const board = document.getElementById("board");
   try {
-    const [summary, activity, alerts, instances, controls, campaignControls, flow] = await Promise.all(
-      [api("/api/summary"), api("/api/throughput?hours=24"), api("/api/alerts"), api("/api/instances"), api("/api/stages"), api("/api/campaigns"), api("/api/flow")]);
+    const [summary, alerts, instances, controls, campaignControls, flow, runs] = await Promise.all(
+      [api("/api/summary"), api("/api/alerts"), api("/api/instances"), api("/api/stages"), api("/api/campaigns"), api("/api/flow"), api("/api/runs")]);
     drawFlow(flow);
     drawCampaigns(campaignControls);
+    fillCampaigns(campaignControls);
     drawAlerts(alerts);
     drawInstances(instances);
     drawStates(summary, campaignControls);
     drawStages(summary, controls);
     drawFailures(summary);
-    drawThroughput(activity);
-    await drawFailedFiles();
+    await Promise.all([drawThroughput(), drawFailedFiles(), drawRunView(runs), drawFilePage()]);
     board.dataset.state = "ready";
     document.getElementById("key-form").hidden = true;
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
@@ -307,6 +533,19 @@ document.getElementById("key-form").addEventListener("submit", event => {
   sessionStorage.setItem(keyName, document.getElementById("key-input").value.trim());
   refresh();
 });
+
+document.getElementById("search-form").addEventListener("submit", event => {
+  event.preventDefault();
+  setAddress({ q: document.getElementById("search-input").value.trim(), file: null });
+});
+
+document.getElementById("throughput-form").addEventListener("change", () => {
+  setAddress({ range: document.getElementById("throughput-range").value, campaign: document.getElementById("throughput-campaign").value });
+});
+
+document.getElementById("run-select").addEventListener("change", event => setAddress({ run: event.target.value }));
+
+window.addEventListener("hashchange", refresh);
 
 takeKeyFromAddress();
 refresh();

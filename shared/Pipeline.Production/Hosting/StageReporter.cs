@@ -5,17 +5,17 @@ using Pipeline.Production.State;
 namespace Pipeline.Production.Hosting;
 
 /// <summary>
-/// What a stage tells about its work: to the metrics of this process, and to the hourly activity log that
-/// the admin API and dashboard read for every instance together.
+/// What a stage tells about its work: to the metrics of this process, and to the throughput log (per minute and per
+/// hour, per campaign) that the admin API and dashboard read for every instance together.
 /// </summary>
 public sealed class StageReporter(PipelineMetrics metrics, IActivityLog activity, TimeProvider time, ILogger<StageReporter> logger)
 {
-    public async Task CompletedAsync(string stage, long bytes, TimeSpan took, CancellationToken cancellationToken)
+    public async Task CompletedAsync(string stage, string campaign, long bytes, TimeSpan took, CancellationToken cancellationToken)
     {
         metrics.Completed(stage, bytes, took);
         try
         {
-            await activity.RecordAsync(stage, time.GetUtcNow(), bytes, cancellationToken);
+            await activity.RecordAsync(stage, campaign, time.GetUtcNow(), bytes, cancellationToken);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {

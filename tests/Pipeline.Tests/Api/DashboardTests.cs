@@ -88,6 +88,95 @@ public sealed partial class When_an_operator_opens_the_dashboard
         Assert.Equal("3", shown["campaign-done:prompt"]);
     }
 
+    private static string Number(long value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
+    public async Task Should_show_a_run_a_file_and_the_per_minute_throughput_with_the_api_numbers()
+    {
+        await using var pipeline = await PipelineUnderTest.StartAsync(settings: new Dictionary<string, string?> { ["Pipeline:Campaign:MaxAttempts"] = "1" });
+        var run = (await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 50)))[0];
+        var path = pipeline.Areas.Archive.PathOf(run.Files![0].Name!);
+        var raw = await File.ReadAllBytesAsync(path);
+        raw[^1] ^= 0xFF;
+        await File.WriteAllBytesAsync(path, raw);
+        await pipeline.IngestAsync([run]);
+        await pipeline.WaitForFinalAsync(4);
+        var files = await Eventually.Until(pipeline.AllFilesAsync, all => all.Count(f => f.CurrentState == "Archived" && f.LogNames.Count > 0) == 3,
+            TimeSpan.FromMinutes(1), "three archived files with their logs collected");
+        var failed = files.Single(f => f.CurrentState == "Failed");
+        var archived = files.First(f => f.CurrentState == "Archived");
+
+        // The run view: per campaign and state, the files, events and bytes the API counts; the failures by reason.
+        var runView = await pipeline.Http.GetFromJsonAsync<JsonElement>($"/api/runs/{run.Run}");
+        var dom = await Chromium.DumpDomAsync(new Uri(pipeline.Http.BaseAddress!, $"/#key={PipelineUnderTest.ViewerKey}&run={run.Run}"), TimeSpan.FromSeconds(15));
+        Assert.Contains($"data-run=\"{run.Run}\"", dom, StringComparison.Ordinal);
+        var shown = Metrics(dom);
+        var campaign = Assert.Single(runView.GetProperty("campaigns").EnumerateArray());
+        Assert.Equal(4, campaign.GetProperty("files").GetInt32());
+        foreach (var state in campaign.GetProperty("states").EnumerateArray())
+        {
+            var key = $"prompt:{state.GetProperty("state").GetString()}";
+            Assert.Equal(Number(state.GetProperty("files").GetInt64()), shown[$"run-files:{key}"]);
+            Assert.Equal(Number(state.GetProperty("events").GetInt64()), shown[$"run-events:{key}"]);
+            Assert.Equal(Number(state.GetProperty("bytes").GetInt64()), shown[$"run-bytes:{key}"]);
+        }
+        Assert.Equal("3", shown["run-files:prompt:Archived"]);
+        Assert.Equal(Number(files.Where(f => f.CurrentState == "Archived").Sum(f => f.Events)), shown["run-events:prompt:Archived"]);
+        Assert.Equal(Number(failed.Size), shown["run-bytes:prompt:Failed"]);
+        Assert.Equal("1", shown["run-failure:prompt:0"]);
+        Assert.Contains(failed.FailureReason!, dom, StringComparison.Ordinal);
+        Assert.Equal("Failed", shown[$"run-file-state:{failed.CorrelationId}"]);
+        // The throughput charts plot, per minute, what the API stored for each stage.
+        var minutes = (await pipeline.Http.GetFromJsonAsync<JsonElement>("/api/throughput?resolution=minute&hours=6")).EnumerateArray().ToList();
+        foreach (var stage in minutes.GroupBy(m => m.GetProperty("stage").GetString()!))
+        {
+            Assert.Equal(Number(stage.Sum(m => m.GetProperty("files").GetInt64())), shown[$"plotted-files:{stage.Key}"]);
+        }
+        Assert.Equal("3", shown["plotted-files:staging"]);
+        await Chromium.ScreenshotAsync(new Uri(pipeline.Http.BaseAddress!, $"/#key={PipelineUnderTest.ViewerKey}&run={run.Run}"), TimeSpan.FromSeconds(15),
+            Chromium.ArtefactPath("dashboard-run.png"));
+
+        // The file page: history, attempts, catalog entries, logs and trace id, as the API gives them.
+        var detail = await pipeline.Http.GetFromJsonAsync<JsonElement>($"/api/files/{archived.CorrelationId}");
+        var page = new Uri(pipeline.Http.BaseAddress!, $"/#key={PipelineUnderTest.ViewerKey}&file={archived.CorrelationId}");
+        shown = Metrics(await Chromium.DumpDomAsync(page, TimeSpan.FromSeconds(15)));
+        Assert.Equal(archived.CorrelationId.ToString(), shown["file-id"]);
+        Assert.Equal("Archived", shown["file-state"]);
+        Assert.Equal(archived.CorrelationId.ToString("N"), shown["file-trace"]);
+        Assert.Equal(detail.GetProperty("traceId").GetString(), shown["file-trace"]);
+        Assert.Equal(Number(archived.Size), shown["file-size"]);
+        var history = detail.GetProperty("history").EnumerateArray().ToList();
+        Assert.Equal(history.Count, shown.Keys.Count(k => k.StartsWith("file-history:", StringComparison.Ordinal)));
+        Assert.Equal(history[^1].GetProperty("state").GetString(), shown[$"file-history:{history.Count - 1}"]);
+        Assert.Equal("Archived", shown["file-attempt-state:1"]);
+        foreach (var entry in detail.GetProperty("catalog").EnumerateArray())
+        {
+            Assert.Equal(entry.GetProperty("name").GetString(), shown[$"file-catalog:{entry.GetProperty("kind").GetString()}:{entry.GetProperty("name").GetString()}"]);
+        }
+        Assert.Contains(detail.GetProperty("catalog").EnumerateArray(), e => e.GetProperty("kind").GetString() == "merged");
+        var fileDom = await Chromium.DumpDomAsync(page, TimeSpan.FromSeconds(15));
+        foreach (var log in archived.LogNames)
+        {
+            Assert.Contains($"data-log=\"{log}\"", fileDom, StringComparison.Ordinal);
+        }
+        await Chromium.ScreenshotAsync(page, TimeSpan.FromSeconds(15), Chromium.ArtefactPath("dashboard-file.png"));
+
+        // The search box finds a file by its logical name, by its id and by its trace id; the failed file's page says why.
+        foreach (var query in new[] { failed.LogicalName, failed.CorrelationId.ToString(), failed.CorrelationId.ToString("N") })
+        {
+            var found = await Chromium.DumpDomAsync(new Uri(pipeline.Http.BaseAddress!, $"/#key={PipelineUnderTest.ViewerKey}&q={Uri.EscapeDataString(query)}"), TimeSpan.FromSeconds(15));
+            Assert.Contains($"data-found=\"{failed.CorrelationId}\"", found, StringComparison.Ordinal);
+            var foundMetrics = Metrics(found);
+            Assert.Equal(failed.CorrelationId.ToString(), foundMetrics["file-id"]);
+            Assert.Equal("Failed", foundMetrics["file-state"]);
+            Assert.Equal(failed.FailureReason, System.Net.WebUtility.HtmlDecode(foundMetrics["file-failure"]));
+        }
+        var none = await Chromium.DumpDomAsync(new Uri(pipeline.Http.BaseAddress!, $"/#key={PipelineUnderTest.ViewerKey}&q=raw/no/such/file.raw"), TimeSpan.FromSeconds(15));
+        Assert.Contains("data-found=\"0\"", none, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.NotFound, (await pipeline.Http.GetAsync("/api/runs/424242")).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await pipeline.Http.GetAsync("/api/search?q=")).StatusCode);
+    }
+
     [Fact]
     public async Task Should_serve_the_page_and_its_charting_library_from_the_api_itself()
     {

@@ -28,6 +28,16 @@ public sealed class When_operators_look_at_throughput_and_logs
         Assert.Equal(4, stages["collection"].GetProperty("filesLast24Hours").GetInt64());
         Assert.True(stages["archive"].GetProperty("bytesLast24Hours").GetInt64() > 0);
         Assert.Equal(HttpStatusCode.BadRequest, (await pipeline.Http.GetAsync("/api/throughput?hours=0")).StatusCode);
+        // The same steps per minute, for the campaign they belong to; minutes are kept for 6 hours, hours for 35 days.
+        var minutes = (await pipeline.Http.GetFromJsonAsync<JsonElement>("/api/throughput?resolution=minute&campaign=prompt&stage=staging")).EnumerateArray().ToList();
+        Assert.All(minutes, m => Assert.Equal("prompt", m.GetProperty("campaign").GetString()));
+        Assert.All(minutes, m => Assert.Equal(0, m.GetProperty("at").GetDateTimeOffset().Second));
+        Assert.Equal(4, minutes.Sum(a => a.GetProperty("files").GetInt64()));
+        Assert.Equal(rawBytes, minutes.Sum(a => a.GetProperty("bytes").GetInt64()));
+        Assert.Empty((await pipeline.Http.GetFromJsonAsync<JsonElement>("/api/throughput?resolution=minute&campaign=other")).EnumerateArray());
+        Assert.Equal(HttpStatusCode.BadRequest, (await pipeline.Http.GetAsync("/api/throughput?resolution=minute&hours=7")).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await pipeline.Http.GetAsync("/api/throughput?resolution=second")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await pipeline.Http.GetAsync("/api/throughput?resolution=hour&hours=840")).StatusCode);
 
         var detail = await pipeline.Http.GetFromJsonAsync<JsonElement>($"/api/files/{files[0].CorrelationId}");
         var catalogued = detail.GetProperty("catalog").EnumerateArray().ToList();

@@ -129,19 +129,48 @@ public abstract class StoreContract : IAsyncLifetime
     }
 
     [SkippableFact]
-    public async Task Should_add_up_each_stages_activity_per_hour()
+    public async Task Should_add_up_each_stages_throughput_per_campaign_per_minute_and_per_hour()
     {
         var nine = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);
-        await Task.WhenAll(Enumerable.Range(0, 10).Select(i => Store.Activity.RecordAsync("staging", nine.AddMinutes(i), 100, CancellationToken.None)));
-        await Store.Activity.RecordAsync("archive", nine.AddMinutes(59).AddSeconds(59), 5000, CancellationToken.None);
-        await Store.Activity.RecordAsync("staging", nine.AddHours(1), 7, CancellationToken.None);
-        await Store.Activity.RecordAsync("staging", nine.AddHours(-2), 1, CancellationToken.None);
+        await Task.WhenAll(Enumerable.Range(0, 10).Select(i => Store.Activity.RecordAsync("staging", "prompt", nine.AddSeconds(i * 15), 100, CancellationToken.None)));
+        await Store.Activity.RecordAsync("staging", "reprocess", nine.AddSeconds(59), 3, CancellationToken.None);
+        await Store.Activity.RecordAsync("archive", "prompt", nine.AddMinutes(59).AddSeconds(59), 5000, CancellationToken.None);
+        await Store.Activity.RecordAsync("staging", "prompt", nine.AddHours(1), 7, CancellationToken.None);
+        await Store.Activity.RecordAsync("staging", "prompt", nine.AddHours(-2), 1, CancellationToken.None);
 
-        var activity = await Store.Activity.ListActivityAsync(nine.AddMinutes(30), CancellationToken.None);
+        var hours = await Store.Activity.ListActivityAsync(ThroughputResolution.Hour, nine.AddMinutes(30), CancellationToken.None);
+        var minutes = await Store.Activity.ListActivityAsync(ThroughputResolution.Minute, nine.AddSeconds(30), CancellationToken.None);
 
         Assert.Equal(
-            [("archive", nine, 1L, 5000L), ("staging", nine, 10L, 1000L), ("staging", nine.AddHours(1), 1L, 7L)],
-            activity.Select(a => (a.Stage, a.Hour, a.Files, a.Bytes)));
+            [("archive", "prompt", nine, 1L, 5000L), ("staging", "prompt", nine, 10L, 1000L), ("staging", "reprocess", nine, 1L, 3L), ("staging", "prompt", nine.AddHours(1), 1L, 7L)],
+            hours.Select(a => (a.Stage, a.Campaign, a.At, a.Files, a.Bytes)));
+        Assert.Equal(
+            [("staging", "prompt", nine, 4L, 400L), ("staging", "reprocess", nine, 1L, 3L), ("staging", "prompt", nine.AddMinutes(1), 4L, 400L),
+                ("staging", "prompt", nine.AddMinutes(2), 2L, 200L), ("archive", "prompt", nine.AddMinutes(59), 1L, 5000L)],
+            minutes.Where(a => a.At < nine.AddHours(1)).Select(a => (a.Stage, a.Campaign, a.At, a.Files, a.Bytes)));
+    }
+
+    [SkippableFact]
+    public async Task Should_keep_each_resolution_of_the_throughput_for_its_window_only()
+    {
+        var start = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);
+        await Store.Activity.RecordAsync("merge", "prompt", start, 1, CancellationToken.None);
+        // Just inside both windows, then a step past the minutes' window, then past the hours'.
+        await Store.Activity.RecordAsync("merge", "prompt", start + ThroughputWindow.Minutes - TimeSpan.FromMinutes(1), 1, CancellationToken.None);
+        var minutesKept = await Store.Activity.ListActivityAsync(ThroughputResolution.Minute, start, CancellationToken.None);
+        await Store.Activity.RecordAsync("merge", "prompt", start + ThroughputWindow.Minutes, 1, CancellationToken.None);
+        var minutesDropped = await Store.Activity.ListActivityAsync(ThroughputResolution.Minute, start, CancellationToken.None);
+        await Store.Activity.RecordAsync("merge", "prompt", start + ThroughputWindow.Hours, 1, CancellationToken.None);
+        var hours = await Store.Activity.ListActivityAsync(ThroughputResolution.Hour, start, CancellationToken.None);
+
+        Assert.Equal(2, minutesKept.Count);
+        if (Store.MongoContext is null)
+        {
+            // SQLite drops a bucket as soon as it leaves the window; MongoDB's TTL monitor does it within a minute or so.
+            Assert.Equal([start + ThroughputWindow.Minutes - TimeSpan.FromMinutes(1), start + ThroughputWindow.Minutes], minutesDropped.Select(a => a.At));
+            Assert.DoesNotContain(hours, a => a.At == start);
+        }
+        Assert.Contains(hours, a => a.At == start + ThroughputWindow.Hours);
     }
 
     [SkippableFact]

@@ -2,12 +2,40 @@ using System.Diagnostics;
 
 namespace Pipeline.Tests.Support;
 
-/// <summary>Debian's Chromium, headless: loads a page, lets its scripts run, and returns the DOM they left.</summary>
+/// <summary>Debian's Chromium, headless: loads a page, lets its scripts run, and returns the DOM they left or a picture of it.</summary>
 public static class Chromium
 {
     public const string Executable = "/usr/bin/chromium";
 
-    public static async Task<string> DumpDomAsync(Uri page, TimeSpan scriptTime)
+    public static async Task<string> DumpDomAsync(Uri page, TimeSpan scriptTime) =>
+        await RunAsync(page, scriptTime, ["--dump-dom"]);
+
+    /// <summary>Saves a PNG of the page, as wide as a desktop screen and tall enough for the whole of it.</summary>
+    public static async Task ScreenshotAsync(Uri page, TimeSpan scriptTime, string path)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        await RunAsync(page, scriptTime, [$"--screenshot={path}", "--window-size=1400,4200", "--hide-scrollbars"]);
+        if (!File.Exists(path))
+        {
+            throw new InvalidOperationException($"chromium wrote no screenshot to {path}");
+        }
+    }
+
+    /// <summary>
+    /// Where a test keeps what a person may want to look at after the run (screenshots): TestResults/ at the
+    /// repository's root, which git ignores.
+    /// </summary>
+    public static string ArtefactPath(string name)
+    {
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Pipeline.sln")))
+        {
+            directory = directory.Parent;
+        }
+        return Path.Combine(directory?.FullName ?? AppContext.BaseDirectory, "TestResults", "screenshots", name);
+    }
+
+    private static async Task<string> RunAsync(Uri page, TimeSpan scriptTime, string[] what)
     {
         if (!File.Exists(Executable))
         {
@@ -23,13 +51,12 @@ public static class Chromium
             $"--user-data-dir={profile.Path}",
             // Virtual time runs the page's timers and waits for its requests, up to this budget.
             $"--virtual-time-budget={(int)scriptTime.TotalMilliseconds}",
-            "--dump-dom", page.ToString(),
-        })
+        }.Concat(what).Append(page.ToString()))
         {
             start.ArgumentList.Add(argument);
         }
         using var chromium = Process.Start(start)!;
-        var dom = chromium.StandardOutput.ReadToEndAsync();
+        var output = chromium.StandardOutput.ReadToEndAsync();
         var errors = chromium.StandardError.ReadToEndAsync();
         using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         await chromium.WaitForExitAsync(limit.Token);
@@ -37,6 +64,6 @@ public static class Chromium
         {
             throw new InvalidOperationException($"chromium exited with {chromium.ExitCode}: {await errors}");
         }
-        return await dom;
+        return await output;
     }
 }

@@ -192,18 +192,27 @@ public static class MongoQueries
         return new BsonDocumentUpdateDefinition<PendingOutput>(new BsonDocument("$setOnInsert", fields));
     }
 
-    /// <summary>One stage's bucket of one hour: its id is both, so concurrent first writes upsert the same document.</summary>
-    public static FilterDefinition<BsonDocument> ActivityBucket(string stage, DateTimeOffset hour) =>
-        new BsonDocument(Fields.Id, $"{stage}|{hour.ToUnixTimeMilliseconds()}");
+    /// <summary>
+    /// One stage's bucket of one campaign at one resolution: its id is all four, so concurrent first writes upsert the
+    /// same document. It expires (a TTL index) once it falls out of its resolution's window.
+    /// </summary>
+    public static FilterDefinition<BsonDocument> ThroughputBucket(ThroughputResolution resolution, string stage, string campaign, DateTimeOffset bucket) =>
+        new BsonDocument(Fields.Id, $"{(int)resolution}|{stage}|{campaign}|{bucket.ToUnixTimeMilliseconds()}");
 
-    public static UpdateDefinition<BsonDocument> AddActivity(string stage, DateTimeOffset hour, long bytes) => new BsonDocument
+    public static UpdateDefinition<BsonDocument> AddThroughput(ThroughputResolution resolution, string stage, string campaign, DateTimeOffset bucket, long bytes) => new BsonDocument
     {
         { "$inc", new BsonDocument { { "files", 1L }, { "bytes", bytes } } },
-        { "$setOnInsert", new BsonDocument { { "stage", stage }, { "hour", hour.UtcDateTime } } },
+        {
+            "$setOnInsert", new BsonDocument
+            {
+                { "resolution", (int)resolution }, { "stage", stage }, { "campaign", campaign }, { "bucket", bucket.UtcDateTime },
+                { "expireAt", (bucket + ThroughputWindow.Kept(resolution)).UtcDateTime },
+            }
+        },
     };
 
-    public static FilterDefinition<BsonDocument> ActivitySince(DateTimeOffset hour) =>
-        Builders<BsonDocument>.Filter.Gte("hour", hour.UtcDateTime);
+    public static FilterDefinition<BsonDocument> ThroughputSince(ThroughputResolution resolution, DateTimeOffset bucket) =>
+        new BsonDocument { { "resolution", (int)resolution }, { "bucket", new BsonDocument("$gte", bucket.UtcDateTime) } };
 
     /// <summary>The active alert with this key (a unique partial index keeps it to one).</summary>
     public static FilterDefinition<BsonDocument> ActiveAlert(string key) =>
@@ -296,7 +305,8 @@ public static class MongoQueries
             ],
             [MongoStoreContext.ActivityCollection] =
             [
-                Index("hour_stage", Keys("hour", "stage")),
+                Index("resolution_bucket", Keys("resolution", "bucket")),
+                new(Keys("expireAt"), new CreateIndexOptions { Name = "expire_at", ExpireAfter = TimeSpan.Zero }),
             ],
             [MongoStoreContext.AlertsCollection] =
             [

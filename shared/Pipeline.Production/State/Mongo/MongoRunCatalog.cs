@@ -127,3 +127,12 @@ public sealed class MongoRunCatalog(MongoStoreContext db) : IRunRegistry, ICatal
         return result.MatchedCount == 1;
     }
 }
+
+/// <summary>
+/// A registered run as stored: the digest of its announced files tells a repeat from a conflicting change; the
+/// announcement itself (files, conditions) is kept as JSON, read whole and never queried into.
+/// </summary>
+/// <param name="Announcement">Only in runs registered before announcements were kept in parts of their own.</param>
+/// <param name="AnnouncementParts">How many parts of <c>run_announcements</c> hold the announcement's JSON.</param>
+public sealed record RunDocument(int Run, string Digest, int Files, DateTimeOffset RegisteredAt, string? Announcement = null, int AnnouncementParts = 0);
+

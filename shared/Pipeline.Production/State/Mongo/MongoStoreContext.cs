@@ -18,7 +18,8 @@ public sealed class MongoStoreContext
     public const string CatalogCollection = "catalog";
     public const string MergeOutputs = "merge_outputs";
     public const string MergedFiles = "merged_files";
-    public const string ActivityCollection = "activity";
+    /// <summary>The throughput log (the hourly "activity" collection of earlier versions is no longer read).</summary>
+    public const string ActivityCollection = "throughput";
     public const string InstancesCollection = "instances";
     public const string AlertsCollection = "alerts";
     public const string PausedCollection = "paused";
