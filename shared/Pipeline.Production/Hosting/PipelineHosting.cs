@@ -23,6 +23,7 @@ using Pipeline.Production.Flow;
 using Pipeline.Production.Ingest;
 using Pipeline.Production.State;
 using Serilog;
+using Serilog.Configuration;
 using Serilog.Events;
 using Serilog.Formatting.Compact;
 
@@ -214,7 +215,7 @@ public static class PipelineHosting
     /// <summary>
     /// MassTransit's warning, with its stack, that it retries a message after a saga version conflict: two messages
     /// about one file saved at once, the expected race of optimistic concurrency. The saga repository logs each at
-    /// debug instead; a retry that gives up is still logged, as an error, by MassTransit.
+    /// debug instead; a retry that gives up is logged as a warning with its reason (<see cref="ExpectedFaultSink"/>).
     /// </summary>
     public static bool IsRetriedSagaRace(LogEvent logEvent) =>
         logEvent.Level == LogEventLevel.Warning
@@ -235,17 +236,21 @@ public static class PipelineHosting
             .Enrich.WithProperty("Instance", options.EffectiveInstanceName)
             .Enrich.With<LogIdsEnricher>()
             .Filter.ByExcluding(IsRetriedSagaRace);
-        // Logs go to stderr so that a command's stdout carries only its result (make demo's JSON line).
-        if (options.LogFormat == "json")
+        // Logs go to stderr so that a command's stdout carries only its result (make demo's JSON line). An expected
+        // failure that MassTransit retries or gives up on is written as a warning without its stack (ExpectedFaultSink).
+        logger.WriteTo.Sink(LoggerSinkConfiguration.Wrap(sink => new ExpectedFaultSink(sink), to =>
         {
-            logger.WriteTo.Console(new RenderedCompactJsonFormatter(), standardErrorFromLevel: LogEventLevel.Verbose);
-        }
-        else
-        {
-            logger.WriteTo.Console(
-                outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext:l}: {Message:lj}{" + LogIdsEnricher.PropertyName + ":l}{NewLine}{Exception}",
-                standardErrorFromLevel: LogEventLevel.Verbose);
-        }
+            if (options.LogFormat == "json")
+            {
+                to.Console(new RenderedCompactJsonFormatter(), standardErrorFromLevel: LogEventLevel.Verbose);
+            }
+            else
+            {
+                to.Console(
+                    outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext:l}: {Message:lj}{" + LogIdsEnricher.PropertyName + ":l}{NewLine}{Exception}",
+                    standardErrorFromLevel: LogEventLevel.Verbose);
+            }
+        }));
     }
 
     /// <summary>

@@ -31,6 +31,30 @@ public sealed partial class When_production_runs_without_a_fault
             new MessageTemplateParser().Parse("R-RETRY {InputAddress}"), [])));
     }
 
+    [Fact]
+    public void Should_write_a_retry_that_gives_up_on_an_expected_failure_as_a_warning_with_its_reason_and_no_stack()
+    {
+        var template = new MessageTemplateParser().Parse("R-FAULT {InputAddress} {MessageId} {MessageType}");
+        LogEvent Fault(Exception exception) => new(DateTimeOffset.UtcNow, LogEventLevel.Error, exception, template,
+            [new LogEventProperty("InputAddress", new ScalarValue("rabbitmq://localhost/orchestrator")), new LogEventProperty("MessageType", new ScalarValue("FileStaged"))]);
+        var timeout = new TimeoutException("The broker did not confirm FileStaged within 30.0 s");
+
+        var gaveUp = ExpectedFaultSink.Rewrite(Fault(new InvalidOperationException("wrapped", timeout)));
+        var retried = ExpectedFaultSink.Rewrite(Warning("R-RETRY {InputAddress} {MessageId} {MessageType}", new HttpRequestException("connection refused")));
+
+        Assert.Equal(LogEventLevel.Warning, gaveUp.Level);
+        Assert.Null(gaveUp.Exception);
+        Assert.Contains("gave up after its retries, the message waits in the error queue: \"TimeoutException: The broker did not confirm FileStaged within 30.0 s\"", gaveUp.RenderMessage(), StringComparison.Ordinal);
+        Assert.Contains("orchestrator", gaveUp.RenderMessage(), StringComparison.Ordinal);
+        Assert.Null(retried.Exception);
+        Assert.Contains("tried again after \"HttpRequestException: connection refused\"", retried.RenderMessage(), StringComparison.Ordinal);
+        // The unexpected keeps its level and its stack, and nothing but MassTransit's retry reports is touched.
+        var bug = Fault(new InvalidOperationException("a bug"));
+        Assert.Same(bug, ExpectedFaultSink.Rewrite(bug));
+        var other = new LogEvent(DateTimeOffset.UtcNow, LogEventLevel.Error, timeout, new MessageTemplateParser().Parse("Could not record the {Stage} activity"), []);
+        Assert.Same(other, ExpectedFaultSink.Rewrite(other));
+    }
+
     [GeneratedRegex(@"^\[\d\d:\d\d:\d\d (WRN|ERR|FTL)\] ")]
     private static partial Regex WarningOrWorse();
 
