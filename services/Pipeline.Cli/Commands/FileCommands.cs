@@ -5,10 +5,10 @@ using Spectre.Console;
 
 namespace Pipeline.Cli.Commands;
 
-/// <summary>`runs`, `files`, `file`, `logs` and `retry`: finding files and sending failed ones round again.</summary>
+/// <summary>`runs`, `run`, `files`, `file`, `logs` and `retry`: finding files and sending failed ones round again.</summary>
 public static class FileCommands
 {
-    public static IEnumerable<Command> Build() => [Runs(), Files(), File(), Logs(), Retry()];
+    public static IEnumerable<Command> Build() => [Runs(), RunView(), Files(), File(), Logs(), Retry()];
 
     private static Command Runs()
     {
@@ -23,6 +23,35 @@ public static class FileCommands
                     table.Row(entry.Number("run"), entry.Number("files"), Show.Time(entry.GetProperty("registeredAt")));
                 }
                 return table;
+            });
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command RunView()
+    {
+        var number = new Argument<int>("run") { Description = "The run's number" };
+        var command = new Command("run", "One run: per campaign, its files, events and bytes in each state, and its failures by reason") { number };
+        command.Runs(async (run, parsed, ct) =>
+        {
+            var view = await run.Api.GetAsync($"/api/runs/{parsed.GetValue(number)}", ct);
+            run.Present(view, _ =>
+            {
+                var states = Show.Table($"Run {view.Number("run")}: {view.Number("announcedFiles")} raw files announced", "Campaign", "State", "Files", "Events", "Bytes");
+                var failures = Show.Table("Failures", "Campaign", "Files", "Reason");
+                foreach (var campaign in view.Items("campaigns"))
+                {
+                    foreach (var state in campaign.Items("states"))
+                    {
+                        states.Row(campaign.Text("campaign"), state.Text("state"), state.Number("files"), state.Number("events"), Show.Bytes(state.Number("bytes")));
+                    }
+                    foreach (var failure in campaign.Items("failures"))
+                    {
+                        failures.Row(campaign.Text("campaign"), failure.Number("files"), failure.Text("reason"));
+                    }
+                }
+                return failures.Rows.Count == 0 ? states : new Rows(states, failures);
             });
             return ExitCodes.Ok;
         });
@@ -106,11 +135,11 @@ public static class FileCommands
 
     private static Command File()
     {
-        var id = new Argument<Guid>("id") { Description = "The file's id (as `pipeline files` lists it)" };
-        var command = new Command("file", "One file: its state, history, attempts, outputs, catalog entries and logs") { id };
+        var id = new Argument<string>("file") { Description = "The file's id (as `pipeline files` lists it), its trace id, or its logical name" };
+        var command = new Command("file", "One file: its state, history, attempts, outputs, catalog entries, logs and trace id") { id };
         command.Runs(async (run, parsed, ct) =>
         {
-            var file = await run.Api.GetAsync($"/api/files/{parsed.GetValue(id)}", ct);
+            var file = await run.Api.GetAsync($"/api/files/{await FileIdAsync(run, parsed.GetValue(id)!, ct)}", ct);
             if (run.Json)
             {
                 run.WriteJson(file);
@@ -123,7 +152,7 @@ public static class FileCommands
                 ("Run / stream", $"{file.Number("run")} / {file.Text("stream")}"), ("State", file.Text("currentState")),
                 ("Attempt", $"{file.Number("attempt")} of {file.Number("maxAttempts") + file.Number("extraAttempts")}, {file.Number("failures")} failed"),
                 ("Size / adler32", $"{Show.Bytes(file.Number("size"))} / {file.Text("adler32")}"), ("Events", file.Text("events")),
-                ("Release", file.Text("release")), ("Batch job", file.Text("batchJob")), ("Worker", file.Text("worker")),
+                ("Release", file.Text("release")), ("Batch job", file.Text("batchJob")), ("Worker", file.Text("worker")), ("Trace id", file.Text("traceId")),
                 ("Failure", string.Join(" ", new[] { file.Text("failureStage"), file.Text("failureReason") }.Where(t => t.Length > 0))),
             })
             {
@@ -161,6 +190,22 @@ public static class FileCommands
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    /// <summary>A file's id from its id, its trace id (both parse as a Guid) or its logical name, found in every campaign.</summary>
+    private static async Task<Guid> FileIdAsync(Invocation run, string given, CancellationToken ct)
+    {
+        if (Guid.TryParse(given, out var id))
+        {
+            return id;
+        }
+        var found = (await run.Api.GetAsync(AdminApi.WithQuery("/api/search", [("q", given)]), ct)).Items().ToList();
+        return found.Count switch
+        {
+            0 => throw new CommandFailedException($"No file is named {given} in any campaign."),
+            1 => Guid.Parse(found[0].Text("id")),
+            _ => throw new CommandFailedException($"{found.Count} files are named {given}, one in each of the campaigns {string.Join(", ", found.Select(f => f.Text("campaign")))}: give the id of one ({string.Join(", ", found.Select(f => f.Text("id")))})."),
+        };
     }
 
     private static Command Logs()

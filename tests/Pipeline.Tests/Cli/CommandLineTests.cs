@@ -65,6 +65,15 @@ public sealed class When_an_operator_uses_the_pipeline_command_line(InstalledCom
         SameJson(file, await Pipeline("file", ids[0], "--json"));
         var fileTable = await Pipeline("file", ids[0]);
         Assert.Contains("ReconstructionFailed", fileTable.Output);
+        Assert.Contains(file.GetProperty("traceId").GetString()!, fileTable.Output);
+        // A file is found by its logical name and by its trace id as well.
+        SameJson(file, await Pipeline("file", file.GetProperty("logicalName").GetString()!, "--json"));
+        SameJson(file, await Pipeline("file", file.GetProperty("traceId").GetString()!, "--json"));
+        var runNumber = file.GetProperty("run").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        SameJson(await pipeline.Http.GetFromJsonAsync<JsonElement>($"/api/runs/{runNumber}"), await Pipeline("run", runNumber, "--json"));
+        var runTable = await Pipeline("run", runNumber);
+        Assert.Contains("Failed", runTable.Output);
+        Assert.Contains(file.GetProperty("failureReason").GetString()!, runTable.Output);
         Assert.Contains(file.GetProperty("logicalName").GetString()!, fileTable.Output);
         var logs = file.GetProperty("logNames").EnumerateArray().Select(l => l.GetString()!).ToList();
         Assert.NotEmpty(logs);
@@ -127,7 +136,7 @@ public sealed class When_an_operator_uses_the_pipeline_command_line(InstalledCom
         Assert.True(forbidden.ExitCode == 3 && forbidden.Errors.Contains("operator's key", StringComparison.Ordinal), forbidden.ToString());
 
         // 2: the command line itself is wrong.
-        foreach (var usage in new[] { new[] { "files", "--limit", "many" }, ["file", "not-an-id"], ["pause", "everything", "now"], ["retry"], ["no-such-command"] })
+        foreach (var usage in new[] { new[] { "files", "--limit", "many" }, ["run", "not-a-number"], ["pause", "everything", "now"], ["retry"], ["no-such-command"] })
         {
             var run = await cli.RunAsync(viewer, usage);
             Assert.True(run.ExitCode == 2 && run.Errors.Length > 0, $"{string.Join(' ', usage)}: {run}");
@@ -138,6 +147,8 @@ public sealed class When_an_operator_uses_the_pipeline_command_line(InstalledCom
         // 1: not found, refused with the API's problem details as sentences, unreachable.
         var unknown = await cli.RunAsync(viewer, "file", Guid.NewGuid().ToString());
         Assert.True(unknown.ExitCode == 1 && unknown.Errors.Contains("No file with id", StringComparison.Ordinal), unknown.ToString());
+        var unnamed = await cli.RunAsync(viewer, "file", "raw/no/such/file.raw");
+        Assert.True(unnamed.ExitCode == 1 && unnamed.Errors.Contains("No file is named raw/no/such/file.raw", StringComparison.Ordinal), unnamed.ToString());
         var definition = Path.Combine(cli.Folder, "bad-campaign.json");
         await File.WriteAllTextAsync(definition, """{"name": "bad name", "kind": "sideways"}""");
         var invalid = await cli.RunAsync(As(pipeline, PipelineUnderTest.OperatorKey), "campaign", "create", "-f", definition);

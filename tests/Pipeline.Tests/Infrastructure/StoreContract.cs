@@ -5,6 +5,7 @@ using Pipeline.Contracts;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;
 using Pipeline.Production.State.Mongo;
+using Pipeline.Production.State.Sqlite;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Infrastructure;
@@ -741,6 +742,29 @@ public sealed class When_storing_state_in_sqlite : StoreContract
     {
         _folder.Dispose();
         return Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task Should_keep_the_hourly_activity_of_an_earlier_version_as_hours_of_no_campaign()
+    {
+        using var folder = new TempDirectory();
+        var path = Path.Combine(folder.Path, "pipeline.db");
+        var nine = new DateTimeOffset(2026, 11, 26, 9, 0, 0, TimeSpan.Zero);
+        // The table as the earlier version wrote it.
+        using (var database = new SqliteDatabase(path))
+        {
+            database.Migrate(session => session.Run("""
+                CREATE TABLE activity (hour INTEGER NOT NULL, stage TEXT NOT NULL, files INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (hour, stage));
+                INSERT INTO activity VALUES ($hour, 'staging', 12, 3400);
+                """, ("$hour", nine.ToUnixTimeMilliseconds())));
+        }
+
+        using var store = StoreBackend.Sqlite(path);
+        var hours = await store.Activity.ListActivityAsync(ThroughputResolution.Hour, nine, CancellationToken.None);
+
+        Assert.Equal([("staging", "", nine, 12L, 3400L)], hours.Select(a => (a.Stage, a.Campaign, a.At, a.Files, a.Bytes)));
+        using var after = new SqliteDatabase(path);
+        Assert.Null(await after.ReadAsync(session => session.Scalar("SELECT name FROM sqlite_master WHERE name = 'activity'")));
     }
 }
 
