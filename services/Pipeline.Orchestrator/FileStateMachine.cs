@@ -148,9 +148,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 
         During(Registered, AwaitingCalibration, Staging, Staged,
             When(CancelFile)
-                .ThenAsync(c => c.Saga.CachedName is { } cached
-                    ? c.PublishBoundedAsync(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, cached))
-                    : Task.CompletedTask)
+                .ThenAsync(DiscardCachedCopy)
                 .Then(Finish)
                 .Because(c => $"campaign cancelled by {c.Message.RequestedBy}")
                 .TransitionTo(Cancelled));
@@ -208,9 +206,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
             When(FileReconstructed, c => IsCurrent(c.Saga, c.Message.Attempt) && c.Saga.Worker == c.Message.Worker)
                 .ThenAsync(AcceptReconstruction)
                 // The worker removes its input after reporting; one killed in between would leave it in the cache.
-                .ThenAsync(c => c.Saga.CachedName is { } cached
-                    ? c.PublishBoundedAsync(new DiscardStagedFile(c.Saga.CorrelationId, c.Saga.Run, c.Saga.Stream, c.Saga.Campaign, cached))
-                    : Task.CompletedTask)
+                .ThenAsync(DiscardCachedCopy)
                 .Because(c => $"{c.Message.Outputs.Count} outputs in {c.Message.Seconds:F1}s on {c.Message.Worker}")
                 .TransitionTo(Reconstructed)
                 .If(c => c.Saga.Outputs.Count == 0,
@@ -256,7 +252,9 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                 .If(c => c.Saga.CurrentState == FileStates.Reconstructed && c.Saga.Outputs.All(o => o.MergedName is not null),
                     merged => merged.Because(c => $"all outputs merged, last into {c.Message.MergedName}").TransitionTo(Merged))
                 .If(c => c.Saga.Outputs.All(o => o.Archived),
-                    done => done.Then(Finish).Because(c => $"all outputs archived, last in {c.Message.MergedName}").TransitionTo(Archived)));
+                    // Given back again at the end: the discard sent when the file was reconstructed is lost if the broker
+                    // fails just after the saga is saved (a retried report then finds the file moved on, and sends nothing).
+                    done => done.Then(Finish).ThenAsync(DiscardCachedCopy).Because(c => $"all outputs archived, last in {c.Message.MergedName}").TransitionTo(Archived)));
 
         DuringAny(
             When(JobLogsCollected)
@@ -524,6 +522,13 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
 
     private static void Finish<T>(BehaviorContext<FileState, T> context)
         where T : class => context.Saga.Deadline = null;
+
+    /// <summary>Asks the stager to delete the file's staged copy, if it has one (a copy already gone only gives its room back).</summary>
+    private static Task DiscardCachedCopy<T>(BehaviorContext<FileState, T> context)
+        where T : class =>
+        context.Saga.CachedName is { } cached
+            ? context.PublishBoundedAsync(new DiscardStagedFile(context.Saga.CorrelationId, context.Saga.Run, context.Saga.Stream, context.Saga.Campaign, cached))
+            : Task.CompletedTask;
 }
 
 /// <summary>How the state machine says why an event changes a file (<see cref="FileHistory"/> writes it down).</summary>

@@ -61,6 +61,10 @@ public sealed class When_a_file_goes_through_every_stage : IAsyncLifetime
             ["Registered", "Staging", "Staged", "Queued", "Reconstructing", "Reconstructed", "Merged", "Archived"],
             archived.History.Select(h => h.State).Distinct());
         Assert.Single(archived.History, h => h.Event == "FileReconstructed");
+        // The staged copy is given back when the file is reconstructed, and again when it is archived, in case the
+        // first request was lost to a broker failing just after the saga was saved.
+        await _machine.Harness.InactivityTask;
+        Assert.Equal(2, _machine.Harness.Published.Select<DiscardStagedFile>().Count(x => x.Context.Message.FileId == id && x.Context.Message.CachedName == "prompt/raw.raw"));
     }
 
     [Fact]
