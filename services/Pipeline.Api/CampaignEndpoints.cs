@@ -76,7 +76,9 @@ public static class CampaignEndpoints
         api.MapGet("/campaigns/{campaign}/audit", Audit)
             .WithName("AuditCampaign")
             .WithSummary("Prove from the catalog alone that every raw file of the campaign is in each dataset that selects it exactly once, or list what is missing, doubled or unexpected")
-            .WithDescription("Reads the file records (which outputs each raw file gave each dataset) and every archived merged file's manifest (its sources, their raw files' checksums and event counts, sealed by a digest); no archived byte is read. Complete when every raw file is archived, every manifest is sound and every output is in exactly one archived file.")
+            .WithDescription("Reads the file records (which outputs each raw file gave each dataset) and every archived merged file's manifest (its sources, their raw files' checksums and event counts, sealed by a digest); no archived byte is read. Complete when every raw file is archived, every manifest is sound and every output is in exactly one archived file. With Accept: application/x-ndjson the answer streams progress lines, then the report.")
+            .Produces<CatalogAuditReport>()
+            .Produces(StatusCodes.Status200OK, contentType: ProgressStream.MediaType)
             .ProducesProblem(StatusCodes.Status404NotFound);
         api.MapGet("/campaigns/{campaign}/run-times", RunTimes)
             .WithName("CampaignRunTimes")
@@ -180,15 +182,17 @@ public static class CampaignEndpoints
             [.. measured.Buckets.Where(b => b.Value > 0).OrderBy(b => b.Key).Select(b => new RunTimeBucket(Math.Round(RunTimeHistogram.UpperEdge(b.Key), 1), b.Value))]));
     }
 
-    private static async Task<Results<Ok<CatalogAuditReport>, ProblemHttpResult>> Audit(
-        string campaign, ICampaignStore store, IFileSagaStore sagas, ICatalog catalog, CancellationToken ct)
+    private static async Task<IResult> Audit(
+        string campaign, HttpContext http, ICampaignStore store, IFileSagaStore sagas, ICatalog catalog, CancellationToken ct)
     {
-        var report = await CatalogAudit.RunAsync(campaign, sagas, catalog, ct);
-        if (report.RawFiles == 0 && await store.GetCampaignAsync(campaign, ct) is null)
+        var files = (await sagas.CountByStateAsync(ct)).Where(c => c.Campaign == campaign).Sum(c => c.Files);
+        if (files == 0 && await store.GetCampaignAsync(campaign, ct) is null)
         {
             return PipelineEndpoints.NotFound($"No campaign '{campaign}'.");
         }
-        return TypedResults.Ok(report);
+        return ProgressStream.Wanted(http.Request)
+            ? ProgressStream.Of((progress, token) => CatalogAudit.RunAsync(campaign, sagas, catalog, token, progress, files))
+            : TypedResults.Ok(await CatalogAudit.RunAsync(campaign, sagas, catalog, ct));
     }
 
     private static async Task<Dictionary<string, PausedStage>> PausedCampaignsAsync(IControlStore control, CancellationToken ct) =>

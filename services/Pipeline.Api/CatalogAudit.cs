@@ -41,7 +41,9 @@ public static class CatalogAudit
 {
     private const int MaxFindings = 1000;
 
-    public static async Task<CatalogAuditReport> RunAsync(string campaign, IFileSagaStore sagas, ICatalog catalog, CancellationToken cancellationToken)
+    /// <param name="expectedFiles">How many file records the campaign has, for <paramref name="progress"/>'s total.</param>
+    public static async Task<CatalogAuditReport> RunAsync(string campaign, IFileSagaStore sagas, ICatalog catalog, CancellationToken cancellationToken,
+        IProgress<WorkProgress>? progress = null, long expectedFiles = 0)
     {
         int raw = 0, archived = 0, failed = 0, cancelled = 0, unfinished = 0;
         // (dataset, output id) → what the file record says the output is.
@@ -53,6 +55,7 @@ public static class CatalogAudit
             foreach (var summary in page.Files)
             {
                 raw++;
+                progress?.Report(new WorkProgress("file records read", raw, Math.Max(expectedFiles, raw)));
                 switch (summary.State)
                 {
                     case FileStates.Archived: archived++; break;
@@ -79,8 +82,11 @@ public static class CatalogAudit
         var verified = 0;
         var merged = await catalog.ListAsync(CatalogEntry.Merged, campaign, cancellationToken);
         // A file kept in several archive areas is one merged file: every copy's manifest is checked, its sources counted once.
-        foreach (var copies in merged.GroupBy(e => e.Name, StringComparer.Ordinal))
+        var mergedFiles = merged.GroupBy(e => e.Name, StringComparer.Ordinal).ToList();
+        var manifestsRead = 0;
+        foreach (var copies in mergedFiles)
         {
+            progress?.Report(new WorkProgress("merged files' manifests read", ++manifestsRead, mergedFiles.Count));
             MergeManifest? counted = null;
             foreach (var entry in copies)
             {

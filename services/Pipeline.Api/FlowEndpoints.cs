@@ -67,19 +67,24 @@ public static class FlowEndpoints
         var (_, storage) = endpoints.MapApiGroups("/api", "Storage");
         storage.MapPost("/reconciliation", Reconcile)
             .WithName("Reconcile")
-            .WithSummary("Sweep the catalog against the archive areas now: a catalogued copy missing or wrong is marked bad and restored from another sound copy when one exists; a file the catalog lacks is moved into the area's .quarantine folder, never deleted. dryRun=true reports only; verify=true re-reads every byte")
+            .WithSummary("Sweep the catalog against the archive areas now: a catalogued copy missing or wrong is marked bad and restored from another sound copy when one exists; a file the catalog lacks is moved into the area's .quarantine folder, never deleted. dryRun=true reports only; verify=true re-reads every byte; with Accept: application/x-ndjson the answer streams progress lines, then the report")
+            .Produces<ReconciliationReport>()
+            .Produces(StatusCodes.Status200OK, contentType: ProgressStream.MediaType)
             .ProducesValidationProblem();
         return endpoints;
     }
 
-    private static async Task<Results<Ok<ReconciliationReport>, ValidationProblem>> Reconcile(
-        Reconciler reconciler, CancellationToken ct, bool dryRun = false, bool verify = false, double darkAfterMinutes = 60)
+    private static async Task<IResult> Reconcile(
+        Reconciler reconciler, HttpContext http, CancellationToken ct, bool dryRun = false, bool verify = false, double darkAfterMinutes = 60)
     {
         if (!double.IsFinite(darkAfterMinutes) || darkAfterMinutes < 0 || darkAfterMinutes > ReconciliationOptions.MaxDarkAfterMinutes)
         {
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["darkAfterMinutes"] = [$"must be between 0 and {ReconciliationOptions.MaxDarkAfterMinutes}"] });
         }
-        return TypedResults.Ok(await reconciler.RunAsync(new ReconciliationOptions(verify, TimeSpan.FromMinutes(darkAfterMinutes), dryRun), ct));
+        var options = new ReconciliationOptions(verify, TimeSpan.FromMinutes(darkAfterMinutes), dryRun);
+        return ProgressStream.Wanted(http.Request)
+            ? ProgressStream.Of((progress, token) => reconciler.RunAsync(options, token, progress))
+            : TypedResults.Ok(await reconciler.RunAsync(options, ct));
     }
 
     private static async Task<Ok<FlowStatus>> GetFlow(IFlowStore store, FlowControl flow, CampaignDirectory campaigns, TimeProvider time, CancellationToken ct) =>

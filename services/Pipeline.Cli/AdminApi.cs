@@ -58,6 +58,45 @@ public sealed class AdminApi(HttpClient http, ConnectionSettings settings)
         return document.RootElement.Clone();
     }
 
+    /// <summary>
+    /// A long check asked to report as it goes (the API's application/x-ndjson answer): each progress line is handed to
+    /// <paramref name="progress"/> as (step, done, total), and the result line is returned. An API that answers with
+    /// plain JSON instead is read as the result.
+    /// </summary>
+    public async Task<JsonElement> StreamAsync(HttpMethod method, string path, Action<string, long, long> progress, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(method, path.TrimStart('/'));
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue(ProgressMediaType));
+        using var response = await CallAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
+        await using var body = await response.Content.ReadAsStreamAsync(ct);
+        if (response.Content.Headers.ContentType?.MediaType != ProgressMediaType)
+        {
+            using var whole = await JsonDocument.ParseAsync(body, cancellationToken: ct);
+            return whole.RootElement.Clone();
+        }
+        using var lines = new StreamReader(body, Encoding.UTF8);
+        while (await lines.ReadLineAsync(ct) is { } line)
+        {
+            using var document = JsonDocument.Parse(line);
+            var root = document.RootElement;
+            if (root.TryGetProperty("result", out var result))
+            {
+                return result.Clone();
+            }
+            if (root.TryGetProperty("error", out var error))
+            {
+                throw new CommandFailedException($"{error.Text("title")}: {error.Text("detail")}");
+            }
+            if (root.TryGetProperty("progress", out var report))
+            {
+                progress(report.Text("step"), report.Number("done"), report.Number("total"));
+            }
+        }
+        throw new CommandFailedException("The admin API's answer ended before its result: the connection was cut, or the API stopped.");
+    }
+
+    private const string ProgressMediaType = "application/x-ndjson";
+
     /// <summary>A response body as it streams (a job log), for the caller to copy out and dispose.</summary>
     public async Task<HttpResponseMessage> OpenAsync(string path, CancellationToken ct)
     {

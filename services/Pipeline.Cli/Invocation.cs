@@ -77,22 +77,23 @@ public sealed class Invocation(AdminApi api, bool json, IAnsiConsole output, IAn
     }
 
     /// <summary>
-    /// Runs a call that may take minutes (an audit, a reconciliation) under a live bar on stderr with the time it has
-    /// taken; the API answers only at the end, so the bar shows that work goes on, not how much is left.
+    /// Runs a check that may take minutes (an audit, a reconciliation) under a live bar on stderr that shows how far the
+    /// API has got (its step, and done of total), from the progress the API streams.
     /// </summary>
-    public async Task<T> WithProgressAsync<T>(string description, Func<Task<T>> work)
+    public async Task<JsonElement> WithProgressAsync(string description, HttpMethod method, string path, CancellationToken ct)
     {
-        var result = default(T)!;
-        await WithProgressAsync(description, maxValue: null, async _ => result = await work());
+        var result = default(JsonElement);
+        await WithProgressAsync(description, maxValue: 1, async report =>
+            result = await Api.StreamAsync(method, path,
+                (step, done, total) => report(total > 0 ? (double)done / total : 0, $"{description}: {step} {done}/{total}"), ct));
         return result;
     }
 
     /// <summary>
-    /// Runs work under a live bar on stderr (not under --json, nor when stderr is not a terminal). With a
-    /// <paramref name="maxValue"/> the work reports how far it has got, as (value, description); without one the bar
-    /// only shows that work goes on.
+    /// Runs work under a live bar on stderr (not under --json, nor when stderr is not a terminal); the work reports
+    /// how far it has got, as (value of <paramref name="maxValue"/>, description).
     /// </summary>
-    public async Task WithProgressAsync(string description, double? maxValue, Func<Action<double, string>, Task> work)
+    public async Task WithProgressAsync(string description, double maxValue, Func<Action<double, string>, Task> work)
     {
         if (Json || !Errors.Profile.Capabilities.Interactive)
         {
@@ -104,8 +105,7 @@ public sealed class Invocation(AdminApi api, bool json, IAnsiConsole output, IAn
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
             .StartAsync(async progress =>
             {
-                var task = progress.AddTask(Markup.Escape(description), maxValue: maxValue ?? 100);
-                task.IsIndeterminate = maxValue is null;
+                var task = progress.AddTask(Markup.Escape(description), maxValue: maxValue);
                 await work((value, now) =>
                 {
                     task.Value = value;

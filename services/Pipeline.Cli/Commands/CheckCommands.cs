@@ -17,8 +17,7 @@ public static class CheckCommands
         command.Runs(async (run, parsed, ct) =>
         {
             var name = parsed.GetValue(campaign)!;
-            var report = await run.WithProgressAsync($"Auditing campaign {name}",
-                () => run.Api.GetAsync($"/api/campaigns/{Uri.EscapeDataString(name)}/audit", ct));
+            var report = await run.WithProgressAsync($"Auditing campaign {name}", HttpMethod.Get, $"/api/campaigns/{Uri.EscapeDataString(name)}/audit", ct);
             var complete = report.GetProperty("complete").GetBoolean();
             if (run.Json)
             {
@@ -72,7 +71,7 @@ public static class CheckCommands
                 query.Add(("darkAfterMinutes", minutes.ToString(CultureInfo.InvariantCulture)));
             }
             var report = await run.WithProgressAsync(parsed.GetValue(verify) ? "Reconciling, every byte re-read" : "Reconciling",
-                () => run.Api.PostAsync(AdminApi.WithQuery("/api/reconciliation", query), null, ct));
+                HttpMethod.Post, AdminApi.WithQuery("/api/reconciliation", query), ct);
             var clean = report.GetProperty("clean").GetBoolean();
             if (run.Json)
             {

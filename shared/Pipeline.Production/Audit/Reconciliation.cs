@@ -56,7 +56,7 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
 
     public static string AlertKey(string area, string name) => $"reconciliation:{area}/{name}";
 
-    public async Task<ReconciliationReport> RunAsync(ReconciliationOptions options, CancellationToken cancellationToken)
+    public async Task<ReconciliationReport> RunAsync(ReconciliationOptions options, CancellationToken cancellationToken, IProgress<WorkProgress>? progress = null)
     {
         var now = time.GetUtcNow();
         var entries = new List<CatalogEntry>();
@@ -68,11 +68,13 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
         var restored = new List<ReconciledCopy>();
         var notListed = archives.All.Where(a => a is not AreaArchive).Select(a => a.Name).ToList();
         var checkedCopies = 0;
+        var toCheck = entries.Where(e => folders.ContainsKey(e.Area)).ToList();
 
-        foreach (var entry in entries.Where(e => folders.ContainsKey(e.Area)))
+        foreach (var entry in toCheck)
         {
             cancellationToken.ThrowIfCancellationRequested();
             checkedCopies++;
+            progress?.Report(new WorkProgress("catalogued copies checked", checkedCopies, toCheck.Count));
             var area = folders[entry.Area];
             var problem = await ProblemOfAsync(area, entry, options.VerifyChecksums || entry.Bad is not null, cancellationToken);
             if (problem is null)
@@ -116,8 +118,10 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
         }
 
         var dark = new List<DarkFile>();
+        var areasListed = 0;
         foreach (var (areaName, area) in folders)
         {
+            progress?.Report(new WorkProgress("areas listed for files the catalog lacks", ++areasListed, folders.Count));
             var catalogued = entries.Where(e => e.Area == areaName).Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
             foreach (var file in await FilesAsync(area, cancellationToken))
             {

@@ -55,6 +55,42 @@ public sealed class When_a_campaign_is_audited_from_the_catalog : IAsyncLifetime
         Assert.Equal(HttpStatusCode.NotFound, (await _pipeline.Http.GetAsync("/api/campaigns/no-such-campaign/audit")).StatusCode);
     }
 
+    /// <summary>The lines of a check asked for with its progress: the progress reports, then the result.</summary>
+    private async Task<(List<JsonElement> Progress, JsonElement Result)> StreamAsync(HttpMethod method, string path)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        request.Headers.Accept.Add(new System.Net.Http.Headers.MediaTypeWithQualityHeaderValue(ProgressStream.MediaType));
+        using var response = await _pipeline.Http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(ProgressStream.MediaType, response.Content.Headers.ContentType?.MediaType);
+        var lines = (await response.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.True(lines[^1].TryGetProperty("result", out var result), lines[^1].GetRawText());
+        return ([.. lines[..^1].Select(l => l.GetProperty("progress"))], result);
+    }
+
+    [Fact]
+    public async Task Should_stream_how_far_the_audit_and_the_reconciliation_have_got_when_asked()
+    {
+        var (auditProgress, audit) = await StreamAsync(HttpMethod.Get, "/api/campaigns/prompt/audit");
+        var plain = await _pipeline.Http.GetFromJsonAsync<JsonElement>("/api/campaigns/prompt/audit");
+        var (reconcileProgress, reconciliation) = await StreamAsync(HttpMethod.Post, "/api/reconciliation?dryRun=true");
+
+        Assert.Equal(plain.GetRawText(), audit.GetRawText());
+        Assert.NotEmpty(auditProgress);
+        Assert.All(auditProgress, p => Assert.InRange(p.GetProperty("done").GetInt64(), 1, p.GetProperty("total").GetInt64()));
+        // The last report is the last step done: every merged file's manifest read.
+        Assert.Equal("merged files' manifests read", auditProgress[^1].GetProperty("step").GetString());
+        Assert.Equal(_merged.Count, auditProgress[^1].GetProperty("done").GetInt64());
+        Assert.Equal(_merged.Count, auditProgress[^1].GetProperty("total").GetInt64());
+        Assert.True(reconciliation.GetProperty("clean").GetBoolean(), reconciliation.GetRawText());
+        Assert.NotEmpty(reconcileProgress);
+        Assert.All(reconcileProgress, p => Assert.InRange(p.GetProperty("done").GetInt64(), 1, p.GetProperty("total").GetInt64()));
+        Assert.Equal(HttpStatusCode.NotFound, (await _pipeline.Http.SendAsync(new HttpRequestMessage(HttpMethod.Get, "/api/campaigns/no-such-campaign/audit")
+        {
+            Headers = { Accept = { new System.Net.Http.Headers.MediaTypeWithQualityHeaderValue(ProgressStream.MediaType) } },
+        })).StatusCode);
+    }
+
     [Fact]
     public async Task Should_list_an_output_held_by_two_archived_files_as_doubled()
     {
