@@ -178,7 +178,7 @@ public sealed class ReconstructionWorker(
     {
         using var busy = report.Busy(PipelineMetrics.Reconstruction);
         // The job outlives the consumption of its message: it is a step of the file's trace of its own.
-        using var span = FileTracing.StartStep("reconstruction job", "reconstruction", message);
+        using var span = FileTracing.StartStep("reconstruction job", "reconstruction", message, System.Diagnostics.ActivityKind.Internal);
         try
         {
             await RunAttemptAsync(message, worker, leaseSeconds, lifetime.ApplicationStopping, adopted);

@@ -346,6 +346,10 @@ function fileLink(id, text) {
   return link;
 }
 
+// A run's view reads every file of the run: it is read again when another run is chosen, else once a minute.
+const runViewSeconds = 60;
+let runViewDrawn = { run: null, at: 0 };
+
 async function drawRunView(runs) {
   const select = document.getElementById("run-select");
   const numbers = runs.map(r => r.run).sort((a, b) => b - a);
@@ -360,7 +364,11 @@ async function drawRunView(runs) {
     return;
   }
   select.value = chosen;
+  if (runViewDrawn.run === chosen && Date.now() - runViewDrawn.at < runViewSeconds * 1000) {
+    return;
+  }
   const run = await api(`/api/runs/${encodeURIComponent(chosen)}`);
+  runViewDrawn = { run: chosen, at: Date.now() };
   document.getElementById("run-title").textContent =
     `${run.announcedFiles} raw files announced${run.registeredAt ? ` ${new Date(run.registeredAt).toLocaleString()}` : ""}${run.truncated ? "; only the first files are shown" : ""}`;
   const states = document.querySelector("#run-states tbody");

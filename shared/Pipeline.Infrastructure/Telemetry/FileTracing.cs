@@ -54,7 +54,7 @@ public static class FileTracing
     /// <summary>The file's trace: trace id = the file id, parent span id derived from it.</summary>
     public static ActivityContext FileContext(Guid fileId)
     {
-        var traceId = ActivityTraceId.CreateFromString(fileId.ToString("N"));
+        var traceId = ActivityTraceId.CreateFromString(TraceIdOf(fileId));
         Span<byte> id = stackalloc byte[16];
         fileId.TryWriteBytes(id);
         // The two halves folded into the root span id: a fixed function of the file id, and never all zeros (invalid in W3C).
@@ -71,12 +71,12 @@ public static class FileTracing
     /// Starts the span of a service's work on a file (<paramref name="name"/>: the service and what it does), in the
     /// file's trace, linked to the trace the work came from when that is another. Null when nothing listens.
     /// </summary>
-    public static Activity? StartStep(string name, string stage, IFileMessage file)
+    public static Activity? StartStep(string name, string stage, IFileMessage file, ActivityKind kind = ActivityKind.Consumer)
     {
         var context = FileContext(file.FileId);
         var current = Activity.Current?.Context;
         ActivityLink[]? links = current is { } came && came.TraceId != context.TraceId && came != default ? [new ActivityLink(came)] : null;
-        var span = Source.StartActivity(name, ActivityKind.Consumer, context, links: links);
+        var span = Source.StartActivity(name, kind, context, links: links);
         if (span is null)
         {
             return null;

@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Pipeline.Contracts;
+using Pipeline.Production.State;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
 
@@ -20,19 +22,30 @@ public sealed partial class When_an_operator_opens_the_dashboard
         Metric().Matches(dom).ToDictionary(m => m.Groups["metric"].Value,
             m => DataValue().Match(m.Groups["attributes"].Value) is { Success: true } value ? value.Groups["value"].Value : m.Groups["text"].Value);
 
-    [Fact]
-    public async Task Should_render_in_a_browser_the_numbers_the_api_gives()
+    /// <summary>
+    /// A run of four files, one of whose raw files does not match its catalogued checksum: it fails, the other three
+    /// are archived with their logs collected.
+    /// </summary>
+    private static async Task<(PipelineUnderTest Pipeline, RunRecorded Run, IReadOnlyList<FileState> Files)> RunWithOneCorruptFileAsync()
     {
-        await using var pipeline = await PipelineUnderTest.StartAsync(settings: new Dictionary<string, string?> { ["Pipeline:Campaign:MaxAttempts"] = "1" });
+        var pipeline = await PipelineUnderTest.StartAsync(settings: new Dictionary<string, string?> { ["Pipeline:Campaign:MaxAttempts"] = "1" });
         var run = (await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 50)))[0];
-        // One raw file does not match its catalogued checksum: it fails, the others are archived.
         var path = pipeline.Areas.Archive.PathOf(run.Files![0].Name!);
         var bytes = await File.ReadAllBytesAsync(path);
         bytes[^1] ^= 0xFF;
         await File.WriteAllBytesAsync(path, bytes);
         await pipeline.IngestAsync([run]);
         await pipeline.WaitForFinalAsync(4);
-        await Eventually.Until(pipeline.AllFilesAsync, files => files.Count(f => f.CurrentState == "Archived") == 3, TimeSpan.FromMinutes(1), "three archived files");
+        var files = await Eventually.Until(pipeline.AllFilesAsync, all => all.Count(f => f.CurrentState == "Archived" && f.LogNames.Count > 0) == 3,
+            TimeSpan.FromMinutes(1), "three archived files with their logs collected");
+        return (pipeline, run, files);
+    }
+
+    [Fact]
+    public async Task Should_render_in_a_browser_the_numbers_the_api_gives()
+    {
+        var (pipeline, run, _) = await RunWithOneCorruptFileAsync();
+        await using var running = pipeline;
         var summary = await pipeline.Http.GetFromJsonAsync<JsonElement>("/api/summary");
 
         var dom = await Chromium.DumpDomAsync(new Uri(pipeline.Http.BaseAddress!, $"/#key={PipelineUnderTest.ViewerKey}"), TimeSpan.FromSeconds(15));
@@ -56,7 +69,7 @@ public sealed partial class When_an_operator_opens_the_dashboard
             Assert.Equal(stage.GetProperty("filesLast24Hours").GetInt64().ToString(System.Globalization.CultureInfo.InvariantCulture),
                 shown[$"stage-files-day:{stage.GetProperty("stage").GetString()}"]);
         }
-        Assert.Contains(run.Files[0].Name!, dom, StringComparison.Ordinal);
+        Assert.Contains(run.Files![0].Name!, dom, StringComparison.Ordinal);
         var reconstruction = summary.GetProperty("utilisation").EnumerateArray().Single(u => u.GetProperty("stage").GetString() == "reconstruction");
         Assert.Equal($"{reconstruction.GetProperty("busy").GetInt32()}/{reconstruction.GetProperty("capacity").GetInt32()}", shown["busy:reconstruction"]);
         var alerts = await pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts");
@@ -93,16 +106,8 @@ public sealed partial class When_an_operator_opens_the_dashboard
     [Fact]
     public async Task Should_show_a_run_a_file_and_the_per_minute_throughput_with_the_api_numbers()
     {
-        await using var pipeline = await PipelineUnderTest.StartAsync(settings: new Dictionary<string, string?> { ["Pipeline:Campaign:MaxAttempts"] = "1" });
-        var run = (await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 2, EventsPerFile: 50)))[0];
-        var path = pipeline.Areas.Archive.PathOf(run.Files![0].Name!);
-        var raw = await File.ReadAllBytesAsync(path);
-        raw[^1] ^= 0xFF;
-        await File.WriteAllBytesAsync(path, raw);
-        await pipeline.IngestAsync([run]);
-        await pipeline.WaitForFinalAsync(4);
-        var files = await Eventually.Until(pipeline.AllFilesAsync, all => all.Count(f => f.CurrentState == "Archived" && f.LogNames.Count > 0) == 3,
-            TimeSpan.FromMinutes(1), "three archived files with their logs collected");
+        var (pipeline, run, files) = await RunWithOneCorruptFileAsync();
+        await using var running = pipeline;
         var failed = files.Single(f => f.CurrentState == "Failed");
         var archived = files.First(f => f.CurrentState == "Archived");
 

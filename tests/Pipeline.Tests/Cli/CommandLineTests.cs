@@ -19,7 +19,7 @@ public sealed class When_an_operator_uses_the_pipeline_command_line(InstalledCom
         ["PIPELINE_API_KEY"] = key,
     };
 
-    private static void SameJson(JsonElement fromApi, CommandLineRun run)
+    private static void SameJson(JsonElement fromApi, ToolRun run)
     {
         Assert.True(run.ExitCode == 0, run.ToString());
         Assert.True(JsonNode.DeepEquals(JsonNode.Parse(fromApi.GetRawText()), JsonNode.Parse(run.Output)), $"the API answered {fromApi}\nbut {run}");
@@ -33,8 +33,8 @@ public sealed class When_an_operator_uses_the_pipeline_command_line(InstalledCom
         await pipeline.IngestAsync(runs);
         await pipeline.WaitForFinalAsync(4);
         var operatorKey = As(pipeline, PipelineUnderTest.OperatorKey);
-        var everything = new List<CommandLineRun>();
-        async Task<CommandLineRun> Pipeline(params string[] args)
+        var everything = new List<ToolRun>();
+        async Task<ToolRun> Pipeline(params string[] args)
         {
             var run = await cli.RunAsync(operatorKey, args);
             everything.Add(run);
@@ -44,7 +44,7 @@ public sealed class When_an_operator_uses_the_pipeline_command_line(InstalledCom
         // Reading: the JSON is the API's, the tables carry its numbers.
         var summary = await pipeline.Http.GetFromJsonAsync<JsonElement>("/api/summary");
         var status = await Pipeline("status", "--json");
-        SameJson(summary, new CommandLineRun(status.ExitCode, JsonDocument.Parse(status.Output).RootElement.GetProperty("summary").GetRawText(), status.Errors));
+        SameJson(summary, new ToolRun(status.ExitCode, JsonDocument.Parse(status.Output).RootElement.GetProperty("summary").GetRawText(), status.Errors));
         var statusTable = await Pipeline("status");
         Assert.Matches(@"│ prompt +│ 4 +│ 4 +│", statusTable.Output);
         Assert.Contains("Failed", statusTable.Output);

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Pipeline.SampleExperiment;
@@ -18,16 +17,8 @@ public sealed partial class When_operators_watch_the_pipeline_in_prometheus_and_
 
     private static async Task<(int ExitCode, string Output)> PromtoolAsync(params string[] arguments)
     {
-        var start = new ProcessStartInfo("promtool") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-        using var promtool = Process.Start(start)!;
-        var output = promtool.StandardOutput.ReadToEndAsync();
-        var errors = promtool.StandardError.ReadToEndAsync();
-        await promtool.WaitForExitAsync();
-        return (promtool.ExitCode, await output + await errors);
+        var run = await Tool.RunAsync("promtool", arguments);
+        return (run.ExitCode, run.Printed);
     }
 
     /// <summary>Every panel's queries, with Grafana's variables given values Prometheus accepts.</summary>

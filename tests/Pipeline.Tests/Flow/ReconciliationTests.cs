@@ -132,17 +132,9 @@ public sealed class When_an_operator_reconciles_from_the_command_line
 
     private static async Task<(int Exit, ReconciliationReport Report)> ReconcileAsync(string data, params string[] flags)
     {
-        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "Pipeline.Host.dll"), "reconcile" }.Concat(flags).Append($"--Pipeline:DataDirectory={data}"))
-        {
-            start.ArgumentList.Add(argument);
-        }
-        using var process = System.Diagnostics.Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        var lines = (await output).Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.True(lines.Length > 0, await error);
-        return (process.ExitCode, JsonSerializer.Deserialize<ReconciliationReport>(lines[^1], new JsonSerializerOptions(JsonSerializerDefaults.Web))!);
+        var run = await Tool.RunAsync("dotnet", new[] { Path.Combine(AppContext.BaseDirectory, "Pipeline.Host.dll"), "reconcile" }.Concat(flags).Append($"--Pipeline:DataDirectory={data}"));
+        var lines = run.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length > 0, run.Errors);
+        return (run.ExitCode, JsonSerializer.Deserialize<ReconciliationReport>(lines[^1], new JsonSerializerOptions(JsonSerializerDefaults.Web))!);
     }
 }

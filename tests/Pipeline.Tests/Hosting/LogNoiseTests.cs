@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 using Pipeline.Production.Hosting;
 using Pipeline.Production.State;
@@ -62,24 +61,17 @@ public sealed partial class When_production_runs_without_a_fault
     public async Task Should_log_no_warning_and_no_stack_trace_in_a_demo()
     {
         using var data = new TempDirectory();
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = data.Path };
-        foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "Pipeline.Host.dll"), "demo" })
-        {
-            start.ArgumentList.Add(argument);
-        }
         // Three runs of several files each, so that messages about one file meet in the orchestrator and race.
-        start.Environment["DEMO_DIR"] = Path.Combine(data.Path, "demo");
-        start.Environment["RUNS"] = "3";
-        start.Environment["FILES"] = "4";
-        start.Environment["EVENTS"] = "300";
-        using var demo = Process.Start(start)!;
-        var output = demo.StandardOutput.ReadToEndAsync();
-        var errors = demo.StandardError.ReadToEndAsync();
-        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        await demo.WaitForExitAsync(limit.Token);
-        var lines = (await errors).Split('\n');
+        var demo = await Tool.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "Pipeline.Host.dll"), "demo"], new Dictionary<string, string?>
+        {
+            ["DEMO_DIR"] = Path.Combine(data.Path, "demo"),
+            ["RUNS"] = "3",
+            ["FILES"] = "4",
+            ["EVENTS"] = "300",
+        }, data.Path);
+        var lines = demo.Errors.Split('\n');
 
-        Assert.True(demo.ExitCode == 0, $"the demo failed:\n{await output}\n{string.Join('\n', lines.TakeLast(40))}");
+        Assert.True(demo.ExitCode == 0, $"the demo failed:\n{demo.Output}\n{string.Join('\n', lines.TakeLast(40))}");
         var warnings = lines.Where(l => WarningOrWorse().IsMatch(l)).ToList();
         Assert.True(warnings.Count == 0, $"{warnings.Count} warnings or errors in a clean demo:\n{string.Join('\n', warnings)}");
         var frames = lines.Count(l => l.TrimStart().StartsWith("at ", StringComparison.Ordinal));

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Pipeline.Tests.Support;
 
 /// <summary>Debian's Chromium, headless: loads a page, lets its scripts run, and returns the DOM they left or a picture of it.</summary>
@@ -42,8 +40,7 @@ public static class Chromium
             throw new InvalidOperationException($"{Executable} is missing: `make test` installs Debian's chromium package.");
         }
         using var profile = new TempDirectory();
-        var start = new ProcessStartInfo(Executable) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in new[]
+        var run = await Tool.RunAsync(Executable, new[]
         {
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
             // Nothing but the page under test: no background traffic to hosts this machine cannot reach.
@@ -51,19 +48,11 @@ public static class Chromium
             $"--user-data-dir={profile.Path}",
             // Virtual time runs the page's timers and waits for its requests, up to this budget.
             $"--virtual-time-budget={(int)scriptTime.TotalMilliseconds}",
-        }.Concat(what).Append(page.ToString()))
+        }.Concat(what).Append(page.ToString()), limit: TimeSpan.FromMinutes(2));
+        if (run.ExitCode != 0)
         {
-            start.ArgumentList.Add(argument);
+            throw new InvalidOperationException($"chromium exited with {run.ExitCode}: {run.Errors}");
         }
-        using var chromium = Process.Start(start)!;
-        var output = chromium.StandardOutput.ReadToEndAsync();
-        var errors = chromium.StandardError.ReadToEndAsync();
-        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        await chromium.WaitForExitAsync(limit.Token);
-        if (chromium.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"chromium exited with {chromium.ExitCode}: {await errors}");
-        }
-        return await output;
+        return run.Output;
     }
 }

@@ -2,12 +2,6 @@ using System.Diagnostics;
 
 namespace Pipeline.Tests.Support;
 
-/// <summary>What one run of `pipeline` printed and exited with.</summary>
-public sealed record CommandLineRun(int ExitCode, string Output, string Errors)
-{
-    public override string ToString() => $"exit {ExitCode}\nstdout:\n{Output}\nstderr:\n{Errors}";
-}
-
 /// <summary>
 /// The `pipeline` command line installed as `make cli` installs it: the .NET tool package the build made, put into a
 /// tool folder of its own (not the user's) with `dotnet tool install`, and run as the program it installs.
@@ -26,18 +20,9 @@ public sealed class InstalledCommandLine : IAsyncLifetime
         var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent?.Name ?? "Release";
         var package = Path.Combine(Platform.RepositoryRoot, "services", "Pipeline.Cli", "bin", configuration, "package");
         Assert.True(Directory.Exists(package), $"{package} is missing: the build packs the command line there");
-        var install = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
+        var result = await Tool.RunAsync("dotnet", ["tool", "install", "--tool-path", Path.Combine(Folder, "tools"), "--add-source", package, "--ignore-failed-sources", "Pipeline.Cli"],
             // A packages folder of its own: the user's cache may hold an older build under the same version.
-            Environment = { ["NUGET_PACKAGES"] = Path.Combine(Folder, "packages") },
-        };
-        foreach (var argument in new[] { "tool", "install", "--tool-path", Path.Combine(Folder, "tools"), "--add-source", package, "--ignore-failed-sources", "Pipeline.Cli" })
-        {
-            install.ArgumentList.Add(argument);
-        }
-        var result = await RunAsync(install, null);
+            new Dictionary<string, string?> { ["NUGET_PACKAGES"] = Path.Combine(Folder, "packages") });
         Assert.True(result.ExitCode == 0, $"dotnet tool install failed: {result}");
     }
 
@@ -48,51 +33,28 @@ public sealed class InstalledCommandLine : IAsyncLifetime
     }
 
     /// <summary>Runs `pipeline` with these arguments and environment (PIPELINE_URL, PIPELINE_API_KEY, …), stdin closed.</summary>
-    public Task<CommandLineRun> RunAsync(IReadOnlyDictionary<string, string> environment, params string[] arguments)
-    {
-        var start = StartInfo(environment, arguments);
-        start.RedirectStandardInput = true;
-        return RunAsync(start, stdin: "");
-    }
+    public Task<ToolRun> RunAsync(IReadOnlyDictionary<string, string> environment, params string[] arguments) =>
+        Tool.RunAsync(Program, arguments, Environment(environment), limit: TimeSpan.FromMinutes(3));
 
     /// <summary>Starts `pipeline` and leaves it running (a watch), its output read line by line by the caller.</summary>
     public Process Start(IReadOnlyDictionary<string, string> environment, params string[] arguments) =>
-        Process.Start(StartInfo(environment, arguments))!;
+        Process.Start(Tool.StartInfo(Program, arguments, Environment(environment)))!;
 
     /// <summary>
-    /// The program with these arguments and only the given settings: none of the machine's PIPELINE_* variables, and
-    /// this folder as HOME, so that no config file of the machine's user is read.
+    /// Only the given settings: none of the machine's PIPELINE_* variables, and this folder as HOME, so that no config
+    /// file of the machine's user is read.
     /// </summary>
-    private ProcessStartInfo StartInfo(IReadOnlyDictionary<string, string> environment, string[] arguments)
+    private Dictionary<string, string?> Environment(IReadOnlyDictionary<string, string> given)
     {
-        var start = new ProcessStartInfo(Program) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in arguments)
+        var environment = new Dictionary<string, string?>
         {
-            start.ArgumentList.Add(argument);
-        }
-        foreach (var name in new[] { "PIPELINE_URL", "PIPELINE_API_KEY", "PIPELINE_API_KEY_FILE", "PIPELINE_CONFIG", "XDG_CONFIG_HOME" })
+            ["PIPELINE_URL"] = null, ["PIPELINE_API_KEY"] = null, ["PIPELINE_API_KEY_FILE"] = null, ["PIPELINE_CONFIG"] = null, ["XDG_CONFIG_HOME"] = null,
+            ["HOME"] = Folder,
+        };
+        foreach (var (name, value) in given)
         {
-            start.Environment.Remove(name);
+            environment[name] = value;
         }
-        start.Environment["HOME"] = Folder;
-        foreach (var (name, value) in environment)
-        {
-            start.Environment[name] = value;
-        }
-        return start;
-    }
-
-    private static async Task<CommandLineRun> RunAsync(ProcessStartInfo start, string? stdin)
-    {
-        using var process = Process.Start(start)!;
-        if (stdin is not null)
-        {
-            process.StandardInput.Close();
-        }
-        var output = process.StandardOutput.ReadToEndAsync();
-        var errors = process.StandardError.ReadToEndAsync();
-        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        await process.WaitForExitAsync(limit.Token);
-        return new CommandLineRun(process.ExitCode, await output, await errors);
+        return environment;
     }
 }

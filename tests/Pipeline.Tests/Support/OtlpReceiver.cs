@@ -1,12 +1,7 @@
 using System.Collections.Concurrent;
 using Google.Protobuf;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace Pipeline.Tests.Support;
 
@@ -25,23 +20,17 @@ public sealed record ReceivedSpan(
 /// </summary>
 public sealed class OtlpReceiver : IAsyncDisposable
 {
-    private readonly WebApplication _app;
-
-    private OtlpReceiver(WebApplication app) => _app = app;
+    private LoopbackWebApp? _server;
 
     public ConcurrentQueue<ReceivedSpan> Spans { get; } = new();
 
     /// <summary>What OTEL_EXPORTER_OTLP_ENDPOINT is set to: the exporter adds /v1/traces.</summary>
-    public Uri Endpoint { get; private set; } = null!;
+    public Uri Endpoint => _server!.Address;
 
     public static async Task<OtlpReceiver> StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        var app = builder.Build();
-        var receiver = new OtlpReceiver(app);
-        app.MapPost("/v1/traces", async (HttpContext http) =>
+        var receiver = new OtlpReceiver();
+        receiver._server = await LoopbackWebApp.StartAsync(app => app.MapPost("/v1/traces", async (HttpContext http) =>
         {
             using var body = new MemoryStream();
             await http.Request.Body.CopyToAsync(body);
@@ -51,16 +40,16 @@ public sealed class OtlpReceiver : IAsyncDisposable
             }
             // An empty ExportTraceServiceResponse: zero bytes of protobuf.
             http.Response.ContentType = "application/x-protobuf";
-        });
-        await app.StartAsync();
-        receiver.Endpoint = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        }));
         return receiver;
     }
 
     public async ValueTask DisposeAsync()
     {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
     }
 
     /// <summary>The spans of one trace, in the order they started.</summary>

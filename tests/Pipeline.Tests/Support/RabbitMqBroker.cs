@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using RabbitMQ.Client;
 using Testcontainers.RabbitMq;
 
@@ -81,17 +80,10 @@ public sealed class RabbitMqBroker : IAsyncLifetime
 
     private static async Task Rabbitmqctl(params string[] arguments)
     {
-        var start = new ProcessStartInfo("rabbitmqctl") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in arguments)
+        var run = await Tool.RunAsync("rabbitmqctl", arguments);
+        if (run.ExitCode != 0)
         {
-            start.ArgumentList.Add(argument);
-        }
-        using var process = Process.Start(start)!;
-        var error = await process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"rabbitmqctl {string.Join(' ', arguments)} failed: {error}");
+            throw new InvalidOperationException($"rabbitmqctl {string.Join(' ', arguments)} failed: {run.Errors}");
         }
     }
 }

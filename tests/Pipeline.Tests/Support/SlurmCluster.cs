@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Pipeline.Reconstruction.Batch;
@@ -80,17 +79,8 @@ public sealed class SlurmCluster : IAsyncLifetime
     /// <summary>Runs one of Slurm's tools against this cluster; returns its exit code and what it printed.</summary>
     public async Task<(int ExitCode, string Output)> TryRunAsync(string tool, params string[] arguments)
     {
-        var start = new ProcessStartInfo(tool) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-        start.Environment["SLURM_CONF"] = ConfigFile;
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var errors = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        return (process.ExitCode, $"{await output}{await errors}");
+        var run = await Tool.RunAsync(tool, arguments, new Dictionary<string, string?> { ["SLURM_CONF"] = ConfigFile });
+        return (run.ExitCode, run.Printed);
     }
 
     private async Task<string?> RunScriptAsync(string command)

@@ -1,20 +1,13 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace Pipeline.Tests.Support;
 
 /// <summary>A real HTTP endpoint on 127.0.0.1 that keeps every JSON body posted to it, as an alerting system would.</summary>
 public sealed class WebhookReceiver : IAsyncDisposable
 {
-    private readonly WebApplication _app;
-
-    private WebhookReceiver(WebApplication app) => _app = app;
+    private LoopbackWebApp? _server;
 
     public ConcurrentQueue<JsonElement> Received { get; } = new();
 
@@ -22,21 +15,19 @@ public sealed class WebhookReceiver : IAsyncDisposable
 
     public static async Task<WebhookReceiver> StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        var app = builder.Build();
-        var receiver = new WebhookReceiver(app);
-        app.MapPost("/alerts", async (HttpRequestMessageBody body) => { receiver.Received.Enqueue(body.Json); await Task.CompletedTask; });
-        await app.StartAsync();
-        receiver.Address = new Uri(new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()), "/alerts");
+        var receiver = new WebhookReceiver();
+        receiver._server = await LoopbackWebApp.StartAsync(app =>
+            app.MapPost("/alerts", async (HttpRequestMessageBody body) => { receiver.Received.Enqueue(body.Json); await Task.CompletedTask; }));
+        receiver.Address = new Uri(receiver._server.Address, "/alerts");
         return receiver;
     }
 
     public async ValueTask DisposeAsync()
     {
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
     }
 }
 

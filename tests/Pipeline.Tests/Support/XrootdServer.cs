@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Pipeline.Tests.Support;
 
 /// <summary>
@@ -72,30 +70,24 @@ public class XrootdServer : IAsyncLifetime
     /// <summary>Runs the script; returns what it printed when it failed, or null.</summary>
     private async Task<string?> RunScriptAsync(string command)
     {
-        var start = new ProcessStartInfo("bash") { RedirectStandardError = true, RedirectStandardOutput = true };
         var options = command != "start" ? [] : (_tape ? ["--tape"] : Array.Empty<string>()).Concat(_keytab ? ["--keytab"] : []);
-        foreach (var argument in new[] { Script, command, _folder!.Path }.Concat(options))
+        var run = await Tool.RunAsync("bash", new[] { Script, command, _folder!.Path }.Concat(options), new Dictionary<string, string?>
         {
-            start.ArgumentList.Add(argument);
-        }
-        // A quick robot, and a failed migration tried again soon: the tests wait on both.
-        start.Environment["TAPE_MOUNT_SECONDS"] = "0.05";
-        start.Environment["TAPE_FAIL_HOLD_SECONDS"] = "2";
-        start.Environment["TAPE_MIGRATION_SCAN_SECONDS"] = "1";
-        using var process = Process.Start(start)!;
-        var errors = process.StandardError.ReadToEndAsync();
-        var output = process.StandardOutput.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        if (process.ExitCode == 0)
+            // A quick robot, and a failed migration tried again soon: the tests wait on both.
+            ["TAPE_MOUNT_SECONDS"] = "0.05",
+            ["TAPE_FAIL_HOLD_SECONDS"] = "2",
+            ["TAPE_MIGRATION_SCAN_SECONDS"] = "1",
+        });
+        if (run.ExitCode == 0)
         {
             // A start that needed a second try (the server crashed while starting) is reported in the test run's output.
-            foreach (var retried in (await errors).Split('\n').Where(l => l.Contains("starting it once more", StringComparison.Ordinal)))
+            foreach (var retried in run.Errors.Split('\n').Where(l => l.Contains("starting it once more", StringComparison.Ordinal)))
             {
                 await Console.Error.WriteLineAsync(retried);
             }
             return null;
         }
-        return $"{await output}{await errors}".Trim();
+        return run.Printed.Trim();
     }
 
     /// <summary>Kills the server at once, as a crash would; its files stay.</summary>
