@@ -41,7 +41,9 @@ public sealed class CampaignProgressSampler(IFileSagaStore store, TimeProvider t
     public async Task<CampaignForecast> ForecastAsync(string campaign, long expectedFiles, CancellationToken cancellationToken)
     {
         var current = CampaignProgress.From(campaign, await store.CountByStateAsync(cancellationToken), Time.GetUtcNow());
-        IReadOnlyList<CampaignProgress> samples = _samples.TryGetValue(campaign, out var queue) ? [.. queue, current] : [current];
+        // A snapshot first: the sampler adds and drops samples meanwhile, and a collection expression sized from the
+        // queue's count before reading it ran past the end under load.
+        IReadOnlyList<CampaignProgress> samples = _samples.TryGetValue(campaign, out var queue) ? [.. queue.ToArray(), current] : [current];
         return CampaignForecast.From(expectedFiles, samples);
     }
 }
