@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using MassTransit;
+using Pipeline.Production.Ingest;
 using Pipeline.Production.State;
 using Serilog.Core;
 using Serilog.Events;
@@ -10,7 +11,8 @@ namespace Pipeline.Production.Hosting;
 /// <summary>
 /// Writes MassTransit's retry and give-up reports (<c>R-RETRY</c>, <c>R-FAULT</c>) of an expected failure as a
 /// warning with its reason and no stack: a broker that did not confirm in time, a storage server or network that
-/// failed, a saga changed under a message more often than its retries allowed. The operator acts on the reason (and
+/// failed, a saga changed under a message more often than its retries allowed, a run event rejected as invalid or
+/// conflicting (bad input, whose reason lists every problem). The operator acts on the reason (and
 /// finds the message in the error queue); the frames of a known failure tell nothing more. Any other exception is
 /// unexpected and keeps its level and its stack.
 /// </summary>
@@ -38,7 +40,8 @@ public sealed class ExpectedFaultSink(ILogEventSink inner) : ILogEventSink
     public static Exception? ExpectedCause(Exception? exception) => exception switch
     {
         null => null,
-        TimeoutException or RequestTimeoutException or ConcurrencyConflictException or IOException or HttpRequestException or SocketException => exception,
+        TimeoutException or RequestTimeoutException or ConcurrencyConflictException or IOException or HttpRequestException or SocketException
+            or InvalidRunException or ConflictingRunException => exception,
         AggregateException { InnerExceptions.Count: 1 } aggregate => ExpectedCause(aggregate.InnerExceptions[0]),
         _ => ExpectedCause(exception.InnerException),
     };

@@ -47,6 +47,11 @@ public sealed partial class When_production_runs_without_a_fault
         Assert.Contains("orchestrator", gaveUp.RenderMessage(), StringComparison.Ordinal);
         Assert.Null(retried.Exception);
         Assert.Contains("tried again after \"HttpRequestException: connection refused\"", retried.RenderMessage(), StringComparison.Ordinal);
+        // A run event rejected as bad input says every problem in its reason: its stack adds nothing.
+        var rejected = ExpectedFaultSink.Rewrite(Fault(new Pipeline.Production.Ingest.InvalidRunException(new Dictionary<string, string[]> { ["run"] = ["must be a positive run number"] })));
+        Assert.Equal(LogEventLevel.Warning, rejected.Level);
+        Assert.Null(rejected.Exception);
+        Assert.Contains("must be a positive run number", rejected.RenderMessage(), StringComparison.Ordinal);
         // The unexpected keeps its level and its stack, and nothing but MassTransit's retry reports is touched.
         var bug = Fault(new InvalidOperationException("a bug"));
         Assert.Same(bug, ExpectedFaultSink.Rewrite(bug));
