@@ -50,19 +50,22 @@ public sealed class When_a_file_is_traced(RabbitMqBroker broker)
                 Assert.True(firstOf[StagesInOrder[i - 1]] <= firstOf[StagesInOrder[i]], $"{StagesInOrder[i - 1]} before {StagesInOrder[i]} in {string.Join(", ", steps.Select(s => s.Name))}");
             }
             Assert.True(firstOf["reconstruction"] <= firstOf["collection"]);
-            // Each service's step says which attempt and how it ended.
-            var staging = steps.SingleOrDefault(s => s.Name == "stager StageFile") ?? throw new Xunit.Sdk.XunitException(string.Join("\n", steps.Select(s => $"{s.Name} {s[FileTracing.StageTag]} {s[FileTracing.OutcomeTag]}")));
-            Assert.Equal("1", staging[FileTracing.AttemptTag]);
-            Assert.StartsWith("staged as ", staging[FileTracing.OutcomeTag], StringComparison.Ordinal);
-            var job = steps.SingleOrDefault(s => s.Name == "reconstruction job") ?? throw new Xunit.Sdk.XunitException(string.Join("\n", steps.Select(s => $"{s.Name} {s[FileTracing.StageTag]} {s[FileTracing.OutcomeTag]}")));
-            Assert.StartsWith("reconstructed: ", job[FileTracing.OutcomeTag], StringComparison.Ordinal);
+            // Each service's step says which attempt and how it ended. A step can be done more than once (a stage-in
+            // asked for again after a stall, a redelivery): one of them succeeded, and every one names its attempt.
+            var named = string.Join("\n", steps.Select(s => $"{s.Name} {s[FileTracing.StageTag]} {s[FileTracing.AttemptTag]} {s[FileTracing.OutcomeTag]}"));
+            var stagings = steps.Where(s => s.Name == "stager StageFile").ToList();
+            Assert.True(stagings.Count > 0 && stagings.All(s => int.TryParse(s[FileTracing.AttemptTag], out var attempt) && attempt >= 1), named);
+            Assert.True(stagings.Any(s => s[FileTracing.OutcomeTag]?.StartsWith("staged as ", StringComparison.Ordinal) == true), named);
+            Assert.True(steps.Any(s => s.Name == "reconstruction job" && s[FileTracing.OutcomeTag]?.StartsWith("reconstructed: ", StringComparison.Ordinal) == true), named);
             Assert.Contains(steps, s => s.Name == "merger MergeOutput" && s[FileTracing.OutcomeTag] == "completed");
             Assert.Contains(steps, s => s.Name == "collector CollectJobLogs");
             Assert.All(steps, s => Assert.NotNull(s[FileTracing.OutcomeTag]));
         }
 
         // Every file's registration is linked to the one trace its run was registered in, which is none of the files'.
-        var runTraces = traces.Values.Select(spans => Assert.Single(Assert.Single(spans, s => s.Scope == FileTracing.SourceName && s.Name == "orchestrator FileRegistered").LinkedTraceIds)).Distinct().ToList();
+        var registrations = traces.Values.Select(spans => spans.Where(s => s.Scope == FileTracing.SourceName && s.Name == "orchestrator FileRegistered").ToList()).ToList();
+        Assert.All(registrations, spans => Assert.NotEmpty(spans));
+        var runTraces = registrations.SelectMany(spans => spans.SelectMany(s => s.LinkedTraceIds)).Distinct().ToList();
         var runTrace = Assert.Single(runTraces);
         Assert.DoesNotContain(runTrace, traces.Keys.Select(FileTracing.TraceIdOf));
         // A merged file has a trace of its own, linked to the trace of each file in it.
