@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Pipeline.Production.State;
-using Pipeline.Production.State.Mongo;
 
 namespace Pipeline.Benchmarks;
 

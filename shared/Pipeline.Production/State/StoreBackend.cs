@@ -2,8 +2,6 @@ using System.Collections.Concurrent;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Production.State.Mongo;
-using Pipeline.Production.State.Sqlite;
 
 namespace Pipeline.Production.State;
 
@@ -17,6 +15,7 @@ public sealed class StoreBackend : IDisposable
     private readonly SqliteDatabase? _sqlite;
     private readonly MongoStoreContext? _mongo;
     private readonly ConcurrentDictionary<Type, object> _stores = new();
+    private readonly ConcurrentDictionary<Type, object> _implementations = new();
 
     private StoreBackend(SqliteDatabase? sqlite, MongoStoreContext? mongo)
     {
@@ -38,71 +37,22 @@ public sealed class StoreBackend : IDisposable
     /// <summary>The MongoDB database, when that is the backend (for index creation at start-up and for tests).</summary>
     public MongoStoreContext? MongoContext => _mongo;
 
-    public IFileSagaStore Sagas => Get<IFileSagaStore>();
-    public IRunRegistry Runs => Get<IRunRegistry>();
-    public ICatalog Catalog => Get<ICatalog>();
-    public IMergeStore Merges => Get<IMergeStore>();
-    public IRunLedger RunLedger => Get<IRunLedger>();
-    public IFlowStore Flow => Get<IFlowStore>();
-    public ICampaignStore Campaigns => Get<ICampaignStore>();
-    public IHealthStore Health => Get<IHealthStore>();
-    public IActivityLog Activity => Get<IActivityLog>();
-    public IControlStore Control => Get<IControlStore>();
-    public IRunTimeStore RunTimes => Get<IRunTimeStore>();
-    public ISingletonLeaseStore SingletonLeases => Get<ISingletonLeaseStore>();
-
-    /// <summary>The store of one concern, made on first use and shared after that.</summary>
-    public TStore Get<TStore>() where TStore : class => (TStore)_stores.GetOrAdd(typeof(TStore), _ => Create(typeof(TStore)));
-
-    private object Create(Type store)
+    /// <summary>
+    /// The store of one concern, made on first use and shared after that: the class of the concern's folder that serves
+    /// this backend (<see cref="StoreConcerns"/>). A class serving several interfaces (runs and catalog, registered in one
+    /// transaction) is made once for all of them.
+    /// </summary>
+    public TStore Get<TStore>() where TStore : class => (TStore)_stores.GetOrAdd(typeof(TStore), store =>
     {
-        // Runs and catalog are one store: a run is registered with its raw files in one transaction.
-        if (store == typeof(IRunRegistry) || store == typeof(ICatalog))
-        {
-            return _stores.GetOrAdd(typeof(RunCatalogKey), _ => _sqlite is not null ? new SqliteRunCatalog(_sqlite) : new MongoRunCatalog(_mongo!));
-        }
-        return _sqlite is { } sqlite
-            ? (SqliteStores.TryGetValue(store, out var sqliteStore) ? sqliteStore(sqlite) : throw NoStore(store))
-            : (MongoStores.TryGetValue(store, out var mongoStore) ? mongoStore(_mongo!) : throw NoStore(store));
-    }
-
-    private static ArgumentException NoStore(Type store) => new($"No store serves {store.Name}.", nameof(store));
-
-    private static readonly Dictionary<Type, Func<SqliteDatabase, object>> SqliteStores = new()
-    {
-        [typeof(IFileSagaStore)] = db => new SqliteFileSagaStore(db),
-        [typeof(IMergeStore)] = db => new SqliteMergeStore(db),
-        [typeof(IRunLedger)] = db => new SqliteRunLedger(db),
-        [typeof(IFlowStore)] = db => new SqliteFlowStore(db),
-        [typeof(ICampaignStore)] = db => new SqliteCampaignStore(db),
-        [typeof(IHealthStore)] = db => new SqliteHealthStore(db),
-        [typeof(IActivityLog)] = db => new SqliteActivityLog(db),
-        [typeof(IControlStore)] = db => new SqliteControlStore(db),
-        [typeof(IRunTimeStore)] = db => new SqliteRunTimeStore(db),
-        [typeof(ISingletonLeaseStore)] = db => new SqliteSingletonLeaseStore(db),
-    };
-
-    private static readonly Dictionary<Type, Func<MongoStoreContext, object>> MongoStores = new()
-    {
-        [typeof(IFileSagaStore)] = db => new MongoFileSagaStore(db),
-        [typeof(IMergeStore)] = db => new MongoMergeStore(db),
-        [typeof(IRunLedger)] = db => new MongoRunLedger(db),
-        [typeof(IFlowStore)] = db => new MongoFlowStore(db),
-        [typeof(ICampaignStore)] = db => new MongoCampaignStore(db),
-        [typeof(IHealthStore)] = db => new MongoHealthStore(db),
-        [typeof(IActivityLog)] = db => new MongoActivityLog(db),
-        [typeof(IControlStore)] = db => new MongoControlStore(db),
-        [typeof(IRunTimeStore)] = db => new MongoRunTimeStore(db),
-        [typeof(ISingletonLeaseStore)] = db => new MongoSingletonLeaseStore(db),
-    };
+        var implementation = StoreConcerns.ImplementationOf(store, _sqlite is not null ? typeof(ISqliteStore) : typeof(IMongoStore));
+        return _implementations.GetOrAdd(implementation, type => Activator.CreateInstance(type, _sqlite ?? (object)_mongo!)!);
+    });
 
     /// <summary>Answers when the database does: for the readiness check.</summary>
     public Task PingAsync(CancellationToken cancellationToken) =>
         _mongo is not null ? _mongo.PingAsync(cancellationToken) : _sqlite!.ReadAsync(session => session.Scalar("SELECT 1"));
 
     public void Dispose() => _sqlite?.Dispose();
-
-    private sealed class RunCatalogKey;
 }
 
 public static class StoreRegistration

@@ -4,7 +4,6 @@ using MongoDB.Bson.Serialization.Serializers;
 using MongoDB.Driver;
 using Pipeline.Contracts;
 using Pipeline.Production.State;
-using Pipeline.Production.State.Mongo;
 
 namespace Pipeline.Tests.Infrastructure;
 
@@ -22,14 +21,10 @@ public sealed class When_rendering_mongodb_queries
     private static BsonDocument Render<T>(SortDefinition<T> sort) =>
         sort.Render(new RenderArgs<T>(BsonSerializer.LookupSerializer<T>(), BsonSerializer.SerializerRegistry));
 
-    private static string[] IndexFields(string collection, string name) =>
-        MongoQueries.Indexes[collection]
-            .Single(index => index.Options.Name == name)
-            .Keys.Render(new RenderArgs<BsonDocument>(BsonDocumentSerializer.Instance, BsonSerializer.SerializerRegistry))
-            .Names.ToArray();
+    private static string[] IndexFields(string collection, string name) => StoreConcerns.MongoCollectionNamed(collection).FieldsOf(name);
 
     private static IEnumerable<string[]> AllIndexFields(string collection) =>
-        MongoQueries.Indexes[collection].Select(index => IndexFields(collection, index.Options.Name));
+        StoreConcerns.MongoCollectionNamed(collection).Indexes.Select(index => IndexFields(collection, index.Options.Name));
 
     public static TheoryData<string?, string?, string?, bool> EveryListingFilter()
     {
@@ -50,24 +45,24 @@ public sealed class When_rendering_mongodb_queries
     {
         var query = new FileQuery(campaign, state, runRange ? 10 : null, runRange ? 20 : null, stream, After: FileCursor.Encode(12, "raw/b"));
 
-        var filter = Render(MongoQueries.Files(query));
+        var filter = Render(MongoFileSagaStore.Files(query));
 
         var equalities = filter.Names.Where(n => n is "campaign" or "state" or "stream").ToHashSet();
         Assert.Equal(new[] { campaign is null ? null : "campaign", state is null ? null : "state", stream is null ? null : "stream" }.OfType<string>().ToHashSet(), equalities);
         // An index that starts with exactly the equality fields and goes on with (run, name) answers the page
         // in order, without a sort in memory, and the cursor's range runs on its tail.
-        Assert.Contains(AllIndexFields(MongoStoreContext.FileSagas), fields =>
+        Assert.Contains(AllIndexFields(MongoFileSagaStore.SagasCollection), fields =>
             fields.Length == equalities.Count + 2
             && fields.Take(equalities.Count).ToHashSet().SetEquals(equalities)
             && fields[^2..].SequenceEqual(["run", "name"]));
-        Assert.Equal(new BsonDocument { { "run", 1 }, { "name", 1 } }, Render(MongoQueries.FileOrder));
+        Assert.Equal(new BsonDocument { { "run", 1 }, { "name", 1 } }, Render(MongoFileSagaStore.FileOrder));
         Assert.Contains("$or", filter.ToJson());
     }
 
     [Fact]
     public void Should_find_files_by_an_output_dataset_and_a_failure_signature()
     {
-        var filter = Render(MongoQueries.Files(new FileQuery(Dataset: "muon", FailureSignature: "staging: tape error")));
+        var filter = Render(MongoFileSagaStore.Files(new FileQuery(Dataset: "muon", FailureSignature: "staging: tape error")));
 
         Assert.Equal(new BsonDocument
         {
@@ -81,7 +76,7 @@ public sealed class When_rendering_mongodb_queries
     {
         var id = Guid.Parse("6f1c2d3e-4b5a-5968-8777-0123456789ab");
 
-        var filter = Render(MongoQueries.SagaVersion(id, 7));
+        var filter = Render(MongoFileSagaStore.SagaVersion(id, 7));
 
         Assert.Equal(new BsonDocument { { "_id", new BsonBinaryData(id, GuidRepresentation.Standard) }, { "version", 7 } }, filter);
     }
@@ -91,37 +86,37 @@ public sealed class When_rendering_mongodb_queries
     {
         var now = new DateTimeOffset(2026, 11, 26, 12, 0, 0, TimeSpan.Zero);
 
-        var filter = Render(MongoQueries.Stalled(now, now.AddHours(-1)));
+        var filter = Render(MongoFileSagaStore.Stalled(now, now.AddHours(-1)));
 
         Assert.Equal(new BsonArray { "Archived", "Cancelled", "Failed" }, new BsonArray(filter["state"]["$nin"].AsBsonArray.OrderBy(v => v.AsString)));
         var branches = filter["$or"].AsBsonArray.Select(b => b.AsBsonDocument).ToArray();
         Assert.Equal(new BsonDateTime(now.UtcDateTime), branches[0]["deadline"]["$lt"]);
         Assert.Equal(new BsonDateTime(now.AddHours(-1).UtcDateTime), branches[1]["updatedAt"]["$lt"]);
-        Assert.Equal(["deadline"], IndexFields(MongoStoreContext.FileSagas, "deadline"));
-        Assert.Equal(["updatedAt"], IndexFields(MongoStoreContext.FileSagas, "updated"));
-        Assert.Equal("deadline", Assert.Single(Render(MongoQueries.Stalled(now, null)).Names.Except(["state"])));
+        Assert.Equal(["deadline"], IndexFields(MongoFileSagaStore.SagasCollection, "deadline"));
+        Assert.Equal(["updatedAt"], IndexFields(MongoFileSagaStore.SagasCollection, "updated"));
+        Assert.Equal("deadline", Assert.Single(Render(MongoFileSagaStore.Stalled(now, null)).Names.Except(["state"])));
     }
 
     [Fact]
     public void Should_take_pending_outputs_in_merge_order_from_one_index()
     {
-        var filter = Render(MongoQueries.Pending("prompt", "muon"));
-        var order = Render(MongoQueries.PendingOrder);
+        var filter = Render(MongoMergeStore.Pending("prompt", "muon"));
+        var order = Render(MongoMergeStore.PendingOrder);
 
         Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "dataset", "muon" }, { "mergedName", BsonNull.Value } }, filter);
         Assert.Equal(["run", "section", "stream", "_id"], order.Names);
         // The whole order, _id included, is the index's tail: a page is read in order, never sorted in memory.
-        Assert.Equal([.. filter.Names, .. order.Names], IndexFields(MongoStoreContext.MergeOutputs, "pending_ordered"));
+        Assert.Equal([.. filter.Names, .. order.Names], IndexFields(MongoMergeStore.OutputsCollection, "pending_ordered"));
     }
 
     [Fact]
     public void Should_keep_catalog_entries_unique_by_name_and_area()
     {
-        var index = MongoQueries.Indexes[MongoStoreContext.CatalogCollection].Single(i => i.Options.Name == "name_area");
+        var index = StoreConcerns.MongoCollectionNamed(MongoRunCatalog.CatalogCollection).Indexes.Single(i => i.Options.Name == "name_area");
 
         Assert.True(index.Options.Unique);
-        Assert.Equal(["name", "area"], IndexFields(MongoStoreContext.CatalogCollection, "name_area"));
-        Assert.Equal(new BsonDocument { { "kind", "merged" }, { "campaign", "prompt" } }, Render(MongoQueries.CatalogOfKind("merged", "prompt")));
+        Assert.Equal(["name", "area"], IndexFields(MongoRunCatalog.CatalogCollection, "name_area"));
+        Assert.Equal(new BsonDocument { { "kind", "merged" }, { "campaign", "prompt" } }, Render(MongoRunCatalog.CatalogOfKind("merged", "prompt")));
     }
 
     [Fact]
@@ -198,7 +193,7 @@ public sealed class When_rendering_mongodb_queries
     {
         var output = new PendingOutput("o1", Guid.NewGuid(), "prompt", "muon", 1, "physics", 2, "raw/a", "jobs/o1.evt", 10, "00000001", 3, DateTimeOffset.UnixEpoch, null);
 
-        var update = MongoQueries.InsertOnly(output)
+        var update = MongoMergeStore.InsertOnly(output)
             .Render(new RenderArgs<PendingOutput>(BsonSerializer.LookupSerializer<PendingOutput>(), BsonSerializer.SerializerRegistry))
             .AsBsonDocument;
 
@@ -212,20 +207,20 @@ public sealed class When_rendering_mongodb_queries
     [Fact]
     public void Should_group_run_progress_and_buffers_on_the_stored_field_names()
     {
-        var progress = MongoQueries.RunProgress("prompt", [1, 2]);
+        var progress = MongoRunLedger.RunProgress("prompt", [1, 2]);
 
         Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "run", new BsonDocument("$in", new BsonArray { 1, 2 }) } }, progress[0]["$match"]);
         Assert.Equal("$run", progress[1]["$group"]["_id"]);
         // A closed file (open: false) counts as past reconstruction.
         Assert.Equal(new BsonDocument("$sum", new BsonDocument("$cond", new BsonArray { "$open", 0, 1 })), progress[1]["$group"]["past"]);
-        Assert.Equal(new BsonDocument("mergedName", BsonNull.Value), MongoQueries.Buffers[0]["$match"]);
-        Assert.Equal("$size", MongoQueries.Buffers[1]["$group"]["bytes"]["$sum"]);
+        Assert.Equal(new BsonDocument("mergedName", BsonNull.Value), MongoMergeStore.Buffers[0]["$match"]);
+        Assert.Equal("$size", MongoMergeStore.Buffers[1]["$group"]["bytes"]["$sum"]);
     }
 
     [Fact]
     public void Should_sum_the_outputs_a_runs_files_reported_to_the_ledger_from_its_index()
     {
-        var reported = MongoQueries.ReportedOutputs("prompt", "muon", 3, 5);
+        var reported = MongoRunLedger.ReportedOutputs("prompt", "muon", 3, 5);
 
         Assert.Equal(new BsonDocument
         {
@@ -234,43 +229,45 @@ public sealed class When_rendering_mongodb_queries
             { "outputs.dataset", "muon" },
         }, reported[0]["$match"]);
         Assert.Equal("$outputs.outputs", reported[3]["$group"]["outputs"]["$sum"]);
-        Assert.Equal(["campaign", "outputs.dataset", "run"], IndexFields(MongoStoreContext.RunFilesCollection, "campaign_dataset_run"));
-        Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "open", true } }, Render(MongoQueries.OpenFiles("prompt")));
-        Assert.Equal(["campaign", "open", "run"], IndexFields(MongoStoreContext.RunFilesCollection, "campaign_open_run"));
+        Assert.Equal(["campaign", "outputs.dataset", "run"], IndexFields(MongoRunLedger.RunFilesCollection, "campaign_dataset_run"));
+        Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "open", true } }, Render(MongoRunLedger.OpenFiles("prompt")));
+        Assert.Equal(["campaign", "open", "run"], IndexFields(MongoRunLedger.RunFilesCollection, "campaign_open_run"));
     }
 
     [Fact]
     public void Should_take_a_datasets_unarchived_files_in_archive_order_from_one_index()
     {
-        var filter = Render(MongoQueries.UnarchivedOfDataset("prompt", "muon"));
-        var order = Render(MongoQueries.ArchiveOrder);
+        var filter = Render(MongoMergeStore.UnarchivedOfDataset("prompt", "muon"));
+        var order = Render(MongoMergeStore.ArchiveOrder);
 
         // An equality on false, not a negation ($ne: true would read two ranges of the index).
         Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "dataset", "muon" }, { "archived", false } }, filter);
-        Assert.Equal(new BsonDocument("archived", false), Render(MongoQueries.Unarchived));
+        Assert.Equal(new BsonDocument("archived", false), Render(MongoMergeStore.Unarchived));
         // A merged file's name is stored as _id: the order is (createdAt, _id), and so is the index's tail.
         Assert.Equal(["createdAt", "_id"], order.Names);
-        Assert.Equal([.. filter.Names, .. order.Names], IndexFields(MongoStoreContext.MergedFiles, "dataset_unarchived_order"));
+        Assert.Equal([.. filter.Names, .. order.Names], IndexFields(MongoMergeStore.MergedCollection, "dataset_unarchived_order"));
     }
 
     [Fact]
     public void Should_drop_only_indexes_that_are_no_longer_made()
     {
-        foreach (var (collection, names) in MongoQueries.ObsoleteIndexes)
+        foreach (var collection in StoreConcerns.MongoSchema)
         {
-            Assert.All(names, name => Assert.DoesNotContain(name, MongoQueries.Indexes[collection].Select(i => i.Options.Name)));
+            Assert.All(collection.ObsoleteIndexes ?? [], name => Assert.DoesNotContain(name, collection.Indexes.Select(i => i.Options.Name)));
         }
-        Assert.Equal(["pending"], MongoQueries.ObsoleteIndexes[MongoStoreContext.MergeOutputs]);
-        Assert.Equal(["dataset_archived_created"], MongoQueries.ObsoleteIndexes[MongoStoreContext.MergedFiles]);
+        Assert.Equal(["pending"], StoreConcerns.MongoCollectionNamed(MongoMergeStore.OutputsCollection).ObsoleteIndexes);
+        Assert.Equal(["dataset_archived_created"], StoreConcerns.MongoCollectionNamed(MongoMergeStore.MergedCollection).ObsoleteIndexes);
     }
 
     [Fact]
-    public void Should_create_every_collection_that_has_indexes_or_is_written_in_a_transaction()
+    public void Should_create_every_collection_of_every_concern_once()
     {
-        Assert.Superset(MongoQueries.Indexes.Keys.ToHashSet(), MongoStoreContext.Collections.ToHashSet());
-        Assert.Contains(MongoStoreContext.StateCountsCollection, MongoStoreContext.Collections);
-        Assert.Contains(MongoStoreContext.AnnouncementsCollection, MongoStoreContext.Collections);
-        Assert.Equal(MongoStoreContext.Collections.Count, MongoStoreContext.Collections.Distinct().Count());
+        var names = StoreConcerns.MongoSchema.Select(c => c.Name).ToList();
+
+        Assert.Contains(MongoFileSagaStore.StateCountsCollection, names);
+        Assert.Contains(MongoRunCatalog.AnnouncementsCollection, names);
+        Assert.Contains(MongoFlowStore.MoversCollection, names);
+        Assert.Equal(names.Count, names.Distinct().Count());
     }
 
     [Fact]
@@ -278,18 +275,18 @@ public sealed class When_rendering_mongodb_queries
     {
         var file = Guid.Parse("0badcafe-0000-4000-8000-000000000001");
 
-        var change = MongoQueries.StateCountChange("prompt", "Staging", file, -1);
+        var change = MongoFileSagaStore.StateCountChange("prompt", "Staging", file, -1);
         var update = ((BsonDocumentUpdateDefinition<BsonDocument>)change.Update).Document;
         var filter = ((BsonDocumentFilterDefinition<BsonDocument>)change.Filter).Document;
 
         Assert.True(change.IsUpsert);
         Assert.Equal(new BsonDocument("files", -1L), update["$inc"]);
         Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "state", "Staging" } }, update["$setOnInsert"]);
-        Assert.Equal(new BsonDocument { { "c", "prompt" }, { "s", "Staging" }, { "n", MongoQueries.StateCountShard(file) } }, filter["_id"]);
+        Assert.Equal(new BsonDocument { { "c", "prompt" }, { "s", "Staging" }, { "n", MongoFileSagaStore.StateCountShard(file) } }, filter["_id"]);
         // The same file counts in the same shard in every process; files spread over all shards.
-        Assert.Equal(MongoQueries.StateCountShard(file), MongoQueries.StateCountShard(Guid.Parse(file.ToString())));
-        var shards = Enumerable.Range(0, 400).Select(_ => MongoQueries.StateCountShard(Guid.NewGuid())).ToHashSet();
-        Assert.Equal(Enumerable.Range(0, MongoQueries.StateCountShards).ToHashSet(), shards);
+        Assert.Equal(MongoFileSagaStore.StateCountShard(file), MongoFileSagaStore.StateCountShard(Guid.Parse(file.ToString())));
+        var shards = Enumerable.Range(0, 400).Select(_ => MongoFileSagaStore.StateCountShard(Guid.NewGuid())).ToHashSet();
+        Assert.Equal(Enumerable.Range(0, MongoFileSagaStore.StateCountShards).ToHashSet(), shards);
     }
 
     [Fact]
@@ -297,7 +294,7 @@ public sealed class When_rendering_mongodb_queries
     {
         BsonDocument Shard(string campaign, string state, long files) => new() { { "campaign", campaign }, { "state", state }, { "files", files } };
 
-        var counts = MongoQueries.SumStateCounts([Shard("prompt", "Staging", 2), Shard("prompt", "Staging", 3), Shard("mc", "Archived", 1), Shard("prompt", "Failed", 0), Shard("prompt", "Queued", 1), Shard("prompt", "Queued", -1)]);
+        var counts = MongoFileSagaStore.SumStateCounts([Shard("prompt", "Staging", 2), Shard("prompt", "Staging", 3), Shard("mc", "Archived", 1), Shard("prompt", "Failed", 0), Shard("prompt", "Queued", 1), Shard("prompt", "Queued", -1)]);
 
         Assert.Equal([new StateCount("mc", "Archived", 1), new StateCount("prompt", "Staging", 5)], counts);
     }
@@ -307,9 +304,9 @@ public sealed class When_rendering_mongodb_queries
     {
         var sagas = Enumerable.Range(0, 1000).Select(i => new FileState { CorrelationId = Guid.NewGuid(), Campaign = i % 2 == 0 ? "a" : "b", CurrentState = "Registered" }).ToList();
 
-        var changes = MongoQueries.StateCountChanges(sagas);
+        var changes = MongoFileSagaStore.StateCountChanges(sagas);
 
-        Assert.InRange(changes.Count, 2, 2 * MongoQueries.StateCountShards);
+        Assert.InRange(changes.Count, 2, 2 * MongoFileSagaStore.StateCountShards);
         Assert.Equal(1000L, changes.Sum(c => ((BsonDocumentUpdateDefinition<BsonDocument>)c.Update).Document["$inc"]["files"].ToInt64()));
     }
 
@@ -319,25 +316,25 @@ public sealed class When_rendering_mongodb_queries
         // A run of 100,000 files with long names: about 25 million characters of JSON.
         var json = "[" + string.Join(",", Enumerable.Range(0, 100_000).Select(i => $"{{\"name\":\"raw/run000001/physics/{new string('x', 200)}-{i:D6}.raw\",\"size\":1000000000}}")) + "]";
 
-        var parts = MongoQueries.AnnouncementParts(1, json);
+        var parts = MongoRunCatalog.AnnouncementParts(1, json);
 
         Assert.True(parts.Count > 1, $"{json.Length} characters in one part");
         Assert.All(parts, p => Assert.True(p.ToBson().Length < 16 * 1024 * 1024 / 2, $"a part of {p.ToBson().Length} bytes"));
         Assert.Equal(Enumerable.Range(0, parts.Count), parts.Select(p => p["part"].AsInt32));
         Assert.All(parts, p => Assert.Equal(1, p["run"].AsInt32));
-        Assert.Equal(json, MongoQueries.JoinAnnouncement(parts.Reverse()));
-        Assert.Equal(new BsonDocument("run", 1), Render(MongoQueries.AnnouncementOf(1)));
-        Assert.Equal(["run", "part"], IndexFields(MongoStoreContext.AnnouncementsCollection, "run_part"));
+        Assert.Equal(json, MongoRunCatalog.JoinAnnouncement(parts.Reverse()));
+        Assert.Equal(new BsonDocument("run", 1), Render(MongoRunCatalog.AnnouncementOf(1)));
+        Assert.Equal(["run", "part"], IndexFields(MongoRunCatalog.AnnouncementsCollection, "run_part"));
     }
 
     [Fact]
     public void Should_list_runs_without_their_announcements()
     {
-        var projection = MongoQueries.RunSummaryProjection
+        var projection = MongoRunCatalog.RunSummaryProjection
             .Render(new RenderArgs<RunDocument>(BsonSerializer.LookupSerializer<RunDocument>(), BsonSerializer.SerializerRegistry));
 
         Assert.Equal(new BsonDocument { { "files", 1 }, { "registeredAt", 1 } }, projection);
-        var announced = Render(MongoQueries.AnnouncedAfter(7)).ToJson();
+        var announced = Render(MongoRunCatalog.AnnouncedAfter(7)).ToJson();
         Assert.Contains("\"announcementParts\" : { \"$gt\" : 0 }", announced);
         Assert.Contains("\"_id\" : { \"$gt\" : 7 }", announced);
     }

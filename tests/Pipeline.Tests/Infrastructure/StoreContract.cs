@@ -4,8 +4,6 @@ using MongoDB.Driver;
 using Pipeline.Contracts;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;
-using Pipeline.Production.State.Mongo;
-using Pipeline.Production.State.Sqlite;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Infrastructure;
@@ -800,14 +798,14 @@ public sealed class When_storing_state_in_mongodb(MongoServer server) : StoreCon
         BsonDocument Order<T>(SortDefinition<T> sort) => sort.Render(new RenderArgs<T>(BsonSerializer.LookupSerializer<T>(), BsonSerializer.SerializerRegistry));
         var (collection, filter, sort) = listing switch
         {
-            "files" => (MongoStoreContext.FileSagas, Render(MongoQueries.Files(new FileQuery())), Order(MongoQueries.FileOrder)),
-            "files by campaign and state" => (MongoStoreContext.FileSagas, Render(MongoQueries.Files(new FileQuery("prompt", "Staging"))), Order(MongoQueries.FileOrder)),
-            "files by stream after a cursor" => (MongoStoreContext.FileSagas, Render(MongoQueries.Files(new FileQuery(Stream: "physics", After: FileCursor.Encode(1, "raw/a")))), Order(MongoQueries.FileOrder)),
-            "stalled" => (MongoStoreContext.FileSagas, Render(MongoQueries.Stalled(DateTimeOffset.UtcNow, null)), new BsonDocument()),
-            "pending outputs" => (MongoStoreContext.MergeOutputs, Render(MongoQueries.Pending("prompt", "muon")), Order(MongoQueries.PendingOrder)),
-            "unarchived of a dataset" => (MongoStoreContext.MergedFiles, Render(MongoQueries.UnarchivedOfDataset("prompt", "muon")), Order(MongoQueries.ArchiveOrder)),
-            "catalog of a kind" => (MongoStoreContext.CatalogCollection, Render(MongoQueries.CatalogOfKind("merged", null)), new BsonDocument { { "dataset", 1 }, { "name", 1 } }),
-            _ => (MongoStoreContext.CatalogCollection, Render(MongoQueries.CatalogOfKind("merged", "prompt")), new BsonDocument { { "dataset", 1 }, { "name", 1 } }),
+            "files" => (MongoFileSagaStore.SagasCollection, Render(MongoFileSagaStore.Files(new FileQuery())), Order(MongoFileSagaStore.FileOrder)),
+            "files by campaign and state" => (MongoFileSagaStore.SagasCollection, Render(MongoFileSagaStore.Files(new FileQuery("prompt", "Staging"))), Order(MongoFileSagaStore.FileOrder)),
+            "files by stream after a cursor" => (MongoFileSagaStore.SagasCollection, Render(MongoFileSagaStore.Files(new FileQuery(Stream: "physics", After: FileCursor.Encode(1, "raw/a")))), Order(MongoFileSagaStore.FileOrder)),
+            "stalled" => (MongoFileSagaStore.SagasCollection, Render(MongoFileSagaStore.Stalled(DateTimeOffset.UtcNow, null)), new BsonDocument()),
+            "pending outputs" => (MongoMergeStore.OutputsCollection, Render(MongoMergeStore.Pending("prompt", "muon")), Order(MongoMergeStore.PendingOrder)),
+            "unarchived of a dataset" => (MongoMergeStore.MergedCollection, Render(MongoMergeStore.UnarchivedOfDataset("prompt", "muon")), Order(MongoMergeStore.ArchiveOrder)),
+            "catalog of a kind" => (MongoRunCatalog.CatalogCollection, Render(MongoRunCatalog.CatalogOfKind("merged", null)), new BsonDocument { { "dataset", 1 }, { "name", 1 } }),
+            _ => (MongoRunCatalog.CatalogCollection, Render(MongoRunCatalog.CatalogOfKind("merged", "prompt")), new BsonDocument { { "dataset", 1 }, { "name", 1 } }),
         };
         var find = new BsonDocument { { "find", collection }, { "filter", filter }, { "limit", 101 } };
         if (sort.ElementCount > 0)
