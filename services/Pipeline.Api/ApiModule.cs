@@ -20,7 +20,7 @@ public static class ApiModule
             services.AddProblemDetails();
             // A number sent as a string is a wrong type, not a number: refused, as every other wrong type is.
             services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict);
-            services.AddOptions<ApiSecurityOptions>().BindConfiguration(ApiSecurityOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddSettings<ApiSecurityOptions>(ApiSecurityOptions.Section);
             services.AddSingleton<ApiKeyRing>();
             services.AddHostedService<FileStateCounter>();
             services.AddSingleton<CampaignProgressSampler>();

@@ -70,7 +70,8 @@ public static class FlowEndpoints
             .WithSummary("Sweep the catalog against the archive areas now: a catalogued copy missing or wrong is marked bad and restored from another sound copy when one exists; a file the catalog lacks is moved into the area's .quarantine folder, never deleted. dryRun=true reports only; verify=true re-reads every byte; with Accept: application/x-ndjson the answer streams progress lines, then the report")
             .Produces<ReconciliationReport>()
             .Produces(StatusCodes.Status200OK, contentType: ProgressStream.MediaType)
-            .ProducesValidationProblem();
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status409Conflict);
         return endpoints;
     }
 
@@ -82,9 +83,18 @@ public static class FlowEndpoints
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["darkAfterMinutes"] = [$"must be between 0 and {ReconciliationOptions.MaxDarkAfterMinutes}"] });
         }
         var options = new ReconciliationOptions(verify, TimeSpan.FromMinutes(darkAfterMinutes), dryRun);
-        return ProgressStream.Wanted(http.Request)
-            ? ProgressStream.Of((progress, token) => reconciler.RunAsync(options, token, progress))
-            : TypedResults.Ok(await reconciler.RunAsync(options, ct));
+        if (ProgressStream.Wanted(http.Request))
+        {
+            return ProgressStream.Of((progress, token) => reconciler.RunExclusiveAsync(options, token, progress));
+        }
+        try
+        {
+            return TypedResults.Ok(await reconciler.RunExclusiveAsync(options, ct));
+        }
+        catch (ReconciliationBusyException busy)
+        {
+            return TypedResults.Problem(busy.Message, statusCode: StatusCodes.Status409Conflict, title: "A reconciliation sweep is running");
+        }
     }
 
     private static async Task<Ok<FlowStatus>> GetFlow(IFlowStore store, FlowControl flow, CampaignDirectory campaigns, TimeProvider time, CancellationToken ct) =>

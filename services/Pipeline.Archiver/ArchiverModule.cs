@@ -16,11 +16,11 @@ public static class ArchiverModule
             // The shared pieces and stores this service uses.
             services.AddFlowControl().AddCampaignDirectory().AddArchiveLibrary(configuration).AddReconciliation(configuration).AddStageReporting();
             services.AddStore<IMergeStore>().AddStore<ICatalog>().AddStore<IFlowStore>();
-            services.AddOptions<ArchiverOptions>().BindConfiguration(ArchiverOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddSettings<ArchiverOptions>(ArchiverOptions.Section);
             services.AddSingleton<Movers>();
             services.AddSingleton<MigrationWatch>();
             services.AddHostedService(sp => sp.GetRequiredService<MigrationWatch>());
-            services.AddOptions<ReconciliationSettings>().BindConfiguration(ReconciliationSettings.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddSettings<ReconciliationSettings>(ReconciliationSettings.Section);
             services.AddHostedService<ReconciliationService>();
             services.AddSingleton(sp => new StageCapacity(PipelineMetrics.Archive, sp.GetRequiredService<IOptions<ArchiverOptions>>().Value.Writers));
         },

@@ -14,7 +14,7 @@ namespace Pipeline.Archiver;
 /// tape copy does not match, raises an alert (resolved when the file makes it). The list lives in this process: after
 /// a restart the merger sends unarchived files again, and they are found waiting anew.
 /// </summary>
-public sealed class MigrationWatch(ArchiveLibrary archives, IHealthStore health, IBus bus, TimeProvider time, ILogger<MigrationWatch> logger) : BackgroundService
+public sealed class MigrationWatch(ArchiveLibrary archives, IHealthStore health, IBus bus, TimeProvider time, ILogger<MigrationWatch> logger) : PeriodicWork(time, logger)
 {
     private readonly ConcurrentDictionary<string, Waiting> _waiting = new(StringComparer.Ordinal);
 
@@ -29,27 +29,25 @@ public sealed class MigrationWatch(ArchiveLibrary archives, IHealthStore health,
         _waiting.AddOrUpdate(request.MergedName, _ => new Waiting(request, archiveName, copies, writtenAt, false),
             (_, earlier) => earlier with { Request = request, Copies = copies });
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>The most frequent poll of the nearline archives (a minute when there is none: nothing is ever watched then).</summary>
+    protected override TimeSpan Interval { get; } =
+        TimeSpan.FromSeconds(archives.Nearline.Select(a => a.Options.PollSeconds).DefaultIfEmpty(60).Min());
+
+    protected override string What => "Looking for merged files' tape copies";
+
+    protected override bool PassAtStart => false;
+
+    protected override async Task RunOnceAsync(CancellationToken stoppingToken)
     {
-        var nearline = archives.Nearline.ToList();
-        if (nearline.Count == 0)
+        foreach (var waiting in _waiting.Values)
         {
-            return;
-        }
-        var poll = TimeSpan.FromSeconds(nearline.Min(a => a.Options.PollSeconds));
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            await Task.Delay(poll, time, stoppingToken);
-            foreach (var waiting in _waiting.Values)
+            try
             {
-                try
-                {
-                    await LookAsync(waiting, stoppingToken);
-                }
-                catch (IOException ex)
-                {
-                    logger.LogInformation("Could not ask about the tape copy of {MergedName}; asking again at the next look: {Reason}", waiting.Request.MergedName, ex.Message);
-                }
+                await LookAsync(waiting, stoppingToken);
+            }
+            catch (IOException ex)
+            {
+                Logger.LogInformation("Could not ask about the tape copy of {MergedName}; asking again at the next look: {Reason}", waiting.Request.MergedName, ex.Message);
             }
         }
     }
@@ -71,11 +69,11 @@ public sealed class MigrationWatch(ArchiveLibrary archives, IHealthStore health,
                 }
             }
         }
-        var now = time.GetUtcNow();
+        var now = Time.GetUtcNow();
         if (pending.Count == 0)
         {
             _waiting.TryRemove(request.MergedName, out _);
-            logger.LogInformation("Merged file {MergedName} is on tape in {Archives} ({Seconds:F1} s after it was written)",
+            Logger.LogInformation("Merged file {MergedName} is on tape in {Archives} ({Seconds:F1} s after it was written)",
                 request.MergedName, string.Join(", ", waiting.Copies), (now - waiting.WrittenAt).TotalSeconds);
             if (waiting.Alerted)
             {
@@ -91,7 +89,7 @@ public sealed class MigrationWatch(ArchiveLibrary archives, IHealthStore health,
                 + $"{(now - waiting.WrittenAt).TotalMinutes:F0} min ago and is not on tape yet"
                 + (problems.Count > 0 ? $": {string.Join("; ", problems)}" : "")
                 + ". Its disk copy and the output area's are kept; it counts as archived once the endpoint reports the tape copy.";
-            logger.LogWarning("{Alert}", text);
+            Logger.LogWarning("{Alert}", text);
             await health.RaiseAlertAsync(AlertKey(request.MergedName), "migration-overdue", "warning", text, now, cancellationToken);
             _waiting.TryUpdate(request.MergedName, waiting with { Alerted = true }, waiting);
         }

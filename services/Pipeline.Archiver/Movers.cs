@@ -24,91 +24,38 @@ public sealed class Movers(IFlowStore store, FlowControl flow, TimeProvider time
         // Unique per acquisition: two messages of one dataset in this process must not share a mover.
         var holder = $"{pipeline.Value.EffectiveInstanceName}#{Guid.NewGuid().ToString("N")[..8]}";
         var lease = TimeSpan.FromSeconds(flow.Configured.MoverLeaseSeconds);
-        var waited = false;
-        while (!await store.TryAcquireMoverAsync(dataset, holder, flow.MoversLimit, time.GetUtcNow(), lease, cancellationToken))
-        {
-            if (!waited)
-            {
-                logger.LogInformation("Waiting for a mover for {Dataset} ({Limit} in use or the dataset's is busy)", dataset, flow.MoversLimit);
-                waited = true;
-            }
-            await Task.Delay(TimeSpan.FromSeconds(flow.Configured.AdmissionPollSeconds), time, cancellationToken);
-        }
+        Task<bool> TakeAsync(CancellationToken token) => store.TryAcquireMoverAsync(dataset, holder, flow.MoversLimit, time.GetUtcNow(), lease, token);
+        await Admission.WaitAsync(TakeAsync, TimeSpan.FromSeconds(flow.Configured.AdmissionPollSeconds), time,
+            () => logger.LogInformation("Waiting for a mover for {Dataset} ({Limit} in use or the dataset's is busy)", dataset, flow.MoversLimit), cancellationToken);
         var inUse = (await store.ListMoversAsync(time.GetUtcNow(), cancellationToken)).Count;
         int seen;
         while ((seen = Volatile.Read(ref _maxInUse)) < inUse && Interlocked.CompareExchange(ref _maxInUse, inUse, seen) != seen)
         {
         }
-        return new Mover(store, flow, time, logger, dataset, holder, lease, cancellationToken);
+        // Renewed every third of the lease; writes stop when a renewal is refused or none succeeded for most of it.
+        var keeper = LeaseKeeper.Start($"the mover of {dataset}", lease / 3, lease * 0.8, TakeAsync, time, logger, cancellationToken);
+        return new Mover(dataset, keeper, async () => await store.ReleaseMoverAsync(dataset, holder, CancellationToken.None), logger);
     }
 
-    public sealed class Mover : IAsyncDisposable
+    /// <summary>A dataset's archive writer, held until disposed.</summary>
+    public sealed class Mover(string dataset, LeaseKeeper keeper, Func<Task> release, ILogger logger) : IAsyncDisposable
     {
-        private readonly IFlowStore _store;
-        private readonly FlowControl _flow;
-        private readonly TimeProvider _time;
-        private readonly ILogger _logger;
-        private readonly string _holder;
-        private readonly CancellationTokenSource _lost;
-        private readonly CancellationTokenSource _stop = new();
-        private readonly Task _renewal;
-
-        internal Mover(IFlowStore store, FlowControl flow, TimeProvider time, ILogger logger, string dataset, string holder, TimeSpan lease, CancellationToken cancellationToken)
-        {
-            _store = store;
-            _flow = flow;
-            _time = time;
-            _logger = logger;
-            Dataset = dataset;
-            _holder = holder;
-            _lost = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            _renewal = RenewAsync(lease);
-        }
-
-        public string Dataset { get; }
+        public string Dataset => dataset;
 
         /// <summary>Cancelled if the lease could not be renewed: another archiver may take the dataset, so writing must stop.</summary>
-        public CancellationToken Token => _lost.Token;
-
-        private async Task RenewAsync(TimeSpan lease)
-        {
-            try
-            {
-                while (true)
-                {
-                    await Task.Delay(lease / 3, _time, _stop.Token);
-                    if (!await _store.TryAcquireMoverAsync(Dataset, _holder, _flow.MoversLimit, _time.GetUtcNow(), lease, _stop.Token))
-                    {
-                        _logger.LogWarning("Lost the mover of {Dataset}; stopping its writes", Dataset);
-                        await _lost.CancelAsync();
-                        return;
-                    }
-                }
-            }
-            catch (OperationCanceledException)
-            {
-            }
-            catch (Exception ex)
-            {
-                _logger.LogWarning(ex, "Could not renew the mover of {Dataset}; stopping its writes", Dataset);
-                await _lost.CancelAsync();
-            }
-        }
+        public CancellationToken Token => keeper.Lost;
 
         public async ValueTask DisposeAsync()
         {
-            await _stop.CancelAsync();
-            await _renewal;
+            await keeper.DisposeAsync();
             try
             {
-                await _store.ReleaseMoverAsync(Dataset, _holder, CancellationToken.None);
+                await release();
             }
             catch (Exception ex)
             {
-                _logger.LogWarning(ex, "Could not give back the mover of {Dataset}; its lease runs out instead", Dataset);
+                logger.LogWarning(ex, "Could not give back the mover of {Dataset}; its lease runs out instead", dataset);
             }
-            _lost.Dispose();
-            _stop.Dispose();
         }
     }
 }

@@ -25,5 +25,5 @@ public sealed class ReconciliationService(
         // A sweep every 0 minutes means none: the operators run it by hand.
         options.Value.IntervalMinutes > 0 ? base.StartAsync(cancellationToken) : Task.CompletedTask;
 
-    protected override Task RunOnceAsync(CancellationToken stoppingToken) => reconciler.RunAsync(options.Value.ToOptions(), stoppingToken);
+    protected override Task RunOnceAsync(CancellationToken stoppingToken) => reconciler.RunAsync(options.Value.ToOptions(), Singleton.Fence, stoppingToken);
 }

@@ -13,7 +13,7 @@ public static class CollectorModule
             // No store of its own: the files' state is asked of the orchestrator (IFileStates).
             services.AddStageReporting();
             services.AddSingleton<IFileStates, OrchestratorFileStates>();
-            services.AddOptions<CollectorOptions>().BindConfiguration(CollectorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddSettings<CollectorOptions>(CollectorOptions.Section);
             services.AddHostedService<LeftoverJobSweeper>();
         },
         bus => bus.AddConsumer<CollectJobLogsConsumer, CollectJobLogsConsumerDefinition>());

@@ -37,8 +37,18 @@ public static class ReconcileCommand
         PipelineHosting.AddStorageAndState(services, configuration, options);
         services.AddReconciliation(configuration);
         await using var provider = services.BuildServiceProvider();
-        var report = await provider.GetRequiredService<Reconciler>()
-            .RunAsync(new ReconciliationOptions(flags.Contains("--verify"), darkAfter, flags.Contains("--dry-run")), CancellationToken.None);
+        ReconciliationReport report;
+        try
+        {
+            // Under the same lease as the archiver's periodic sweep: the two never move the same files at once.
+            report = await provider.GetRequiredService<Reconciler>()
+                .RunExclusiveAsync(new ReconciliationOptions(flags.Contains("--verify"), darkAfter, flags.Contains("--dry-run")), CancellationToken.None);
+        }
+        catch (ReconciliationBusyException busy)
+        {
+            await Console.Error.WriteLineAsync($"reconcile: {busy.Message}");
+            return 3;
+        }
         Console.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
         return report.Clean ? 0 : 1;
     }

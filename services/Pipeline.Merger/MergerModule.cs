@@ -14,7 +14,7 @@ public static class MergerModule
             // The shared pieces and stores this service uses.
             services.AddFlowControl().AddCampaignDirectory().AddStageReporting();
             services.AddStore<IMergeStore>().AddStore<IRunLedger>().AddStore<IHealthStore>();
-            services.AddOptions<MergerOptions>().BindConfiguration(MergerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddSettings<MergerOptions>(MergerOptions.Section);
             services.AddHostedService<MergeService>();
         },
         bus =>

@@ -14,7 +14,7 @@ public static class MonitorModule
         {
             // The stores this service uses; files' states it asks of the orchestrator.
             services.AddFlowControl().AddStore<IHealthStore>();
-            services.AddOptions<MonitorOptions>().BindConfiguration(MonitorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddSettings<MonitorOptions>(MonitorOptions.Section);
             services.AddHttpClient<AlertNotifier>();
             services.AddHostedService<HealthWatcher>();
             services.AddHostedService<AreaLedgerSweeper>();

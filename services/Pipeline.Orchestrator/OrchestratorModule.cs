@@ -15,7 +15,7 @@ public static class OrchestratorModule
             // The shared pieces and stores this service uses.
             services.AddRunIngestion(configuration);
             services.AddStore<IFileSagaStore>().AddStore<IRunRegistry>().AddStore<ICampaignStore>().AddStore<IHealthStore>();
-            services.AddOptions<OrchestratorOptions>().BindConfiguration(OrchestratorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddSettings<OrchestratorOptions>(OrchestratorOptions.Section);
             services.AddHostedService<Watchdog>();
             services.AddSingleton<DispatchSignal>();
             services.AddConsumeObserver<DispatchWakeUp>();

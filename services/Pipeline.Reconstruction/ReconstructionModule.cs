@@ -16,8 +16,8 @@ public static class ReconstructionModule
         {
             // The shared pieces this service uses; it keeps no store of its own.
             services.AddFlowControl().AddCampaignDirectory().AddStageReporting();
-            services.AddOptions<ReconstructionOptions>().BindConfiguration(ReconstructionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-            services.AddOptions<SlurmOptions>().BindConfiguration(SlurmOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddSettings<ReconstructionOptions>(ReconstructionOptions.Section);
+            services.AddSettings<SlurmOptions>(SlurmOptions.Section);
             if (configuration.GetValue<ReleaseExecutor>($"{ReconstructionOptions.Section}:{nameof(ReconstructionOptions.Executor)}") == ReleaseExecutor.Slurm)
             {
                 services.AddSingleton<SlurmClient>();

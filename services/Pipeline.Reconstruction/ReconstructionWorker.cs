@@ -230,19 +230,17 @@ public sealed class ReconstructionWorker(
         var logPath = Path.Combine(jobPath, JobLogName);
 
         var stopwatch = Stopwatch.StartNew();
-        using var leaseLost = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-        using var stopHeartbeat = new CancellationTokenSource();
-        var heartbeat = KeepLeaseAsync(message, worker, leaseSeconds, leaseLost, stopHeartbeat.Token);
+        var lease = KeepLease(message, worker, leaseSeconds, stopping);
         ReleaseOutcome outcome;
         string? problem;
         int timeLimitSeconds;
         try
         {
             (outcome, problem, timeLimitSeconds) = adopted is null
-                ? await RunReleaseAsync(message, jobPath, outputDirectory, logPath, leaseLost.Token)
-                : await FollowAdoptedAsync(message, adopted, jobPath, logPath, leaseLost.Token);
+                ? await RunReleaseAsync(message, jobPath, outputDirectory, logPath, lease.Lost)
+                : await FollowAdoptedAsync(message, adopted, jobPath, logPath, lease.Lost);
         }
-        catch (OperationCanceledException) when (leaseLost.IsCancellationRequested && !stopping.IsCancellationRequested)
+        catch (OperationCanceledException) when (lease.Lost.IsCancellationRequested && !stopping.IsCancellationRequested)
         {
             logger.LogWarning("Stopped {FileId} attempt {Attempt}: the lease was lost, another attempt owns the file", message.FileId, message.Attempt);
             areas.Scratch.DeleteDirectory(jobDirectory);
@@ -251,8 +249,7 @@ public sealed class ReconstructionWorker(
         }
         finally
         {
-            await stopHeartbeat.CancelAsync();
-            await heartbeat;
+            await lease.DisposeAsync();
             // A fetched input is the cache's copy, not the job's: it is not kept with the job's logs. A batch job left
             // running at shutdown still reads it, and whoever adopts the job removes it.
             var fetched = Path.Combine(jobPath, FetchedInputFolder);
@@ -501,53 +498,21 @@ public sealed class ReconstructionWorker(
     }
 
     /// <summary>
-    /// Renews the lease every heartbeat. Cancels the job when the orchestrator refuses a renewal, or
-    /// when no renewal succeeded for most of a lease: by then the file may have been given to another worker.
+    /// Renews the attempt's lease every heartbeat. The job is stopped when the orchestrator refuses a renewal, or when
+    /// no renewal succeeded for most of a lease: by then the file may have been given to another worker.
     /// </summary>
-    private async Task KeepLeaseAsync(ReconstructFile message, string worker, int leaseSeconds, CancellationTokenSource leaseLost, CancellationToken stop)
-    {
-        var lastRenewed = Stopwatch.StartNew();
-        var interval = TimeSpan.FromSeconds(Math.Min(options.Value.HeartbeatSeconds, Math.Max(1, leaseSeconds / 3)));
-        var giveUpAfter = TimeSpan.FromSeconds(leaseSeconds * 0.8);
-        while (!stop.IsCancellationRequested)
-        {
-            try
+    private LeaseKeeper KeepLease(ReconstructFile message, string worker, int leaseSeconds, CancellationToken stopping) =>
+        LeaseKeeper.Start($"the lease on {message.FileId} attempt {message.Attempt}",
+            TimeSpan.FromSeconds(Math.Min(options.Value.HeartbeatSeconds, Math.Max(1, leaseSeconds / 3))), TimeSpan.FromSeconds(leaseSeconds * 0.8),
+            async renewal =>
             {
-                await Task.Delay(interval, stop);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-            try
-            {
-                // Bounded by what is left of the patience: a renewal whose request never leaves (a lost connection)
-                // must not hold this loop past the point where the job has to stop.
-                var patience = TimeSpan.FromTicks(Math.Max(1, (giveUpAfter - lastRenewed.Elapsed).Ticks));
-                var renewed = await Claim(message, worker, renewal: true, stop).WaitAsync(patience, stop);
+                var renewed = await Claim(message, worker, renewal: true, renewal);
                 if (!renewed.Granted)
                 {
                     logger.LogWarning("Lease on {FileId} attempt {Attempt} refused: {Reason}", message.FileId, message.Attempt, renewed.Reason);
-                    await leaseLost.CancelAsync();
-                    return;
                 }
-                lastRenewed.Restart();
-            }
-            catch (Exception ex) when (ex is RequestTimeoutException or RequestException or TimeoutException)
-            {
-                logger.LogWarning("Could not renew the lease on {FileId} attempt {Attempt}: {Error}", message.FileId, message.Attempt, ex.Message);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-            if (lastRenewed.Elapsed > giveUpAfter)
-            {
-                await leaseLost.CancelAsync();
-                return;
-            }
-        }
-    }
+                return renewed.Granted;
+            }, TimeProvider.System, logger, stopping);
 
     public void Dispose() => _slots.Dispose();
 }

@@ -12,7 +12,7 @@ public static class StagerModule
         {
             // The shared pieces this service uses; it keeps no store of its own.
             services.AddFlowControl().AddCampaignDirectory().AddArchiveLibrary(configuration).AddStageReporting();
-            services.AddOptions<StagerOptions>().BindConfiguration(StagerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddSettings<StagerOptions>(StagerOptions.Section);
         },
         bus =>
         {

@@ -328,7 +328,9 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         var audit = await ProductionAudit.RunAsync(runs, CampaignOptions.SampleDatasets.Select(d => new DatasetSelection(d.Key, d.Value)).ToList(), "prompt", areas, store.Sagas, store.Catalog, cancellationToken);
         // And the catalog against the archive: every catalogued copy where it says, sound, and nothing else there.
         var reconciliation = await new Reconciler(store.Catalog, store.Health, new Pipeline.Infrastructure.Archive.ArchiveLibrary([new Pipeline.Infrastructure.Archive.AreaArchive(areas.Archive, null), new Pipeline.Infrastructure.Archive.AreaArchive(areas[Vault], null)]),
-            TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Reconciler>.Instance).RunAsync(new ReconciliationOptions(VerifyChecksums: true, DarkAfter: TimeSpan.Zero, DryRun: true), cancellationToken);
+            new Pipeline.Production.Control.SingletonLeases(store.SingletonLeases, Microsoft.Extensions.Options.Options.Create(new Pipeline.Production.Control.SingletonOptions()),
+                Microsoft.Extensions.Options.Options.Create(new Pipeline.Infrastructure.Hosting.PipelineOptions()), TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance),
+            TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Reconciler>.Instance).RunAsync(new ReconciliationOptions(VerifyChecksums: true, DarkAfter: TimeSpan.Zero, DryRun: true), null, cancellationToken);
         problems.AddRange(reconciliation.Bad.Select(b => $"reconciliation: {b.Area}/{b.Name}: {b.Problem}"));
         problems.AddRange(reconciliation.Dark.Select(d => $"reconciliation: {d.Area}/{d.Name} ({d.Size} bytes) is not in the catalog"));
         // And from the catalog alone: every output in exactly one archived file, by the merged files' manifests.

@@ -111,7 +111,7 @@ public sealed class CampaignFeeder(
             }
         }
         // Saved after publishing: a crash in between publishes the batch again, which registers nothing twice.
-        if (!await campaignStore.ReplaceCampaignAsync(campaign with { Feed = feed, UpdatedAt = Time.GetUtcNow() }, campaign.Version, cancellationToken))
+        if (!await campaignStore.ReplaceCampaignAsync(campaign with { Feed = feed, UpdatedAt = Time.GetUtcNow() }, campaign.Version, Singleton.Fence, cancellationToken))
         {
             Logger.LogInformation("Campaign {Campaign} changed while its files were registered; its feed continues from the stored position", campaign.Name);
         }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 
 namespace Pipeline.Reconstruction.Batch;
@@ -12,32 +13,19 @@ namespace Pipeline.Reconstruction.Batch;
 /// A job whose attempt was superseded is cancelled if it still runs: its result would be ignored.
 /// </summary>
 public sealed class SlurmAdoption(
-    SlurmClient slurm, SlurmJobWatch watch, ReconstructionWorker worker, StorageAreas areas, IOptions<SlurmOptions> options, ILogger<SlurmAdoption> logger) : BackgroundService
+    SlurmClient slurm, SlurmJobWatch watch, ReconstructionWorker worker, StorageAreas areas, IOptions<SlurmOptions> options, TimeProvider time, ILogger<SlurmAdoption> logger)
+    : PeriodicWork(time, logger)
 {
     // Jobs settled for good (adopted, superseded, not this system's): not looked at again while Slurm lists them.
     private readonly HashSet<long> _settled = [];
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        var interval = TimeSpan.FromSeconds(options.Value.AdoptSeconds);
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                await AdoptOrphansAsync(stoppingToken);
-            }
-            catch (Exception ex) when (ex is SlurmException or IOException or System.ComponentModel.Win32Exception)
-            {
-                logger.LogWarning("Could not look for batch jobs to adopt: {Reason}", ex.Message);
-            }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                // Looked at again next round: a broken round must not stop the worker.
-                logger.LogError(ex, "Looking for batch jobs to adopt failed");
-            }
-            await Task.Delay(interval, stoppingToken);
-        }
-    }
+    protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.AdoptSeconds);
+
+    protected override string What => "Looking for batch jobs to adopt";
+
+    protected override bool IsExpectedFailure(Exception failure) => SlurmClient.IsExpectedFailure(failure);
+
+    protected override Task RunOnceAsync(CancellationToken stoppingToken) => AdoptOrphansAsync(stoppingToken);
 
     /// <summary>One look at the cluster's jobs of this system; returns how many were adopted.</summary>
     public async Task<int> AdoptOrphansAsync(CancellationToken cancellationToken)
@@ -65,7 +53,7 @@ public sealed class SlurmAdoption(
                     _settled.Add(job.Id);
                     if (!job.HasEnded)
                     {
-                        logger.LogInformation("Cancelling batch job {JobId}: its attempt {Attempt} of {FileId} was superseded", job.Id, request.Message.Attempt, request.Message.FileId);
+                        Logger.LogInformation("Cancelling batch job {JobId}: its attempt {Attempt} of {FileId} was superseded", job.Id, request.Message.Attempt, request.Message.FileId);
                         await slurm.CancelAsync([job.Id], cancellationToken);
                     }
                     break;
@@ -93,7 +81,7 @@ public sealed class SlurmAdoption(
         }
         catch (JsonException ex)
         {
-            logger.LogWarning("Batch job {JobId}'s request {Path} is unreadable: {Reason}", job.Id, path, ex.Message);
+            Logger.LogWarning("Batch job {JobId}'s request {Path} is unreadable: {Reason}", job.Id, path, ex.Message);
             return null;
         }
     }

@@ -38,6 +38,9 @@ public sealed class SlurmClient(IOptions<SlurmOptions> options)
 
     private SlurmOptions Settings => options.Value;
 
+    /// <summary>A failure that says the cluster or its tools did not answer this time: worth a warning and another try, not a stack.</summary>
+    public static bool IsExpectedFailure(Exception failure) => failure is SlurmException or IOException or System.ComponentModel.Win32Exception;
+
     private TimeSpan CommandTimeout => TimeSpan.FromSeconds(Settings.CommandTimeoutSeconds);
 
     private IReadOnlyDictionary<string, string>? Environment =>

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.Hosting;
 
 namespace Pipeline.Reconstruction.Batch;
 
@@ -9,7 +10,7 @@ namespace Pipeline.Reconstruction.Batch;
 /// each waiting job its end as Slurm reports it. A job Slurm no longer lists, and that was never seen ending, is looked
 /// for during <see cref="SlurmOptions.MissingSeconds"/> and then reported <see cref="LostState"/>: the site lost it.
 /// </summary>
-public sealed class SlurmJobWatch(SlurmClient slurm, IOptions<SlurmOptions> options, ILogger<SlurmJobWatch> logger) : BackgroundService
+public sealed class SlurmJobWatch(SlurmClient slurm, IOptions<SlurmOptions> options, TimeProvider time, ILogger<SlurmJobWatch> logger) : PeriodicWork(time, logger)
 {
     /// <summary>The state given to a job the cluster stopped listing before it was seen ending.</summary>
     public const string LostState = "LOST";
@@ -63,32 +64,24 @@ public sealed class SlurmJobWatch(SlurmClient slurm, IOptions<SlurmOptions> opti
         }
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.PollSeconds);
+
+    protected override string What => "Following the batch jobs";
+
+    // The jobs keep running meanwhile, their leases renewed by the worker: looked at again at the next poll.
+    protected override bool IsExpectedFailure(Exception failure) => SlurmClient.IsExpectedFailure(failure);
+
+    protected override async Task RunOnceAsync(CancellationToken stoppingToken)
     {
-        var interval = TimeSpan.FromSeconds(options.Value.PollSeconds);
-        while (!stoppingToken.IsCancellationRequested)
+        if (!_jobs.IsEmpty)
         {
-            if (_jobs.IsEmpty)
-            {
-                await _added.WaitAsync(stoppingToken);
-                continue;
-            }
-            try
-            {
-                Update(await slurm.ListAsync(stoppingToken));
-            }
-            catch (Exception ex) when (ex is SlurmException or IOException or System.ComponentModel.Win32Exception)
-            {
-                // The jobs keep running; their leases are renewed by the worker meanwhile. Looked at again next poll.
-                logger.LogWarning("Could not list the batch jobs: {Reason}", ex.Message);
-            }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogError(ex, "Following the batch jobs failed; trying again next poll");
-            }
-            await Task.Delay(interval, stoppingToken);
+            Update(await slurm.ListAsync(stoppingToken));
         }
     }
+
+    /// <summary>With no job to follow, the watch sleeps until one is added.</summary>
+    protected override Task PauseAsync(TimeSpan delay, CancellationToken stoppingToken) =>
+        _jobs.IsEmpty ? _added.WaitAsync(stoppingToken) : base.PauseAsync(delay, stoppingToken);
 
     private void Update(IReadOnlyList<SlurmJob> listed)
     {

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.Control;
 
@@ -10,27 +11,19 @@ namespace Pipeline.Reconstruction.Batch;
 /// paused and resubmitted when it resumes, or ended as cancelled with its campaign. Running jobs finish.
 /// </summary>
 public sealed class SlurmQueueKeeper(
-    SlurmClient slurm, SlurmJobWatch watch, PauseState pause, CampaignDirectory campaigns, IOptions<SlurmOptions> options, ILogger<SlurmQueueKeeper> logger) : BackgroundService
+    SlurmClient slurm, SlurmJobWatch watch, PauseState pause, CampaignDirectory campaigns, IOptions<SlurmOptions> options, TimeProvider time, ILogger<SlurmQueueKeeper> logger)
+    : PeriodicWork(time, logger)
 {
     /// <summary>How the reason of a job this keeper cancelled begins.</summary>
     public const string CancelledBecause = "cancelled while queued:";
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        var interval = TimeSpan.FromSeconds(options.Value.PollSeconds);
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                await CancelUnwantedAsync(stoppingToken);
-            }
-            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
-            {
-                logger.LogWarning("Could not take paused campaigns' jobs out of the queue: {Reason}", ex.Message);
-            }
-            await Task.Delay(interval, stoppingToken);
-        }
-    }
+    protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.PollSeconds);
+
+    protected override string What => "Taking paused campaigns' jobs out of the queue";
+
+    protected override bool IsExpectedFailure(Exception failure) => SlurmClient.IsExpectedFailure(failure);
+
+    protected override Task RunOnceAsync(CancellationToken stoppingToken) => CancelUnwantedAsync(stoppingToken);
 
     private async Task CancelUnwantedAsync(CancellationToken cancellationToken)
     {
@@ -48,7 +41,7 @@ public sealed class SlurmQueueKeeper(
         }
         if (unwanted.Count > 0)
         {
-            logger.LogInformation("Cancelling {Jobs} queued batch jobs of paused or cancelled campaigns", unwanted.Count);
+            Logger.LogInformation("Cancelling {Jobs} queued batch jobs of paused or cancelled campaigns", unwanted.Count);
             await slurm.CancelAsync(unwanted, cancellationToken);
         }
     }

@@ -47,6 +47,12 @@ public abstract class PeriodicWork(TimeProvider time, ILogger logger) : Backgrou
     /// <summary>Before the first pass (e.g. until the application has started); the loop starts when this returns.</summary>
     protected virtual Task BeforeFirstPassAsync(CancellationToken stoppingToken) => Task.CompletedTask;
 
+    /// <summary>
+    /// A failure the loop expects now and then (a batch system or storage endpoint that does not answer): logged as a
+    /// warning with its message, without a stack. Anything else is logged with its stack.
+    /// </summary>
+    protected virtual bool IsExpectedFailure(Exception failure) => false;
+
     /// <summary>Told of each failed pass, after it is logged.</summary>
     protected virtual Task OnFailedAsync(Exception failure, CancellationToken stoppingToken) => Task.CompletedTask;
 
@@ -113,13 +119,17 @@ public abstract class PeriodicWork(TimeProvider time, ILogger logger) : Backgrou
 
     private async Task RunGuardedAsync(CancellationToken stoppingToken)
     {
+        var gate = Singleton;
         try
         {
-            if (Singleton is { } gate && !await gate.HoldAsync(stoppingToken))
+            if (gate is not null && !await gate.HoldAsync(stoppingToken))
             {
                 return;
             }
-            await RunOnceAsync(stoppingToken);
+            // A singleton's pass runs only as long as this instance's term: a holder that cannot renew stops its pass
+            // before the lease can have run out.
+            using var term = gate is null ? null : CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, gate.Lost);
+            await RunOnceAsync(term?.Token ?? stoppingToken);
             PassesCompleted++;
             if (FailuresInARow > 0)
             {
@@ -129,10 +139,23 @@ public abstract class PeriodicWork(TimeProvider time, ILogger logger) : Backgrou
                 await OnRecoveredAsync(failures, stoppingToken);
             }
         }
+        catch (Exception ex) when (!stoppingToken.IsCancellationRequested && gate is not null && (ex is StaleFenceException || gate.Lost.IsCancellationRequested))
+        {
+            // Not a failure of the work: another instance does it now, and this one's late writes were refused.
+            Logger.LogWarning("{What} stopped: this instance no longer holds singleton {Singleton} ({Reason})", What, gate.Name, ex.Message);
+        }
         catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
         {
             FailuresInARow++;
-            Logger.LogWarning(ex, "{What} failed ({Failures} in a row); trying again in {Delay}", What, FailuresInARow, DelayAfter(FailuresInARow, Interval));
+            var delay = DelayAfter(FailuresInARow, Interval);
+            if (IsExpectedFailure(ex))
+            {
+                Logger.LogWarning("{What} failed ({Failures} in a row): {Reason}; trying again in {Delay}", What, FailuresInARow, ex.Message, delay);
+            }
+            else
+            {
+                Logger.LogWarning(ex, "{What} failed ({Failures} in a row); trying again in {Delay}", What, FailuresInARow, delay);
+            }
             try
             {
                 await OnFailedAsync(ex, stoppingToken);

@@ -2,7 +2,9 @@ using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
+using Pipeline.Production.Control;
 using Pipeline.Production.State;
 
 namespace Pipeline.Production.Audit;
@@ -20,6 +22,9 @@ public sealed record ReconciliationOptions(bool VerifyChecksums = false, TimeSpa
 
     public TimeSpan EffectiveDarkAfter => DarkAfter ?? DefaultDarkAfter;
 }
+
+/// <summary>A sweep asked for while another runs: nothing was done.</summary>
+public sealed class ReconciliationBusyException(string message) : Exception(message);
 
 /// <summary>A catalogued copy the sweep found wanting, and what became of it.</summary>
 public sealed record ReconciledCopy(string Area, string Name, string Kind, string Problem, string Outcome);
@@ -49,14 +54,20 @@ public sealed record ReconciliationReport(
 /// overwritten. A file on storage that the catalog lacks is reported and moved into the area's quarantine folder, never
 /// deleted. A copy marked bad that is found sound again (an operator restored it) has its mark cleared.
 /// </summary>
-public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLibrary archives, TimeProvider time, ILogger<Reconciler> logger)
+public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLibrary archives, SingletonLeases singletons, TimeProvider time, ILogger<Reconciler> logger)
 {
+    /// <summary>How long a sweep asked for by hand waits for the periodic one (or another operator's) to give the lease up.</summary>
+    public static readonly TimeSpan LeaseWait = TimeSpan.FromSeconds(30);
     /// <summary>The folder inside each area that holds what the sweep moved aside: nothing in it is ever deleted by the pipeline.</summary>
     public const string QuarantineFolder = ".quarantine";
 
     public static string AlertKey(string area, string name) => $"reconciliation:{area}/{name}";
 
-    public async Task<ReconciliationReport> RunAsync(ReconciliationOptions options, CancellationToken cancellationToken, IProgress<WorkProgress>? progress = null)
+    /// <param name="fence">
+    /// The reconciliation singleton's term: every catalog mark carries it (refused once stale), and the moves and copies on
+    /// storage stop with <paramref name="cancellationToken"/>, which ends with the term.
+    /// </param>
+    public async Task<ReconciliationReport> RunAsync(ReconciliationOptions options, SingletonFence? fence, CancellationToken cancellationToken, IProgress<WorkProgress>? progress = null)
     {
         var now = time.GetUtcNow();
         var entries = new List<CatalogEntry>();
@@ -82,7 +93,7 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
                 if (entry.Bad is not null && !options.DryRun)
                 {
                     // Sound again (restored by hand, or by an earlier sweep that stopped before clearing the mark).
-                    await catalog.MarkBadAsync(entry.Name, entry.Area, null, cancellationToken);
+                    await catalog.MarkBadAsync(entry.Name, entry.Area, null, fence, cancellationToken);
                     await health.ResolveAlertAsync(AlertKey(entry.Area, entry.Name), now, cancellationToken);
                     logger.LogInformation("Catalogued copy {Name} in {Area} is sound again; its bad mark is cleared", entry.Name, entry.Area);
                 }
@@ -93,7 +104,7 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
                 bad.Add(new ReconciledCopy(entry.Area, entry.Name, entry.Kind, problem, "dry run: nothing changed"));
                 continue;
             }
-            await catalog.MarkBadAsync(entry.Name, entry.Area, problem, cancellationToken);
+            await catalog.MarkBadAsync(entry.Name, entry.Area, problem, fence, cancellationToken);
             if (await area.ExistsAsync(entry.Name, cancellationToken))
             {
                 var aside = QuarantineName(entry.Name, now);
@@ -102,7 +113,7 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
             }
             if (await RestoreAsync(entry, folders, byName[entry.Name], cancellationToken) is { } source)
             {
-                await catalog.MarkBadAsync(entry.Name, entry.Area, null, cancellationToken);
+                await catalog.MarkBadAsync(entry.Name, entry.Area, null, fence, cancellationToken);
                 restored.Add(new ReconciledCopy(entry.Area, entry.Name, entry.Kind, problem, $"restored from {source}"));
                 logger.LogWarning("Catalogued copy {Name} in {Area} was bad ({Problem}); restored from the copy in {Source}", entry.Name, entry.Area, problem, source);
                 await health.ResolveAlertAsync(AlertKey(entry.Area, entry.Name), now, cancellationToken);
@@ -132,6 +143,7 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
                 string? moved = null;
                 if (!options.DryRun)
                 {
+                    cancellationToken.ThrowIfCancellationRequested();
                     moved = QuarantineName(file.Name, now);
                     await area.MoveAsync(file.Name, moved, cancellationToken);
                     var text = $"File {file.Name} in {areaName} ({file.Size} bytes) is not in the catalog; moved to {moved} for an operator to look at.";
@@ -146,6 +158,16 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
             checkedCopies, bad.Count, restored.Count, dark.Count);
         return report;
     }
+
+    /// <summary>
+    /// A sweep asked for by an operator (the API, the command line), under the same singleton lease as the periodic sweep:
+    /// two sweeps never move the same files at once. Refused with <see cref="ReconciliationBusyException"/> when another
+    /// instance kept the lease for <see cref="LeaseWait"/>.
+    /// </summary>
+    public async Task<ReconciliationReport> RunExclusiveAsync(ReconciliationOptions options, CancellationToken cancellationToken, IProgress<WorkProgress>? progress = null) =>
+        await singletons.RunAsync(Singletons.Reconciliation, LeaseWait, (fence, term) => RunAsync(options, fence, term, progress), cancellationToken)
+        ?? throw new ReconciliationBusyException(
+            $"Another instance holds the reconciliation lease (a sweep is running) and kept it for {LeaseWait.TotalSeconds:F0} s; ask again when it has finished.");
 
     private static async Task<string?> ProblemOfAsync(StorageArea area, CatalogEntry entry, bool verify, CancellationToken cancellationToken)
     {

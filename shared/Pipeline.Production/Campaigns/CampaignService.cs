@@ -140,7 +140,7 @@ public sealed class CampaignService(
                 return null;
             }
             var changed = change(stored) with { UpdatedAt = time.GetUtcNow() };
-            if (await campaigns.ReplaceCampaignAsync(changed, stored.Version, cancellationToken))
+            if (await campaigns.ReplaceCampaignAsync(changed, stored.Version, null, cancellationToken))
             {
                 directory.Invalidate();
                 return changed with { Version = stored.Version + 1 };

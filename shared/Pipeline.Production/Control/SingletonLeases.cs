@@ -32,70 +32,93 @@ public sealed class SingletonLeases(
 
     public ISingletonGate For(string name) =>
         _gates.GetOrAdd(name, n => new StoreSingletonGate(n, Holder, store, options.Value, time, loggers.CreateLogger<SingletonLeases>()));
+
+    /// <summary>
+    /// Runs one piece of singleton work on demand (an operator's reconciliation, say) under the same lease as the
+    /// periodic work of that name: it waits up to <paramref name="wait"/> for the lease, runs with its fence and its term's
+    /// token, and gives the lease up afterwards. Null, running nothing, when another instance kept the lease all along.
+    /// </summary>
+    public async Task<T?> RunAsync<T>(string name, TimeSpan wait, Func<SingletonFence, CancellationToken, Task<T>> work, CancellationToken cancellationToken)
+        where T : class
+    {
+        var gate = For(name);
+        using var patience = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        patience.CancelAfter(wait);
+        try
+        {
+            await Admission.WaitAsync(gate.HoldAsync, TimeSpan.FromSeconds(options.Value.StandbySeconds), time, () => { }, patience.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return null;
+        }
+        try
+        {
+            using var term = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, gate.Lost);
+            return await work(gate.Fence ?? throw new StaleFenceException(new SingletonFence(name, Holder, 0)), term.Token);
+        }
+        finally
+        {
+            await gate.ReleaseAsync(CancellationToken.None);
+        }
+    }
 }
 
 /// <summary>
-/// A gate over one lease in the store. The holder renews once a third of the lease has passed; it counts itself the
-/// holder only until the lease it was granted runs out, measured from before it asked, so it stops before any other
-/// instance can start, whatever the store's delay.
+/// A gate over one lease in the store. Once taken, the lease is renewed every third of its length by a
+/// <see cref="LeaseKeeper"/> of its own; the holder counts itself the holder only while renewals keep succeeding within
+/// 80% of the lease, measured from before each was asked, so it stops before any other instance can start, whatever
+/// the store's delay. A renewal that comes back with another token (the lease ran out meanwhile) ends the term.
 /// </summary>
 internal sealed class StoreSingletonGate(string name, string holder, ISingletonLeaseStore store, SingletonOptions options, TimeProvider time, ILogger logger)
     : ISingletonGate
 {
     private readonly SemaphoreSlim _asking = new(1, 1);
     private readonly TimeSpan _duration = TimeSpan.FromSeconds(options.LeaseSeconds);
-    private long? _token;
-    private long _heldUntil;
-    private long _renewAfter;
+    private Term? _term;
     private long _nextAsk;
 
     public string Name => name;
 
-    public long? Token => Volatile.Read(ref _heldUntil) > time.GetTimestamp() ? _token : null;
+    public long? Token => _term is { Keeper.Held: true } term ? term.Token : null;
+
+    public SingletonFence? Fence => Token is { } token ? new SingletonFence(name, holder, token) : null;
+
+    public CancellationToken Lost => _term?.Keeper.Lost ?? new CancellationToken(canceled: true);
 
     public async Task<bool> HoldAsync(CancellationToken cancellationToken)
     {
-        var now = time.GetTimestamp();
-        if (_token is not null && now < Volatile.Read(ref _renewAfter))
+        if (Token is not null)
         {
             return true;
         }
-        if (_token is null && now < _nextAsk)
+        if (time.GetTimestamp() < Volatile.Read(ref _nextAsk))
         {
             return false;
         }
         await _asking.WaitAsync(cancellationToken);
         try
         {
-            var asked = time.GetTimestamp();
-            var lease = await store.AcquireAsync(name, holder, _duration, time.GetUtcNow(), cancellationToken);
-            if (lease.Holder == holder)
+            if (Token is not null)
             {
-                if (_token != lease.Token)
-                {
-                    logger.LogInformation("Took singleton {Singleton} (token {Token})", name, lease.Token);
-                }
-                _token = lease.Token;
-                Volatile.Write(ref _heldUntil, asked + Ticks(_duration));
-                Volatile.Write(ref _renewAfter, asked + Ticks(_duration / 3));
                 return true;
             }
-            if (_token is not null)
+            await EndTermAsync();
+            Volatile.Write(ref _nextAsk, time.GetTimestamp() + (long)(options.StandbySeconds * time.TimestampFrequency));
+            var lease = await store.AcquireAsync(name, holder, _duration, time.GetUtcNow(), cancellationToken);
+            if (lease.Holder != holder)
             {
-                logger.LogWarning("Lost singleton {Singleton} (token {Token}) to {Holder} (token {NewToken})", name, _token, lease.Holder, lease.Token);
+                return false;
             }
-            Forget();
-            _nextAsk = asked + Ticks(TimeSpan.FromSeconds(options.StandbySeconds));
-            return false;
-        }
-        catch
-        {
-            // The store could not say: past the granted lease this instance no longer counts itself the holder.
-            if (Token is null)
+            logger.LogInformation("Took singleton {Singleton} (token {Token})", name, lease.Token);
+            var token = lease.Token;
+            var keeper = LeaseKeeper.Start($"singleton {name} (token {token})", _duration / 3, _duration * 0.8, async renewal =>
             {
-                Forget();
-            }
-            throw;
+                var renewed = await store.AcquireAsync(name, holder, _duration, time.GetUtcNow(), renewal);
+                return renewed.Holder == holder && renewed.Token == token;
+            }, time, logger);
+            _term = new Term(token, keeper);
+            return true;
         }
         finally
         {
@@ -105,20 +128,30 @@ internal sealed class StoreSingletonGate(string name, string holder, ISingletonL
 
     public async Task ReleaseAsync(CancellationToken cancellationToken)
     {
-        if (_token is { } token)
+        await _asking.WaitAsync(cancellationToken);
+        try
         {
-            Forget();
-            await store.ReleaseAsync(name, holder, token, time.GetUtcNow(), cancellationToken);
-            logger.LogInformation("Gave up singleton {Singleton} (token {Token})", name, token);
+            if (_term is { } term)
+            {
+                await EndTermAsync();
+                await store.ReleaseAsync(name, holder, term.Token, time.GetUtcNow(), cancellationToken);
+                logger.LogInformation("Gave up singleton {Singleton} (token {Token})", name, term.Token);
+            }
+        }
+        finally
+        {
+            _asking.Release();
         }
     }
 
-    private void Forget()
+    private async Task EndTermAsync()
     {
-        _token = null;
-        Volatile.Write(ref _heldUntil, 0);
-        Volatile.Write(ref _renewAfter, 0);
+        if (_term is { } ended)
+        {
+            _term = null;
+            await ended.Keeper.DisposeAsync();
+        }
     }
 
-    private long Ticks(TimeSpan span) => (long)(span.TotalSeconds * time.TimestampFrequency);
+    private sealed record Term(long Token, LeaseKeeper Keeper);
 }

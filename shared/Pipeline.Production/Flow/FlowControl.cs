@@ -129,7 +129,7 @@ public sealed class FlowControlRefresher(IFlowStore store, FlowControl flow, Pip
 /// </summary>
 public sealed class AreaGate(IFlowStore store, FlowControl flow, StorageAreas areas, TimeProvider time, ILogger<AreaGate> logger)
 {
-    private int _waiting;
+    private int _filesWaiting;
 
     private int _diskFull;
 
@@ -143,31 +143,32 @@ public sealed class AreaGate(IFlowStore store, FlowControl flow, StorageAreas ar
     public void NoteDiskFull() => Interlocked.Increment(ref _diskFull);
 
     /// <summary>Files of this process waiting for room right now.</summary>
-    public int Waiting => Volatile.Read(ref _waiting);
+    public int Waiting => Volatile.Read(ref _filesWaiting);
 
     /// <summary>Returns once the file has room in the area (at once if the area is not blocked).</summary>
     public async Task AdmitAsync(string area, string name, long bytes, CancellationToken cancellationToken)
     {
-        if (await TryAdmitAsync(area, name, bytes, cancellationToken))
-        {
-            return;
-        }
-        Interlocked.Increment(ref _waiting);
-        var since = time.GetUtcNow();
-        logger.LogInformation("Area {Area} is above its high-water mark or its disk is full; {Name} waits for room", area, name);
+        var waiting = false;
         try
         {
-            do
+            var waited = await Admission.WaitAsync(token => TryAdmitAsync(area, name, bytes, token), TimeSpan.FromSeconds(flow.Configured.AdmissionPollSeconds), time, () =>
             {
-                await Task.Delay(TimeSpan.FromSeconds(flow.Configured.AdmissionPollSeconds), time, cancellationToken);
+                waiting = true;
+                Interlocked.Increment(ref _filesWaiting);
+                logger.LogInformation("Area {Area} is above its high-water mark or its disk is full; {Name} waits for room", area, name);
+            }, cancellationToken);
+            if (waiting)
+            {
+                logger.LogInformation("{Name} admitted into {Area} after waiting {Seconds:F1}s", name, area, waited.TotalSeconds);
             }
-            while (!await TryAdmitAsync(area, name, bytes, cancellationToken));
         }
         finally
         {
-            Interlocked.Decrement(ref _waiting);
+            if (waiting)
+            {
+                Interlocked.Decrement(ref _filesWaiting);
+            }
         }
-        logger.LogInformation("{Name} admitted into {Area} after waiting {Seconds:F1}s", name, area, (time.GetUtcNow() - since).TotalSeconds);
     }
 
     public Task<bool> TryAdmitAsync(string area, string name, long bytes, CancellationToken cancellationToken)
@@ -206,7 +207,7 @@ public sealed class AreaGate(IFlowStore store, FlowControl flow, StorageAreas ar
     {
         try
         {
-            await store.ReleaseAsync(area, name, CancellationToken.None);
+            await store.ReleaseAsync(area, name, null, CancellationToken.None);
         }
         catch (Exception ex)
         {
@@ -251,7 +252,7 @@ public sealed class AreaLedgerSweeper(
                 var held = area is LocalArea folder ? folder.Holds(reservation.Name) : await area.ExistsAsync(reservation.Name, cancellationToken);
                 if (!held)
                 {
-                    await store.ReleaseAsync(reservation.Area, reservation.Name, cancellationToken);
+                    await store.ReleaseAsync(reservation.Area, reservation.Name, Singleton.Fence, cancellationToken);
                     Logger.LogWarning("Dropped the reservation of {Name} in {Area} ({Bytes} bytes): the file is gone", reservation.Name, reservation.Area, reservation.Bytes);
                     dropped++;
                 }

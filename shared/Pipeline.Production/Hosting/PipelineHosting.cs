@@ -40,7 +40,7 @@ public static class PipelineHosting
         var services = builder.Services;
         var configuration = builder.Configuration;
 
-        services.AddOptions<PipelineOptions>().BindConfiguration(PipelineOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSettings<PipelineOptions>(PipelineOptions.Section);
         var options = configuration.GetSection(PipelineOptions.Section).Get<PipelineOptions>() ?? new PipelineOptions();
 
         services.AddSerilog((_, logger) => ConfigureLogging(logger, configuration, options));
@@ -48,7 +48,7 @@ public static class PipelineHosting
         services.AddSingleton<IReadOnlyList<PipelineModule>>(modules);
         // Campaigns' measured run times: recorded by the orchestrator, read by workers for their time limits and by the API.
         services.AddStore<IRunTimeStore>();
-        services.AddOptions<WallTimeOptions>().BindConfiguration(WallTimeOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSettings<WallTimeOptions>(WallTimeOptions.Section);
         services.AddSingleton<CampaignWallTimes>();
         // Every consumer obeys an operator's pause: the pauses are read before the bus starts, so the paused
         // stages are known before the first message arrives.
@@ -56,10 +56,6 @@ public static class PipelineHosting
         services.AddSingleton<PauseState>();
         services.AddHostedService<PauseStateRefresher>();
         services.AddHostedService<HeartbeatPublisher>();
-        // Work that runs once per system (the dispatcher, the feeder, the sweeps) under leases in the store.
-        services.AddStore<ISingletonLeaseStore>();
-        services.AddOptions<SingletonOptions>().BindConfiguration(SingletonOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.AddSingleton<SingletonLeases>();
         AddTelemetry(services, configuration, modules);
 
         foreach (var module in modules)
@@ -173,6 +169,11 @@ public static class PipelineHosting
             archives.Where(a => a.Value.Kind != ArchiveKind.Command).Select(a => a.Key),
             configuration.GetSection(RemoteStorageOptions.Section).Get<RemoteStorageOptions>()));
         services.AddSingleton(_ => StoreBackend.Open(options));
+        // Work that runs once per system (the dispatcher, the feeder, the sweeps, a reconciliation asked for by hand)
+        // under leases in the store.
+        services.AddStore<ISingletonLeaseStore>();
+        services.AddSettings<SingletonOptions>(SingletonOptions.Section);
+        services.TryAddSingleton<SingletonLeases>();
         if (options.Store == StoreKind.Mongo)
         {
             // Registered before the bus, so the collections and indexes exist before the first message is consumed.

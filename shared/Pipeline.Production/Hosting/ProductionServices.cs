@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -21,7 +22,7 @@ public static class ProductionServices
     /// <summary>Back-pressure on the bounded areas: the settings, the gate a filling stage waits at, the ledger.</summary>
     public static IServiceCollection AddFlowControl(this IServiceCollection services)
     {
-        services.BindOnce<FlowOptions>(FlowOptions.Section);
+        services.AddSettings<FlowOptions>(FlowOptions.Section);
         services.AddStore<IFlowStore>();
         services.TryAddSingleton<FlowControl>();
         services.TryAddSingleton<AreaGate>();
@@ -32,7 +33,7 @@ public static class ProductionServices
     /// <summary>The campaigns: the configured default and those defined through the API.</summary>
     public static IServiceCollection AddCampaignDirectory(this IServiceCollection services)
     {
-        services.BindOnce<CampaignOptions>(CampaignOptions.Section);
+        services.AddSettings<CampaignOptions>(CampaignOptions.Section);
         services.AddStore<ICampaignStore>();
         services.TryAddSingleton<CampaignDirectory>();
         return services;
@@ -71,20 +72,4 @@ public static class ProductionServices
         services.TryAddSingleton<StageReporter>();
         return services;
     }
-
-    /// <summary>
-    /// Binds a settings section once however many modules ask: a second binding would add a list setting's items
-    /// again (a release's argument list twice).
-    /// </summary>
-    private static void BindOnce<TOptions>(this IServiceCollection services, string section) where TOptions : class
-    {
-        if (services.Any(service => service.ServiceType == typeof(BoundSection<TOptions>)))
-        {
-            return;
-        }
-        services.AddSingleton<BoundSection<TOptions>>();
-        services.AddOptions<TOptions>().BindConfiguration(section).ValidateDataAnnotations().ValidateOnStart();
-    }
-
-    private sealed class BoundSection<TOptions>;
 }

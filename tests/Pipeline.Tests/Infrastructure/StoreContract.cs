@@ -2,6 +2,7 @@ using MongoDB.Bson;
 using MongoDB.Bson.Serialization;
 using MongoDB.Driver;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;
 using Pipeline.Tests.Support;
@@ -519,12 +520,12 @@ public abstract class StoreContract : IAsyncLifetime
         await Store.Catalog.AddAsync(entry, CancellationToken.None);
         await Store.Catalog.AddAsync(entry with { Area = "vault" }, CancellationToken.None);
 
-        Assert.True(await Store.Catalog.MarkBadAsync("merged/y", "archive", "missing from storage", CancellationToken.None));
-        Assert.False(await Store.Catalog.MarkBadAsync("merged/y", "elsewhere", "missing from storage", CancellationToken.None));
+        Assert.True(await Store.Catalog.MarkBadAsync("merged/y", "archive", "missing from storage", null, CancellationToken.None));
+        Assert.False(await Store.Catalog.MarkBadAsync("merged/y", "elsewhere", "missing from storage", null, CancellationToken.None));
         Assert.Equal([("archive", "missing from storage"), ("vault", null)], (await Store.Catalog.FindAsync("merged/y", CancellationToken.None)).Select(e => (e.Area, e.Bad)));
         // A bad copy is still the same file: adding its entry again is no conflict.
         await Store.Catalog.AddAsync(entry, CancellationToken.None);
-        Assert.True(await Store.Catalog.MarkBadAsync("merged/y", "archive", null, CancellationToken.None));
+        Assert.True(await Store.Catalog.MarkBadAsync("merged/y", "archive", null, null, CancellationToken.None));
         Assert.All(await Store.Catalog.FindAsync("merged/y", CancellationToken.None), e => Assert.Null(e.Bad));
     }
 
@@ -543,10 +544,10 @@ public abstract class StoreContract : IAsyncLifetime
         // A file already admitted is admitted again (a redelivered stage request), blocked or not.
         Assert.True(await Store.Flow.TryReserveAsync("cache", "f0", 4_000, TenKilobytes, at, CancellationToken.None));
 
-        await Store.Flow.ReleaseAsync("cache", "f0", CancellationToken.None);
+        await Store.Flow.ReleaseAsync("cache", "f0", null, CancellationToken.None);
         Assert.False(await Store.Flow.TryReserveAsync("cache", "f3", 1, TenKilobytes, at, CancellationToken.None)); // 8,000 > low water
-        await Store.Flow.ReleaseAsync("cache", "f1", CancellationToken.None);
-        await Store.Flow.ReleaseAsync("cache", "f1", CancellationToken.None); // releasing twice gives back nothing more
+        await Store.Flow.ReleaseAsync("cache", "f1", null, CancellationToken.None);
+        await Store.Flow.ReleaseAsync("cache", "f1", null, CancellationToken.None); // releasing twice gives back nothing more
         Assert.True(await Store.Flow.TryReserveAsync("cache", "f3", 1, TenKilobytes, at, CancellationToken.None)); // 4,000 <= low water
 
         var usage = Assert.Single(await Store.Flow.ListAreaUsageAsync(CancellationToken.None));
@@ -727,6 +728,118 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.Null((await Store.Merges.AddOutputAsync(without, CancellationToken.None)).RawAdler32);
         Assert.Equal(["0badcafe", null], (await Store.Merges.ListPendingAsync("prompt", "muon", 10, CancellationToken.None)).OrderBy(o => o.OutputId == "o-old").Select(o => o.RawAdler32));
     }
+
+    private static CatalogEntry RawEntry(string name) => new(name, "archive", CatalogEntry.Raw, null, null, 10, "00000001", 5, [], DateTimeOffset.UtcNow);
+
+    private static CampaignRecord Campaign(string name, string release = "v1", int priority = 1) =>
+        Campaign(new CampaignDefinition
+        {
+            Name = name,
+            Kind = CampaignKinds.Reprocessing,
+            Release = new ReleaseSpec { Version = release, Executable = "/bin/true", Arguments = ["{input}"] },
+            Datasets = new Dictionary<string, uint> { ["muon"] = 3 },
+            Priority = priority,
+        });
+
+    private static CampaignRecord Campaign(CampaignDefinition definition) =>
+        new(definition, CampaignStatus.Active, 1, definition.Digest(), "tester", DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, 12, CampaignFeed.Start(7));
+
+    [SkippableFact]
+    public async Task Should_create_a_campaign_once_and_refuse_another_definition_under_its_name()
+    {
+        Assert.Equal(CampaignCreation.Created, await Store.Campaigns.CreateCampaignAsync(Campaign("reco-b"), CancellationToken.None));
+        Assert.Equal(CampaignCreation.Created, await Store.Campaigns.CreateCampaignAsync(Campaign("reco-a"), CancellationToken.None));
+        // The same definition again, even with another priority (which operators may change), is a repeat.
+        Assert.Equal(CampaignCreation.AlreadyExists, await Store.Campaigns.CreateCampaignAsync(Campaign("reco-a", priority: 5), CancellationToken.None));
+        Assert.Equal(CampaignCreation.Conflicting, await Store.Campaigns.CreateCampaignAsync(Campaign("reco-a", release: "v2"), CancellationToken.None));
+
+        var stored = (await Store.Campaigns.GetCampaignAsync("reco-a", CancellationToken.None))!;
+        Assert.Equal(("v1", 3u, 12L, 7, "tester"), (stored.Definition.Release!.Version, stored.Definition.Datasets!["muon"], stored.ExpectedFiles, stored.Feed.UpToRun, stored.CreatedBy));
+        Assert.Equal(["reco-a", "reco-b"], (await Store.Campaigns.ListCampaignsAsync(CancellationToken.None)).Select(c => c.Name));
+        Assert.Null(await Store.Campaigns.GetCampaignAsync("reco-c", CancellationToken.None));
+    }
+
+    [SkippableFact]
+    public async Task Should_change_a_campaign_only_from_the_version_it_was_read_at()
+    {
+        await Store.Campaigns.CreateCampaignAsync(Campaign("reco"), CancellationToken.None);
+        var read = (await Store.Campaigns.GetCampaignAsync("reco", CancellationToken.None))!;
+        var fed = read with { Feed = read.Feed with { Run = 3, Index = 4, Registered = 9 } };
+
+        Assert.True(await Store.Campaigns.ReplaceCampaignAsync(fed, read.Version, null, CancellationToken.None));
+        // A second writer that read the same version loses, and changes nothing.
+        Assert.False(await Store.Campaigns.ReplaceCampaignAsync(read with { Status = CampaignStatus.Cancelled }, read.Version, null, CancellationToken.None));
+
+        var stored = (await Store.Campaigns.GetCampaignAsync("reco", CancellationToken.None))!;
+        Assert.Equal((read.Version + 1, CampaignStatus.Active, 3, 4, 9L), (stored.Version, stored.Status, stored.Feed.Run, stored.Feed.Index, stored.Feed.Registered));
+    }
+
+    [SkippableFact]
+    public async Task Should_refuse_a_singletons_writes_once_another_holder_took_its_lease_and_change_nothing()
+    {
+        var start = DateTimeOffset.UtcNow;
+        var first = await Store.SingletonLeases.AcquireAsync("feeder", "a", TimeSpan.FromSeconds(1), start, CancellationToken.None);
+        var fence = new SingletonFence("feeder", "a", first.Token);
+        await Store.Campaigns.CreateCampaignAsync(Campaign("reco"), CancellationToken.None);
+        var read = (await Store.Campaigns.GetCampaignAsync("reco", CancellationToken.None))!;
+        await Store.Catalog.AddAsync(new CatalogEntry("merged/z", "archive", CatalogEntry.Merged, "prompt", "muon", 5, "00000001", 1, [], start), CancellationToken.None);
+        Assert.True(await Store.Flow.TryReserveAsync("cache", "f0", 10, TenKilobytes, start, CancellationToken.None));
+
+        // While its term lasts, the holder writes.
+        Assert.True(await Store.Campaigns.ReplaceCampaignAsync(read with { Feed = read.Feed with { Registered = 1 } }, read.Version, fence, CancellationToken.None));
+        read = (await Store.Campaigns.GetCampaignAsync("reco", CancellationToken.None))!;
+
+        // Its lease ran out (it was paused, say) and another instance took the work over: the next token.
+        var second = await Store.SingletonLeases.AcquireAsync("feeder", "b", TimeSpan.FromSeconds(30), start.AddSeconds(2), CancellationToken.None);
+        Assert.Equal(first.Token + 1, second.Token);
+
+        await Assert.ThrowsAsync<StaleFenceException>(() => Store.Campaigns.ReplaceCampaignAsync(read with { Feed = read.Feed with { Registered = 2 } }, read.Version, fence, CancellationToken.None));
+        await Assert.ThrowsAsync<StaleFenceException>(() => Store.Catalog.MarkBadAsync("merged/z", "archive", "missing from storage", fence, CancellationToken.None));
+        await Assert.ThrowsAsync<StaleFenceException>(() => Store.Flow.ReleaseAsync("cache", "f0", fence, CancellationToken.None));
+
+        Assert.Equal((read.Version, 1L), ((await Store.Campaigns.GetCampaignAsync("reco", CancellationToken.None))!.Version, (await Store.Campaigns.GetCampaignAsync("reco", CancellationToken.None))!.Feed.Registered));
+        Assert.Null(Assert.Single(await Store.Catalog.FindAsync("merged/z", CancellationToken.None)).Bad);
+        Assert.Equal(10, Assert.Single(await Store.Flow.ListAreaUsageAsync(CancellationToken.None)).Bytes);
+        // The new holder's writes pass.
+        await Store.Flow.ReleaseAsync("cache", "f0", new SingletonFence("feeder", "b", second.Token), CancellationToken.None);
+        Assert.Equal(0, Assert.Single(await Store.Flow.ListAreaUsageAsync(CancellationToken.None)).Bytes);
+    }
+
+    [SkippableFact]
+    public async Task Should_register_a_calibration_once_and_list_it_by_tag()
+    {
+        var at = DateTimeOffset.UnixEpoch.AddDays(1);
+        Assert.True(await Store.Campaigns.AddCalibrationAsync(new CalibrationRecord("align-v2", 10, 20, "calib", at), CancellationToken.None));
+        Assert.False(await Store.Campaigns.AddCalibrationAsync(new CalibrationRecord("align-v2", 10, 20, "someone else", at), CancellationToken.None));
+        Assert.True(await Store.Campaigns.AddCalibrationAsync(new CalibrationRecord("align-v2", 21, 30, "calib", at), CancellationToken.None));
+        Assert.True(await Store.Campaigns.AddCalibrationAsync(new CalibrationRecord("align-v1", 1, 5, "calib", at), CancellationToken.None));
+
+        var v2 = await Store.Campaigns.ListCalibrationsAsync("align-v2", CancellationToken.None);
+        Assert.Equal([(10, 20, "calib"), (21, 30, "calib")], v2.Select(c => (c.RunFrom, c.RunTo, c.RegisteredBy)));
+        Assert.Equal(3, (await Store.Campaigns.ListCalibrationsAsync(null, CancellationToken.None)).Count);
+    }
+
+    [SkippableFact]
+    public async Task Should_keep_each_runs_announcement_with_its_conditions_in_run_order()
+    {
+        RunRecorded Announcement(int run) => new()
+        {
+            Run = run,
+            Files = [new RawFileRecord { Name = $"r/{run}.raw", Stream = "physics", Section = 1, Size = 10, Adler32 = "00000001", Events = 5 }],
+            Conditions = new Dictionary<string, string> { ["beamEnergy"] = $"{run}.5" },
+        };
+        foreach (var run in new[] { 30, 10, 20 })
+        {
+            await Store.Runs.RegisterRunAsync(run, $"d{run}", [RawEntry($"r/{run}.raw")], Announcement(run), CancellationToken.None);
+        }
+        await Store.Runs.RegisterRunAsync(40, "d40", [RawEntry("r/40.raw")], null, CancellationToken.None);
+
+        var after10 = await Store.Runs.ListAnnouncementsAsync(10, 10, CancellationToken.None);
+        Assert.Equal([20, 30], after10.Select(r => r.Run));
+        Assert.Equal("20.5", after10[0].Conditions!["beamEnergy"]);
+        Assert.Equal("r/20.raw", after10[0].Files!.Single().Name);
+        Assert.Equal([10], (await Store.Runs.ListAnnouncementsAsync(0, 1, CancellationToken.None)).Select(r => r.Run));
+    }
 }
 
 public sealed class When_storing_state_in_sqlite : StoreContract
@@ -828,85 +941,4 @@ public sealed class When_storing_state_in_mongodb(MongoServer server) : StoreCon
         BsonArray array => array.SelectMany(Stages),
         _ => [],
     };
-
-    private static CatalogEntry RawEntry(string name) => new(name, "archive", CatalogEntry.Raw, null, null, 10, "00000001", 5, [], DateTimeOffset.UtcNow);
-
-    private static CampaignRecord Campaign(string name, string release = "v1", int priority = 1) =>
-        Campaign(new CampaignDefinition
-        {
-            Name = name,
-            Kind = CampaignKinds.Reprocessing,
-            Release = new ReleaseSpec { Version = release, Executable = "/bin/true", Arguments = ["{input}"] },
-            Datasets = new Dictionary<string, uint> { ["muon"] = 3 },
-            Priority = priority,
-        });
-
-    private static CampaignRecord Campaign(CampaignDefinition definition) =>
-        new(definition, CampaignStatus.Active, 1, definition.Digest(), "tester", DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch, 12, CampaignFeed.Start(7));
-
-    [SkippableFact]
-    public async Task Should_create_a_campaign_once_and_refuse_another_definition_under_its_name()
-    {
-        Assert.Equal(CampaignCreation.Created, await Store.Campaigns.CreateCampaignAsync(Campaign("reco-b"), CancellationToken.None));
-        Assert.Equal(CampaignCreation.Created, await Store.Campaigns.CreateCampaignAsync(Campaign("reco-a"), CancellationToken.None));
-        // The same definition again, even with another priority (which operators may change), is a repeat.
-        Assert.Equal(CampaignCreation.AlreadyExists, await Store.Campaigns.CreateCampaignAsync(Campaign("reco-a", priority: 5), CancellationToken.None));
-        Assert.Equal(CampaignCreation.Conflicting, await Store.Campaigns.CreateCampaignAsync(Campaign("reco-a", release: "v2"), CancellationToken.None));
-
-        var stored = (await Store.Campaigns.GetCampaignAsync("reco-a", CancellationToken.None))!;
-        Assert.Equal(("v1", 3u, 12L, 7, "tester"), (stored.Definition.Release!.Version, stored.Definition.Datasets!["muon"], stored.ExpectedFiles, stored.Feed.UpToRun, stored.CreatedBy));
-        Assert.Equal(["reco-a", "reco-b"], (await Store.Campaigns.ListCampaignsAsync(CancellationToken.None)).Select(c => c.Name));
-        Assert.Null(await Store.Campaigns.GetCampaignAsync("reco-c", CancellationToken.None));
-    }
-
-    [SkippableFact]
-    public async Task Should_change_a_campaign_only_from_the_version_it_was_read_at()
-    {
-        await Store.Campaigns.CreateCampaignAsync(Campaign("reco"), CancellationToken.None);
-        var read = (await Store.Campaigns.GetCampaignAsync("reco", CancellationToken.None))!;
-        var fed = read with { Feed = read.Feed with { Run = 3, Index = 4, Registered = 9 } };
-
-        Assert.True(await Store.Campaigns.ReplaceCampaignAsync(fed, read.Version, CancellationToken.None));
-        // A second writer that read the same version loses, and changes nothing.
-        Assert.False(await Store.Campaigns.ReplaceCampaignAsync(read with { Status = CampaignStatus.Cancelled }, read.Version, CancellationToken.None));
-
-        var stored = (await Store.Campaigns.GetCampaignAsync("reco", CancellationToken.None))!;
-        Assert.Equal((read.Version + 1, CampaignStatus.Active, 3, 4, 9L), (stored.Version, stored.Status, stored.Feed.Run, stored.Feed.Index, stored.Feed.Registered));
-    }
-
-    [SkippableFact]
-    public async Task Should_register_a_calibration_once_and_list_it_by_tag()
-    {
-        var at = DateTimeOffset.UnixEpoch.AddDays(1);
-        Assert.True(await Store.Campaigns.AddCalibrationAsync(new CalibrationRecord("align-v2", 10, 20, "calib", at), CancellationToken.None));
-        Assert.False(await Store.Campaigns.AddCalibrationAsync(new CalibrationRecord("align-v2", 10, 20, "someone else", at), CancellationToken.None));
-        Assert.True(await Store.Campaigns.AddCalibrationAsync(new CalibrationRecord("align-v2", 21, 30, "calib", at), CancellationToken.None));
-        Assert.True(await Store.Campaigns.AddCalibrationAsync(new CalibrationRecord("align-v1", 1, 5, "calib", at), CancellationToken.None));
-
-        var v2 = await Store.Campaigns.ListCalibrationsAsync("align-v2", CancellationToken.None);
-        Assert.Equal([(10, 20, "calib"), (21, 30, "calib")], v2.Select(c => (c.RunFrom, c.RunTo, c.RegisteredBy)));
-        Assert.Equal(3, (await Store.Campaigns.ListCalibrationsAsync(null, CancellationToken.None)).Count);
-    }
-
-    [SkippableFact]
-    public async Task Should_keep_each_runs_announcement_with_its_conditions_in_run_order()
-    {
-        RunRecorded Announcement(int run) => new()
-        {
-            Run = run,
-            Files = [new RawFileRecord { Name = $"r/{run}.raw", Stream = "physics", Section = 1, Size = 10, Adler32 = "00000001", Events = 5 }],
-            Conditions = new Dictionary<string, string> { ["beamEnergy"] = $"{run}.5" },
-        };
-        foreach (var run in new[] { 30, 10, 20 })
-        {
-            await Store.Runs.RegisterRunAsync(run, $"d{run}", [RawEntry($"r/{run}.raw")], Announcement(run), CancellationToken.None);
-        }
-        await Store.Runs.RegisterRunAsync(40, "d40", [RawEntry("r/40.raw")], null, CancellationToken.None);
-
-        var after10 = await Store.Runs.ListAnnouncementsAsync(10, 10, CancellationToken.None);
-        Assert.Equal([20, 30], after10.Select(r => r.Run));
-        Assert.Equal("20.5", after10[0].Conditions!["beamEnergy"]);
-        Assert.Equal("r/20.raw", after10[0].Files!.Single().Name);
-        Assert.Equal([10], (await Store.Runs.ListAnnouncementsAsync(0, 1, CancellationToken.None)).Select(r => r.Run));
-    }
 }

@@ -105,7 +105,7 @@ public sealed class SlurmCluster : IAsyncLifetime
     /// <summary>A watch on this cluster's jobs, started; dispose it to stop it.</summary>
     public async Task<SlurmJobWatch> WatchAsync(SlurmClient client, string prefix = "pipeline")
     {
-        var watch = new SlurmJobWatch(client, Microsoft.Extensions.Options.Options.Create(Options(prefix)), NullLogger<SlurmJobWatch>.Instance);
+        var watch = new SlurmJobWatch(client, Microsoft.Extensions.Options.Options.Create(Options(prefix)), TimeProvider.System, NullLogger<SlurmJobWatch>.Instance);
         await watch.StartAsync(CancellationToken.None);
         return watch;
     }

@@ -1,4 +1,5 @@
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Campaigns;
 
 namespace Pipeline.Production.State;
@@ -19,9 +20,10 @@ public interface ICampaignStore
 
     /// <summary>
     /// Replaces a campaign if its stored version is still <paramref name="expectedVersion"/>; the stored version
-    /// becomes expectedVersion + 1. False (nothing changed) if someone changed it meanwhile.
+    /// becomes expectedVersion + 1. False (nothing changed) if someone changed it meanwhile. A singleton's write (the
+    /// campaign feeder's) carries its <paramref name="fence"/> and is refused with <see cref="StaleFenceException"/> once stale.
     /// </summary>
-    Task<bool> ReplaceCampaignAsync(CampaignRecord campaign, int expectedVersion, CancellationToken cancellationToken);
+    Task<bool> ReplaceCampaignAsync(CampaignRecord campaign, int expectedVersion, SingletonFence? fence, CancellationToken cancellationToken);
 
     /// <summary>Registers calibration constants for a run range; true if new, false if exactly this was registered before.</summary>
     Task<bool> AddCalibrationAsync(CalibrationRecord calibration, CancellationToken cancellationToken);

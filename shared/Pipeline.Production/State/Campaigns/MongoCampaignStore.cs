@@ -1,6 +1,7 @@
 using System.Text.Json;
 using MongoDB.Bson;
 using MongoDB.Driver;
+using Pipeline.Infrastructure.Hosting;
 using static Pipeline.Production.State.MongoMapping;
 using static Pipeline.Production.State.MongoStoreContext;
 
@@ -44,12 +45,19 @@ public sealed class MongoCampaignStore(MongoStoreContext db) : ICampaignStore, I
         return [.. documents.Select(FromCampaignDocument)];
     }
 
-    public async Task<bool> ReplaceCampaignAsync(CampaignRecord campaign, int expectedVersion, CancellationToken cancellationToken)
+    public async Task<bool> ReplaceCampaignAsync(CampaignRecord campaign, int expectedVersion, SingletonFence? fence, CancellationToken cancellationToken)
     {
-        var replaced = await _campaigns.ReplaceOneAsync(
-            new BsonDocument { { Fields.Id, campaign.Name }, { Fields.Version, expectedVersion } },
-            CampaignDocument(campaign, expectedVersion + 1), cancellationToken: cancellationToken);
-        return replaced.ModifiedCount == 1;
+        var filter = new BsonDocument { { Fields.Id, campaign.Name }, { Fields.Version, expectedVersion } };
+        var document = CampaignDocument(campaign, expectedVersion + 1);
+        if (fence is null)
+        {
+            return (await _campaigns.ReplaceOneAsync(filter, document, cancellationToken: cancellationToken)).ModifiedCount == 1;
+        }
+        return await db.InTransactionAsync(async (session, token) =>
+        {
+            await MongoSingletonLeaseStore.RequireAsync(db, session, fence, token);
+            return (await _campaigns.ReplaceOneAsync(session, filter, document, cancellationToken: token)).ModifiedCount == 1;
+        }, cancellationToken);
     }
 
     private static BsonDocument CampaignDocument(CampaignRecord campaign, int version) => new()

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Pipeline.Infrastructure.Hosting;
 using static Pipeline.Production.State.SqliteValues;
 
 namespace Pipeline.Production.State;
@@ -47,9 +48,10 @@ public sealed class SqliteCampaignStore : ICampaignStore, ISqliteStore
     public Task<IReadOnlyList<CampaignRecord>> ListCampaignsAsync(CancellationToken cancellationToken) =>
         _database.RowsAsync("SELECT document FROM campaigns ORDER BY name", r => JsonSerializer.Deserialize<CampaignRecord>(r.GetString(0), SqliteDatabase.Json)!);
 
-    public Task<bool> ReplaceCampaignAsync(CampaignRecord campaign, int expectedVersion, CancellationToken cancellationToken) =>
+    public Task<bool> ReplaceCampaignAsync(CampaignRecord campaign, int expectedVersion, SingletonFence? fence, CancellationToken cancellationToken) =>
         _database.WriteAsync(session =>
         {
+            SqliteSingletonLeaseStore.Require(session, fence);
             var stored = campaign with { Version = expectedVersion + 1 };
             return session.Run("UPDATE campaigns SET version = $version, document = $document WHERE name = $name AND version = $expected",
                 ("$name", campaign.Name), ("$version", stored.Version), ("$expected", expectedVersion), ("$document", JsonSerializer.Serialize(stored, SqliteDatabase.Json))) == 1;

@@ -1,3 +1,5 @@
+using Pipeline.Infrastructure.Hosting;
+
 namespace Pipeline.Production.State;
 
 /// <summary>
@@ -21,8 +23,11 @@ public interface IFlowStore
     /// </summary>
     Task ReplaceReservationAsync(string area, string name, IReadOnlyList<AreaFile> files, DateTimeOffset at, CancellationToken cancellationToken);
 
-    /// <summary>Gives back the room of a file that left the area; releasing one not held is a no-op.</summary>
-    Task ReleaseAsync(string area, string name, CancellationToken cancellationToken);
+    /// <summary>
+    /// Gives back the room of a file that left the area; releasing one not held is a no-op. The ledger sweep's release
+    /// carries its <paramref name="fence"/> and is refused with <see cref="StaleFenceException"/> once stale.
+    /// </summary>
+    Task ReleaseAsync(string area, string name, SingletonFence? fence, CancellationToken cancellationToken);
 
     Task<IReadOnlyList<AreaUsage>> ListAreaUsageAsync(CancellationToken cancellationToken);
 

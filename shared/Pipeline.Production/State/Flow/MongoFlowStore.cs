@@ -1,5 +1,6 @@
 using MongoDB.Bson;
 using MongoDB.Driver;
+using Pipeline.Infrastructure.Hosting;
 using static Pipeline.Production.State.MongoMapping;
 using static Pipeline.Production.State.MongoStoreContext;
 
@@ -90,11 +91,12 @@ public sealed class MongoFlowStore(MongoStoreContext db) : IFlowStore, IMongoSto
         }, cancellationToken: cancellationToken);
     }
 
-    public async Task ReleaseAsync(string area, string name, CancellationToken cancellationToken)
+    public async Task ReleaseAsync(string area, string name, SingletonFence? fence, CancellationToken cancellationToken)
     {
         using var session = await db.Client.StartSessionAsync(cancellationToken: cancellationToken);
         await session.WithTransactionAsync(async (s, token) =>
         {
+            await MongoSingletonLeaseStore.RequireAsync(db, s, fence, token);
             var held = await HeldBytesAsync(s, area, name, token);
             if (held is null)
             {

@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Hosting;
 using static Pipeline.Production.State.SqliteValues;
 
 namespace Pipeline.Production.State;
@@ -92,9 +93,10 @@ public sealed class SqliteFlowStore : IFlowStore, ISqliteStore
             return true;
         }, cancellationToken);
 
-    public Task ReleaseAsync(string area, string name, CancellationToken cancellationToken) =>
+    public Task ReleaseAsync(string area, string name, SingletonFence? fence, CancellationToken cancellationToken) =>
         _database.WriteAsync(session =>
         {
+            SqliteSingletonLeaseStore.Require(session, fence);
             var held = HeldBytes(session, area, name);
             if (held is null)
             {

@@ -2,6 +2,7 @@ using System.Text.Json;
 using MongoDB.Bson;
 using MongoDB.Bson.Serialization;
 using MongoDB.Driver;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Contracts;
 using static Pipeline.Production.State.MongoMapping;
 using static Pipeline.Production.State.MongoStoreContext;
@@ -151,11 +152,18 @@ public sealed class MongoRunCatalog(MongoStoreContext db) : IRunRegistry, ICatal
         await Retry(token => _catalog.Find(CatalogOfKind(kind, campaign))
             .SortBy(c => c.Dataset).ThenBy(c => c.Name).ToListAsync(token), cancellationToken);
 
-    public async Task<bool> MarkBadAsync(string name, string area, string? reason, CancellationToken cancellationToken)
+    public async Task<bool> MarkBadAsync(string name, string area, string? reason, SingletonFence? fence, CancellationToken cancellationToken)
     {
-        var result = await Retry(token => _catalog.UpdateOneAsync(c => c.Name == name && c.Area == area,
-            Builders<CatalogEntry>.Update.Set(c => c.Bad, reason), cancellationToken: token), cancellationToken);
-        return result.MatchedCount == 1;
+        var update = Builders<CatalogEntry>.Update.Set(c => c.Bad, reason);
+        if (fence is null)
+        {
+            return (await Retry(token => _catalog.UpdateOneAsync(c => c.Name == name && c.Area == area, update, cancellationToken: token), cancellationToken)).MatchedCount == 1;
+        }
+        return await db.InTransactionAsync(async (session, token) =>
+        {
+            await MongoSingletonLeaseStore.RequireAsync(db, session, fence, token);
+            return (await _catalog.UpdateOneAsync(session, c => c.Name == name && c.Area == area, update, cancellationToken: token)).MatchedCount == 1;
+        }, cancellationToken);
     }
 
     public static FilterDefinition<CatalogEntry> CatalogOfKind(string kind, string? campaign)

@@ -1,4 +1,5 @@
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 
 namespace Pipeline.Production.State;
 
@@ -40,9 +41,10 @@ public interface ICatalog
 
     /// <summary>
     /// Marks a catalogued copy bad (its storage no longer holds it as catalogued) with the reason, or clears the mark
-    /// when <paramref name="reason"/> is null; false when no such entry exists.
+    /// when <paramref name="reason"/> is null; false when no such entry exists. Reconciliation's marks carry its
+    /// <paramref name="fence"/> and are refused with <see cref="StaleFenceException"/> once stale.
     /// </summary>
-    Task<bool> MarkBadAsync(string name, string area, string? reason, CancellationToken cancellationToken);
+    Task<bool> MarkBadAsync(string name, string area, string? reason, SingletonFence? fence, CancellationToken cancellationToken);
 }
 
 public sealed record CatalogEntry(

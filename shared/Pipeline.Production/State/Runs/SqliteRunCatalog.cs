@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Hosting;
 using System.Text.Json;
 using Pipeline.Contracts;
 using static Pipeline.Production.State.SqliteValues;
@@ -121,7 +122,10 @@ public sealed class SqliteRunCatalog : IRunRegistry, ICatalog, ISqliteStore
         r.StringOrNull(10),
         r.StringOrNull(11));
 
-    public Task<bool> MarkBadAsync(string name, string area, string? reason, CancellationToken cancellationToken) =>
-        _database.WriteAsync(session => session.Run("UPDATE catalog SET bad = $bad WHERE name = $name AND area = $area",
-            ("$bad", reason), ("$name", name), ("$area", area)) == 1, cancellationToken);
+    public Task<bool> MarkBadAsync(string name, string area, string? reason, SingletonFence? fence, CancellationToken cancellationToken) =>
+        _database.WriteAsync(session =>
+        {
+            SqliteSingletonLeaseStore.Require(session, fence);
+            return session.Run("UPDATE catalog SET bad = $bad WHERE name = $name AND area = $area", ("$bad", reason), ("$name", name), ("$area", area)) == 1;
+        }, cancellationToken);
 }

@@ -1,5 +1,6 @@
 using MongoDB.Bson;
 using MongoDB.Driver;
+using Pipeline.Infrastructure.Hosting;
 using static Pipeline.Production.State.MongoStoreContext;
 
 namespace Pipeline.Production.State;
@@ -69,6 +70,26 @@ public sealed class MongoSingletonLeaseStore(MongoStoreContext db) : ISingletonL
     {
         var documents = await Retry(token => _leases.Find(new BsonDocument()).Sort(new BsonDocument("_id", 1)).ToListAsync(token), cancellationToken);
         return [.. documents.Select(Read)];
+    }
+
+    /// <summary>
+    /// Refuses the transaction it runs in (<see cref="StaleFenceException"/>) unless the fence's holder still holds the lease
+    /// under the fence's token. It writes to the lease's document, so that a takeover committing meanwhile conflicts with
+    /// the transaction instead of passing unseen under its snapshot.
+    /// </summary>
+    public static async Task RequireAsync(MongoStoreContext database, IClientSessionHandle session, SingletonFence? fence, CancellationToken cancellationToken)
+    {
+        if (fence is null)
+        {
+            return;
+        }
+        var stamped = await database.Collection<BsonDocument>(SingletonLeasesCollection).UpdateOneAsync(session,
+            new BsonDocument { { "_id", fence.Name }, { Holder, fence.Holder }, { Token, fence.Token } },
+            new BsonDocument("$inc", new BsonDocument("fencedWrites", 1L)), cancellationToken: cancellationToken);
+        if (stamped.MatchedCount == 0)
+        {
+            throw new StaleFenceException(fence);
+        }
     }
 
     private static SingletonLease Read(BsonDocument document) =>

@@ -1,4 +1,5 @@
 using Microsoft.Data.Sqlite;
+using Pipeline.Infrastructure.Hosting;
 
 namespace Pipeline.Production.State;
 
@@ -42,6 +43,19 @@ public sealed class SqliteSingletonLeaseStore : ISingletonLeaseStore, ISqliteSto
 
     public Task<IReadOnlyList<SingletonLease>> ListAsync(CancellationToken cancellationToken) =>
         _database.RowsAsync($"SELECT {Columns} FROM singleton_leases ORDER BY name", Read);
+
+    /// <summary>
+    /// Refuses the write it runs in (<see cref="StaleFenceException"/>, its changes undone) unless the fence's holder still
+    /// holds the lease under the fence's token: a holder deposed since, or paused past its lease, writes nothing.
+    /// </summary>
+    public static void Require(SqliteSession session, SingletonFence? fence)
+    {
+        if (fence is not null && session.Scalar("SELECT 1 FROM singleton_leases WHERE name = $name AND holder = $holder AND token = $token",
+                ("$name", fence.Name), ("$holder", fence.Holder), ("$token", fence.Token)) is null)
+        {
+            throw new StaleFenceException(fence);
+        }
+    }
 
     private static SingletonLease Read(SqliteDataReader row) =>
         new(row.GetString(0), row.GetString(1), row.GetInt64(2), DateTimeOffset.FromUnixTimeMilliseconds(row.GetInt64(3)));
