@@ -1,3 +1,4 @@
+using Pipeline.Contracts;
 using Pipeline.Production.Failures;
 using Pipeline.Production.State;
 
@@ -11,6 +12,15 @@ namespace Pipeline.Orchestrator;
 public sealed class AttemptPolicy(int maxStalls, int quarantineAfterRepeats, int freeSiteFailures = OrchestratorOptions.DefaultFreeSiteFailures)
 {
     public static AttemptPolicy From(OrchestratorOptions options) => new(options.MaxStalls, options.QuarantineAfterRepeats, options.FreeSiteFailures);
+
+    /// <summary>A new attempt of the file's processing: nobody holds it, and results of earlier attempts are stale.</summary>
+    public static void StartAttempt(FileState saga)
+    {
+        saga.Attempt++;
+        saga.Worker = null;
+        saga.BatchJob = null;
+        saga.LeaseExpiresAt = null;
+    }
 
     /// <summary>Counts a failure reported by a stage and keeps its reason, its kind (signature) and the lease let go.</summary>
     public static void CountFailure(FileState saga, string stage, string reason, int? exitCode, string? logTail)
@@ -66,6 +76,32 @@ public sealed class AttemptPolicy(int maxStalls, int quarantineAfterRepeats, int
         Keep(saga, stage, reason, null, logTail, FailureSignature.Describe(stage, null, reason, null));
         return true;
     }
+
+    /// <summary>
+    /// Counts a failed reconstruction as what it was: a failure the site caused (free up to a point), a first time-out
+    /// (retried with twice the limit, at no cost), or a failure of the file's own.
+    /// </summary>
+    public void CountReconstructionFailure(FileState saga, ReconstructionFailed failed)
+    {
+        if (failed.SiteFailure)
+        {
+            CountSiteFailure(saga, FailureSignature.Reconstruction, failed.Reason, failed.LogTail);
+        }
+        else if (failed.TimedOutAfterSeconds is not { } limit || !ExtendTimeLimit(saga, limit, FailureSignature.Reconstruction, failed.Reason, failed.LogTail))
+        {
+            CountFailure(saga, FailureSignature.Reconstruction, failed.Reason, failed.ExitCode, failed.LogTail);
+        }
+    }
+
+    /// <summary>What a retry after a time-out adds to its history line: the longer limit it runs with.</summary>
+    public static string LimitNote(FileState saga, ReconstructionFailed failed) =>
+        failed.TimedOutAfterSeconds is not null && saga.TimeoutSeconds is { } longer ? $" (time limit now {longer}s)" : "";
+
+    /// <summary>The history line of an operator's retry.</summary>
+    public static string RetryNote(RetryFile retry) =>
+        $"retried by {retry.RequestedBy}"
+        + (retry.ExtraAttempts > 0 ? $", {retry.ExtraAttempts} extra attempts" : "")
+        + (retry.TimeoutSeconds is { } timeout ? $", time limit {timeout}s" : "");
 
     /// <summary>Whether the file may be tried again after its last failure.</summary>
     public bool HasAttemptsLeft(FileState saga) =>

@@ -5,7 +5,7 @@ namespace Pipeline.Orchestrator;
 
 /// <summary>
 /// The file sagas' endpoint: retries lost compare-and-set races, sends nothing before the saga is saved, and hands the
-/// state machine the campaigns paused at the time.
+/// state machine the facts it needs (<see cref="FileFacts"/>).
 /// </summary>
 public sealed class FileStateDefinition : SagaDefinition<FileState>
 {
@@ -22,7 +22,8 @@ public sealed class FileStateDefinition : SagaDefinition<FileState>
         endpointConfigurator.UseMessageRetry(r => r.Intervals(10, 20, 50, 100, 200, 500, 1000, 2000, 5000));
         // Messages the saga publishes go out only after its new state is stored.
         endpointConfigurator.UseInMemoryOutbox(context);
-        // Which campaigns are paused travels with each message into the state machine.
-        endpointConfigurator.UseConsumeFilter(typeof(PausedCampaignsFilter<>), context);
+        // What the machine must know of the world (a paused campaign, a deposed dispatcher, the campaign's time limit)
+        // travels with each message into it.
+        endpointConfigurator.UseConsumeFilter(typeof(FileFactsFilter<>), context);
     }
 }

@@ -30,6 +30,8 @@ public sealed class FileStateMachineHarness : IAsyncDisposable
 
     public ITestHarness Harness => _provider.GetRequiredService<ITestHarness>();
 
+    public IServiceProvider Provider => _provider;
+
     public IFileSagaStore Store => _provider.GetRequiredService<IFileSagaStore>();
 
     public FakeTimeProvider Time => _provider.GetRequiredService<FakeTimeProvider>();
@@ -52,6 +54,12 @@ public sealed class FileStateMachineHarness : IAsyncDisposable
         services.AddSingleton(StoreBackend.Sqlite(Path.Combine(folder.Path, "pipeline.db")));
         services.AddStore<IFileSagaStore>();
         services.AddStore<ISingletonLeaseStore>();
+        // What the machine is told with each message: the campaign's time limit comes from its measured run times.
+        services.AddOptions<CampaignOptions>().Configure(o => o.MaxAttempts = MaxAttempts);
+        services.AddStore<ICampaignStore>().AddStore<IRunTimeStore>();
+        services.AddSingleton<CampaignDirectory>();
+        services.AddOptions<WallTimeOptions>();
+        services.AddSingleton<CampaignWallTimes>();
         services.AddMassTransitTestHarness(bus =>
             bus.AddSagaStateMachine<FileStateMachine, FileState, FileStateDefinition>().StoreRepository());
         var provider = services.BuildServiceProvider(validateScopes: true);

@@ -1,5 +1,8 @@
+using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Contracts;
 using Pipeline.Orchestrator;
+using Pipeline.Production.Campaigns;
+using Pipeline.Production.State;
 
 namespace Pipeline.Tests.Orchestrator;
 
@@ -206,6 +209,25 @@ public sealed class When_a_file_fails : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Should_send_every_reconstruction_request_with_its_campaigns_time_limit()
+    {
+        // The campaign has measured enough run times for its limit to follow them: 40 files of about 90 s.
+        var runTimes = _machine.Provider.GetRequiredService<IRunTimeStore>();
+        await runTimes.AddAsync("prompt", new Dictionary<int, long> { [RunTimeHistogram.BucketOf(90)] = 40 }, CancellationToken.None);
+        var expected = WallTime.For(await runTimes.GetAsync("prompt", CancellationToken.None), ReleaseSpec.DefaultTimeoutSeconds, new WallTimeOptions()).Seconds;
+        var registration = FileStateMachineHarness.Registration();
+
+        var file = await _machine.Reconstructing(registration);
+        // And again when a stalled attempt is issued anew.
+        await _machine.Publish(new FileStalled(file.CorrelationId, file.Run, file.Stream, file.Campaign, file.Version));
+        await _machine.WaitFor(file.CorrelationId, s => s.Attempt == 2, "a second attempt");
+
+        Assert.NotEqual(ReleaseSpec.DefaultTimeoutSeconds, expected);
+        var requests = _machine.Harness.Published.Select<ReconstructFile>(x => x.Context.Message.FileId == file.CorrelationId).Select(x => x.Context.Message).ToList();
+        Assert.Equal([(1, (int?)expected), (2, expected)], requests.Select(r => (r.Attempt, r.TimeoutSeconds)).OrderBy(r => r.Attempt));
+    }
+
+    [Fact]
     public async Task Should_give_an_operator_retry_its_extra_attempts_and_time_limit()
     {
         var file = await _machine.Reconstructing(FileStateMachineHarness.Registration());
@@ -337,7 +359,7 @@ public sealed class When_a_file_stalls : IAsyncLifetime
         Assert.Equal(_machine.Time.GetUtcNow().AddSeconds(timeout * 2), second.Deadline);
         await _machine.Publish(new FileStalled(registration.FileId, 1000, "physics", "prompt", second.Version));
         var third = await _machine.WaitFor(registration.FileId, s => s.Stalls == 2, "the second stall");
-        Assert.Equal(_machine.Time.GetUtcNow().AddSeconds(timeout * FileStateMachine.StallBackoffLimit), third.Deadline);
+        Assert.Equal(_machine.Time.GetUtcNow().AddSeconds(timeout * FileDeadlines.StallBackoffLimit), third.Deadline);
 
         // The first request, reached at last, stages the file: it is current.
         await _machine.Publish(new FileStaged(registration.FileId, 1000, "physics", "prompt", first.Attempt, "prompt/" + registration.LogicalName, 1234, "0a0b0c0d"));
