@@ -13,7 +13,7 @@ public static class OrchestratorModule
         (services, configuration) =>
         {
             // The shared pieces and stores this service uses.
-            services.AddRunIngestion(configuration);
+            services.AddRunIngestion(configuration).AddCampaignWallTimes();
             services.AddStore<IFileSagaStore>().AddStore<IRunRegistry>().AddStore<ICampaignStore>().AddStore<IHealthStore>();
             services.AddSettings<OrchestratorOptions>(OrchestratorOptions.Section);
             services.AddHostedService<Watchdog>();

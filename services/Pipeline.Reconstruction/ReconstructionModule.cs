@@ -31,6 +31,9 @@ public static class ReconstructionModule
             {
                 services.AddSingleton<IReleaseRunner, ProcessReleaseRunner>();
             }
+            services.AddSingleton<JobInputs>();
+            services.AddSingleton<ReleaseLauncher>();
+            services.AddSingleton<JobOutputs>();
             services.AddSingleton<ReconstructionWorker>();
             services.AddSingleton(sp => new StageCapacity(PipelineMetrics.Reconstruction, sp.GetRequiredService<IOptions<ReconstructionOptions>>().Value.EffectiveSlots));
         },

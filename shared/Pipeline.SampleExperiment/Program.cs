@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Pipeline.Contracts;
 using Pipeline.SampleExperiment;
 
 // The sample experiment's command line:
@@ -76,7 +77,7 @@ internal static class SampleCommand
         var runs = await SampleGenerator.GenerateAsync(options["out"], spec);
         foreach (var run in runs)
         {
-            Console.WriteLine(JsonSerializer.Serialize(run, SampleReconstruction.Json).ReplaceLineEndings("").Replace("  ", "", StringComparison.Ordinal));
+            Console.WriteLine(JsonSerializer.Serialize(run, ReleaseManifest.Json).ReplaceLineEndings("").Replace("  ", "", StringComparison.Ordinal));
         }
         return 0;
     }
@@ -94,7 +95,7 @@ internal static class SampleCommand
         try
         {
             await SampleGenerator.SimulateAsync(input, run, events, Int(options, "payload", 256), seed, options.GetValueOrDefault("conditions") ?? "");
-            await SampleReconstruction.RunAsync(input, options["outdir"], SampleReconstruction.ParseDatasets(options["datasets"]),
+            await SampleReconstruction.RunAsync(input, options["outdir"], ReleaseManifest.ParseDatasets(options["datasets"]),
                 options.GetValueOrDefault("histograms"), 0, Console.Out);
         }
         finally
@@ -129,7 +130,7 @@ internal static class SampleCommand
         await SampleReconstruction.RunAsync(
             options["input"],
             options["outdir"],
-            SampleReconstruction.ParseDatasets(options["datasets"]),
+            ReleaseManifest.ParseDatasets(options["datasets"]),
             options.GetValueOrDefault("histograms"),
             cpu,
             Console.Out);

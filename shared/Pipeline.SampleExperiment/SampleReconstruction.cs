@@ -1,12 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using Pipeline.Contracts;
 using Pipeline.EventFormat;
 
 namespace Pipeline.SampleExperiment;
-
-/// <summary>What the reconstruction program reports about one output, in outputs.json.</summary>
-public sealed record OutputManifestEntry(string Dataset, string File, long Events);
 
 /// <summary>
 /// The sample reconstruction: reads a raw file, "reconstructs" each event (a deterministic transform
@@ -14,14 +12,10 @@ public sealed record OutputManifestEntry(string Dataset, string File, long Event
 /// </summary>
 public static class SampleReconstruction
 {
-    public const string ManifestName = "outputs.json";
-
-    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
-
-    public static async Task<IReadOnlyList<OutputManifestEntry>> RunAsync(
+    public static async Task<IReadOnlyList<ReleaseOutput>> RunAsync(
         string input,
         string outputDirectory,
-        IReadOnlyList<(string Name, uint Mask)> datasets,
+        IReadOnlyList<DatasetSelection> datasets,
         string? histogramsPath,
         double cpuMillisecondsPerEvent,
         TextWriter log,
@@ -55,7 +49,7 @@ public static class SampleReconstruction
                     reconstructed[i] = (byte)(source[i] ^ 0x5A);
                 }
                 var output = record with { Payload = reconstructed.AsMemory(0, length) };
-                foreach (var (name, mask) in datasets)
+                foreach (var (name, mask) in datasets.Select(d => (d.Name, d.TriggerMask)))
                 {
                     if ((record.Trigger & mask) == 0)
                     {
@@ -79,9 +73,9 @@ public static class SampleReconstruction
         }
 
         var manifest = writers.OrderBy(w => w.Key, StringComparer.Ordinal)
-            .Select(w => new OutputManifestEntry(w.Key, w.Key + ".evt", w.Value.Events))
+            .Select(w => new ReleaseOutput(w.Key, w.Key + ".evt", w.Value.Events))
             .ToList();
-        await File.WriteAllTextAsync(Path.Combine(outputDirectory, ManifestName), JsonSerializer.Serialize(manifest, Json), cancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(outputDirectory, ReleaseManifest.FileName), JsonSerializer.Serialize(manifest, ReleaseManifest.Json), cancellationToken);
         if (histogramsPath is not null)
         {
             var histograms = new
@@ -91,7 +85,7 @@ public static class SampleReconstruction
                 triggerBits = triggerCounts.Take(8).ToArray(),
                 datasets = manifest.ToDictionary(m => m.Dataset, m => m.Events),
             };
-            await File.WriteAllTextAsync(histogramsPath, JsonSerializer.Serialize(histograms, Json), cancellationToken);
+            await File.WriteAllTextAsync(histogramsPath, JsonSerializer.Serialize(histograms, ReleaseManifest.Json), cancellationToken);
         }
         var perDataset = string.Join(", ", manifest.Select(m => string.Create(CultureInfo.InvariantCulture, $"{m.Dataset}={m.Events}")));
         await log.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
@@ -113,23 +107,4 @@ public static class SampleReconstruction
         }
         GC.KeepAlive(x);
     }
-
-    /// <summary>Parses "name:mask,name:mask" (masks decimal or 0x-hex).</summary>
-    public static IReadOnlyList<(string Name, uint Mask)> ParseDatasets(string text) =>
-        [.. text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(part =>
-        {
-            var colon = part.IndexOf(':', StringComparison.Ordinal);
-            if (colon <= 0)
-            {
-                throw new FormatException($"Dataset '{part}' is not name:mask.");
-            }
-            var maskText = part[(colon + 1)..];
-            var mask = maskText.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
-                ? uint.Parse(maskText.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture)
-                : uint.Parse(maskText, CultureInfo.InvariantCulture);
-            return (part[..colon], mask);
-        })];
-
-    public static string FormatDatasets(IEnumerable<(string Name, uint Mask)> datasets) =>
-        string.Join(',', datasets.Select(d => string.Create(CultureInfo.InvariantCulture, $"{d.Name}:{d.Mask}")));
 }

@@ -262,7 +262,7 @@ namespace Pipeline.Benchmarks
                 }
                 events = writer.Events;
             }
-            await File.WriteAllTextAsync(Path.Combine(outdir, SampleReconstruction.ManifestName),
+            await File.WriteAllTextAsync(Path.Combine(outdir, ReleaseManifest.FileName),
                 $$"""[{"dataset":"all","file":"all.evt","events":{{events}}}]""", cancellationToken);
             await File.WriteAllTextAsync(job.LogPath, $"passed {events} events through\n", cancellationToken);
             return new ReleaseOutcome(0, false, "", null);

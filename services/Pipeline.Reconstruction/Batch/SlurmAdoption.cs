@@ -67,7 +67,7 @@ public sealed class SlurmAdoption(
 
     private async Task<JobRequest?> RequestOfAsync(SlurmJob job, CancellationToken cancellationToken)
     {
-        var path = Path.Combine(job.WorkDirectory, ReconstructionWorker.RequestName);
+        var path = Path.Combine(job.WorkDirectory, ReleaseLauncher.RequestName);
         if (slurm.Owner(job.Name) is not { } owner || !File.Exists(path))
         {
             return null;

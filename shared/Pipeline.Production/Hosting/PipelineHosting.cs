@@ -46,10 +46,6 @@ public static class PipelineHosting
         services.AddSerilog((_, logger) => ConfigureLogging(logger, configuration, options));
         AddStorageAndState(services, configuration, options);
         services.AddSingleton<IReadOnlyList<PipelineModule>>(modules);
-        // Campaigns' measured run times: recorded by the orchestrator, read by workers for their time limits and by the API.
-        services.AddStore<IRunTimeStore>();
-        services.AddSettings<WallTimeOptions>(WallTimeOptions.Section);
-        services.AddSingleton<CampaignWallTimes>();
         // Every consumer obeys an operator's pause: the pauses are read before the bus starts, so the paused
         // stages are known before the first message arrives.
         services.AddStore<IControlStore>();

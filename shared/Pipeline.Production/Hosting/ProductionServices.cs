@@ -39,6 +39,18 @@ public static class ProductionServices
         return services;
     }
 
+    /// <summary>
+    /// Campaigns' time limits from their measured run times: the orchestrator records each reconstruction's run time and
+    /// gives every request the limit; the API shows it.
+    /// </summary>
+    public static IServiceCollection AddCampaignWallTimes(this IServiceCollection services)
+    {
+        services.AddStore<IRunTimeStore>();
+        services.AddSettings<WallTimeOptions>(WallTimeOptions.Section);
+        services.TryAddSingleton<CampaignWallTimes>();
+        return services;
+    }
+
     /// <summary>Registering runs and their files, and defining campaigns: what the orchestrator and the API do.</summary>
     public static IServiceCollection AddRunIngestion(this IServiceCollection services, IConfiguration configuration)
     {

@@ -78,7 +78,7 @@ public sealed class When_the_data_acquisition_system_publishes_plain_json(Rabbit
         await using var pipeline = await PipelineUnderTest.StartAsync(uri);
         var run = (await pipeline.GenerateAsync(new SampleSpec(Runs: 1, FilesPerStream: 1, EventsPerFile: 30)))[0];
 
-        await PublishRaw(uri, JsonSerializer.Serialize(run, SampleReconstruction.Json));
+        await PublishRaw(uri, JsonSerializer.Serialize(run, ReleaseManifest.Json));
 
         await pipeline.WaitForFinalAsync(run.Files!.Count);
         Assert.True((await pipeline.AuditAsync([run])).Complete);

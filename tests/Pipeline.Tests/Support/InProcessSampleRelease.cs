@@ -1,3 +1,4 @@
+using Pipeline.Contracts;
 using Pipeline.Reconstruction;
 using Pipeline.SampleExperiment;
 
@@ -23,7 +24,7 @@ public sealed class InProcessSampleRelease : IReleaseRunner
             await log.WriteLineAsync($"ERROR unsupported command {string.Join(' ', job.Arguments)}");
             return new ReleaseOutcome(2, false, "", "unsupported command");
         }
-        await SampleReconstruction.RunAsync(options["input"], options["outdir"], SampleReconstruction.ParseDatasets(options["datasets"]), null, 0, log, cancellationToken);
+        await SampleReconstruction.RunAsync(options["input"], options["outdir"], ReleaseManifest.ParseDatasets(options["datasets"]), null, 0, log, cancellationToken);
         return new ReleaseOutcome(0, false, "", null);
     }
 }

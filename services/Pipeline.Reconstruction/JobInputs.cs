@@ -1,0 +1,89 @@
+using Microsoft.Extensions.Options;
+using Pipeline.Contracts;
+using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Storage;
+using Pipeline.Production.Flow;
+
+namespace Pipeline.Reconstruction;
+
+/// <summary>
+/// A reconstruction job's input: the staged copy in the cache, checked once more before the release reads it, and given
+/// back to the cache (with its room) when the attempt ends either way.
+/// </summary>
+public sealed class JobInputs(StorageAreas areas, AreaGate gate, IOptions<ReconstructionOptions> options)
+{
+    /// <summary>The folder in a job's folder where an input from a remote cache is fetched to; it goes when the release ends.</summary>
+    public const string FetchedFolder = "input";
+
+    /// <summary>
+    /// The path the release reads its input from, or why it cannot run. The copy was verified while it was staged;
+    /// bytes at rest can still change (a bad disk, a bad cable, a bad neighbour), and a release given a corrupt input
+    /// makes wrong outputs with good checksums, so the copy is checked once more before the release reads it; a bad
+    /// one fails the attempt, and the next is staged anew. A cache on a remote endpoint is fetched into the job's
+    /// folder (checked on the way in); a cache in a folder of this host is read where it is.
+    /// </summary>
+    public async Task<(string Path, string? Problem)> PrepareAsync(ReconstructFile message, string jobPath, CancellationToken cancellationToken)
+    {
+        if (message.CachedName is not { } cached)
+        {
+            return ("", null);
+        }
+        if (!await areas.Cache.ExistsAsync(cached, cancellationToken))
+        {
+            return ("", $"staged input {cached} is missing from the cache");
+        }
+        string path;
+        long size;
+        uint adler;
+        if (areas.Cache is LocalArea folder)
+        {
+            path = folder.PathOf(cached);
+            if (message.InputAdler32 is null || !options.Value.VerifyInput)
+            {
+                return (path, null);
+            }
+            (size, adler) = await folder.ChecksumAsync(cached, cancellationToken);
+        }
+        else
+        {
+            path = Path.Combine(jobPath, FetchedFolder, cached[(cached.LastIndexOf('/') + 1)..]);
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            await using var source = await areas.Cache.OpenReadAsync(cached, cancellationToken);
+            await using var target = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, StreamingCopy.FileBufferSize, FileOptions.Asynchronous);
+            await using var counted = new ChecksummingStream(target, leaveOpen: true);
+            await StreamingCopy.CopyOverlappedAsync(source, counted, cancellationToken);
+            (size, adler) = (counted.Length, counted.Adler32);
+            if (message.InputAdler32 is null)
+            {
+                return (path, null);
+            }
+        }
+        return size == message.InputSize && Adler32Checksum.Same(Adler32Checksum.Format(adler), message.InputAdler32)
+            ? (path, null)
+            : (path, $"staged input {cached} is corrupt: catalogued {message.InputSize} bytes adler32 {message.InputAdler32}, cache holds {size} bytes adler32 {Adler32Checksum.Format(adler)}");
+    }
+
+    /// <summary>Removes an input fetched into the job's folder: it is the cache's copy, not the job's, and is not kept with the job's logs.</summary>
+    public static void RemoveFetched(string jobPath)
+    {
+        var fetched = Path.Combine(jobPath, FetchedFolder);
+        if (Directory.Exists(fetched))
+        {
+            Directory.Delete(fetched, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// Deletes the staged copy and gives its room in the cache back: after a success nobody reads it again, and after a
+    /// failure the next attempt stages the file anew (a file that failed for good must not hold cache room for ever).
+    /// </summary>
+    public async Task GiveBackAsync(ReconstructFile message)
+    {
+        if (message.CachedName is not { } cached)
+        {
+            return;
+        }
+        await areas.Cache.DeleteAsync(cached, CancellationToken.None);
+        await gate.ReleaseAsync(StorageOptions.Cache, cached);
+    }
+}
