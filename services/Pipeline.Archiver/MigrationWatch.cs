@@ -3,7 +3,7 @@ using MassTransit;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Production.State;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Archiver;
 
@@ -14,7 +14,7 @@ namespace Pipeline.Archiver;
 /// tape copy does not match, raises an alert (resolved when the file makes it). The list lives in this process: after
 /// a restart the merger sends unarchived files again, and they are found waiting anew.
 /// </summary>
-public sealed class MigrationWatch(ArchiveLibrary archives, IHealthStore health, IBus bus, TimeProvider time, ILogger<MigrationWatch> logger) : PeriodicWork(time, logger)
+public sealed class MigrationWatch(ArchiveLibrary archives, IAlerts alerts, IBus bus, TimeProvider time, ILogger<MigrationWatch> logger) : PeriodicWork(time, logger)
 {
     private readonly ConcurrentDictionary<string, Waiting> _waiting = new(StringComparer.Ordinal);
 
@@ -77,7 +77,7 @@ public sealed class MigrationWatch(ArchiveLibrary archives, IHealthStore health,
                 request.MergedName, string.Join(", ", waiting.Copies), (now - waiting.WrittenAt).TotalSeconds);
             if (waiting.Alerted)
             {
-                await health.ResolveAlertAsync(AlertKey(request.MergedName), now, cancellationToken);
+                await alerts.ResolveAsync(AlertKey(request.MergedName), cancellationToken);
             }
             await bus.PublishBoundedAsync(request, cancellationToken);
             return;
@@ -90,7 +90,7 @@ public sealed class MigrationWatch(ArchiveLibrary archives, IHealthStore health,
                 + (problems.Count > 0 ? $": {string.Join("; ", problems)}" : "")
                 + ". Its disk copy and the output area's are kept; it counts as archived once the endpoint reports the tape copy.";
             Logger.LogWarning("{Alert}", text);
-            await health.RaiseAlertAsync(AlertKey(request.MergedName), "migration-overdue", "warning", text, now, cancellationToken);
+            await alerts.RaiseAsync(AlertKey(request.MergedName), "migration-overdue", "warning", text, cancellationToken);
             _waiting.TryUpdate(request.MergedName, waiting with { Alerted = true }, waiting);
         }
     }

@@ -35,6 +35,9 @@ public static class ReconcileCommand
         services.AddLogging(logging => logging.AddFilter("Microsoft", LogLevel.Warning)
             .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace));
         PipelineHosting.AddStorageAndState(services, configuration, options);
+        // A tool has no bus to the monitor: what it finds is in its report, and the archiver's next sweep, which checks
+        // every copy marked bad again, raises the alerts.
+        services.AddSingleton<IAlerts, ReportedAlerts>();
         services.AddReconciliation(configuration);
         await using var provider = services.BuildServiceProvider();
         ReconciliationReport report;
@@ -52,4 +55,16 @@ public static class ReconcileCommand
         Console.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
         return report.Clean ? 0 : 1;
     }
+}
+
+/// <summary>Alerts of a tool without a bus: logged, left for the stages' own sweeps to raise.</summary>
+internal sealed class ReportedAlerts(ILogger<ReportedAlerts> logger) : IAlerts
+{
+    public Task RaiseAsync(string key, string kind, string severity, string message, CancellationToken cancellationToken)
+    {
+        logger.LogWarning("{Severity} {Kind}: {Message}", severity, kind, message);
+        return Task.CompletedTask;
+    }
+
+    public Task ResolveAsync(string key, CancellationToken cancellationToken) => Task.CompletedTask;
 }

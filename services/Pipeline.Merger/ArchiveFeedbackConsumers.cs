@@ -4,6 +4,7 @@ using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Flow;
+using Pipeline.Production.Hosting;
 using Pipeline.Production.State;
 
 namespace Pipeline.Merger;
@@ -38,8 +39,7 @@ public sealed class OutputsArchivedConsumer(IMergeStore merges, StorageAreas are
 public sealed class RemakeMergedFileConsumer(
     IMergeStore merges,
     StorageAreas areas,
-    IHealthStore health,
-    TimeProvider time,
+    IAlerts alerts,
     ILogger<RemakeMergedFileConsumer> logger) : IConsumer<RemakeMergedFile>
 {
     /// <summary>What the merger logs for each merged file it made again, for the fault suite to count.</summary>
@@ -97,7 +97,7 @@ public sealed class RemakeMergedFileConsumer(
     {
         var text = $"Merged file {merged.Name} of {merged.Campaign}/{merged.Dataset} is corrupted in the output area and cannot be made again from its inputs: {why}. It stays unarchived; its raw files need reconstructing again.";
         logger.LogError("{Alert}", text);
-        await health.RaiseAlertAsync(AlertKey(merged.Name), "merged-file-corrupt", "critical", text, time.GetUtcNow(), cancellationToken);
+        await alerts.RaiseAsync(AlertKey(merged.Name), "merged-file-corrupt", "critical", text, cancellationToken);
     }
 }
 

@@ -36,7 +36,7 @@ public sealed class MergeService(
     PauseState pause,
     FlowControl flow,
     AreaGate gate,
-    IHealthStore health,
+    IAlerts alerts,
     ILogger<MergeService> logger) : PeriodicWork(time, logger)
 {
     private readonly HashSet<string> _waitingAlerts = new(StringComparer.Ordinal);
@@ -233,17 +233,17 @@ public sealed class MergeService(
     {
         if (_waitingAlerts.Remove(key))
         {
-            await health.ResolveAlertAsync(key, now, cancellationToken);
+            await alerts.ResolveAsync(key, cancellationToken);
         }
     }
 
     private async Task RaiseAsync(string key, string message, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        _waitingAlerts.Add(key);
-        if (await health.RaiseAlertAsync(key, "merge-order", "warning", message, now, cancellationToken))
+        if (_waitingAlerts.Add(key))
         {
             Logger.LogWarning("{Alert}", message);
         }
+        await alerts.RaiseAsync(key, "merge-order", "warning", message, cancellationToken);
     }
 
     /// <summary>Every run with outputs waiting in this buffer has ended: nothing more is coming for it.</summary>

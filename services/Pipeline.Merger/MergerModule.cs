@@ -12,8 +12,8 @@ public static class MergerModule
         (services, _) =>
         {
             // The shared pieces and stores this service uses.
-            services.AddFlowControl().AddCampaignDirectory().AddStageReporting();
-            services.AddStore<IMergeStore>().AddStore<IRunLedger>().AddStore<IHealthStore>();
+            services.AddFlowControl().AddCampaignDirectory().AddStageReporting().AddAlerts();
+            services.AddStore<IMergeStore>().AddStore<IRunLedger>();
             services.AddSettings<MergerOptions>(MergerOptions.Section);
             services.AddHostedService<MergeService>();
         },

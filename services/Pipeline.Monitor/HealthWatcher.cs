@@ -104,9 +104,9 @@ public sealed class HealthWatcher(
         {
             // Unanswered is not answered "none": a stuck-file alert stays until the orchestrator says otherwise.
             var unknown = alert.Kind == FilesStuck && !stuckKnown;
-            if (Kinds.Contains(alert.Kind) && !unknown && !current.Contains(alert.Key) && await health.ResolveAlertAsync(alert.Key, now, cancellationToken))
+            if (Kinds.Contains(alert.Kind) && !unknown && !current.Contains(alert.Key) && await health.ResolveAlertAsync(alert.Key, now, cancellationToken) is { } resolved)
             {
-                await notifier.NotifyAsync(AlertNotifier.Resolved, alert with { ResolvedAt = now }, cancellationToken);
+                await notifier.NotifyAsync(AlertNotifier.Resolved, resolved, cancellationToken);
             }
         }
     }

@@ -20,5 +20,9 @@ public static class MonitorModule
             services.AddHostedService<AreaLedgerSweeper>();
             services.AddHostedService<TemporaryFileSweeper>();
         },
-        bus => bus.AddConsumer<HeartbeatConsumer, HeartbeatConsumerDefinition>());
+        bus =>
+        {
+            bus.AddConsumer<HeartbeatConsumer, HeartbeatConsumerDefinition>();
+            bus.AddConsumer<AlertConsumer, AlertConsumerDefinition>();
+        });
 }

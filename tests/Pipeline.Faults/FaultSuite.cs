@@ -327,7 +327,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), pipeline.Data, [Vault]);
         var audit = await ProductionAudit.RunAsync(runs, CampaignOptions.SampleDatasets.Select(d => new DatasetSelection(d.Key, d.Value)).ToList(), "prompt", areas, store.Sagas, store.Catalog, cancellationToken);
         // And the catalog against the archive: every catalogued copy where it says, sound, and nothing else there.
-        var reconciliation = await new Reconciler(store.Catalog, store.Health, new Pipeline.Infrastructure.Archive.ArchiveLibrary([new Pipeline.Infrastructure.Archive.AreaArchive(areas.Archive, null), new Pipeline.Infrastructure.Archive.AreaArchive(areas[Vault], null)]),
+        var reconciliation = await new Reconciler(store.Catalog, new NoAlerts(), new Pipeline.Infrastructure.Archive.ArchiveLibrary([new Pipeline.Infrastructure.Archive.AreaArchive(areas.Archive, null), new Pipeline.Infrastructure.Archive.AreaArchive(areas[Vault], null)]),
             new Pipeline.Production.Control.SingletonLeases(store.SingletonLeases, Microsoft.Extensions.Options.Options.Create(new Pipeline.Production.Control.SingletonOptions()),
                 Microsoft.Extensions.Options.Options.Create(new Pipeline.Infrastructure.Hosting.PipelineOptions()), TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance),
             TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<Reconciler>.Instance).RunAsync(new ReconciliationOptions(VerifyChecksums: true, DarkAfter: TimeSpan.Zero, DryRun: true), null, cancellationToken);
@@ -656,4 +656,11 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         return schedule;
     }
 
+    /// <summary>The suite's own sweep is a dry run: it reports, and raises nothing.</summary>
+    private sealed class NoAlerts : Pipeline.Production.Hosting.IAlerts
+    {
+        public Task RaiseAsync(string key, string kind, string severity, string message, CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task ResolveAsync(string key, CancellationToken cancellationToken) => Task.CompletedTask;
+    }
 }

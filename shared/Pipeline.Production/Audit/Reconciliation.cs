@@ -5,6 +5,7 @@ using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Control;
+using Pipeline.Production.Hosting;
 using Pipeline.Production.State;
 
 namespace Pipeline.Production.Audit;
@@ -54,7 +55,7 @@ public sealed record ReconciliationReport(
 /// overwritten. A file on storage that the catalog lacks is reported and moved into the area's quarantine folder, never
 /// deleted. A copy marked bad that is found sound again (an operator restored it) has its mark cleared.
 /// </summary>
-public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLibrary archives, SingletonLeases singletons, TimeProvider time, ILogger<Reconciler> logger)
+public sealed class Reconciler(ICatalog catalog, IAlerts alerts, ArchiveLibrary archives, SingletonLeases singletons, TimeProvider time, ILogger<Reconciler> logger)
 {
     /// <summary>How long a sweep asked for by hand waits for the periodic one (or another operator's) to give the lease up.</summary>
     public static readonly TimeSpan LeaseWait = TimeSpan.FromSeconds(30);
@@ -94,7 +95,7 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
                 {
                     // Sound again (restored by hand, or by an earlier sweep that stopped before clearing the mark).
                     await catalog.MarkBadAsync(entry.Name, entry.Area, null, fence, cancellationToken);
-                    await health.ResolveAlertAsync(AlertKey(entry.Area, entry.Name), now, cancellationToken);
+                    await alerts.ResolveAsync(AlertKey(entry.Area, entry.Name), cancellationToken);
                     logger.LogInformation("Catalogued copy {Name} in {Area} is sound again; its bad mark is cleared", entry.Name, entry.Area);
                 }
                 continue;
@@ -116,7 +117,7 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
                 await catalog.MarkBadAsync(entry.Name, entry.Area, null, fence, cancellationToken);
                 restored.Add(new ReconciledCopy(entry.Area, entry.Name, entry.Kind, problem, $"restored from {source}"));
                 logger.LogWarning("Catalogued copy {Name} in {Area} was bad ({Problem}); restored from the copy in {Source}", entry.Name, entry.Area, problem, source);
-                await health.ResolveAlertAsync(AlertKey(entry.Area, entry.Name), now, cancellationToken);
+                await alerts.ResolveAsync(AlertKey(entry.Area, entry.Name), cancellationToken);
                 continue;
             }
             var remedy = entry.Kind == CatalogEntry.Raw
@@ -125,7 +126,7 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
             bad.Add(new ReconciledCopy(entry.Area, entry.Name, entry.Kind, problem, $"marked bad; {remedy}"));
             var text = $"Catalogued {entry.Kind} file {entry.Name} in {entry.Area}: {problem}; {remedy}.";
             logger.LogError("{Alert}", text);
-            await health.RaiseAlertAsync(AlertKey(entry.Area, entry.Name), "catalog-bad", "critical", text, now, cancellationToken);
+            await alerts.RaiseAsync(AlertKey(entry.Area, entry.Name), "catalog-bad", "critical", text, cancellationToken);
         }
 
         var dark = new List<DarkFile>();
@@ -148,7 +149,7 @@ public sealed class Reconciler(ICatalog catalog, IHealthStore health, ArchiveLib
                     await area.MoveAsync(file.Name, moved, cancellationToken);
                     var text = $"File {file.Name} in {areaName} ({file.Size} bytes) is not in the catalog; moved to {moved} for an operator to look at.";
                     logger.LogWarning("{Alert}", text);
-                    await health.RaiseAlertAsync(AlertKey(areaName, file.Name), "catalog-dark", "warning", text, now, cancellationToken);
+                    await alerts.RaiseAsync(AlertKey(areaName, file.Name), "catalog-dark", "warning", text, cancellationToken);
                 }
                 dark.Add(new DarkFile(areaName, file.Name, file.Size, moved));
             }

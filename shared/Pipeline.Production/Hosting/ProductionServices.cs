@@ -71,9 +71,16 @@ public static class ProductionServices
     /// <summary>The reconciliation of the catalog against the archive areas.</summary>
     public static IServiceCollection AddReconciliation(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddArchiveLibrary(configuration);
-        services.AddStore<ICatalog>().AddStore<IHealthStore>();
+        services.AddArchiveLibrary(configuration).AddAlerts();
+        services.AddStore<ICatalog>();
         services.TryAddSingleton<Reconciler>();
+        return services;
+    }
+
+    /// <summary>Alerts raised and resolved by message to the monitor, which keeps them.</summary>
+    public static IServiceCollection AddAlerts(this IServiceCollection services)
+    {
+        services.TryAddSingleton<IAlerts, BusAlerts>();
         return services;
     }
 

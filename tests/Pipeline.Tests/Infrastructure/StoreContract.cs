@@ -203,8 +203,9 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.Equal(["instance-silent:x", "disk-low:cache"], active.Select(a => a.Key));
         Assert.Equal(("4 GiB free", at, at.AddMinutes(1)), (active[1].Message, active[1].RaisedAt, active[1].LastSeenAt));
 
-        Assert.True(await Store.Health.ResolveAlertAsync("disk-low:cache", at.AddMinutes(3), CancellationToken.None));
-        Assert.False(await Store.Health.ResolveAlertAsync("disk-low:cache", at.AddMinutes(4), CancellationToken.None));
+        var resolved = await Store.Health.ResolveAlertAsync("disk-low:cache", at.AddMinutes(3), CancellationToken.None);
+        Assert.Equal(("disk-low:cache", at.AddMinutes(3)), (resolved!.Key, resolved.ResolvedAt));
+        Assert.Null(await Store.Health.ResolveAlertAsync("disk-low:cache", at.AddMinutes(4), CancellationToken.None));
         Assert.True(await Store.Health.RaiseAlertAsync("disk-low:cache", "disk-low", "warning", "again", at.AddMinutes(5), CancellationToken.None));
 
         var all = await Store.Health.ListAlertsAsync(activeOnly: false, 10, CancellationToken.None);

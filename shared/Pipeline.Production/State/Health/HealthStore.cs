@@ -16,8 +16,8 @@ public interface IHealthStore
     /// </summary>
     Task<bool> RaiseAlertAsync(string key, string kind, string severity, string message, DateTimeOffset at, CancellationToken cancellationToken);
 
-    /// <summary>Resolves the active alert with this key; true if there was one.</summary>
-    Task<bool> ResolveAlertAsync(string key, DateTimeOffset at, CancellationToken cancellationToken);
+    /// <summary>Resolves the active alert with this key; returns it as resolved, or null if there was none.</summary>
+    Task<AlertRecord?> ResolveAlertAsync(string key, DateTimeOffset at, CancellationToken cancellationToken);
 
     /// <summary>Alerts, newest first: the active ones only, or all including resolved.</summary>
     Task<IReadOnlyList<AlertRecord>> ListAlertsAsync(bool activeOnly, int limit, CancellationToken cancellationToken);

@@ -83,19 +83,22 @@ public sealed class MongoHealthStore(MongoStoreContext db) : IHealthStore, IMong
         }
     }
 
-    public async Task<bool> ResolveAlertAsync(string key, DateTimeOffset at, CancellationToken cancellationToken)
+    public async Task<AlertRecord?> ResolveAlertAsync(string key, DateTimeOffset at, CancellationToken cancellationToken)
     {
-        var resolved = await _alerts.UpdateOneAsync(ActiveAlert(key),
-            Builders<BsonDocument>.Update.Set("active", false).Set("resolvedAt", at.UtcDateTime), cancellationToken: cancellationToken);
-        return resolved.ModifiedCount > 0;
+        var resolved = await _alerts.FindOneAndUpdateAsync(ActiveAlert(key),
+            Builders<BsonDocument>.Update.Set("active", false).Set("resolvedAt", at.UtcDateTime),
+            new FindOneAndUpdateOptions<BsonDocument> { ReturnDocument = ReturnDocument.After }, cancellationToken);
+        return resolved is null ? null : Alert(resolved);
     }
+
+    private static AlertRecord Alert(BsonDocument a) => new(a["key"].AsString, a["kind"].AsString, a["severity"].AsString, a["message"].AsString,
+        ToTime(a["raisedAt"]), ToTime(a["lastSeenAt"]), a["resolvedAt"].IsBsonNull ? null : ToTime(a["resolvedAt"]));
 
     public async Task<IReadOnlyList<AlertRecord>> ListAlertsAsync(bool activeOnly, int limit, CancellationToken cancellationToken)
     {
         var filter = activeOnly ? new BsonDocument("active", true) : new BsonDocument();
         var alerts = await Retry(token => _alerts.Find(filter).Sort(new BsonDocument { { "raisedAt", -1 }, { Fields.Id, -1 } }).Limit(limit).ToListAsync(token), cancellationToken);
-        return alerts.Select(a => new AlertRecord(a["key"].AsString, a["kind"].AsString, a["severity"].AsString, a["message"].AsString,
-            ToTime(a["raisedAt"]), ToTime(a["lastSeenAt"]), a["resolvedAt"].IsBsonNull ? null : ToTime(a["resolvedAt"]))).ToList();
+        return [.. alerts.Select(Alert)];
     }
 
     /// <summary>The active alert with this key (a unique partial index keeps it to one).</summary>

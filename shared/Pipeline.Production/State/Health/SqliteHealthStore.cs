@@ -1,3 +1,4 @@
+using Microsoft.Data.Sqlite;
 using System.Text.Json;
 using Pipeline.Contracts;
 using static Pipeline.Production.State.SqliteValues;
@@ -63,15 +64,18 @@ public sealed class SqliteHealthStore : IHealthStore, ISqliteStore
             return true;
         }, cancellationToken);
 
-    public Task<bool> ResolveAlertAsync(string key, DateTimeOffset at, CancellationToken cancellationToken) =>
-        _database.WriteAsync(session => session.Run("UPDATE alerts SET resolved_at = $at WHERE key = $key AND resolved_at IS NULL",
-            ("$at", Millis(at)), ("$key", key)) > 0, cancellationToken);
+    public Task<AlertRecord?> ResolveAlertAsync(string key, DateTimeOffset at, CancellationToken cancellationToken) =>
+        _database.WriteAsync(session => session.Rows("""
+            UPDATE alerts SET resolved_at = $at WHERE key = $key AND resolved_at IS NULL
+            RETURNING key, kind, severity, message, raised_at, last_seen_at, resolved_at
+            """, Alert, ("$at", Millis(at)), ("$key", key)).SingleOrDefault(), cancellationToken);
+
+    private static AlertRecord Alert(SqliteDataReader r) => new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.Time(4), r.Time(5), r.TimeOrNull(6));
 
     public Task<IReadOnlyList<AlertRecord>> ListAlertsAsync(bool activeOnly, int limit, CancellationToken cancellationToken) =>
         _database.RowsAsync($"""
             SELECT key, kind, severity, message, raised_at, last_seen_at, resolved_at FROM alerts
             {(activeOnly ? "WHERE resolved_at IS NULL" : "")} ORDER BY raised_at DESC, id DESC LIMIT $limit
             """,
-            r => new AlertRecord(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.Time(4), r.Time(5), r.TimeOrNull(6)),
-            ("$limit", limit));
+            Alert, ("$limit", limit));
 }
