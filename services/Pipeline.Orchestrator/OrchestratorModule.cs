@@ -14,10 +14,11 @@ public static class OrchestratorModule
         {
             // The shared pieces and stores this service uses.
             services.AddRunIngestion(configuration).AddCampaignWallTimes();
-            services.AddStore<IFileSagaStore>().AddStore<IRunRegistry>().AddStore<ICampaignStore>().AddStore<IHealthStore>();
+            services.AddStore<IFileSagaStore>().AddStore<IRunRegistry>().AddStore<ICampaignStore>();
             services.AddSettings<OrchestratorOptions>(OrchestratorOptions.Section);
             services.AddHostedService<Watchdog>();
             services.AddSingleton<DispatchSignal>();
+            services.AddSingleton<LiveSlots>();
             services.AddConsumeObserver<DispatchWakeUp>();
             services.AddSingleton<ReconstructionDispatcher>();
             services.AddHostedService(sp => sp.GetRequiredService<ReconstructionDispatcher>());
@@ -32,5 +33,6 @@ public static class OrchestratorModule
             bus.AddConsumer<FileStatesQueryConsumer, FileStatesQueryConsumerDefinition>();
             bus.AddConsumer<OverdueFilesQueryConsumer, OverdueFilesQueryConsumerDefinition>();
             bus.AddConsumer<RunTimeRecorder, RunTimeRecorderDefinition>();
+            bus.AddConsumer<LiveSlotsConsumer, LiveSlotsConsumerDefinition>();
         });
 }

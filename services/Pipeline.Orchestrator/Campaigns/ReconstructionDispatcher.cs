@@ -12,14 +12,14 @@ namespace Pipeline.Orchestrator.Campaigns;
 /// <summary>
 /// Shares the reconstruction slots between campaigns by their priorities. Staged files wait in the store,
 /// not in the broker; the dispatcher keeps about <see cref="OrchestratorOptions.InFlightPerSlot"/> requests
-/// per live slot in flight and fills each free place from the campaign that is furthest behind its share
+/// per live slot (<see cref="LiveSlots"/>, from the workers' heartbeats) in flight and fills each free place from the campaign that is furthest behind its share
 /// (stride scheduling: every dispatch moves a campaign's pass on by 1 / priority, the lowest pass goes next).
 /// Over any stretch in which several campaigns have staged files, each gets slots in proportion to its
 /// priority; a campaign with nothing staged takes no turn, so its share goes to the others.
 /// </summary>
 public sealed class ReconstructionDispatcher(
     IFileSagaStore store,
-    IHealthStore health,
+    LiveSlots slots,
     CampaignDirectory campaigns,
     DispatchSignal signal,
     PauseState pause,
@@ -35,9 +35,6 @@ public sealed class ReconstructionDispatcher(
 
     /// <summary>A dispatch whose file still shows as staged after this long is taken as lost and may be made again.</summary>
     public static readonly TimeSpan PendingLifetime = TimeSpan.FromSeconds(10);
-
-    /// <summary>Instances that have not reported for this long are taken as gone: their slots do not count.</summary>
-    public static readonly TimeSpan InstanceSilence = TimeSpan.FromSeconds(60);
 
     private readonly Dictionary<string, double> _pass = new(StringComparer.Ordinal);
 
@@ -91,7 +88,7 @@ public sealed class ReconstructionDispatcher(
         var counts = await store.CountByStateAsync(cancellationToken);
         var holding = counts.Where(c => FileStates.HoldingSlot.Contains(c.State)).Sum(c => c.Files);
         var staged = counts.Where(c => c.State == FileStates.Staged && c.Files > 0).ToDictionary(c => c.Campaign, c => c.Files, StringComparer.Ordinal);
-        var free = await TargetInFlightAsync(now, cancellationToken) - holding - _pending.Count;
+        var free = Math.Max(options.Value.MinimumInFlight, slots.Count * options.Value.InFlightPerSlot) - holding - _pending.Count;
         if (free <= 0 || staged.Count == 0)
         {
             Logger.LogDebug("Nothing to dispatch: {Free} free places, {Staged} campaigns with staged files", free, staged.Count);
@@ -148,15 +145,5 @@ public sealed class ReconstructionDispatcher(
         }
         Logger.LogDebug("Dispatched {Dispatched} of {Free} free places ({Holding} holding, {Pending} pending)", dispatched, free, holding, _pending.Count);
         return dispatched;
-    }
-
-    private async Task<long> TargetInFlightAsync(DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        var slots = (await health.ListInstancesAsync(cancellationToken))
-            .Where(i => now - i.LastSeenAt < InstanceSilence)
-            .SelectMany(i => i.Load)
-            .Where(l => l.Stage == PipelineMetrics.Reconstruction)
-            .Sum(l => (long)l.Capacity);
-        return Math.Max(options.Value.MinimumInFlight, slots * options.Value.InFlightPerSlot);
     }
 }

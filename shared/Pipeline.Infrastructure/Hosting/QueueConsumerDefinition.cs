@@ -40,3 +40,15 @@ public abstract class QueueConsumerDefinition<TConsumer> : ConsumerDefinition<TC
         }
     }
 }
+
+/// <summary>
+/// Queues of one service instance, for what every instance must hear (heartbeats, say): named after the instance, removed
+/// when it stops, and never quorum queues (a quorum queue cannot be temporary).
+/// </summary>
+public static class InstanceQueues
+{
+    public const string Prefix = "instance-";
+
+    /// <summary>A queue of this process for <paramref name="purpose"/>: unique even where several processes share an instance name.</summary>
+    public static string Name(string instance, string purpose) => $"{Prefix}{instance}-{Guid.NewGuid().ToString("N")[..8]}-{purpose}";
+}

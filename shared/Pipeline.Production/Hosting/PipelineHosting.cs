@@ -67,9 +67,10 @@ public static class PipelineHosting
             bus.SetKebabCaseEndpointNameFormatter();
             if (options.Transport == TransportKind.RabbitMq && options.RabbitMq.QuorumQueues)
             {
-                bus.AddConfigureEndpointsCallback((_, endpoint) =>
+                bus.AddConfigureEndpointsCallback((_, name, endpoint) =>
                 {
-                    if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
+                    // A temporary queue (one per instance, removed when it stops) cannot be a quorum queue.
+                    if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit && !name.StartsWith(InstanceQueues.Prefix, StringComparison.Ordinal))
                     {
                         rabbit.SetQuorumQueue();
                     }
