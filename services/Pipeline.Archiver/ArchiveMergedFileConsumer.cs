@@ -15,9 +15,11 @@ using Pipeline.Production.State;
 namespace Pipeline.Archiver;
 
 /// <summary>
-/// Writes merged files to the archive. It first takes the dataset's mover (few at once across all archivers, one per
-/// dataset), then writes the dataset's unarchived files in the order they were made, up to the one asked for — so a
-/// dataset reaches its volumes in run order whatever order the requests arrive in. Each file is written to every
+/// Writes merged files to the archive. Each request is kept in the archiver's own queue (<see cref="IArchiveQueue"/>);
+/// then, holding the dataset's mover (few at once across all archivers, one per dataset), the archiver writes the
+/// dataset's files in the order the merger numbered them, from the first not yet written up to the first whose request
+/// has not arrived — so a dataset reaches its volumes in run order whatever order the requests arrive in, and a
+/// request that overtook an earlier one waits for it. Each file is written to every
 /// archive area the dataset asks copies on, each copy verified (size and Adler-32, read back) and catalogued; the file
 /// counts as archived only when all are, and on a nearline archive only once the endpoint reports the tape copy
 /// (<see cref="MigrationWatch"/> waits for that). Then each raw file's saga (and the merger, which keeps the inputs until then)
@@ -29,7 +31,7 @@ public sealed class ArchiveMergedFileConsumer(
     StorageAreas areas,
     ArchiveLibrary archives,
     ICatalog catalog,
-    IMergeStore merges,
+    IArchiveQueue queue,
     Movers movers,
     MigrationWatch migrations,
     FlowControl flow,
@@ -50,52 +52,70 @@ public sealed class ArchiveMergedFileConsumer(
 
     public async Task Consume(ConsumeContext<ArchiveMergedFile> context)
     {
-        var message = context.Message;
-        var merged = await merges.GetMergedFileAsync(message.MergedName, context.CancellationToken);
-        if (merged is null or { Archived: false })
+        var file = await queue.EnqueueAsync(QueuedMergedFile.Of(context.Message, time.GetUtcNow()), context.CancellationToken);
+        if (file.State != ArchivingState.Archived)
         {
-            await using var mover = await movers.AcquireAsync($"{message.Campaign}/{message.Dataset}", context.CancellationToken);
-            // Page by page until this file's turn: each page's files leave the unarchived list as they are written, or
-            // stay on it, skipped, while their tape copies are awaited.
-            var migrating = new HashSet<string>(StringComparer.Ordinal);
-            IReadOnlyList<MergedFileRecord> page;
-            while ((page = [.. (await merges.ListUnarchivedOfDatasetAsync(message.Campaign, message.Dataset, FilesPerPage + migrating.Count, mover.Token))
-                .Where(f => !migrating.Contains(f.Name))]).Count > 0)
+            await using var mover = await movers.AcquireAsync($"{file.Campaign}/{file.Dataset}", context.CancellationToken);
+            if (file.Sequence == 0)
             {
-                foreach (var file in page)
-                {
-                    if (!await ArchiveAsync(context, file, mover.Token))
-                    {
-                        migrating.Add(file.Name);
-                    }
-                    if (file.Name == message.MergedName)
-                    {
-                        return;
-                    }
-                }
+                // Merged before files were numbered: written on its own turn.
+                await ArchiveAsync(context, file, mover.Token);
+                return;
             }
-            // The loop returned on this file's turn, migrating or not: not reaching it means it is archived already, or unknown.
-            if ((await merges.GetMergedFileAsync(message.MergedName, context.CancellationToken)) is not { Archived: true })
+            await WriteInOrderAsync(context, file, mover.Token);
+            file = (await queue.GetAsync(file.Name, context.CancellationToken))!;
+            // Written before (on another file's turn) and awaiting its tape copy: the migration watch sent it again.
+            if (file.State == ArchivingState.Written && await OnTapeAsync(context, file, ArchiveName(file.Name), CopiesOf(file, await CampaignCopiesAsync(file, context.CancellationToken)), context.CancellationToken))
             {
-                throw new InvalidOperationException($"Merged file {message.MergedName} is not recorded by the merger.");
+                await FinishAsync(context, file, Stopwatch.GetTimestamp());
             }
+            return;
         }
-        // Archived already (by an earlier delivery, or by this dataset's mover on another file's turn): report it again.
-        await ReportArchivedAsync(context, message.MergedName, message.Campaign, [.. message.Sources]);
+        // Archived already (by an earlier delivery): report it again.
+        await ReportArchivedAsync(context, file.Name, file.Campaign, file.Sources);
     }
 
-    /// <summary>Writes the file's missing copies; true when it is archived, false while a tape copy is awaited.</summary>
-    private async Task<bool> ArchiveAsync(ConsumeContext context, MergedFileRecord file, CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes the dataset's waiting files in their order, from the first not written, until one is missing (its request
+    /// is still on its way: its arrival carries on from there).
+    /// </summary>
+    private async Task WriteInOrderAsync(ConsumeContext context, QueuedMergedFile asked, CancellationToken cancellationToken)
+    {
+        var next = await queue.LastWrittenAsync(asked.Campaign, asked.Dataset, cancellationToken) + 1;
+        while (true)
+        {
+            var page = await queue.ListFromAsync(asked.Campaign, asked.Dataset, next, FilesPerPage, cancellationToken);
+            foreach (var file in page)
+            {
+                if (file.Sequence != next)
+                {
+                    if (asked.Sequence > next)
+                    {
+                        logger.LogInformation("{MergedName} waits for file {Sequence} of {Campaign}/{Dataset}, whose request has not arrived yet",
+                            asked.Name, next, asked.Campaign, asked.Dataset);
+                    }
+                    return;
+                }
+                await ArchiveAsync(context, file, cancellationToken);
+                next++;
+            }
+            if (page.Count < FilesPerPage)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>Writes the file's missing copies and marks it written; then archived, unless a tape copy is awaited.</summary>
+    private async Task ArchiveAsync(ConsumeContext context, QueuedMergedFile file, CancellationToken cancellationToken)
     {
         var archiveName = ArchiveName(file.Name);
         var started = Stopwatch.GetTimestamp();
-        var sources = (await merges.ListOutputsOfAsync(file.Name, cancellationToken))
-            .Select(o => new MergedSource(o.FileId, o.Run, o.Stream, o.RawName, o.OutputId, o.Section)).ToList();
+        var sources = file.Sources;
         var catalogued = (await catalog.FindAsync(archiveName, cancellationToken)).Select(e => e.Area).ToHashSet(StringComparer.Ordinal);
-        var campaign = (await campaigns.GetAsync(file.Campaign, cancellationToken))?.Definition;
         // A further copy is made from a copy already verified on a storage server when there is one, so that two servers
         // can copy between themselves (third-party) instead of through this host; otherwise from the output area.
-        var copies = flow.CopiesOf(file.Dataset, campaign?.Copies).ToList();
+        var copies = CopiesOf(file, await CampaignCopiesAsync(file, cancellationToken));
         var (source, sourceName) = copies.Where(catalogued.Contains)
             .Select(c => archives[c].Area).OfType<StorageArea>().FirstOrDefault(a => !a.IsLocal) is { } held
             ? (held, archiveName)
@@ -137,22 +157,30 @@ public sealed class ArchiveMergedFileConsumer(
                 (source, sourceName) = (written, archiveName);
             }
         }
-        if (!await OnTapeAsync(context, file, archiveName, copies, sources, cancellationToken))
+        await queue.MarkAsync(file.Name, ArchivingState.Written, CancellationToken.None);
+        if (await OnTapeAsync(context, file, archiveName, copies, cancellationToken))
         {
-            return false;
+            await FinishAsync(context, file, started);
         }
-        await merges.MarkArchivedAsync(file.Name, CancellationToken.None);
-        await report.CompletedAsync(PipelineMetrics.Archive, file.Campaign, file.Size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
-        await ReportArchivedAsync(context, file.Name, file.Campaign, sources);
-        return true;
     }
+
+    private async Task FinishAsync(ConsumeContext context, QueuedMergedFile file, long started)
+    {
+        await queue.MarkAsync(file.Name, ArchivingState.Archived, CancellationToken.None);
+        await report.CompletedAsync(PipelineMetrics.Archive, file.Campaign, file.Size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
+        await ReportArchivedAsync(context, file.Name, file.Campaign, file.Sources);
+    }
+
+    private async Task<IReadOnlyList<string>?> CampaignCopiesAsync(QueuedMergedFile file, CancellationToken cancellationToken) =>
+        (await campaigns.GetAsync(file.Campaign, cancellationToken))?.Definition.Copies;
+
+    private List<string> CopiesOf(QueuedMergedFile file, IReadOnlyList<string>? campaignCopies) => [.. flow.CopiesOf(file.Dataset, campaignCopies)];
 
     /// <summary>
     /// Whether every copy is on tape where its archive is nearline. A file still migrating is watched (and its raw files
     /// told, once, that they wait for it): it counts as archived, and its output-area copy goes, only when all are.
     /// </summary>
-    private async Task<bool> OnTapeAsync(ConsumeContext context, MergedFileRecord file, string archiveName, IReadOnlyList<string> copies,
-        IReadOnlyList<MergedSource> sources, CancellationToken cancellationToken)
+    private async Task<bool> OnTapeAsync(ConsumeContext context, QueuedMergedFile file, string archiveName, IReadOnlyList<string> copies, CancellationToken cancellationToken)
     {
         var pending = new List<string>();
         foreach (var copy in copies)
@@ -168,7 +196,7 @@ public sealed class ArchiveMergedFileConsumer(
         }
         if (!migrations.IsWatching(file.Name))
         {
-            foreach (var group in sources.GroupBy(s => s.FileId))
+            foreach (var group in file.Sources.GroupBy(s => s.FileId))
             {
                 var first = group.First();
                 // No attempt: the file's outputs are past reconstruction, and any attempt's history takes the line.
@@ -179,7 +207,7 @@ public sealed class ArchiveMergedFileConsumer(
         }
         var writtenAt = (await catalog.FindAsync(archiveName, cancellationToken)).Where(e => pending.Contains(e.Area)).Select(e => e.CreatedAt)
             .DefaultIfEmpty(time.GetUtcNow()).Min();
-        migrations.Watch(new ArchiveMergedFile(file.Name, file.Dataset, file.Campaign, file.Size, file.Adler32, file.Events, sources), archiveName, pending, writtenAt);
+        migrations.Watch(file.ToRequest(), archiveName, pending, writtenAt);
         return false;
     }
 

@@ -15,7 +15,7 @@ public static class ArchiverModule
         {
             // The shared pieces and stores this service uses.
             services.AddFlowControl().AddCampaignDirectory().AddArchiveLibrary(configuration).AddReconciliation(configuration).AddStageReporting();
-            services.AddStore<IMergeStore>().AddStore<ICatalog>().AddStore<IFlowStore>();
+            services.AddStore<IArchiveQueue>().AddStore<ICatalog>().AddStore<IFlowStore>();
             services.AddSettings<ArchiverOptions>(ArchiverOptions.Section);
             services.AddSingleton<Movers>();
             services.AddSingleton<MigrationWatch>();

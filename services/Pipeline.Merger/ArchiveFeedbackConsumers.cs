@@ -10,14 +10,16 @@ using Pipeline.Production.State;
 namespace Pipeline.Merger;
 
 /// <summary>
-/// Removes a merged file's inputs from scratch once the file is archived and verified. Until then they are the
-/// source a corrupted merged file is made again from. Repeats are harmless: an input already removed is skipped.
+/// Marks a merged file archived in the merger's own record once the archive reports it, and removes its inputs from
+/// scratch: until then they are the source a corrupted merged file is made again from. Repeats are harmless: the mark
+/// stays, an input already removed is skipped.
 /// </summary>
 public sealed class OutputsArchivedConsumer(IMergeStore merges, StorageAreas areas, AreaGate gate) : IConsumer<OutputsArchived>
 {
     public async Task Consume(ConsumeContext<OutputsArchived> context)
     {
         var message = context.Message;
+        await merges.MarkArchivedAsync(message.MergedName, context.CancellationToken);
         var archived = message.OutputIds.ToHashSet(StringComparer.Ordinal);
         foreach (var output in await merges.ListOutputsOfAsync(message.MergedName, context.CancellationToken))
         {

@@ -314,7 +314,7 @@ public sealed class MergeService(
         }
         var manifest = await ManifestAsync(name, buffer, batch, ranges, size, Adler32Checksum.Format(adler), events, cancellationToken);
         var record = new MergedFileRecord(name, buffer.Campaign, buffer.Dataset, size, Adler32Checksum.Format(adler), events, false, createdAt, createdAt, manifest.ToJson());
-        if (!await merges.CommitMergeAsync(record, [.. batch.Select(o => o.OutputId)], cancellationToken))
+        if (await merges.CommitMergeAsync(record, [.. batch.Select(o => o.OutputId)], cancellationToken) is not { } committed)
         {
             // Another merger took some of these outputs first; its file stands, this one goes.
             await areas.Output.DeleteAsync(uncommitted, CancellationToken.None);
@@ -329,7 +329,7 @@ public sealed class MergeService(
             Logger.LogWarning(FaultInjection.CorruptedMergedMessage + " {MergedName}", name);
         }
 
-        await bus.PublishBoundedAsync(ToArchiveRequest(record, batch), cancellationToken);
+        await bus.PublishBoundedAsync(ToArchiveRequest(committed, batch), cancellationToken);
         foreach (var group in batch.GroupBy(o => o.FileId))
         {
             var first = group.First();
@@ -362,7 +362,9 @@ public sealed class MergeService(
         }
     }
 
+    /// <summary>What the archiver is told of a merged file: all it keeps of it, so that it reads nothing of the merger's.</summary>
     public static ArchiveMergedFile ToArchiveRequest(MergedFileRecord merged, IEnumerable<PendingOutput> outputs) =>
         new(merged.Name, merged.Dataset, merged.Campaign, merged.Size, merged.Adler32, merged.Events,
-            [.. outputs.Select(o => new MergedSource(o.FileId, o.Run, o.Stream, o.RawName, o.OutputId, o.Section))]);
+            [.. outputs.Select(o => new MergedSource(o.FileId, o.Run, o.Stream, o.RawName, o.OutputId, o.Section))],
+            merged.Sequence, merged.CreatedAt, merged.Manifest);
 }

@@ -235,17 +235,17 @@ public sealed class When_rendering_mongodb_queries
     }
 
     [Fact]
-    public void Should_take_a_datasets_unarchived_files_in_archive_order_from_one_index()
+    public void Should_take_a_datasets_queued_files_in_order_and_its_last_written_from_indexes()
     {
-        var filter = Render(MongoMergeStore.UnarchivedOfDataset("prompt", "muon"));
-        var order = Render(MongoMergeStore.ArchiveOrder);
+        var from = Render(MongoArchiveQueue.From("prompt", "muon", 7));
+        var written = Render(MongoArchiveQueue.Written("prompt", "muon"));
 
-        // An equality on false, not a negation ($ne: true would read two ranges of the index).
-        Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "dataset", "muon" }, { "archived", false } }, filter);
+        Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "dataset", "muon" }, { "sequence", new BsonDocument("$gte", 7L) } }, from);
+        Assert.Equal(["campaign", "dataset", "sequence"], IndexFields(MongoArchiveQueue.QueueCollection, "dataset_sequence"));
+        Assert.Equal(new BsonDocument { { "campaign", "prompt" }, { "dataset", "muon" }, { "state", new BsonDocument("$gte", 1) } }, written);
+        Assert.Equal(["campaign", "dataset", "state", "sequence"], IndexFields(MongoArchiveQueue.QueueCollection, "dataset_state_sequence"));
+        // Merged files not yet archived, for the merger's resend: an equality on false (a negation would scan two index ranges).
         Assert.Equal(new BsonDocument("archived", false), Render(MongoMergeStore.Unarchived));
-        // A merged file's name is stored as _id: the order is (createdAt, _id), and so is the index's tail.
-        Assert.Equal(["createdAt", "_id"], order.Names);
-        Assert.Equal([.. filter.Names, .. order.Names], IndexFields(MongoMergeStore.MergedCollection, "dataset_unarchived_order"));
     }
 
     [Fact]
@@ -256,7 +256,7 @@ public sealed class When_rendering_mongodb_queries
             Assert.All(collection.ObsoleteIndexes ?? [], name => Assert.DoesNotContain(name, collection.Indexes.Select(i => i.Options.Name)));
         }
         Assert.Equal(["pending"], StoreConcerns.MongoCollectionNamed(MongoMergeStore.OutputsCollection).ObsoleteIndexes);
-        Assert.Equal(["dataset_archived_created"], StoreConcerns.MongoCollectionNamed(MongoMergeStore.MergedCollection).ObsoleteIndexes);
+        Assert.Equal(["dataset_archived_created", "dataset_unarchived_order"], StoreConcerns.MongoCollectionNamed(MongoMergeStore.MergedCollection).ObsoleteIndexes);
     }
 
     [Fact]

@@ -476,8 +476,8 @@ public abstract class StoreContract : IAsyncLifetime
         }
         Assert.Equal(10, (await Store.Merges.AddOutputAsync(Output("o1"), CancellationToken.None)).Size);
 
-        Assert.True(await Store.Merges.CommitMergeAsync(Merged("m1"), ["o1", "o2"], CancellationToken.None));
-        Assert.False(await Store.Merges.CommitMergeAsync(Merged("m2"), ["o2", "o3"], CancellationToken.None));
+        Assert.Equal(1, (await Store.Merges.CommitMergeAsync(Merged("m1"), ["o1", "o2"], CancellationToken.None))!.Sequence);
+        Assert.Null(await Store.Merges.CommitMergeAsync(Merged("m2"), ["o2", "o3"], CancellationToken.None));
 
         Assert.Null(await Store.Merges.GetMergedFileAsync("m2", CancellationToken.None));
         Assert.Equal("{\"name\":\"m1\"}", (await Store.Merges.GetMergedFileAsync("m1", CancellationToken.None))!.Manifest);
@@ -695,27 +695,68 @@ public abstract class StoreContract : IAsyncLifetime
         // The highest run merged so far: none until a merge commits, then the highest of its outputs.
         Assert.Null(await Store.Merges.HighestMergedRunAsync("prompt", "muon", CancellationToken.None));
         await Store.Merges.AddOutputAsync(new PendingOutput("o2m", Guid.NewGuid(), "prompt", "muon", 2, "physics", 1, "raw/2/a", "jobs/2/m.evt", 10, "00000001", 3, at, null), CancellationToken.None);
-        Assert.True(await Store.Merges.CommitMergeAsync(new MergedFileRecord("m12", "prompt", "muon", 20, "00000001", 6, false, at, at), ["o1m", "o2m"], CancellationToken.None));
+        Assert.NotNull(await Store.Merges.CommitMergeAsync(new MergedFileRecord("m12", "prompt", "muon", 20, "00000001", 6, false, at, at), ["o1m", "o2m"], CancellationToken.None));
         Assert.Equal(2, await Store.Merges.HighestMergedRunAsync("prompt", "muon", CancellationToken.None));
         Assert.Null(await Store.Merges.HighestMergedRunAsync("prompt", "jet", CancellationToken.None));
     }
 
     [SkippableFact]
-    public async Task Should_list_a_datasets_unarchived_merged_files_in_the_order_they_were_made()
+    public async Task Should_number_a_datasets_merged_files_in_the_order_they_were_committed()
     {
         var at = DateTimeOffset.FromUnixTimeMilliseconds(1_800_000_000_000);
-        var outputs = new List<string>();
+        var committed = new List<(string Name, long Sequence)>();
         for (var i = 0; i < 3; i++)
         {
             var output = new PendingOutput($"o{i}", Guid.NewGuid(), "prompt", "muon", i, "physics", 0, $"raw/{i}", $"jobs/{i}.evt", 10, "00000001", 1, at, null);
             await Store.Merges.AddOutputAsync(output, CancellationToken.None);
-            Assert.True(await Store.Merges.CommitMergeAsync(new MergedFileRecord($"m{2 - i}", "prompt", "muon", 10, "00000001", 1, false, at.AddSeconds(i), at.AddSeconds(i)),
-                [output.OutputId], CancellationToken.None));
+            var stored = await Store.Merges.CommitMergeAsync(new MergedFileRecord($"m{2 - i}", "prompt", "muon", 10, "00000001", 1, false, at.AddSeconds(i), at.AddSeconds(i)),
+                [output.OutputId], CancellationToken.None);
+            committed.Add((stored!.Name, stored.Sequence));
         }
-        await Store.Merges.MarkArchivedAsync("m2", CancellationToken.None);
+        var other = await Store.Merges.CommitMergeAsync(new MergedFileRecord("j0", "prompt", "jet", 10, "00000001", 1, false, at, at), [], CancellationToken.None);
 
-        Assert.Equal(["m1", "m0"], (await Store.Merges.ListUnarchivedOfDatasetAsync("prompt", "muon", 10, CancellationToken.None)).Select(m => m.Name));
-        Assert.Empty(await Store.Merges.ListUnarchivedOfDatasetAsync("prompt", "jet", 10, CancellationToken.None));
+        Assert.Equal([("m2", 1L), ("m1", 2L), ("m0", 3L)], committed);
+        Assert.Equal(1, other!.Sequence);
+        Assert.Equal(2, (await Store.Merges.GetMergedFileAsync("m1", CancellationToken.None))!.Sequence);
+    }
+
+    [SkippableFact]
+    public async Task Should_number_concurrent_commits_of_one_dataset_without_a_gap_or_a_repeat()
+    {
+        var at = DateTimeOffset.UtcNow;
+        var commits = await Task.WhenAll(Enumerable.Range(0, 20).Select(i =>
+            Store.Merges.CommitMergeAsync(new MergedFileRecord($"c{i}", "prompt", "muon", 10, "00000001", 1, false, at, at), [], CancellationToken.None)));
+
+        Assert.Equal(Enumerable.Range(1, 20).Select(i => (long)i), commits.Select(c => c!.Sequence).Order());
+    }
+
+    [SkippableFact]
+    public async Task Should_keep_the_archivers_queue_in_order_and_its_first_record_of_a_file()
+    {
+        var at = DateTimeOffset.FromUnixTimeMilliseconds(1_800_000_000_000);
+        QueuedMergedFile File(string name, long sequence, string dataset = "muon") =>
+            new(name, "prompt", dataset, sequence, 10, "00000001", 4, at, "{\"name\":\"" + name + "\"}", [new MergedSource(Guid.NewGuid(), 1, "physics", "raw/a", $"{name}-o1", 2)]);
+        foreach (var (name, sequence) in new[] { ("m3", 3L), ("m1", 1L), ("m2", 2L) })
+        {
+            await Store.ArchiveQueue.EnqueueAsync(File(name, sequence), CancellationToken.None);
+        }
+        await Store.ArchiveQueue.EnqueueAsync(File("j1", 1, "jet"), CancellationToken.None);
+
+        Assert.Equal(0, await Store.ArchiveQueue.LastWrittenAsync("prompt", "muon", CancellationToken.None));
+        await Store.ArchiveQueue.MarkAsync("m1", ArchivingState.Archived, CancellationToken.None);
+        await Store.ArchiveQueue.MarkAsync("m2", ArchivingState.Written, CancellationToken.None);
+        // Never back: a late "written" leaves an archived file archived.
+        await Store.ArchiveQueue.MarkAsync("m1", ArchivingState.Written, CancellationToken.None);
+        // The same request again keeps the stored record and its state.
+        var again = await Store.ArchiveQueue.EnqueueAsync(File("m2", 2) with { Size = 99 }, CancellationToken.None);
+
+        Assert.Equal((ArchivingState.Written, 10L), (again.State, again.Size));
+        Assert.Equal(2, await Store.ArchiveQueue.LastWrittenAsync("prompt", "muon", CancellationToken.None));
+        Assert.Equal(0, await Store.ArchiveQueue.LastWrittenAsync("prompt", "jet", CancellationToken.None));
+        Assert.Equal(["m2", "m3"], (await Store.ArchiveQueue.ListFromAsync("prompt", "muon", 2, 10, CancellationToken.None)).Select(f => f.Name));
+        var first = (await Store.ArchiveQueue.GetAsync("m1", CancellationToken.None))!;
+        Assert.Equal((ArchivingState.Archived, at, "{\"name\":\"m1\"}", "m1-o1", 2), (first.State, first.MergedAt, first.Manifest, first.Sources.Single().OutputId, first.Sources.Single().Section));
+        Assert.Null(await Store.ArchiveQueue.GetAsync("m9", CancellationToken.None));
     }
 
     [SkippableFact]
@@ -899,7 +940,7 @@ public sealed class When_storing_state_in_mongodb(MongoServer server) : StoreCon
         }
     }
 
-    public static TheoryData<string> ListingQueries() => ["files", "files by campaign and state", "files by stream after a cursor", "stalled", "pending outputs", "unarchived of a dataset", "catalog of a kind", "catalog of a kind and campaign"];
+    public static TheoryData<string> ListingQueries() => ["files", "files by campaign and state", "files by stream after a cursor", "stalled", "pending outputs", "archive queue of a dataset", "catalog of a kind", "catalog of a kind and campaign"];
 
     /// <summary>What the server plans for each listing the stores make: an index scan, never a collection scan or a sort in memory.</summary>
     [SkippableTheory]
@@ -917,7 +958,7 @@ public sealed class When_storing_state_in_mongodb(MongoServer server) : StoreCon
             "files by stream after a cursor" => (MongoFileSagaStore.SagasCollection, Render(MongoFileSagaStore.Files(new FileQuery(Stream: "physics", After: FileCursor.Encode(1, "raw/a")))), Order(MongoFileSagaStore.FileOrder)),
             "stalled" => (MongoFileSagaStore.SagasCollection, Render(MongoFileSagaStore.Stalled(DateTimeOffset.UtcNow, null)), new BsonDocument()),
             "pending outputs" => (MongoMergeStore.OutputsCollection, Render(MongoMergeStore.Pending("prompt", "muon")), Order(MongoMergeStore.PendingOrder)),
-            "unarchived of a dataset" => (MongoMergeStore.MergedCollection, Render(MongoMergeStore.UnarchivedOfDataset("prompt", "muon")), Order(MongoMergeStore.ArchiveOrder)),
+            "archive queue of a dataset" => (MongoArchiveQueue.QueueCollection, Render(MongoArchiveQueue.From("prompt", "muon", 1)), new BsonDocument("sequence", 1)),
             "catalog of a kind" => (MongoRunCatalog.CatalogCollection, Render(MongoRunCatalog.CatalogOfKind("merged", null)), new BsonDocument { { "dataset", 1 }, { "name", 1 } }),
             _ => (MongoRunCatalog.CatalogCollection, Render(MongoRunCatalog.CatalogOfKind("merged", "prompt")), new BsonDocument { { "dataset", 1 }, { "name", 1 } }),
         };

@@ -12,10 +12,11 @@ public interface IMergeStore
     Task<IReadOnlyList<PendingOutput>> ListPendingAsync(string campaign, string dataset, int limit, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Records a merged file and marks its outputs as merged, all or nothing. Returns false (and changes
-    /// nothing) if any of the outputs was merged meanwhile by someone else.
+    /// Records a merged file and marks its outputs as merged, all or nothing, numbering it after its dataset's files
+    /// (<see cref="MergedFileRecord.Sequence"/>: 1, 2, 3, … in the order they were committed). Returns the record as
+    /// stored, or null (changing nothing) if any of the outputs was merged meanwhile by someone else.
     /// </summary>
-    Task<bool> CommitMergeAsync(MergedFileRecord merged, IReadOnlyList<string> outputIds, CancellationToken cancellationToken);
+    Task<MergedFileRecord?> CommitMergeAsync(MergedFileRecord merged, IReadOnlyList<string> outputIds, CancellationToken cancellationToken);
 
     Task<MergedFileRecord?> GetMergedFileAsync(string name, CancellationToken cancellationToken);
 
@@ -27,10 +28,8 @@ public interface IMergeStore
     /// <summary>Merged files not yet archived, per campaign (campaigns with none are left out).</summary>
     Task<IReadOnlyDictionary<string, int>> CountUnarchivedAsync(CancellationToken cancellationToken);
 
+    /// <summary>The merger's own mark, set when the archive reports the file's outputs archived (<c>OutputsArchived</c>).</summary>
     Task MarkArchivedAsync(string mergedName, CancellationToken cancellationToken);
-
-    /// <summary>A dataset's merged files not yet archived, in the order they were made (the order they must reach the archive).</summary>
-    Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedOfDatasetAsync(string campaign, string dataset, int limit, CancellationToken cancellationToken);
 
     /// <summary>Per run from <paramref name="fromRun"/> to <paramref name="toRun"/>, how many outputs of a dataset the merger has received (merged or waiting).</summary>
     Task<IReadOnlyDictionary<int, int>> CountReceivedOutputsAsync(string campaign, string dataset, int fromRun, int toRun, CancellationToken cancellationToken);
@@ -68,7 +67,8 @@ public sealed record MergedFileRecord(
     bool Archived,
     DateTimeOffset CreatedAt,
     DateTimeOffset UpdatedAt,
-    string? Manifest = null);
+    string? Manifest = null,
+    long Sequence = 0);
 
 /// <summary>The concern's store among the backend's, by name.</summary>
 public static class MergeStoreAccess

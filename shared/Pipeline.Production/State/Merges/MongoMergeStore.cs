@@ -11,6 +11,7 @@ public sealed class MongoMergeStore(MongoStoreContext db) : IMergeStore, IMongoS
 {
     public const string OutputsCollection = "merge_outputs";
     public const string MergedCollection = "merged_files";
+    public const string SequencesCollection = "merge_sequences";
 
     /// <summary>The concern's records with their natural ids (see <see cref="IMongoStore.MapRecords"/>).</summary>
     public static void MapRecords()
@@ -38,13 +39,14 @@ public sealed class MongoMergeStore(MongoStoreContext db) : IMergeStore, IMongoS
         new(MergedCollection,
         [
             MongoCollection.Index("archived_updated", Fields.Archived, Fields.UpdatedAt),
-            // A merged file's name is its _id: the archive order (created, name) is (createdAt, _id).
-            MongoCollection.Index("dataset_unarchived_order", Fields.Campaign, Fields.Dataset, Fields.Archived, "createdAt", Fields.Id),
-        ], ObsoleteIndexes: ["dataset_archived_created"]),
+        ], ObsoleteIndexes: ["dataset_archived_created", "dataset_unarchived_order"]),
+        // Each dataset's counter of merged files.
+        new(SequencesCollection),
     ];
 
     private readonly IMongoCollection<PendingOutput> _outputs = db.Collection<PendingOutput>(OutputsCollection);
     private readonly IMongoCollection<MergedFileRecord> _merged = db.Collection<MergedFileRecord>(MergedCollection);
+    private readonly IMongoCollection<BsonDocument> _sequences = db.Collection<BsonDocument>(SequencesCollection);
 
     public async Task<PendingOutput> AddOutputAsync(PendingOutput output, CancellationToken cancellationToken)
     {
@@ -79,10 +81,10 @@ public sealed class MongoMergeStore(MongoStoreContext db) : IMergeStore, IMongoS
             .Limit(limit)
             .ToListAsync(token), cancellationToken);
 
-    public async Task<bool> CommitMergeAsync(MergedFileRecord merged, IReadOnlyList<string> outputIds, CancellationToken cancellationToken)
+    public async Task<MergedFileRecord?> CommitMergeAsync(MergedFileRecord merged, IReadOnlyList<string> outputIds, CancellationToken cancellationToken)
     {
         using var session = await db.Client.StartSessionAsync(cancellationToken: cancellationToken);
-        return await session.WithTransactionAsync(async (s, token) =>
+        return await session.WithTransactionAsync<MergedFileRecord?>(async (s, token) =>
         {
             var marked = await _outputs.UpdateManyAsync(s,
                 Builders<PendingOutput>.Filter.In(o => o.OutputId, outputIds) & Builders<PendingOutput>.Filter.Eq(o => o.MergedName, null),
@@ -92,10 +94,16 @@ public sealed class MongoMergeStore(MongoStoreContext db) : IMergeStore, IMongoS
             {
                 // Someone merged one of them meanwhile: undo this transaction's marks and change nothing.
                 await s.AbortTransactionAsync(token);
-                return false;
+                return null;
             }
-            await _merged.InsertOneAsync(s, merged with { Archived = false, UpdatedAt = merged.CreatedAt }, cancellationToken: token);
-            return true;
+            // The dataset's counter numbers its files: two commits of one dataset conflict on it, and the transaction that
+            // loses runs again with the next number.
+            var counter = await _sequences.FindOneAndUpdateAsync(s, new BsonDocument(Fields.Id, $"{merged.Campaign}/{merged.Dataset}"),
+                new BsonDocument("$inc", new BsonDocument("last", 1L)),
+                new FindOneAndUpdateOptions<BsonDocument> { IsUpsert = true, ReturnDocument = ReturnDocument.After }, token);
+            var stored = merged with { Archived = false, UpdatedAt = merged.CreatedAt, Sequence = counter["last"].ToInt64() };
+            await _merged.InsertOneAsync(s, stored, cancellationToken: token);
+            return stored;
         }, cancellationToken: cancellationToken);
     }
 
@@ -113,13 +121,9 @@ public sealed class MongoMergeStore(MongoStoreContext db) : IMergeStore, IMongoS
             .ToDictionary(c => c.Campaign, c => c.Count, StringComparer.Ordinal);
 
     public async Task MarkArchivedAsync(string mergedName, CancellationToken cancellationToken) =>
-        await Retry(token => _merged.UpdateOneAsync(m => m.Name == mergedName,
+        await Retry(token => _merged.UpdateOneAsync(m => m.Name == mergedName && !m.Archived,
             Builders<MergedFileRecord>.Update.Set(m => m.Archived, true).Set(m => m.UpdatedAt, DateTimeOffset.UtcNow),
             cancellationToken: token), cancellationToken);
-
-    public async Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedOfDatasetAsync(string campaign, string dataset, int limit, CancellationToken cancellationToken) =>
-        await Retry(token => _merged.Find(UnarchivedOfDataset(campaign, dataset))
-            .Sort(ArchiveOrder).Limit(limit).ToListAsync(token), cancellationToken);
 
     public async Task<IReadOnlyDictionary<int, int>> CountReceivedOutputsAsync(string campaign, string dataset, int fromRun, int toRun, CancellationToken cancellationToken)
     {
@@ -174,12 +178,6 @@ public sealed class MongoMergeStore(MongoStoreContext db) : IMergeStore, IMongoS
         new("$group", new BsonDocument { { Fields.Id, "$" + Fields.Run }, { "outputs", new BsonDocument("$sum", 1) } }),
     ];
 
-
     /// <summary>Merged files not yet archived: an equality on false (a negation would scan two index ranges).</summary>
     public static FilterDefinition<MergedFileRecord> Unarchived { get; } = Builders<MergedFileRecord>.Filter.Eq(m => m.Archived, false);
-
-    public static FilterDefinition<MergedFileRecord> UnarchivedOfDataset(string campaign, string dataset) =>
-        Builders<MergedFileRecord>.Filter.Eq(m => m.Campaign, campaign) & Builders<MergedFileRecord>.Filter.Eq(m => m.Dataset, dataset) & Unarchived;
-
-    public static SortDefinition<MergedFileRecord> ArchiveOrder { get; } = Builders<MergedFileRecord>.Sort.Ascending(m => m.CreatedAt).Ascending(m => m.Name);
 }

@@ -9,7 +9,7 @@ public sealed class SqliteMergeStore : IMergeStore, ISqliteStore
     private const string OutputColumns =
         "output_id, file_id, campaign, dataset, run, stream, section, raw_name, name, size, adler32, events, added_at, merged_name, raw_adler32";
 
-    private const string MergedColumns = "name, campaign, dataset, size, adler32, events, archived, created_at, updated_at, manifest";
+    private const string MergedColumns = "name, campaign, dataset, size, adler32, events, archived, created_at, updated_at, manifest, sequence";
 
     private readonly SqliteDatabase _database;
 
@@ -47,10 +47,14 @@ public sealed class SqliteMergeStore : IMergeStore, ISqliteStore
                     created_at INTEGER NOT NULL,
                     updated_at INTEGER NOT NULL);
                 CREATE INDEX IF NOT EXISTS ix_merged_files_archived ON merged_files(archived, updated_at);
-                CREATE INDEX IF NOT EXISTS ix_merged_files_dataset ON merged_files(campaign, dataset, archived, created_at);
+                -- The archiver reads its own queue now: the index its reads of this table needed goes.
+                DROP INDEX IF EXISTS ix_merged_files_dataset;
                 """);
             session.AddColumnIfMissing("merged_files", "manifest", "TEXT NULL");
             session.AddColumnIfMissing("merge_outputs", "raw_adler32", "TEXT NULL");
+            // A dataset's files in the order they were committed: the order the archive takes them in.
+            session.AddColumnIfMissing("merged_files", "sequence", "INTEGER NOT NULL DEFAULT 0");
+            session.Run("CREATE INDEX IF NOT EXISTS ix_merged_files_sequence ON merged_files(campaign, dataset, sequence);");
         });
     }
 
@@ -83,22 +87,26 @@ public sealed class SqliteMergeStore : IMergeStore, ISqliteStore
             ORDER BY run, section, stream, output_id LIMIT $limit
             """, ReadOutput, ("$campaign", campaign), ("$dataset", dataset), ("$limit", limit));
 
-    public Task<bool> CommitMergeAsync(MergedFileRecord merged, IReadOnlyList<string> outputIds, CancellationToken cancellationToken) =>
-        _database.WriteAsync(session =>
+    public Task<MergedFileRecord?> CommitMergeAsync(MergedFileRecord merged, IReadOnlyList<string> outputIds, CancellationToken cancellationToken) =>
+        _database.WriteAsync<MergedFileRecord?>(session =>
         {
             var marked = outputIds.Sum(id => session.Run("UPDATE merge_outputs SET merged_name = $merged WHERE output_id = $id AND merged_name IS NULL",
                 ("$merged", merged.Name), ("$id", id)));
             if (marked != outputIds.Count)
             {
-                throw new RefusedWrite(false);
+                throw new RefusedWrite(null);
             }
+            // The one writer numbers the dataset's files: no two commits can take the same number.
+            var sequence = Convert.ToInt64(session.Scalar("SELECT COALESCE(MAX(sequence), 0) + 1 FROM merged_files WHERE campaign = $campaign AND dataset = $dataset",
+                ("$campaign", merged.Campaign), ("$dataset", merged.Dataset)), System.Globalization.CultureInfo.InvariantCulture);
             session.Run("""
-                INSERT INTO merged_files (name, campaign, dataset, size, adler32, events, archived, created_at, updated_at, manifest)
-                VALUES ($name, $campaign, $dataset, $size, $adler32, $events, 0, $created, $created, $manifest)
+                INSERT INTO merged_files (name, campaign, dataset, size, adler32, events, archived, created_at, updated_at, manifest, sequence)
+                VALUES ($name, $campaign, $dataset, $size, $adler32, $events, 0, $created, $created, $manifest, $sequence)
                 """,
                 ("$name", merged.Name), ("$campaign", merged.Campaign), ("$dataset", merged.Dataset), ("$size", merged.Size),
-                ("$adler32", merged.Adler32), ("$events", merged.Events), ("$created", Millis(merged.CreatedAt)), ("$manifest", merged.Manifest));
-            return true;
+                ("$adler32", merged.Adler32), ("$events", merged.Events), ("$created", Millis(merged.CreatedAt)), ("$manifest", merged.Manifest),
+                ("$sequence", sequence));
+            return merged with { Archived = false, UpdatedAt = merged.CreatedAt, Sequence = sequence };
         }, cancellationToken);
 
     public async Task<MergedFileRecord?> GetMergedFileAsync(string name, CancellationToken cancellationToken) =>
@@ -117,12 +125,8 @@ public sealed class SqliteMergeStore : IMergeStore, ISqliteStore
             r => (Campaign: r.GetString(0), Count: r.GetInt32(1)))).ToDictionary(c => c.Campaign, c => c.Count, StringComparer.Ordinal);
 
     public Task MarkArchivedAsync(string mergedName, CancellationToken cancellationToken) =>
-        _database.WriteAsync(session => session.Run("UPDATE merged_files SET archived = 1, updated_at = $now WHERE name = $name",
+        _database.WriteAsync(session => session.Run("UPDATE merged_files SET archived = 1, updated_at = $now WHERE name = $name AND archived = 0",
             ("$now", Millis(DateTimeOffset.UtcNow)), ("$name", mergedName)), cancellationToken);
-
-    public Task<IReadOnlyList<MergedFileRecord>> ListUnarchivedOfDatasetAsync(string campaign, string dataset, int limit, CancellationToken cancellationToken) =>
-        _database.RowsAsync($"SELECT {MergedColumns} FROM merged_files WHERE campaign = $campaign AND dataset = $dataset AND archived = 0 ORDER BY created_at, name LIMIT $limit",
-            ReadMerged, ("$campaign", campaign), ("$dataset", dataset), ("$limit", limit));
 
     public async Task<IReadOnlyDictionary<int, int>> CountReceivedOutputsAsync(string campaign, string dataset, int fromRun, int toRun, CancellationToken cancellationToken) =>
         (await _database.RowsAsync("SELECT run, COUNT(*) FROM merge_outputs WHERE campaign = $campaign AND dataset = $dataset AND run BETWEEN $from AND $to GROUP BY run",
@@ -134,7 +138,7 @@ public sealed class SqliteMergeStore : IMergeStore, ISqliteStore
             ("$campaign", campaign), ("$dataset", dataset)) is { } run ? (int?)Convert.ToInt32(run, System.Globalization.CultureInfo.InvariantCulture) : null);
 
     private static MergedFileRecord ReadMerged(SqliteDataReader r) =>
-        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetString(4), r.GetInt64(5), r.GetInt64(6) != 0, r.Time(7), r.Time(8), r.StringOrNull(9));
+        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetString(4), r.GetInt64(5), r.GetInt64(6) != 0, r.Time(7), r.Time(8), r.StringOrNull(9), r.GetInt64(10));
 
     private static PendingOutput ReadOutput(SqliteDataReader r) => new(
         r.GetString(0), Guid.Parse(r.GetString(1)), r.GetString(2), r.GetString(3), r.GetInt32(4), r.GetString(5), r.GetInt32(6),
