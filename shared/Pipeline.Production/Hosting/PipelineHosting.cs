@@ -156,6 +156,8 @@ public static class PipelineHosting
     public static void AddStorageAndState(IServiceCollection services, IConfiguration configuration, PipelineOptions options)
     {
         services.TryAddSingleton(TimeProvider.System);
+        // Settings are bound from the configuration: a tool's own container has it only from here.
+        services.TryAddSingleton(configuration);
         // The archive library counts tape mounts: the metrics need a meter factory, which a tool's container lacks.
         services.AddMetrics();
         services.TryAddSingleton<PipelineMetrics>();
