@@ -15,7 +15,7 @@ public static class ApiModule
         (services, configuration) =>
         {
             // The shared pieces and stores this service uses.
-            services.AddRunIngestion(configuration).AddReconciliation(configuration).AddCampaignWallTimes();
+            services.AddRunIngestion(configuration).AddReconciliation(configuration).AddCampaignWallTimes().AddCampaignAudit();
             services.AddStore<IFileSagaStore>().AddStore<IRunRegistry>().AddStore<ICatalog>().AddStore<ICampaignStore>().AddStore<IFlowStore>().AddStore<IHealthStore>().AddStore<IControlStore>().AddStore<IActivityLog>().AddStore<IMergeStore>();
             services.AddProblemDetails();
             // A number sent as a string is a wrong type, not a number: refused, as every other wrong type is.

@@ -75,9 +75,9 @@ public static class CampaignEndpoints
             .ProducesProblem(StatusCodes.Status404NotFound);
         api.MapGet("/campaigns/{campaign}/audit", Audit)
             .WithName("AuditCampaign")
-            .WithSummary("Prove from the catalog alone that every raw file of the campaign is in each dataset that selects it exactly once, or list what is missing, doubled or unexpected")
-            .WithDescription("Reads the file records (which outputs each raw file gave each dataset) and every archived merged file's manifest (its sources, their raw files' checksums and event counts, sealed by a digest); no archived byte is read. Complete when every raw file is archived, every manifest is sound and every output is in exactly one archived file. With Accept: application/x-ndjson the answer streams progress lines, then the report.")
-            .Produces<CatalogAuditReport>()
+            .WithSummary("Prove from the catalog alone that every raw file of the campaign is in each dataset that selects it exactly once, or list what is missing, doubled or unexpected; events=true also reads every byte and compares event by event")
+            .WithDescription("Reads the file records (which outputs each raw file gave each dataset) and every archived merged file's manifest (its sources, their raw files' checksums and event counts, sealed by a digest); no archived byte is read unless events=true, which reads every raw file and every archived copy (a full read of the campaign's data). Complete when every raw file is archived, every manifest is sound and every output is in exactly one archived file (and, with events=true, every event where it belongs and every copy as catalogued). With Accept: application/x-ndjson the answer streams progress lines, then the report.")
+            .Produces<CampaignAuditReport>()
             .Produces(StatusCodes.Status200OK, contentType: ProgressStream.MediaType)
             .ProducesProblem(StatusCodes.Status404NotFound);
         api.MapGet("/campaigns/{campaign}/run-times", RunTimes)
@@ -183,7 +183,7 @@ public static class CampaignEndpoints
     }
 
     private static async Task<IResult> Audit(
-        string campaign, HttpContext http, ICampaignStore store, IFileSagaStore sagas, ICatalog catalog, CancellationToken ct)
+        string campaign, HttpContext http, ICampaignStore store, IFileSagaStore sagas, CampaignAudit audit, CancellationToken ct, bool events = false)
     {
         var files = (await sagas.CountByStateAsync(ct)).Where(c => c.Campaign == campaign).Sum(c => c.Files);
         if (files == 0 && await store.GetCampaignAsync(campaign, ct) is null)
@@ -191,8 +191,8 @@ public static class CampaignEndpoints
             return PipelineEndpoints.NotFound($"No campaign '{campaign}'.");
         }
         return ProgressStream.Wanted(http.Request)
-            ? ProgressStream.Of((progress, token) => CatalogAudit.RunAsync(campaign, sagas, catalog, token, progress, files))
-            : TypedResults.Ok(await CatalogAudit.RunAsync(campaign, sagas, catalog, ct));
+            ? ProgressStream.Of((progress, token) => audit.RunAsync(campaign, events, token, progress, files))
+            : TypedResults.Ok(await audit.RunAsync(campaign, events, ct));
     }
 
     private static async Task<Dictionary<string, PausedStage>> PausedCampaignsAsync(IControlStore control, CancellationToken ct) =>

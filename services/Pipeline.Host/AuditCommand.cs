@@ -1,15 +1,15 @@
 using System.Text.Json;
-using Pipeline.Api;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Audit;
-using Pipeline.Production.State;
+using Pipeline.Production.Hosting;
 
 namespace Pipeline.Host;
 
 /// <summary>
-/// `pipeline audit CAMPAIGN`: the catalog audit of one campaign against the configured store (appsettings.json,
-/// PIPELINE__… environment variables or --Pipeline:…=… arguments, as for the pipeline itself), printed as JSON.
-/// Exits 0 when the campaign is complete: every raw file archived, each exactly once in every dataset that selects it.
+/// `pipeline audit CAMPAIGN [--events]`: the audit of one campaign (<see cref="CampaignAudit"/>, the API's and the
+/// demo's) against the configured store and areas (appsettings.json, PIPELINE__… environment variables or
+/// --Pipeline:…=… arguments, as for the pipeline itself), printed as JSON; --events reads every byte too. Exits 0 when
+/// the campaign is complete: every raw file archived, each exactly once in every dataset that selects it.
 /// </summary>
 public static class AuditCommand
 {
@@ -17,12 +17,17 @@ public static class AuditCommand
     {
         if (args.Length == 0 || args[0].StartsWith("--", StringComparison.Ordinal))
         {
-            await Console.Error.WriteLineAsync("usage: pipeline audit CAMPAIGN [--Pipeline:DataDirectory=DIR | --Pipeline:Store=Mongo ...]");
+            await Console.Error.WriteLineAsync("usage: pipeline audit CAMPAIGN [--events] [--Pipeline:DataDirectory=DIR | --Pipeline:Store=Mongo ...]");
             return 2;
         }
-        var (_, options) = ToolConfiguration.Load(args[1..]);
-        using var stores = StoreBackend.Open(options);
-        var report = await CatalogAudit.RunAsync(args[0], stores.Sagas, stores.Catalog, CancellationToken.None);
+        var events = args[1..].Contains("--events");
+        var (configuration, options) = ToolConfiguration.Load([.. args[1..].Where(a => a != "--events")]);
+        var services = new ServiceCollection();
+        services.AddLogging(logging => logging.AddFilter("Microsoft", LogLevel.Warning).AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace));
+        PipelineHosting.AddStorageAndState(services, configuration, options);
+        services.AddCampaignAudit();
+        await using var provider = services.BuildServiceProvider();
+        var report = await provider.GetRequiredService<CampaignAudit>().RunAsync(args[0], events, CancellationToken.None);
         Console.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
         if (!report.Complete)
         {

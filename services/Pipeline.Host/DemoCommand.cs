@@ -87,11 +87,13 @@ public static class DemoCommand
             await WaitForFinalStatesAsync(sagas, total, deadline.Token);
 
             var catalog = app.Services.GetRequiredService<ICatalog>();
-            var report = await ProductionAudit.RunAsync(generated, campaign.Selections, campaign.Name, areas, sagas, catalog, CancellationToken.None);
-            // The same question answered twice: from the bytes (above) and from the catalog's manifests alone.
-            var catalogAudit = await CatalogAudit.RunAsync(campaign.Name, sagas, catalog, CancellationToken.None);
-            var campaigns = new List<object> { CampaignLine(campaign.Name, CampaignKinds.Prompt, campaign.Release.Version, report, catalogAudit) };
-            var complete = report.Complete && catalogAudit.Complete;
+            // The same question answered twice, by the one audit the API and the command line run: from the catalog's
+            // manifests alone, and from the bytes.
+            var audit = app.Services.GetRequiredService<CampaignAudit>();
+            var report = await audit.RunAsync(campaign.Name, readEvents: true, CancellationToken.None);
+            var eventAudit = report.Events!;
+            var campaigns = new List<object> { CampaignLine(campaign.Name, CampaignKinds.Prompt, campaign.Release.Version, report) };
+            var complete = report.Complete;
             if (reprocess)
             {
                 // The same raw files again, as a reprocessing campaign with a second release: its own sagas, its own outputs.
@@ -103,10 +105,9 @@ public static class DemoCommand
                 };
                 await app.Services.GetRequiredService<CampaignService>().CreateAsync(second, "demo", CancellationToken.None);
                 await WaitForFinalStatesAsync(sagas, 2 * total, deadline.Token);
-                var reprocessed = await ProductionAudit.RunAsync(generated, second.Selections, second.Name!, areas, sagas, catalog, CancellationToken.None);
-                var reprocessedCatalog = await CatalogAudit.RunAsync(second.Name!, sagas, catalog, CancellationToken.None);
-                campaigns.Add(CampaignLine(second.Name!, CampaignKinds.Reprocessing, second.Release!.Version!, reprocessed, reprocessedCatalog));
-                complete &= reprocessed.Complete && reprocessedCatalog.Complete;
+                var reprocessed = await audit.RunAsync(second.Name!, readEvents: true, CancellationToken.None);
+                campaigns.Add(CampaignLine(second.Name!, CampaignKinds.Reprocessing, second.Release!.Version!, reprocessed));
+                complete &= reprocessed.Complete;
             }
             var flow = app.Services.GetRequiredService<FlowControl>();
             var cache = (await app.Services.GetRequiredService<IFlowStore>().ListAreaUsageAsync(CancellationToken.None))
@@ -123,17 +124,17 @@ public static class DemoCommand
             var batch = await BatchJobsAsync(app.Services, sagas);
             var summary = new
             {
-                runs = report.Runs,
+                runs = generated.Count,
                 rawFiles = report.RawFiles,
                 archivedFiles = report.MergedFiles,
-                completedFiles = report.ArchivedFiles,
-                failedFiles = report.FailedFiles,
-                eventsIn = report.EventsIn,
-                eventsExpected = report.EventsExpected,
-                eventsArchived = report.EventsArchived,
-                eventsLost = report.EventsLost,
-                eventsDuplicated = report.EventsDuplicated,
-                checksumsVerified = report.ChecksumsVerified,
+                completedFiles = report.ArchivedRawFiles,
+                failedFiles = report.FailedRawFiles,
+                eventsIn = eventAudit.EventsIn,
+                eventsExpected = eventAudit.EventsExpected,
+                eventsArchived = eventAudit.EventsArchived,
+                eventsLost = eventAudit.EventsLost,
+                eventsDuplicated = eventAudit.EventsDuplicated,
+                checksumsVerified = eventAudit.ChecksumsVerified,
                 moversLimit = flow.MoversLimit,
                 maxMoversInUse = app.Services.GetRequiredService<Movers>().MaxInUse,
                 cacheQuotaBytes = flow.QuotaOf(StorageOptions.Cache).QuotaBytes,
@@ -245,19 +246,19 @@ public static class DemoCommand
     }
 
     /// <summary>One campaign's line in the summary: its raw files, how many completed (all outputs archived) or failed, and events lost.</summary>
-    private static object CampaignLine(string name, string kind, string release, AuditReport report, CatalogAuditReport catalogAudit) => new
+    private static object CampaignLine(string name, string kind, string release, CampaignAuditReport report) => new
     {
         name,
         kind,
         release,
         rawFiles = report.RawFiles,
-        archivedFiles = report.ArchivedFiles,
-        failedFiles = report.FailedFiles,
+        archivedFiles = report.ArchivedRawFiles,
+        failedFiles = report.FailedRawFiles,
         mergedFiles = report.MergedFiles,
-        eventsLost = report.EventsLost,
-        eventsDuplicated = report.EventsDuplicated,
-        catalogAuditComplete = catalogAudit.Complete,
-        manifestsVerified = catalogAudit.ManifestsVerified,
+        eventsLost = report.Events?.EventsLost,
+        eventsDuplicated = report.Events?.EventsDuplicated,
+        catalogAuditComplete = report.CatalogComplete,
+        manifestsVerified = report.ManifestsVerified,
     };
 
     /// <summary>Waits until every registered file is archived, failed or cancelled.</summary>

@@ -321,11 +321,13 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         }
         // The audit as an operator asks for it, from the API process over the shared store.
         using var api = pipeline.Api(pipeline.OperatorKey);
-        var apiAudit = await api.GetFromJsonAsync<CatalogAuditReport>("/api/campaigns/prompt/audit", new JsonSerializerOptions(JsonSerializerDefaults.Web), cancellationToken);
+        var apiAudit = await api.GetFromJsonAsync<CampaignAuditReport>("/api/campaigns/prompt/audit", new JsonSerializerOptions(JsonSerializerDefaults.Web), cancellationToken);
         log.WriteLine($"faults: {files - nonFinal} of {files} final after {watch.Elapsed.TotalSeconds:F0}s; checking");
         var orphans = await pipeline.OrphansAsync(nonFinal == 0, cancellationToken);
         var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), pipeline.Data, [Vault]);
-        var audit = await ProductionAudit.RunAsync(runs, CampaignOptions.SampleDatasets.Select(d => new DatasetSelection(d.Key, d.Value)).ToList(), "prompt", areas, store.Sagas, store.Catalog, cancellationToken);
+        // The audit an operator runs, reading every byte as well: the catalog's manifests and the events both.
+        var audit = await new CampaignAudit(store.Sagas, store.Catalog, areas).RunAsync("prompt", readEvents: true, cancellationToken);
+        var events = audit.Events!;
         // And the catalog against the archive: every catalogued copy where it says, sound, and nothing else there.
         var reconciliation = await new Reconciler(store.Catalog, new NoAlerts(), new Pipeline.Infrastructure.Archive.ArchiveLibrary([new Pipeline.Infrastructure.Archive.AreaArchive(areas.Archive, null), new Pipeline.Infrastructure.Archive.AreaArchive(areas[Vault], null)]),
             new Pipeline.Production.Control.SingletonLeases(store.SingletonLeases, Microsoft.Extensions.Options.Options.Create(new Pipeline.Production.Control.SingletonOptions()),
@@ -334,13 +336,13 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         problems.AddRange(reconciliation.Bad.Select(b => $"reconciliation: {b.Area}/{b.Name}: {b.Problem}"));
         problems.AddRange(reconciliation.Dark.Select(d => $"reconciliation: {d.Area}/{d.Name} ({d.Size} bytes) is not in the catalog"));
         // And from the catalog alone: every output in exactly one archived file, by the merged files' manifests.
-        var catalogAudit = await CatalogAudit.RunAsync("prompt", store.Sagas, store.Catalog, cancellationToken);
+        var catalogAudit = audit;
         problems.AddRange(catalogAudit.ManifestProblems.Select(p => $"manifest: {p}"));
         problems.AddRange(catalogAudit.Missing.Concat(catalogAudit.Doubled).Concat(catalogAudit.Unexpected)
             .Select(f => $"catalog audit: {f.Dataset} output {f.OutputId} of {f.RawName} in [{string.Join(", ", f.MergedFiles)}]"));
-        if (apiAudit?.Complete != catalogAudit.Complete)
+        if (apiAudit?.Complete != catalogAudit.CatalogComplete)
         {
-            problems.Add($"the API's audit says complete={apiAudit?.Complete}, the store's {catalogAudit.Complete}");
+            problems.Add($"the API's audit says complete={apiAudit?.Complete}, the store's {catalogAudit.CatalogComplete}");
         }
         // The jobs that outlasted the broker's consumer timeout: each archived, its last attempt a single run of it.
         var longJobs = 0;
@@ -415,9 +417,9 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         await pipeline.StopAllAsync();
         var leaks = await pipeline.SecretsInLogsAsync(cancellationToken);
         problems.AddRange(leaks);
-        var report = new FaultReport(files, kills, brokerRestarts, diskAlarms, audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, orphans.Count, nonFinal,
+        var report = new FaultReport(files, kills, brokerRestarts, diskAlarms, events.EventsLost, events.EventsDuplicated, events.EventsUnexpected, orphans.Count, nonFinal,
             injected.Count, injected.Count(caught.Contains), injected.Count(c => !caught.Contains(c) && replaced.Contains(c)),
-            mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedFiles, audit.ChecksumsBad, catalogAudit.Complete && apiAudit?.Complete == true, reconciliation.Clean, leaks.Count, longJobs, longJobsDone, MoversLimit, moversMax, moverSamples, moverSamplesBusy,
+            mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedRawFiles, events.ChecksumsBad, catalogAudit.CatalogComplete && apiAudit?.Complete == true, reconciliation.Clean, leaks.Count, longJobs, longJobsDone, MoversLimit, moversMax, moverSamples, moverSamplesBusy,
             failovers, failoversLate, Math.Round(failoverMaxSeconds, 1), fenced, linkCuts, brokerPartitions, storageRestarts,
             pipeline.BrokerNodes.Count, connectionsMoved, rejoinedLate, Math.Round(watch.Elapsed.TotalSeconds, 1),
             [.. problems, .. orphans.Select(o => $"orphan: {o}")]);

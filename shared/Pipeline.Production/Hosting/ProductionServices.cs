@@ -77,6 +77,14 @@ public static class ProductionServices
         return services;
     }
 
+    /// <summary>The audit of a campaign: from its records and the catalog, and from the bytes when asked.</summary>
+    public static IServiceCollection AddCampaignAudit(this IServiceCollection services)
+    {
+        services.AddStore<IFileSagaStore>().AddStore<ICatalog>();
+        services.TryAddSingleton<CampaignAudit>();
+        return services;
+    }
+
     /// <summary>Alerts raised and resolved by message to the monitor, which keeps them.</summary>
     public static IServiceCollection AddAlerts(this IServiceCollection services)
     {

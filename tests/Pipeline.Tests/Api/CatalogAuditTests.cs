@@ -30,11 +30,11 @@ public sealed class When_a_campaign_is_audited_from_the_catalog : IAsyncLifetime
 
     private ICatalog Catalog => _pipeline.Services.GetRequiredService<ICatalog>();
 
-    private async Task<CatalogAuditReport> AuditAsync()
+    private async Task<CampaignAuditReport> AuditAsync()
     {
         var response = await _pipeline.Client(PipelineUnderTest.ViewerKey).GetAsync("/api/campaigns/prompt/audit");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        return (await response.Content.ReadFromJsonAsync<CatalogAuditReport>(new JsonSerializerOptions(JsonSerializerDefaults.Web)))!;
+        return (await response.Content.ReadFromJsonAsync<CampaignAuditReport>(new JsonSerializerOptions(JsonSerializerDefaults.Web)))!;
     }
 
     [Fact]

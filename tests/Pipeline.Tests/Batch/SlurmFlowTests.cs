@@ -131,7 +131,7 @@ public sealed class When_reconstruction_runs_on_slurm(SlurmCluster cluster) : IC
         await pipeline.WaitForFinalAsync(4);
 
         var audit = await pipeline.AuditAsync(runs);
-        Assert.True(audit.Complete, $"lost {audit.EventsLost}, duplicated {audit.EventsDuplicated}, failed {audit.FailedFiles}");
+        Assert.True(audit.Complete, $"lost {audit.Events!.EventsLost}, duplicated {audit.Events!.EventsDuplicated}, failed {audit.FailedRawFiles}");
         var files = await pipeline.AllFilesAsync();
         Assert.All(files, f => Assert.Equal(FileStates.Archived, f.CurrentState));
         // Slurm's own list: one completed job per file, and the one the site cancelled.

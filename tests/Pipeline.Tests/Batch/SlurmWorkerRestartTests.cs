@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Pipeline.Production.Audit;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Host;
@@ -91,8 +92,7 @@ public sealed class When_a_slurm_worker_is_killed_and_restarted(SlurmCluster clu
         var raw = await store.Catalog.ListAsync(CatalogEntry.Raw, null, CancellationToken.None);
         var runs = raw.GroupBy(r => r.Name.Split('/')[1]).Select(g => new RunRecorded { Files = [.. g.Select(r => new RawFileRecord { Name = r.Name })] }).ToList();
         var campaign = new CampaignOptions();
-        var audit = await ProductionAudit.RunAsync(runs, campaign.Selections, campaign.Name, StorageAreas.FromConfiguration(new Dictionary<string, string?>(), _data.Path),
-            store.Sagas, store.Catalog, CancellationToken.None);
+        var audit = await PipelineUnderTest.AuditOf(runs, campaign.Name, new CampaignAudit(store.Sagas, store.Catalog, StorageAreas.FromConfiguration(new Dictionary<string, string?>(), _data.Path)));
         Assert.True(audit.Complete, JsonSerializer.Serialize(audit));
         // Each file whose job waited in the queue at the kill finished in that very attempt: its job was adopted.
         foreach (var queued in atKill)

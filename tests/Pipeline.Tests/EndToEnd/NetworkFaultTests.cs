@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Pipeline.Production.Audit;
 using Pipeline.Contracts;
 using Pipeline.Faults;
 using Pipeline.Host;
@@ -65,11 +66,10 @@ public sealed class When_a_worker_hosts_link_is_cut_mid_job(ITestOutputHelper te
                 p => $"{p.Final} of 24");
 
             var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), pipeline.Data);
-            var audit = await ProductionAudit.RunAsync(runs, [.. CampaignOptions.SampleDatasets.Select(d => new DatasetSelection(d.Key, d.Value))], "prompt", areas,
-                store.Sagas, store.Catalog, CancellationToken.None);
+            var audit = await PipelineUnderTest.AuditOf(runs, "prompt", new CampaignAudit(store.Sagas, store.Catalog, areas));
             var context = $"{System.Text.Json.JsonSerializer.Serialize(audit)}\n{output}";
             Assert.True(audit.Complete, context);
-            Assert.Equal((0L, 0L, 0L, 0), (audit.EventsLost, audit.EventsDuplicated, audit.EventsUnexpected, audit.FailedFiles));
+            Assert.Equal((0L, 0L, 0L, 0), (audit.Events!.EventsLost, audit.Events!.EventsDuplicated, audit.Events!.EventsUnexpected, audit.FailedRawFiles));
             foreach (var file in held)
             {
                 var done = (await store.Sagas.LoadAsync(file.CorrelationId, CancellationToken.None))!;

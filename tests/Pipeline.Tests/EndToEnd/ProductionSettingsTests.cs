@@ -75,7 +75,7 @@ public sealed class When_state_lives_in_mongodb(RabbitMqBroker broker, MongoServ
         var audit = await pipeline.AuditAsync(runs);
 
         Assert.True(audit.Complete, JsonSerializer.Serialize(audit));
-        Assert.Equal(audit.MergedFiles, audit.ChecksumsVerified);
+        Assert.Equal(audit.MergedFiles, audit.Events!.ChecksumsVerified);
         var sagas = await pipeline.AllFilesAsync();
         Assert.Equal(files, sagas.Count);
         Assert.All(sagas, f => Assert.Single(f.History, h => h.Event == "FileReconstructed"));

@@ -25,10 +25,10 @@ public sealed class When_runs_flow_through_every_stage_on_rabbitmq(RabbitMqBroke
         await pipeline.WaitForFinalAsync(files);
         var audit = await pipeline.AuditAsync(runs);
 
-        Assert.Equal(files, audit.ArchivedFiles);
-        Assert.Equal(0, audit.FailedFiles);
-        Assert.NotEmpty(audit.Datasets);
-        foreach (var (dataset, counts) in audit.Datasets)
+        Assert.Equal(files, audit.ArchivedRawFiles);
+        Assert.Equal(0, audit.FailedRawFiles);
+        Assert.NotEmpty(audit.Events!.Datasets);
+        foreach (var (dataset, counts) in audit.Events!.Datasets)
         {
             Assert.True(counts.Expected > 0, $"dataset {dataset} selected no event");
             Assert.Equal(counts.Expected, counts.Archived);
@@ -37,7 +37,7 @@ public sealed class When_runs_flow_through_every_stage_on_rabbitmq(RabbitMqBroke
             Assert.Equal(0, counts.Unexpected);
         }
         Assert.True(audit.MergedFiles > 0);
-        Assert.Equal(audit.MergedFiles, audit.ChecksumsVerified);
+        Assert.Equal(audit.MergedFiles, audit.Events!.ChecksumsVerified);
         Assert.All(await pipeline.AllFilesAsync(), f => Assert.Single(f.History, h => h.Event == "FileReconstructed"));
     }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Pipeline.Production.Audit;
 using Pipeline.Contracts;
 using Pipeline.Host;
 using Pipeline.Infrastructure.Storage;
@@ -91,7 +92,7 @@ public sealed class When_the_all_in_one_pipeline_is_killed_and_restarted : IDisp
         var campaign = new CampaignOptions();
         var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), _data.Path);
 
-        var audit = await ProductionAudit.RunAsync(runs, campaign.Selections, campaign.Name, areas, store.Sagas, store.Catalog, CancellationToken.None);
+        var audit = await PipelineUnderTest.AuditOf(runs, campaign.Name, new CampaignAudit(store.Sagas, store.Catalog, areas));
 
         Assert.Equal(files, audit.RawFiles);
         Assert.True(audit.Complete, JsonSerializer.Serialize(audit));

@@ -50,8 +50,8 @@ public sealed class When_files_flow_through_small_buffers_to_a_slow_tape(RabbitM
         var samples = await sampler;
 
         var audit = await pipeline.AuditAsync(runs);
-        Assert.True(audit.Complete, $"not complete: {audit.FailedFiles} failed, {audit.ArchivedFiles} of {files} archived");
-        Assert.All(audit.Datasets.Values, d => Assert.Equal((0L, 0L), (d.Lost, d.Duplicated)));
+        Assert.True(audit.Complete, $"not complete: {audit.FailedRawFiles} failed, {audit.ArchivedRawFiles} of {files} archived");
+        Assert.All(audit.Events!.Datasets.Values, d => Assert.Equal((0L, 0L), (d.Lost, d.Duplicated)));
 
         var catalog = pipeline.Services.GetRequiredService<ICatalog>();
         var merged = await catalog.ListAsync(CatalogEntry.Merged, pipeline.Campaign.Name, CancellationToken.None);

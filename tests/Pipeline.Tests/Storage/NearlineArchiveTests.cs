@@ -51,7 +51,7 @@ public sealed class When_the_archive_is_an_endpoint_in_front_of_tape(TapeXrootdS
         await pipeline.WaitForFinalAsync(raw.Count, Patience);
 
         var audit = await pipeline.AuditAsync(runs);
-        Assert.True(audit.Complete, $"lost {audit.EventsLost}, duplicated {audit.EventsDuplicated}, failed {audit.FailedFiles}");
+        Assert.True(audit.Complete, $"lost {audit.Events!.EventsLost}, duplicated {audit.Events!.EventsDuplicated}, failed {audit.FailedRawFiles}");
         // One mount per volume: the batch was asked for volume by volume, and the robot read each volume once.
         var mounts = server.ReadMounts.Skip(mountsBefore).ToList();
         Assert.Equal(volumes.Count, mounts.Count);

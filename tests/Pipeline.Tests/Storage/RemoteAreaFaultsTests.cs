@@ -91,7 +91,7 @@ public sealed class When_the_storage_server_fails(XrootdServer server) : IClassF
 
         await pipeline.WaitForFinalAsync(8, TimeSpan.FromMinutes(4));
         var audit = await pipeline.AuditAsync(runs);
-        Assert.True(audit.Complete, $"lost {audit.EventsLost}, duplicated {audit.EventsDuplicated}, failed {audit.FailedFiles}");
+        Assert.True(audit.Complete, $"lost {audit.Events!.EventsLost}, duplicated {audit.Events!.EventsDuplicated}, failed {audit.FailedRawFiles}");
         Assert.All(await pipeline.AllFilesAsync(), f => Assert.Equal(FileStates.Archived, f.CurrentState));
     }
 

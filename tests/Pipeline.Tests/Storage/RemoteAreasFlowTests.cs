@@ -34,7 +34,7 @@ public sealed class When_every_area_but_scratch_is_on_a_storage_server(XrootdSer
         await pipeline.WaitForFinalAsync(4);
 
         var audit = await pipeline.AuditAsync(runs);
-        Assert.True(audit.Complete, $"lost {audit.EventsLost}, duplicated {audit.EventsDuplicated}, failed {audit.FailedFiles}");
+        Assert.True(audit.Complete, $"lost {audit.Events!.EventsLost}, duplicated {audit.Events!.EventsDuplicated}, failed {audit.FailedRawFiles}");
         var files = await pipeline.AllFilesAsync();
         Assert.All(files, f => Assert.Equal(FileStates.Archived, f.CurrentState));
         var merged = await pipeline.Services.GetRequiredService<ICatalog>().ListAsync(CatalogEntry.Merged, pipeline.Campaign.Name, CancellationToken.None);

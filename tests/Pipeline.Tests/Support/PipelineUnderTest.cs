@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using Pipeline.Production.Audit;
 using Pipeline.Contracts;
 using Pipeline.Host;
 using Pipeline.Infrastructure.Storage;
@@ -132,13 +133,21 @@ public sealed class PipelineUnderTest : IAsyncDisposable
             $"{files} files to reach a final state",
             counts => string.Join(", ", counts.Select(c => $"{c.State}={c.Files}")));
 
-    public Task<AuditReport> AuditAsync(IReadOnlyList<RunRecorded> runs, string campaign, IReadOnlyDictionary<string, uint> datasets) =>
-        ProductionAudit.RunAsync(runs, [.. datasets.OrderBy(d => d.Key, StringComparer.Ordinal).Select(d => new DatasetSelection(d.Key, d.Value))], campaign, Areas, Sagas,
-            Services.GetRequiredService<ICatalog>(), CancellationToken.None);
+    /// <summary>
+    /// The campaign's audit with its events read (the pipeline's own <see cref="CampaignAudit"/>); every raw file the runs
+    /// announced must have its record, so that a file never registered cannot pass unseen.
+    /// </summary>
+    public Task<CampaignAuditReport> AuditAsync(IReadOnlyList<RunRecorded> runs, string campaign, IReadOnlyDictionary<string, uint> datasets) =>
+        AuditOf(runs, campaign, Services.GetRequiredService<CampaignAudit>());
 
-    public Task<AuditReport> AuditAsync(IReadOnlyList<RunRecorded> runs) =>
-        ProductionAudit.RunAsync(runs, Campaign.Selections, Campaign.Name, Areas, Sagas,
-            Services.GetRequiredService<ICatalog>(), CancellationToken.None);
+    public Task<CampaignAuditReport> AuditAsync(IReadOnlyList<RunRecorded> runs) => AuditOf(runs, Campaign.Name, Services.GetRequiredService<CampaignAudit>());
+
+    public static async Task<CampaignAuditReport> AuditOf(IReadOnlyList<RunRecorded> runs, string campaign, CampaignAudit audit)
+    {
+        var report = await audit.RunAsync(campaign, readEvents: true, CancellationToken.None);
+        Assert.Equal(runs.Sum(r => r.Files!.Count), report.RawFiles);
+        return report;
+    }
 
     public async Task<IReadOnlyList<FileState>> AllFilesAsync()
     {
