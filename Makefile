@@ -37,8 +37,8 @@ DEMO_COMMAND := $(if $(filter slurm,$(EXECUTOR)),bash tests/slurm/slurm-demo.sh 
 demo: build ## Sample data end to end through every stage; last line is a JSON summary (RUNS=, FILES=, EVENTS=, REPROCESS=1, STORAGE=remote, EXECUTOR=slurm)
 	@RUNS=$(RUNS) FILES=$(FILES) EVENTS=$(EVENTS) REPROCESS=$(REPROCESS) $(DEMO_COMMAND)
 
-audit: build ## Audit a campaign from the catalog alone (CAMPAIGN=prompt, DATA=./data); prints JSON, exits 0 when complete
-	@dotnet $(HOST_DLL) audit $(or $(CAMPAIGN),prompt) --Pipeline:DataDirectory=$(or $(DATA),./data)
+audit: build ## Audit a campaign from the catalog (CAMPAIGN=prompt, DATA=./data; EVENTS=1 reads every byte too); prints JSON, exits 0 when complete
+	@dotnet $(HOST_DLL) audit $(or $(CAMPAIGN),prompt) $(if $(filter 1,$(EVENTS)),--events) --Pipeline:DataDirectory=$(or $(DATA),./data)
 
 reconcile: build ## The catalog against the archive areas (DATA=./data, ARGS=--dry-run --verify); prints JSON, exits 0 when nothing is wrong
 	@dotnet $(HOST_DLL) reconcile $(ARGS) --Pipeline:DataDirectory=$(or $(DATA),./data)

@@ -70,9 +70,11 @@ public static class ApiModule
         app.UseSwaggerUI();
         app.MapPipelineDefaults();
         app.MapPipelineEndpoints();
+        app.MapFileEndpoints();
         app.MapBrowseEndpoints();
         app.MapFlowEndpoints();
         app.MapCampaignEndpoints();
+        app.MapCalibrationEndpoints();
         app.MapDashboard();
         return app;
     }

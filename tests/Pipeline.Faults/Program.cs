@@ -10,6 +10,11 @@ using Pipeline.Faults;
 int Number(string name, int fallback) =>
     Environment.GetEnvironmentVariable(name) is { Length: > 0 } text ? int.Parse(text, CultureInfo.InvariantCulture) : fallback;
 
+// A singleton's holder as a process of its own, for the test that pauses it past its lease (see SingletonProbe).
+if (args.FirstOrDefault() == "singleton-probe" && args.Length == 4)
+{
+    return await SingletonProbe.RunAsync(args[1], args[2], double.Parse(args[3], CultureInfo.InvariantCulture));
+}
 if (!FaultBroker.Installed)
 {
     Console.Error.WriteLine($"faults: needs Debian's rabbitmq-server ({FaultBroker.ServerScript}) to run a broker of its own");

@@ -13,11 +13,14 @@ public static class CheckCommands
     private static Command Audit()
     {
         var campaign = new Argument<string>("campaign") { Description = "The campaign to audit" };
-        var command = new Command("audit", "Prove from the catalog that every raw file of a campaign is in each of its datasets exactly once; exit 1 when not complete") { campaign };
+        var events = new Option<bool>("--events") { Description = "Read every raw file and archived copy too, and compare event by event (a full read of the campaign's data)" };
+        var command = new Command("audit", "Prove from the catalog that every raw file of a campaign is in each of its datasets exactly once; exit 1 when not complete") { campaign, events };
         command.Runs(async (run, parsed, ct) =>
         {
             var name = parsed.GetValue(campaign)!;
-            var report = await run.WithProgressAsync($"Auditing campaign {name}", HttpMethod.Get, $"/api/campaigns/{Uri.EscapeDataString(name)}/audit", ct);
+            var readEvents = parsed.GetValue(events);
+            var report = await run.WithProgressAsync($"Auditing campaign {name}", HttpMethod.Get,
+                $"/api/campaigns/{Uri.EscapeDataString(name)}/audit{(readEvents ? "?events=true" : "")}", ct);
             var complete = report.GetProperty("complete").GetBoolean();
             if (run.Json)
             {
@@ -34,6 +37,12 @@ public static class CheckCommands
                 datasets.Row(dataset.Name, d.Number("rawFiles"), d.Number("events"), d.Number("missing"), d.Number("doubled"), d.Number("unexpected"));
             }
             run.Out.Write(datasets);
+            if (report.TryGetProperty("events", out var read) && read.ValueKind == System.Text.Json.JsonValueKind.Object)
+            {
+                run.Out.WriteLine($"Events read: {read.Number("eventsIn")} in the raw files, {read.Number("eventsExpected")} expected in the datasets, "
+                    + $"{read.Number("eventsArchived")} archived; {read.Number("eventsLost")} lost, {read.Number("eventsDuplicated")} doubled, {read.Number("eventsUnexpected")} unexpected; "
+                    + $"{read.Number("checksumsVerified")} archived copies verified, {read.Number("checksumsBad")} wrong.");
+            }
             foreach (var problem in report.Items("manifestProblems"))
             {
                 run.Out.WriteLine($"manifest: {problem.GetString()}");

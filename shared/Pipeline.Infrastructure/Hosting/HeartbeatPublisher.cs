@@ -7,9 +7,17 @@ using Pipeline.Infrastructure.Telemetry;
 
 namespace Pipeline.Infrastructure.Hosting;
 
-/// <summary>Every instance of every service says it is alive every few seconds; the monitor notices when one falls silent.</summary>
+/// <summary>
+/// Every instance of every service says it is alive every few seconds; the monitor notices when one falls silent. The
+/// heartbeat is also this process's probe of its own bus: RabbitMQ's .NET client can leave the bus's publishing channel
+/// stuck after a connection was lost (a declaration waiting for ever on a dead channel, every later publish queued behind
+/// it), while its consumers, on channels of their own, have moved to the new connection. When
+/// <see cref="RestartAfterTimeouts"/> heartbeats in a row are not confirmed, the bus is stopped and started again, which
+/// makes every channel anew; its consumers' unacknowledged messages are delivered again, as after any lost connection.
+/// </summary>
 public sealed class HeartbeatPublisher(
     IBus bus,
+    IBusControl busControl,
     IOptions<PipelineOptions> options,
     IReadOnlyList<PipelineModule> modules,
     IEnumerable<StageCapacity> capacities,
@@ -18,7 +26,11 @@ public sealed class HeartbeatPublisher(
     IHostApplicationLifetime lifetime,
     ILogger<HeartbeatPublisher> logger) : PeriodicWork(time, logger)
 {
+    /// <summary>Heartbeats in a row not confirmed by the broker before the bus is started again.</summary>
+    public const int RestartAfterTimeouts = 3;
+
     private DateTimeOffset _upSince;
+    private int _timeoutsInARow;
 
     protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.HeartbeatSeconds);
 
@@ -37,10 +49,38 @@ public sealed class HeartbeatPublisher(
         _upSince = Time.GetUtcNow();
     }
 
-    protected override Task RunOnceAsync(CancellationToken stoppingToken)
+    protected override async Task RunOnceAsync(CancellationToken stoppingToken)
     {
         var load = capacities.Select(c => new StageLoad(c.Stage, metrics.BusyNow(c.Stage), c.Capacity)).ToList();
         var services = string.Join(",", modules.Select(m => m.Name));
-        return bus.PublishBoundedAsync(new InstanceHeartbeat(options.Value.EffectiveInstanceName, services, Environment.MachineName, _upSince, Time.GetUtcNow(), load), stoppingToken);
+        await bus.PublishBoundedAsync(new InstanceHeartbeat(options.Value.EffectiveInstanceName, services, Environment.MachineName, _upSince, Time.GetUtcNow(), load), stoppingToken);
+        _timeoutsInARow = 0;
+    }
+
+    // A broker that refuses or cannot be reached fails at once, and the client makes its connection again by itself; only
+    // a publish left unconfirmed, again and again, says the bus's own channel is stuck.
+    protected override bool IsExpectedFailure(Exception failure) => failure is TimeoutException;
+
+    protected override async Task OnFailedAsync(Exception failure, CancellationToken stoppingToken)
+    {
+        if (failure is not TimeoutException || options.Value.Transport != TransportKind.RabbitMq || ++_timeoutsInARow < RestartAfterTimeouts)
+        {
+            return;
+        }
+        _timeoutsInARow = 0;
+        Logger.LogWarning("The broker confirmed none of the last {Count} heartbeats of this instance: its publishing channel is taken as stuck, and the bus is started again. "
+            + "If this repeats, check the broker's log and this host's link to it", RestartAfterTimeouts);
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        limit.CancelAfter(BoundedPublish.ConfirmWithin);
+        try
+        {
+            await busControl.StopAsync(limit.Token);
+        }
+        catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+        {
+            Logger.LogWarning("Stopping the bus did not finish ({Reason}); starting it again all the same", ex.Message);
+        }
+        await busControl.StartAsync(stoppingToken);
+        Logger.LogInformation("The bus is started again");
     }
 }

@@ -60,11 +60,16 @@ public sealed class LeaseKeeper : IAsyncDisposable
 
     private async Task RenewAsync()
     {
+        // Ticks at fixed times from the start, whatever each renewal takes: a slow answer does not push the next one later.
+        using var ticks = new PeriodicTimer(_every, _time);
         while (true)
         {
             try
             {
-                await Task.Delay(_every, _time, _stop.Token);
+                if (!await ticks.WaitForNextTickAsync(_stop.Token))
+                {
+                    return;
+                }
             }
             catch (OperationCanceledException)
             {

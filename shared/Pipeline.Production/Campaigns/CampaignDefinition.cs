@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Flow;
 
@@ -162,20 +163,13 @@ public static partial class CampaignValidation
 
     public static IReadOnlyDictionary<string, string[]> Validate(CampaignDefinition? definition, IReadOnlyCollection<string> archiveAreas)
     {
-        var errors = new Dictionary<string, List<string>>(StringComparer.Ordinal);
-        void Add(string field, string problem)
-        {
-            if (!errors.TryGetValue(field, out var list))
-            {
-                errors[field] = list = [];
-            }
-            list.Add(problem);
-        }
+        var errors = new ValidationProblems();
+        void Add(string field, string problem) => errors.Add(field, problem);
 
         if (definition is null)
         {
             Add("body", "a campaign definition is required");
-            return Freeze(errors);
+            return errors.ToDictionary();
         }
         if (!IsName(definition.Name))
         {
@@ -331,7 +325,7 @@ public static partial class CampaignValidation
         {
             Add("eventsMultiple", "only a Monte Carlo campaign generates events");
         }
-        return Freeze(errors);
+        return errors.ToDictionary();
     }
 
     /// <summary>What a release's arguments may refer to; the worker fills each in per job.</summary>
@@ -348,9 +342,6 @@ public static partial class CampaignValidation
             add(field, $"unknown placeholder {{{placeholder}}}; known: {string.Join(", ", ReleasePlaceholders.Order(StringComparer.Ordinal).Select(p => $"{{{p}}}"))}");
         }
     }
-
-    private static Dictionary<string, string[]> Freeze(Dictionary<string, List<string>> errors) =>
-        errors.ToDictionary(e => e.Key, e => e.Value.ToArray(), StringComparer.Ordinal);
 }
 
 /// <summary>A definition that cannot be accepted, with every problem found, by field.</summary>

@@ -44,20 +44,13 @@ public sealed partial class RunIngestion(IRunRegistry runs, CampaignDirectory ca
 
     public static IReadOnlyDictionary<string, string[]> Validate(RunRecorded? run)
     {
-        var errors = new Dictionary<string, List<string>>(StringComparer.Ordinal);
-        void Add(string field, string problem)
-        {
-            if (!errors.TryGetValue(field, out var list))
-            {
-                errors[field] = list = [];
-            }
-            list.Add(problem);
-        }
+        var errors = new ValidationProblems();
+        void Add(string field, string problem) => errors.Add(field, problem);
 
         if (run is null)
         {
             Add("body", "a run event is required");
-            return Freeze(errors);
+            return errors.ToDictionary();
         }
         if (run.Run <= 0)
         {
@@ -80,7 +73,7 @@ public sealed partial class RunIngestion(IRunRegistry runs, CampaignDirectory ca
         if (run.Files is null || run.Files.Count == 0)
         {
             Add("files", "at least one raw file is required");
-            return Freeze(errors);
+            return errors.ToDictionary();
         }
         if (run.Files.Count > MaxFilesPerRun)
         {
@@ -126,11 +119,8 @@ public sealed partial class RunIngestion(IRunRegistry runs, CampaignDirectory ca
                 Add($"{at}.events", "must not be negative");
             }
         }
-        return Freeze(errors);
+        return errors.ToDictionary();
     }
-
-    private static Dictionary<string, string[]> Freeze(Dictionary<string, List<string>> errors) =>
-        errors.ToDictionary(e => e.Key, e => e.Value.ToArray(), StringComparer.Ordinal);
 
     /// <summary>
     /// Registers the run and publishes one <see cref="FileRegistered"/> per file. A run announced again

@@ -1,9 +1,9 @@
 using System.Globalization;
 using System.Text.Json;
-using Pipeline.Production.Audit;
 using Pipeline.Contracts;
-using Pipeline.Infrastructure.Storage;
 using Pipeline.Host;
+using Pipeline.Infrastructure.Storage;
+using Pipeline.Production.Audit;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;
 using Pipeline.Tests.Support;

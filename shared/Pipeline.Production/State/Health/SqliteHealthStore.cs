@@ -1,5 +1,5 @@
-using Microsoft.Data.Sqlite;
 using System.Text.Json;
+using Microsoft.Data.Sqlite;
 using Pipeline.Contracts;
 using static Pipeline.Production.State.SqliteValues;
 

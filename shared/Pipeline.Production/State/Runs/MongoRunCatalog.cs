@@ -2,8 +2,8 @@ using System.Text.Json;
 using MongoDB.Bson;
 using MongoDB.Bson.Serialization;
 using MongoDB.Driver;
-using Pipeline.Infrastructure.Hosting;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using static Pipeline.Production.State.MongoMapping;
 using static Pipeline.Production.State.MongoStoreContext;
 

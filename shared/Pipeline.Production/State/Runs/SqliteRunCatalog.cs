@@ -1,6 +1,6 @@
-using Pipeline.Infrastructure.Hosting;
 using System.Text.Json;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Hosting;
 using static Pipeline.Production.State.SqliteValues;
 
 namespace Pipeline.Production.State;
