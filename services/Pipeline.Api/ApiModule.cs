@@ -2,7 +2,6 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.OpenApi;
 using Pipeline.Api.Security;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Hosting;
 using Pipeline.Production.State;
 

@@ -2,9 +2,7 @@ using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Pipeline.Contracts;
-using Pipeline.Production.Audit;
 using Pipeline.Production.Campaigns;
-using Pipeline.Production.Control;
 using Pipeline.Production.State;
 
 namespace Pipeline.Api;

@@ -1,7 +1,6 @@
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
-using Pipeline.Contracts;
 using Pipeline.Production.Audit;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.Control;

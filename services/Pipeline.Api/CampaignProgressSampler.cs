@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;
 
 namespace Pipeline.Api;

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.State;

@@ -4,7 +4,6 @@ using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Audit;
 using Pipeline.Production.Campaigns;
-using Pipeline.Production.Control;
 using Pipeline.Production.Flow;
 using Pipeline.Production.State;
 

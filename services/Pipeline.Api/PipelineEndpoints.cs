@@ -1,16 +1,11 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Options;
 using Pipeline.Api.Security;
-using Pipeline.Contracts;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Control;
-using Pipeline.Production.Failures;
 using Pipeline.Production.Ingest;
 using Pipeline.Production.State;
 

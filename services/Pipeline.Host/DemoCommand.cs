@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.Options;
-using Pipeline.Api;
 using Pipeline.Archiver;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Archive;

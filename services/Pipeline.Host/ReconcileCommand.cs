@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Audit;
 using Pipeline.Production.Hosting;
 

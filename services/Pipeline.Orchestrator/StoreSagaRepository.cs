@@ -3,7 +3,6 @@ using MassTransit.Configuration;
 using MassTransit.Context;
 using MassTransit.Middleware;
 using MassTransit.Saga;
-using Microsoft.Extensions.Logging;
 using Pipeline.Infrastructure.Faults;
 using Pipeline.Production.State;
 

@@ -3,7 +3,6 @@ using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Hosting;
-using Pipeline.Production.State;
 using Pipeline.Reconstruction.Batch;
 
 namespace Pipeline.Reconstruction;

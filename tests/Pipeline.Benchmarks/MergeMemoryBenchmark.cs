@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Merger;

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Json;
 using System.Text.Json;
-using Pipeline.Api;
 using Pipeline.Contracts;
 using Pipeline.Host;
 using Pipeline.Infrastructure.Faults;

@@ -2,7 +2,6 @@ using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Hosting;
-using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.Control;
 using Pipeline.Production.State;

@@ -1,5 +1,4 @@
 using Pipeline.Reconstruction;
-using Pipeline.Reconstruction.Batch;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Batch;

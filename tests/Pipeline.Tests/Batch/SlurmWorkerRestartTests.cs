@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
 using Pipeline.Contracts;
-using Pipeline.Host;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Audit;
 using Pipeline.Production.Campaigns;

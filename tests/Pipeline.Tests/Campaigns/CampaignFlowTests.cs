@@ -3,7 +3,6 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Api;
-using Pipeline.Contracts;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;
 using Pipeline.Reconstruction;

@@ -1,10 +1,7 @@
 using System.Diagnostics;
-using Pipeline.Contracts;
 using Pipeline.Faults;
-using Pipeline.Host;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Audit;
-using Pipeline.Production.Campaigns;
 using Pipeline.Production.State;
 using Pipeline.Tests.Support;
 using Xunit.Abstractions;

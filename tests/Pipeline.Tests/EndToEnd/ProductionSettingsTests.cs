@@ -5,7 +5,6 @@ using Pipeline.Production.State;
 using Pipeline.Reconstruction;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
-using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
 
 namespace Pipeline.Tests.EndToEnd;

@@ -1,7 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
-using Pipeline.Archiver;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Flow;
 using Pipeline.Production.State;

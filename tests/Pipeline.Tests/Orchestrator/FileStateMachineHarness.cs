@@ -4,7 +4,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Pipeline.Contracts;
 using Pipeline.Orchestrator;
-using Pipeline.Orchestrator.Campaigns;
 using Pipeline.Production.Campaigns;
 using Pipeline.Production.Control;
 using Pipeline.Production.Ingest;

@@ -1,7 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Checksums;
-using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Storage.Xrootd;
 using Pipeline.Production.State;
 using Pipeline.SampleExperiment;

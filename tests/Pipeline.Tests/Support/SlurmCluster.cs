@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 using Pipeline.Reconstruction.Batch;
 
 namespace Pipeline.Tests.Support;

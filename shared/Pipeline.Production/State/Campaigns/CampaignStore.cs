@@ -1,4 +1,3 @@
-using Pipeline.Contracts;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Campaigns;
 

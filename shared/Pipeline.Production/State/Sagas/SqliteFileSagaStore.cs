@@ -1,6 +1,4 @@
-using System.Globalization;
 using System.Text.Json;
-using Microsoft.Data.Sqlite;
 using static Pipeline.Production.State.SqliteValues;
 
 namespace Pipeline.Production.State;
