@@ -67,17 +67,18 @@ public sealed class ArchiveMergedFileConsumer(
             // Written before (on another file's turn) and awaiting its tape copy: the migration watch sent it again.
             if (file.State == ArchivingState.Written && await OnTapeAsync(context, file, ArchiveName(file.Name), CopiesOf(file, await CampaignCopiesAsync(file, context.CancellationToken)), context.CancellationToken))
             {
-                await FinishAsync(context, file, Stopwatch.GetTimestamp());
+                await FinishAsync(file, Stopwatch.GetTimestamp());
             }
             return;
         }
         // Archived already (by an earlier delivery): report it again.
-        await ReportArchivedAsync(context, file.Name, file.Campaign, file.Sources);
+        await ReportArchivedAsync(file.Name, file.Campaign, file.Sources);
     }
 
     /// <summary>
-    /// Writes the dataset's waiting files in their order, from the first not written, until one is missing (its request
-    /// is still on its way: its arrival carries on from there).
+    /// Writes the dataset's waiting files in their order, from the first not written, until one is missing: its request
+    /// is on its way, or was lost (a merger stopped between its commit and its publish), so the merger is asked to send
+    /// it again; its arrival carries on from there.
     /// </summary>
     private async Task WriteInOrderAsync(ConsumeContext context, QueuedMergedFile asked, CancellationToken cancellationToken)
     {
@@ -89,11 +90,9 @@ public sealed class ArchiveMergedFileConsumer(
             {
                 if (file.Sequence != next)
                 {
-                    if (asked.Sequence > next)
-                    {
-                        logger.LogInformation("{MergedName} waits for file {Sequence} of {Campaign}/{Dataset}, whose request has not arrived yet",
-                            asked.Name, next, asked.Campaign, asked.Dataset);
-                    }
+                    logger.LogInformation("{MergedName} waits for file {Sequence} of {Campaign}/{Dataset}, whose request has not arrived; the merger is asked for it again",
+                        file.Name, next, asked.Campaign, asked.Dataset);
+                    await context.PublishBoundedAsync(new ResendMergedFile(asked.Campaign, asked.Dataset, next));
                     return;
                 }
                 await ArchiveAsync(context, file, cancellationToken);
@@ -160,15 +159,20 @@ public sealed class ArchiveMergedFileConsumer(
         await queue.MarkAsync(file.Name, ArchivingState.Written, CancellationToken.None);
         if (await OnTapeAsync(context, file, archiveName, copies, cancellationToken))
         {
-            await FinishAsync(context, file, started);
+            await FinishAsync(file, started);
         }
     }
 
-    private async Task FinishAsync(ConsumeContext context, QueuedMergedFile file, long started)
+    /// <summary>
+    /// Tells the file's raw files (and the merger) that it is archived, then records it so. Told first: a file recorded
+    /// archived is never written or told again, so a report lost after the record would be lost for good, while one
+    /// made twice is ignored.
+    /// </summary>
+    private async Task FinishAsync(QueuedMergedFile file, long started)
     {
+        await ReportArchivedAsync(file.Name, file.Campaign, file.Sources);
         await queue.MarkAsync(file.Name, ArchivingState.Archived, CancellationToken.None);
         await report.CompletedAsync(PipelineMetrics.Archive, file.Campaign, file.Size, Stopwatch.GetElapsedTime(started), CancellationToken.None);
-        await ReportArchivedAsync(context, file.Name, file.Campaign, file.Sources);
     }
 
     private async Task<IReadOnlyList<string>?> CampaignCopiesAsync(QueuedMergedFile file, CancellationToken cancellationToken) =>
@@ -211,12 +215,16 @@ public sealed class ArchiveMergedFileConsumer(
         return false;
     }
 
-    private async Task ReportArchivedAsync(ConsumeContext context, string mergedName, string campaign, IReadOnlyList<MergedSource> sources)
+    /// <summary>
+    /// Through the bus, not the consume context: a file archived on another file's turn is reported even when that other
+    /// file then fails, which would make the consume context's outbox drop every report it held.
+    /// </summary>
+    private async Task ReportArchivedAsync(string mergedName, string campaign, IReadOnlyList<MergedSource> sources)
     {
         foreach (var group in sources.GroupBy(s => s.FileId))
         {
             var first = group.First();
-            await context.PublishBoundedAsync(new OutputsArchived(group.Key, first.Run, first.Stream, campaign, mergedName, [.. group.Select(s => s.OutputId)]));
+            await bus.PublishBoundedAsync(new OutputsArchived(group.Key, first.Run, first.Stream, campaign, mergedName, [.. group.Select(s => s.OutputId)]), CancellationToken.None);
         }
         await areas.Output.DeleteAsync(mergedName, CancellationToken.None);
         await gate.ReleaseAsync(StorageOptions.Output, mergedName);

@@ -103,6 +103,30 @@ public sealed class RemakeMergedFileConsumer(
     }
 }
 
+/// <summary>
+/// Sends a dataset's merged file to the archiver again when the archiver finds it missing from the dataset's order. It
+/// is sent whatever the merger's own record says: an archiver that has it already only reports it again.
+/// </summary>
+public sealed class ResendMergedFileConsumer(IMergeStore merges, ILogger<ResendMergedFileConsumer> logger) : IConsumer<ResendMergedFile>
+{
+    public async Task Consume(ConsumeContext<ResendMergedFile> context)
+    {
+        var message = context.Message;
+        if (await merges.GetMergedFileAsync(message.Campaign, message.Dataset, message.Sequence, context.CancellationToken) is not { } merged)
+        {
+            logger.LogWarning("The archiver asked for file {Sequence} of {Campaign}/{Dataset}, which the merger never made", message.Sequence, message.Campaign, message.Dataset);
+            return;
+        }
+        logger.LogInformation("Sending merged file {MergedName} ({Sequence} of {Campaign}/{Dataset}) to the archiver again", merged.Name, merged.Sequence, merged.Campaign, merged.Dataset);
+        await context.PublishBoundedAsync(MergeService.ToArchiveRequest(merged, await merges.ListOutputsOfAsync(merged.Name, context.CancellationToken)));
+    }
+}
+
+public sealed class ResendMergedFileConsumerDefinition() : QueueConsumerDefinition<ResendMergedFileConsumer>(QueueName, [100, 500, 2000, 10000])
+{
+    public const string QueueName = "merger-resend";
+}
+
 /// <summary>The archive's news to the merger, on a queue of its own so that pausing the merger does not hold it back.</summary>
 public sealed class OutputsArchivedConsumerDefinition() : QueueConsumerDefinition<OutputsArchivedConsumer>(QueueName, [100, 500, 2000, 10000], outbox: false)
 {

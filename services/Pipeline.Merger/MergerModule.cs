@@ -23,5 +23,6 @@ public static class MergerModule
             bus.AddConsumer<RunFileProgressConsumer, RunFileProgressConsumerDefinition>();
             bus.AddConsumer<OutputsArchivedConsumer, OutputsArchivedConsumerDefinition>();
             bus.AddConsumer<RemakeMergedFileConsumer, RemakeMergedFileConsumerDefinition>();
+            bus.AddConsumer<ResendMergedFileConsumer, ResendMergedFileConsumerDefinition>();
         });
 }

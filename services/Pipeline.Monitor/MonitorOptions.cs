@@ -50,7 +50,7 @@ public sealed class MonitorOptions
     public double RemoteTemporarySweepSeconds { get; set; } = 3600;
 
     /// <summary>Queues whose error queues ("&lt;queue&gt;_error") are watched, on RabbitMQ.</summary>
-    public List<string> Queues { get; set; } = ["run-events", "orchestrator", "stager", "discard-staged-file", "reconstruction", "collector", "merger", "merger-ledger", "merger-archived", "merger-remake", "archiver", "monitor-alerts",
+    public List<string> Queues { get; set; } = ["run-events", "orchestrator", "stager", "discard-staged-file", "reconstruction", "collector", "merger", "merger-ledger", "merger-archived", "merger-remake", "merger-resend", "archiver", "monitor-alerts",
         "calibration-registered", "resend-run-file-progress", "file-states-query", "overdue-files-query", "run-times"];
 
     /// <summary>URLs that receive every alert raised and resolved, as a JSON POST.</summary>

@@ -20,6 +20,9 @@ public interface IMergeStore
 
     Task<MergedFileRecord?> GetMergedFileAsync(string name, CancellationToken cancellationToken);
 
+    /// <summary>A dataset's merged file by its number in the dataset (<see cref="MergedFileRecord.Sequence"/>), or null.</summary>
+    Task<MergedFileRecord?> GetMergedFileAsync(string campaign, string dataset, long sequence, CancellationToken cancellationToken);
+
     Task<IReadOnlyList<PendingOutput>> ListOutputsOfAsync(string mergedName, CancellationToken cancellationToken);
 
     /// <summary>Merged files not yet archived that were last touched before <paramref name="updatedBefore"/>.</summary>

@@ -39,6 +39,8 @@ public sealed class MongoMergeStore(MongoStoreContext db) : IMergeStore, IMongoS
         new(MergedCollection,
         [
             MongoCollection.Index("archived_updated", Fields.Archived, Fields.UpdatedAt),
+            // A dataset's file by its number, when the archiver asks for one again.
+            MongoCollection.Index("dataset_sequence", Fields.Campaign, Fields.Dataset, "sequence"),
         ], ObsoleteIndexes: ["dataset_archived_created", "dataset_unarchived_order"]),
         // Each dataset's counter of merged files.
         new(SequencesCollection),
@@ -106,6 +108,13 @@ public sealed class MongoMergeStore(MongoStoreContext db) : IMergeStore, IMongoS
             return stored;
         }, cancellationToken: cancellationToken);
     }
+
+    public async Task<MergedFileRecord?> GetMergedFileAsync(string campaign, string dataset, long sequence, CancellationToken cancellationToken) =>
+        await Retry(token => _merged.Find(BySequence(campaign, dataset, sequence)).FirstOrDefaultAsync(token), cancellationToken);
+
+    public static FilterDefinition<MergedFileRecord> BySequence(string campaign, string dataset, long sequence) =>
+        Builders<MergedFileRecord>.Filter.Eq(m => m.Campaign, campaign) & Builders<MergedFileRecord>.Filter.Eq(m => m.Dataset, dataset)
+        & Builders<MergedFileRecord>.Filter.Eq(m => m.Sequence, sequence);
 
     public async Task<MergedFileRecord?> GetMergedFileAsync(string name, CancellationToken cancellationToken) =>
         await Retry(token => _merged.Find(m => m.Name == name).FirstOrDefaultAsync(token), cancellationToken);

@@ -112,6 +112,10 @@ public sealed class SqliteMergeStore : IMergeStore, ISqliteStore
     public async Task<MergedFileRecord?> GetMergedFileAsync(string name, CancellationToken cancellationToken) =>
         (await _database.RowsAsync($"SELECT {MergedColumns} FROM merged_files WHERE name = $name", ReadMerged, ("$name", name))).SingleOrDefault();
 
+    public async Task<MergedFileRecord?> GetMergedFileAsync(string campaign, string dataset, long sequence, CancellationToken cancellationToken) =>
+        (await _database.RowsAsync($"SELECT {MergedColumns} FROM merged_files WHERE campaign = $campaign AND dataset = $dataset AND sequence = $sequence",
+            ReadMerged, ("$campaign", campaign), ("$dataset", dataset), ("$sequence", sequence))).SingleOrDefault();
+
     public Task<IReadOnlyList<PendingOutput>> ListOutputsOfAsync(string mergedName, CancellationToken cancellationToken) =>
         _database.RowsAsync($"SELECT {OutputColumns} FROM merge_outputs WHERE merged_name = $merged ORDER BY run, section, stream, output_id",
             ReadOutput, ("$merged", mergedName));
