@@ -11,7 +11,10 @@ namespace Pipeline.Orchestrator;
 /// raised and handed over with the message (a payload added by <see cref="FileFactsFilter{T}"/>), so that the machine
 /// itself reads nothing and takes no service.
 /// </summary>
-/// <param name="CampaignPaused">An operator paused the file's campaign: the step is held, not issued.</param>
+/// <param name="CampaignPaused">
+/// An operator paused the file's campaign (as this process read it, or as the worker that took its job out of the batch
+/// queue for the pause reports it): the step is held, not issued.
+/// </param>
 /// <param name="FromCurrentDispatcher">
 /// For a dispatch: it was sent under the dispatcher lease's current token (or carries none). One sent by a dispatcher
 /// deposed since would break the global bound and the campaigns' shares.
@@ -36,7 +39,8 @@ public sealed class FileFactsFilter<T>(PauseState pause, ISingletonLeaseStore si
                 || fence >= token;
             var release = (await campaigns.GetAsync(file.Campaign, context.CancellationToken))?.Definition.Release;
             var limit = await wallTimes.LimitAsync(file.Campaign, release?.EffectiveTimeoutSeconds ?? ReleaseSpec.DefaultTimeoutSeconds, context.CancellationToken);
-            context.GetOrAddPayload(() => new FileFacts(pause.IsCampaignPaused(file.Campaign), current, limit.Seconds));
+            var paused = pause.IsCampaignPaused(file.Campaign) || context.Message is ReconstructionFailed { CampaignPaused: true };
+            context.GetOrAddPayload(() => new FileFacts(paused, current, limit.Seconds));
         }
         await next.Send(context);
     }

@@ -8,6 +8,7 @@ using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Flow;
 using Pipeline.Production.Hosting;
+using Pipeline.Reconstruction.Batch;
 
 namespace Pipeline.Reconstruction;
 
@@ -239,7 +240,8 @@ public sealed class ReconstructionWorker(
         await inputs.GiveBackAsync(message);
         var outcome = result.Outcome;
         await bus.PublishBoundedAsync(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,
-            problem, outcome.ExitCode, outcome.LogTail, outcome.SiteFailure, outcome.TimedOut ? result.TimeLimitSeconds : null), CancellationToken.None);
+            problem, outcome.ExitCode, outcome.LogTail, outcome.SiteFailure, outcome.TimedOut ? result.TimeLimitSeconds : null,
+            SlurmQueueKeeper.CancelledForPause(outcome, message.Campaign)), CancellationToken.None);
     }
 
     private async Task<ReconstructionClaimed> ClaimAsync(ReconstructFile message, string worker, bool renewal, CancellationToken cancellationToken, long? batchJobId = null)

@@ -17,6 +17,12 @@ public sealed class SlurmQueueKeeper(
     /// <summary>How the reason of a job this keeper cancelled begins.</summary>
     public const string CancelledBecause = "cancelled while queued:";
 
+    /// <summary>True if this keeper cancelled the job because its campaign is paused (not cancelled).</summary>
+    public static bool CancelledForPause(ReleaseOutcome outcome, string campaign) =>
+        outcome is { SiteFailure: true, BatchState: "CANCELLED" } && outcome.BatchReason == $"{CancelledBecause} {PausedBecause(campaign)}";
+
+    private static string PausedBecause(string campaign) => $"campaign {campaign} is paused";
+
     protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.PollSeconds);
 
     protected override string What => "Taking paused campaigns' jobs out of the queue";
@@ -30,7 +36,7 @@ public sealed class SlurmQueueKeeper(
         var unwanted = new List<long>();
         foreach (var (id, campaign) in watch.Pending)
         {
-            var why = pause.IsCampaignPaused(campaign) ? $"campaign {campaign} is paused"
+            var why = pause.IsCampaignPaused(campaign) ? PausedBecause(campaign)
                 : (await campaigns.GetAsync(campaign, cancellationToken))?.Cancelled == true ? $"campaign {campaign} is cancelled"
                 : null;
             if (why is not null)

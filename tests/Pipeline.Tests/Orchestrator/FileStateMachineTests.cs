@@ -297,6 +297,22 @@ public sealed class When_a_file_fails : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Should_hold_a_file_whose_job_a_worker_took_out_for_its_paused_campaign_before_this_process_read_the_pause()
+    {
+        var file = await _machine.Reconstructing(FileStateMachineHarness.Registration());
+        var id = file.CorrelationId;
+
+        // This process has not read the pause yet (its PauseState is empty); the worker that cancelled the job has.
+        await _machine.Publish(new ReconstructionFailed(id, 1000, "physics", "prompt", 1, "worker-1",
+            "batch job 7 cancelled while queued: campaign prompt is paused", null, "", SiteFailure: true, CampaignPaused: true));
+        var held = await _machine.WaitFor(id, s => s.Held, "the file held");
+
+        Assert.Equal((0, 1, 1), (held.Failures, held.SiteFailures, held.Attempt));
+        Assert.Contains(held.History, h => h.Event == "ReconstructionFailed" && h.Detail == "held: campaign prompt is paused");
+        Assert.False(await _machine.Harness.Published.Any<StageFile>(x => x.Context.Message.FileId == id && x.Context.Message.Attempt == 2));
+    }
+
+    [Fact]
     public async Task Should_start_again_when_an_operator_retries_it()
     {
         var registration = FileStateMachineHarness.Registration();
