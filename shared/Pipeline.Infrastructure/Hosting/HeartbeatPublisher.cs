@@ -29,6 +29,12 @@ public sealed class HeartbeatPublisher(
     /// <summary>Heartbeats in a row not confirmed by the broker before the bus is started again.</summary>
     public const int RestartAfterTimeouts = 3;
 
+    /// <summary>How long the bus is given to stop before it is started again.</summary>
+    public static readonly TimeSpan StopWithin = TimeSpan.FromMinutes(5);
+
+    /// <summary>The exit code of a process whose bus could not be stopped to be started again (EX_TEMPFAIL: start it again).</summary>
+    public const int ExitCodeForRestart = 75;
+
     private DateTimeOffset _upSince;
     private int _timeoutsInARow;
 
@@ -70,15 +76,33 @@ public sealed class HeartbeatPublisher(
         _timeoutsInARow = 0;
         Logger.LogWarning("The broker confirmed none of the last {Count} heartbeats of this instance: its publishing channel is taken as stuck, and the bus is started again. "
             + "If this repeats, check the broker's log and this host's link to it", RestartAfterTimeouts);
+        // Stopping waits for the consumes in flight (a batch of stage-ins, say), whose reports may wait on the stuck
+        // channel until their own time-out: it is given minutes. A stop cut short leaves a bus that is neither stopped
+        // nor running, which starting again does not mend (it says it is started, and its endpoints take nothing more).
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-        limit.CancelAfter(BoundedPublish.ConfirmWithin);
+        limit.CancelAfter(StopWithin);
         try
         {
             await busControl.StopAsync(limit.Token);
         }
-        catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (limit.IsCancellationRequested && !stoppingToken.IsCancellationRequested)
         {
-            Logger.LogWarning("Stopping the bus did not finish ({Reason}); starting it again all the same", ex.Message);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Logger.LogWarning("Stopping the bus failed ({Reason}); starting it again all the same", ex.Message);
+        }
+        if (stoppingToken.IsCancellationRequested)
+        {
+            return;
+        }
+        if (limit.IsCancellationRequested)
+        {
+            Logger.LogCritical("The bus did not stop within {Minutes} min to be started again: the process exits (code {Code}) so that its supervisor starts it anew. "
+                + "Check the broker's log and this host's link to it", StopWithin.TotalMinutes, ExitCodeForRestart);
+            Environment.ExitCode = ExitCodeForRestart;
+            lifetime.StopApplication();
+            return;
         }
         await busControl.StartAsync(stoppingToken);
         Logger.LogInformation("The bus is started again");
