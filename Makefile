@@ -30,11 +30,12 @@ cli: ## Install the `pipeline` command line as a .NET tool (~/.dotnet/tools), fr
 	  status=$$?; rm -rf $$cache; exit $$status
 	@case ":$$PATH:" in *":$$HOME/.dotnet/tools:"*) ;; *) echo "Add ~/.dotnet/tools to PATH to run it: export PATH=\"\$$PATH:\$$HOME/.dotnet/tools\"";; esac
 
-# The demo's command: on remote storage (STORAGE=remote), and inside a Slurm cluster of its own (EXECUTOR=slurm).
+# The demo's command: on remote storage (STORAGE=remote), inside a Slurm cluster of its own (EXECUTOR=slurm), with its state in a PostgreSQL server of its own (STORE=postgres).
 DEMO_COMMAND := $(if $(filter remote,$(STORAGE)),bash tests/xrootd/remote-demo.sh $(HOST_DLL),dotnet $(HOST_DLL) demo)
 DEMO_COMMAND := $(if $(filter slurm,$(EXECUTOR)),bash tests/slurm/slurm-demo.sh $(DEMO_COMMAND),$(DEMO_COMMAND))
+DEMO_COMMAND := $(if $(filter postgres,$(STORE)),bash tests/postgres/postgres-demo.sh $(DEMO_COMMAND),$(DEMO_COMMAND))
 
-demo: build ## Sample data end to end through every stage; last line is a JSON summary (RUNS=, FILES=, EVENTS=, REPROCESS=1, STORAGE=remote, EXECUTOR=slurm)
+demo: build ## Sample data end to end through every stage; last line is a JSON summary (RUNS=, FILES=, EVENTS=, REPROCESS=1, STORAGE=remote, EXECUTOR=slurm, STORE=postgres)
 	@RUNS=$(RUNS) FILES=$(FILES) EVENTS=$(EVENTS) REPROCESS=$(REPROCESS) $(DEMO_COMMAND)
 
 audit: build ## Audit a campaign from the catalog (CAMPAIGN=prompt, DATA=./data; EVENTS=1 reads every byte too); prints JSON, exits 0 when complete

@@ -7,6 +7,7 @@ using Pipeline.Archiver;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Archive;
 using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Audit;
 using Pipeline.Production.Campaigns;
@@ -154,6 +155,7 @@ public static class DemoCommand
                 serverChecksumsWrong = serverChecksums.Wrong,
                 recalls = nearline?.RecallsCompleted ?? 0,
                 migrations,
+                store = app.Services.GetRequiredService<IOptions<PipelineOptions>>().Value.Store.ToString().ToLowerInvariant(),
                 executor = app.Services.GetRequiredService<IOptions<ReconstructionOptions>>().Value.Executor.ToString().ToLowerInvariant(),
                 batchJobs = batch?.Jobs,
                 batchJobsPerFile = batch?.PerFile,

@@ -25,6 +25,9 @@ public enum StoreKind
 
     /// <summary>A MongoDB replica set shared by every instance of every service: production.</summary>
     Mongo,
+
+    /// <summary>A PostgreSQL server shared by every instance of every service: hosts that share nothing but the network.</summary>
+    Postgres,
 }
 
 /// <summary>Settings every service reads, under "Pipeline".</summary>
@@ -45,6 +48,8 @@ public sealed class PipelineOptions
     public SqliteOptions Sqlite { get; set; } = new();
 
     public MongoOptions Mongo { get; set; } = new();
+
+    public PostgresOptions Postgres { get; set; } = new();
 
     /// <summary>Messages a receive endpoint takes ahead from the broker (MassTransit's default on 2 cores is 4).</summary>
     [Range(1, 10_000)]
@@ -115,4 +120,21 @@ public sealed class MongoOptions
     /// <summary>How long a write waits for a majority of the replica set before it fails (a lost majority must not hang every request).</summary>
     [Range(0.1, 600)]
     public double WriteTimeoutSeconds { get; set; } = 10;
+}
+
+public sealed class PostgresOptions
+{
+    /// <summary>
+    /// Npgsql's keywords without the password: "Host=db1;Port=5432;Database=pipeline;Username=pipeline", with
+    /// "SSL Mode=VerifyFull;Root Certificate=/etc/pipeline/ca.pem" for TLS checked against the site's CA. A password
+    /// here is refused at start-up: it would show wherever the setting is printed.
+    /// </summary>
+    public string ConnectionString { get; set; } = "Host=127.0.0.1;Port=5432;Database=pipeline;Username=pipeline";
+
+    /// <summary>A file holding the password (its first line). Without it, Npgsql's own PGPASSWORD or PGPASSFILE, or none.</summary>
+    public string? PasswordFile { get; set; }
+
+    /// <summary>Connections each process keeps at most.</summary>
+    [Range(1, 1000)]
+    public int MaxConnections { get; set; } = 50;
 }

@@ -1,6 +1,7 @@
 using MassTransit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -175,6 +176,11 @@ public static class PipelineHosting
             // Registered before the bus, so the collections and indexes exist before the first message is consumed.
             services.AddHostedService<MongoInitialisation>();
         }
+        if (options.Store == StoreKind.Postgres)
+        {
+            // Registered before the bus: the tables are at their version, and the server answers, before the first message.
+            services.AddHostedService<PostgresInitialisation>();
+        }
     }
 
     /// <summary>The configured archive areas; "archive" is always one of them (a folder unless configured otherwise).</summary>
@@ -258,8 +264,19 @@ public static class PipelineHosting
     {
         endpoints.MapPrometheusScrapingEndpoint();
         endpoints.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
-        endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
+        endpoints.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready"), ResponseWriter = WriteReadinessAsync });
         return endpoints;
+    }
+
+    /// <summary>Readiness as JSON with each check's reason, so that a probe's log says what is missing, not only that something is.</summary>
+    private static Task WriteReadinessAsync(HttpContext context, HealthReport report)
+    {
+        context.Response.ContentType = "application/json";
+        return context.Response.WriteAsync(System.Text.Json.JsonSerializer.Serialize(new
+        {
+            status = report.Status.ToString(),
+            checks = report.Entries.Select(e => new { name = e.Key, status = e.Value.Status.ToString(), reason = e.Value.Description }),
+        }));
     }
 }
 
@@ -267,6 +284,35 @@ public static class PipelineHosting
 internal sealed class MongoInitialisation(StoreBackend backend) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken) => backend.MongoContext!.InitialiseAsync(cancellationToken);
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
+/// <summary>
+/// Waits for the PostgreSQL server and migrates every concern's tables before the process consumes anything: a server
+/// not up yet (the hosts started together, say) is waited for, with its reason logged, not a reason to exit.
+/// </summary>
+internal sealed class PostgresInitialisation(StoreBackend backend, TimeProvider time, ILogger<PostgresInitialisation> logger) : IHostedService
+{
+    public static readonly TimeSpan RetryInterval = TimeSpan.FromSeconds(5);
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            try
+            {
+                backend.PrepareEveryConcern();
+                return;
+            }
+            catch (Exception ex) when (ex is Npgsql.NpgsqlException or System.Net.Sockets.SocketException or TimeoutException)
+            {
+                logger.LogWarning("The state store on PostgreSQL at {Server} cannot be prepared yet ({Reason}); trying again in {Seconds} s",
+                    backend.PostgresDatabase!.Describe(), ex.Message, RetryInterval.TotalSeconds);
+                await Task.Delay(RetryInterval, time, cancellationToken);
+            }
+        }
+    }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
@@ -282,7 +328,7 @@ internal sealed class StoreHealthCheck(StoreBackend backend) : IHealthCheck
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            return HealthCheckResult.Unhealthy("The state store does not answer.", ex);
+            return HealthCheckResult.Unhealthy($"The state store does not answer: {ex.Message}");
         }
     }
 }

@@ -81,3 +81,83 @@ public sealed class When_state_lives_in_mongodb(RabbitMqBroker broker, MongoServ
         await pipeline.Services.GetRequiredService<StoreBackend>().MongoContext!.DropAsync(CancellationToken.None);
     }
 }
+
+/// <summary>The whole flow with every saga, run, catalog entry and merge buffer in PostgreSQL.</summary>
+[Collection(RabbitMqCollection.Name)]
+public sealed class When_state_lives_in_postgres(RabbitMqBroker broker, PostgresServer postgres) : IClassFixture<PostgresServer>, IAsyncLifetime
+{
+    private string? _schema;
+
+    public async Task InitializeAsync()
+    {
+        if (postgres.Unavailable is null)
+        {
+            _schema = await postgres.CreateSchemaAsync();
+        }
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_schema is not null)
+        {
+            await postgres.DropSchemaAsync(_schema);
+        }
+    }
+
+    private async Task<PipelineUnderTest> StartAsync()
+    {
+        var options = postgres.Options(_schema);
+        return await PipelineUnderTest.StartAsync(await broker.IsolatedUriAsync(), new Dictionary<string, string?>
+        {
+            ["Pipeline:Store"] = "Postgres",
+            ["Pipeline:Postgres:ConnectionString"] = options.ConnectionString,
+            ["Pipeline:Postgres:PasswordFile"] = options.PasswordFile,
+        });
+    }
+
+    [SkippableFact]
+    public async Task Should_archive_every_selected_event_exactly_once()
+    {
+        postgres.Require();
+        await using var pipeline = await StartAsync();
+        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 2, FilesPerStream: 2, EventsPerFile: 100));
+        await pipeline.IngestAsync(runs);
+        await pipeline.IngestAsync(runs);
+        var files = runs.Sum(r => r.Files!.Count);
+
+        await pipeline.WaitForFinalAsync(files);
+        var audit = await pipeline.AuditAsync(runs);
+
+        Assert.True(audit.Complete, JsonSerializer.Serialize(audit));
+        Assert.Equal(audit.MergedFiles, audit.Events!.ChecksumsVerified);
+        var sagas = await pipeline.AllFilesAsync();
+        Assert.Equal(files, sagas.Count);
+        Assert.All(sagas, f => Assert.Single(f.History, h => h.Event == "FileReconstructed"));
+        Assert.NotNull(pipeline.Services.GetRequiredService<StoreBackend>().PostgresDatabase);
+    }
+
+    [SkippableFact]
+    public async Task Should_lose_and_double_nothing_when_the_server_stops_while_files_flow_and_comes_back()
+    {
+        postgres.Require();
+        await using var pipeline = await StartAsync();
+        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 2, FilesPerStream: 3, EventsPerFile: 200));
+        await pipeline.IngestAsync(runs);
+        var files = runs.Sum(r => r.Files!.Count);
+        // Stopped once some files are on their way and before all are done.
+        await Eventually.Until(pipeline.AllFilesAsync, f => f.Any(s => s.CurrentState != FileStates.Registered) && f.Any(s => !FileStates.Final.Contains(s.CurrentState)),
+            TimeSpan.FromSeconds(60), "files on their way", f => string.Join(", ", f.Select(s => s.CurrentState)));
+        await postgres.StopAsync();
+        // The process's readiness says so: the store is gone, and every message meanwhile retries or waits.
+        var unready = await Eventually.Until(() => pipeline.Http.GetAsync(new Uri("health/ready", UriKind.Relative)),
+            r => r.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable, TimeSpan.FromSeconds(30), "readiness false without the store", r => r.StatusCode.ToString());
+        Assert.Contains("state store", await unready.Content.ReadAsStringAsync(), StringComparison.OrdinalIgnoreCase);
+        await postgres.StartAgainAsync();
+
+        await pipeline.WaitForFinalAsync(files);
+        var audit = await pipeline.AuditAsync(runs);
+
+        Assert.True(audit.Complete, JsonSerializer.Serialize(audit));
+        Assert.All(await pipeline.AllFilesAsync(), f => Assert.Equal(FileStates.Archived, f.CurrentState));
+    }
+}

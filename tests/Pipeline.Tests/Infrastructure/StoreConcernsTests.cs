@@ -11,10 +11,13 @@ public sealed class When_finding_the_stores_of_each_concern
         Assert.Contains(typeof(IFileSagaStore), StoreConcerns.All);
         Assert.Contains(typeof(ICatalog), StoreConcerns.All);
         Assert.Contains(typeof(ISingletonLeaseStore), StoreConcerns.All);
+        Assert.Equal([typeof(ISqliteStore), typeof(IPostgresStore), typeof(IMongoStore)], StoreConcerns.Backends);
         foreach (var concern in StoreConcerns.All)
         {
-            Assert.True(typeof(ISqliteStore).IsAssignableFrom(StoreConcerns.ImplementationOf(concern, typeof(ISqliteStore))), concern.Name);
-            Assert.True(typeof(IMongoStore).IsAssignableFrom(StoreConcerns.ImplementationOf(concern, typeof(IMongoStore))), concern.Name);
+            foreach (var backend in StoreConcerns.Backends)
+            {
+                Assert.True(backend.IsAssignableFrom(StoreConcerns.ImplementationOf(concern, backend)), $"{concern.Name} on {backend.Name}");
+            }
         }
     }
 

@@ -921,6 +921,156 @@ public sealed class When_storing_state_in_sqlite : StoreContract
     }
 }
 
+public sealed class When_storing_state_in_postgres(PostgresServer server) : StoreContract, IClassFixture<PostgresServer>
+{
+    private string? _schema;
+
+    protected override async Task<StoreBackend> CreateStoreAsync()
+    {
+        server.Require();
+        // A schema per test, so tests never see each other's rows.
+        _schema = await server.CreateSchemaAsync();
+        return StoreBackend.Postgres(PostgresConnection.Open(server.Options(_schema)));
+    }
+
+    protected override async Task DropStoreAsync()
+    {
+        if (_schema is not null)
+        {
+            Store.Dispose();
+            await server.DropSchemaAsync(_schema);
+        }
+    }
+
+    private const int Rows = 100_000;
+
+    /// <summary>
+    /// What the server plans for each listing the stores make, on tables of 100,000 rows each: an index walked in the
+    /// listing's order, never a sequential scan or a sort.
+    /// </summary>
+    [SkippableFact]
+    public async Task Should_answer_every_listing_from_an_index_without_a_sequential_scan_or_a_sort_on_large_tables()
+    {
+        // Every concern's tables made by its store, then filled on the server.
+        _ = (Store.Sagas, Store.Merges, Store.ArchiveQueue, Store.Catalog, Store.Flow, Store.Health);
+        foreach (var fill in new[]
+        {
+            $"""
+            INSERT INTO file_sagas (id, version, state, campaign, run, stream, name, attempt, updated_at, deadline, failure, document)
+            SELECT gen_random_uuid(), 0, (ARRAY['Staging', 'Reconstructing', 'Archived', 'Archived', 'Archived', 'Failed'])[1 + i % 6], 'c' || (i % 10),
+                   i / 50, 's' || (i % 4), 'raw/' || lpad(i::text, 7, '0'), 1, i::bigint * 1000,
+                   CASE WHEN i % 6 < 2 THEN i::bigint * 1000 + 5 END, NULL, jsonb_build_object()
+            FROM generate_series(1, {Rows}) i
+            """,
+            $"""
+            INSERT INTO merge_outputs (output_id, file_id, campaign, dataset, run, stream, section, raw_name, name, size, adler32, events, added_at, merged_name)
+            SELECT 'o' || i, gen_random_uuid(), 'c' || (i % 10), 'd' || (i / 10 % 4), i / 50, 's', 0, 'raw', 'out' || i, 10, '00000001', 1, i,
+                   CASE WHEN i % 7 = 0 THEN 'm' || (i / 100) END
+            FROM generate_series(1, {Rows}) i
+            """,
+            $"""
+            INSERT INTO archive_queue (name, campaign, dataset, sequence, size, adler32, events, merged_at, manifest, sources, state)
+            SELECT 'm' || i, 'c' || (i % 10), 'd' || (i % 20), i, 10, '00000001', 1, i, NULL, '[]'::jsonb, i % 3 FROM generate_series(1, {Rows}) i
+            """,
+            $"""
+            INSERT INTO catalog (name, area, kind, campaign, dataset, size, adler32, events, sources, created_at)
+            SELECT 'f' || i, 'archive', (ARRAY['raw', 'merged', 'log'])[1 + i % 3], 'c' || (i % 10), 'd' || (i % 20), 10, '00000001', 1, '[]'::jsonb, i
+            FROM generate_series(1, {Rows}) i
+            """,
+            $"INSERT INTO area_files (area, name, bytes, at) SELECT 'a' || (i % 5), 'n' || i, 10, i FROM generate_series(1, {Rows}) i",
+            $"""
+            INSERT INTO alerts (key, kind, severity, message, raised_at, last_seen_at, resolved_at)
+            SELECT 'k' || i, 'stalled', 'warning', 'm', i, i, CASE WHEN i % 100 <> 0 THEN i + 1 END FROM generate_series(1, {Rows}) i
+            """,
+            "ANALYZE",
+        })
+        {
+            await Store.PostgresDatabase!.WriteAsync(session => session.RunAsync(fill), CancellationToken.None);
+        }
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(Rows * 1000L);
+        var listings = new Dictionary<string, PostgresQuery>
+        {
+            ["files"] = PostgresFileSagaStore.Files(new FileQuery(Limit: 101)),
+            ["files by campaign and state"] = PostgresFileSagaStore.Files(new FileQuery("c3", "Staging", Limit: 101)),
+            ["files by state"] = PostgresFileSagaStore.Files(new FileQuery(State: "Failed", Limit: 101)),
+            ["files by campaign and stream after a cursor"] = PostgresFileSagaStore.Files(new FileQuery("c3", Stream: "s1", After: FileCursor.Encode(100, "raw/0005000"), Limit: 101)),
+            ["files by stream after a cursor"] = PostgresFileSagaStore.Files(new FileQuery(Stream: "s1", After: FileCursor.Encode(100, "raw/0005000"), Limit: 101)),
+            ["stalled past their deadline"] = PostgresFileSagaStore.Stalled(now, now, 100)[0],
+            ["stalled since their last write"] = PostgresFileSagaStore.Stalled(now, now, 100)[1],
+            // A merge's inputs, at the merger's default bound: a buffer of thousands of outputs waits in the dataset.
+            ["pending outputs"] = PostgresMergeStore.Pending("c3", "d3", 256),
+            ["archive queue of a dataset"] = PostgresArchiveQueue.From("c3", "d3", 40_000, 100),
+            ["catalog of a kind"] = PostgresRunCatalog.OfKind("merged", null),
+            ["catalog of a kind and campaign"] = PostgresRunCatalog.OfKind("merged", "c3"),
+            ["reservations of an area"] = PostgresFlowStore.Reservations("a1", now, 100),
+            ["active alerts"] = PostgresHealthStore.Alerts(activeOnly: true, 100),
+            ["alerts"] = PostgresHealthStore.Alerts(activeOnly: false, 100),
+        };
+
+        var plans = new List<string>();
+        foreach (var (listing, query) in listings)
+        {
+            // The catalog's listings are read whole today; a page of them must come from the index in order all the same.
+            var sql = query.Sql.Contains("LIMIT", StringComparison.Ordinal) ? query.Sql : query.Sql + " LIMIT 101";
+            var plan = (string)(await Store.PostgresDatabase!.ReadAsync(session => session.ScalarAsync("EXPLAIN (FORMAT JSON) " + sql, query.Parameters), CancellationToken.None))!;
+            var nodes = Nodes(System.Text.Json.JsonDocument.Parse(plan).RootElement).ToList();
+            if (nodes.Any(n => n is "Seq Scan" or "Sort" or "Incremental Sort") || !nodes.Any(n => n is "Index Scan" or "Index Only Scan"))
+            {
+                plans.Add($"{listing}: {string.Join(" > ", nodes)}");
+            }
+        }
+
+        Assert.Empty(plans);
+    }
+
+    private static IEnumerable<string> Nodes(System.Text.Json.JsonElement plan) => plan.ValueKind switch
+    {
+        System.Text.Json.JsonValueKind.Object => (plan.TryGetProperty("Node Type", out var type) ? [type.GetString()!] : Enumerable.Empty<string>())
+            .Concat(plan.EnumerateObject().SelectMany(p => Nodes(p.Value))),
+        System.Text.Json.JsonValueKind.Array => plan.EnumerateArray().SelectMany(Nodes),
+        _ => [],
+    };
+
+    [SkippableFact]
+    public async Task Should_migrate_the_schema_once_when_instances_start_together_and_record_each_concerns_version()
+    {
+        var schema = await server.CreateSchemaAsync();
+        try
+        {
+            // Eight instances, each making every concern's stores at once: one migrates, the others wait and find it done.
+            var instances = Enumerable.Range(0, 8).Select(_ => StoreBackend.Postgres(PostgresConnection.Open(server.Options(schema)))).ToList();
+            await Task.WhenAll(instances.Select(instance => Task.Run(() =>
+            {
+                foreach (var concern in StoreConcerns.All)
+                {
+                    typeof(StoreBackend).GetMethod(nameof(StoreBackend.Get))!.MakeGenericMethod(concern).Invoke(instance, null);
+                }
+            })));
+
+            var versions = await instances[0].PostgresDatabase!.SchemaVersionsAsync(CancellationToken.None);
+            Assert.Equal(StoreConcerns.BackendClasses(typeof(IPostgresStore)).Count, versions.Count);
+            Assert.All(versions, v => Assert.Equal(1, v.Version));
+            await instances[0].Sagas.InsertAsync(new FileState { CorrelationId = Guid.NewGuid(), CurrentState = "Staging", Campaign = "prompt", Run = 1, Stream = "physics", LogicalName = "raw/a", UpdatedAt = DateTimeOffset.UtcNow }, CancellationToken.None);
+            Assert.Equal(1, (await instances[7].Sagas.CountByStateAsync(CancellationToken.None)).Single().Files);
+            instances.ForEach(i => i.Dispose());
+        }
+        finally
+        {
+            await server.DropSchemaAsync(schema);
+        }
+    }
+
+    [SkippableFact]
+    public void Should_refuse_a_connection_string_that_carries_a_password_naming_only_the_host()
+    {
+        var refused = Assert.Throws<InvalidOperationException>(() =>
+            PostgresConnection.Open(new Pipeline.Infrastructure.Hosting.PostgresOptions { ConnectionString = "Host=db7.example.org;Username=pipeline;Password=s3cret-word" }));
+
+        Assert.Contains("db7.example.org", refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("s3cret-word", refused.Message, StringComparison.Ordinal);
+    }
+}
+
 public sealed class When_storing_state_in_mongodb(MongoServer server) : StoreContract, IClassFixture<MongoServer>
 {
     private MongoStoreContext? _store;

@@ -14,6 +14,12 @@ namespace Pipeline.Production.State;
 public interface ISqliteStore;
 
 /// <summary>
+/// A concern's store over PostgreSQL: made from the process's <see cref="PostgresDatabase"/>, it brings its own tables
+/// and indexes to their latest version when made (<see cref="PostgresDatabase.Migrate"/>).
+/// </summary>
+public interface IPostgresStore;
+
+/// <summary>
 /// A concern's store over MongoDB: made from the shared <see cref="MongoStoreContext"/>, it names the collections it
 /// keeps with their indexes, which every instance creates at start-up (a collection created implicitly inside a
 /// transaction fails under concurrency, and the unique indexes are part of correctness).
@@ -77,12 +83,15 @@ public static class StoreConcerns
                     : $"Several classes serve {key.Store.Name} as {key.Backend.Name}: {string.Join(", ", found.Select(t => t.Name))}.", nameof(store));
         });
 
+    /// <summary>The markers of the backends' store classes.</summary>
+    public static IReadOnlyList<Type> Backends { get; } = [typeof(ISqliteStore), typeof(IPostgresStore), typeof(IMongoStore)];
+
     /// <summary>Every concern's interface: what a store class implements besides its backend's marker.</summary>
     public static IReadOnlyList<Type> All { get; } =
     [
-        .. BackendClasses(typeof(ISqliteStore)).Concat(BackendClasses(typeof(IMongoStore)))
+        .. Backends.SelectMany(BackendClasses)
             .SelectMany(t => t.GetInterfaces())
-            .Where(i => i != typeof(ISqliteStore) && i != typeof(IMongoStore) && i.Namespace == typeof(StoreConcerns).Namespace)
+            .Where(i => !Backends.Contains(i) && i.Namespace == typeof(StoreConcerns).Namespace)
             .Distinct()
             .OrderBy(i => i.Name, StringComparer.Ordinal),
     ];
