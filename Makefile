@@ -47,7 +47,7 @@ reconcile: build ## The catalog against the archive areas (DATA=./data, ARGS=--d
 test: ## Every test, on a real RabbitMQ (installed and started on 127.0.0.1 when none is given)
 	@bash tests/run-tests.sh
 
-faults: build ## Fault suite: services as processes on a broker of their own, killed while FILES (1000) flow (NETWORK=1: on hosts of their own; BROKER_NODES=3: a RabbitMQ cluster); last line is the JSON report
+faults: build ## Fault suite: services as processes on a broker of their own, killed while FILES (1000) flow (NETWORK=1: on hosts of their own; BROKER_NODES=3: a RabbitMQ cluster; STORE=postgres: the state on a PostgreSQL server, stopped and started mid-run); last line is the JSON report
 	@bash tests/ensure-debian-package.sh /usr/sbin/rabbitmq-server rabbitmq-server
 	@FILES=$(if $(filter command line environment,$(origin FILES)),$(FILES),1000) dotnet tests/Pipeline.Faults/bin/$(CONFIGURATION)/net10.0/Pipeline.Faults.dll
 

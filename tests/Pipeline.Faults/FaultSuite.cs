@@ -34,7 +34,9 @@ public sealed record FaultOptions(
     int LinkCuts = 0,
     int BrokerPartitions = 0,
     int StorageRestarts = 0,
-    int BrokerNodes = 1);
+    int BrokerNodes = 1,
+    string Store = "sqlite",
+    int StoreRestarts = 0);
 
 /// <summary>What the checker found, from the catalog and the archived bytes alone. Its JSON is `make faults`' last line.</summary>
 public sealed record FaultReport(
@@ -74,6 +76,8 @@ public sealed record FaultReport(
     int BrokerNodes,
     int BrokerConnectionsMoved,
     int BrokerNodesRejoinedLate,
+    string Store,
+    int StoreRestarts,
     double Seconds,
     [property: System.Text.Json.Serialization.JsonIgnore] IReadOnlyList<string> Problems)
 {
@@ -148,6 +152,9 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
     /// <summary>How long the broker host's link stays cut.</summary>
     private static readonly TimeSpan BrokerPartitionDuration = TimeSpan.FromSeconds(30);
 
+    /// <summary>How long the state store's server stays down: past a few of every stage's retries, and the watchdog's pass.</summary>
+    private static readonly TimeSpan StoreDowntime = TimeSpan.FromSeconds(10);
+
     /// <summary>How long the storage server stays down between its kill and its start.</summary>
     private static readonly TimeSpan StorageDowntime = TimeSpan.FromSeconds(3);
 
@@ -178,14 +185,14 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                 ["merger"] = new Dictionary<string, string> { [FaultInjection.CorruptMergedVariable] = options.CorruptMergedEvery.ToString(CultureInfo.InvariantCulture) },
                 ["archiver"] = secondCopy,
                 ["api"] = secondCopy,
-            }, network: placement);
+            }, network: placement, postgres: options.Store == "postgres");
         var runs = await pipeline.GenerateAsync(options.Files, options.Seed);
         var files = runs.Sum(r => r.Files!.Count);
         var kills = 0;
         var (failovers, failoversLate, failoverMaxSeconds) = (0, 0, 0.0);
         var brokerRestarts = 0;
         var diskAlarms = 0;
-        var (linkCuts, brokerPartitions, storageRestarts) = (0, 0, 0);
+        var (linkCuts, brokerPartitions, storageRestarts, storeRestarts) = (0, 0, 0, 0);
         var (connectionsMoved, rejoinedLate) = (0, 0);
         log.WriteLine($"faults: announcing {runs.Count} runs of {files} files; the orchestrator dies after saga save {crashAfter}");
         await pipeline.AnnounceAsync(runs, cancellationToken);
@@ -200,7 +207,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             }
         }
 
-        using var store = StoreBackend.Sqlite(Path.Combine(pipeline.Data, "pipeline.db"));
+        using var store = pipeline.OpenStore();
         // Archive writers in use, sampled all through the run: never more than the limit, whatever is killed.
         using var stopSampling = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var movers = SampleMoversAsync(store, stopSampling.Token);
@@ -292,6 +299,13 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                         await Task.Delay(StorageDowntime, cancellationToken);
                         await pipeline.Storage.StartAgainAsync(cancellationToken);
                         storageRestarts++;
+                        break;
+                    case "store-restart":
+                        log.WriteLine($"faults: the state store's PostgreSQL server stopped for {StoreDowntime.TotalSeconds:F0}s with {final} of {files} final");
+                        await pipeline.State!.StopAsync(cancellationToken);
+                        await Task.Delay(StoreDowntime, cancellationToken);
+                        await pipeline.State.StartAgainAsync(cancellationToken);
+                        storeRestarts++;
                         break;
                     case var worker:
                         var victim = pipeline[worker];
@@ -420,7 +434,7 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             injected.Count, injected.Count(caught.Contains), injected.Count(c => !caught.Contains(c) && replaced.Contains(c)),
             mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedRawFiles, events.ChecksumsBad, catalogAudit.CatalogComplete && apiAudit?.Complete == true, reconciliation.Clean, leaks.Count, longJobs, longJobsDone, MoversLimit, moversMax, moverSamples, moverSamplesBusy,
             failovers, failoversLate, Math.Round(failoverMaxSeconds, 1), fenced, linkCuts, brokerPartitions, storageRestarts,
-            pipeline.BrokerNodes.Count, connectionsMoved, rejoinedLate, Math.Round(watch.Elapsed.TotalSeconds, 1),
+            pipeline.BrokerNodes.Count, connectionsMoved, rejoinedLate, options.Store, storeRestarts, Math.Round(watch.Elapsed.TotalSeconds, 1),
             [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
         pipeline.KeepWork = !report.Passed;
         if (pipeline.KeepWork)
@@ -445,6 +459,11 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             catch (OperationCanceledException)
             {
                 break;
+            }
+            catch (Npgsql.NpgsqlException)
+            {
+                // The store's server is stopped as a fault: no sample while it is down.
+                await Task.Delay(500, CancellationToken.None);
             }
         }
         return (max, samples, busy);
@@ -642,7 +661,8 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             schedule.Insert(Math.Min(at, schedule.Count), i % 2 == 0 ? "broker-restart" : "broker-kill");
         }
         foreach (var (fault, times) in new[] { ("singleton-kill", options.SingletonKills), ("link-cut", options.Network ? options.LinkCuts : 0),
-            ("broker-partition", options.Network ? options.BrokerPartitions : 0), ("storage-restart", options.Network ? options.StorageRestarts : 0) })
+            ("broker-partition", options.Network ? options.BrokerPartitions : 0), ("storage-restart", options.Network ? options.StorageRestarts : 0),
+            ("store-restart", options.Store == "postgres" ? options.StoreRestarts : 0) })
         {
             for (var i = 0; i < times; i++)
             {

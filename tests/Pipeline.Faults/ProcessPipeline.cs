@@ -54,6 +54,12 @@ public sealed class ProcessPipeline : IAsyncDisposable
 
     public IReadOnlyDictionary<string, ServiceProcess> Processes { get; private set; } = new Dictionary<string, ServiceProcess>();
 
+    /// <summary>The PostgreSQL server holding the state, when the run's store is one; null when it is the SQLite file in the data folder.</summary>
+    public StateServer? State { get; private set; }
+
+    /// <summary>The store the services share, as the checker reads it.</summary>
+    public StoreBackend OpenStore() => State?.Open() ?? StoreBackend.Sqlite(Path.Combine(Data, "pipeline.db"));
+
     public ServiceProcess this[string name] => Processes[name];
 
     private ProcessPipeline(string work) => Work = work;
@@ -75,7 +81,7 @@ public sealed class ProcessPipeline : IAsyncDisposable
     /// </param>
     public static async Task<ProcessPipeline> StartAsync(string? work, int brokerPort, TextWriter log, Func<string, IReadOnlyDictionary<string, string>?> once,
         int releaseSleepMsMax, CancellationToken cancellationToken, SlowJob? slowJob = null, IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>>? serviceSettings = null,
-        IReadOnlyList<(string Name, string Project)>? services = null, NetworkPlacement? network = null, int releaseSleepMs = 0)
+        IReadOnlyList<(string Name, string Project)>? services = null, NetworkPlacement? network = null, int releaseSleepMs = 0, bool postgres = false)
     {
         var pipeline = new ProcessPipeline(work ?? Path.Combine(Path.GetTempPath(), $"pipeline-faults-{Guid.NewGuid():N}"[..30]));
         Directory.CreateDirectory(pipeline.Data);
@@ -96,6 +102,15 @@ public sealed class ProcessPipeline : IAsyncDisposable
                 for (var i = 0; i < pipeline.BrokerNodes.Count; i++)
                 {
                     environment[$"Pipeline__RabbitMq__ClusterNodes__{i.ToString(CultureInfo.InvariantCulture)}"] = pipeline.BrokerNodes[i].Address;
+                }
+            }
+            if (postgres)
+            {
+                // The state on a PostgreSQL server of its own, where every service reaches it: nothing shared on disk.
+                pipeline.State = await StateServer.StartAsync(Path.Combine(pipeline.Work, "state-server"), network?.BridgeAddress ?? "127.0.0.1", cancellationToken);
+                foreach (var (key, value) in pipeline.State.Settings)
+                {
+                    environment[key] = value;
                 }
             }
             if (network?.Storage is { } storageHost)
@@ -179,6 +194,10 @@ public sealed class ProcessPipeline : IAsyncDisposable
         if (Storage is not null)
         {
             await Storage.DisposeAsync();
+        }
+        if (State is not null)
+        {
+            await State.DisposeAsync();
         }
         if (!KeepWork && Directory.Exists(Work))
         {

@@ -6,6 +6,7 @@ using Pipeline.Faults;
 // make soak [SOAK_MINUTES=30 SOAK_RUN_SECONDS=10 SOAK_RUN_FILES=40]: a run every few seconds; memory, descriptors, queues; last line JSON.
 // make faults [FILES=1000 KILLS=20 BROKER_RESTARTS=2 DISK_ALARMS=1 SINGLETON_KILLS=1 SEED=1 FAULT_WINDOW_PERCENT=75]: the fault suite; its last stdout line is the report as JSON,
 // with NETWORK=1 [LINK_CUTS=3 BROKER_PARTITIONS=1 STORAGE_RESTARTS=2] every service, the broker and a storage server on hosts of their own,
+// with STORE=postgres [STORE_RESTARTS=1] the state on a PostgreSQL server of its own, stopped and started again mid-run,
 // with BROKER_NODES=3 the broker a cluster of three nodes on hosts of their own with quorum queues, and it exits 0 only when nothing was lost, doubled, unexpected or orphaned and every file reached a final state.
 int Number(string name, int fallback) =>
     Environment.GetEnvironmentVariable(name) is { Length: > 0 } text ? int.Parse(text, CultureInfo.InvariantCulture) : fallback;
@@ -47,7 +48,13 @@ if (args.FirstOrDefault() == "soak")
 var options = new FaultOptions(Files: Number("FILES", 1000), WorkerKills: Number("KILLS", 20), BrokerRestarts: Number("BROKER_RESTARTS", 2), DiskAlarms: Number("DISK_ALARMS", 1),
     SingletonKills: Number("SINGLETON_KILLS", 1), Seed: Number("SEED", 1), Network: Number("NETWORK", 0) == 1, LinkCuts: Number("LINK_CUTS", 3),
     BrokerPartitions: Number("BROKER_PARTITIONS", 1), StorageRestarts: Number("STORAGE_RESTARTS", 2), BrokerNodes: Number("BROKER_NODES", 1),
-    FaultWindow: Number("FAULT_WINDOW_PERCENT", 75) / 100.0);
+    FaultWindow: Number("FAULT_WINDOW_PERCENT", 75) / 100.0, Store: Environment.GetEnvironmentVariable("STORE") is { Length: > 0 } store ? store.ToLowerInvariant() : "sqlite",
+    StoreRestarts: Number("STORE_RESTARTS", 1));
+if (options.Store is not ("sqlite" or "postgres"))
+{
+    Console.Error.WriteLine($"faults: STORE={options.Store}: sqlite (the default) or postgres");
+    return 2;
+}
 if ((options.Network || options.BrokerNodes > 1) && TestNetwork.Unavailable is { } reason)
 {
     Console.Error.WriteLine($"faults: NETWORK=1 and BROKER_NODES put services and broker nodes on hosts of their own: {reason}");

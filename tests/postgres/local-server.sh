@@ -51,6 +51,10 @@ case "$command" in
       free_port > "$dir/port"
     fi
     port="$(cat "$dir/port")"
+    # Clients from the tests' network hosts (a bridge address), with the same password rule as on loopback.
+    if [ "$address" != "127.0.0.1" ] && ! grep -q "^host all all 0.0.0.0/0" "$dir/data/pg_hba.conf"; then
+      echo "host all all 0.0.0.0/0 scram-sha-256" >> "$dir/data/pg_hba.conf"
+    fi
     if ! as_server "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
       # fsync stays on: a restarted server must hold every commit it acknowledged.
       as_server "$bin/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 start \

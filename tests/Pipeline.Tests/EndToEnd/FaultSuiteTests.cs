@@ -77,6 +77,27 @@ public sealed class When_a_node_of_a_three_node_broker_cluster_dies_while_files_
     }
 }
 
+/// <summary>
+/// The services as processes sharing nothing on disk for their state: every saga, run, catalog entry and buffer in a
+/// PostgreSQL server of its own, which is stopped for ten seconds and started again while files flow, with workers
+/// and the dispatcher's holder killed too. Ten processes write to it at once.
+/// </summary>
+[Collection(FaultSuiteCollection.Name)]
+public sealed class When_the_state_stores_postgresql_server_stops_while_processes_die_and_files_flow
+{
+    [SkippableFact]
+    public async Task Should_archive_every_event_exactly_once_and_leave_nothing_behind()
+    {
+        var (report, context) = await ShortFaultRun.PassAsync(new FaultOptions(Files: 60, WorkerKills: 2, BrokerRestarts: 0, DiskAlarms: 0, SingletonKills: 1,
+            CrashOrchestrator: false, Seed: 11, BrokerPort: 5691, CorruptStagedEvery: 0, CorruptMergedEvery: 0, FaultWindow: 0.4, Store: "postgres", StoreRestarts: 1));
+        Assert.Equal(("postgres", 1), (report.Store, report.StoreRestarts));
+        Assert.Equal((1, 0), (report.SingletonFailovers, report.SingletonFailoversLate));
+        Assert.Equal((2, 2), (report.LongJobs, report.LongJobsDone));
+        Assert.True(report.CatalogAuditComplete && report.ReconciliationClean, context);
+        Assert.Equal(0, report.SecretsInLogs);
+    }
+}
+
 /// <summary>A short fault run as the tests make it: skipped, with the reason, where its broker or hosts cannot run here.</summary>
 internal static class ShortFaultRun
 {

@@ -27,7 +27,9 @@ public sealed class When_a_file_is_staged
 
         await harness.Bus.Publish(new FileStaged(Guid.NewGuid(), 1000, "physics", "prompt", 1, "prompt/raw.raw", 1234, "0a0b0c0d"));
 
-        Assert.True(await harness.Consumed.Any<FileStaged>());
+        // Waited for up to half a minute, not for the harness's short inactivity window: a loaded machine is slow to deliver.
+        using var consumedWithin = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        Assert.True(await harness.Consumed.Any<FileStaged>(consumedWithin.Token));
         // The dispatcher's wait ends on the poke, long before its own (here: ten-minute) tick.
         var woken = signal.WaitAsync(TimeSpan.FromMinutes(10), TimeProvider.System, CancellationToken.None);
         Assert.Same(woken, await Task.WhenAny(woken, Task.Delay(TimeSpan.FromMinutes(2))));
