@@ -120,7 +120,7 @@ public sealed class AreaArchive : IArchive
                 Interlocked.Increment(ref _thirdPartyFallbacks);
             }
         }
-        return await StreamingCopy.CopyAsync(source, sourceName, _area, name, cancellationToken);
+        return await StreamingCopy.CopyAsync(source, sourceName, _area, name, cancellationToken, adler32);
     }
 
     private async Task VerifyAsync(string name, long size, string adler32, (long Size, uint Adler32) found, string when, CancellationToken cancellationToken)

@@ -36,12 +36,16 @@ public static class StreamingCopy
     /// Copies a file from one area to another (atomically at the target), checksumming while the bytes
     /// move, retrying transient I/O errors from the start. The bytes pass through this process: a copy between
     /// two remote areas streams from one server to the other without landing on this host's disk.
+    /// <paramref name="expectedAdler32"/>, when the caller knows it (the catalog's, say), is compared with the server's
+    /// before a local file copied to an XRootD server takes its final name: a bad copy never appears there, not even for
+    /// the moment a tape endpoint needs to migrate it.
     /// </summary>
-    public static async Task<(long Size, uint Adler32)> CopyAsync(StorageArea from, string fromName, StorageArea to, string toName, CancellationToken cancellationToken)
+    public static async Task<(long Size, uint Adler32)> CopyAsync(StorageArea from, string fromName, StorageArea to, string toName, CancellationToken cancellationToken,
+        string? expectedAdler32 = null)
     {
         if (from is LocalArea folder && to is Xrootd.XrootdArea xrootd)
         {
-            return await TransientIo.ExecuteAsync(token => new ValueTask<(long, uint)>(xrootd.UploadFileAsync(toName, folder.PathInside(fromName), token)), cancellationToken);
+            return await TransientIo.ExecuteAsync(token => new ValueTask<(long, uint)>(xrootd.UploadFileAsync(toName, folder.PathInside(fromName), token, expectedAdler32)), cancellationToken);
         }
         var length = (await from.StatAsync(fromName, cancellationToken))?.Size
             ?? throw new FileNotFoundException($"'{fromName}' is not in area '{from.Name}'.");

@@ -206,7 +206,7 @@ public sealed class Reconciler(ICatalog catalog, IAlerts alerts, ArchiveLibrary 
             {
                 continue;
             }
-            var (size, adler) = await StreamingCopy.CopyAsync(from, other.Name, folders[entry.Area], entry.Name, cancellationToken);
+            var (size, adler) = await StreamingCopy.CopyAsync(from, other.Name, folders[entry.Area], entry.Name, cancellationToken, entry.Adler32);
             if (size == entry.Size && Adler32Checksum.Same(Adler32Checksum.Format(adler), entry.Adler32))
             {
                 return other.Area;

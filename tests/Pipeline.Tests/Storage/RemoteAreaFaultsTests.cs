@@ -1,3 +1,4 @@
+using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.State;
 using Pipeline.SampleExperiment;
@@ -71,6 +72,38 @@ public sealed class When_the_storage_server_fails(XrootdServer server) : IClassF
         Assert.Equal(bytes, await File.ReadAllBytesAsync(final));
         await Eventually.Until(() => Task.FromResult(Directory.EnumerateFiles(Path.Combine(server.DataPath, top)).Where(f => f != final).ToList()), left => left.Count == 0,
             TimeSpan.FromSeconds(30), "no temporary file left");
+    }
+
+    /// <summary>
+    /// A local file copied to root:// whose bytes are not what the caller knows them to be (changed on this host's disk
+    /// after it was checksummed): the server's checksum is compared with the known one before the rename, so the copy
+    /// never takes its final name, even for a moment, and no temporary file stays.
+    /// </summary>
+    [SkippableFact]
+    public async Task Should_never_give_a_copy_its_final_name_when_its_checksum_is_not_the_one_the_copier_knows()
+    {
+        server.Require();
+        var top = $"known-{Guid.NewGuid():N}";
+        using var local = new TempDirectory();
+        var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?> { ["archive"] = $"{server.RootUri.GetLeftPart(UriPartial.Authority)}//{top}/" }, local.Path);
+        var bytes = new byte[256 << 10];
+        new Random(5).NextBytes(bytes);
+        Directory.CreateDirectory(areas.Output.Location.LocalPath);
+        var known = Adler32Checksum.Format(Adler32Checksum.Of(bytes));
+        // The file on this host's disk changes after its checksum was taken.
+        bytes[1000] ^= 0xFF;
+        await File.WriteAllBytesAsync(Path.Combine(areas.Output.Location.LocalPath, "merged.evt"), bytes);
+
+        var refused = await Record.ExceptionAsync(() => StreamingCopy.CopyAsync(areas.Output, "merged.evt", areas.Archive, "merged.evt", CancellationToken.None, known));
+
+        // xrdcp's own comparison fails the copy, or the check before the rename does: either way an I/O error that says so.
+        Assert.IsAssignableFrom<IOException>(refused);
+        Assert.Null(await areas.Archive.StatAsync("merged.evt", CancellationToken.None));
+        Assert.Empty(Directory.Exists(Path.Combine(server.DataPath, top)) ? Directory.EnumerateFiles(Path.Combine(server.DataPath, top)) : []);
+        // The same copy with the right expectation takes its name.
+        var (size, adler32) = await StreamingCopy.CopyAsync(areas.Output, "merged.evt", areas.Archive, "merged.evt", CancellationToken.None,
+            Adler32Checksum.Format(Adler32Checksum.Of(bytes)));
+        Assert.Equal((bytes.LongLength, Adler32Checksum.Of(bytes)), (size, adler32));
     }
 
     [SkippableFact]

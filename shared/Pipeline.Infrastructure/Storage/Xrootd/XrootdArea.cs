@@ -65,11 +65,12 @@ public sealed class XrootdArea : StorageArea, INearlineArea
     /// <summary>
     /// Copies a file of this host into the area with xrdcp reading it itself (measured faster than through its standard
     /// input), xrdcp comparing the source's Adler-32 as it reads with the server's; returns the size and that checksum.
+    /// With <paramref name="expectedAdler32"/> the server's checksum must also equal it before the file takes its name.
     /// </summary>
-    public async Task<(long Size, uint Adler32)> UploadFileAsync(string name, string localPath, CancellationToken cancellationToken)
+    public async Task<(long Size, uint Adler32)> UploadFileAsync(string name, string localPath, CancellationToken cancellationToken, string? expectedAdler32 = null)
     {
         var size = new FileInfo(localPath).Length;
-        var stored = await _client.UploadAsync(localPath, null, UriOf(name), cancellationToken);
+        var stored = await _client.UploadAsync(localPath, expectedAdler32, UriOf(name), cancellationToken);
         return (size, Adler32Checksum.Parse(stored));
     }
 
