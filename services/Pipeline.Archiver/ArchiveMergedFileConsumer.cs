@@ -59,13 +59,13 @@ public sealed class ArchiveMergedFileConsumer(
             if (file.Sequence == 0)
             {
                 // Merged before files were numbered: written on its own turn.
-                await ArchiveAsync(context, file, mover.Token);
+                await ArchiveAsync(file, mover.Token);
                 return;
             }
             await WriteInOrderAsync(context, file, mover.Token);
             file = (await queue.GetAsync(file.Name, context.CancellationToken))!;
             // Written before (on another file's turn) and awaiting its tape copy: the migration watch sent it again.
-            if (file.State == ArchivingState.Written && await OnTapeAsync(context, file, ArchiveName(file.Name), CopiesOf(file, await CampaignCopiesAsync(file, context.CancellationToken)), context.CancellationToken))
+            if (file.State == ArchivingState.Written && await OnTapeAsync(file, ArchiveName(file.Name), CopiesOf(file, await CampaignCopiesAsync(file, context.CancellationToken)), context.CancellationToken))
             {
                 await FinishAsync(file, Stopwatch.GetTimestamp());
             }
@@ -95,7 +95,7 @@ public sealed class ArchiveMergedFileConsumer(
                     await context.PublishBoundedAsync(new ResendMergedFile(asked.Campaign, asked.Dataset, next));
                     return;
                 }
-                await ArchiveAsync(context, file, cancellationToken);
+                await ArchiveAsync(file, cancellationToken);
                 next++;
             }
             if (page.Count < FilesPerPage)
@@ -106,7 +106,7 @@ public sealed class ArchiveMergedFileConsumer(
     }
 
     /// <summary>Writes the file's missing copies and marks it written; then archived, unless a tape copy is awaited.</summary>
-    private async Task ArchiveAsync(ConsumeContext context, QueuedMergedFile file, CancellationToken cancellationToken)
+    private async Task ArchiveAsync(QueuedMergedFile file, CancellationToken cancellationToken)
     {
         var archiveName = ArchiveName(file.Name);
         var started = Stopwatch.GetTimestamp();
@@ -157,7 +157,7 @@ public sealed class ArchiveMergedFileConsumer(
             }
         }
         await queue.MarkAsync(file.Name, ArchivingState.Written, CancellationToken.None);
-        if (await OnTapeAsync(context, file, archiveName, copies, cancellationToken))
+        if (await OnTapeAsync(file, archiveName, copies, cancellationToken))
         {
             await FinishAsync(file, started);
         }
@@ -184,7 +184,7 @@ public sealed class ArchiveMergedFileConsumer(
     /// Whether every copy is on tape where its archive is nearline. A file still migrating is watched (and its raw files
     /// told, once, that they wait for it): it counts as archived, and its output-area copy goes, only when all are.
     /// </summary>
-    private async Task<bool> OnTapeAsync(ConsumeContext context, QueuedMergedFile file, string archiveName, IReadOnlyList<string> copies, CancellationToken cancellationToken)
+    private async Task<bool> OnTapeAsync(QueuedMergedFile file, string archiveName, IReadOnlyList<string> copies, CancellationToken cancellationToken)
     {
         var pending = new List<string>();
         foreach (var copy in copies)
@@ -204,7 +204,10 @@ public sealed class ArchiveMergedFileConsumer(
             {
                 var first = group.First();
                 // No attempt: the file's outputs are past reconstruction, and any attempt's history takes the line.
-                await context.PublishBoundedAsync(new FileWaiting(group.Key, first.Run, first.Stream, file.Campaign, 0,
+                // Through the bus, before the file is watched: its archived report, which the watch sends through the bus
+                // as soon as the tape copy is there, must come after it (from the consume's outbox it came after the
+                // report whenever the consume, writing more files of the dataset, outlasted the migration).
+                await bus.PublishBoundedAsync(new FileWaiting(group.Key, first.Run, first.Stream, file.Campaign, 0,
                     $"migrating: merged file {file.Name} is on {string.Join(", ", pending)}; waiting for the endpoint to report its tape copy", null));
             }
             logger.LogInformation("Merged file {MergedName} written to {Archives}; waiting for its tape copy", file.Name, string.Join(", ", pending));

@@ -10,12 +10,39 @@ public static class StateBenchmark
     private static readonly string[] Campaigns = ["prompt", "reprocess-2026a", "reprocess-2026b", "mc-2026"];
     private static readonly string[] Streams = ["physics", "express", "calibration"];
 
-    /// <summary>SQLite always; MongoDB too where <c>MONGODB_URI</c> names a server (in a database of its own, dropped after).</summary>
+    /// <summary>
+    /// SQLite and PostgreSQL (a server of its own, tests/postgres/local-server.sh) always; MongoDB too where
+    /// <c>MONGODB_URI</c> names a server (in a database of its own, dropped after).
+    /// </summary>
     public static async Task<object> RunAsync(string workDirectory, int records, string? mongoUri)
     {
         var sqlite = await MeasureAsync(StoreBackend.Sqlite(Path.Combine(workDirectory, "state-bench.db")).Sagas, records);
+        var postgres = await MeasurePostgresAsync(workDirectory, records);
         var mongo = mongoUri is null ? new { skipped = "MONGODB_URI is not set" } : await MeasureMongoAsync(mongoUri, records);
-        return new { sqlite.records, sqlite.listP95Ms, sqlite.listP50Ms, sqlite.summaryMs, sqlite.loadSeconds, mongo };
+        return new { sqlite.records, sqlite.listP95Ms, sqlite.listP50Ms, sqlite.summaryMs, sqlite.loadSeconds, postgres, mongo };
+    }
+
+    private const string PostgresScript = "tests/postgres/local-server.sh";
+
+    /// <summary>The PostgreSQL figures, on a server started for them on loopback and stopped after.</summary>
+    private static async Task<object> MeasurePostgresAsync(string workDirectory, int records)
+    {
+        var server = Path.Combine(workDirectory, "state-server");
+        await StorageBenchmark.RunAsync("bash", [PostgresScript, "start", server]);
+        try
+        {
+            var settings = File.ReadAllLines(Path.Combine(server, "server.env")).Select(l => l.Split('=', 2)).ToDictionary(p => p[0], p => p[1]);
+            using var store = StoreBackend.Postgres(PostgresConnection.Open(new Pipeline.Infrastructure.Hosting.PostgresOptions
+            {
+                ConnectionString = settings["CONNECTION"],
+                PasswordFile = settings["PASSWORD_FILE"],
+            }));
+            return await MeasureAsync(store.Sagas, records);
+        }
+        finally
+        {
+            await StorageBenchmark.RunAsync("bash", [PostgresScript, "stop", server]);
+        }
     }
 
     /// <summary>The MongoDB figures, or why there are none: the rest of the report still counts without them.</summary>
