@@ -250,6 +250,9 @@ public sealed class ProcessPipeline : IAsyncDisposable
             ["Pipeline__Merger__PollSeconds"] = "0.2",
             ["Pipeline__Monitor__AbandonedTemporarySeconds"] = "5",
             ["Pipeline__Monitor__TemporarySweepSeconds"] = "1",
+            // Storage servers' areas too, every few seconds (hourly by default): a server killed mid-upload keeps the
+            // upload's temporary file, whose removal failed with the server down.
+            ["Pipeline__Monitor__RemoteTemporarySweepSeconds"] = "3",
             ["Pipeline__Collector__LeftoverAfterSeconds"] = "5",
             ["Pipeline__Collector__LeftoverSweepSeconds"] = "2",
             ["Pipeline__Monitor__CheckIntervalSeconds"] = "2",
