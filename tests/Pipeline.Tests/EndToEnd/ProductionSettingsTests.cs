@@ -65,19 +65,7 @@ public sealed class When_state_lives_in_mongodb(RabbitMqBroker broker, MongoServ
             ["Pipeline:Mongo:ConnectionString"] = connection,
             ["Pipeline:Mongo:Database"] = database,
         });
-        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 2, FilesPerStream: 2, EventsPerFile: 100));
-        await pipeline.IngestAsync(runs);
-        await pipeline.IngestAsync(runs);
-        var files = runs.Sum(r => r.Files!.Count);
-
-        await pipeline.WaitForFinalAsync(files);
-        var audit = await pipeline.AuditAsync(runs);
-
-        Assert.True(audit.Complete, JsonSerializer.Serialize(audit));
-        Assert.Equal(audit.MergedFiles, audit.Events!.ChecksumsVerified);
-        var sagas = await pipeline.AllFilesAsync();
-        Assert.Equal(files, sagas.Count);
-        Assert.All(sagas, f => Assert.Single(f.History, h => h.Event == "FileReconstructed"));
+        await StoreFlow.ArchiveEveryEventOnceAsync(pipeline);
         await pipeline.Services.GetRequiredService<StoreBackend>().MongoContext!.DropAsync(CancellationToken.None);
     }
 }
@@ -120,19 +108,7 @@ public sealed class When_state_lives_in_postgres(RabbitMqBroker broker, Postgres
     {
         postgres.Require();
         await using var pipeline = await StartAsync();
-        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 2, FilesPerStream: 2, EventsPerFile: 100));
-        await pipeline.IngestAsync(runs);
-        await pipeline.IngestAsync(runs);
-        var files = runs.Sum(r => r.Files!.Count);
-
-        await pipeline.WaitForFinalAsync(files);
-        var audit = await pipeline.AuditAsync(runs);
-
-        Assert.True(audit.Complete, JsonSerializer.Serialize(audit));
-        Assert.Equal(audit.MergedFiles, audit.Events!.ChecksumsVerified);
-        var sagas = await pipeline.AllFilesAsync();
-        Assert.Equal(files, sagas.Count);
-        Assert.All(sagas, f => Assert.Single(f.History, h => h.Event == "FileReconstructed"));
+        await StoreFlow.ArchiveEveryEventOnceAsync(pipeline);
         Assert.NotNull(pipeline.Services.GetRequiredService<StoreBackend>().PostgresDatabase);
     }
 
@@ -159,5 +135,26 @@ public sealed class When_state_lives_in_postgres(RabbitMqBroker broker, Postgres
 
         Assert.True(audit.Complete, JsonSerializer.Serialize(audit));
         Assert.All(await pipeline.AllFilesAsync(), f => Assert.Equal(FileStates.Archived, f.CurrentState));
+    }
+}
+
+/// <summary>The flow every store backend must carry: two runs announced twice, each event archived once, each file reconstructed once.</summary>
+internal static class StoreFlow
+{
+    public static async Task ArchiveEveryEventOnceAsync(PipelineUnderTest pipeline)
+    {
+        var runs = await pipeline.GenerateAsync(new SampleSpec(Runs: 2, FilesPerStream: 2, EventsPerFile: 100));
+        await pipeline.IngestAsync(runs);
+        await pipeline.IngestAsync(runs);
+        var files = runs.Sum(r => r.Files!.Count);
+
+        await pipeline.WaitForFinalAsync(files);
+        var audit = await pipeline.AuditAsync(runs);
+
+        Assert.True(audit.Complete, JsonSerializer.Serialize(audit));
+        Assert.Equal(audit.MergedFiles, audit.Events!.ChecksumsVerified);
+        var sagas = await pipeline.AllFilesAsync();
+        Assert.Equal(files, sagas.Count);
+        Assert.All(sagas, f => Assert.Single(f.History, h => h.Event == "FileReconstructed"));
     }
 }
