@@ -39,9 +39,12 @@ public sealed class When_a_merged_files_request_is_lost
         Assert.True(first.CreatedAt <= second.CreatedAt, $"archived {first.Name} at {first.CreatedAt:O}, {second.Name} at {second.CreatedAt:O}");
         Assert.Equal([1L, 2L], committed.Select(m => m.Sequence));
         var queue = pipeline.Services.GetRequiredService<StoreBackend>().ArchiveQueue;
+        // The catalog entry is written before the queue records the file archived (after its raw files are told), so
+        // the record is waited for, not read once.
         foreach (var merged in committed)
         {
-            Assert.Equal(ArchivingState.Archived, (await queue.GetAsync(merged.Name, CancellationToken.None))!.State);
+            await Eventually.Until(() => queue.GetAsync(merged.Name, CancellationToken.None), file => file?.State == ArchivingState.Archived,
+                TimeSpan.FromSeconds(30), $"{merged.Name} recorded archived", file => $"state {file?.State}");
         }
     }
 }
