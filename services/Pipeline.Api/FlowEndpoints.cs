@@ -32,8 +32,11 @@ public sealed record OrderingRequest(string Ordering);
 
 public static class FlowEndpoints
 {
-    /// <summary>The areas a stage fills, whose bounds hold that stage back: cache (stager), scratch (reconstruction), output (merger).</summary>
-    public static readonly IReadOnlyList<string> BoundedAreas = [StorageOptions.Cache, StorageOptions.Scratch, StorageOptions.Output];
+    /// <summary>
+    /// The areas a stage fills, whose bounds hold that stage back: cache (stager), scratch and unmerged (reconstruction:
+    /// its jobs' folders, then its outputs until they are merged and archived), output (merger).
+    /// </summary>
+    public static readonly IReadOnlyList<string> BoundedAreas = [StorageOptions.Cache, StorageOptions.Scratch, StorageOptions.Unmerged, StorageOptions.Output];
 
     public static IEndpointRouteBuilder MapFlowEndpoints(this IEndpointRouteBuilder endpoints)
     {

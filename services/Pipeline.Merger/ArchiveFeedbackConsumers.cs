@@ -11,7 +11,7 @@ namespace Pipeline.Merger;
 
 /// <summary>
 /// Marks a merged file archived in the merger's own record once the archive reports it, and removes its inputs from
-/// scratch: until then they are the source a corrupted merged file is made again from. Repeats are harmless: the mark
+/// the unmerged area: until then they are the source a corrupted merged file is made again from. Repeats are harmless: the mark
 /// stays, an input already removed is skipped.
 /// </summary>
 public sealed class OutputsArchivedConsumer(IMergeStore merges, StorageAreas areas, AreaGate gate) : IConsumer<OutputsArchived>
@@ -25,8 +25,8 @@ public sealed class OutputsArchivedConsumer(IMergeStore merges, StorageAreas are
         {
             if (archived.Contains(output.OutputId))
             {
-                areas.Scratch.Delete(output.Name);
-                await gate.ReleaseAsync(StorageOptions.Scratch, output.Name);
+                await areas.Unmerged.DeleteAsync(output.Name, context.CancellationToken);
+                await gate.ReleaseAsync(StorageOptions.Unmerged, output.Name);
             }
         }
     }
@@ -68,16 +68,23 @@ public sealed class RemakeMergedFileConsumer(
                 return;
             }
         }
-        var gone = inputs.Where(o => !areas.Scratch.Exists(o.Name)).Select(o => o.Name).ToList();
+        var gone = new List<string>();
+        foreach (var input in inputs)
+        {
+            if (!await areas.Unmerged.ExistsAsync(input.Name, context.CancellationToken))
+            {
+                gone.Add(input.Name);
+            }
+        }
         if (gone.Count > 0)
         {
-            await CannotRemakeAsync(merged, $"{gone.Count} of its {inputs.Count} inputs are no longer in scratch ({gone[0]}…)", context.CancellationToken);
+            await CannotRemakeAsync(merged, $"{gone.Count} of its {inputs.Count} inputs are no longer in the unmerged area ({gone[0]}…)", context.CancellationToken);
             return;
         }
         (long Size, uint Adler32, long Events) made;
         try
         {
-            made = await MergedFileWriter.WriteAsync(areas.Scratch, [.. inputs.Select(o => new MergeInput(o.Name, o.Size, o.Adler32, o.Events))],
+            made = await MergedFileWriter.WriteAsync(areas.Unmerged, [.. inputs.Select(o => new MergeInput(o.Name, o.Size, o.Adler32, o.Events))],
                 areas.Output, merged.Name, context.CancellationToken);
         }
         catch (Exception ex) when (ex is InvalidDataException or Pipeline.EventFormat.EventFormatException)

@@ -21,7 +21,7 @@ namespace Pipeline.Merger;
 /// Watches the datasets' buffers and merges one when it reaches the target size, when it has been
 /// idle (the run ended) or when its oldest output has waited too long. A merge writes the new file,
 /// then commits it and its inputs in one store transaction; only then is the archiver told. The inputs
-/// stay in scratch until the file is archived. Anything interrupted before the commit leaves the buffer as it was.
+/// stay in the unmerged area until the file is archived. Anything interrupted before the commit leaves the buffer as it was.
 /// </summary>
 public sealed class MergeService(
     IMergeStore merges,
@@ -119,8 +119,8 @@ public sealed class MergeService(
     {
         var made = 0;
         var now = Time.GetUtcNow();
-        // Outputs wait in scratch: when scratch is full, reconstruction is held back until merges free it.
-        var pressure = flow.IsBlocked(StorageOptions.Scratch);
+        // Outputs wait in the unmerged area: when it is full, reconstruction is held back until merges free it.
+        var pressure = flow.IsBlocked(StorageOptions.Unmerged);
         foreach (var buffer in await merges.ListBuffersAsync(cancellationToken))
         {
             var campaign = (await campaigns.GetAsync(buffer.Campaign, cancellationToken))?.Definition;
@@ -153,7 +153,7 @@ public sealed class MergeService(
     /// <summary>
     /// The outputs that may be merged now. Relaxed: all of them. Strict: only those of runs older than the oldest run
     /// with a file still to reconstruct, so that no late file can ever sort before a merged file already made. Outputs
-    /// that wait too long for earlier runs raise an alert; when scratch is full and nothing may be merged, order is given
+    /// that wait too long for earlier runs raise an alert; when the unmerged area is full and nothing may be merged, order is given
     /// up for this merge (with an alert) rather than stopping production.
     /// </summary>
     private async Task<(IReadOnlyList<PendingOutput> Ready, bool Strict)> InOrderAsync(DatasetBuffer buffer, MergeOrdering? campaignOrdering, IReadOnlyList<PendingOutput> pending, bool pressure, DateTimeOffset now, CancellationToken cancellationToken)
@@ -188,7 +188,7 @@ public sealed class MergeService(
         }
         if (pressure)
         {
-            await RaiseAsync(key, $"Dataset {buffer.Dataset} of {buffer.Campaign}: scratch is full while its outputs wait for run {oldestOpen}; merging them out of order to keep production going", now, cancellationToken);
+            await RaiseAsync(key, $"Dataset {buffer.Dataset} of {buffer.Campaign}: the unmerged area is full while its outputs wait for run {oldestOpen}; merging them out of order to keep production going", now, cancellationToken);
             return (pending, false);
         }
         if (waited >= TimeSpan.FromSeconds(flow.Configured.StrictWaitSeconds))
@@ -294,7 +294,7 @@ public sealed class MergeService(
         try
         {
             // Inputs are verified while they are merged: a corrupted output never reaches the archive.
-            (size, adler, events) = await MergedFileWriter.WriteAsync(areas.Scratch,
+            (size, adler, events) = await MergedFileWriter.WriteAsync(areas.Unmerged,
                 [.. batch.Select(o => new MergeInput(o.Name, o.Size, o.Adler32, o.Events))], areas.Output, uncommitted, ranges, cancellationToken);
         }
         catch
@@ -335,7 +335,7 @@ public sealed class MergeService(
             var first = group.First();
             await bus.PublishBoundedAsync(new OutputsMerged(group.Key, first.Run, first.Stream, first.Campaign, name, [.. group.Select(o => o.OutputId)]), cancellationToken);
         }
-        // The inputs stay in scratch until the merged file is archived (see OutputsArchivedConsumer): a merged file
+        // The inputs stay in the unmerged area until the merged file is archived (see OutputsArchivedConsumer): a merged file
         // corrupted before its copies verify is made again from them.
         return batch.Max(o => o.Run);
     }

@@ -10,7 +10,8 @@ public sealed record MergeInput(string Name, long Size, string Adler32, long Eve
 /// <summary>
 /// Writes one merged file: a streaming k-way merge of event files in (run, section, event) order, each
 /// input checked against its reported size, Adler-32 and event count while it is read, the output
-/// checksummed while it is written. One pass over the bytes; memory holds one event per input.
+/// checksummed while it is written. One pass over the bytes; memory holds one event per input. The inputs are read
+/// where the workers left them, in the unmerged area: a folder, or a storage server streamed from.
 /// </summary>
 public static class MergedFileWriter
 {
@@ -18,12 +19,12 @@ public static class MergedFileWriter
     private const int InputBufferSize = 256 << 10;
 
     public static async Task<(long Size, uint Adler32, long Events)> WriteAsync(
-        LocalArea inputArea, IReadOnlyList<MergeInput> inputs, StorageArea outputArea, string name, CancellationToken cancellationToken) =>
+        StorageArea inputArea, IReadOnlyList<MergeInput> inputs, StorageArea outputArea, string name, CancellationToken cancellationToken) =>
         await WriteAsync(inputArea, inputs, outputArea, name, null, cancellationToken);
 
     /// <param name="ranges">When given (one per input), receives the events each input contributed, for the merged file's manifest.</param>
     public static async Task<(long Size, uint Adler32, long Events)> WriteAsync(
-        LocalArea inputArea, IReadOnlyList<MergeInput> inputs, StorageArea outputArea, string name, EventRange[]? ranges, CancellationToken cancellationToken)
+        StorageArea inputArea, IReadOnlyList<MergeInput> inputs, StorageArea outputArea, string name, EventRange[]? ranges, CancellationToken cancellationToken)
     {
         long events = 0;
         var (size, adler) = await outputArea.WriteAsync(name, async (target, token) =>
@@ -36,7 +37,7 @@ public static class MergedFileWriter
             {
                 foreach (var input in inputs)
                 {
-                    streams.Add(new ChecksummingStream(inputArea.OpenReadOnce(input.Name)));
+                    streams.Add(new ChecksummingStream(await inputArea.OpenReadAsync(input.Name, token)));
                     buffered.Add(new BufferedStream(streams[^1], InputBufferSize));
                 }
                 events = await EventMerge.MergeAsync(buffered, output, ranges, token);

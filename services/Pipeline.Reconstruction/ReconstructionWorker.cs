@@ -47,9 +47,10 @@ public sealed class ReconstructionWorker(
     public Task<DispatchOutcome> DispatchAsync(ReconstructFile message, CancellationToken cancellationToken) =>
         InSlotAsync((message.FileId, message.Attempt), TimeSpan.FromSeconds(options.Value.SlotWaitSeconds), DispatchOutcome.AlreadyRunning, DispatchOutcome.NoFreeSlot, async () =>
         {
-            // The outputs go to scratch, where they wait for the merger: a job starts only when scratch has room,
-            // reserved by the size of its input until its real outputs are known.
+            // The job writes into scratch, and its outputs then wait for the merger in the unmerged area: a job starts
+            // only when both have room, reserved by the size of its input until its real outputs are known.
             var input = message.CachedName is { } cached ? (await areas.Cache.StatAsync(cached, cancellationToken))?.Size ?? 0 : 0;
+            await gate.AdmitAsync(StorageOptions.Unmerged, AttemptFolder(message), input, cancellationToken);
             await gate.AdmitAsync(StorageOptions.Scratch, AttemptFolder(message), input, cancellationToken);
             var worker = pipeline.Value.EffectiveInstanceName;
             var claim = await ClaimAsync(message, worker, renewal: false, cancellationToken);
@@ -57,6 +58,7 @@ public sealed class ReconstructionWorker(
             {
                 logger.LogInformation("Not running {FileId} attempt {Attempt}: {Reason}", message.FileId, message.Attempt, claim.Reason);
                 await gate.ReleaseAsync(StorageOptions.Scratch, AttemptFolder(message));
+                await gate.ReleaseAsync(StorageOptions.Unmerged, AttemptFolder(message));
                 return (DispatchOutcome.Refused, null);
             }
             return (DispatchOutcome.Started, () => RunJobAsync(message, worker, claim.LeaseSeconds));
@@ -81,6 +83,7 @@ public sealed class ReconstructionWorker(
                 return (claim.Reason?.StartsWith("lease held by", StringComparison.Ordinal) == true ? AdoptionOutcome.HeldElsewhere : AdoptionOutcome.Superseded, null);
             }
             logger.LogInformation("Adopted batch job {JobId} running {FileId} attempt {Attempt}", batchJobId, message.FileId, message.Attempt);
+            await gate.AdmitAsync(StorageOptions.Unmerged, AttemptFolder(message), 0, cancellationToken);
             await gate.AdmitAsync(StorageOptions.Scratch, AttemptFolder(message), 0, cancellationToken);
             var adopted = new AdoptedJob(jobDirectory, batchJobId, request.TimeLimitSeconds);
             return (AdoptionOutcome.Adopted, () => RunJobAsync(message, worker, claim.LeaseSeconds, adopted));
@@ -201,6 +204,7 @@ public sealed class ReconstructionWorker(
             logger.LogWarning("Stopped {FileId} attempt {Attempt}: the lease was lost, another attempt owns the file", message.FileId, message.Attempt);
             areas.Scratch.DeleteDirectory(jobDirectory);
             await gate.ReleaseAsync(StorageOptions.Scratch, AttemptFolder(message));
+            await gate.ReleaseAsync(StorageOptions.Unmerged, AttemptFolder(message));
             return;
         }
         finally
@@ -217,14 +221,26 @@ public sealed class ReconstructionWorker(
         await bus.PublishBoundedAsync(new CollectJobLogs(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, jobDirectory, logFiles), CancellationToken.None);
 
         var problem = result.Problem;
+        var siteFailure = result.Outcome.SiteFailure;
         if (problem is null)
         {
             var (files, outputProblem) = await outputs.DescribeAsync(message, outputDirectory, stopping);
             if (outputProblem is null)
             {
+                try
+                {
+                    await outputs.ShipAsync(AttemptFolder(message), outputDirectory, files, stopping);
+                }
+                catch (IOException ex)
+                {
+                    // The storage failed the attempt, not the file: it does not count against the file's attempts.
+                    (outputProblem, siteFailure) = (ex.Message, true);
+                }
+            }
+            if (outputProblem is null)
+            {
                 logger.LogInformation("Reconstructed {FileId} attempt {Attempt}: {Outputs} outputs in {Seconds:F1}s", message.FileId, message.Attempt, files.Count, stopwatch.Elapsed.TotalSeconds);
                 await report.CompletedAsync(PipelineMetrics.Reconstruction, message.Campaign, files.Sum(f => f.Size), stopwatch.Elapsed, CancellationToken.None);
-                await outputs.KeepAsync(AttemptFolder(message), outputDirectory, files);
                 FileTracing.Outcome($"reconstructed: {files.Count} outputs");
                 await bus.PublishBoundedAsync(new FileReconstructed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, files, stopwatch.Elapsed.TotalSeconds), CancellationToken.None);
                 await inputs.GiveBackAsync(message);
@@ -240,7 +256,7 @@ public sealed class ReconstructionWorker(
         await inputs.GiveBackAsync(message);
         var outcome = result.Outcome;
         await bus.PublishBoundedAsync(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,
-            problem, outcome.ExitCode, outcome.LogTail, outcome.SiteFailure, outcome.TimedOut ? result.TimeLimitSeconds : null,
+            problem, outcome.ExitCode, outcome.LogTail, siteFailure, outcome.TimedOut ? result.TimeLimitSeconds : null,
             SlurmQueueKeeper.CancelledForPause(outcome, message.Campaign)), CancellationToken.None);
     }
 

@@ -327,7 +327,7 @@ public sealed class ProcessPipeline : IAsyncDisposable
 
     /// <summary>
     /// Files that nothing will ever pick up once every file is final: temporary files of writes that died (after the
-    /// sweeper has had its chance), staged copies left in the cache, reconstruction outputs or job folders left in scratch,
+    /// sweeper has had its chance), staged copies left in the cache, job folders left in scratch, reconstruction outputs left in the unmerged area,
     /// merged files never archived out of the output area.
     /// </summary>
     public async Task<IReadOnlyList<string>> OrphansAsync(bool allFinal, CancellationToken cancellationToken)
@@ -337,6 +337,7 @@ public sealed class ProcessPipeline : IAsyncDisposable
             .. Directory.EnumerateFiles(Data, "*" + StorageArea.TemporaryMarker + "*", SearchOption.AllDirectories),
             .. Enumerate(Path.Combine(Data, StorageOptions.Cache)),
             .. Enumerate(Path.Combine(Data, StorageOptions.Scratch)),
+            .. Enumerate(Path.Combine(Data, StorageOptions.Unmerged)),
             .. Enumerate(Path.Combine(Data, StorageOptions.Output)),
         ];
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);

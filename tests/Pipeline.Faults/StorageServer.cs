@@ -39,7 +39,8 @@ public sealed class StorageServer : IAsyncDisposable
     public IReadOnlyDictionary<string, string> AreaSettings(IEnumerable<string> rootAreas)
     {
         var settings = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var area in rootAreas)
+        // The reconstruction outputs go over root://, as the archive does; the other areas over HTTP.
+        foreach (var area in rootAreas.Append(StorageOptions.Unmerged).Distinct(StringComparer.Ordinal))
         {
             settings[$"Pipeline__Areas__{area}"] = $"{RootUri.GetLeftPart(UriPartial.Authority)}//{area}";
         }

@@ -106,6 +106,19 @@ public sealed class AreaArchive : IArchive
     /// </summary>
     private async Task<(long Size, uint Adler32)> CopyAsync(string name, StorageArea source, string sourceName, string adler32, CancellationToken cancellationToken)
     {
+        try
+        {
+            return await CopyComparedAsync(name, source, sourceName, adler32, cancellationToken);
+        }
+        catch (Exception ex) when (ex is InvalidDataException or RemoteChecksumMismatchException)
+        {
+            // Compared before the copy took its name, so nothing is left to delete: a failed verification like any other.
+            throw new ArchiveException($"Copy of {name} in {_area.Name} failed verification while copying: {ex.Message}", ex);
+        }
+    }
+
+    private async Task<(long Size, uint Adler32)> CopyComparedAsync(string name, StorageArea source, string sourceName, string adler32, CancellationToken cancellationToken)
+    {
         if (source is XrootdArea from && _area is XrootdArea to)
         {
             try

@@ -7,17 +7,21 @@ namespace Pipeline.Infrastructure.Storage;
 /// <summary>
 /// Where the storage areas live. Each area is a URL whose scheme gives its kind: file:// (a folder), root:// (XRootD),
 /// https:// or davs:// (HTTP/WebDAV; http:// and dav:// for a closed test bench). An area not configured defaults to
-/// a folder of that name under the data directory. Scratch holds the releases' job folders and is always a folder.
+/// a folder of that name under the data directory. Scratch holds the releases' job folders on the worker's own host and
+/// is always a folder; what a job makes leaves that host through the unmerged area, where it waits for the merger.
 /// </summary>
 public sealed class StorageOptions
 {
     public const string Section = "Pipeline:Areas";
 
-    public static readonly IReadOnlyList<string> KnownAreas = [Archive, Cache, Scratch, Output, Logs];
+    public static readonly IReadOnlyList<string> KnownAreas = [Archive, Cache, Scratch, Unmerged, Output, Logs];
 
     public const string Archive = "archive";
     public const string Cache = "cache";
     public const string Scratch = "scratch";
+
+    /// <summary>Reconstruction outputs between the worker that made them and the merged file they go into (CMS's /store/unmerged).</summary>
+    public const string Unmerged = "unmerged";
     public const string Output = "output";
     public const string Logs = "logs";
 }
@@ -71,6 +75,7 @@ public sealed class StorageAreas
     public StorageArea Archive => this[StorageOptions.Archive];
     public StorageArea Cache => this[StorageOptions.Cache];
     public LocalArea Scratch => (LocalArea)this[StorageOptions.Scratch];
+    public StorageArea Unmerged => this[StorageOptions.Unmerged];
     public StorageArea Output => this[StorageOptions.Output];
     public StorageArea Logs => this[StorageOptions.Logs];
 

@@ -1,4 +1,5 @@
 using System.Buffers;
+using Pipeline.Infrastructure.Checksums;
 using Polly;
 using Polly.Retry;
 
@@ -36,9 +37,10 @@ public static class StreamingCopy
     /// Copies a file from one area to another (atomically at the target), checksumming while the bytes
     /// move, retrying transient I/O errors from the start. The bytes pass through this process: a copy between
     /// two remote areas streams from one server to the other without landing on this host's disk.
-    /// <paramref name="expectedAdler32"/>, when the caller knows it (the catalog's, say), is compared with the server's
-    /// before a local file copied to an XRootD server takes its final name: a bad copy never appears there, not even for
-    /// the moment a tape endpoint needs to migrate it.
+    /// <paramref name="expectedAdler32"/>, when the caller knows it (the catalog's, a job's output as it was checksummed),
+    /// is compared before the copy takes its final name: with the server's when a local file goes to an XRootD server,
+    /// with the bytes as they were written otherwise. A bad copy never appears under its name, not even for the moment a
+    /// tape endpoint needs to migrate it; it fails with <see cref="InvalidDataException"/>, which is not retried.
     /// </summary>
     public static async Task<(long Size, uint Adler32)> CopyAsync(StorageArea from, string fromName, StorageArea to, string toName, CancellationToken cancellationToken,
         string? expectedAdler32 = null)
@@ -49,15 +51,31 @@ public static class StreamingCopy
         }
         var length = (await from.StatAsync(fromName, cancellationToken))?.Size
             ?? throw new FileNotFoundException($"'{fromName}' is not in area '{from.Name}'.");
-        return await CopyAsync(token => from.OpenReadAsync(fromName, token), to, toName, length, cancellationToken);
+        return await CopyAsync(token => from.OpenReadAsync(fromName, token), to, toName, length, cancellationToken, expectedAdler32);
     }
 
     /// <summary>Copies what <paramref name="open"/> opens (anew on every retry) into an area, checksumming while the bytes move.</summary>
-    public static Task<(long Size, uint Adler32)> CopyAsync(Func<CancellationToken, Task<Stream>> open, StorageArea to, string toName, long? length, CancellationToken cancellationToken) =>
+    public static Task<(long Size, uint Adler32)> CopyAsync(Func<CancellationToken, Task<Stream>> open, StorageArea to, string toName, long? length, CancellationToken cancellationToken,
+        string? expectedAdler32 = null) =>
         TransientIo.ExecuteAsync(async token =>
         {
             await using var source = await open(token);
-            return await to.WriteFromAsync(toName, source, length, token);
+            if (expectedAdler32 is null)
+            {
+                return await to.WriteFromAsync(toName, source, length, token);
+            }
+            // Checked inside the write, so a mismatch fails it before the rename: the area drops its temporary file.
+            return await to.WriteAsync(toName, async (target, writing) =>
+            {
+                await using var counted = new ChecksummingStream(target, leaveOpen: true);
+                await CopyOverlappedAsync(source, counted, writing);
+                await counted.FlushAsync(writing);
+                if (!Adler32Checksum.Same(Adler32Checksum.Format(counted.Adler32), expectedAdler32))
+                {
+                    throw new InvalidDataException(
+                        $"Copying to {to.Name}/{toName} read adler32 {Adler32Checksum.Format(counted.Adler32)} ({counted.Length} bytes), expected {expectedAdler32}: the source is not the file it was recorded as (changed or corrupted); the copy was not kept.");
+                }
+            }, token);
         }, cancellationToken).AsTask();
 
     /// <summary>

@@ -206,7 +206,18 @@ public sealed class Reconciler(ICatalog catalog, IAlerts alerts, ArchiveLibrary 
             {
                 continue;
             }
-            var (size, adler) = await StreamingCopy.CopyAsync(from, other.Name, folders[entry.Area], entry.Name, cancellationToken, entry.Adler32);
+            (long Size, uint Adler32) copied;
+            try
+            {
+                copied = await StreamingCopy.CopyAsync(from, other.Name, folders[entry.Area], entry.Name, cancellationToken, entry.Adler32);
+            }
+            catch (Exception ex) when (ex is InvalidDataException or Infrastructure.Storage.Http.RemoteChecksumMismatchException)
+            {
+                // Compared before the copy took its name: nothing was written under it.
+                logger.LogWarning("Restoring {Name} into {Area} from {Source} failed: {Reason}; not kept", entry.Name, entry.Area, other.Area, ex.Message);
+                continue;
+            }
+            var (size, adler) = copied;
             if (size == entry.Size && Adler32Checksum.Same(Adler32Checksum.Format(adler), entry.Adler32))
             {
                 return other.Area;

@@ -59,7 +59,7 @@ public sealed class When_an_operator_changes_flow_control
         await pipeline.IngestAsync(runs);
         await pipeline.WaitForFinalAsync(4);
         Assert.True((await pipeline.AuditAsync(runs)).Complete);
-        // "Final" is not "everything released": the merger gives scratch back once it hears the outputs were archived.
+        // "Final" is not "everything released": the merger gives the unmerged area's room back once it hears the outputs were archived.
         var after = await Eventually.Until(() => viewer.GetFromJsonAsync<JsonElement>("/api/flow"),
             flow => flow.GetProperty("areas").EnumerateArray().All(a => a.GetProperty("usedBytes").GetInt64() == 0),
             TimeSpan.FromMinutes(1), "every area's ledger to be empty", flow => flow.GetProperty("areas").ToString());

@@ -112,12 +112,12 @@ public sealed class When_the_health_watcher_looks_at_the_pipeline
         await using var pipeline = await PipelineUnderTest.StartAsync(settings: Watching(webhook.Address, minFreeBytes: 1L << 50));
 
         var alerts = await Eventually.Until(() => pipeline.Http.GetFromJsonAsync<JsonElement[]>("/api/alerts")!,
-            a => a!.Count(x => x.GetProperty("kind").GetString() == "disk-low") == 5, TimeSpan.FromSeconds(30), "low-disk alerts for the five areas");
+            a => a!.Count(x => x.GetProperty("kind").GetString() == "disk-low") == 6, TimeSpan.FromSeconds(30), "low-disk alerts for the six areas");
 
-        Assert.Equal(["archive", "cache", "logs", "output", "scratch"],
+        Assert.Equal(["archive", "cache", "logs", "output", "scratch", "unmerged"],
             alerts!.Where(a => a.GetProperty("kind").GetString() == "disk-low").Select(a => a.GetProperty("key").GetString()!.Split(':')[1]).Order(StringComparer.Ordinal));
         await Eventually.Until(() => Task.FromResult(webhook.Received.Count(n => n.GetProperty("alert").GetProperty("kind").GetString() == "disk-low")),
-            count => count == 5, TimeSpan.FromSeconds(30), "five low-disk notices, one per area, not one per check");
+            count => count == 6, TimeSpan.FromSeconds(30), "six low-disk notices, one per area, not one per check");
     }
 }
 

@@ -32,9 +32,9 @@ public sealed partial class When_deploying_as_containers
         ["api"] = [StorageOptions.Archive, StorageOptions.Logs],
         ["orchestrator"] = [],
         ["stager"] = [StorageOptions.Archive, StorageOptions.Cache],
-        ["reconstruction"] = [StorageOptions.Cache, StorageOptions.Scratch],
-        ["collector"] = [StorageOptions.Scratch, StorageOptions.Logs],
-        ["merger"] = [StorageOptions.Scratch, StorageOptions.Output],
+        ["reconstruction"] = [StorageOptions.Cache, StorageOptions.Scratch, StorageOptions.Unmerged],
+        ["collector"] = [StorageOptions.Scratch, StorageOptions.Unmerged, StorageOptions.Logs],
+        ["merger"] = [StorageOptions.Unmerged, StorageOptions.Output],
         ["archiver"] = [StorageOptions.Output, StorageOptions.Archive],
         ["monitor"] = [.. StorageOptions.KnownAreas],
     };

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Pipeline.Contracts;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.State;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
@@ -186,9 +187,9 @@ public sealed class When_a_merged_file_is_corrupted_before_it_is_archived
         var (size, adler) = await pipeline.Areas.Archive.ChecksumAsync($"merged/{merged.Name}", CancellationToken.None);
         Assert.Equal((merged.Size, merged.Adler32), (size, Pipeline.Infrastructure.Checksums.Adler32Checksum.Format(adler)));
         Assert.True((await pipeline.AuditAsync([run])).Complete);
-        // The inputs were kept for the remake only: once archived, scratch holds none of them.
-        await Eventually.Until(() => Task.FromResult(Directory.EnumerateFiles(pipeline.Areas.Scratch.RootPath, "*", SearchOption.AllDirectories).ToList()),
-            left => left.Count == 0, TimeSpan.FromSeconds(30), "scratch emptied of merged inputs", left => string.Join(", ", left));
+        // The inputs were kept for the remake only: once archived, the unmerged area holds none of them.
+        await Eventually.Until(() => Task.FromResult(Directory.EnumerateFiles(((LocalArea)pipeline.Areas.Unmerged).RootPath, "*", SearchOption.AllDirectories).ToList()),
+            left => left.Count == 0, TimeSpan.FromSeconds(30), "the unmerged area emptied of merged inputs", left => string.Join(", ", left));
     }
 
     [Fact]
@@ -198,7 +199,7 @@ public sealed class When_a_merged_file_is_corrupted_before_it_is_archived
         var merges = pipeline.Services.GetRequiredService<IMergeStore>();
         var (merged, _) = await CorruptOneMergedFileAsync(pipeline, before: () =>
         {
-            foreach (var input in Directory.EnumerateFiles(pipeline.Areas.Scratch.RootPath, "*.evt", SearchOption.AllDirectories))
+            foreach (var input in Directory.EnumerateFiles(((LocalArea)pipeline.Areas.Unmerged).RootPath, "*.evt", SearchOption.AllDirectories))
             {
                 File.Delete(input);
             }
@@ -208,7 +209,7 @@ public sealed class When_a_merged_file_is_corrupted_before_it_is_archived
         var alert = await Eventually.Until(async () => (await health.ListAlertsAsync(activeOnly: true, 100, CancellationToken.None)).FirstOrDefault(a => a.Kind == "merged-file-corrupt"),
             a => a is not null, TimeSpan.FromMinutes(2), "a merged-file-corrupt alert");
         Assert.Contains(merged.Name, alert!.Message, StringComparison.Ordinal);
-        Assert.Contains("no longer in scratch", alert.Message, StringComparison.Ordinal);
+        Assert.Contains("no longer in the unmerged area", alert.Message, StringComparison.Ordinal);
         Assert.False((await merges.GetMergedFileAsync(merged.Name, CancellationToken.None))!.Archived);
         Assert.Empty(await pipeline.Services.GetRequiredService<ICatalog>().FindAsync($"merged/{merged.Name}", CancellationToken.None));
     }

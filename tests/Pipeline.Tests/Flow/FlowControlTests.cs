@@ -27,8 +27,8 @@ public sealed class When_files_flow_through_small_buffers_to_a_slow_tape(RabbitM
             ["Pipeline:Flow:Movers"] = Movers.ToString(CultureInfo.InvariantCulture),
             ["Pipeline:Flow:Areas:cache:QuotaBytes"] = CacheQuota.ToString(CultureInfo.InvariantCulture),
             ["Pipeline:Flow:Areas:output:QuotaBytes"] = OutputQuota.ToString(CultureInfo.InvariantCulture),
-            // Scratch is bounded too, but never full here: a full scratch would let strict ordering give way.
-            ["Pipeline:Flow:Areas:scratch:QuotaBytes"] = "50000000",
+            // The unmerged area is bounded too, but never full here: a full one would let strict ordering give way.
+            ["Pipeline:Flow:Areas:unmerged:QuotaBytes"] = "50000000",
             ["Pipeline:Flow:AdmissionPollSeconds"] = "0.05",
             ["Pipeline:Archiver:Writers"] = "4",
             ["Pipeline:Archives:archive:Kind"] = "Tape",

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Time.Testing;
 using Pipeline.Collector;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Orchestrator;
+using Pipeline.Production.Flow;
 using Pipeline.Production.State;
 using Pipeline.Tests.Support;
 
@@ -14,6 +15,7 @@ namespace Pipeline.Tests.Flow;
 
 public sealed class When_killed_jobs_leave_folders_in_scratch
 {
+    /// <summary>A job stopped between copying its outputs and reporting them, or an attempt a later one superseded, leaves outputs in the unmerged area too.</summary>
     [Fact]
     public async Task Should_clear_only_those_of_finished_files_untouched_for_a_while_and_keep_their_logs()
     {
@@ -29,11 +31,14 @@ public sealed class When_killed_jobs_leave_folders_in_scratch
         {
             await areas.Scratch.WriteAsync($"{job}/job.log", (s, ct) => s.WriteAsync("ran until killed\n"u8.ToArray(), ct).AsTask(), CancellationToken.None);
             await areas.Scratch.WriteAsync($"{job}/out/muon.evt", (s, ct) => s.WriteAsync(new byte[10], ct).AsTask(), CancellationToken.None);
+            await areas.Unmerged.WriteAsync($"{job}/out/muon.evt", (s, ct) => s.WriteAsync(new byte[10], ct).AsTask(), CancellationToken.None);
+            Assert.True(await store.Flow.TryReserveAsync(StorageOptions.Unmerged, $"{job}/out/muon.evt", 10, AreaLimits.Unbounded, DateTimeOffset.UtcNow, CancellationToken.None));
         }
         var now = DateTimeOffset.UtcNow;
         foreach (var job in new[] { oldJob, liveJob })
         {
             Age(areas.Scratch.PathOf(job), now.AddHours(-1));
+            Age(((LocalArea)areas.Unmerged).PathOf(job), now.AddHours(-1));
         }
         // The files' state is asked of the orchestrator's answering consumer over a bus, as in the pipeline.
         var services = new ServiceCollection();
@@ -43,15 +48,23 @@ public sealed class When_killed_jobs_leave_folders_in_scratch
         var harness = provider.GetRequiredService<ITestHarness>();
         await harness.Start();
         var fileStates = new OrchestratorFileStates(provider.GetRequiredService<IClientFactory>());
-        var sweeper = new LeftoverJobSweeper(areas, fileStates, Options.Create(new CollectorOptions { LeftoverAfterSeconds = 600 }), new FakeTimeProvider(now), NullLogger<LeftoverJobSweeper>.Instance);
+        var time = new FakeTimeProvider(now);
+        var gate = new AreaGate(store.Flow, new FlowControl(Options.Create(new FlowOptions())), areas, time, NullLogger<AreaGate>.Instance);
+        var sweeper = new LeftoverJobSweeper(areas, fileStates, gate, Options.Create(new CollectorOptions { LeftoverAfterSeconds = 600 }), time, NullLogger<LeftoverJobSweeper>.Instance);
 
-        Assert.Equal(1, await sweeper.SweepAsync(CancellationToken.None));
+        // The old job's folder in scratch and its output in the unmerged area, with its room there.
+        Assert.Equal(2, await sweeper.SweepAsync(CancellationToken.None));
 
         Assert.False(Directory.Exists(areas.Scratch.PathOf(oldJob)));
         Assert.Equal("ran until killed\n", await File.ReadAllTextAsync(areas.Logs.PathOf($"prompt/run000001/physics/{archived:N}/attempt-1/leftover-0badc0de/job.log")));
         // Still being written to, or its file still at work: left alone.
         Assert.True(areas.Scratch.Exists($"{recentJob}/out/muon.evt"));
         Assert.True(areas.Scratch.Exists($"{liveJob}/out/muon.evt"));
+        Assert.False(await areas.Unmerged.ExistsAsync($"{oldJob}/out/muon.evt", CancellationToken.None));
+        Assert.True(await areas.Unmerged.ExistsAsync($"{recentJob}/out/muon.evt", CancellationToken.None));
+        Assert.True(await areas.Unmerged.ExistsAsync($"{liveJob}/out/muon.evt", CancellationToken.None));
+        Assert.Equal([$"{liveJob}/out/muon.evt", $"{recentJob}/out/muon.evt"],
+            (await store.Flow.ListReservationsAsync(StorageOptions.Unmerged, now.AddHours(1), 10, CancellationToken.None)).Select(r => r.Name).Order(StringComparer.Ordinal));
         Assert.Equal(0, await sweeper.SweepAsync(CancellationToken.None));
     }
 

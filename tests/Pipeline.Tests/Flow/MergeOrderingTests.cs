@@ -67,11 +67,11 @@ public sealed class When_a_dataset_waits_for_a_late_file_of_an_earlier_run
         Deadline = DateTimeOffset.UtcNow.AddDays(1),
     };
 
-    /// <summary>A real output file in scratch, as reconstruction would leave it.</summary>
+    /// <summary>A real output file in the unmerged area, as reconstruction would leave it.</summary>
     internal static async Task<PendingOutput> OutputAsync(PipelineUnderTest pipeline, FileState saga, string dataset)
     {
         var name = $"jobs/{Campaign}/run{saga.Run:D6}/{saga.CorrelationId:N}/out/{dataset}.evt";
-        var (size, adler) = await pipeline.Areas.Scratch.WriteAsync(name, async (stream, ct) =>
+        var (size, adler) = await pipeline.Areas.Unmerged.WriteAsync(name, async (stream, ct) =>
         {
             await using var writer = await EventWriter.CreateAsync(stream, leaveOpen: true, ct);
             for (var i = 0; i < 5; i++)
