@@ -10,8 +10,10 @@ public static class CollectorModule
         "collector",
         (services, _) =>
         {
-            // No store of its own: the files' state is asked of the orchestrator (IFileStates).
+            // The files' state is asked of the orchestrator (IFileStates); the flow ledger gives back the room of the
+            // leftover outputs it removes.
             services.AddStageReporting();
+            services.AddFlowControl();
             services.AddSingleton<IFileStates, OrchestratorFileStates>();
             services.AddSettings<CollectorOptions>(CollectorOptions.Section);
             services.AddHostedService<LeftoverJobSweeper>();

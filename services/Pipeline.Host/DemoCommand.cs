@@ -148,6 +148,7 @@ public static class DemoCommand
                 {
                     archive = areas.Archive.Location.AbsoluteUri,
                     cache = areas.Cache.Location.AbsoluteUri,
+                    unmerged = areas.Unmerged.Location.AbsoluteUri,
                     output = areas.Output.Location.AbsoluteUri,
                     logs = areas.Logs.Location.AbsoluteUri,
                 },
