@@ -1,6 +1,8 @@
 using MassTransit;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Hosting;
+using Pipeline.Production.Jobs;
 
 namespace Pipeline.Collector;
 
@@ -14,9 +16,9 @@ public static class CollectorModule
             // leftover outputs it removes.
             services.AddStageReporting();
             services.AddFlowControl();
-            services.AddSingleton<IFileStates, OrchestratorFileStates>();
+            services.TryAddSingleton<IFileStates, OrchestratorFileStates>();
             services.AddSettings<CollectorOptions>(CollectorOptions.Section);
-            services.AddHostedService<LeftoverJobSweeper>();
+            services.AddHostedService<LeftoverOutputSweeper>();
         },
         bus => bus.AddConsumer<CollectJobLogsConsumer, CollectJobLogsConsumerDefinition>());
 }

@@ -1,8 +1,10 @@
 using MassTransit;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Hosting;
+using Pipeline.Production.Jobs;
 using Pipeline.Reconstruction.Batch;
 
 namespace Pipeline.Reconstruction;
@@ -33,6 +35,11 @@ public static class ReconstructionModule
             services.AddSingleton<JobInputs>();
             services.AddSingleton<ReleaseLauncher>();
             services.AddSingleton<JobOutputs>();
+            services.AddSingleton<JobLogs>();
+            // Scratch is this host's alone: the service that writes it sweeps what killed jobs left there.
+            services.AddSettings<CollectorOptions>(CollectorOptions.Section);
+            services.TryAddSingleton<IFileStates, OrchestratorFileStates>();
+            services.AddHostedService<LeftoverJobFolderSweeper>();
             services.AddSingleton<ReconstructionWorker>();
             services.AddSingleton(sp => new StageCapacity(PipelineMetrics.Reconstruction, sp.GetRequiredService<IOptions<ReconstructionOptions>>().Value.EffectiveSlots));
         },

@@ -8,6 +8,7 @@ using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Flow;
 using Pipeline.Production.Hosting;
+using Pipeline.Production.Jobs;
 using Pipeline.Reconstruction.Batch;
 
 namespace Pipeline.Reconstruction;
@@ -19,13 +20,15 @@ namespace Pipeline.Reconstruction;
 /// last hours without holding a broker delivery open. A worker that dies leaves a lease that expires; the
 /// orchestrator's watchdog then gives the file a new attempt. Each execution writes into its own scratch
 /// folder; the orchestrator accepts the outputs of the current attempt and lease holder only. The job's input is
-/// <see cref="JobInputs"/>', its release <see cref="ReleaseLauncher"/>'s and its outputs <see cref="JobOutputs"/>'.
+/// <see cref="JobInputs"/>', its release <see cref="ReleaseLauncher"/>'s, its logs <see cref="JobLogs"/>' and its outputs
+/// <see cref="JobOutputs"/>'. Nothing of a job stays on this host once it ended: its logs and outputs leave through storage.
 /// </summary>
 public sealed class ReconstructionWorker(
     StorageAreas areas,
     JobInputs inputs,
     ReleaseLauncher release,
     JobOutputs outputs,
+    JobLogs jobLogs,
     IReleaseRunner runner,
     IBus bus,
     IOptions<ReconstructionOptions> options,
@@ -217,8 +220,9 @@ public sealed class ReconstructionWorker(
             }
         }
 
-        var logFiles = Directory.EnumerateFiles(jobPath).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();
-        await bus.PublishBoundedAsync(new CollectJobLogs(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, jobDirectory, logFiles), CancellationToken.None);
+        var logs = await jobLogs.ShipAsync(message, jobDirectory, stopping);
+        await bus.PublishBoundedAsync(new CollectJobLogs(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt,
+            JobLogFolders.Of(message.Campaign, message.Run, message.Stream, message.FileId, message.Attempt), logs), CancellationToken.None);
 
         var problem = result.Problem;
         var siteFailure = result.Outcome.SiteFailure;

@@ -8,7 +8,9 @@ using Pipeline.Collector;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Orchestrator;
 using Pipeline.Production.Flow;
+using Pipeline.Production.Jobs;
 using Pipeline.Production.State;
+using Pipeline.Reconstruction;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Flow;
@@ -50,10 +52,13 @@ public sealed class When_killed_jobs_leave_folders_in_scratch
         var fileStates = new OrchestratorFileStates(provider.GetRequiredService<IClientFactory>());
         var time = new FakeTimeProvider(now);
         var gate = new AreaGate(store.Flow, new FlowControl(Options.Create(new FlowOptions())), areas, time, NullLogger<AreaGate>.Instance);
-        var sweeper = new LeftoverJobSweeper(areas, fileStates, gate, Options.Create(new CollectorOptions { LeftoverAfterSeconds = 600 }), time, NullLogger<LeftoverJobSweeper>.Instance);
+        var settings = Options.Create(new CollectorOptions { LeftoverAfterSeconds = 600 });
+        var folders = new LeftoverJobFolderSweeper(areas, fileStates, settings, time, NullLogger<LeftoverJobFolderSweeper>.Instance);
+        var outputs = new LeftoverOutputSweeper(areas, fileStates, gate, settings, time, NullLogger<LeftoverOutputSweeper>.Instance);
 
-        // The old job's folder in scratch and its output in the unmerged area, with its room there.
-        Assert.Equal(2, await sweeper.SweepAsync(CancellationToken.None));
+        // The old job's folder in scratch (by the worker's host), and its output in the unmerged area with its room there.
+        Assert.Equal(1, await folders.SweepAsync(CancellationToken.None));
+        Assert.Equal(1, await outputs.SweepAsync(CancellationToken.None));
 
         Assert.False(Directory.Exists(areas.Scratch.PathOf(oldJob)));
         Assert.Equal("ran until killed\n", await File.ReadAllTextAsync(areas.Logs.PathOf($"prompt/run000001/physics/{archived:N}/attempt-1/leftover-0badc0de/job.log")));
@@ -63,9 +68,10 @@ public sealed class When_killed_jobs_leave_folders_in_scratch
         Assert.False(await areas.Unmerged.ExistsAsync($"{oldJob}/out/muon.evt", CancellationToken.None));
         Assert.True(await areas.Unmerged.ExistsAsync($"{recentJob}/out/muon.evt", CancellationToken.None));
         Assert.True(await areas.Unmerged.ExistsAsync($"{liveJob}/out/muon.evt", CancellationToken.None));
-        Assert.Equal([$"{liveJob}/out/muon.evt", $"{recentJob}/out/muon.evt"],
+        Assert.Equal(new[] { $"{liveJob}/out/muon.evt", $"{recentJob}/out/muon.evt" }.Order(StringComparer.Ordinal),
             (await store.Flow.ListReservationsAsync(StorageOptions.Unmerged, now.AddHours(1), 10, CancellationToken.None)).Select(r => r.Name).Order(StringComparer.Ordinal));
-        Assert.Equal(0, await sweeper.SweepAsync(CancellationToken.None));
+        Assert.Equal(0, await folders.SweepAsync(CancellationToken.None));
+        Assert.Equal(0, await outputs.SweepAsync(CancellationToken.None));
     }
 
     private static async Task<Guid> FileAsync(StoreBackend store, string state)

@@ -3,10 +3,11 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Pipeline.Collector;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Orchestrator;
+using Pipeline.Production.Jobs;
 using Pipeline.Production.State;
+using Pipeline.Reconstruction;
 using Pipeline.Tests.Support;
 
 namespace Pipeline.Tests.Flow;
@@ -43,7 +44,7 @@ public sealed class When_the_orchestrators_store_is_down_while_the_leftover_swee
         builder.Services.AddSingleton<IFileStates, OrchestratorFileStates>();
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton(Options.Create(new CollectorOptions { LeftoverSweepSeconds = 0.05, LeftoverAfterSeconds = 0 }));
-        builder.Services.AddHostedService<LeftoverJobSweeper>();
+        builder.Services.AddHostedService<LeftoverJobFolderSweeper>();
         using var host = builder.Build();
         var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
         await host.StartAsync();

@@ -62,12 +62,14 @@ public sealed class When_a_file_is_traced(RabbitMqBroker broker)
             Assert.All(steps, s => Assert.NotNull(s[FileTracing.OutcomeTag]));
         }
 
-        // Every file's registration is linked to the one trace its run was registered in, which is none of the files'.
+        // Every file's registration is linked to the trace of the campaign feeder's pass that registered it, which is none
+        // of the files'. One run's files may be registered over two passes (a clean-clone run once saw that).
         var registrations = traces.Values.Select(spans => spans.Where(s => s.Scope == FileTracing.SourceName && s.Name == "orchestrator FileRegistered").ToList()).ToList();
+        Assert.All(registrations, spans => Assert.All(spans, s => Assert.NotEmpty(s.LinkedTraceIds)));
         Assert.All(registrations, spans => Assert.NotEmpty(spans));
         var runTraces = registrations.SelectMany(spans => spans.SelectMany(s => s.LinkedTraceIds)).Distinct().ToList();
-        var runTrace = Assert.Single(runTraces);
-        Assert.DoesNotContain(runTrace, traces.Keys.Select(FileTracing.TraceIdOf));
+        Assert.InRange(runTraces.Count, 1, 2);
+        Assert.All(runTraces, runTrace => Assert.DoesNotContain(runTrace, traces.Keys.Select(FileTracing.TraceIdOf)));
         // A merged file has a trace of its own, linked to the trace of each file in it.
         var merges = collector.Spans.Where(s => s.Name.StartsWith("merge ", StringComparison.Ordinal)).ToList();
         Assert.NotEmpty(merges);

@@ -2,7 +2,7 @@ using MassTransit;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Hosting;
 
-namespace Pipeline.Collector;
+namespace Pipeline.Production.Jobs;
 
 /// <summary>Where files stand, as the service that owns their state says.</summary>
 public interface IFileStates
