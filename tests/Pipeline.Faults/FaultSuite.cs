@@ -77,14 +77,16 @@ public sealed record FaultReport(
     int BrokerConnectionsMoved,
     int BrokerNodesRejoinedLate,
     string Store,
+    bool PrivateDisks,
     int StoreRestarts,
     double Seconds,
-    [property: System.Text.Json.Serialization.JsonIgnore] IReadOnlyList<string> Problems)
+    [property: System.Text.Json.Serialization.JsonIgnore] IReadOnlyList<string> Problems,
+    [property: System.Text.Json.Serialization.JsonIgnore] bool PrivateDisksRequired = false)
 {
     public bool Passed => Lost == 0 && Duplicated == 0 && Unexpected == 0 && Orphans == 0 && NonFinal == 0 && FailedFiles == 0
         && ChecksumsBad == 0 && CatalogAuditComplete && ReconciliationClean && SecretsInLogs == 0 && LongJobsDone == LongJobs && MoversMax <= MoversLimit && MoverSamplesBusy > 0 && CorruptionsCaught + CorruptionsReplaced == CorruptionsInjected
         && MergedCorruptionsCaught == MergedCorruptionsInjected && MergedFilesRemade == MergedCorruptionsInjected
-        && SingletonFailoversLate == 0 && BrokerNodesRejoinedLate == 0;
+        && SingletonFailoversLate == 0 && BrokerNodesRejoinedLate == 0 && (PrivateDisks || !PrivateDisksRequired);
 }
 
 /// <summary>
@@ -129,6 +131,12 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
     /// <summary>The hosts of a network run but the broker's: the storage server's, one per orchestrator, and three for the workers.</summary>
     private static readonly string[] HostNames = ["st", "o1", "o2", "w1", "w2", "w3"];
 
+    /// <summary>The PostgreSQL server's host, in a network run with the state on one.</summary>
+    private const string StateHostName = "db";
+
+    /// <summary>In a network run with the state on PostgreSQL, every host has a disk of its own: nothing else is shared.</summary>
+    private bool PrivateDisks => options.Network && options.Store == "postgres";
+
     /// <summary>The broker's hosts: one, or one per node of a cluster.</summary>
     private string[] BrokerHostNames => options.BrokerNodes > 1
         ? [.. Enumerable.Range(1, options.BrokerNodes).Select(n => $"mq{n.ToString(CultureInfo.InvariantCulture)}")]
@@ -167,11 +175,12 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         // The simulated tape library keeps its volumes in a folder: on the network the second copy is a disk on the storage server.
         var secondCopy = options.Network ? new Dictionary<string, string>(SlowSecondCopy) { [$"Pipeline__Archives__{Vault}__Kind"] = "Disk" } : SlowSecondCopy;
         // A cluster's nodes have hosts of their own even when the services run on this machine.
-        await using var network = options.Network ? await TestNetwork.UpAsync([.. BrokerHostNames, .. HostNames], cancellationToken)
+        await using var network = options.Network ? await TestNetwork.UpAsync([.. BrokerHostNames, .. HostNames, .. PrivateDisks ? new[] { StateHostName } : []], cancellationToken)
             : options.BrokerNodes > 1 ? await TestNetwork.UpAsync(BrokerHostNames, cancellationToken) : null;
         var brokerHosts = network is null ? null : BrokerHostNames.Select(name => network[name]).ToList();
         var placement = network is null ? null
-            : options.Network ? new NetworkPlacement(network.BridgeAddress, HostOf.ToDictionary(p => p.Key, p => network[p.Value]), brokerHosts, network["st"], [Vault])
+            : options.Network ? new NetworkPlacement(network.BridgeAddress, HostOf.ToDictionary(p => p.Key, p => network[p.Value]), brokerHosts, network["st"], [Vault],
+                PrivateDisks, PrivateDisks ? network[StateHostName] : null)
             : new NetworkPlacement(network.BridgeAddress, new Dictionary<string, NetworkHost>(), brokerHosts);
         // The orchestrator's first life ends at the crash point, somewhere in the middle of the run.
         await using var pipeline = await ProcessPipeline.StartAsync(options.WorkDirectory, options.BrokerPort, log,
@@ -186,6 +195,8 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
                 ["archiver"] = secondCopy,
                 ["api"] = secondCopy,
             }, network: placement, postgres: options.Store == "postgres");
+        // Checked on the processes as they run, at the start and again at the end (after every restart).
+        var privateDisks = PrivateDisks && pipeline.PrivateDisksChecked(log);
         var runs = await pipeline.GenerateAsync(options.Files, options.Seed);
         var files = runs.Sum(r => r.Files!.Count);
         var kills = 0;
@@ -427,6 +438,11 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         problems.AddRange(mergedInjected.Except(mergedCaught).Select(m => $"corrupted merged file {m} was not caught by the archiver"));
         problems.AddRange(mergedInjected.Except(remade).Select(m => $"corrupted merged file {m} was not made again"));
         problems.AddRange(mergedCaught.Except(mergedInjected).Select(m => $"merged file {m} was found corrupted without being corrupted on purpose"));
+        privateDisks = privateDisks && pipeline.PrivateDisksChecked(log);
+        if (PrivateDisks && !privateDisks)
+        {
+            problems.Add("the hosts' disks were to be their own, and a process's view of the data folder showed otherwise");
+        }
         await pipeline.StopAllAsync();
         var leaks = await pipeline.SecretsInLogsAsync(cancellationToken);
         problems.AddRange(leaks);
@@ -434,8 +450,8 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
             injected.Count, injected.Count(caught.Contains), injected.Count(c => !caught.Contains(c) && replaced.Contains(c)),
             mergedInjected.Count, mergedInjected.Count(mergedCaught.Contains), mergedInjected.Count(remade.Contains), audit.FailedRawFiles, events.ChecksumsBad, catalogAudit.CatalogComplete && apiAudit?.Complete == true, reconciliation.Clean, leaks.Count, longJobs, longJobsDone, MoversLimit, moversMax, moverSamples, moverSamplesBusy,
             failovers, failoversLate, Math.Round(failoverMaxSeconds, 1), fenced, linkCuts, brokerPartitions, storageRestarts,
-            pipeline.BrokerNodes.Count, connectionsMoved, rejoinedLate, options.Store, storeRestarts, Math.Round(watch.Elapsed.TotalSeconds, 1),
-            [.. problems, .. orphans.Select(o => $"orphan: {o}")]);
+            pipeline.BrokerNodes.Count, connectionsMoved, rejoinedLate, options.Store, privateDisks, storeRestarts, Math.Round(watch.Elapsed.TotalSeconds, 1),
+            [.. problems, .. orphans.Select(o => $"orphan: {o}")], PrivateDisks);
         pipeline.KeepWork = !report.Passed;
         if (pipeline.KeepWork)
         {

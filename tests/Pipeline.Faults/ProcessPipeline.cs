@@ -107,7 +107,7 @@ public sealed class ProcessPipeline : IAsyncDisposable
             if (postgres)
             {
                 // The state on a PostgreSQL server of its own, where every service reaches it: nothing shared on disk.
-                pipeline.State = await StateServer.StartAsync(Path.Combine(pipeline.Work, "state-server"), network?.BridgeAddress ?? "127.0.0.1", cancellationToken);
+                pipeline.State = await StateServer.StartAsync(Path.Combine(pipeline.Work, "state-server"), network?.BridgeAddress ?? "127.0.0.1", cancellationToken, network?.State);
                 foreach (var (key, value) in pipeline.State.Settings)
                 {
                     environment[key] = value;
@@ -131,6 +131,12 @@ public sealed class ProcessPipeline : IAsyncDisposable
                     environment[key] = value;
                 }
             }
+            if (network is { PrivateDisks: true } && !postgres)
+            {
+                throw new ArgumentException("Hosts with disks of their own need the state on a PostgreSQL server: a SQLite file would be one per host.");
+            }
+            // Seen by no process on a host with a disk of its own: the check that the hosts' disks are private.
+            await File.WriteAllTextAsync(Path.Combine(pipeline.Data, SharedMarker), "the shared data folder\n", cancellationToken);
             pipeline.Processes = (services ?? Services).ToDictionary(s => s.Name, s =>
             {
                 var host = network?.Hosts.GetValueOrDefault(s.Name);
@@ -144,7 +150,8 @@ public sealed class ProcessPipeline : IAsyncDisposable
                 {
                     settings["Pipeline__RabbitMq__Uri"] = pipeline.Broker.UriAt(network!.BridgeAddress).ToString();
                 }
-                return new ServiceProcess(s.Name, ServiceDll(s.Project), settings, pipeline.Logs, host);
+                return new ServiceProcess(s.Name, ServiceDll(s.Project), settings, pipeline.Logs, host,
+                    host is not null && network!.PrivateDisks ? pipeline.PrivateDiskOf(host) : null);
             }, StringComparer.Ordinal);
             foreach (var process in pipeline.Processes.Values)
             {
@@ -325,6 +332,45 @@ public sealed class ProcessPipeline : IAsyncDisposable
         return (final, (final + reconstructed) / 2.0);
     }
 
+    private const string SharedMarker = ".disk-shared";
+
+    /// <summary>The folders the hosts' disks of their own are in, one per host: <c>WORK/hosts/HOST</c>.</summary>
+    public string HostDisks => Path.Combine(Work, "hosts");
+
+    private PrivateDisk PrivateDiskOf(NetworkHost host)
+    {
+        var folder = Directory.CreateDirectory(Path.Combine(HostDisks, host.Name));
+        File.WriteAllText(Path.Combine(folder.FullName, PrivateDisk.MarkerOf(host.Name)), $"the disk of {host.Name}\n");
+        return new PrivateDisk(folder.FullName, Data);
+    }
+
+    /// <summary>
+    /// Whether every running process on a host with a disk of its own sees that disk, and only it, in place of the data
+    /// folder: its host's marker there, no other host's, and not the shared folder's (looked at through
+    /// <c>/proc/PID/root</c>, the process's own view of the filesystem). False when no process has such a disk.
+    /// </summary>
+    public bool PrivateDisksChecked(TextWriter log)
+    {
+        var checkedAny = false;
+        foreach (var process in Processes.Values.Where(p => p.PrivateDisk is not null && p.Host is not null))
+        {
+            var pid = process.ProcessId;
+            if (pid == 0)
+            {
+                continue;
+            }
+            var seen = $"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/root{Data}";
+            var markers = Directory.Exists(seen) ? Directory.EnumerateFiles(seen, ".disk-*").Select(Path.GetFileName).OfType<string>().ToList() : [];
+            if (markers.Count != 1 || markers[0] != PrivateDisk.MarkerOf(process.Host!.Name))
+            {
+                log.WriteLine($"faults: {process.Name} on {process.Host!.Name} sees {string.Join(", ", markers)} in {Data}, not its host's disk alone");
+                return false;
+            }
+            checkedAny = true;
+        }
+        return checkedAny;
+    }
+
     /// <summary>
     /// Files that nothing will ever pick up once every file is final: temporary files of writes that died (after the
     /// sweeper has had its chance), staged copies left in the cache, job folders left in scratch, reconstruction outputs left in the unmerged area,
@@ -339,6 +385,8 @@ public sealed class ProcessPipeline : IAsyncDisposable
             .. Enumerate(Path.Combine(Data, StorageOptions.Scratch)),
             .. Enumerate(Path.Combine(Data, StorageOptions.Unmerged)),
             .. Enumerate(Path.Combine(Data, StorageOptions.Output)),
+            // What the hosts' services left on their own disks (a job folder, a spooled upload).
+            .. (Directory.Exists(HostDisks) ? Directory.EnumerateFiles(HostDisks, "*", SearchOption.AllDirectories).Where(f => !Path.GetFileName(f).StartsWith(".disk-", StringComparison.Ordinal)) : []),
         ];
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         var found = Find();
@@ -383,6 +431,12 @@ public sealed class ProcessPipeline : IAsyncDisposable
 /// host (several: a cluster, a node on each), and the host of a storage server holding every area but scratch (with
 /// <paramref name="ExtraAreas"/>, served over root:// beside the archive), when they are not on this machine.
 /// </summary>
+/// <param name="PrivateDisks">
+/// Each host's services see a folder of the host's own in place of the data folder (a mount namespace per process,
+/// tests/network/private-disk.sh): nothing one host writes reaches another but through the broker, the store or the
+/// storage server. It needs the state on a server (PostgreSQL): a SQLite file would be one per host.
+/// </param>
+/// <param name="State">The host the PostgreSQL server runs on, when the state is on one; null for the bridge address.</param>
 public sealed record NetworkPlacement(string BridgeAddress, IReadOnlyDictionary<string, NetworkHost> Hosts, IReadOnlyList<NetworkHost>? Brokers = null, NetworkHost? Storage = null,
-    IReadOnlyList<string>? ExtraAreas = null);
+    IReadOnlyList<string>? ExtraAreas = null, bool PrivateDisks = false, NetworkHost? State = null);
 

@@ -25,9 +25,11 @@ public sealed partial class ServiceProcess : IAsyncDisposable
     public string LogPath => _logPath;
 
     /// <param name="host">The network namespace the process runs in, and its address there; null for this machine's loopback.</param>
-    public ServiceProcess(string name, string dll, IReadOnlyDictionary<string, string> environment, string logDirectory, NetworkHost? host = null)
+    /// <param name="privateDisk">On a host: the host's own folder, mounted in place of the data folder in a mount namespace of the process's own.</param>
+    public ServiceProcess(string name, string dll, IReadOnlyDictionary<string, string> environment, string logDirectory, NetworkHost? host = null, PrivateDisk? privateDisk = null)
     {
         Name = name;
+        PrivateDisk = host is null ? null : privateDisk;
         _dll = dll;
         Host = host;
         Port = FreePort();
@@ -40,6 +42,9 @@ public sealed partial class ServiceProcess : IAsyncDisposable
     }
 
     public NetworkHost? Host { get; }
+
+    /// <summary>The disk of its own the process sees in place of the data folder, if its host has one.</summary>
+    public PrivateDisk? PrivateDisk { get; }
 
     /// <summary>Where its HTTP endpoints listen: its host's address, or loopback.</summary>
     public string Address => Host?.Address ?? "127.0.0.1";
@@ -55,8 +60,12 @@ public sealed partial class ServiceProcess : IAsyncDisposable
         var start = new ProcessStartInfo(Host is null ? "dotnet" : "ip") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetDirectoryName(_dll)! };
         if (Host is not null)
         {
-            // ip netns exec enters the namespace and then execs dotnet: the process is dotnet itself, as without it.
-            foreach (var argument in new[] { "netns", "exec", Host.Namespace, "dotnet" })
+            // ip netns exec enters the namespace and then execs dotnet (through unshare and the mount of the host's disk,
+            // each exec'ing the next): the process is dotnet itself, as without it.
+            string[] command = PrivateDisk is { } disk
+                ? ["netns", "exec", Host.Namespace, "unshare", "--mount", "--propagation", "private", "--", "bash", PrivateDisk.Script, disk.HostData, disk.Data, "dotnet"]
+                : ["netns", "exec", Host.Namespace, "dotnet"];
+            foreach (var argument in command)
             {
                 start.ArgumentList.Add(argument);
             }
@@ -196,3 +205,11 @@ public sealed partial class ServiceProcess : IAsyncDisposable
 /// <summary>A host of the tests' network: a network namespace and this host's address on the bridge.</summary>
 public sealed record NetworkHost(string Name, string Namespace, string Address);
 
+/// <summary>A host's own folder (<paramref name="HostData"/>), seen by its processes in place of the shared data folder (<paramref name="Data"/>).</summary>
+public sealed record PrivateDisk(string HostData, string Data)
+{
+    public static string Script => Path.Combine(ProcessPipeline.RepositoryRoot, "tests", "network", "private-disk.sh");
+
+    /// <summary>The name of the marker file each host's folder holds, by which its processes' view is checked.</summary>
+    public static string MarkerOf(string host) => $".disk-of-{host}";
+}

@@ -6,18 +6,20 @@ namespace Pipeline.Faults;
 
 /// <summary>
 /// The run's state store on a PostgreSQL server of its own (tests/postgres/local-server.sh), listening where the services
-/// reach it: loopback, or the bridge address of the tests' network. Stopped and started again as a fault: open
-/// transactions are rolled back, connections dropped, and every commit it acknowledged kept.
+/// reach it: loopback, the bridge address of the tests' network, or a host of that network of its own. Stopped and
+/// started again as a fault: open transactions are rolled back, connections dropped, and every commit it acknowledged kept.
 /// </summary>
 public sealed class StateServer : IAsyncDisposable
 {
     private readonly string _folder;
     private readonly string _address;
+    private readonly NetworkHost? _host;
 
-    private StateServer(string folder, string address, PostgresOptions options)
+    private StateServer(string folder, string address, NetworkHost? host, PostgresOptions options)
     {
         _folder = folder;
         _address = address;
+        _host = host;
         Options = options;
     }
 
@@ -31,27 +33,33 @@ public sealed class StateServer : IAsyncDisposable
         ["Pipeline__Postgres__PasswordFile"] = Options.PasswordFile!,
     };
 
-    public static async Task<StateServer> StartAsync(string folder, string address, CancellationToken cancellationToken)
+    /// <param name="host">A host of the tests' network to run on (the server then listens on its address), or null for this machine.</param>
+    public static async Task<StateServer> StartAsync(string folder, string address, CancellationToken cancellationToken, NetworkHost? host = null)
     {
-        await RunAsync("start", folder, address, cancellationToken);
+        address = host?.Address ?? address;
+        await RunAsync("start", folder, address, host, cancellationToken);
         var settings = (await File.ReadAllLinesAsync(Path.Combine(folder, "server.env"), cancellationToken))
             .Select(line => line.Split('=', 2)).ToDictionary(pair => pair[0], pair => pair[1], StringComparer.Ordinal);
-        return new StateServer(folder, address, new PostgresOptions { ConnectionString = settings["CONNECTION"], PasswordFile = settings["PASSWORD_FILE"] });
+        return new StateServer(folder, address, host, new PostgresOptions { ConnectionString = settings["CONNECTION"], PasswordFile = settings["PASSWORD_FILE"] });
     }
 
     /// <summary>The store as the checker reads it (from this machine: the server listens on an address it reaches).</summary>
     public StoreBackend Open() => StoreBackend.Postgres(PostgresConnection.Open(Options));
 
-    public Task StopAsync(CancellationToken cancellationToken) => RunAsync("stop", _folder, _address, cancellationToken);
+    /// <summary>Where the server runs: a host of the tests' network, or this machine.</summary>
+    public string Where => _host?.Name ?? "this machine";
 
-    public Task StartAgainAsync(CancellationToken cancellationToken) => RunAsync("start", _folder, _address, cancellationToken);
+    public Task StopAsync(CancellationToken cancellationToken) => RunAsync("stop", _folder, _address, _host, cancellationToken);
 
-    public async ValueTask DisposeAsync() => await RunAsync("stop", _folder, _address, CancellationToken.None);
+    public Task StartAgainAsync(CancellationToken cancellationToken) => RunAsync("start", _folder, _address, _host, cancellationToken);
 
-    private static async Task RunAsync(string command, string folder, string address, CancellationToken cancellationToken)
+    public async ValueTask DisposeAsync() => await RunAsync("stop", _folder, _address, _host, CancellationToken.None);
+
+    private static async Task RunAsync(string command, string folder, string address, NetworkHost? host, CancellationToken cancellationToken)
     {
         var script = Path.Combine(ProcessPipeline.RepositoryRoot, "tests", "postgres", "local-server.sh");
-        var outcome = await ExternalCommand.RunAsync(["bash", script, command, folder, address], null, TimeSpan.FromMinutes(3), cancellationToken);
+        string[] onHost = host is null ? [] : ["ip", "netns", "exec", host.Namespace];
+        var outcome = await ExternalCommand.RunAsync([.. onHost, "bash", script, command, folder, address], null, TimeSpan.FromMinutes(3), cancellationToken);
         if (!outcome.Succeeded)
         {
             throw new InvalidOperationException($"postgres local-server.sh {command}: {outcome.Describe()}");
