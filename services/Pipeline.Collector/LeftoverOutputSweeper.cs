@@ -64,9 +64,7 @@ public sealed class LeftoverOutputSweeper(
         {
             return 0;
         }
-        var final = (await fileStates.FindAsync(untouched.Select(o => o.FileId).Distinct().ToList(), cancellationToken))
-            .Where(file => file.Final)
-            .ToDictionary(file => file.FileId);
+        var final = await fileStates.FindFinalAsync(untouched.Select(o => o.FileId), cancellationToken);
         var cleared = 0;
         foreach (var (name, fileId) in untouched.Where(o => final.ContainsKey(o.FileId)))
         {

@@ -63,9 +63,7 @@ public sealed class LeftoverJobFolderSweeper(StorageAreas areas, IFileStates fil
         }
         // Only a file that nothing more will happen to gives up its folders; the orchestrator, which owns the files'
         // state, is asked. No answer (the orchestrator down) fails this pass and the next one asks again.
-        var final = (await fileStates.FindAsync(untouched.Select(job => job.FileId).Distinct().ToList(), cancellationToken))
-            .Where(file => file.Final)
-            .ToDictionary(file => file.FileId);
+        var final = await fileStates.FindFinalAsync(untouched.Select(job => job.FileId), cancellationToken);
         var cleared = 0;
         foreach (var (execution, fileId, attempt, files) in untouched)
         {

@@ -30,3 +30,10 @@ public sealed class OrchestratorFileStates(IClientFactory clients) : IFileStates
         return found;
     }
 }
+
+public static class FileStatesExtensions
+{
+    /// <summary>Those of <paramref name="fileIds"/> that nothing more will happen to (archived, failed or cancelled), by id.</summary>
+    public static async Task<Dictionary<Guid, FileStatus>> FindFinalAsync(this IFileStates states, IEnumerable<Guid> fileIds, CancellationToken cancellationToken) =>
+        (await states.FindAsync([.. fileIds.Distinct()], cancellationToken)).Where(file => file.Final).ToDictionary(file => file.FileId);
+}
