@@ -21,7 +21,7 @@ public sealed class FileStatesQueryConsumer(IFileSagaStore sagas) : IConsumer<Fi
         {
             if (await sagas.LoadAsync(id, context.CancellationToken) is { } saga)
             {
-                known.Add(new FileStatus(id, saga.Campaign, saga.Run, saga.Stream, saga.CurrentState, FileStates.Final.Contains(saga.CurrentState)));
+                known.Add(new FileStatus(id, saga.Campaign, saga.Run, saga.Stream, saga.CurrentState, FileStates.Final.Contains(saga.CurrentState), saga.Attempt));
             }
         }
         await AnswerAsync(context, new FileStatesAnswer(known));

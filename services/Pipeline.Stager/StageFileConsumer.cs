@@ -10,6 +10,7 @@ using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Flow;
 using Pipeline.Production.Hosting;
+using Pipeline.Production.Jobs;
 
 namespace Pipeline.Stager;
 
@@ -19,12 +20,14 @@ namespace Pipeline.Stager;
 /// order, so a tape volume is mounted once per batch, not once per file; a nearline archive is asked to bring the
 /// batch's files online first, in that order, and each file is staged once the endpoint has it on disk. A file enters
 /// the cache only when the cache has room (the batch waits, unacknowledged, while it is full). A mismatch is reported
-/// as a failure (the saga decides whether to try again) and the bad copy is removed.
+/// as a failure (the saga decides whether to try again) and the bad copy is removed. Requests nobody waits for any more
+/// are dropped before a byte moves (<see cref="StageRequestFilter"/>).
 /// </summary>
 public sealed class StageFileConsumer(
     ArchiveLibrary archives,
     StorageAreas areas,
     AreaGate gate,
+    IFileStates states,
     IOptions<StagerOptions> options,
     StageReporter report,
     ILogger<StageFileConsumer> logger) : IConsumer<Batch<StageFile>>
@@ -32,7 +35,8 @@ public sealed class StageFileConsumer(
     public async Task Consume(ConsumeContext<Batch<StageFile>> context)
     {
         var archive = archives.Primary;
-        var requests = context.Message.Select(request => (Request: request, Location: archive.Locate(request.Message.LogicalName))).ToList();
+        var wanted = await StageRequestFilter.WantedAsync(states, [.. context.Message], (ConsumeContext<StageFile> request) => request.Message, logger, context.CancellationToken);
+        var requests = wanted.Select(request => (Request: request, Location: archive.Locate(request.Message.LogicalName))).ToList();
         // On tape: one group per volume, read in position order, a few volumes at once. Elsewhere every file is its own group.
         var onTape = requests.Any(r => r.Location is not null);
         var groups = onTape
@@ -87,7 +91,7 @@ public sealed class StageFileConsumer(
     {
         var started = Stopwatch.GetTimestamp();
         var message = context.Message;
-        var cachedName = $"{message.Campaign}/{message.LogicalName}";
+        var cachedName = CachedName(message);
         if (!await archive.ExistsAsync(message.LogicalName, cancellationToken))
         {
             await Fail(context, $"raw file {message.LogicalName} is not in the archive");
@@ -153,6 +157,12 @@ public sealed class StageFileConsumer(
         FileTracing.Outcome($"staged as {cachedName}");
         await context.PublishBoundedAsync(new FileStaged(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, cachedName, size, read));
     }
+
+    /// <summary>
+    /// Where an attempt's copy goes in the cache: each attempt has its own, so that what is done with an earlier attempt's
+    /// copy (given back by its job, discarded when its report comes late) never touches the copy the current attempt reads.
+    /// </summary>
+    public static string CachedName(StageFile message) => $"{message.Campaign}/attempt-{message.Attempt}/{message.LogicalName}";
 
     private async Task Fail(ConsumeContext<StageFile> context, string reason)
     {

@@ -1,4 +1,6 @@
 using MassTransit;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Pipeline.Production.Jobs;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Hosting;
 
@@ -13,6 +15,7 @@ public static class StagerModule
             // The shared pieces this service uses; it keeps no store of its own.
             services.AddFlowControl().AddCampaignDirectory().AddArchiveLibrary(configuration).AddStageReporting();
             services.AddSettings<StagerOptions>(StagerOptions.Section);
+            services.TryAddSingleton<IFileStates, OrchestratorFileStates>();
         },
         bus =>
         {

@@ -13,8 +13,11 @@ public sealed record FileStatesQuery(IReadOnlyList<Guid> FileIds)
 /// <summary>The orchestrator's answer: one entry per file it knows (an unknown id is left out).</summary>
 public sealed record FileStatesAnswer(IReadOnlyList<FileStatus> Files);
 
-/// <summary>A file's state and where it belongs; <paramref name="Final"/> when nothing more will happen to it.</summary>
-public sealed record FileStatus(Guid FileId, string Campaign, int Run, string Stream, string State, bool Final);
+/// <summary>
+/// A file's state and where it belongs; <paramref name="Final"/> when nothing more will happen to it; <paramref name="Attempt"/>
+/// the attempt its current step belongs to (a step of an earlier attempt is stale).
+/// </summary>
+public sealed record FileStatus(Guid FileId, string Campaign, int Run, string Stream, string State, bool Final, int Attempt = 0);
 
 /// <summary>
 /// Asks the orchestrator for files still past their step's deadline <paramref name="DeadlineBefore"/>: the monitor's
