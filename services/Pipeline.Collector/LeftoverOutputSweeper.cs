@@ -17,8 +17,6 @@ public sealed class LeftoverOutputSweeper(
     StorageAreas areas, IFileStates fileStates, AreaGate gate, IOptions<CollectorOptions> options, TimeProvider time, ILogger<LeftoverOutputSweeper> logger)
     : PeriodicWork(time, logger)
 {
-    public const string JobsFolder = "jobs";
-
     /// <summary>Unmerged outputs whose files' states are asked for at once: the listing is read as it comes, never held whole.</summary>
     public const int UnmergedChunk = 500;
 
@@ -30,22 +28,15 @@ public sealed class LeftoverOutputSweeper(
 
     protected override Task RunOnceAsync(CancellationToken stoppingToken) => SweepAsync(stoppingToken);
 
-    /// <summary>The file id in a job's name (<c>jobs/campaign/runNNNNNN/file/…</c>), if it is one.</summary>
-    private static Guid? FileIdOf(string name)
-    {
-        var parts = name.Split('/');
-        return parts.Length > 4 && parts[0] == JobsFolder && Guid.TryParseExact(parts[3], "N", out var fileId) ? fileId : null;
-    }
-
     /// <summary>Returns how many outputs were cleared.</summary>
     public async Task<int> SweepAsync(CancellationToken cancellationToken)
     {
         var before = Time.GetUtcNow() - TimeSpan.FromSeconds(options.Value.LeftoverAfterSeconds);
         var untouched = new List<(string Name, Guid FileId)>(UnmergedChunk);
         var cleared = 0;
-        await foreach (var entry in areas.Unmerged.ListAsync(JobsFolder, cancellationToken))
+        await foreach (var entry in areas.Unmerged.ListAsync(JobFolders.Root, cancellationToken))
         {
-            if (entry.Modified <= before && !entry.Name.Contains(StorageArea.TemporaryMarker, StringComparison.Ordinal) && FileIdOf(entry.Name) is { } fileId)
+            if (entry.Modified <= before && !entry.Name.Contains(StorageArea.TemporaryMarker, StringComparison.Ordinal) && JobFolders.TryParse(entry.Name, out var fileId, out _))
             {
                 untouched.Add((entry.Name, fileId));
                 if (untouched.Count == UnmergedChunk)

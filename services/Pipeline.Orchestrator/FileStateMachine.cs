@@ -137,7 +137,8 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
             When(FileReconstructed, c => c.Saga.Attempt == c.Message.Attempt && c.Saga.Worker == c.Message.Worker)
                 .Then(c => FileSteps.AcceptOutputs(c.Saga, c.Message))
                 .ThenAsync(_steps.IssueMerges)
-                // The worker removes its input after reporting; one killed in between would leave it in the cache.
+                // Nobody reads the staged copy again. Only the saga gives a copy back: a job whose attempt was replaced
+                // (its lease ran out while it ran) must not remove the copy the next attempt of the file reads.
                 .ThenAsync(FileSteps.DiscardCachedCopy)
                 .Because(c => $"{c.Message.Outputs.Count} outputs in {c.Message.Seconds:F1}s on {c.Message.Worker}")
                 .TransitionTo(Reconstructed)
@@ -148,7 +149,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
                     cancelled => cancelled.Then(c => FileSteps.Finish(c.Saga)).Because(c => $"not retried, the campaign is cancelled: {c.Message.Reason}").TransitionTo(Cancelled),
                     open => open.IfElse(c => _attempts.HasAttemptsLeft(c.Saga),
                         retry => Begin(retry.Because(c => $"retry after: {c.Message.Reason}{AttemptPolicy.LimitNote(c.Saga, c.Message)}")),
-                        fail => fail.Because(c => AttemptPolicy.Fail(c.Saga, c.Message.Reason)).TransitionTo(Failed))),
+                        fail => fail.Because(c => AttemptPolicy.Fail(c.Saga, c.Message.Reason)).ThenAsync(FileSteps.DiscardCachedCopy).TransitionTo(Failed))),
             // A file already queued or reconstructing is not stopped; it is only not tried again.
             When(CancelFile, c => !c.Saga.CampaignCancelled)
                 .Then(c => c.Saga.CampaignCancelled = true)
@@ -214,7 +215,7 @@ public sealed class FileStateMachine : MassTransitStateMachine<FileState>
             When(FileStalled, c => c.Saga.Version == c.Message.ObservedVersion)
                 .IfElse(c => _attempts.CountStall(c.Saga),
                     again => again.Because(_ => because).ThenAsync(issue).TransitionTo(issued),
-                    fail => fail.Then(c => AttemptPolicy.Stalled(c.Saga)).TransitionTo(Failed)));
+                    fail => fail.Then(c => AttemptPolicy.Stalled(c.Saga)).ThenAsync(FileSteps.DiscardCachedCopy).TransitionTo(Failed)));
 
     private void Correlate<T>(Expression<Func<Event<T>>> property, bool discardUnknown = false)
         where T : class, IFileMessage =>

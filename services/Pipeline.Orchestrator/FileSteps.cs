@@ -96,17 +96,19 @@ public sealed class FileSteps(FileDeadlines deadlines, TimeProvider time)
     }
 
     /// <summary>A new attempt's stage-in.</summary>
-    public Task IssueStaging<T>(BehaviorContext<FileState, T> context)
+    public async Task IssueStaging<T>(BehaviorContext<FileState, T> context)
         where T : class
     {
         if (Held(context))
         {
-            return Task.CompletedTask;
+            return;
         }
+        // The copy an earlier attempt staged (bad, or read by a failed job) is not read again: each attempt stages its own.
+        await DiscardCachedCopy(context);
         AttemptPolicy.StartAttempt(context.Saga);
         context.Saga.CachedName = null;
         context.Saga.Deadline = deadlines.Staging(time.GetUtcNow());
-        return context.PublishBoundedAsync(FileMessages.Stage(context.Saga));
+        await context.PublishBoundedAsync(FileMessages.Stage(context.Saga));
     }
 
     /// <summary>

@@ -2,15 +2,15 @@ using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Storage;
-using Pipeline.Production.Flow;
 
 namespace Pipeline.Reconstruction;
 
 /// <summary>
-/// A reconstruction job's input: the staged copy in the cache, checked once more before the release reads it, and given
-/// back to the cache (with its room) when the attempt ends either way.
+/// A reconstruction job's input: the staged copy in the cache, checked once more before the release reads it. The job
+/// never removes it: only the file's saga knows whether another attempt reads the same copy (one given the file after
+/// this job's lease ran out), and it has the stager give the copy back once nobody will.
 /// </summary>
-public sealed class JobInputs(StorageAreas areas, AreaGate gate, IOptions<ReconstructionOptions> options)
+public sealed class JobInputs(StorageAreas areas, IOptions<ReconstructionOptions> options)
 {
     /// <summary>The folder in a job's folder where an input from a remote cache is fetched to; it goes when the release ends.</summary>
     public const string FetchedFolder = "input";
@@ -71,19 +71,5 @@ public sealed class JobInputs(StorageAreas areas, AreaGate gate, IOptions<Recons
         {
             Directory.Delete(fetched, recursive: true);
         }
-    }
-
-    /// <summary>
-    /// Deletes the staged copy and gives its room in the cache back: after a success nobody reads it again, and after a
-    /// failure the next attempt stages the file anew (a file that failed for good must not hold cache room for ever).
-    /// </summary>
-    public async Task GiveBackAsync(ReconstructFile message)
-    {
-        if (message.CachedName is not { } cached)
-        {
-            return;
-        }
-        await areas.Cache.DeleteAsync(cached, CancellationToken.None);
-        await gate.ReleaseAsync(StorageOptions.Cache, cached);
     }
 }

@@ -1,4 +1,3 @@
-using System.Globalization;
 using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
@@ -17,8 +16,6 @@ namespace Pipeline.Reconstruction;
 public sealed class LeftoverJobFolderSweeper(StorageAreas areas, IFileStates fileStates, IOptions<CollectorOptions> options, TimeProvider time, ILogger<LeftoverJobFolderSweeper> logger)
     : PeriodicWork(time, logger)
 {
-    public const string JobsFolder = "jobs";
-
     protected override TimeSpan Interval => TimeSpan.FromSeconds(options.Value.LeftoverSweepSeconds);
 
     protected override string What => "Sweeping leftover job folders";
@@ -30,7 +27,7 @@ public sealed class LeftoverJobFolderSweeper(StorageAreas areas, IFileStates fil
     /// <summary>Returns how many job folders were cleared.</summary>
     public async Task<int> SweepAsync(CancellationToken cancellationToken)
     {
-        var jobs = areas.Scratch.PathOf(JobsFolder);
+        var jobs = areas.Scratch.PathOf(JobFolders.Root);
         if (!Directory.Exists(jobs))
         {
             return 0;
@@ -40,12 +37,10 @@ public sealed class LeftoverJobFolderSweeper(StorageAreas areas, IFileStates fil
         var untouched = new List<(string Execution, Guid FileId, int Attempt, int Files)>();
         foreach (var execution in Directory.EnumerateDirectories(jobs, "*", SearchOption.AllDirectories)
                      .Select(path => Path.GetRelativePath(areas.Scratch.RootPath, path).Replace(Path.DirectorySeparatorChar, '/'))
-                     .Where(name => name.Split('/').Length == 6)
+                     .Where(name => name.Split('/').Length == JobFolders.AttemptDepth + 1)
                      .ToList())
         {
-            var parts = execution.Split('/');
-            if (!Guid.TryParseExact(parts[3], "N", out var fileId) || !parts[4].StartsWith("attempt-", StringComparison.Ordinal)
-                || !int.TryParse(parts[4]["attempt-".Length..], CultureInfo.InvariantCulture, out var attempt))
+            if (!JobFolders.TryParse(execution, out var fileId, out var attempt))
             {
                 continue;
             }

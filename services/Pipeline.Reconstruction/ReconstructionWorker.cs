@@ -25,7 +25,6 @@ namespace Pipeline.Reconstruction;
 /// </summary>
 public sealed class ReconstructionWorker(
     StorageAreas areas,
-    JobInputs inputs,
     ReleaseLauncher release,
     JobOutputs outputs,
     JobLogs jobLogs,
@@ -181,7 +180,7 @@ public sealed class ReconstructionWorker(
     }
 
     /// <summary>The scratch folder of one attempt; each execution of it gets a fresh folder inside, and the attempt's room in scratch is reserved under this name.</summary>
-    public static string AttemptFolder(ReconstructFile message) => $"jobs/{message.Campaign}/run{message.Run:D6}/{message.FileId:N}/attempt-{message.Attempt}";
+    public static string AttemptFolder(ReconstructFile message) => JobFolders.OfAttempt(message.Campaign, message.Run, message.FileId, message.Attempt);
 
     private async Task RunAttemptAsync(ReconstructFile message, string worker, int leaseSeconds, CancellationToken stopping, AdoptedJob? adopted)
     {
@@ -247,7 +246,6 @@ public sealed class ReconstructionWorker(
                 await report.CompletedAsync(PipelineMetrics.Reconstruction, message.Campaign, files.Sum(f => f.Size), stopwatch.Elapsed, CancellationToken.None);
                 FileTracing.Outcome($"reconstructed: {files.Count} outputs");
                 await bus.PublishBoundedAsync(new FileReconstructed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker, files, stopwatch.Elapsed.TotalSeconds), CancellationToken.None);
-                await inputs.GiveBackAsync(message);
                 return;
             }
             problem = outputProblem;
@@ -257,7 +255,6 @@ public sealed class ReconstructionWorker(
         logger.LogWarning("Reconstruction of {FileId} attempt {Attempt} failed: {Reason}", message.FileId, message.Attempt, problem);
         FileTracing.Outcome($"failed: {problem}");
         await outputs.DropAsync(AttemptFolder(message), outputDirectory);
-        await inputs.GiveBackAsync(message);
         var outcome = result.Outcome;
         await bus.PublishBoundedAsync(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,
             problem, outcome.ExitCode, outcome.LogTail, siteFailure, outcome.TimedOut ? result.TimeLimitSeconds : null,

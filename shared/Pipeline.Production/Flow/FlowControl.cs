@@ -1,10 +1,12 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Pipeline.Contracts;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Control;
+using Pipeline.Production.Jobs;
 using Pipeline.Production.State;
 
 namespace Pipeline.Production.Flow;
@@ -218,12 +220,17 @@ public sealed class AreaGate(IFlowStore store, FlowControl flow, StorageAreas ar
 
 /// <summary>
 /// Drops reservations whose file left its area without giving its room back (a process killed between deleting
-/// a file and releasing it): otherwise a bounded area would slowly fill with ghosts and stop the flow.
+/// a file and releasing it): otherwise a bounded area would slowly fill with ghosts and stop the flow. Scratch is each
+/// reconstruction host's own disk, which this host cannot see: a scratch reservation (an attempt's folder) is dropped
+/// instead once its attempt is over, i.e. its file is final, has moved on to a later attempt, or is not known at all.
 /// </summary>
 public sealed class AreaLedgerSweeper(
-    IFlowStore store, StorageAreas areas, IOptions<FlowOptions> options, Control.SingletonLeases singletons, TimeProvider time, ILogger<AreaLedgerSweeper> logger)
+    IFlowStore store, StorageAreas areas, IFileStates fileStates, IOptions<FlowOptions> options, Control.SingletonLeases singletons, TimeProvider time, ILogger<AreaLedgerSweeper> logger)
     : PeriodicWork(time, logger)
 {
+    /// <summary>How many reservations of an area one pass looks at.</summary>
+    private const int ReservationsPerPass = 1000;
+
     protected override ISingletonGate Singleton { get; } = singletons.For(Control.Singletons.AreaLedgerSweep);
 
     protected override TimeSpan Interval => TimeSpan.FromMinutes(1);
@@ -246,18 +253,53 @@ public sealed class AreaLedgerSweeper(
             {
                 continue;
             }
-            foreach (var reservation in await store.ListReservationsAsync(usage.Area, before, 1000, cancellationToken))
+            var reservations = await store.ListReservationsAsync(usage.Area, before, ReservationsPerPass, cancellationToken);
+            var over = usage.Area == StorageOptions.Scratch ? await OverAttemptsAsync(reservations, cancellationToken) : null;
+            foreach (var reservation in reservations)
             {
                 // A reservation may stand for a job's output folder: a folder of its name holds it too.
-                var held = area is LocalArea folder ? folder.Holds(reservation.Name) : await area.ExistsAsync(reservation.Name, cancellationToken);
+                var held = over is not null ? !over.Contains(reservation.Name)
+                    : area is LocalArea folder ? folder.Holds(reservation.Name)
+                    : await area.ExistsAsync(reservation.Name, cancellationToken);
                 if (!held)
                 {
                     await store.ReleaseAsync(reservation.Area, reservation.Name, Singleton.Fence, cancellationToken);
-                    Logger.LogWarning("Dropped the reservation of {Name} in {Area} ({Bytes} bytes): the file is gone", reservation.Name, reservation.Area, reservation.Bytes);
+                    Logger.LogWarning("Dropped the reservation of {Name} in {Area} ({Bytes} bytes): {Why}", reservation.Name, reservation.Area, reservation.Bytes,
+                        over is null ? "the file is gone" : "its attempt is over");
                     dropped++;
                 }
             }
         }
         return dropped;
+    }
+
+    /// <summary>The names among <paramref name="reservations"/> of attempt folders whose attempt is over; when the orchestrator does not answer, none.</summary>
+    private async Task<HashSet<string>> OverAttemptsAsync(IReadOnlyList<AreaReservation> reservations, CancellationToken cancellationToken)
+    {
+        var attempts = new List<(string Name, Guid FileId, int Attempt)>();
+        foreach (var reservation in reservations)
+        {
+            if (JobFolders.TryParse(reservation.Name, out var fileId, out var attempt))
+            {
+                attempts.Add((reservation.Name, fileId, attempt));
+            }
+        }
+        if (attempts.Count == 0)
+        {
+            return [];
+        }
+        Dictionary<Guid, FileStatus> known;
+        try
+        {
+            known = (await fileStates.FindAsync([.. attempts.Select(a => a.FileId).Distinct()], cancellationToken)).ToDictionary(file => file.FileId);
+        }
+        catch (Exception ex) when (ex is TimeoutException or MassTransit.RequestException)
+        {
+            Logger.LogWarning("The ledger sweep could not ask the orchestrator about {Count} scratch reservations ({Reason}); they are looked at again next pass", attempts.Count, ex.Message);
+            return [];
+        }
+        return [.. attempts
+            .Where(a => !known.TryGetValue(a.FileId, out var file) || file.Final || file.Attempt > a.Attempt)
+            .Select(a => a.Name)];
     }
 }

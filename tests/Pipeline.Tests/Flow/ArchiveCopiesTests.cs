@@ -1,8 +1,10 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using Pipeline.Contracts;
 using Pipeline.Infrastructure.Storage;
 using Pipeline.Production.Flow;
+using Pipeline.Production.Jobs;
 using Pipeline.Production.State;
 using Pipeline.SampleExperiment;
 using Pipeline.Tests.Support;
@@ -57,7 +59,7 @@ public sealed class When_the_ledger_holds_a_file_that_left_its_area : IDisposabl
         await store.Flow.TryReserveAsync("cache", "present.raw", 10, limits, old, CancellationToken.None);
         await store.Flow.TryReserveAsync("cache", "gone.raw", 20, limits, old, CancellationToken.None);
         await store.Flow.TryReserveAsync("cache", "just-reserved.raw", 30, limits, DateTimeOffset.UtcNow, CancellationToken.None);
-        var sweeper = new AreaLedgerSweeper(store.Flow, areas, Options.Create(new FlowOptions { StaleReservationSeconds = 3600 }), TestSingletons.Over(store),
+        var sweeper = new AreaLedgerSweeper(store.Flow, areas, new KnownFiles(), Options.Create(new FlowOptions { StaleReservationSeconds = 3600 }), TestSingletons.Over(store),
             TimeProvider.System, NullLogger<AreaLedgerSweeper>.Instance);
 
         Assert.Equal(1, await sweeper.SweepAsync(CancellationToken.None));
@@ -65,5 +67,50 @@ public sealed class When_the_ledger_holds_a_file_that_left_its_area : IDisposabl
         var cache = Assert.Single(await store.Flow.ListAreaUsageAsync(CancellationToken.None));
         Assert.Equal((40L, 2L), (cache.Bytes, cache.Files));
         Assert.Equal(0, await sweeper.SweepAsync(CancellationToken.None));
+    }
+
+    /// <summary>
+    /// Scratch is each worker host's own disk: the sweeper (on the monitor's host) cannot see it, and drops an attempt
+    /// folder's room once the attempt is over by the file's state, whatever its own scratch holds.
+    /// </summary>
+    [Fact]
+    public async Task Should_drop_scratch_reservations_of_attempts_that_are_over_and_keep_running_ones()
+    {
+        using var store = StoreBackend.Sqlite(Path.Combine(_folder.Path, "pipeline.db"));
+        var areas = StorageAreas.FromConfiguration(new Dictionary<string, string?>(), _folder.Path);
+        var old = DateTimeOffset.UtcNow.AddHours(-2);
+        var (running, retried, archived, forgotten) = (Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid());
+        var files = new KnownFiles(
+            new FileStatus(running, "prompt", 1, "physics", "Reconstructing", false, 1),
+            new FileStatus(retried, "prompt", 1, "physics", "Reconstructing", false, 2),
+            new FileStatus(archived, "prompt", 1, "physics", "Archived", true, 1));
+        string[] over = [JobFolders.OfAttempt("prompt", 1, retried, 1), JobFolders.OfAttempt("prompt", 1, archived, 1), JobFolders.OfAttempt("prompt", 1, forgotten, 1)];
+        string[] kept = [JobFolders.OfAttempt("prompt", 1, running, 1), JobFolders.OfAttempt("prompt", 1, retried, 2), "not-a-job-folder"];
+        foreach (var name in over.Concat(kept))
+        {
+            Assert.True(await store.Flow.TryReserveAsync(StorageOptions.Scratch, name, 10, AreaLimits.Unbounded, old, CancellationToken.None));
+        }
+        // The running attempt's folder is not on this host's disk: it is on its worker's.
+        Assert.False(areas.Scratch.Holds(kept[0]));
+        var sweeper = new AreaLedgerSweeper(store.Flow, areas, files, Options.Create(new FlowOptions { StaleReservationSeconds = 3600 }), TestSingletons.Over(store),
+            TimeProvider.System, NullLogger<AreaLedgerSweeper>.Instance);
+
+        Assert.Equal(3, await sweeper.SweepAsync(CancellationToken.None));
+
+        Assert.Equal(kept.Order(StringComparer.Ordinal),
+            (await store.Flow.ListReservationsAsync(StorageOptions.Scratch, DateTimeOffset.UtcNow, 10, CancellationToken.None)).Select(r => r.Name).Order(StringComparer.Ordinal));
+        // Without an answer from the orchestrator nothing more is dropped.
+        files.Answers = false;
+        Assert.True(await store.Flow.TryReserveAsync(StorageOptions.Scratch, JobFolders.OfAttempt("prompt", 1, archived, 2), 10, AreaLimits.Unbounded, old, CancellationToken.None));
+        Assert.Equal(0, await sweeper.SweepAsync(CancellationToken.None));
+    }
+
+    private sealed class KnownFiles(params FileStatus[] files) : IFileStates
+    {
+        public bool Answers { get; set; } = true;
+
+        public Task<IReadOnlyList<FileStatus>> FindAsync(IReadOnlyList<Guid> fileIds, CancellationToken cancellationToken) => Answers
+            ? Task.FromResult<IReadOnlyList<FileStatus>>([.. files.Where(f => fileIds.Contains(f.FileId))])
+            : Task.FromException<IReadOnlyList<FileStatus>>(new TimeoutException("No answer to FileStatesQuery within 35 s; asked again later."));
     }
 }
