@@ -69,7 +69,8 @@ microbench: ## BenchmarkDotNet micro-benchmarks of the checksum and merge inner 
 	@dotnet build tests/Pipeline.Benchmarks -c Release --nologo -v quiet >&2
 	@cd tests/Pipeline.Benchmarks/bin/Release/net10.0 && dotnet Pipeline.Benchmarks.dll micro --filter '*'
 
-up: ## Build the images and start the container deployment (RabbitMQ, MongoDB, every service; needs a Docker engine)
+up: ## Build the images and start the container deployment (RabbitMQ, PostgreSQL, an XRootD server, every service; needs a Docker engine)
+	@bash compose/make-secrets.sh
 	@docker compose -f compose/docker-compose.yml up -d --build
 
 down: ## Stop the container deployment (volumes are kept; add `-v` by hand to drop them)

@@ -95,6 +95,14 @@ public sealed class ProcessPipeline : IAsyncDisposable
                 : [await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken,
                     brokerHosts.Count == 0 ? network?.BridgeAddress : null, brokerHosts.FirstOrDefault())];
             var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax, slowJob, releaseSleepMs);
+            if (network is { Hosts.Count: > 0 })
+            {
+                // Across hosts a worker's lease outlasts the outages the suite makes (a broker node restarted, the store
+                // stopped for 10 s, a link cut for 25 s): with 10 s, every one of them took the 80 s job's lease, which
+                // then started again from nothing after each, until a quiet 80 s came (9 minutes in a 200-file run, with
+                // every merge of its run waiting on it). A killed worker's file waits this long to be given to another.
+                environment["Pipeline__Orchestrator__LeaseSeconds"] = "30";
+            }
             if (pipeline.BrokerNodes.Count > 1)
             {
                 // A cluster: every queue replicated on its nodes, and every service able to move to another node.

@@ -1,5 +1,6 @@
 using System.Buffers;
 using Pipeline.Infrastructure.Checksums;
+using Pipeline.Infrastructure.Storage.Http;
 using Polly;
 using Polly.Retry;
 
@@ -25,7 +26,7 @@ public static class StreamingCopy
         .AddRetry(new RetryStrategyOptions
         {
             ShouldHandle = new PredicateBuilder()
-                .Handle<IOException>(ex => ex is not FileNotFoundException and not DirectoryNotFoundException),
+                .Handle<IOException>(ex => ex is not FileNotFoundException and not DirectoryNotFoundException and not RemoteChecksumMismatchException),
             MaxRetryAttempts = 3,
             Delay = TimeSpan.FromMilliseconds(200),
             BackoffType = DelayBackoffType.Exponential,

@@ -36,7 +36,8 @@ public sealed partial class When_deploying_as_containers
         ["collector"] = [StorageOptions.Unmerged, StorageOptions.Logs],
         ["merger"] = [StorageOptions.Unmerged, StorageOptions.Output],
         ["archiver"] = [StorageOptions.Output, StorageOptions.Archive],
-        ["monitor"] = [.. StorageOptions.KnownAreas],
+        // Every area but scratch, each worker's own, which no other host sees.
+        ["monitor"] = [.. StorageOptions.KnownAreas.Where(area => area != StorageOptions.Scratch)],
     };
 
     private static readonly Type[] OptionTypes =
@@ -178,26 +179,71 @@ public sealed partial class When_deploying_as_containers
             }
             var configuration = new ConfigurationBuilder().AddInMemoryCollection(environment).Build();
             var options = configuration.GetSection(PipelineOptions.Section).Get<PipelineOptions>()!;
-            Assert.Equal((TransportKind.RabbitMq, StoreKind.Mongo, true), (options.Transport, options.Store, options.RabbitMq.QuorumQueues));
+            Assert.Equal((TransportKind.RabbitMq, StoreKind.Postgres, true), (options.Transport, options.Store, options.RabbitMq.QuorumQueues));
             Assert.StartsWith("amqp://", environment["Pipeline:RabbitMq:Uri"], StringComparison.Ordinal);
-            Assert.Contains("replicaSet=", environment["Pipeline:Mongo:ConnectionString"], StringComparison.Ordinal);
+            // The password is the compose secret's file, never part of the connection string.
+            Assert.DoesNotContain("password", options.Postgres.ConnectionString, StringComparison.OrdinalIgnoreCase);
+            Assert.Equal("/run/secrets/postgres-password", options.Postgres.PasswordFile);
+            Assert.Contains("postgres-password", List(At(services[name], "secrets")).Cast<string>());
 
-            // Each area the stage uses is configured and mounted where its URI points.
-            var mounts = (At(services[name], "volumes") as List<object> ?? []).Select(v => ((string)v).Split(':')).ToDictionary(v => v[1], v => v[0]);
+            // Each area the stage uses is a folder of the storage server, but scratch: the container's own disk.
+            var mounts = (At(services[name], "volumes") as List<object> ?? []).Cast<string>().ToList();
             foreach (var area in AreasOf[name])
             {
                 var uri = new Uri(environment[$"{StorageOptions.Section}:{area}"]!);
-                Assert.True(mounts.TryGetValue(uri.AbsolutePath, out var volume) && volume == area, $"{name} uses the {area} area but does not mount it at {uri.AbsolutePath}");
+                if (area == StorageOptions.Scratch)
+                {
+                    Assert.Equal("file", uri.Scheme);
+                    Assert.Contains(uri.AbsolutePath, mounts);
+                }
+                else
+                {
+                    Assert.Equal(new Uri($"root://xrootd:1094//data/{area}/"), uri);
+                }
             }
         }
     }
 
+    /// <summary>Containers share nothing but the network: no volume is mounted by two of them, and none of the services' holds an area.</summary>
     [Fact]
-    public void Should_run_mongodb_as_a_replica_set_and_rabbitmq_with_a_long_consumer_timeout()
+    public void Should_mount_no_volume_in_two_containers()
     {
         var services = Map(Compose()["services"]);
 
-        Assert.Contains("--replSet", List(At(services["mongo"], "command")).Cast<string>());
+        var named = services
+            .SelectMany(service => (At(service.Value, "volumes") as List<object> ?? []).Cast<string>()
+                .Where(volume => volume.Contains(':', StringComparison.Ordinal) && !volume.StartsWith('.'))
+                .Select(volume => (Volume: volume.Split(':')[0], Service: (string)service.Key)))
+            .ToList();
+
+        Assert.All(named.GroupBy(v => v.Volume), volume => Assert.Single(volume));
+        Assert.Equal("xrootd", Assert.Single(named, v => v.Volume == "storage").Service);
+        foreach (var name in ServiceNames())
+        {
+            // Only an anonymous volume (a container's own, one per replica when scaled) or the API's keys.
+            var volumes = (At(services[name], "volumes") as List<object> ?? []).Cast<string>();
+            Assert.All(volumes, volume => Assert.True(!volume.Contains(':', StringComparison.Ordinal) || volume.StartsWith("api-keys:", StringComparison.Ordinal), $"{name} mounts {volume}"));
+        }
+    }
+
+    [Fact]
+    public void Should_run_postgresql_an_xrootd_server_with_checksums_and_rabbitmq_with_a_long_consumer_timeout()
+    {
+        var services = Map(Compose()["services"]);
+
+        Assert.StartsWith("postgres:15", (string)At(services["postgres"], "image")!, StringComparison.Ordinal);
+        Assert.Equal("/run/secrets/postgres-password", At(services["postgres"], "environment", "POSTGRES_PASSWORD_FILE"));
+        Assert.Equal("./secrets/postgres-password", At(Compose(), "secrets", "postgres-password", "file"));
+        Assert.Contains("compose/secrets/", File.ReadAllText(Path.Combine(Root, ".gitignore")), StringComparison.Ordinal);
+        Assert.Equal("./xrootd", At(services["xrootd"], "build", "context"));
+        var xrootd = File.ReadAllLines(Path.Combine(Root, "compose", "xrootd", "xrootd.cfg"));
+        Assert.Contains("xrootd.chksum adler32", xrootd);
+        Assert.Contains("all.export /data", xrootd);
+        // Every image that reaches an area can run the XRootD tools.
+        foreach (var name in ServiceNames().Where(name => AreasOf[name].Length > 0))
+        {
+            Assert.Contains("xrootd-client", File.ReadAllText(Path.Combine(Root, (string)At(services[name], "build", "dockerfile")!)), StringComparison.Ordinal);
+        }
         var config = File.ReadAllText(Path.Combine(Root, "compose", "rabbitmq", "rabbitmq.conf"));
         var timeout = config.Split('\n').Single(l => l.StartsWith("consumer_timeout", StringComparison.Ordinal));
         Assert.True(long.Parse(timeout.Split('=')[1].Trim(), System.Globalization.CultureInfo.InvariantCulture) >= 3_600_000);
@@ -234,9 +280,16 @@ public sealed partial class When_deploying_as_containers
                 var key = ((string)At(variable, "name")!).Replace("__", ":", StringComparison.Ordinal);
                 Assert.True(IsReadByTheServices(key), $"the {name} Deployment sets '{key}', which no service reads");
             }
-            var mounted = (At(container, "volumeMounts") as List<object> ?? []).Select(m => (string)At(m, "mountPath")!).ToHashSet();
-            Assert.True(AreasOf[name].All(area => mounted.Contains($"/data/{area}")), $"{name} does not mount every area it uses");
+            // No pod mounts a volume another pod sees: the areas are the storage server's, scratch each pod's own.
+            var volumes = At(deployment, "spec", "template", "spec", "volumes") as List<object> ?? [];
+            Assert.All(volumes, volume => Assert.True(At(volume, "persistentVolumeClaim") is null, $"{name} claims a shared volume"));
+            if (AreasOf[name].Contains(StorageOptions.Scratch))
+            {
+                var mount = List(At(container, "volumeMounts")).Single(m => (string)At(m, "mountPath")! == "/data/scratch");
+                Assert.NotNull(At(volumes.Single(v => At(v, "name")!.Equals(At(mount, "name"))), "emptyDir"));
+            }
         }
+        Assert.DoesNotContain(manifests, m => (string)m["kind"] == "PersistentVolumeClaim");
         var scaled = manifests.Where(m => (string)m["kind"] == "ScaledObject").ToList();
         Assert.Contains(scaled, s => (string)At(s, "spec", "scaleTargetRef", "name")! == "reconstruction");
         foreach (var scaledObject in scaled)
@@ -264,6 +317,11 @@ public sealed partial class When_deploying_as_containers
         Assert.Equal(At(slots, "value"), At(Assert.Single(List(At(scaled.Single(s => (string)At(s, "metadata", "name")! == "reconstruction"), "spec", "triggers"))), "metadata", "threshold"));
         var configMap = Map(manifests.Single(m => (string)m["kind"] == "ConfigMap")["data"]);
         Assert.All(configMap.Keys.Cast<string>(), key => Assert.True(IsReadByTheServices(key.Replace("__", ":", StringComparison.Ordinal)), key));
+        foreach (var area in StorageOptions.KnownAreas)
+        {
+            var uri = new Uri((string)configMap[$"Pipeline__Areas__{area}"]);
+            Assert.True(area == StorageOptions.Scratch ? uri.Scheme == "file" : uri.Scheme is "root" or "roots" or "davs", $"the {area} area is {uri}");
+        }
     }
 
     [System.Text.RegularExpressions.GeneratedRegex(@"^sum\(max by \(campaign\) \(pipeline_backlog\{stage=""(\w+)""\}\)\)$")]

@@ -597,10 +597,14 @@ public abstract class StoreContract : IAsyncLifetime
         await Store.Flow.ReleaseMoverAsync("muon", "a", CancellationToken.None);
         Assert.True(await Store.Flow.TryAcquireMoverAsync("electron", "c", 2, now, lease, CancellationToken.None));
 
-        // A holder that died lets its lease run out; then its mover counts for nobody.
-        var later = now + lease + TimeSpan.FromSeconds(1);
-        Assert.Empty(await Store.Flow.ListMoversAsync(later, CancellationToken.None));
-        Assert.True(await Store.Flow.TryAcquireMoverAsync("jet", "d", 2, later, lease, CancellationToken.None));
+        // A holder that died lets its lease run out; then its mover counts for nobody. A networked store judges leases by
+        // its own clock, not the caller's, so the lease really runs out: a short one.
+        await Store.Flow.ReleaseMoverAsync("jet", "b", CancellationToken.None);
+        Assert.True(await Store.Flow.TryAcquireMoverAsync("jet", "dies", 2, DateTimeOffset.UtcNow, TimeSpan.FromMilliseconds(500), CancellationToken.None));
+        Assert.False(await Store.Flow.TryAcquireMoverAsync("jet", "d", 2, DateTimeOffset.UtcNow, lease, CancellationToken.None));
+        await Eventually.Until(() => Store.Flow.TryAcquireMoverAsync("jet", "d", 2, DateTimeOffset.UtcNow, lease, CancellationToken.None), taken => taken,
+            TimeSpan.FromSeconds(10), "the dead holder's mover passed to d", taken => taken.ToString());
+        Assert.Equal([("electron", "c"), ("jet", "d")], (await Store.Flow.ListMoversAsync(DateTimeOffset.UtcNow, CancellationToken.None)).Select(m => (m.Dataset, m.Holder)));
     }
 
     [SkippableFact]
@@ -820,7 +824,7 @@ public abstract class StoreContract : IAsyncLifetime
     public async Task Should_refuse_a_singletons_writes_once_another_holder_took_its_lease_and_change_nothing()
     {
         var start = DateTimeOffset.UtcNow;
-        var first = await Store.SingletonLeases.AcquireAsync("feeder", "a", TimeSpan.FromSeconds(1), start, CancellationToken.None);
+        var first = await Store.SingletonLeases.AcquireAsync("feeder", "a", TimeSpan.FromSeconds(5), start, CancellationToken.None);
         var fence = new SingletonFence("feeder", "a", first.Token);
         await Store.Campaigns.CreateCampaignAsync(Campaign("reco"), CancellationToken.None);
         var read = (await Store.Campaigns.GetCampaignAsync("reco", CancellationToken.None))!;
@@ -831,8 +835,10 @@ public abstract class StoreContract : IAsyncLifetime
         Assert.True(await Store.Campaigns.ReplaceCampaignAsync(read with { Feed = read.Feed with { Registered = 1 } }, read.Version, fence, CancellationToken.None));
         read = (await Store.Campaigns.GetCampaignAsync("reco", CancellationToken.None))!;
 
-        // Its lease ran out (it was paused, say) and another instance took the work over: the next token.
-        var second = await Store.SingletonLeases.AcquireAsync("feeder", "b", TimeSpan.FromSeconds(30), start.AddSeconds(2), CancellationToken.None);
+        // Its lease ran out (it was paused, say) and another instance took the work over: the next token. A networked store
+        // judges the lease by its own clock, so the other instance asks until the first's term has really passed.
+        var second = await Eventually.Until(() => Store.SingletonLeases.AcquireAsync("feeder", "b", TimeSpan.FromSeconds(30), DateTimeOffset.UtcNow, CancellationToken.None),
+            lease => lease.Holder == "b", TimeSpan.FromSeconds(20), "another holder took the lease", lease => $"{lease.Holder} {lease.Token}");
         Assert.Equal(first.Token + 1, second.Token);
 
         await Assert.ThrowsAsync<StaleFenceException>(() => Store.Campaigns.ReplaceCampaignAsync(read with { Feed = read.Feed with { Registered = 2 } }, read.Version, fence, CancellationToken.None));

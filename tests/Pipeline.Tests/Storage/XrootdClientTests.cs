@@ -52,8 +52,9 @@ public sealed class When_files_go_to_and_from_an_xrootd_server(XrootdServer serv
         var (path, _, _) = await LocalFileAsync(folder, "raw-2.raw", 100_000);
         var target = new Uri(server.RootUri, "/archive/run000002/raw-2.raw");
 
-        // xrdcp itself leaves a copy whose checksum it refused: the client removes it.
-        await Assert.ThrowsAsync<RemoteStorageException>(() => _client.UploadAsync(path, "00000001", target, CancellationToken.None));
+        // xrdcp itself leaves a copy whose checksum it refused: the client removes it, and says the checksum was wrong.
+        var refused = await Assert.ThrowsAsync<RemoteChecksumMismatchException>(() => _client.UploadAsync(path, "00000001", target, CancellationToken.None));
+        Assert.Contains("00000001", refused.Message, StringComparison.Ordinal);
 
         Assert.Null(await _client.SizeAsync(target, CancellationToken.None));
         Assert.Empty(Leftovers());

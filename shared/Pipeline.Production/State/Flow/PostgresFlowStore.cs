@@ -159,11 +159,13 @@ public sealed class PostgresFlowStore : IFlowStore, IPostgresStore
     private static async Task<long?> HeldBytesAsync(PostgresSession session, string area, string name) =>
         await session.ScalarAsync("SELECT bytes FROM area_files WHERE area = @area AND name = @name", ("area", area), ("name", name)) as long?;
 
-    public Task<bool> TryAcquireMoverAsync(string dataset, string holder, int limit, DateTimeOffset now, TimeSpan lease, CancellationToken cancellationToken) =>
+    /// <summary>Leases are judged by the server's clock, not <paramref name="callerNow"/>: archivers on several hosts share them.</summary>
+    public Task<bool> TryAcquireMoverAsync(string dataset, string holder, int limit, DateTimeOffset callerNow, TimeSpan lease, CancellationToken cancellationToken) =>
         _database.WriteAsync(async session =>
         {
             // The limit counts every mover: takers queue on one lock, so two cannot both take the last place.
             await session.LockAsync("pipeline movers");
+            var now = DateTimeOffset.FromUnixTimeMilliseconds(await session.ServerMillisAsync());
             await session.RunAsync("DELETE FROM movers WHERE expires <= @now", ("now", Millis(now)));
             var currentHolder = await session.ScalarAsync("SELECT holder FROM movers WHERE dataset = @dataset", ("dataset", dataset)) as string;
             if (currentHolder is not null && currentHolder != holder)
@@ -185,9 +187,10 @@ public sealed class PostgresFlowStore : IFlowStore, IPostgresStore
         _database.WriteAsync(session => session.RunAsync("DELETE FROM movers WHERE dataset = @dataset AND holder = @holder", ("dataset", dataset), ("holder", holder)),
             cancellationToken);
 
-    public Task<IReadOnlyList<MoverLease>> ListMoversAsync(DateTimeOffset now, CancellationToken cancellationToken) =>
-        _database.RowsAsync("SELECT dataset, holder, since, expires FROM movers WHERE expires > @now ORDER BY dataset",
-            r => new MoverLease(r.GetString(0), r.GetString(1), r.Time(2), r.Time(3)), cancellationToken, ("now", Millis(now)));
+    /// <summary>The live leases, by the server's clock (as they are taken), not <paramref name="callerNow"/>.</summary>
+    public Task<IReadOnlyList<MoverLease>> ListMoversAsync(DateTimeOffset callerNow, CancellationToken cancellationToken) =>
+        _database.RowsAsync("SELECT dataset, holder, since, expires FROM movers WHERE expires > (extract(epoch from clock_timestamp()) * 1000)::bigint ORDER BY dataset",
+            r => new MoverLease(r.GetString(0), r.GetString(1), r.Time(2), r.Time(3)), cancellationToken);
 
     public Task SetSettingAsync(FlowSetting setting, CancellationToken cancellationToken) =>
         _database.WriteAsync(session => session.RunAsync("""

@@ -16,9 +16,11 @@ public sealed class PostgresSingletonLeaseStore : ISingletonLeaseStore, IPostgre
             ["CREATE TABLE singleton_leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, token BIGINT NOT NULL, expires_at BIGINT NOT NULL);"]);
     }
 
-    public Task<SingletonLease> AcquireAsync(string name, string holder, TimeSpan duration, DateTimeOffset now, CancellationToken cancellationToken) =>
+    /// <summary>Measured on the server's clock, not <paramref name="callerNow"/>: the instances of a singleton run on several hosts.</summary>
+    public Task<SingletonLease> AcquireAsync(string name, string holder, TimeSpan duration, DateTimeOffset callerNow, CancellationToken cancellationToken) =>
         _database.WriteAsync(async session =>
         {
+            var now = await session.ServerMillisAsync();
             // Taken when free or expired, renewed when its own; the token moves on unless the holder kept it without a gap.
             await session.RunAsync("""
                 INSERT INTO singleton_leases AS lease (name, holder, token, expires_at) VALUES (@name, @holder, 1, @expires)
@@ -28,14 +30,15 @@ public sealed class PostgresSingletonLeaseStore : ISingletonLeaseStore, IPostgre
                   expires_at = excluded.expires_at
                 WHERE lease.holder = excluded.holder OR lease.expires_at <= @now
                 """,
-                ("name", name), ("holder", holder), ("expires", (now + duration).ToUnixTimeMilliseconds()), ("now", now.ToUnixTimeMilliseconds()));
+                ("name", name), ("holder", holder), ("expires", now + (long)duration.TotalMilliseconds), ("now", now));
             return (await session.RowsAsync($"SELECT {Columns} FROM singleton_leases WHERE name = @name", Read, ("name", name))).Single();
         }, cancellationToken);
 
-    public Task ReleaseAsync(string name, string holder, long token, DateTimeOffset now, CancellationToken cancellationToken) =>
-        _database.WriteAsync(session => session.RunAsync(
-            "UPDATE singleton_leases SET expires_at = @now WHERE name = @name AND holder = @holder AND token = @token AND expires_at > @now",
-            ("name", name), ("holder", holder), ("token", token), ("now", now.ToUnixTimeMilliseconds())), cancellationToken);
+    public Task ReleaseAsync(string name, string holder, long token, DateTimeOffset callerNow, CancellationToken cancellationToken) =>
+        _database.WriteAsync(session => session.RunAsync("""
+                UPDATE singleton_leases SET expires_at = (extract(epoch from clock_timestamp()) * 1000)::bigint
+                WHERE name = @name AND holder = @holder AND token = @token AND expires_at > (extract(epoch from clock_timestamp()) * 1000)::bigint
+                """, ("name", name), ("holder", holder), ("token", token)), cancellationToken);
 
     public async Task<SingletonLease?> GetAsync(string name, CancellationToken cancellationToken) =>
         (await _database.RowsAsync($"SELECT {Columns} FROM singleton_leases WHERE name = @name", Read, cancellationToken, ("name", name))).SingleOrDefault();

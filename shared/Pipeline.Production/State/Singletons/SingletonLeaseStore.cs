@@ -13,8 +13,8 @@ public interface ISingletonLeaseStore
     /// <summary>
     /// Takes the lease for <paramref name="holder"/> until <paramref name="now"/> + <paramref name="duration"/> if it is
     /// free, expired or already its own (renewing it); returns the lease as it stands after the call, which names
-    /// another holder when that one still holds it. MongoDB measures expiry on the server's clock, SQLite on the
-    /// caller's (one machine's).
+    /// another holder when that one still holds it. MongoDB and PostgreSQL measure expiry on the server's clock, SQLite
+    /// on the caller's (one machine's).
     /// </summary>
     Task<SingletonLease> AcquireAsync(string name, string holder, TimeSpan duration, DateTimeOffset now, CancellationToken cancellationToken);
 
