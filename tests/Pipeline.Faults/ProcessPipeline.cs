@@ -396,12 +396,22 @@ public sealed class ProcessPipeline : IAsyncDisposable
             // What the hosts' services left on their own disks (a job folder, a spooled upload).
             .. (Directory.Exists(HostDisks) ? Directory.EnumerateFiles(HostDisks, "*", SearchOption.AllDirectories).Where(f => !Path.GetFileName(f).StartsWith(".disk-", StringComparison.Ordinal)) : []),
         ];
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        // The sweeps clear what the faults left once the files are final; through a storage server that is a process per
+        // file removed (a 200-file run on its own disks ended with about 800 outputs still to clear). So the wait goes on
+        // while the leftovers keep shrinking, up to 60 s without progress and 5 minutes in all.
+        var patience = TimeSpan.FromSeconds(60);
+        var limit = DateTime.UtcNow + TimeSpan.FromMinutes(5);
+        var deadline = DateTime.UtcNow + patience;
         var found = Find();
-        while (allFinal && found.Count > 0 && DateTime.UtcNow < deadline)
+        while (allFinal && found.Count > 0 && DateTime.UtcNow < deadline && DateTime.UtcNow < limit)
         {
             await Task.Delay(500, cancellationToken);
+            var before = found.Count;
             found = Find();
+            if (found.Count < before)
+            {
+                deadline = DateTime.UtcNow + patience;
+            }
         }
         return found;
     }
