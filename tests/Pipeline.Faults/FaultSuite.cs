@@ -154,8 +154,11 @@ public sealed class FaultSuite(FaultOptions options, TextWriter log)
         ["stager"] = "w1", ["collector"] = "w1", ["reconstruction-1"] = "w2", ["archiver"] = "w2", ["reconstruction-2"] = "w3", ["merger"] = "w3",
     };
 
-    /// <summary>How long a worker host's link stays cut: beyond the reconstruction lease (10 s) and two of the broker's heartbeats (10 s each), so that its work moves on.</summary>
-    private static readonly TimeSpan LinkCutDuration = TimeSpan.FromSeconds(25);
+    /// <summary>
+    /// How long a worker host's link stays cut: beyond the reconstruction lease (10 s; <see cref="ProcessPipeline.LongLeaseSeconds"/>
+    /// with disks of their own) and two of the broker's heartbeats (10 s each), so that its work moves on.
+    /// </summary>
+    private TimeSpan LinkCutDuration => TimeSpan.FromSeconds(PrivateDisks ? ProcessPipeline.LongLeaseSeconds + 15 : 25);
 
     /// <summary>How long the broker host's link stays cut.</summary>
     private static readonly TimeSpan BrokerPartitionDuration = TimeSpan.FromSeconds(30);

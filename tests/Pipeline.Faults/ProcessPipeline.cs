@@ -70,6 +70,9 @@ public sealed class ProcessPipeline : IAsyncDisposable
     /// <summary>The broker's consumer timeout in these runs: low, so that a slow job outlasts it.</summary>
     public static readonly TimeSpan ConsumerTimeout = TimeSpan.FromSeconds(20);
 
+    /// <summary>The reconstruction lease on hosts with disks of their own (10 s otherwise).</summary>
+    public const int LongLeaseSeconds = 30;
+
     /// <summary>
     /// Starts the broker, then every service (each ready before the next starts); <paramref name="once"/> gives settings for a
     /// service's first life, <paramref name="serviceSettings"/> settings for all its lives.
@@ -95,13 +98,14 @@ public sealed class ProcessPipeline : IAsyncDisposable
                 : [await FaultBroker.StartAsync(Path.Combine(pipeline.Work, "broker"), brokerPort, ConsumerTimeout, cancellationToken,
                     brokerHosts.Count == 0 ? network?.BridgeAddress : null, brokerHosts.FirstOrDefault())];
             var environment = pipeline.Environment(pipeline.Broker.Uri, pipeline.Data, releaseSleepMsMax, slowJob, releaseSleepMs);
-            if (network is { Hosts.Count: > 0 })
+            if (network is { PrivateDisks: true })
             {
-                // Across hosts a worker's lease outlasts the outages the suite makes (a broker node restarted, the store
-                // stopped for 10 s, a link cut for 25 s): with 10 s, every one of them took the 80 s job's lease, which
-                // then started again from nothing after each, until a quiet 80 s came (9 minutes in a 200-file run, with
-                // every merge of its run waiting on it). A killed worker's file waits this long to be given to another.
-                environment["Pipeline__Orchestrator__LeaseSeconds"] = "30";
+                // With disks of their own the jobs take longer (their bytes go through the storage server on a saturated
+                // machine), and a worker's lease outlasts the short outages the suite makes (a broker node restarted, the
+                // store stopped for 10 s): with 10 s, each of them took the 80 s job's lease, which then started again
+                // from nothing, until a quiet 80 s came (9 minutes into a 200-file run, every merge of its run waiting on
+                // it). A killed worker's file, or a cut host's (its link stays cut longer than this), waits this long.
+                environment["Pipeline__Orchestrator__LeaseSeconds"] = LongLeaseSeconds.ToString(CultureInfo.InvariantCulture);
             }
             if (pipeline.BrokerNodes.Count > 1)
             {

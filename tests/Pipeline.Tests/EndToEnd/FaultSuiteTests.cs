@@ -34,20 +34,24 @@ public sealed class When_processes_and_the_broker_die_while_files_flow
 }
 
 /// <summary>
-/// The short version of `make faults NETWORK=1`: every service, the broker and a storage server holding the areas on
-/// hosts of their own (network namespaces), while a worker host's link is cut, the broker host's link is cut for 30 s,
-/// the storage server is killed and started again, and the orchestrator holding the dispatcher's lease is killed.
+/// The short version of `make faults NETWORK=1 STORE=postgres`: every service, the broker, a storage server holding the
+/// areas and a PostgreSQL server holding the state on hosts of their own (network namespaces), each service with a disk
+/// of its own (nothing it writes is seen by another but through the broker, the store or the storage server), while a
+/// worker host's link is cut, the broker host's link is cut for 30 s, the storage server is killed and started again,
+/// the state's server is stopped for 10 s, and the orchestrator holding the dispatcher's lease is killed.
 /// </summary>
 [Collection(FaultSuiteCollection.Name)]
-public sealed class When_hosts_lose_their_links_and_the_storage_server_restarts_while_files_flow
+public sealed class When_hosts_with_disks_of_their_own_lose_their_links_and_the_servers_restart_while_files_flow
 {
     [SkippableFact]
     public async Task Should_archive_every_event_exactly_once_and_leave_nothing_behind()
     {
         // Early in the run: the two long jobs keep it going past the last fault, whatever the machine's speed.
         var (report, context) = await ShortFaultRun.PassAsync(new FaultOptions(Files: 60, WorkerKills: 0, BrokerRestarts: 0, DiskAlarms: 0, SingletonKills: 1,
-            CrashOrchestrator: false, Seed: 5, BrokerPort: 5687, FaultWindow: 0.3, Network: true, LinkCuts: 1, BrokerPartitions: 1, StorageRestarts: 1));
-        Assert.Equal((1, 1, 1), (report.LinkCuts, report.BrokerPartitions, report.StorageRestarts));
+            CrashOrchestrator: false, Seed: 5, BrokerPort: 5687, FaultWindow: 0.3, Network: true, LinkCuts: 1, BrokerPartitions: 1, StorageRestarts: 1,
+            Store: "postgres", StoreRestarts: 1));
+        Assert.Equal((1, 1, 1, 1), (report.LinkCuts, report.BrokerPartitions, report.StorageRestarts, report.StoreRestarts));
+        Assert.Equal(("postgres", true), (report.Store, report.PrivateDisks));
         Assert.Equal((1, 0), (report.SingletonFailovers, report.SingletonFailoversLate));
         Assert.Equal((2, 2), (report.LongJobs, report.LongJobsDone));
         Assert.True(report.CatalogAuditComplete && report.ReconciliationClean, context);
