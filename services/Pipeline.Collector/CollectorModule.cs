@@ -1,5 +1,4 @@
 using MassTransit;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Hosting;
 using Pipeline.Production.Jobs;
@@ -16,7 +15,7 @@ public static class CollectorModule
             // leftover outputs it removes.
             services.AddStageReporting();
             services.AddFlowControl();
-            services.TryAddSingleton<IFileStates, OrchestratorFileStates>();
+            services.AddFileStates();
             services.AddSettings<CollectorOptions>(CollectorOptions.Section);
             services.AddHostedService<LeftoverOutputSweeper>();
         },

@@ -1,9 +1,7 @@
 using MassTransit;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Flow;
 using Pipeline.Production.Hosting;
-using Pipeline.Production.Jobs;
 using Pipeline.Production.State;
 
 namespace Pipeline.Monitor;
@@ -16,7 +14,7 @@ public static class MonitorModule
         {
             // The stores this service uses; files' states it asks of the orchestrator.
             services.AddFlowControl().AddStore<IHealthStore>();
-            services.TryAddSingleton<IFileStates, OrchestratorFileStates>();
+            services.AddFileStates();
             services.AddSettings<MonitorOptions>(MonitorOptions.Section);
             services.AddHttpClient<AlertNotifier>();
             services.AddHostedService<HealthWatcher>();

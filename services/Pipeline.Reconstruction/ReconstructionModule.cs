@@ -1,5 +1,4 @@
 using MassTransit;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Infrastructure.Telemetry;
@@ -38,7 +37,7 @@ public static class ReconstructionModule
             services.AddSingleton<JobLogs>();
             // Scratch is this host's alone: the service that writes it sweeps what killed jobs left there.
             services.AddSettings<CollectorOptions>(CollectorOptions.Section);
-            services.TryAddSingleton<IFileStates, OrchestratorFileStates>();
+            services.AddFileStates();
             services.AddHostedService<LeftoverJobFolderSweeper>();
             services.AddSingleton<ReconstructionWorker>();
             services.AddSingleton(sp => new StageCapacity(PipelineMetrics.Reconstruction, sp.GetRequiredService<IOptions<ReconstructionOptions>>().Value.EffectiveSlots));

@@ -160,7 +160,8 @@ public sealed class StageFileConsumer(
 
     /// <summary>
     /// Where an attempt's copy goes in the cache: each attempt has its own, so that what is done with an earlier attempt's
-    /// copy (given back by its job, discarded when its report comes late) never touches the copy the current attempt reads.
+    /// copy (discarded when a new stage-in is issued, or when its report comes late) never touches the copy the current
+    /// attempt stages and reads: the discard goes through a queue of its own and may come after the new copy is written.
     /// </summary>
     public static string CachedName(StageFile message) => $"{message.Campaign}/attempt-{message.Attempt}/{message.LogicalName}";
 

@@ -1,6 +1,4 @@
 using MassTransit;
-using Microsoft.Extensions.DependencyInjection.Extensions;
-using Pipeline.Production.Jobs;
 using Pipeline.Infrastructure.Hosting;
 using Pipeline.Production.Hosting;
 
@@ -15,7 +13,7 @@ public static class StagerModule
             // The shared pieces this service uses; it keeps no store of its own.
             services.AddFlowControl().AddCampaignDirectory().AddArchiveLibrary(configuration).AddStageReporting();
             services.AddSettings<StagerOptions>(StagerOptions.Section);
-            services.TryAddSingleton<IFileStates, OrchestratorFileStates>();
+            services.AddFileStates();
         },
         bus =>
         {

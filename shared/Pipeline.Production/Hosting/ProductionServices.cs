@@ -28,6 +28,13 @@ public static class ProductionServices
         return services;
     }
 
+    /// <summary>Where files stand, asked of the orchestrator, which owns their state (every stage but the orchestrator asks this way).</summary>
+    public static IServiceCollection AddFileStates(this IServiceCollection services)
+    {
+        services.TryAddSingleton<Jobs.IFileStates, Jobs.OrchestratorFileStates>();
+        return services;
+    }
+
     /// <summary>The campaigns: the configured default and those defined through the API.</summary>
     public static IServiceCollection AddCampaignDirectory(this IServiceCollection services)
     {

@@ -153,8 +153,10 @@ public readonly struct PostgresSession(NpgsqlConnection connection, NpgsqlTransa
     /// The server's clock, in Unix milliseconds: what leases are judged by, so that processes on hosts whose clocks
     /// differ agree on when a lease ran out (a host whose clock runs ahead takes no live lease).
     /// </summary>
-    public async Task<long> ServerMillisAsync() =>
-        (long)(await ScalarAsync("SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint"))!;
+    public async Task<long> ServerMillisAsync() => (long)(await ScalarAsync($"SELECT {ServerMillis}"))!;
+
+    /// <summary>The server's clock in Unix milliseconds, as an SQL expression (the columns of leases hold such times).</summary>
+    public const string ServerMillis = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
     /// <summary>Every row of a query, each made into a <typeparamref name="T"/>: the one place rows are read.</summary>
     public async Task<List<T>> RowsAsync<T>(string sql, Func<NpgsqlDataReader, T> row, params (string Name, object? Value)[] parameters)

@@ -189,7 +189,7 @@ public sealed class PostgresFlowStore : IFlowStore, IPostgresStore
 
     /// <summary>The live leases, by the server's clock (as they are taken), not <paramref name="callerNow"/>.</summary>
     public Task<IReadOnlyList<MoverLease>> ListMoversAsync(DateTimeOffset callerNow, CancellationToken cancellationToken) =>
-        _database.RowsAsync("SELECT dataset, holder, since, expires FROM movers WHERE expires > (extract(epoch from clock_timestamp()) * 1000)::bigint ORDER BY dataset",
+        _database.RowsAsync($"SELECT dataset, holder, since, expires FROM movers WHERE expires > {PostgresSession.ServerMillis} ORDER BY dataset",
             r => new MoverLease(r.GetString(0), r.GetString(1), r.Time(2), r.Time(3)), cancellationToken);
 
     public Task SetSettingAsync(FlowSetting setting, CancellationToken cancellationToken) =>

@@ -35,9 +35,9 @@ public sealed class PostgresSingletonLeaseStore : ISingletonLeaseStore, IPostgre
         }, cancellationToken);
 
     public Task ReleaseAsync(string name, string holder, long token, DateTimeOffset callerNow, CancellationToken cancellationToken) =>
-        _database.WriteAsync(session => session.RunAsync("""
-                UPDATE singleton_leases SET expires_at = (extract(epoch from clock_timestamp()) * 1000)::bigint
-                WHERE name = @name AND holder = @holder AND token = @token AND expires_at > (extract(epoch from clock_timestamp()) * 1000)::bigint
+        _database.WriteAsync(session => session.RunAsync($"""
+                UPDATE singleton_leases SET expires_at = {PostgresSession.ServerMillis}
+                WHERE name = @name AND holder = @holder AND token = @token AND expires_at > {PostgresSession.ServerMillis}
                 """, ("name", name), ("holder", holder), ("token", token)), cancellationToken);
 
     public async Task<SingletonLease?> GetAsync(string name, CancellationToken cancellationToken) =>
