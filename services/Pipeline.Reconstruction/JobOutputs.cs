@@ -9,11 +9,10 @@ namespace Pipeline.Reconstruction;
 
 /// <summary>
 /// What a reconstruction job made: the outputs its release reported in its manifest (<see cref="ReleaseManifest"/>), each
-/// found in the job's folder and checksummed. Accepted outputs leave this host through the unmerged area, where the
-/// merger reads them (scratch is this host's alone); each copy is compared with the checksum taken here before it takes
-/// its name there. They then hold the attempt's room in the unmerged area; refused ones are deleted and the room given back.
+/// found in the job's folder and checksummed, and their copies into the unmerged area, where the merger reads them
+/// (scratch is one host's alone). Used by the worker for a job it ran itself, and by the job wrapper on a compute node.
 /// </summary>
-public sealed class JobOutputs(StorageAreas areas, AreaGate gate, ILogger<JobOutputs> logger)
+public sealed class JobOutputCopies(StorageAreas areas, ILogger? logger = null)
 {
     /// <summary>The outputs the release reported, or why they cannot be taken: a missing or invalid manifest, an output not asked for or not written.</summary>
     public async Task<(IReadOnlyList<OutputFile> Files, string? Problem)> DescribeAsync(ReconstructFile message, string outputDirectory, CancellationToken cancellationToken)
@@ -54,56 +53,87 @@ public sealed class JobOutputs(StorageAreas areas, AreaGate gate, ILogger<JobOut
     }
 
     /// <summary>
-    /// Copies accepted outputs from the job's folder into the unmerged area under the same names, each compared with its
-    /// checksum before it takes its name, then lets them take over the attempt's room there before anyone is told of
-    /// them, so that the merger's release finds them. The job's copies go with the job's folder. A copy that fails
-    /// (the storage server down, a copy that does not match) takes the outputs already copied with it, and the attempt fails.
+    /// Copies outputs from the job's folder into the unmerged area under the same names, each compared with its checksum
+    /// before it takes its name. A copy that fails (the storage server down, a copy that does not match) takes the outputs
+    /// already copied with it, and throws.
     /// </summary>
-    public async Task ShipAsync(string attemptFolder, string outputDirectory, IReadOnlyList<OutputFile> files, CancellationToken cancellationToken)
+    public async Task CopyIntoUnmergedAsync(IReadOnlyList<OutputFile> files, CancellationToken cancellationToken)
     {
-        var shipped = new List<string>(files.Count);
+        var copied = new List<OutputFile>(files.Count);
         try
         {
             foreach (var file in files)
             {
                 await StreamingCopy.CopyAsync(areas.Scratch, file.Name, areas.Unmerged, file.Name, cancellationToken, file.Adler32);
-                shipped.Add(file.Name);
+                copied.Add(file);
             }
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            foreach (var name in shipped)
-            {
-                await ForgetAsync(name);
-            }
+            await ForgetAsync(copied);
             throw new IOException($"Could not copy the job's outputs into the unmerged area ({areas.Unmerged.Location}): {ex.Message}", ex);
         }
-        await gate.ReplaceAsync(StorageOptions.Unmerged, attemptFolder, [.. files.Select(f => new AreaFile(f.Name, f.Size))], CancellationToken.None);
-        areas.Scratch.DeleteDirectory(outputDirectory);
-        await gate.ReleaseAsync(StorageOptions.Scratch, attemptFolder);
-    }
-
-    /// <summary>Deletes a failed attempt's outputs and gives the attempt's room in scratch and in the unmerged area back.</summary>
-    public async Task DropAsync(string attemptFolder, string outputDirectory)
-    {
-        areas.Scratch.DeleteDirectory(outputDirectory);
-        await gate.ReleaseAsync(StorageOptions.Scratch, attemptFolder);
-        await gate.ReleaseAsync(StorageOptions.Unmerged, attemptFolder);
     }
 
     /// <summary>
-    /// Removes an output copied before a later one failed. A removal that fails too (the server still down) leaves it to
-    /// the leftover sweep, which removes outputs of files that are done.
+    /// Removes outputs copied into the unmerged area that will not be used. A removal that fails too (the server still
+    /// down) leaves it to the leftover sweep, which removes outputs of files that are done.
     /// </summary>
-    private async Task ForgetAsync(string name)
+    public async Task ForgetAsync(IEnumerable<OutputFile> files)
     {
-        try
+        foreach (var file in files)
         {
-            await areas.Unmerged.DeleteAsync(name, CancellationToken.None);
+            try
+            {
+                await areas.Unmerged.DeleteAsync(file.Name, CancellationToken.None);
+            }
+            catch (Exception ex)
+            {
+                logger?.LogWarning(ex, "Could not remove {Name} from the unmerged area; the leftover sweep will", file.Name);
+            }
         }
-        catch (Exception ex)
-        {
-            logger.LogWarning(ex, "Could not remove {Name} from the unmerged area after a failed copy; the leftover sweep will", name);
-        }
+    }
+}
+
+/// <summary>
+/// A job's accepted outputs on their way to the merger: copied into the unmerged area (by the worker, or already by the
+/// job on its compute node), they then hold the attempt's room there; refused ones are deleted and the room given back.
+/// </summary>
+public sealed class JobOutputs(StorageAreas areas, AreaGate gate, ILogger<JobOutputs> logger)
+{
+    private readonly JobOutputCopies _copies = new(areas, logger);
+
+    /// <inheritdoc cref="JobOutputCopies.DescribeAsync"/>
+    public Task<(IReadOnlyList<OutputFile> Files, string? Problem)> DescribeAsync(ReconstructFile message, string outputDirectory, CancellationToken cancellationToken) =>
+        _copies.DescribeAsync(message, outputDirectory, cancellationToken);
+
+    /// <summary>
+    /// Copies accepted outputs from the job's folder into the unmerged area (<see cref="JobOutputCopies.CopyIntoUnmergedAsync"/>),
+    /// then lets them take over the attempt's room there before anyone is told of them, so that the merger's release
+    /// finds them. The job's copies go with the job's folder.
+    /// </summary>
+    public async Task ShipAsync(string attemptFolder, string outputDirectory, IReadOnlyList<OutputFile> files, CancellationToken cancellationToken)
+    {
+        await _copies.CopyIntoUnmergedAsync(files, cancellationToken);
+        await TakeRoomAsync(attemptFolder, files);
+        areas.Scratch.DeleteDirectory(outputDirectory);
+    }
+
+    /// <summary>Outputs a batch job copied into the unmerged area itself (compared there before they took their names): they take over the attempt's room.</summary>
+    public Task TakeShippedAsync(string attemptFolder, IReadOnlyList<OutputFile> files) => TakeRoomAsync(attemptFolder, files);
+
+    private async Task TakeRoomAsync(string attemptFolder, IReadOnlyList<OutputFile> files)
+    {
+        await gate.ReplaceAsync(StorageOptions.Unmerged, attemptFolder, [.. files.Select(f => new AreaFile(f.Name, f.Size))], CancellationToken.None);
+        await gate.ReleaseAsync(StorageOptions.Scratch, attemptFolder);
+    }
+
+    /// <summary>Deletes a failed attempt's outputs (in the job's folder, and any a batch job copied) and gives the attempt's room in scratch and in the unmerged area back.</summary>
+    public async Task DropAsync(string attemptFolder, string outputDirectory, IReadOnlyList<OutputFile>? shipped = null)
+    {
+        areas.Scratch.DeleteDirectory(outputDirectory);
+        await _copies.ForgetAsync(shipped ?? []);
+        await gate.ReleaseAsync(StorageOptions.Scratch, attemptFolder);
+        await gate.ReleaseAsync(StorageOptions.Unmerged, attemptFolder);
     }
 }

@@ -1,6 +1,7 @@
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Pipeline.Infrastructure.Hosting;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Infrastructure.Telemetry;
 using Pipeline.Production.Hosting;
 using Pipeline.Production.Jobs;
@@ -18,6 +19,8 @@ public static class ReconstructionModule
             services.AddFlowControl().AddCampaignDirectory().AddStageReporting();
             services.AddSettings<ReconstructionOptions>(ReconstructionOptions.Section);
             services.AddSettings<SlurmOptions>(SlurmOptions.Section);
+            // A batch job on its node reaches the areas with the worker's access settings (file paths, never secrets).
+            services.AddSettings<RemoteStorageOptions>(RemoteStorageOptions.Section);
             if (configuration.GetValue<ReleaseExecutor>($"{ReconstructionOptions.Section}:{nameof(ReconstructionOptions.Executor)}") == ReleaseExecutor.Slurm)
             {
                 services.AddSingleton<SlurmClient>();

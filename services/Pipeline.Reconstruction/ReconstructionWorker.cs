@@ -53,7 +53,8 @@ public sealed class ReconstructionWorker(
             // only when both have room, reserved by the size of its input until its real outputs are known.
             var input = message.CachedName is { } cached ? (await areas.Cache.StatAsync(cached, cancellationToken))?.Size ?? 0 : 0;
             await gate.AdmitAsync(StorageOptions.Unmerged, AttemptFolder(message), input, cancellationToken);
-            await gate.AdmitAsync(StorageOptions.Scratch, AttemptFolder(message), input, cancellationToken);
+            // A job that moves its own bytes (a batch job on its node) leaves only its script here.
+            await gate.AdmitAsync(StorageOptions.Scratch, AttemptFolder(message), runner.MovesJobBytes ? 0 : input, cancellationToken);
             var worker = pipeline.Value.EffectiveInstanceName;
             var claim = await ClaimAsync(message, worker, renewal: false, cancellationToken);
             if (!claim.Granted)
@@ -219,16 +220,27 @@ public sealed class ReconstructionWorker(
             }
         }
 
-        var logs = await jobLogs.ShipAsync(message, jobDirectory, stopping);
+        // A wrapped batch job copied its logs and outputs itself, from its node, and said so in its report (none when
+        // it could not write one: the problem then says why).
+        var jobReport = result.Outcome.Report;
+        var logs = jobReport?.Logs ?? (runner.MovesJobBytes ? [] : await jobLogs.ShipAsync(message, jobDirectory, stopping));
         await bus.PublishBoundedAsync(new CollectJobLogs(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt,
             JobLogFolders.Of(message.Campaign, message.Run, message.Stream, message.FileId, message.Attempt), logs), CancellationToken.None);
 
-        var problem = result.Problem;
-        var siteFailure = result.Outcome.SiteFailure;
+        var problem = jobReport?.Problem ?? result.Problem;
+        var siteFailure = jobReport?.Problem is not null ? jobReport.SiteFailure : result.Outcome.SiteFailure;
+        if (runner.MovesJobBytes)
+        {
+            await ForgetWrappedJobAsync(jobDirectory);
+        }
         if (problem is null)
         {
-            var (files, outputProblem) = await outputs.DescribeAsync(message, outputDirectory, stopping);
-            if (outputProblem is null)
+            var (files, outputProblem) = jobReport is not null ? (jobReport.Outputs, null) : await outputs.DescribeAsync(message, outputDirectory, stopping);
+            if (jobReport is not null)
+            {
+                await outputs.TakeShippedAsync(AttemptFolder(message), files);
+            }
+            else if (outputProblem is null)
             {
                 try
                 {
@@ -254,11 +266,28 @@ public sealed class ReconstructionWorker(
         report.Failed(PipelineMetrics.Reconstruction, problem);
         logger.LogWarning("Reconstruction of {FileId} attempt {Attempt} failed: {Reason}", message.FileId, message.Attempt, problem);
         FileTracing.Outcome($"failed: {problem}");
-        await outputs.DropAsync(AttemptFolder(message), outputDirectory);
+        await outputs.DropAsync(AttemptFolder(message), outputDirectory, jobReport?.Outputs);
         var outcome = result.Outcome;
         await bus.PublishBoundedAsync(new ReconstructionFailed(message.FileId, message.Run, message.Stream, message.Campaign, message.Attempt, worker,
             problem, outcome.ExitCode, outcome.LogTail, siteFailure, outcome.TimedOut ? result.TimeLimitSeconds : null,
             SlurmQueueKeeper.CancelledForPause(outcome, message.Campaign)), CancellationToken.None);
+    }
+
+    /// <summary>
+    /// What a wrapped job leaves once its report is read: the report in the unmerged area, and the job's folder here
+    /// (its script and request). A report that cannot be removed now goes with the leftover sweep of the attempt's outputs.
+    /// </summary>
+    private async Task ForgetWrappedJobAsync(string jobDirectory)
+    {
+        areas.Scratch.DeleteDirectory(jobDirectory);
+        try
+        {
+            await areas.Unmerged.DeleteAsync(JobReport.NameIn(jobDirectory), CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException)
+        {
+            logger.LogWarning("Could not remove the report of job {JobDirectory} from the unmerged area ({Reason}); the leftover sweep will", jobDirectory, ex.Message);
+        }
     }
 
     private async Task<ReconstructionClaimed> ClaimAsync(ReconstructFile message, string worker, bool renewal, CancellationToken cancellationToken, long? batchJobId = null)

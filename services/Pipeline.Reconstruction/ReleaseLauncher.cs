@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Microsoft.Extensions.Options;
 using Pipeline.Contracts;
 using Pipeline.Infrastructure.Checksums;
 using Pipeline.Infrastructure.Processes;
@@ -20,8 +21,10 @@ public sealed record JobResult(ReleaseOutcome Outcome, string? Problem, int Time
 /// says what went wrong. The release comes from the campaign as stored, never from the request, which names it only to
 /// be checked; its arguments are an expanded list, never a shell string.
 /// </summary>
-public sealed class ReleaseLauncher(StorageAreas areas, IReleaseRunner runner, CampaignDirectory campaigns, JobInputs inputs)
+public sealed class ReleaseLauncher(
+    StorageAreas areas, IReleaseRunner runner, CampaignDirectory campaigns, JobInputs inputs, IOptions<ReconstructionOptions> options, IOptions<RemoteStorageOptions> remote)
 {
+
     /// <summary>The request a job was run for, kept in its folder (what a restarted worker adopts a batch job from).</summary>
     public const string RequestName = "request.json";
 
@@ -36,16 +39,8 @@ public sealed class ReleaseLauncher(StorageAreas areas, IReleaseRunner runner, C
         {
             return JobResult.NotRun($"release {message.ReleaseVersion} is not the approved release ({version}) of campaign {message.Campaign}");
         }
-        var (inputPath, inputProblem) = await inputs.PrepareAsync(message, jobPath, cancellationToken);
-        if (inputProblem is not null)
-        {
-            return JobResult.NotRun(inputProblem);
-        }
         var values = new Dictionary<string, string>(StringComparer.Ordinal)
         {
-            ["input"] = inputPath,
-            ["outdir"] = areas.Scratch.PathOf(outputDirectory),
-            ["jobdir"] = jobPath,
             ["run"] = message.Run.ToString(CultureInfo.InvariantCulture),
             ["stream"] = message.Stream,
             ["section"] = message.Section.ToString(CultureInfo.InvariantCulture),
@@ -62,13 +57,46 @@ public sealed class ReleaseLauncher(StorageAreas areas, IReleaseRunner runner, C
         // The orchestrator sets every request's limit (its campaign's, as measured, or the file's own); a request of an
         // older orchestrator without one gets the release's.
         var timeoutSeconds = message.TimeoutSeconds ?? release.EffectiveTimeoutSeconds;
+        var arguments = release.Arguments ?? [];
+        JobSpec? spec = null;
+        if (runner.MovesJobBytes)
+        {
+            // The job fetches its input and copies its outputs on its compute node: the node fills in its own folders.
+            // The templates are expanded here once with stand-ins, so that a bad one fails the attempt before it is submitted.
+            spec = new JobSpec(message, Path.GetRelativePath(areas.Scratch.RootPath, jobPath).Replace('\\', '/'), executable, arguments,
+                new Dictionary<string, string>(values, StringComparer.Ordinal), timeoutSeconds,
+                JobSpec.AreasOf(areas),
+                new RemoteStorageOptions
+                {
+                    TimeoutSeconds = remote.Value.TimeoutSeconds, ConnectTimeoutSeconds = remote.Value.ConnectTimeoutSeconds,
+                    RequestTimeoutSeconds = remote.Value.RequestTimeoutSeconds, MaxConnectionsPerServer = remote.Value.MaxConnectionsPerServer,
+                    Access = remote.Value.Access,
+                },
+                options.Value.VerifyInput);
+            foreach (var placeholder in JobSpec.NodePlaceholders)
+            {
+                values[placeholder] = $"<{placeholder} on the node>";
+            }
+        }
+        else
+        {
+            var (inputPath, inputProblem) = await inputs.PrepareAsync(message, jobPath, cancellationToken);
+            if (inputProblem is not null)
+            {
+                return JobResult.NotRun(inputProblem);
+            }
+            values["input"] = inputPath;
+            values["outdir"] = areas.Scratch.PathOf(outputDirectory);
+            values["jobdir"] = jobPath;
+        }
         ReleaseJob job;
         try
         {
             job = new ReleaseJob(
                 ArgumentTemplate.Expand(executable, values),
-                [.. (release.Arguments ?? []).Select(a => ArgumentTemplate.Expand(a, values))],
-                jobPath, logPath, TimeSpan.FromSeconds(timeoutSeconds), message.FileId, message.Attempt, message.Campaign, campaign.Batch);
+                [.. arguments.Select(a => ArgumentTemplate.Expand(a, values))],
+                jobPath, logPath, TimeSpan.FromSeconds(timeoutSeconds), message.FileId, message.Attempt, message.Campaign, campaign.Batch, spec,
+                spec is null ? null : JobReport.NameIn(spec.JobDirectory));
         }
         catch (FormatException ex)
         {
@@ -83,7 +111,8 @@ public sealed class ReleaseLauncher(StorageAreas areas, IReleaseRunner runner, C
     /// <summary>Follows a batch job another worker (or this one before a restart) submitted, to its end.</summary>
     public async Task<JobResult> FollowAsync(ReconstructFile message, AdoptedJob adopted, string jobPath, string logPath, CancellationToken cancellationToken)
     {
-        var job = new ReleaseJob("", [], jobPath, logPath, TimeSpan.FromSeconds(adopted.TimeLimitSeconds), message.FileId, message.Attempt, message.Campaign);
+        var job = new ReleaseJob("", [], jobPath, logPath, TimeSpan.FromSeconds(adopted.TimeLimitSeconds), message.FileId, message.Attempt, message.Campaign,
+            ReportName: runner.MovesJobBytes ? JobReport.NameIn(adopted.JobDirectory) : null);
         var outcome = await runner.FollowAsync(job, adopted.BatchJobId, cancellationToken);
         return new JobResult(outcome, ProblemOf(outcome, adopted.TimeLimitSeconds), adopted.TimeLimitSeconds);
     }
@@ -99,6 +128,8 @@ public sealed class ReleaseLauncher(StorageAreas areas, IReleaseRunner runner, C
     {
         { SiteFailure: true, BatchState: "CANCELLED", BatchReason: { } reason } when reason.StartsWith(SlurmQueueKeeper.CancelledBecause, StringComparison.Ordinal) =>
             $"batch job {outcome.BatchJobId} {reason}",
+        // A wrapped job that ran but could not report: the line says why.
+        { SiteFailure: true, BatchState: "COMPLETED" or "FAILED", FirstErrorLine: { } line } => $"batch job {outcome.BatchJobId} on {NodeOf(outcome)}: {line}",
         { SiteFailure: true } => $"the site failed batch job {outcome.BatchJobId}: {outcome.BatchState} ({outcome.BatchReason ?? outcome.FirstErrorLine}) on {NodeOf(outcome)}",
         { BatchState: "OUT_OF_MEMORY" } => $"batch job {outcome.BatchJobId} ran out of memory on {NodeOf(outcome)}",
         { TimedOut: true } => $"timed out after {timeoutSeconds}s",

@@ -6,17 +6,21 @@ namespace Pipeline.Reconstruction;
 
 /// <summary>
 /// One run of a release: the executable, its final argument list, where it runs and logs, the file attempt it is, and
-/// what its campaign asks of a batch farm (ignored by a local run).
+/// what its campaign asks of a batch farm (ignored by a local run). <see cref="Wrapped"/> is set for an executor that
+/// <see cref="IReleaseRunner.MovesJobBytes"/>: what the job wrapper runs on the compute node; <see cref="ReportName"/> is where
+/// the wrapper leaves its report in the unmerged area.
 /// </summary>
 public sealed record ReleaseJob(string Executable, IReadOnlyList<string> Arguments, string WorkingDirectory, string LogPath, TimeSpan Timeout,
-    Guid FileId = default, int Attempt = 0, string Campaign = "", BatchResources? Resources = null);
+    Guid FileId = default, int Attempt = 0, string Campaign = "", BatchResources? Resources = null, Batch.JobSpec? Wrapped = null, string? ReportName = null);
 
 /// <summary>
 /// How a run ended. <see cref="ExitCode"/> is null when the process was killed. A batch job adds its id, its end state,
 /// Slurm's reason and node; <see cref="SiteFailure"/> says the site failed it (a node, a preemption), not the release.
+/// A wrapped job adds the <see cref="Report"/> it left in storage.
 /// </summary>
 public sealed record ReleaseOutcome(int? ExitCode, bool TimedOut, string LogTail, string? FirstErrorLine,
-    long? BatchJobId = null, string? BatchState = null, string? BatchReason = null, string? BatchNode = null, bool SiteFailure = false);
+    long? BatchJobId = null, string? BatchState = null, string? BatchReason = null, string? BatchNode = null, bool SiteFailure = false,
+    Batch.JobReport? Report = null);
 
 /// <summary>Runs a release job. The process implementation is the real one; tests may wrap it.</summary>
 public interface IReleaseRunner
@@ -25,6 +29,12 @@ public interface IReleaseRunner
 
     /// <summary>Whether a job goes on when its worker stops (a batch job does; a child process does not).</summary>
     bool JobsOutliveWorker => false;
+
+    /// <summary>
+    /// Whether the job itself fetches its input and copies its outputs and logs through storage, where it runs (a batch
+    /// job on a compute node), rather than the worker on its own host.
+    /// </summary>
+    bool MovesJobBytes => false;
 
     /// <summary>Follows a batch job submitted earlier (by this worker before a restart, or another) to its end.</summary>
     Task<ReleaseOutcome> FollowAsync(ReleaseJob job, long batchJobId, CancellationToken cancellationToken) =>

@@ -36,8 +36,10 @@ public sealed class SlurmAdoption(
         var adopted = 0;
         foreach (var job in listed.Where(j => !watch.Knows(j.Id) && !_settled.Contains(j.Id)))
         {
-            var folder = Path.GetRelativePath(areas.Scratch.RootPath, job.WorkDirectory);
-            var request = folder.StartsWith("..", StringComparison.Ordinal) || Path.IsPathRooted(folder) ? null : await RequestOfAsync(job, cancellationToken);
+            // A wrapped job runs in a folder of its node and names its folder in the worker's scratch in its comment;
+            // one submitted by an earlier version runs in that folder.
+            var folder = job.Comment.Length > 0 ? job.Comment : Path.GetRelativePath(areas.Scratch.RootPath, job.WorkDirectory);
+            var request = AreaNames.Problem(folder) is not null ? null : await RequestOfAsync(job, areas.Scratch.PathOf(folder), cancellationToken);
             if (request is null)
             {
                 _settled.Add(job.Id);
@@ -65,9 +67,9 @@ public sealed class SlurmAdoption(
         return adopted;
     }
 
-    private async Task<JobRequest?> RequestOfAsync(SlurmJob job, CancellationToken cancellationToken)
+    private async Task<JobRequest?> RequestOfAsync(SlurmJob job, string folder, CancellationToken cancellationToken)
     {
-        var path = Path.Combine(job.WorkDirectory, ReleaseLauncher.RequestName);
+        var path = Path.Combine(folder, ReleaseLauncher.RequestName);
         if (slurm.Owner(job.Name) is not { } owner || !File.Exists(path))
         {
             return null;

@@ -8,13 +8,15 @@ namespace Pipeline.Reconstruction.Batch;
 
 /// <summary>
 /// What a submission asks of Slurm: the job's name, its script, where it runs and writes its output, its time limit, and
-/// its campaign's resources where they differ from the worker's settings.
+/// its campaign's resources where they differ from the worker's settings, and the job's folder in the worker's scratch as
+/// its comment (where a worker adopting it finds its request).
 /// </summary>
 public sealed record SlurmSubmission(string Name, string ScriptPath, string WorkingDirectory, string OutputPath, string ErrorPath, TimeSpan TimeLimit,
-    BatchResources? Resources = null);
+    BatchResources? Resources = null, string? Comment = null);
 
 /// <summary>One job as Slurm lists it. <see cref="ExitCode"/> and <see cref="Signal"/> are the job script's.</summary>
-public sealed record SlurmJob(long Id, string Name, string State, string Reason, int ExitCode, int Signal, DateTimeOffset? Started, DateTimeOffset? Ended, string Node, string WorkDirectory = "")
+public sealed record SlurmJob(long Id, string Name, string State, string Reason, int ExitCode, int Signal, DateTimeOffset? Started, DateTimeOffset? Ended, string Node,
+    string WorkDirectory = "", string Comment = "")
 {
     private static readonly HashSet<string> EndStates = new(StringComparer.Ordinal)
     {
@@ -34,7 +36,7 @@ public sealed class SlurmException(string message) : Exception(message);
 public sealed class SlurmClient(IOptions<SlurmOptions> options)
 {
     // squeue's fields, '|' after each: a job name cannot hold one (the prefix and a file id), the other fields never do.
-    private const string ListFormat = "JobID:|,Name:|,State:|,Reason:|,exit_code:|,StartTime:|,EndTime:|,NodeList:|,WorkDir:|";
+    private const string ListFormat = "JobID:|,Name:|,State:|,Reason:|,exit_code:|,StartTime:|,EndTime:|,NodeList:|,WorkDir:|,Comment:|";
 
     private SlurmOptions Settings => options.Value;
 
@@ -90,6 +92,10 @@ public sealed class SlurmClient(IOptions<SlurmOptions> options)
             {
                 command.Add($"{option}={value}");
             }
+        }
+        if (!string.IsNullOrEmpty(job.Comment))
+        {
+            command.Add($"--comment={job.Comment}");
         }
         command.Add(job.ScriptPath);
         var outcome = await ExternalCommand.RunAsync(command, null, CommandTimeout, cancellationToken, environment: Environment);
@@ -216,7 +222,9 @@ public sealed class SlurmClient(IOptions<SlurmOptions> options)
         }
         // exit_code is the job script's wait status: the exit code above 8 bits, the signal below.
         var status = int.TryParse(fields[4], NumberStyles.None, CultureInfo.InvariantCulture, out var raw) ? raw : 0;
-        return new SlurmJob(id, fields[1], fields[2], fields[3], status >> 8, status & 0x7f, Time(fields[5]), Time(fields[6]), fields[7], fields[8]);
+        // squeue prints "(null)" for a job without a comment.
+        var comment = fields.Length > 9 && fields[9] != "(null)" ? fields[9] : "";
+        return new SlurmJob(id, fields[1], fields[2], fields[3], status >> 8, status & 0x7f, Time(fields[5]), Time(fields[6]), fields[7], fields[8], comment);
     }
 
     // squeue prints the controller's local time without a zone, or N/A / Unknown / None.

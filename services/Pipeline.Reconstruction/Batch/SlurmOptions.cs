@@ -49,4 +49,24 @@ public sealed class SlurmOptions
     /// </summary>
     [Range(1, 86400)]
     public int MissingSeconds { get; set; } = 120;
+
+    /// <summary>
+    /// The folder a job starts in on its compute node, a disk of the node's own (the job works in a folder it makes
+    /// there, and removes it at its end); nothing the worker writes needs to be visible there.
+    /// </summary>
+    [Required]
+    public string NodeFolder { get; set; } = "/tmp";
+
+    /// <summary>
+    /// The command that runs the job wrapper on a compute node, before its arguments (<c>job SPEC</c>): by default this
+    /// worker's own program as it was started (the nodes see the software where the worker does, as they see the release's).
+    /// </summary>
+    public string[] WrapperCommand { get; set; } = [];
+
+    /// <summary>The wrapper's command as configured, or this program's.</summary>
+    public IReadOnlyList<string> EffectiveWrapperCommand =>
+        WrapperCommand.Length > 0 ? WrapperCommand
+        : Environment.ProcessPath is { } host && Path.GetFileNameWithoutExtension(host) == "dotnet"
+            ? [host, Path.Combine(AppContext.BaseDirectory, "Pipeline.Reconstruction.dll")]
+            : [Environment.ProcessPath ?? Path.Combine(AppContext.BaseDirectory, "Pipeline.Reconstruction")];
 }

@@ -19,7 +19,8 @@ public sealed class LocalArea : StorageArea
     public LocalArea(string name, Uri location)
         : base(name, FolderOf(name, location))
     {
-        _root = Path.GetFullPath(location.LocalPath);
+        // A folder's URL may end with '/' (as its Location does): the root never does, or no name would be inside it.
+        _root = Path.TrimEndingDirectorySeparator(Path.GetFullPath(location.LocalPath));
         Directory.CreateDirectory(_root);
         _realRoot = new Lazy<string>(() => new DirectoryInfo(_root).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? _root);
     }

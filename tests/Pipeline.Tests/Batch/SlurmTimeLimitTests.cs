@@ -21,7 +21,7 @@ public sealed class When_a_slurm_job_runs_past_its_time_limit(SlurmCluster clust
         var watch = await cluster.WatchAsync(slurm);
         try
         {
-            var runner = SlurmCluster.Runner(slurm, watch);
+            var runner = cluster.Runner(slurm, watch);
             var job = new ReleaseJob("/bin/sleep", ["600"], _folder.Path, Path.Combine(_folder.Path, ReconstructionWorker.JobLogName), TimeSpan.FromSeconds(30), Guid.NewGuid(), 1);
 
             var outcome = await runner.RunAsync(job, CancellationToken.None);

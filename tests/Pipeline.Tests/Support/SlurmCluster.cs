@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging.Abstractions;
+using Pipeline.Infrastructure.Storage;
 using Pipeline.Reconstruction.Batch;
 
 namespace Pipeline.Tests.Support;
@@ -97,9 +98,18 @@ public sealed class SlurmCluster : IAsyncLifetime
         }
     }
 
-    /// <summary>A runner of releases as this cluster's jobs, through the given client and watch.</summary>
-    public static SlurmReleaseRunner Runner(SlurmClient client, SlurmJobWatch watch) =>
-        new(client, watch, new Microsoft.Extensions.Hosting.Internal.ApplicationLifetime(NullLogger<Microsoft.Extensions.Hosting.Internal.ApplicationLifetime>.Instance), NullLogger<SlurmReleaseRunner>.Instance);
+    /// <summary>
+    /// A runner of releases as this cluster's jobs, through the given client and watch; a wrapped job reads its report
+    /// from <paramref name="areas"/> and starts in <paramref name="nodeFolder"/> on the node.
+    /// </summary>
+    public SlurmReleaseRunner Runner(SlurmClient client, SlurmJobWatch watch, StorageAreas? areas = null, string? nodeFolder = null)
+    {
+        var options = Options();
+        options.NodeFolder = nodeFolder ?? options.NodeFolder;
+        return new(client, watch, areas ?? StorageAreas.FromConfiguration(new Dictionary<string, string?>(), Path.Combine(_folder!.Path, "areas")),
+            Microsoft.Extensions.Options.Options.Create(options),
+            new Microsoft.Extensions.Hosting.Internal.ApplicationLifetime(NullLogger<Microsoft.Extensions.Hosting.Internal.ApplicationLifetime>.Instance), NullLogger<SlurmReleaseRunner>.Instance);
+    }
 
     /// <summary>A watch on this cluster's jobs, started; dispose it to stop it.</summary>
     public async Task<SlurmJobWatch> WatchAsync(SlurmClient client, string prefix = "pipeline")
