@@ -9,8 +9,10 @@ namespace Pipeline.Benchmarks;
 /// How reconstruction scales with worker hosts: 1, 2 and 4 hosts (network namespaces on a bridge of their own, each
 /// reaching the broker only over it), each one worker with the same slots, and jobs that sleep a fixed time so that
 /// the machine's cores are not the limit. For each: files per second from the first claim to the last
-/// reconstruction, and efficiency = files/s ÷ (hosts × slots ÷ job seconds). The rest of the pipeline runs on this
-/// machine, every service a process of its own, on a RabbitMQ node of its own; the state store is one SQLite file.
+/// reconstruction, and efficiency = files/s ÷ (hosts × slots ÷ job seconds). Nothing is shared between the hosts but the
+/// network: each worker host has a disk of its own, every area but scratch is on an XRootD server on a host of its own,
+/// and the state on a PostgreSQL server on another. The rest of the pipeline runs on this machine, every service a
+/// process of its own, on a RabbitMQ node of its own.
 /// </summary>
 public static class ScaleOutBenchmark
 {
@@ -30,13 +32,16 @@ public static class ScaleOutBenchmark
             points.Add(await PointAsync(hosts, slots, jobSeconds, waves));
             Console.Error.WriteLine($"bench: scaleOut with {hosts} hosts: {points[^1]}");
         }
-        return new { slots, jobSeconds, waves, points, target = 0.9 };
+        return new { store = "postgres", privateDisks = true, storage = "root://", slots, jobSeconds, waves, points, target = 0.9 };
     }
+
+    private const string StorageHost = "st";
+    private const string StateHost = "db";
 
     private static async Task<ScalePoint> PointAsync(int hosts, int slots, int jobSeconds, int waves)
     {
         var names = Enumerable.Range(1, hosts).Select(i => $"w{i.ToString(CultureInfo.InvariantCulture)}").ToList();
-        await using var placed = await TestNetwork.UpAsync(names, CancellationToken.None);
+        await using var placed = await TestNetwork.UpAsync([.. names, StorageHost, StateHost], CancellationToken.None);
         var workers = names.Select(n => $"reconstruction-{n}").ToList();
         (string, string)[] services =
         [
@@ -44,18 +49,23 @@ public static class ScaleOutBenchmark
             // The monitor records the workers' heartbeats, whose slots the dispatcher counts.
             ("merger", "Pipeline.Merger"), ("archiver", "Pipeline.Archiver"), ("monitor", "Pipeline.Monitor"), .. workers.Select(w => (w, "Pipeline.Reconstruction")),
         ];
-        var network = new NetworkPlacement(placed.BridgeAddress, names.ToDictionary(n => $"reconstruction-{n}", n => placed[n]));
+        var network = new NetworkPlacement(placed.BridgeAddress, names.ToDictionary(n => $"reconstruction-{n}", n => placed[n]),
+            Storage: placed[StorageHost], PrivateDisks: true, State: placed[StateHost]);
         var settings = workers.ToDictionary(w => w, _ => (IReadOnlyDictionary<string, string>)new Dictionary<string, string>
         {
             ["Pipeline__Reconstruction__Slots"] = slots.ToString(CultureInfo.InvariantCulture),
             ["Serilog__MinimumLevel__Default"] = "Warning",
         });
         await using var pipeline = await ProcessPipeline.StartAsync(null, 5703, Console.Error, _ => null, releaseSleepMsMax: 0, CancellationToken.None,
-            serviceSettings: settings, services: services, network: network, releaseSleepMs: jobSeconds * 1000);
+            serviceSettings: settings, services: services, network: network, releaseSleepMs: jobSeconds * 1000, postgres: true);
+        if (!pipeline.PrivateDisksChecked(Console.Error))
+        {
+            throw new InvalidOperationException($"scaleOut with {hosts} hosts: a worker host's disk was not its own");
+        }
         var files = hosts * slots * waves;
         var runs = await pipeline.GenerateAsync(files, seed: 5);
         await pipeline.AnnounceAsync(runs, CancellationToken.None);
-        using var store = StoreBackend.Sqlite(Path.Combine(pipeline.Data, "pipeline.db"));
+        using var store = pipeline.OpenStore();
         var deadline = Stopwatch.StartNew();
         while ((await ProcessPipeline.ProgressAsync(store.Sagas, CancellationToken.None)).Final < files)
         {

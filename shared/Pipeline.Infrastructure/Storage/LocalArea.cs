@@ -201,6 +201,40 @@ public sealed class LocalArea : StorageArea
         await Task.CompletedTask;
     }
 
+    public override async IAsyncEnumerable<AreaEntry> ListFolderAsync(string folder, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var start = folder.Length == 0 ? _root : PathOf(folder);
+        if (!Directory.Exists(start))
+        {
+            yield break;
+        }
+        foreach (var entry in new DirectoryInfo(start).EnumerateFileSystemInfos())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var name = Path.GetRelativePath(_root, entry.FullName).Replace(Path.DirectorySeparatorChar, '/');
+            yield return entry is FileInfo file ? new AreaEntry(name, file.Length, file.LastWriteTimeUtc) : new AreaEntry(name, 0, entry.LastWriteTimeUtc, IsFolder: true);
+        }
+        await Task.CompletedTask;
+    }
+
+    public override Task<bool> DeleteEmptyFolderAsync(string folder, CancellationToken cancellationToken)
+    {
+        try
+        {
+            Directory.Delete(PathOf(folder), recursive: false);
+            return Task.FromResult(true);
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return Task.FromResult(true);
+        }
+        catch (IOException)
+        {
+            // Something is still in it.
+            return Task.FromResult(false);
+        }
+    }
+
     public void Delete(string name)
     {
         var path = PathOf(name);

@@ -7,7 +7,7 @@ namespace Pipeline.Infrastructure.Storage;
 public sealed record StoredFile(long Size, string? StoredAdler32);
 
 /// <summary>A file found by listing an area: its name in the area, size and last change.</summary>
-public sealed record AreaEntry(string Name, long Size, DateTimeOffset Modified);
+public sealed record AreaEntry(string Name, long Size, DateTimeOffset Modified, bool IsFolder = false);
 
 /// <summary>
 /// A named storage area (archive, cache, scratch, output, logs) at a URL whose scheme says what kind it is: a folder
@@ -74,6 +74,15 @@ public abstract class StorageArea
     public abstract IAsyncEnumerable<AreaEntry> ListAsync(string folder, CancellationToken cancellationToken);
 
     /// <summary>
+    /// One level of a folder ("" for the area's top): the files and the folders (<see cref="AreaEntry.IsFolder"/>) right
+    /// in it, nothing below them; none when there is no such folder. What a walk that does not need every level reads.
+    /// </summary>
+    public abstract IAsyncEnumerable<AreaEntry> ListFolderAsync(string folder, CancellationToken cancellationToken);
+
+    /// <summary>Removes a folder with nothing in it: true once it is gone (or was not there), false while something is still in it.</summary>
+    public abstract Task<bool> DeleteEmptyFolderAsync(string folder, CancellationToken cancellationToken);
+
+    /// <summary>
     /// Every file under <paramref name="folder"/> at any depth, for an endpoint that lists one level at a time
     /// (PROPFIND Depth 1, xrdfs ls): <paramref name="listLevel"/> gives a level's members by the folder's name ("" for the top).
     /// </summary>
@@ -96,6 +105,17 @@ public abstract class StorageArea
                     yield return new AreaEntry(name, entry.Size, entry.Modified);
                 }
             }
+        }
+    }
+
+    /// <summary>One level of a folder of a remote area, through its own listing of one level.</summary>
+    protected async IAsyncEnumerable<AreaEntry> LevelAsync(
+        string folder, Func<string, CancellationToken, IAsyncEnumerable<Http.RemoteEntry>> listLevel, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var at = folder.Length == 0 ? "" : CheckedName(folder);
+        await foreach (var entry in listLevel(at, cancellationToken))
+        {
+            yield return new AreaEntry(at.Length == 0 ? entry.Href : $"{at}/{entry.Href}", entry.Size, entry.Modified, entry.IsCollection);
         }
     }
 

@@ -17,6 +17,14 @@ public static class JobFolders
     public static string OfAttempt(string campaign, int run, Guid fileId, int attempt) =>
         $"{Root}/{campaign}/run{run:D6}/{fileId:N}/attempt-{attempt}";
 
+    /// <summary>The file a file's folder (<c>jobs/campaign/runNNNNNN/file</c>) is of; false for any other name.</summary>
+    public static bool TryParseFileFolder(string name, out Guid fileId)
+    {
+        var parts = name.Split('/');
+        fileId = Guid.Empty;
+        return parts.Length == AttemptDepth - 1 && parts[0] == Root && Guid.TryParseExact(parts[3], "N", out fileId);
+    }
+
     /// <summary>The file and attempt a name at or below an attempt folder belongs to; false for any other name.</summary>
     public static bool TryParse(string name, out Guid fileId, out int attempt)
     {

@@ -74,7 +74,7 @@ public sealed class When_killed_jobs_leave_folders_in_scratch
         Assert.Equal(0, await outputs.SweepAsync(CancellationToken.None));
     }
 
-    private static async Task<Guid> FileAsync(StoreBackend store, string state)
+    internal static async Task<Guid> FileAsync(StoreBackend store, string state)
     {
         var id = Guid.NewGuid();
         await store.Sagas.InsertAsync(new FileState
@@ -99,3 +99,62 @@ public sealed class When_killed_jobs_leave_folders_in_scratch
         }
     }
 }
+
+/// <summary>
+/// The unmerged area on a storage server, which keeps a folder after its last file goes: the sweep reads one level per
+/// run, looks into the folders of final files only, and removes what it emptied.
+/// </summary>
+public sealed class When_a_storage_server_holds_the_outputs_of_finished_jobs(XrootdServer server) : IClassFixture<XrootdServer>
+{
+    [SkippableFact]
+    public async Task Should_remove_the_leftovers_and_the_emptied_folders_of_final_files_and_leave_files_at_work_alone()
+    {
+        server.Require();
+        using var folder = new TempDirectory();
+        using var store = StoreBackend.Sqlite(Path.Combine(folder.Path, "pipeline.db"));
+        var unmerged = $"unmerged-{Guid.NewGuid():N}";
+        var areas = StorageAreas.FromConfiguration(
+            new Dictionary<string, string?> { [StorageOptions.Unmerged] = $"{server.RootUri.GetLeftPart(UriPartial.Authority)}//{unmerged}" }, folder.Path);
+        var merged = await When_killed_jobs_leave_folders_in_scratch.FileAsync(store, "Archived");
+        var superseded = await When_killed_jobs_leave_folders_in_scratch.FileAsync(store, "Archived");
+        var working = await When_killed_jobs_leave_folders_in_scratch.FileAsync(store, "Reconstructing");
+        // Every output of the merged file went into its merged files (the folders stay); the superseded attempt's did not.
+        var mergedOutput = $"jobs/prompt/run000001/{merged:N}/attempt-1/0badc0de/out/muon.evt";
+        var leftover = $"jobs/prompt/run000001/{superseded:N}/attempt-1/feedf00d/out/muon.evt";
+        var atWork = $"jobs/prompt/run000001/{working:N}/attempt-1/cafe0001/out/muon.evt";
+        foreach (var name in new[] { mergedOutput, leftover, atWork })
+        {
+            await areas.Unmerged.WriteAsync(name, (s, ct) => s.WriteAsync(new byte[10], ct).AsTask(), CancellationToken.None);
+        }
+        Assert.True(await areas.Unmerged.DeleteAsync(mergedOutput, CancellationToken.None));
+        Assert.True(Directory.Exists(Path.Combine(server.DataPath, unmerged, $"jobs/prompt/run000001/{merged:N}/attempt-1/0badc0de/out")));
+
+        var services = new ServiceCollection();
+        services.AddSingleton(store.Sagas);
+        services.AddMassTransitTestHarness(bus => bus.AddConsumer<FileStatesQueryConsumer>());
+        await using var provider = services.BuildServiceProvider(validateScopes: true);
+        await provider.GetRequiredService<ITestHarness>().Start();
+        // An hour on: everything is untouched for long enough.
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow.AddHours(1));
+        var gate = new AreaGate(store.Flow, new FlowControl(Options.Create(new FlowOptions())), areas, time, NullLogger<AreaGate>.Instance);
+        var sweeper = new LeftoverOutputSweeper(areas, new OrchestratorFileStates(provider.GetRequiredService<IClientFactory>()), gate,
+            Options.Create(new CollectorOptions { LeftoverAfterSeconds = 600 }), time, NullLogger<LeftoverOutputSweeper>.Instance);
+
+        Assert.Equal(1, await sweeper.SweepAsync(CancellationToken.None));
+
+        var run = Path.Combine(server.DataPath, unmerged, "jobs/prompt/run000001");
+        Assert.Equal([$"{working:N}"], Directory.EnumerateDirectories(run).Select(Path.GetFileName));
+        Assert.True(await areas.Unmerged.ExistsAsync(atWork, CancellationToken.None));
+        Assert.Equal(0, await sweeper.SweepAsync(CancellationToken.None));
+
+        // Once the last file of the run is done and its outputs merged, the run's folder goes too (on the pass after).
+        Assert.True(await areas.Unmerged.DeleteAsync(atWork, CancellationToken.None));
+        var done = (await store.Sagas.LoadAsync(working, CancellationToken.None))!;
+        done.CurrentState = "Archived";
+        await store.Sagas.UpdateAsync(done, done.Version, CancellationToken.None);
+        await sweeper.SweepAsync(CancellationToken.None);
+        await sweeper.SweepAsync(CancellationToken.None);
+        Assert.False(Directory.Exists(run));
+    }
+}
+

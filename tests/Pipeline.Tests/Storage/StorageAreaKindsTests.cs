@@ -143,6 +143,36 @@ public sealed class When_an_area_is_a_folder_an_xrootd_or_a_webdav_endpoint(Xroo
         Assert.False(await area.DeleteAsync("quarantine/a.raw", CancellationToken.None));
     }
 
+    [SkippableTheory]
+    [MemberData(nameof(Kinds))]
+    public async Task Should_list_one_level_with_its_folders_and_remove_a_folder_only_when_it_is_empty(string kind)
+    {
+        var (area, _) = AreaOf(kind);
+        foreach (var (name, length) in new[] { ("run000001/b.raw", 20), ("run000001/physics/c.raw", 30) })
+        {
+            await area.WriteFromAsync(name, new MemoryStream(Bytes(length, length)), length, CancellationToken.None);
+        }
+
+        var level = new List<string>();
+        await foreach (var entry in area.ListFolderAsync("run000001", CancellationToken.None))
+        {
+            level.Add(entry.IsFolder ? $"{entry.Name}/" : $"{entry.Name}:{entry.Size}");
+        }
+        level.Sort(StringComparer.Ordinal);
+        Assert.Equal(["run000001/b.raw:20", "run000001/physics/"], level);
+        Assert.Empty(await area.ListFolderAsync("run000002", CancellationToken.None).ToListAsync());
+
+        // A folder with a file in it stays, with the file; once the file is gone, the folder can go.
+        Assert.False(await area.DeleteEmptyFolderAsync("run000001/physics", CancellationToken.None));
+        Assert.Equal(30, (await area.StatAsync("run000001/physics/c.raw", CancellationToken.None))!.Size);
+        Assert.True(await area.DeleteAsync("run000001/physics/c.raw", CancellationToken.None));
+        // A storage server keeps the folder after its last file (a folder area removes emptied folders itself); a folder
+        // that is not there counts as removed.
+        Assert.True(await area.DeleteEmptyFolderAsync("run000001/physics", CancellationToken.None));
+        Assert.True(await area.DeleteEmptyFolderAsync("run000001/physics", CancellationToken.None));
+        Assert.Equal(["run000001/b.raw"], (await area.ListFolderAsync("run000001", CancellationToken.None).ToListAsync()).Select(e => e.Name));
+    }
+
     private static async Task<List<string>> ListAsync(StorageArea area, string folder)
     {
         var names = new List<string>();

@@ -158,6 +158,25 @@ public sealed class GfalArea : StorageArea
     public override IAsyncEnumerable<AreaEntry> ListAsync(string folder, CancellationToken cancellationToken) =>
         WalkAsync(folder, ListLevelAsync, cancellationToken);
 
+    public override IAsyncEnumerable<AreaEntry> ListFolderAsync(string folder, CancellationToken cancellationToken) =>
+        LevelAsync(folder, ListLevelAsync, cancellationToken);
+
+    /// <summary>gfal-rm removes a folder only recursively: the folder is looked at first (a file put in meanwhile would go with it).</summary>
+    public override async Task<bool> DeleteEmptyFolderAsync(string folder, CancellationToken cancellationToken)
+    {
+        await foreach (var _ in ListFolderAsync(folder, cancellationToken))
+        {
+            return false;
+        }
+        var removed = await RunAsync(["gfal-rm", "-r", ToolUrl(CheckedName(folder))], cancellationToken);
+        if (removed.ExitCode == NoSuchFile)
+        {
+            return true;
+        }
+        Require(removed, "removal of the folder", folder);
+        return true;
+    }
+
     // "-rw-rw-rw-   0 0     0       2000000 Dec  3 02:49 name": the name is the rest of the line after the time.
     private async IAsyncEnumerable<RemoteEntry> ListLevelAsync(string folder, [EnumeratorCancellation] CancellationToken cancellationToken)
     {

@@ -69,4 +69,18 @@ public sealed class WebDavArea : StorageArea
 
     public override IAsyncEnumerable<AreaEntry> ListAsync(string folder, CancellationToken cancellationToken) =>
         WalkAsync(folder, (at, token) => _client.ListAsync(at.Length == 0 ? Location : UriOf(at), token), cancellationToken);
+
+    public override IAsyncEnumerable<AreaEntry> ListFolderAsync(string folder, CancellationToken cancellationToken) =>
+        LevelAsync(folder, (at, token) => _client.ListAsync(at.Length == 0 ? Location : UriOf(at), token), cancellationToken);
+
+    /// <summary>A DELETE of a collection removes what is in it too: the folder is looked at first (a file put in meanwhile would go with it).</summary>
+    public override async Task<bool> DeleteEmptyFolderAsync(string folder, CancellationToken cancellationToken)
+    {
+        await foreach (var _ in ListFolderAsync(folder, cancellationToken))
+        {
+            return false;
+        }
+        await _client.DeleteAsync(new Uri(UriOf(folder).AbsoluteUri.TrimEnd('/') + "/"), cancellationToken);
+        return true;
+    }
 }

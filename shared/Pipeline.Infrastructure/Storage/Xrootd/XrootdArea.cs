@@ -101,6 +101,12 @@ public sealed class XrootdArea : StorageArea, INearlineArea
     public override IAsyncEnumerable<AreaEntry> ListAsync(string folder, CancellationToken cancellationToken) =>
         WalkAsync(folder, (at, token) => ListLevelAsync(at.Length == 0 ? Location : UriOf(at), token), cancellationToken);
 
+    public override IAsyncEnumerable<AreaEntry> ListFolderAsync(string folder, CancellationToken cancellationToken) =>
+        LevelAsync(folder, (at, token) => ListLevelAsync(at.Length == 0 ? Location : UriOf(at), token), cancellationToken);
+
+    public override Task<bool> DeleteEmptyFolderAsync(string folder, CancellationToken cancellationToken) =>
+        _client.RemoveEmptyFolderAsync(UriOf(CheckedName(folder)), cancellationToken);
+
     private async IAsyncEnumerable<RemoteEntry> ListLevelAsync(Uri folder, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         foreach (var entry in await _client.ListAsync(folder, cancellationToken))

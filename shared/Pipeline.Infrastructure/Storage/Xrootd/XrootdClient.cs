@@ -319,6 +319,18 @@ public sealed class XrootdClient(TimeSpan timeout, int connectSeconds = 15, int 
         return true;
     }
 
+    /// <summary>Removes a folder with nothing in it (xrdfs rmdir, which succeeds for a folder that is not there); false while it is not empty.</summary>
+    public async Task<bool> RemoveEmptyFolderAsync(Uri folder, CancellationToken cancellationToken)
+    {
+        var outcome = await ExternalCommand.RunAsync([FileSystem, Server(folder), "rmdir", PathOf(folder)], null, timeout, cancellationToken, environment: _patience);
+        if (!outcome.Succeeded && outcome.ErrorTail.Contains("not empty", StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+        Require(outcome, "removal of the folder", folder);
+        return true;
+    }
+
     private async Task RunAsync(IReadOnlyList<string> command, string what, Uri url, CancellationToken cancellationToken) =>
         Require(await ExternalCommand.RunAsync(command, null, timeout, cancellationToken, environment: _patience), what, url);
 
