@@ -129,6 +129,12 @@ public static class JobWrapper
         {
             (report, exitCode) = await RunReleaseAsync(spec, areas, jobPath, outputDirectory, logPath, node, stopping);
         }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // Slurm's SIGTERM before the release started (while the input was fetched): Slurm's state says why.
+            report = new JobReport(null, false, "the job was stopped by the batch system before its release ran", false, "", null, [], [], node);
+            exitCode = ExitCodes.Killed;
+        }
         catch (Exception ex)
         {
             // Reported like any end, so that the worker (and the operator) learns what broke, with the stack in the job's log.
