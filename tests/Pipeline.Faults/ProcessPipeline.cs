@@ -401,18 +401,22 @@ public sealed class ProcessPipeline : IAsyncDisposable
             .. (Directory.Exists(HostDisks) ? Directory.EnumerateFiles(HostDisks, "*", SearchOption.AllDirectories).Where(f => !Path.GetFileName(f).StartsWith(".disk-", StringComparison.Ordinal)) : []),
         ];
         // The sweeps clear what the faults left once the files are final; through a storage server that is a process per
-        // file removed (a 200-file run on its own disks ended with about 800 outputs still to clear). So the wait goes on
-        // while the leftovers keep shrinking, up to 60 s without progress and 5 minutes in all.
+        // file or folder removed (the folders of every final file's jobs go too, and the files left over may come after
+        // many emptied folders). So the wait goes on while the leftovers or the unmerged area's folders keep shrinking,
+        // up to 60 s without progress and 5 minutes in all.
+        var unmerged = Path.Combine(Data, StorageOptions.Unmerged);
+        int Folders() => Directory.Exists(unmerged) ? Directory.EnumerateDirectories(unmerged, "*", SearchOption.AllDirectories).Count() : 0;
         var patience = TimeSpan.FromSeconds(60);
         var limit = DateTime.UtcNow + TimeSpan.FromMinutes(5);
         var deadline = DateTime.UtcNow + patience;
         var found = Find();
+        var folders = Folders();
         while (allFinal && found.Count > 0 && DateTime.UtcNow < deadline && DateTime.UtcNow < limit)
         {
             await Task.Delay(500, cancellationToken);
-            var before = found.Count;
-            found = Find();
-            if (found.Count < before)
+            var (filesBefore, foldersBefore) = (found.Count, folders);
+            (found, folders) = (Find(), Folders());
+            if (found.Count < filesBefore || folders < foldersBefore)
             {
                 deadline = DateTime.UtcNow + patience;
             }
