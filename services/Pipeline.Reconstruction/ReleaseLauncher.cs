@@ -65,14 +65,7 @@ public sealed class ReleaseLauncher(
             // The templates are expanded here once with stand-ins, so that a bad one fails the attempt before it is submitted.
             spec = new JobSpec(message, Path.GetRelativePath(areas.Scratch.RootPath, jobPath).Replace('\\', '/'), executable, arguments,
                 new Dictionary<string, string>(values, StringComparer.Ordinal), timeoutSeconds,
-                JobSpec.AreasOf(areas),
-                new RemoteStorageOptions
-                {
-                    TimeoutSeconds = remote.Value.TimeoutSeconds, ConnectTimeoutSeconds = remote.Value.ConnectTimeoutSeconds,
-                    RequestTimeoutSeconds = remote.Value.RequestTimeoutSeconds, MaxConnectionsPerServer = remote.Value.MaxConnectionsPerServer,
-                    Access = remote.Value.Access,
-                },
-                options.Value.VerifyInput);
+                JobSpec.AreasOf(areas), remote.Value, options.Value.VerifyInput);
             foreach (var placeholder in JobSpec.NodePlaceholders)
             {
                 values[placeholder] = $"<{placeholder} on the node>";

@@ -115,6 +115,8 @@ public static class JobWrapper
     /// <summary>Runs the job in <paramref name="root"/> (the node's folder); returns its report, also written to the unmerged area, and the exit code.</summary>
     public static async Task<(JobReport Report, int ExitCode)> RunAsync(JobSpec spec, string root, string node, CancellationToken stopping)
     {
+        // The worker's spool folder is on the worker's host: the node spools in its own folder.
+        spec.Remote.SpoolPath = null;
         var areas = StorageAreas.FromConfiguration(
             new Dictionary<string, string?>(spec.Areas, StringComparer.Ordinal) { [StorageOptions.Scratch] = root }, root, remote: spec.Remote);
         var message = spec.Message;
